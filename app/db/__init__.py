@@ -1,0 +1,1 @@
+"""Database: one async engine factory, the money column type and shared tables."""

@@ -1,0 +1,90 @@
+"""The one error shape every client sees: ``{"error": "<code>", "detail": "<text>"}``."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+log = structlog.get_logger()
+
+
+class AppError(Exception):
+    """An error a client caused or must be told about, raised by services."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None, status_code: int | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.code
+        self.status_code = status_code or self.status_code
+        self.extra = extra or {}
+
+
+class NotFound(AppError):
+    status_code, code = 404, "not_found"
+
+
+class Unauthorized(AppError):
+    status_code, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status_code, code = 403, "forbidden"
+
+
+class Conflict(AppError):
+    status_code, code = 409, "conflict"
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+def _code_for(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    parts = []
+    for item in extra:
+        if isinstance(item, dict):
+            where = item.get("key") or item.get("source") or ""
+            parts.append(f"{where}: {item.get('message', '')}".strip(": "))
+    return "; ".join(parts) or str(exc.detail)
+
+
+def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
+    return Response(error_body(exc.code, exc.detail, **exc.extra), status_code=exc.status_code,
+                    media_type=MediaType.JSON)
+
+
+def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ValidationException):
+        body = error_body("invalid_request", _validation_detail(exc))
+    else:
+        body = error_body(_code_for(exc.status_code), str(exc.detail))
+    return Response(body, status_code=exc.status_code, headers=exc.headers, media_type=MediaType.JSON)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled_error", path=request.url.path, error=repr(exc))
+    return Response(error_body("internal_error", "the server failed; the error was logged"),
+                    status_code=500, media_type=MediaType.JSON)
+
+
+exception_handlers = {
+    AppError: app_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}

@@ -1,0 +1,57 @@
+"""Liveness and readiness. Each dependency registers a readiness check by name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+READINESS_TIMEOUT_S = 3.0
+
+
+def register_check(state: State, name: str, check: ReadinessCheck) -> None:
+    state.setdefault("readiness_checks", {})[name] = check
+
+
+def database_check(engine: AsyncEngine) -> ReadinessCheck:
+    async def check() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    return check
+
+
+async def _run(check: ReadinessCheck) -> str:
+    try:
+        await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
+    except TimeoutError:
+        return f"down: no answer within {READINESS_TIMEOUT_S:g}s"
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready", reported by name
+        return f"down: {type(error).__name__}: {error}"[:300]
+    return "ok"
+
+
+class HealthController(Controller):
+    include_in_schema = True
+    tags = ["health"]
+
+    @get("/healthz", summary="Liveness: 200 while the process runs")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", summary="Readiness: each dependency's state; 503 names what failed")
+    async def readyz(self, state: State) -> Response[dict[str, Any]]:
+        checks: dict[str, ReadinessCheck] = state.get("readiness_checks", {})
+        results = await asyncio.gather(*(_run(check) for check in checks.values()))
+        dependencies = dict(zip(checks, results, strict=True))
+        failed = [name for name, result in dependencies.items() if result != "ok"]
+        body: dict[str, Any] = {"status": "ok" if not failed else "unavailable", "dependencies": dependencies}
+        if failed:
+            body |= {"error": "not_ready", "detail": f"unavailable: {', '.join(failed)}"}
+        return Response(body, status_code=503 if failed else 200)

@@ -1,0 +1,73 @@
+"""Shared fixtures: a migrated database per test (SQLite copy, or PostgreSQL truncated),
+settings that point at it, and an app with an async test client.
+
+With ``TWIN_TEST_DATABASE_URL`` set (CI does), every database test runs on that
+PostgreSQL database instead of SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from app.config import Settings
+from app.db import migrate
+from app.db.all_models import metadata
+from app.db.engine import create_engine
+
+POSTGRES_URL = os.environ.get("TWIN_TEST_DATABASE_URL")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Apply every migration once per session: to PostgreSQL, or to a template SQLite file."""
+    if POSTGRES_URL:
+        migrate.upgrade(POSTGRES_URL)
+        return POSTGRES_URL
+    template = tmp_path_factory.mktemp("db") / "template.db"
+    migrate.upgrade(sqlite_url(template))
+    return str(template)
+
+
+@pytest.fixture
+async def database_url(migrated_database: str, tmp_path: Path) -> str:
+    """A clean, migrated database for one test."""
+    if POSTGRES_URL:
+        engine = create_engine(POSTGRES_URL)
+        tables = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await engine.dispose()
+        return POSTGRES_URL
+    path = tmp_path / "twin.db"
+    shutil.copyfile(migrated_database, path)
+    return sqlite_url(path)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, auto_migrate=False)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    from app.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
