@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     cors_origins: list[str] = ["*"]
 
+    # Chain: empty RPC URL means the embedded in-process EVM with contracts deployed at start.
+    chain_rpc_url: str | None = None
+    twin_keys_address: str | None = None
+    opg_address: str | None = None
+    node_registry_address: str | None = None
+    chain_confirmations: int = Field(default=0, ge=0, le=1000)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
