@@ -21,7 +21,7 @@ from app.errors import exception_handlers
 from app.health import HealthController, database_check, register_check
 
 
-def _lifespan(settings: Settings):  # noqa: ANN202 - a lifespan factory
+def _lifespan(settings: Settings):
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The README's two commands: `./dev.sh run` and `./dev.sh test`. Each sets up what it needs
+# (Python venv, pinned Python and npm packages, Debian packages when missing) and is safe to
+# repeat: a step runs again only when the files that define it change.
+#   ./dev.sh run              serve on http://127.0.0.1:8000 with the embedded defaults
+#   ./dev.sh test [pytest args]  lint and run the test suite
+#   ./dev.sh bench NAME       run bench/NAME.py
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+apt_install() {
+  local missing=("$@")
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  elif command -v sudo >/dev/null; then
+    say "installing Debian packages with sudo: ${missing[*]}"
+    sudo apt-get update -qq >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "please install the Debian packages: ${missing[*]}"; exit 1
+  fi
+}
+
+# Re-run a step only when the files it depends on changed since it last succeeded.
+stale() {
+  local stamp=$1; shift
+  [ "$(cat "$stamp" 2>/dev/null)" != "$(cat "$@" | sha256sum)" ]
+}
+mark() { local stamp=$1; shift; cat "$@" | sha256sum > "$stamp"; }
+
+setup_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+      apt_install "python3-venv"
+    fi
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  if stale "$VENV/.installed" pyproject.toml constraints.txt; then
+    say "installing Python packages (pinned by constraints.txt)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
+    mark "$VENV/.installed" pyproject.toml constraints.txt
+  fi
+}
+
+setup_node() {
+  command -v npm >/dev/null || apt_install nodejs npm
+  if stale node_modules/.installed package.json package-lock.json; then
+    say "installing npm packages (pinned by package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
+    mark node_modules/.installed package.json package-lock.json
+  fi
+}
+
+setup_browser() {
+  # The end-to-end tests drive Debian's Chromium; no browser is downloaded at run time.
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
+  run)
+    setup_python; setup_node
+    exec "$VENV/bin/twin" serve "$@"
+    ;;
+  test)
+    setup_python; setup_node; setup_browser
+    "$VENV/bin/ruff" check .
+    exec "$VENV/bin/pytest" "$@"
+    ;;
+  bench)
+    setup_python; setup_node
+    name=${1:?usage: ./dev.sh bench NAME (one of: $(cd bench && ls *.py | sed 's/\.py$//' | tr '\n' ' '))}
+    shift
+    exec "$VENV/bin/python" "bench/$name.py" "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh run | test [pytest args] | bench NAME" >&2
+    exit 2
+    ;;
+esac
