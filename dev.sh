@@ -33,7 +33,7 @@ stale() {
   local stamp=$1; shift
   [ "$(cat "$stamp" 2>/dev/null)" != "$(cat "$@" | sha256sum)" ]
 }
-mark() { local stamp=$1; shift; cat "$@" | sha256sum > "$stamp"; }
+mark() { local stamp=$1; shift; mkdir -p "$(dirname "$stamp")"; cat "$@" | sha256sum > "$stamp"; }
 
 setup_python() {
   if [ ! -x "$VENV/bin/python" ]; then
