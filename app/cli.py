@@ -76,5 +76,10 @@ def db_downgrade(settings: Settings, revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
+from app.chain.cli import contracts  # noqa: E402  (imports with_settings from this module)
+
+cli.add_command(contracts)
+
+
 def main() -> None:
     cli()

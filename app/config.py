@@ -53,6 +53,14 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
+    # TwinKeys constructor arguments for the embedded chain and `twin contracts deploy`: key i costs
+    # i² · 1e18 / divisor wei; fees are parts of 1e18 of the curve price, capped on-chain at 5 %.
+    chain_curve_divisor: int = Field(default=1_600_000, ge=1)
+    chain_protocol_fee_percent: int = Field(default=5 * 10**16, ge=0, le=5 * 10**16)
+    chain_creator_fee_percent: int = Field(default=5 * 10**16, ge=0, le=5 * 10**16)
+    # The embedded chain's funded dev accounts: m/44'/60'/0'/0/i of this mnemonic (public: dev only).
+    chain_dev_mnemonic: str = "test test test test test test test test test test test junk"
+    chain_dev_accounts: int = Field(default=10, ge=1, le=100)
     def _normalise_database_url(cls, value: str) -> str:
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in _DATABASE_SCHEMES:

@@ -1,0 +1,78 @@
+"""``twin contracts``: compile the Solidity sources and deploy them to any chain."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from app.cli import with_settings
+from app.config import Settings
+
+
+@click.group()
+def contracts() -> None:
+    """Solidity contracts: build artifacts, deploy."""
+
+
+@contracts.command("build")
+@click.option("--check", is_flag=True, help="Only verify contracts/build/ matches a fresh compile.")
+def build(check: bool) -> None:
+    """Compile contracts/*.sol with the pinned solc into contracts/build/<Name>.json."""
+    from app.chain.build import BuildError, build_contracts, solc_binary, stale_artifacts
+
+    try:
+        binary = solc_binary()
+        if check:
+            stale = stale_artifacts(binary)
+            for path in stale:
+                click.echo(f"stale: {path}", err=True)
+            sys.exit(1 if stale else 0)
+        for path in build_contracts(binary):
+            click.echo(f"wrote {path}")
+    except BuildError as error:
+        click.echo(f"twin: {error}", err=True)
+        sys.exit(1)
+
+
+@contracts.command("deploy")
+@click.option("--rpc-url", required=True, help="JSON-RPC URL of the chain to deploy to.")
+@click.option(
+    "--private-key-env",
+    required=True,
+    metavar="VAR",
+    help="Name of the environment variable holding the deployer's private key (never the key itself).",
+)
+@with_settings
+def deploy(settings: Settings, rpc_url: str, private_key_env: str) -> None:
+    """Deploy TwinKeys, OPG and NodeRegistry; print TWIN_*_ADDRESS lines to paste into the environment.
+
+    TwinKeys takes TWIN_CHAIN_CURVE_DIVISOR and the TWIN_CHAIN_*_FEE_PERCENT settings; the deployer
+    becomes owner of TwinKeys and OPG and TwinKeys' treasury.
+    """
+    from eth_account import Account
+    from web3 import HTTPProvider, Web3
+
+    from app.chain.deploy import DeploymentError, DeploymentParameters, deploy_contracts
+
+    private_key = os.environ.get(private_key_env)
+    if not private_key:
+        click.echo(f"twin: environment variable {private_key_env} is not set", err=True)
+        sys.exit(2)
+    try:
+        deployer = Account.from_key(private_key)
+    except ValueError:
+        click.echo(f"twin: {private_key_env} does not hold a valid private key", err=True)
+        sys.exit(2)
+    w3 = Web3(HTTPProvider(rpc_url))
+    if not w3.is_connected():
+        click.echo(f"twin: cannot reach {rpc_url}", err=True)
+        sys.exit(1)
+    click.echo(f"deploying from {deployer.address} to chain {w3.eth.chain_id}", err=True)
+    try:
+        addresses = deploy_contracts(w3, deployer, DeploymentParameters.from_settings(settings))
+    except DeploymentError as error:
+        click.echo(f"twin: {error}", err=True)
+        sys.exit(1)
+    click.echo(addresses.as_env())

@@ -1,0 +1,141 @@
+"""The one chain object the rest of the app uses: ``chain = await connect_chain(settings)``.
+
+Without ``TWIN_CHAIN_RPC_URL`` it starts the embedded chain (contracts deployed, dev accounts
+funded). With it, it connects to that JSON-RPC endpoint and checks that each configured address
+holds exactly the committed contract; anything wrong stops startup with one ``ChainError`` line::
+
+    chain = await connect_chain(settings)
+    supply = await chain.twin_keys.functions.keysSupply(avatar_id).call()
+    ...
+    await chain.close()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_tester import EthereumTester
+from eth_typing import ChecksumAddress
+from eth_utils import is_address, to_checksum_address
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.contract import AsyncContract
+
+from app.chain.artifacts import load_artifact
+from app.chain.deploy import ContractAddresses
+from app.chain.embedded import EmbeddedChain
+from app.config import Settings
+
+RPC_TIMEOUT_SECONDS = 10
+
+
+class ChainError(Exception):
+    """The chain is unreachable or misconfigured; the message is one line naming the cause."""
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The async web3 handle and the three contracts, on the embedded chain or a remote one."""
+
+    w3: AsyncWeb3
+    chain_id: int
+    addresses: ContractAddresses
+    twin_keys: AsyncContract
+    opg: AsyncContract
+    node_registry: AsyncContract
+    embedded: EmbeddedChain | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.embedded is not None
+
+    @property
+    def dev_accounts(self) -> list[LocalAccount]:
+        """The funded dev accounts of the embedded chain (account 0 owns the contracts); else empty."""
+        return self.embedded.accounts if self.embedded else []
+
+    @property
+    def tester(self) -> EthereumTester | None:
+        """The embedded chain's EthereumTester (snapshots, mining, time travel); else None."""
+        return self.embedded.tester if self.embedded else None
+
+    async def close(self) -> None:
+        """Release the RPC connection (nothing to do on the embedded chain)."""
+        if not self.is_embedded:
+            await self.w3.provider.disconnect()
+
+
+# (ContractAddresses and Chain field, artifact name, Settings field of the remote address)
+_CONTRACTS = (
+    ("twin_keys", "TwinKeys", "twin_keys_address"),
+    ("opg", "OPG", "opg_address"),
+    ("node_registry", "NodeRegistry", "node_registry_address"),
+)
+
+
+def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> dict[str, AsyncContract]:
+    """The three contracts at ``addresses``, by Chain field name."""
+    return {
+        field: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
+        for field, name, _ in _CONTRACTS
+    }
+
+
+def chain_from_embedded(embedded: EmbeddedChain) -> Chain:
+    """A Chain over an already started embedded chain (tests share one per session)."""
+    return Chain(
+        w3=embedded.async_w3,
+        chain_id=embedded.w3.eth.chain_id,
+        addresses=embedded.addresses,
+        embedded=embedded,
+        **contracts_at(embedded.async_w3, embedded.addresses),
+    )
+
+
+async def connect_chain(settings: Settings) -> Chain:
+    """The embedded chain when TWIN_CHAIN_RPC_URL is unset, else the configured, verified remote one."""
+    if not settings.chain_rpc_url:
+        return chain_from_embedded(EmbeddedChain.start(settings))
+    addresses = configured_addresses(settings)
+    url = settings.chain_rpc_url
+    if not url.startswith(("http://", "https://")):
+        raise ChainError(f"TWIN_CHAIN_RPC_URL: must be an http:// or https:// URL (got {url!r})")
+    w3 = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
+    try:
+        chain_id = await w3.eth.chain_id
+        await verify_code(w3, addresses)
+    except ChainError:
+        await w3.provider.disconnect()
+        raise
+    except Exception as error:  # any transport or JSON-RPC failure means "unreachable"
+        await w3.provider.disconnect()
+        raise ChainError(f"TWIN_CHAIN_RPC_URL: cannot reach {url}: {type(error).__name__}: {error}") from None
+    return Chain(w3=w3, chain_id=chain_id, addresses=addresses, **contracts_at(w3, addresses))
+
+
+def configured_addresses(settings: Settings) -> ContractAddresses:
+    """The three TWIN_*_ADDRESS settings, present and well-formed, else ChainError."""
+    found: dict[str, ChecksumAddress] = {}
+    for field, _, setting in _CONTRACTS:
+        value: Any = getattr(settings, setting)
+        variable = f"TWIN_{setting.upper()}"
+        if not value:
+            raise ChainError(f"{variable}: required with TWIN_CHAIN_RPC_URL")
+        if not is_address(value):
+            raise ChainError(f"{variable}: not an address (got {value!r})")
+        found[field] = to_checksum_address(value)
+    return ContractAddresses(**found)
+
+
+async def verify_code(w3: AsyncWeb3, addresses: ContractAddresses) -> None:
+    """Check each address holds the committed runtime code (immutables masked), else ChainError."""
+    for field, name, setting in _CONTRACTS:
+        address = getattr(addresses, field)
+        artifact = load_artifact(name)
+        code = bytes(await w3.eth.get_code(address))
+        if not artifact.runtime_code_matches(code):
+            found = "no contract" if not code else "a different contract"
+            raise ChainError(
+                f"TWIN_{setting.upper()}: {address} holds {found}, not contracts/build/{artifact.name}.json"
+            )

@@ -1,0 +1,103 @@
+"""Deploy TwinKeys, OPG and NodeRegistry to any chain, signing locally with one account.
+
+The embedded chain and ``twin contracts deploy`` both go through :func:`deploy_contracts`::
+
+    addresses = deploy_contracts(w3, deployer, DeploymentParameters.from_settings(settings))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.types import TxParams, TxReceipt
+
+from app.chain.artifacts import load_artifact
+from app.config import Settings
+
+
+class DeploymentError(Exception):
+    """A deployment transaction failed; the message names it."""
+
+
+@dataclass(frozen=True)
+class DeploymentParameters:
+    """Constructor arguments of TwinKeys (OPG and NodeRegistry take only their owner)."""
+
+    curve_divisor: int
+    protocol_fee_percent: int
+    creator_fee_percent: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeploymentParameters:
+        return cls(
+            curve_divisor=settings.chain_curve_divisor,
+            protocol_fee_percent=settings.chain_protocol_fee_percent,
+            creator_fee_percent=settings.chain_creator_fee_percent,
+        )
+
+
+@dataclass(frozen=True)
+class ContractAddresses:
+    twin_keys: ChecksumAddress
+    opg: ChecksumAddress
+    node_registry: ChecksumAddress
+
+    def as_env(self) -> str:
+        """``TWIN_…_ADDRESS=0x…`` lines, ready to paste into the environment."""
+        return (
+            f"TWIN_TWIN_KEYS_ADDRESS={self.twin_keys}\n"
+            f"TWIN_OPG_ADDRESS={self.opg}\n"
+            f"TWIN_NODE_REGISTRY_ADDRESS={self.node_registry}"
+        )
+
+
+def send_transaction(w3: Web3, sender: LocalAccount, transaction: TxParams) -> TxReceipt:
+    """Fill in nonce, gas and fees, sign with ``sender``, send, and wait for a successful receipt."""
+    filled: dict[str, Any] = {
+        "from": sender.address,
+        "chainId": w3.eth.chain_id,
+        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+        **transaction,
+    }
+    filled.setdefault("gas", w3.eth.estimate_gas(filled))  # type: ignore[arg-type]
+    filled.setdefault("maxPriorityFeePerGas", w3.eth.max_priority_fee)
+    base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
+    filled.setdefault("maxFeePerGas", 2 * base_fee + filled["maxPriorityFeePerGas"])
+    signed = sender.sign_transaction(filled)
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+    if receipt["status"] != 1:
+        raise DeploymentError(f"transaction {receipt['transactionHash'].hex()} reverted")
+    return receipt
+
+
+def deploy_contract(w3: Web3, deployer: LocalAccount, name: str, *constructor_args: Any) -> ChecksumAddress:
+    """Deploy the committed artifact ``name`` and return its address."""
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    data = factory.constructor(*constructor_args).data_in_transaction
+    receipt = send_transaction(w3, deployer, {"data": data})
+    address = receipt["contractAddress"]
+    if address is None:
+        raise DeploymentError(f"{name}: the receipt has no contract address")
+    return address
+
+
+def deploy_contracts(w3: Web3, deployer: LocalAccount, parameters: DeploymentParameters) -> ContractAddresses:
+    """Deploy all three contracts; the deployer is owner of TwinKeys and OPG and TwinKeys' treasury."""
+    return ContractAddresses(
+        twin_keys=deploy_contract(
+            w3,
+            deployer,
+            "TwinKeys",
+            parameters.curve_divisor,
+            parameters.protocol_fee_percent,
+            parameters.creator_fee_percent,
+            deployer.address,
+        ),
+        opg=deploy_contract(w3, deployer, "OPG", deployer.address),
+        node_registry=deploy_contract(w3, deployer, "NodeRegistry"),
+    )

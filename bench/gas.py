@@ -1,0 +1,91 @@
+"""Gas of TwinKeys' trades on the embedded chain, beside friend.tech's FriendtechSharesV1.
+
+Run: ``.venv/bin/python bench/gas.py``. Each row is the ``gasUsed`` of one transaction (21,000
+intrinsic gas and calldata included) on a fresh embedded chain, sending the exact cost so no
+refund is paid. The reference column is the published figure for FriendtechSharesV1 measured on
+py-evm (solc 0.8.28, optimizer 200, cancun); the goal is at most 0.75x for buys and sells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
+
+from app.chain.artifacts import load_artifact
+from app.chain.deploy import send_transaction
+from app.chain.embedded import EmbeddedChain
+from app.config import Settings
+
+GOAL_RATIO = 0.75
+DEADLINE = 2**40
+# A random-looking id, as the backend mints them: every byte non-zero, so calldata is not flattered.
+AVATAR_ID = bytes.fromhex("9f1c2b7e4d5a4c3b8a7e6d5c4b3a2910")
+METADATA_URI = "https://twin.example/avatars/9f1c2b7e4d5a4c3b8a7e6d5c4b3a2910.json"
+
+# FriendtechSharesV1 on py-evm, solc 0.8.28, optimizer 200, cancun (the published reference).
+FRIEND_TECH_REFERENCE = {
+    "create + first buy (1 key)": 80_152,
+    "buy 1 (new holder)": 80_283,
+    "buy 1 (existing holder)": 63_183,
+    "buy 10 (new holder)": 80_283,
+    "sell 1 (balance stays > 0)": 70_435,
+    "sell 10 (whole balance)": 65_635,
+    "withdraw creator fees": None,
+}
+
+
+@dataclass
+class Bench:
+    chain: EmbeddedChain
+    twin_keys: Contract
+
+    def gas(self, account: LocalAccount, function: str, *args: object, value: int = 0) -> int:
+        data = self.twin_keys.encode_abi(function, args=list(args))
+        transaction = {"to": self.twin_keys.address, "data": data, "value": value, "gas": 1_000_000}
+        receipt = send_transaction(self.chain.w3, account, transaction)
+        return receipt["gasUsed"]
+
+    def buy(self, account: LocalAccount, amount: int) -> int:
+        cost = self.twin_keys.functions.getBuyPriceAfterFee(AVATAR_ID, amount).call()
+        return self.gas(account, "buyKeys", AVATAR_ID, amount, cost, DEADLINE, value=cost)
+
+    def sell(self, account: LocalAccount, amount: int) -> int:
+        proceeds = self.twin_keys.functions.getSellPriceAfterFee(AVATAR_ID, amount).call()
+        return self.gas(account, "sellKeys", AVATAR_ID, amount, proceeds, DEADLINE)
+
+
+def measure() -> dict[str, int]:
+    chain = EmbeddedChain.start(Settings())
+    twin_keys = chain.w3.eth.contract(address=chain.addresses.twin_keys, abi=load_artifact("TwinKeys").abi)
+    bench = Bench(chain, twin_keys)
+    creator, fan, whale, seller = chain.accounts[1:5]
+    first_buy = bench.gas(creator, "createAvatar", AVATAR_ID, METADATA_URI, 1, 0, DEADLINE)
+    rows = {"create + first buy (1 key)": first_buy}
+    rows["buy 1 (new holder)"] = bench.buy(fan, 1)
+    rows["buy 1 (existing holder)"] = bench.buy(fan, 1)
+    rows["buy 10 (new holder)"] = bench.buy(whale, 10)
+    rows["sell 1 (balance stays > 0)"] = bench.sell(whale, 1)
+    bench.buy(seller, 10)
+    rows["sell 10 (whole balance)"] = bench.sell(seller, 10)
+    rows["withdraw creator fees"] = bench.gas(creator, "withdrawCreatorFees", AVATAR_ID, creator.address)
+    return rows
+
+
+def main() -> None:
+    rows = measure()
+    header = f"{'TwinKeys operation':<30} {'gas':>8} {'friend.tech (published)':>24} {'ratio':>7}"
+    print(f"{header}  goal <= {GOAL_RATIO}")
+    for name, gas in rows.items():
+        reference = FRIEND_TECH_REFERENCE[name]
+        if reference is None:
+            print(f"{name:<30} {gas:>8,} {'(no equivalent)':>24} {'-':>7}")
+            continue
+        ratio = gas / reference
+        verdict = "ok" if ratio <= GOAL_RATIO else "above goal"
+        print(f"{name:<30} {gas:>8,} {reference:>24,} {ratio:>7.3f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
