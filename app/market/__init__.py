@@ -1,0 +1,1 @@
+"""Keys market: bonding-curve math (mirrors TwinKeys), quotes, trades, holdings, rankings."""
