@@ -77,8 +77,10 @@ def db_downgrade(settings: Settings, revision: str) -> None:
 
 
 from app.chain.cli import contracts  # noqa: E402  (imports with_settings from this module)
+from app.proxy.cli import proxy  # noqa: E402  (imports with_settings from this module)
 
 cli.add_command(contracts)
+cli.add_command(proxy)
 
 
 def main() -> None:

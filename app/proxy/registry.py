@@ -1,0 +1,106 @@
+"""Nodes in the on-chain NodeRegistry: a node announces itself and heartbeats; clients read it.
+
+A node's id is ``teeId = keccak256(DER signing key)``, the same ``tee_id`` its replies carry,
+so a registry record pins the key that must have signed them. The node's payment account owns
+its record and sends its transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from web3.contract import AsyncContract
+
+from app.proxy.attestation import EnclaveIdentity
+from app.proxy.transactions import GAS_LIMITS, REVERTED, TransactionSender
+
+log = structlog.get_logger()
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One registry entry, as the client uses it."""
+
+    tee_id: str
+    owner: str
+    payment_address: str
+    enabled: bool
+    registered_at: int
+    last_heartbeat: int
+    code_measurement: str
+    endpoint: str
+    signing_public_key: bytes
+
+    @classmethod
+    def from_chain(cls, node: Any) -> NodeRecord:
+        tee_id, owner, payment, enabled, registered, heartbeat, measurement, endpoint, key = node
+        return cls("0x" + bytes(tee_id).hex(), owner, payment, enabled, registered, heartbeat,
+                   "0x" + bytes(measurement).hex(), endpoint, bytes(key))
+
+
+async def list_nodes(registry: AsyncContract) -> list[NodeRecord]:
+    """Every registered node, in registration order."""
+    nodes: list[NodeRecord] = []
+    while page := await registry.functions.listNodes(len(nodes), PAGE_SIZE).call():
+        nodes.extend(NodeRecord.from_chain(node) for node in page)
+        if len(page) < PAGE_SIZE:
+            break
+    return nodes
+
+
+class NodeRegistration:
+    """This node's record: registered at start, heartbeats while running, disabled at shutdown."""
+
+    def __init__(self, registry: AsyncContract, sender: TransactionSender, identity: EnclaveIdentity, *,
+                 endpoint: str, heartbeat_seconds: float, wait_seconds: float) -> None:
+        self._registry = registry
+        self._sender = sender
+        self._identity = identity
+        self._endpoint = endpoint
+        self._heartbeat_seconds = heartbeat_seconds
+        self._wait_seconds = wait_seconds
+        self.tee_id = bytes.fromhex(identity.tee_id.removeprefix("0x"))
+
+    async def register(self) -> None:
+        """Register, or bring an existing record of this key up to date and enable it."""
+        measurement = bytes.fromhex(self._identity.measurement.removeprefix("0x"))
+        payment_address = self._sender.account.address
+        existing = await self._record()
+        if existing is None:
+            await self._send("registerNode", [payment_address, self._endpoint, self._identity.public_key_der,
+                                              measurement])
+        else:
+            await self._send("updateNode", [self.tee_id, payment_address, self._endpoint, measurement])
+            if not existing.enabled:
+                await self._send("setNodeEnabled", [self.tee_id, True])
+        log.info("proxy_node_registered", tee_id=self._identity.tee_id, endpoint=self._endpoint)
+
+    async def heartbeat_forever(self) -> None:
+        """Heartbeat every interval until cancelled; a failed beat is logged and retried next time."""
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            try:
+                await self._send("heartbeat", [self.tee_id])
+            except Exception as error:  # noqa: BLE001  (the chain may be briefly unreachable: keep beating)
+                log.warning("proxy_node_heartbeat_failed", tee_id=self._identity.tee_id, error=repr(error))
+
+    async def disable(self) -> None:
+        """Tell clients to stop routing here (best effort: shutdown must not hang on the chain)."""
+        with contextlib.suppress(Exception):
+            await self._send("setNodeEnabled", [self.tee_id, False])
+
+    async def _record(self) -> NodeRecord | None:
+        try:
+            return NodeRecord.from_chain(await self._registry.functions.getNode(self.tee_id).call())
+        except REVERTED:  # NodeNotFound: the key is new
+            return None
+
+    async def _send(self, function: str, args: list[Any]) -> None:
+        data = self._registry.encode_abi(function, args=args)
+        await self._sender.send(self._registry.address, data, gas=GAS_LIMITS[function],
+                                wait_seconds=self._wait_seconds)

@@ -1,0 +1,98 @@
+"""Send transactions from a node's own account: sign locally, number them, await receipts.
+
+One :class:`TransactionSender` per (chain, account) in the process, shared by every user of
+that account (settlements and registry heartbeats of all in-process nodes), so that nonces
+are handed out once each even when transactions overlap. Only handing out the nonce and
+broadcasting are serialised; receipts are awaited concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
+from hexbytes import HexBytes
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.types import TxReceipt
+
+# Fixed limits instead of a gas estimate per transaction: an estimate costs a full execution.
+# A contract call that reverted: web3 raises ContractLogicError over JSON-RPC, the in-process
+# EVM raises eth-tester's TransactionFailed.
+REVERTED = (ContractLogicError, TesterTransactionFailed)
+
+GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 600_000, "updateNode": 300_000,
+              "heartbeat": 60_000, "setNodeEnabled": 60_000}
+
+
+class TransactionFailed(Exception):
+    """The transaction reverted or was not mined in time; ``reason`` says which."""
+
+    def __init__(self, reason: str, transaction: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transaction = transaction
+
+
+class TransactionSender:
+    def __init__(self, w3: AsyncWeb3, chain_id: int, account: LocalAccount) -> None:
+        self._w3 = w3
+        self._chain_id = chain_id
+        self.account = account
+        self._lock = asyncio.Lock()
+        self._next_nonce: int | None = None
+
+    async def send(self, to: str, data: bytes | str, *, gas: int, wait_seconds: float) -> TxReceipt:
+        """Broadcast a call to ``to`` and return its successful receipt; raise TransactionFailed."""
+        async with self._lock:
+            if self._next_nonce is None:
+                self._next_nonce = await self._w3.eth.get_transaction_count(self.account.address, "pending")
+            transaction: dict[str, Any] = {
+                "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": self._next_nonce,
+                "gasPrice": await self._w3.eth.gas_price, "value": 0,
+            }
+            signed = self.account.sign_transaction(transaction)
+            try:
+                tx_hash = await self._w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception:
+                self._next_nonce = None  # resynchronise from the chain on the next send
+                raise
+            self._next_nonce += 1
+        try:
+            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_seconds,
+                                                                      poll_latency=0.05)
+        except TimeExhausted:
+            raise TransactionFailed(f"not mined within {wait_seconds:g}s", _hex(tx_hash)) from None
+        if receipt["status"] != 1:
+            raise TransactionFailed("reverted", _hex(tx_hash))
+        return receipt
+
+
+_senders: dict[tuple[int, str], TransactionSender] = {}
+
+
+def sender_for(w3: AsyncWeb3, chain_id: int, account: LocalAccount) -> TransactionSender:
+    """The process's one sender for ``account`` on the chain behind ``w3``."""
+    key = (id(w3), account.address)
+    sender = _senders.get(key)
+    if sender is None or sender.account.key != account.key:
+        sender = _senders[key] = TransactionSender(w3, chain_id, account)
+    return sender
+
+
+def revert_selector(error: BaseException) -> bytes:
+    """The 4-byte custom-error selector of a revert (empty when unknown), from either provider."""
+    if isinstance(error, ContractLogicError):
+        data = error.data if isinstance(error.data, str) else ""
+        return bytes.fromhex(data.removeprefix("0x")[:8])
+    original = error.__context__ if isinstance(error.__context__, TesterTransactionFailed) else error
+    raw = original.args[0] if original.args else None
+    if isinstance(raw, Exception):  # eth-tester sometimes wraps the revert in another exception
+        raw = raw.args[0] if raw.args else None
+    return bytes(raw[:4]) if isinstance(raw, bytes) else b""
+
+
+def _hex(tx_hash: HexBytes | bytes) -> str:
+    return "0x" + bytes(tx_hash).hex()
