@@ -1,12 +1,19 @@
 """``create_proxy_app()``: a proxy node as its own Litestar app.
 
 Standalone (``twin proxy serve``) it listens on a port; inside the backend it runs in-process
-behind :class:`app.proxy.asgi.StreamingASGITransport`. Either way clients reach it over HTTP.
+(:func:`in_process_node`) behind a streaming ASGI transport. Either way clients reach it over
+HTTP, with the same :class:`app.proxy.client.ProxyClient`::
+
+    async with in_process_node(proxy_settings, chain) as node:
+        client = ProxyClient(chain, platform_wallet(proxy_settings, chain), proxy_settings,
+                             transports={node.endpoint: node.transport})
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -14,6 +21,7 @@ from litestar.datastructures import State
 from litestar.openapi.config import OpenAPIConfig
 
 from app.chain.client import Chain
+from app.proxy.asgi import StreamingASGITransport, running_lifespan
 from app.proxy.config import ProxySettings
 from app.proxy.controllers import ChatCompletionsController, NodeInfoController
 from app.proxy.errors import exception_handlers
@@ -40,3 +48,22 @@ def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | N
         openapi_config=OpenAPIConfig(title="Twin proxy node", version="0.1.0", path="/schema"),
         debug=False,
     )
+
+
+@dataclass(frozen=True)
+class InProcessNode:
+    endpoint: str  # the URL it registered; map it to ``transport`` in the client
+    transport: StreamingASGITransport
+    app: Litestar
+
+
+@asynccontextmanager
+async def in_process_node(settings: ProxySettings, chain: Chain, *,
+                          name: str = "node-0") -> AsyncIterator[InProcessNode]:
+    """A node running inside this process (registered, heartbeating) until the block exits."""
+    # The .invalid top-level domain never resolves (RFC 2606): the endpoint is reachable only
+    # through this process's transport, never by accident over the network.
+    endpoint = f"http://{name}.in-process.invalid"
+    app = create_proxy_app(settings, chain, endpoint=endpoint)
+    async with running_lifespan(app):
+        yield InProcessNode(endpoint, StreamingASGITransport(app), app)

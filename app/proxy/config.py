@@ -124,6 +124,7 @@ class ProxySettings(BaseSettings):
     heartbeat_seconds: float = Field(default=30.0, gt=0, le=86_400)
 
     platform_wallet_key: SecretStr | None = None
+    max_price_wei: int = Field(default=10**18, gt=0)
     node_stale_after_seconds: float = Field(default=120.0, gt=0, le=86_400)
     node_cooldown_seconds: float = Field(default=15.0, ge=0, le=3_600)
 

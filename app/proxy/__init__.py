@@ -1,0 +1,1 @@
+"""The LLM proxy node (its own Litestar app) and the backend's client for it."""
