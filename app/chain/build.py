@@ -53,7 +53,7 @@ class BuildError(Exception):
 def solc_binary() -> Path:
     """A native solc of SOLC_VERSION if py-solc-x has one installed, else the solc-js shim."""
     if SOLC_VERSION in solcx.get_installed_solc_versions():
-        return Path(solcx.get_executable(SOLC_VERSION))
+        return Path(solcx.install.get_executable(SOLC_VERSION))
     return solcjs_binary()
 
 

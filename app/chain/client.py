@@ -108,7 +108,7 @@ async def connect_chain(settings: Settings) -> Chain:
     except ChainError:
         await w3.provider.disconnect()
         raise
-    except Exception as error:  # any transport or JSON-RPC failure means "unreachable"
+    except Exception as error:  # noqa: BLE001 - any transport or JSON-RPC failure means "unreachable"
         await w3.provider.disconnect()
         raise ChainError(f"TWIN_CHAIN_RPC_URL: cannot reach {url}: {type(error).__name__}: {error}") from None
     return Chain(w3=w3, chain_id=chain_id, addresses=addresses, **contracts_at(w3, addresses))
