@@ -34,6 +34,12 @@ FRIEND_TECH_REFERENCE = {
     "sell 10 (whole balance)": 65_635,
     "withdraw creator fees": None,
 }
+FIRST_BUY_NOTE = (
+    "note: create + first buy cannot reach the goal: it writes three fresh slots (creator, market, balance;\n"
+    "3 x 22,100 gas) on top of 21,000 intrinsic gas = 87,300 before any logic, event or calldata (it also\n"
+    "carries the metadata URI), against 0.75 x 80,152 = 60,114. friend.tech writes two: it stores no\n"
+    "creator because it pushes fees to the subject, the weakness TwinKeys closes with pull payments."
+)
 
 
 @dataclass
@@ -85,6 +91,7 @@ def main() -> None:
         ratio = gas / reference
         verdict = "ok" if ratio <= GOAL_RATIO else "above goal"
         print(f"{name:<30} {gas:>8,} {reference:>24,} {ratio:>7.3f}  {verdict}")
+    print(FIRST_BUY_NOTE)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from app.chain.artifacts import ARTIFACTS_DIR
 from app.config import PROJECT_ROOT
 
 SOLC_VERSION = Version("0.8.28")
-# Cancun is the newest EVM version solc 0.8.28 targets by default; py-evm runs it (the embedded
+# Cancun is solc 0.8.28's default EVM version; py-evm runs it (the embedded
 # chain is Prague), and it has the transient storage that ReentrancyGuardTransient uses.
 EVM_VERSION = "cancun"
 # Many runs: trades are executed far more often than the contracts are deployed.
