@@ -50,9 +50,6 @@ class Settings(BaseSettings):
     opg_address: str | None = None
     node_registry_address: str | None = None
     chain_confirmations: int = Field(default=0, ge=0, le=1000)
-
-    @field_validator("database_url")
-    @classmethod
     # TwinKeys constructor arguments for the embedded chain and `twin contracts deploy`: key i costs
     # i² · 1e18 / divisor wei; fees are parts of 1e18 of the curve price, capped on-chain at 5 %.
     chain_curve_divisor: int = Field(default=1_600_000, ge=1)
@@ -61,6 +58,9 @@ class Settings(BaseSettings):
     # The embedded chain's funded dev accounts: m/44'/60'/0'/0/i of this mnemonic (public: dev only).
     chain_dev_mnemonic: str = "test test test test test test test test test test test junk"
     chain_dev_accounts: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("database_url")
+    @classmethod
     def _normalise_database_url(cls, value: str) -> str:
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in _DATABASE_SCHEMES:
