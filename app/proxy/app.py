@@ -27,7 +27,6 @@ from app.proxy.controllers import ChatCompletionsController, NodeInfoController
 from app.proxy.errors import exception_handlers
 from app.proxy.node import ProxyNode
 from app.proxy.payments import PAYMENT_HEADERS
-from app.proxy.service import VERIFICATION_HEADER
 
 
 def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | None = None) -> Litestar:
@@ -42,8 +41,7 @@ def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | N
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=[lifespan],
         state=State({"node": node}),
-        cors_config=CORSConfig(allow_origins=settings.cors_origins, expose_headers=list(PAYMENT_HEADERS),
-                               allow_headers=["*", VERIFICATION_HEADER]),
+        cors_config=CORSConfig(allow_origins=settings.cors_origins, expose_headers=list(PAYMENT_HEADERS)),
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(title="Twin proxy node", version="0.1.0", path="/schema"),
         debug=False,

@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from x402.http.clients.httpx import x402AsyncTransport
 
 from app.chain.client import Chain
-from app.proxy.verify import Attestation, verify_reply
+from app.proxy.verify import Attestation, output_for_hash, verify_reply
 from tests.proxy.conftest import PRICE_WEI, eventually, official_x402_client, opg_balance, paid_post
 from tests.proxy.fakes import REPLY_TEXT, FakeProviders
 
@@ -90,6 +90,20 @@ async def test_verification_none_attaches_no_attestation(http: httpx.AsyncClient
     assert response.status_code == 200
     assert "tee_signature" not in response.json()
     assert response.json()["choices"][0]["message"]["content"] == REPLY_TEXT
+
+
+async def test_tool_call_reply_is_attested_over_the_tool_calls(http: httpx.AsyncClient, payer: LocalAccount,
+                                                               chain: Chain) -> None:
+    body = {"model": "gpt-tools", "messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "lookup"}}]}
+    response = await paid_post(http, payer, chain, body)
+    reply = response.json()
+    calls = reply["choices"][0]["message"]["tool_calls"]
+
+    assert reply["choices"][0]["finish_reason"] == "tool_calls"
+    assert calls == [{"id": "call_1", "type": "function",
+                      "function": {"name": "lookup", "arguments": '{"q": "weather"}'}}]
+    verify_reply(body=body, output=output_for_hash("", calls), attestation=Attestation.from_reply(reply),
+                 public_key=await node_key(http))
 
 
 async def test_failover_happens_inside_the_node(http: httpx.AsyncClient, payer: LocalAccount, chain: Chain) -> None:
