@@ -3,7 +3,7 @@ and 200 concurrent streams, going straight to the upstream, through our node (x4
 attestation on, settling on its embedded chain), and through LiteLLM's proxy — all in one run,
 against one local fake upstream that streams a fixed reply at a fixed pace.
 
-    ./dev.sh bench proxy_overhead [--tokens 20] [--interval-ms 5] [--rounds 2]
+    ./dev.sh bench proxy_overhead [--tokens 20] [--interval-ms 20] [--rounds 3]
 
 Every server runs in a process of its own on 127.0.0.1. LiteLLM runs from a virtualenv of its
 own (``var/litellm-venv``, made on first use from the ``bench`` extra in pyproject.toml) because
@@ -35,6 +35,7 @@ LITELLM_VENV = ROOT / "var" / "litellm-venv"
 MODEL = "bench-model"
 CONCURRENCY_LEVELS = (1, 50, 200)
 MESSAGES = [{"role": "user", "content": "Tell me something."}]
+LITELLM_MASTER_KEY = "sk-bench-" + os.urandom(16).hex()  # LiteLLM refuses to start without one
 
 
 # -- the fake upstream (runs in its own process: `proxy_overhead.py --fake-upstream PORT ...`) ----------
@@ -120,6 +121,7 @@ def start_litellm(port: int, upstream: str, workdir: Path) -> subprocess.Popen[b
         "model_list": [{"model_name": MODEL, "litellm_params": {
             "model": f"openai/{MODEL}", "api_base": f"{upstream}/v1", "api_key": "bench-key"}}],
         "litellm_settings": {"telemetry": False, "drop_params": True},
+        "general_settings": {"master_key": LITELLM_MASTER_KEY},
     }))
     env = os.environ | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"}
     return subprocess.Popen([str(litellm_binary()), "--config", str(config), "--host", "127.0.0.1",
@@ -132,6 +134,8 @@ def start_node(port: int, upstream: str, workdir: Path) -> subprocess.Popen[byte
         "TWIN_PROXY_UPSTREAMS": json.dumps({"fake": {"kind": "openai", "base_url": f"{upstream}/v1"}}),
         "TWIN_PROXY_MODELS": json.dumps({MODEL: {"upstreams": ["fake"], "price_wei": str(10**15)}}),
         "TWIN_PROXY_CAPACITY": "1000", "TWIN_LOG_LEVEL": "warning",
+        # Everything shares two cores here; at 200 streams a connect can queue for seconds (LiteLLM waits 600 s).
+        "TWIN_PROXY_CONNECT_TIMEOUT_SECONDS": "60", "TWIN_PROXY_FIRST_TOKEN_TIMEOUT_SECONDS": "120",
     }
     twin = Path(sys.executable).with_name("twin")
     return subprocess.Popen([str(twin), "proxy", "serve", "--port", str(port)], env=env, cwd=workdir,
@@ -191,9 +195,10 @@ async def one_stream(http: httpx.AsyncClient, headers: dict[str, str]) -> Sample
     return Sample(first - started, time.perf_counter() - started)
 
 
-async def run_level(base_url: str, concurrency: int, rounds: int, payer: NodePayer | None) -> list[Sample]:
+async def run_level(base_url: str, concurrency: int, rounds: int, payer: NodePayer | None,
+                    auth: dict[str, str]) -> list[Sample]:
     limits = httpx.Limits(max_connections=concurrency + 10, max_keepalive_connections=concurrency + 10)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits, headers=auth) as http:
         async def worker() -> list[Sample]:
             samples = []
             for _ in range(rounds):
@@ -256,8 +261,10 @@ async def measure(arguments: argparse.Namespace, urls: dict[str, str], processes
     for concurrency in CONCURRENCY_LEVELS:
         stats = {}
         for name, url in targets.items():
-            samples = await run_level(url, concurrency, arguments.rounds, payer if name == "ours" else None)
+            auth = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"} if name == "litellm" else {}
+            samples = await run_level(url, concurrency, arguments.rounds, payer if name == "ours" else None, auth)
             ttfts, totals = [s.ttft for s in samples], [s.total for s in samples]
+            print(f"  {concurrency:>3} streams via {name}: done", file=sys.stderr)
             stats[name] = {"ttft50": p(ttfts, 0.5) * 1000, "ttft95": p(ttfts, 0.95) * 1000,
                            "total50": p(totals, 0.5) * 1000, "n": len(samples)}
         rows.append((concurrency, stats))
@@ -292,6 +299,6 @@ if __name__ == "__main__":
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=20, help="tokens in the fake reply")
-    parser.add_argument("--interval-ms", type=float, default=5.0, help="pause between tokens")
+    parser.add_argument("--interval-ms", type=float, default=20.0, help="pause between tokens (20 ms: 50 tokens/s)")
     parser.add_argument("--rounds", type=int, default=3, help="streams each concurrent client sends, one after another")
     main(parser.parse_args())

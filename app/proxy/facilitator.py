@@ -24,6 +24,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
+from web3.types import RPCEndpoint
 from x402.mechanisms.evm.constants import (
     ERR_AUTHORIZATION_VALUE_MISMATCH,
     ERR_INSUFFICIENT_BALANCE,
@@ -55,6 +56,11 @@ from app.proxy.transactions import GAS_LIMITS, REVERTED, TransactionFailed, Tran
 
 # x402 refuses authorizations about to expire: settling takes a few seconds.
 VALID_BEFORE_MARGIN_SECONDS = 6
+# A payer's balance read is reused this long, less what this node settled from it since. A balance
+# is only ever checked optimistically (the payer can move funds between verify and settle, and then
+# the settlement fails and the reply went unpaid); reuse for a few seconds does not change that, and
+# it spares an EVM call per request to a busy payer such as the platform wallet.
+BALANCE_REUSE_SECONDS = 2.0
 ERR_INVALID_PAYLOAD = "invalid_exact_evm_payload"
 
 _SELECTORS = {
@@ -104,6 +110,7 @@ class OpgFacilitator:
         self._settle_timeout = settle_timeout
         self._in_flight: dict[tuple[str, bytes], int] = {}
         self._pending_by_payer: defaultdict[str, int] = defaultdict(int)
+        self._balances: dict[str, tuple[int, float]] = {}  # payer → (balance, when read)
 
     @property
     def account(self) -> LocalAccount:
@@ -147,6 +154,7 @@ class OpgFacilitator:
                                               gas=GAS_LIMITS["transferWithAuthorization"],
                                               wait_seconds=self._settle_timeout)
         except TransactionFailed as failure:
+            self._balances.pop(authorization.payer.lower(), None)  # read it afresh next time
             reason = await self._revert_reason(requirements.asset, data) if failure.reason == "reverted" \
                 else ERR_TRANSACTION_FAILED
             return outcome.model_copy(update={"error_reason": reason, "error_message": failure.reason,
@@ -157,6 +165,7 @@ class OpgFacilitator:
         finally:
             self._unreserve(authorization.key)
         transaction = "0x" + bytes(receipt["transactionHash"]).hex()
+        self._debit_known_balance(authorization)
         if not verify_eip3009_transfer_event(list(receipt["logs"]), requirements.asset,
                                              from_address=authorization.payer, to=authorization.to,
                                              value=authorization.value):
@@ -197,18 +206,36 @@ class OpgFacilitator:
         used, balance = await asyncio.gather(
             self._call(asset, "authorizationState", ["address", "bytes32"],
                        [authorization.payer, authorization.nonce]),
-            self._call(asset, "balanceOf", ["address"], [authorization.payer]),
+            self._balance(asset, authorization.payer),
         )
         if decode(["bool"], used)[0]:
             return ERR_NONCE_ALREADY_USED
         # This payment is already counted in the payer's pending total.
-        if decode(["uint256"], balance)[0] < self._pending_by_payer[authorization.payer.lower()]:
+        if balance < self._pending_by_payer[authorization.payer.lower()]:
             return ERR_INSUFFICIENT_BALANCE
         return None
 
+    async def _balance(self, asset: str, payer: str) -> int:
+        known = self._balances.get(payer.lower())
+        if known is not None and time.monotonic() - known[1] < BALANCE_REUSE_SECONDS:
+            return known[0]
+        balance = decode(["uint256"], await self._call(asset, "balanceOf", ["address"], [payer]))[0]
+        self._balances[payer.lower()] = (balance, time.monotonic())
+        return balance
+
+    def _debit_known_balance(self, authorization: _Authorization) -> None:
+        known = self._balances.get(authorization.payer.lower())
+        if known is not None:
+            self._balances[authorization.payer.lower()] = (known[0] - authorization.value, known[1])
+
     async def _call(self, to: str, function: str, types: list[str], args: list[object]) -> bytes:
-        data = _SELECTORS[function] + encode(types, args)
-        return bytes(await self._w3.eth.call({"to": to, "data": data, "from": self.account.address}))
+        """A read-only call, straight to the provider: web3's request formatting would double its cost."""
+        call = {"to": to, "data": "0x" + (_SELECTORS[function] + encode(types, args)).hex(),
+                "from": self.account.address}
+        response = await self._w3.provider.make_request(RPCEndpoint("eth_call"), [call, "latest"])
+        if "error" in response or not isinstance(response.get("result"), str):
+            raise Web3Exception(f"eth_call {function} failed: {response.get('error')}")
+        return bytes.fromhex(response["result"].removeprefix("0x"))
 
     async def _revert_reason(self, asset: str, data: bytes) -> str:
         """Replay a failed settlement as a call to read OPG's custom error."""
