@@ -181,6 +181,11 @@ class Sample:
     total: float
 
 
+@dataclass
+class Failure:
+    reason: str
+
+
 async def one_stream(http: httpx.AsyncClient, headers: dict[str, str]) -> Sample:
     started = time.perf_counter()
     first = None
@@ -196,14 +201,17 @@ async def one_stream(http: httpx.AsyncClient, headers: dict[str, str]) -> Sample
 
 
 async def run_level(base_url: str, concurrency: int, rounds: int, payer: NodePayer | None,
-                    auth: dict[str, str]) -> list[Sample]:
+                    auth: dict[str, str]) -> list[Sample | Failure]:
     limits = httpx.Limits(max_connections=concurrency + 10, max_keepalive_connections=concurrency + 10)
     async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits, headers=auth) as http:
-        async def worker() -> list[Sample]:
-            samples = []
+        async def worker() -> list[Sample | Failure]:
+            samples: list[Sample | Failure] = []
             for _ in range(rounds):
                 headers = await payer.headers(http) if payer else {}  # signed before the clock starts
-                samples.append(await one_stream(http, headers))
+                try:
+                    samples.append(await one_stream(http, headers))
+                except (httpx.HTTPError, RuntimeError) as error:  # counted and shown, not fatal
+                    samples.append(Failure(f"{type(error).__name__}: {error}"[:200]))
             return samples
 
         await worker()  # warm the connection pool and caches
@@ -262,18 +270,22 @@ async def measure(arguments: argparse.Namespace, urls: dict[str, str], processes
         stats = {}
         for name, url in targets.items():
             auth = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"} if name == "litellm" else {}
-            samples = await run_level(url, concurrency, arguments.rounds, payer if name == "ours" else None, auth)
+            results = await run_level(url, concurrency, arguments.rounds, payer if name == "ours" else None, auth)
+            samples = [result for result in results if isinstance(result, Sample)]
+            failures = [result.reason for result in results if isinstance(result, Failure)]
+            if failures:
+                print(f"  {name} at {concurrency}: {len(failures)} failed, e.g. {failures[0]}", file=sys.stderr)
             ttfts, totals = [s.ttft for s in samples], [s.total for s in samples]
             print(f"  {concurrency:>3} streams via {name}: done", file=sys.stderr)
             stats[name] = {"ttft50": p(ttfts, 0.5) * 1000, "ttft95": p(ttfts, 0.95) * 1000,
-                           "total50": p(totals, 0.5) * 1000, "n": len(samples)}
+                           "total50": p(totals, 0.5) * 1000, "n": len(samples), "failed": len(failures)}
         rows.append((concurrency, stats))
     print_table(rows, litellm_error)
 
 
 def print_table(rows: list[tuple[int, dict[str, dict[str, float]]]], litellm_error: str | None) -> None:
-    header = (f"{'streams':>7} {'target':<8} {'n':>5} {'TTFT p50':>9} {'TTFT p95':>9} {'total p50':>10} "
-              f"{'added TTFT p50':>15} {'added total p50':>16}")
+    header = (f"{'streams':>7} {'target':<8} {'ok':>5} {'failed':>6} {'TTFT p50':>9} {'TTFT p95':>9} "
+              f"{'total p50':>10} {'added TTFT p50':>15} {'added total p50':>16}")
     print(header)
     print("-" * len(header))
     for concurrency, stats in rows:
@@ -281,7 +293,8 @@ def print_table(rows: list[tuple[int, dict[str, dict[str, float]]]], litellm_err
         for name, row in stats.items():
             added = "" if name == "direct" else f"{row['ttft50'] - direct['ttft50']:+.1f} ms"
             added_total = "" if name == "direct" else f"{row['total50'] - direct['total50']:+.1f} ms"
-            print(f"{concurrency:>7} {name:<8} {row['n']:>5} {row['ttft50']:>7.1f}ms {row['ttft95']:>7.1f}ms "
+            print(f"{concurrency:>7} {name:<8} {row['n']:>5} {row['failed']:>6} {row['ttft50']:>7.1f}ms "
+                  f"{row['ttft95']:>7.1f}ms "
                   f"{row['total50']:>8.1f}ms {added:>15} {added_total:>16}")
         if "litellm" in stats:
             ours_added = stats["ours"]["ttft50"] - direct["ttft50"]
