@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 from pydantic import ValidationError
 from x402 import x402ResourceServer
 from x402.http.constants import (
@@ -57,6 +58,8 @@ from x402.schemas import (
 
 from app.proxy import metrics
 from app.proxy.errors import ProxyError
+
+log = structlog.get_logger()
 
 # Headers a browser client must be allowed to read (CORS).
 PAYMENT_HEADERS = (PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, X_PAYMENT_RESPONSE_HEADER)
@@ -152,7 +155,13 @@ class PaymentGate:
             raise await self._refusal(requirements, resource_url, mismatch.reason) from None
         if reason := _mismatch_reason(payload.accepted, requirements):
             raise await self._refusal(requirements, resource_url, reason)
-        verdict = (await self._server.verify_payment(payload, requirements)).verify
+        try:
+            verdict = (await self._server.verify_payment(payload, requirements)).verify
+        except Exception as error:  # noqa: BLE001  (the chain, not the payer, failed: say so, don't 500)
+            log.warning("proxy_payment_check_unavailable", error=repr(error))
+            raise ProxyError("the payment cannot be checked right now (the chain did not answer); retry shortly",
+                             status_code=503, code="payment_check_unavailable",
+                             headers={"Retry-After": "2"}) from None
         if not verdict.is_valid:
             raise await self._refusal(requirements, resource_url, verdict.invalid_reason or "invalid_payment")
         metrics.PAYMENTS.labels("verified").inc()

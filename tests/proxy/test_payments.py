@@ -16,7 +16,15 @@ from x402.mechanisms.evm.types import ExactEIP3009Payload
 from x402.schemas import PaymentPayloadV1
 
 from app.chain.client import Chain
-from tests.proxy.conftest import PRICE_WEI, authorization_header, official_x402_client, opg_balance, terms
+from app.proxy.app import in_process_node
+from tests.proxy.conftest import (
+    PRICE_WEI,
+    authorization_header,
+    node_settings,
+    official_x402_client,
+    opg_balance,
+    terms,
+)
 
 BODY = {"model": "gpt-fake", "messages": [{"role": "user", "content": "Hello?"}]}
 ELSEWHERE = "0x000000000000000000000000000000000000dEaD"
@@ -194,3 +202,20 @@ async def _send_opg(chain: Chain, sender: LocalAccount, to: str, amount: int) ->
         "from": sender.address, "nonce": await chain.w3.eth.get_transaction_count(sender.address)})
     signed = sender.sign_transaction(transaction)
     await chain.w3.eth.wait_for_transaction_receipt(await chain.w3.eth.send_raw_transaction(signed.raw_transaction))
+
+
+async def test_chain_outage_during_payment_check_is_503_not_500(chain: Chain, payer: LocalAccount,
+                                                                fake_upstream: tuple) -> None:
+    async with in_process_node(node_settings(fake_upstream[0]), chain, name="outage") as node, \
+            httpx.AsyncClient(transport=node.transport, base_url=node.endpoint) as http:
+
+        async def chain_down(*_: object) -> bytes:
+            raise OSError("connection refused")
+
+        node.app.state.node.payments._facilitator._call = chain_down
+        response = await http.post("/v1/chat/completions", json=BODY,
+                                   headers=authorization_header(payer, chain, (await terms(http, BODY)).accepts[0]))
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "payment_check_unavailable"
+    assert response.headers["Retry-After"] == "2"
