@@ -1,0 +1,63 @@
+"""HTTP endpoints for Sign-In with Ethereum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from msgspec import Struct, field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service
+from app.auth.deps import provide_current_address
+
+
+class NonceOut(Struct):
+    nonce: str
+    domain: str
+    chain_id: int
+
+
+class SignInIn(Struct):
+    message: str = field()
+    signature: str = field()
+
+
+class SignedInOut(Struct):
+    address: str
+
+
+def expected_domain(request: Request[Any, Any, Any], state: State) -> str:
+    """The domain messages must name: configured for production, else the Host the browser used."""
+    return state.settings.public_domain or request.headers.get("host", "")
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @get("/nonce", summary="A single-use nonce for an EIP-4361 message (expires in 10 minutes)")
+    async def nonce(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession) -> NonceOut:
+        nonce = await service.issue_nonce(db_session)
+        return NonceOut(nonce=nonce, domain=expected_domain(request, state), chain_id=state.chain.chain_id)
+
+    @post("/verify", summary="Sign in: an EIP-4361 message and its signature open a session")
+    async def verify(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession,
+                     data: SignInIn) -> SignedInOut:
+        address = await service.verify_sign_in(
+            db_session, message_text=data.message, signature=data.signature,
+            expected_domain=expected_domain(request, state), chain_id=state.chain.chain_id,
+        )
+        request.set_session({service.SESSION_ADDRESS_KEY: address})
+        return SignedInOut(address=address)
+
+    @post("/logout", summary="End the session", status_code=200)
+    async def logout(self, request: Request[Any, Any, Any]) -> dict[str, bool]:
+        request.clear_session()
+        return {"signed_out": True}
+
+    @get("/me", summary="The signed-in address", dependencies={"address": Provide(provide_current_address)})
+    async def me(self, address: str) -> SignedInOut:
+        return SignedInOut(address=address)

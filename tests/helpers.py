@@ -1,0 +1,106 @@
+"""What many tests do: sign in as a wallet, send signed transactions, index, create avatars."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import siwe
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from web3.types import TxReceipt
+
+from app.chain.client import Chain
+from app.chain.deploy import send_transaction
+from app.market import curve
+
+FAR_DEADLINE = 2**63
+MAX_COST = 2**255
+
+
+def siwe_message(account: LocalAccount, *, nonce: str, domain: str = "testserver.local", chain_id: int,
+                 expires_in: timedelta | None = timedelta(minutes=5), **overrides: Any) -> str:
+    now = datetime.now(UTC)
+    fields: dict[str, Any] = {
+        "domain": domain, "address": account.address, "uri": f"http://{domain}", "version": "1",
+        "chain_id": chain_id, "nonce": nonce, "issued_at": now.isoformat().replace("+00:00", "Z"),
+        "statement": "Sign in to Twin market",
+    }
+    if expires_in is not None:
+        fields["expiration_time"] = (now + expires_in).isoformat().replace("+00:00", "Z")
+    return siwe.SiweMessage(**(fields | overrides)).prepare_message()
+
+
+def sign(account: LocalAccount, message: str) -> str:
+    return "0x" + Account.sign_message(encode_defunct(text=message), account.key).signature.hex()
+
+
+async def sign_in(client: AsyncTestClient[Litestar], account: LocalAccount) -> None:
+    """Become ``account`` on this client: a fresh session from a fresh nonce."""
+    client.cookies.clear()
+    nonce = (await client.get("/api/auth/nonce")).json()
+    message = siwe_message(account, nonce=nonce["nonce"], chain_id=nonce["chain_id"], domain=nonce["domain"])
+    response = await client.post("/api/auth/verify", json={"message": message, "signature": sign(account, message)})
+    assert response.status_code == 201, response.text
+
+
+def transact(chain: Chain, account: LocalAccount, function_name: str, *args: Any, value: int = 0) -> TxReceipt:
+    """Call a TwinKeys function from ``account`` with a locally signed transaction."""
+    w3 = chain.embedded.w3
+    contract = w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
+    data = contract.encode_abi(function_name, args=list(args))
+    return send_transaction(w3, account, {"to": chain.addresses.twin_keys, "data": data, "value": value})
+
+
+def avatar_bytes(avatar_id: str) -> bytes:
+    return bytes.fromhex(avatar_id[2:])
+
+
+def buy_total(chain: Chain, avatar_id: str, amount: int) -> int:
+    contract = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
+    return contract.functions.getBuyPriceAfterFee(avatar_bytes(avatar_id), amount).call()
+
+
+def buy(chain: Chain, account: LocalAccount, avatar_id: str, amount: int) -> TxReceipt:
+    total = buy_total(chain, avatar_id, amount)
+    return transact(chain, account, "buyKeys", avatar_bytes(avatar_id), amount, total, FAR_DEADLINE, value=total)
+
+
+def sell(chain: Chain, account: LocalAccount, avatar_id: str, amount: int) -> TxReceipt:
+    return transact(chain, account, "sellKeys", avatar_bytes(avatar_id), amount, 0, FAR_DEADLINE)
+
+
+def view(chain: Chain, function_name: str, *args: Any) -> Any:
+    contract = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
+    return getattr(contract.functions, function_name)(*args).call()
+
+
+async def launch(client: AsyncTestClient[Litestar], chain: Chain, creator: LocalAccount, handle: str,
+                 first_keys: int = 1) -> str:
+    """Launch an avatar through the API and create it on-chain from the creator's wallet; return its id."""
+    await sign_in(client, creator)
+    response = await client.post("/api/avatars", json={
+        "name": handle.title(), "handle": handle, "persona": f"You are {handle}, terse and kind.",
+        "model": "twin-offline-demo", "bio": f"{handle}'s twin",
+    })
+    assert response.status_code == 201, response.text
+    launched = response.json()
+    avatar_id = launched["id"]
+    # The first key is free; more cost what the curve says at supply 0.
+    total = 0 if first_keys == 1 else _first_buy_total(chain, first_keys)
+    transact(chain, creator, "createAvatar", avatar_bytes(avatar_id), launched["metadata_uri"], first_keys, total,
+             FAR_DEADLINE, value=total)
+    return avatar_id
+
+
+def _first_buy_total(chain: Chain, amount: int) -> int:
+    price = view(chain, "getPrice", 0, amount)
+    protocol_fee, creator_fee = curve.fees(price, view(chain, "protocolFeePercent"), view(chain, "creatorFeePercent"))
+    return price + protocol_fee + creator_fee
+
+
+async def index(app: Litestar) -> int:
+    return await app.state.indexer.sync()
