@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = Field(default=None, validate_default=True)
     redis_url: str | None = None
     cors_origins: list[str] = ["*"]
+    public_domain: str | None = None
+    public_base_url: str | None = None
+    session_secure_cookie: bool = False
 
     # Chain: empty RPC URL means the embedded in-process EVM with contracts deployed at start.
     chain_rpc_url: str | None = None
@@ -50,6 +53,8 @@ class Settings(BaseSettings):
     opg_address: str | None = None
     node_registry_address: str | None = None
     chain_confirmations: int = Field(default=0, ge=0, le=1000)
+    # How often the indexer polls the chain; 0 runs no indexer in this process.
+    indexer_poll_s: float = Field(default=1.0, ge=0, le=3600)
     # TwinKeys constructor arguments for the embedded chain and `twin contracts deploy`: key i costs
     # i² · 1e18 / divisor wei; fees are parts of 1e18 of the curve price, capped on-chain at 5 %.
     chain_curve_divisor: int = Field(default=1_600_000, ge=1)

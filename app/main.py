@@ -3,36 +3,89 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.logging.config import StructLoggingConfig
+from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from litestar.types import ControllerRouterHandler
 
+from app.auth.controllers import AuthController
+from app.avatars.controllers import AvatarController
+from app.chain.client import Chain, connect_chain
+from app.chain.dev_controllers import DevChainController
+from app.chain.indexer import Indexer
 from app.config import Settings, get_settings
 from app.db import migrate
-from app.db.engine import engine_from_settings
+from app.db.engine import engine_from_settings, session_factory
 from app.errors import exception_handlers
 from app.health import HealthController, database_check, register_check
+from app.market.controllers import MarketController
+from app.market.projection import MarketProjection
+from app.market.service import TwinKeysReader
 
 
-def _lifespan(settings: Settings):
+def _chain_check(app: Litestar) -> None:
+    async def check() -> None:
+        await app.state.chain.w3.eth.block_number
+        if app.state.indexer.last_error:
+            raise RuntimeError(f"indexer paused: {app.state.indexer.last_error}")
+
+    register_check(app.state, "chain", check)
+
+
+def _lifespan(settings: Settings, given_chain: Chain | None) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
             # Alembic's env runs its own event loop; give it a thread of its own.
             await asyncio.to_thread(migrate.upgrade, settings.database_url)
-        yield
+        chain = given_chain or await connect_chain(settings)
+        reader = TwinKeysReader(chain.twin_keys)
+        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
+                          session_factory(app.state.engine), confirmations=settings.chain_confirmations,
+                          poll_interval_s=settings.indexer_poll_s)
+        app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer)
+        _chain_check(app)
+        indexer_task = asyncio.create_task(indexer.run(), name="indexer") if settings.indexer_poll_s else None
+        try:
+            yield
+        finally:
+            if indexer_task is not None:
+                indexer_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await indexer_task
+            if given_chain is None:
+                await chain.close()
+            await app.state.engine.dispose()
 
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def _store(settings: Settings, namespace: str) -> Store:
+    """Redis when configured (shared by every worker), else this process's memory."""
+    if settings.redis_url:
+        return RedisStore.with_client(url=settings.redis_url, namespace=f"twin:{namespace}")
+    return MemoryStore()
+
+
+ROUTES: list[ControllerRouterHandler] = [
+    HealthController, PrometheusController, AuthController, AvatarController, MarketController,
+]
+
+
+def create_app(settings: Settings | None = None, *, chain: Chain | None = None) -> Litestar:
+    """The backend. ``chain`` lets tests share one embedded chain; by default it is connected at start."""
     settings = settings or get_settings()
     engine = engine_from_settings(settings)
     db_config = SQLAlchemyAsyncConfig(
@@ -41,10 +94,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         session_dependency_key="db_session",
         set_default_exception_handler=False,
     )
-    prometheus = PrometheusConfig(app_name="twin", prefix="twin_http", group_path=True,
-                                  exclude=["/metrics"])
+    prometheus = PrometheusConfig(app_name="twin", prefix="twin_http", group_path=True, exclude=["/metrics"])
+    sessions = ServerSideSessionConfig(store="sessions", secure=settings.session_secure_cookie, samesite="lax",
+                                       max_age=7 * 24 * 3600)
+    embedded_chain = chain.is_embedded if chain is not None else not settings.chain_rpc_url
     app = Litestar(
-        route_handlers=[HealthController, PrometheusController],
+        route_handlers=[*ROUTES, DevChainController] if embedded_chain else ROUTES,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             StructlogPlugin(StructlogConfig(
@@ -52,10 +107,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 enable_middleware_logging=False,
             )),
         ],
-        middleware=[prometheus.middleware],
+        middleware=[prometheus.middleware, sessions.middleware],
+        stores={"sessions": _store(settings, "sessions")},
         exception_handlers=exception_handlers,
-        lifespan=[_lifespan(settings)],
-        cors_config=CORSConfig(allow_origins=settings.cors_origins),
+        lifespan=[_lifespan(settings, chain)],
+        cors_config=CORSConfig(allow_origins=settings.cors_origins, allow_credentials=True),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,
     )

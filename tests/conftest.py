@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
+from app.chain.client import Chain, chain_from_embedded
+from app.chain.embedded import EmbeddedChain
 from app.config import Settings
 from app.db import migrate
 from app.db.all_models import metadata
@@ -57,14 +59,29 @@ async def database_url(migrated_database: str, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, auto_migrate=False)
+    # Tests index explicitly (`await app.state.indexer.sync()`): the test client runs the
+    # lifespan on an event loop of its own, where a background indexer would share the engine.
+    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0)
+
+
+@pytest.fixture(scope="session")
+def embedded_chain() -> EmbeddedChain:
+    """One in-process chain for the session; each test runs between a snapshot and its revert."""
+    return EmbeddedChain.start(Settings())
 
 
 @pytest.fixture
-def app(settings: Settings) -> Litestar:
+def chain(embedded_chain: EmbeddedChain) -> Iterator[Chain]:
+    snapshot = embedded_chain.take_snapshot()
+    yield chain_from_embedded(embedded_chain)
+    embedded_chain.revert_to_snapshot(snapshot)
+
+
+@pytest.fixture
+def app(settings: Settings, chain: Chain) -> Litestar:
     from app.main import create_app
 
-    return create_app(settings)
+    return create_app(settings, chain=chain)
 
 
 @pytest.fixture

@@ -1,6 +1,12 @@
 """Import every domain's tables so that ``metadata`` holds the whole schema."""
 
-from app.db import models  # noqa: F401
+from app.auth import models as auth_models
+from app.avatars import models as avatar_models
+from app.chain import models as chain_models
+from app.db import models as shared_models
 from app.db.base import metadata
+from app.market import models as market_models
 
-__all__ = ["metadata"]
+DOMAIN_MODELS = (shared_models, auth_models, avatar_models, chain_models, market_models)
+
+__all__ = ["DOMAIN_MODELS", "metadata"]

@@ -60,5 +60,6 @@ def sell_proceeds(
 
 
 def market_cap(supply: int, divisor: int) -> int:
-    """Spot valuation: the supply times the price of the next key."""
-    return supply * price(supply, 1, divisor)
+    """What the whole supply would sell for on the curve, before fees: every key but the
+    unsellable key 0, which is priced 0, so exactly what the curve holds."""
+    return cumulative_price(supply, divisor)

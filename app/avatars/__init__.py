@@ -1,0 +1,1 @@
+"""Avatars: launch, edit and describe the AI twins that keys are bought for."""

@@ -1,0 +1,87 @@
+"""Launching, editing and reading avatars. The persona never leaves for anyone but the creator."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.avatars.models import Avatar
+from app.avatars.schemas import AvatarCreate, AvatarMetadata, AvatarUpdate
+from app.db.models import utc_now
+from app.errors import Conflict, Forbidden, NotFound
+
+
+def new_avatar_id() -> str:
+    """A random bytes16 id, as the contract stores it."""
+    return "0x" + secrets.token_hex(16)
+
+
+async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str) -> Avatar:
+    if await session.scalar(select(func.count()).where(Avatar.handle == data.handle)):
+        raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"})
+    avatar_id = new_avatar_id()
+    avatar = Avatar(
+        id=avatar_id, creator=creator, metadata_uri=f"{public_base_url.rstrip('/')}/api/avatars/{avatar_id}/metadata",
+        **msgspec.structs.asdict(data),
+    )
+    session.add(avatar)
+    try:
+        await session.flush()
+    except IntegrityError:  # a concurrent launch took the handle between the check and the insert
+        await session.rollback()
+        raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"}) from None
+    return avatar
+
+
+async def get_avatar(session: AsyncSession, avatar_id: str) -> Avatar:
+    avatar = await session.get(Avatar, avatar_id)
+    if avatar is None:
+        raise NotFound(f"no avatar with id {avatar_id}")
+    return avatar
+
+
+async def update_avatar(session: AsyncSession, *, avatar_id: str, editor: str, changes: AvatarUpdate) -> Avatar:
+    avatar = await get_avatar(session, avatar_id)
+    if avatar.creator != editor:
+        raise Forbidden("only the avatar's creator can edit it")
+    for name, value in msgspec.structs.asdict(changes).items():
+        if value is not msgspec.UNSET:
+            setattr(avatar, name, value)
+    avatar.updated_at = utc_now()
+    await session.flush()
+    return avatar
+
+
+async def mark_listed(session: AsyncSession, *, avatar_id: str, onchain_creator: str, at: datetime) -> bool:
+    """List an avatar once the chain shows its creation by the same creator; False if it doesn't match."""
+    avatar = await session.get(Avatar, avatar_id)
+    if avatar is None or avatar.creator != onchain_creator:
+        return False
+    if avatar.listed_at is None:
+        avatar.listed_at = at
+    return True
+
+
+async def unmark_listed(session: AsyncSession, avatar_id: str) -> None:
+    """A re-org removed the creation: the avatar is no longer listed."""
+    avatar = await session.get(Avatar, avatar_id)
+    if avatar is not None:
+        avatar.listed_at = None
+
+
+async def avatars_by_ids(session: AsyncSession, avatar_ids: list[str]) -> dict[str, Avatar]:
+    if not avatar_ids:
+        return {}
+    rows = await session.scalars(select(Avatar).where(Avatar.id.in_(avatar_ids)))
+    return {avatar.id: avatar for avatar in rows}
+
+
+def metadata_of(avatar: Avatar) -> AvatarMetadata:
+    return AvatarMetadata(id=avatar.id, name=avatar.name, handle=avatar.handle, bio=avatar.bio,
+                          image=avatar.image_url, model=avatar.model,
+                          verification_level=avatar.verification_level, creator=avatar.creator)

@@ -1,0 +1,342 @@
+"""Quotes, holdings, trade history, candles, rankings and creator stats.
+
+Amounts come from the index (derived from chain events) and from the contract itself
+for anything a wallet will pay or receive next (quotes read the chain at a stated block).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from web3.contract import AsyncContract
+
+from app.avatars.models import Avatar
+from app.avatars.service import avatars_by_ids
+from app.errors import NotFound
+from app.market import curve
+from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
+from app.market.schemas import (
+    Candle,
+    CandleInterval,
+    CreatorAvatarStats,
+    HolderOut,
+    HoldingOut,
+    MarketStats,
+    Page,
+    Quote,
+    RankedAvatar,
+    RankingSort,
+    Side,
+    TradeOut,
+)
+from app.validation import BadInput
+
+QUOTE_TTL_S = 300
+MAX_SLIPPAGE_BPS = 5_000
+PAGE_LIMIT_MAX = 100
+DAY = timedelta(days=1)
+INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400}
+MAX_CANDLES = 500
+
+
+# ---------------------------------------------------------------- chain reads
+
+
+@dataclass(frozen=True)
+class FeeLevels:
+    protocol: int
+    creator: int
+
+
+class TwinKeysReader:
+    """Reads of TwinKeys state a quote or a valuation needs, all at one block."""
+
+    def __init__(self, contract: AsyncContract) -> None:
+        self.contract = contract
+        self._divisor: int | None = None
+
+    async def divisor(self) -> int:
+        if self._divisor is None:  # immutable in the contract
+            self._divisor = await self.contract.functions.curveDivisor().call()
+        return self._divisor
+
+    async def fee_levels(self, block: int | str = "latest") -> FeeLevels:
+        functions = self.contract.functions
+        return FeeLevels(protocol=await functions.protocolFeePercent().call(block_identifier=block),
+                         creator=await functions.creatorFeePercent().call(block_identifier=block))
+
+    async def supply(self, avatar_id: str, block: int | str = "latest") -> int:
+        return await self.contract.functions.keysSupply(bytes.fromhex(avatar_id[2:])).call(block_identifier=block)
+
+    async def creator_fees(self, avatar_id: str) -> int:
+        return await self.contract.functions.creatorFees(bytes.fromhex(avatar_id[2:])).call()
+
+
+async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: int, slippage_bps: int) -> Quote:
+    """What the next trade costs or pays, from chain state at the latest block, with bounds to send."""
+    if not 0 <= slippage_bps <= MAX_SLIPPAGE_BPS:
+        raise BadInput("slippage_bps", f"must be between 0 and {MAX_SLIPPAGE_BPS}")
+    block = await reader.contract.w3.eth.block_number
+    supply = await reader.supply(avatar_id, block)
+    if supply == 0:
+        raise NotFound(f"no avatar {avatar_id} on-chain")
+    if side is Side.sell and amount >= supply:
+        raise BadInput("amount", f"at most {supply - 1} keys can be sold (the last key stays with the curve)")
+    fees = await reader.fee_levels(block)
+    divisor = await reader.divisor()
+    price = curve.price(supply - amount, amount, divisor) if side is Side.sell else curve.price(supply, amount, divisor)
+    protocol_fee, creator_fee = curve.fees(price, fees.protocol, fees.creator)
+    total = price + protocol_fee + creator_fee if side is Side.buy else price - protocol_fee - creator_fee
+    result = Quote(
+        avatar_id=avatar_id, side=side, amount=amount, block_number=block, supply=supply, price=str(price),
+        protocol_fee=str(protocol_fee), creator_fee=str(creator_fee), total=str(total),
+        slippage_bps=slippage_bps, deadline=int(time.time()) + QUOTE_TTL_S,
+    )
+    if side is Side.buy:
+        result.max_total_cost = str(total * (10_000 + slippage_bps) // 10_000)
+    else:
+        result.min_proceeds = str(total * (10_000 - slippage_bps) // 10_000)
+    return result
+
+
+# ---------------------------------------------------------------- pagination
+
+
+def encode_cursor(*values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> list[Any] | None:
+    if cursor is None:
+        return None
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput("cursor", "not a cursor this API returned") from None
+    if not isinstance(values, list) or not values:
+        raise BadInput("cursor", "not a cursor this API returned")
+    return values
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise BadInput("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
+    return limit
+
+
+# ---------------------------------------------------------------- market data
+
+
+async def market_of(session: AsyncSession, avatar_id: str) -> MarketAvatar | None:
+    return await session.get(MarketAvatar, avatar_id)
+
+
+async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
+                        ) -> dict[str, int]:
+    """Traded wei per avatar since ``since``, summed in Python: exact on every database."""
+    query = select(Trade.avatar_id, Trade.eth_amount).where(Trade.timestamp >= since)
+    if avatar_ids is not None:
+        query = query.where(Trade.avatar_id.in_(avatar_ids))
+    totals: dict[str, int] = defaultdict(int)
+    for avatar_id, amount in await session.execute(query):
+        totals[avatar_id] += amount
+    return totals
+
+
+
+def market_stats(market: MarketAvatar | None, divisor: int, volume_24h: int,
+                 chats: tuple[int, int] = (0, 0)) -> MarketStats:
+    supply = market.supply if market else 0
+    return MarketStats(
+        supply=supply, holders=market.holders if market else 0,
+        next_key_price=str(curve.price(supply, 1, divisor)), market_cap=str(market.market_cap if market else 0),
+        volume_total=str(market.volume if market else 0), volume_24h=str(volume_24h),
+        trade_count=market.trade_count if market else 0,
+        creator_fees_earned=str(market.creator_fees if market else 0),
+        chats_24h=chats[0], chatters_24h=chats[1], last_trade_at=market.last_trade_at if market else None,
+    )
+
+
+def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int | str:
+    match sort:
+        case RankingSort.market_cap:
+            return int(stats.market_cap)
+        case RankingSort.volume_24h:
+            return int(stats.volume_24h)
+        case RankingSort.holders:
+            return stats.holders
+        case RankingSort.chats_24h:
+            return stats.chats_24h
+        case RankingSort.newest:
+            return avatar.created_at.isoformat()
+
+
+async def rankings(session: AsyncSession, *, divisor: int, sort: RankingSort, q: str | None, cursor: str | None,
+                   limit: int, chat_activity: dict[str, tuple[int, int]]) -> Page[RankedAvatar]:
+    """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination."""
+    query = select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id) \
+        .where(Avatar.listed_at.is_not(None))
+    if q:
+        pattern = f"%{q.lower()}%"
+        query = query.where(Avatar.handle.ilike(pattern) | Avatar.name.ilike(pattern))
+    rows = (await session.execute(query)).all()
+    volumes = await volumes_since(session, datetime.now(UTC) - DAY, [avatar.id for avatar, _ in rows])
+    ranked = []
+    for avatar, market in rows:
+        stats = market_stats(market, divisor, volumes.get(avatar.id, 0), chat_activity.get(avatar.id, (0, 0)))
+        ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
+    ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
+    after = decode_cursor(cursor)
+    if after is not None:
+        if len(after) != 2:
+            raise BadInput("cursor", "not a cursor this API returned")
+        ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
+    page = ranked[:limit]
+    items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
+                          model=avatar.model, verification_level=avatar.verification_level,
+                          creator=avatar.creator, created_at=avatar.created_at, market=stats)
+             for _, _, avatar, stats in page]
+    next_cursor = encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
+    return Page(items=items, next_cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- trades, holders, holdings
+
+
+def trade_out(trade: Trade) -> TradeOut:
+    return TradeOut(
+        id=trade.id or 0, tx_hash=trade.tx_hash, block_number=trade.block_number, timestamp=trade.timestamp,
+        avatar_id=trade.avatar_id, trader=trade.trader, side=Side.buy if trade.is_buy else Side.sell,
+        amount=trade.amount, price=str(trade.eth_amount), protocol_fee=str(trade.protocol_fee),
+        creator_fee=str(trade.creator_fee), supply_after=trade.supply_after,
+    )
+
+
+async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, trader: str | None = None,
+                      cursor: str | None, limit: int) -> Page[TradeOut]:
+    """Newest first; the cursor is the id of the last trade of the previous page."""
+    query = select(Trade).order_by(Trade.id.desc()).limit(limit + 1)
+    if avatar_id is not None:
+        query = query.where(Trade.avatar_id == avatar_id)
+    if trader is not None:
+        query = query.where(Trade.trader == trader)
+    after = decode_cursor(cursor)
+    if after is not None:
+        if not isinstance(after[0], int):
+            raise BadInput("cursor", "not a cursor this API returned")
+        query = query.where(Trade.id < after[0])
+    trades = (await session.scalars(query)).all()
+    page = trades[:limit]
+    next_cursor = encode_cursor(page[-1].id) if len(trades) > limit else None
+    return Page(items=[trade_out(trade) for trade in page], next_cursor=next_cursor)
+
+
+async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, limit: int) -> Page[HolderOut]:
+    """Largest holders first (ties by address)."""
+    rows = (await session.scalars(select(Holding).where(Holding.avatar_id == avatar_id))).all()
+    ranked = sorted(((row.balance, row.holder) for row in rows), reverse=True)
+    after = decode_cursor(cursor)
+    if after is not None:
+        if len(after) != 2:
+            raise BadInput("cursor", "not a cursor this API returned")
+        ranked = [row for row in ranked if row < (after[0], after[1])]
+    page = ranked[:limit]
+    next_cursor = encode_cursor(*page[-1]) if len(ranked) > limit else None
+    return Page(items=[HolderOut(holder=holder, balance=balance) for balance, holder in page], next_cursor=next_cursor)
+
+
+async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) -> list[HoldingOut]:
+    """A wallet's keys with what selling them now would pay and what the wallet spent on them."""
+    rows = (await session.scalars(select(Holding).where(Holding.holder == address))).all()
+    if not rows:
+        return []
+    avatar_ids = [row.avatar_id for row in rows]
+    markets = {m.avatar_id: m for m in await session.scalars(
+        select(MarketAvatar).where(MarketAvatar.avatar_id.in_(avatar_ids)))}
+    profiles = await avatars_by_ids(session, avatar_ids)
+    spent: dict[str, int] = defaultdict(int)
+    for trade in await session.scalars(select(Trade).where(Trade.trader == address, Trade.avatar_id.in_(avatar_ids))):
+        fees = trade.protocol_fee + trade.creator_fee
+        spent[trade.avatar_id] += trade.eth_amount + fees if trade.is_buy else -(trade.eth_amount - fees)
+    fees = await reader.fee_levels()
+    divisor = await reader.divisor()
+    result = []
+    for row in rows:
+        supply = markets[row.avatar_id].supply
+        sellable = min(row.balance, supply - 1)
+        price = curve.price(supply - sellable, sellable, divisor)
+        protocol_fee, creator_fee = curve.fees(price, fees.protocol, fees.creator)
+        profile = profiles.get(row.avatar_id)
+        result.append(HoldingOut(
+            avatar_id=row.avatar_id, handle=profile.handle if profile else "", name=profile.name if profile else "",
+            balance=row.balance, sellable=sellable, sell_value=str(price - protocol_fee - creator_fee),
+            cost_basis=str(spent[row.avatar_id]),
+        ))
+    return result
+
+
+async def balance_of(session: AsyncSession, avatar_id: str, holder: str) -> int:
+    holding = await session.get(Holding, (avatar_id, holder))
+    return holding.balance if holding else 0
+
+
+# ---------------------------------------------------------------- charts
+
+
+async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval: CandleInterval) -> list[Candle]:
+    """OHLC of the spot key price (the next key's price after each trade) and traded volume."""
+    seconds = INTERVAL_SECONDS[interval.value]
+    since = datetime.now(UTC) - timedelta(seconds=seconds * MAX_CANDLES)
+    trades = (await session.scalars(
+        select(Trade).where(Trade.avatar_id == avatar_id, Trade.timestamp >= since).order_by(Trade.id))).all()
+    buckets: dict[int, list[Trade]] = defaultdict(list)
+    for trade in trades:
+        buckets[int(_aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
+    result = []
+    for start, group in sorted(buckets.items()):
+        prices = [curve.price(trade.supply_after, 1, divisor) for trade in group]
+        result.append(Candle(start=datetime.fromtimestamp(start, UTC), open=str(prices[0]), high=str(max(prices)),
+                             low=str(min(prices)), close=str(prices[-1]),
+                             volume=str(sum(trade.eth_amount for trade in group)), trades=len(group)))
+    return result
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- creators
+
+
+async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: str,
+                        chat_messages_by_day: dict[str, dict[str, int]]) -> list[CreatorAvatarStats]:
+    avatars = (await session.scalars(select(Avatar).where(Avatar.creator == creator)
+                                     .order_by(Avatar.created_at))).all()
+    ids = [avatar.id for avatar in avatars]
+    markets = {m.avatar_id: m for m in await session.scalars(
+        select(MarketAvatar).where(MarketAvatar.avatar_id.in_(ids)))}
+    claimed: dict[str, int] = defaultdict(int)
+    for avatar_id, amount in await session.execute(
+            select(FeeWithdrawal.avatar_id, FeeWithdrawal.amount).where(FeeWithdrawal.avatar_id.in_(ids))):
+        claimed[avatar_id] += amount
+    result = []
+    for avatar in avatars:
+        market = markets.get(avatar.id)
+        result.append(CreatorAvatarStats(
+            avatar_id=avatar.id, handle=avatar.handle, name=avatar.name, listed=avatar.listed_at is not None,
+            holders=market.holders if market else 0, supply=market.supply if market else 0,
+            volume_total=str(market.volume if market else 0),
+            fees_earned=str(market.creator_fees if market else 0), fees_claimed=str(claimed[avatar.id]),
+            fees_claimable=str(await reader.creator_fees(avatar.id) if market else 0),
+            chat_messages_by_day=chat_messages_by_day.get(avatar.id, {}),
+        ))
+    return result

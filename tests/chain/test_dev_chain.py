@@ -1,0 +1,73 @@
+"""The embedded chain's faucet and JSON-RPC endpoint, used by the browser's dev wallet."""
+
+from __future__ import annotations
+
+from eth_account import Account
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.chain.client import Chain
+
+
+async def rpc(client: AsyncTestClient[Litestar], method: str, *params: object) -> dict:
+    response = await client.post("/rpc", json={"jsonrpc": "2.0", "id": 7, "method": method, "params": list(params)})
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_faucet_funds_a_fresh_wallet_that_then_transacts_over_rpc(
+        client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    wallet = Account.create()
+    funded = await client.post("/api/dev/faucet", json={"address": wallet.address})
+    assert funded.status_code == 200
+    assert int(funded.json()["eth_balance"]) == 100 * 10**18
+    assert int(funded.json()["opg_balance"]) == 10_000 * 10**18
+
+    chain_id = int((await rpc(client, "eth_chainId"))["result"], 16)
+    assert chain_id == chain.chain_id
+    nonce = int((await rpc(client, "eth_getTransactionCount", wallet.address, "pending"))["result"], 16)
+    block = (await rpc(client, "eth_getBlockByNumber", "latest", False))["result"]
+    assert len(block["logsBloom"]) == 2 + 512
+    recipient = Account.create().address
+    signed = wallet.sign_transaction({
+        "to": recipient, "value": 12345, "gas": 21_000, "nonce": nonce, "chainId": chain_id,
+        "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * int(block["baseFeePerGas"], 16) + 10**9,
+    })
+    sent = await rpc(client, "eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
+    receipt = (await rpc(client, "eth_getTransactionReceipt", sent["result"]))["result"]
+
+    assert receipt["status"] == "0x1"
+    assert (await rpc(client, "eth_getBalance", recipient, "latest"))["result"] == hex(12345)
+
+
+async def test_rpc_reports_reverts_with_their_data(client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    # sellKeys on an avatar that does not exist reverts with AvatarNotFound(id)
+    data = chain.twin_keys.encode_abi("sellKeys", args=[b"\x01" * 16, 1, 0, 2**63])
+    answer = await rpc(client, "eth_call", {"to": chain.addresses.twin_keys, "data": data}, "latest")
+
+    assert answer["error"]["code"] == 3
+    selector = chain.embedded.w3.keccak(text="AvatarNotFound(bytes16)")[:4].hex()
+    assert answer["error"]["data"].startswith("0x" + selector)
+
+
+async def test_rpc_refuses_what_it_does_not_offer(client: AsyncTestClient[Litestar]) -> None:
+    unsigned = await rpc(client, "eth_sendTransaction", {"to": "0x" + "00" * 20})
+    assert unsigned["error"]["code"] == -32601
+    assert (await rpc(client, "eth_accounts"))["result"] == []
+
+    not_json = await client.post("/rpc", content=b"{oops", headers={"content-type": "application/json"})
+    assert not_json.json()["error"]["code"] == -32700
+    wrong_shape = await client.post("/rpc", json={"method": "eth_chainId"})
+    assert wrong_shape.json()["error"]["code"] == -32600
+    empty_batch = await client.post("/rpc", json=[])
+    assert empty_batch.json()["error"]["code"] == -32600
+    batch = await client.post("/rpc", json=[{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"},
+                                            {"jsonrpc": "2.0", "id": 2, "method": "nope"}])
+    assert [("result" in item, "error" in item) for item in batch.json()] == [(True, False), (False, True)]
+
+
+async def test_faucet_refuses_a_malformed_address(client: AsyncTestClient[Litestar]) -> None:
+    response = await client.post("/api/dev/faucet", json={"address": "0x123"})
+
+    assert response.status_code == 400
+    assert "address" in response.json()["detail"]
