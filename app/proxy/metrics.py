@@ -24,4 +24,4 @@ UPSTREAM_ERRORS = Counter("twin_proxy_upstream_errors", "Upstream failures",
                           ["upstream", "phase"])  # phase: before_first_token, mid_stream
 IN_FLIGHT = Gauge("twin_proxy_in_flight_requests", "Requests being answered now (streams included)")
 PAYMENTS = Counter("twin_proxy_payments", "x402 payments by outcome",
-                   ["outcome"])  # verified, settled, settle_failed, refused, released
+                   ["outcome"])  # required (none sent), refused, verified, settled, settle_failed, released

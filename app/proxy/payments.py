@@ -184,7 +184,7 @@ class PaymentGate:
 
     async def _refusal(self, requirements: PaymentRequirements, resource_url: str,
                        reason: str) -> PaymentRequiredError:
-        metrics.PAYMENTS.labels("refused").inc()
+        metrics.PAYMENTS.labels("required" if reason == ERR_PAYMENT_REQUIRED else "refused").inc()
         payment_required = await self._server.create_payment_required_response(
             [requirements], ResourceInfo(url=resource_url, mime_type="application/json"), error=reason)
         return PaymentRequiredError(payment_required)
