@@ -223,26 +223,34 @@ class ProxyClient:
 
     async def _open(self, node: NodeRecord, body: dict[str, Any],
                     verification: VerificationLevel) -> httpx.Response:
-        """Send the paid request; return the response once its status is 200 (reprice once on 402)."""
-        for attempt in range(2):
-            terms = await self._price(node, body)
-            payment = await self._x402.create_payment_payload(terms)
-            headers = {PAYMENT_SIGNATURE_HEADER: encode_payment_signature_header(payment),
-                       VERIFICATION_HEADER: verification}
-            http = self._http_for(node)
-            response = await http.send(http.build_request("POST", "/v1/chat/completions", json=body,
-                                                          headers=headers), stream=True)
-            if response.status_code == 200:
-                return response
-            await response.aread()
-            if response.status_code != 402:
-                raise _failure_of(response)
+        """Send the paid request; return the response once its status is 200."""
+        response = await self._send_paid(node, body, verification, await self._price(node, body))
+        if response.status_code == 402:
             refused = _payment_required_of(response)
-            if attempt == 0 and refused.error not in _PAYER_FAULTS:
-                self._prices[(node.tee_id, body["model"])] = self._checked_terms(node, refused)
-                continue
-            raise PaymentRefused(refused.error or "payment_required")
-        raise AssertionError("unreachable")  # pragma: no cover
+            if refused.error in _PAYER_FAULTS:
+                raise PaymentRefused(refused.error or "payment_required")
+            # The node's terms changed since they were cached (a new price, say): take them, pay once more.
+            terms = self._prices[(node.tee_id, body["model"])] = self._checked_terms(node, refused)
+            response = await self._send_paid(node, body, verification, terms)
+            if response.status_code == 402:
+                raise PaymentRefused(_payment_required_of(response).error or "payment_required")
+        return response
+
+    async def _send_paid(self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel,
+                         terms: PaymentRequired) -> httpx.Response:
+        """One paid attempt: a streaming 200, or the (read) 402 refusal; anything else raises."""
+        payment = await self._x402.create_payment_payload(terms)
+        headers = {PAYMENT_SIGNATURE_HEADER: encode_payment_signature_header(payment),
+                   VERIFICATION_HEADER: verification}
+        http = self._http_for(node)
+        response = await http.send(http.build_request("POST", "/v1/chat/completions", json=body, headers=headers),
+                                   stream=True)
+        if response.status_code == 200:
+            return response
+        await response.aread()
+        if response.status_code != 402:
+            raise _failure_of(response)
+        return response
 
 
 _PAYER_FAULTS = frozenset({"invalid_exact_evm_insufficient_balance"})

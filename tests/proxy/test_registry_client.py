@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from eth_account import Account
 
 from app.chain.client import Chain, chain_from_embedded
 from app.chain.embedded import EmbeddedChain
@@ -15,7 +16,14 @@ from app.config import Settings
 from app.proxy.accounts import platform_wallet
 from app.proxy.app import InProcessNode, in_process_node
 from app.proxy.attestation import EnclaveIdentity, code_measurement
-from app.proxy.client import NoNodeAvailable, ProxyClient, ReplyFailed, ReplyRejected, RequestRejected
+from app.proxy.client import (
+    NoNodeAvailable,
+    PaymentRefused,
+    ProxyClient,
+    ReplyFailed,
+    ReplyRejected,
+    RequestRejected,
+)
 from app.proxy.config import ProxySettings
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.upstreams.offline import compose_reply
@@ -192,3 +200,25 @@ async def test_mid_stream_failure_is_reported_not_shown_as_complete(client: Prox
 async def test_tee_level_is_refused_while_only_dev_evidence_exists(client: ProxyClient) -> None:
     with pytest.raises(NoNodeAvailable, match="hardware TEE evidence"):
         await client.chat(model="gpt-fake", messages=MESSAGES, verification="tee")
+
+
+async def test_stale_cached_terms_are_replaced_and_paid_once_more(client: ProxyClient,
+                                                                   nodes: tuple[InProcessNode, InProcessNode]) -> None:
+    first = await client.chat(model="gpt-fake", messages=MESSAGES)  # caches this node's terms
+    key = (first.node.tee_id, "gpt-fake")
+    stale = client._prices[key]
+    offer = stale.accepts[0]
+    client._prices[key] = stale.model_copy(update={"accepts": [offer.model_copy(update={"amount": "1"})]})
+    for _ in range(2):  # one of the two nodes is the one whose terms went stale
+        assert (await client.chat(model="gpt-fake", messages=MESSAGES)).payment.success is True
+
+    assert client._prices[key].accepts[0].amount == str(PRICE_WEI)
+
+
+async def test_a_wallet_without_opg_gets_payment_refused(own_chain: Chain, settings: ProxySettings,
+                                                         nodes: tuple[InProcessNode, InProcessNode]) -> None:
+    broke = ProxyClient(own_chain, Account.create(), settings,
+                        transports={node.endpoint: node.transport for node in nodes})
+    with pytest.raises(PaymentRefused, match="insufficient_balance"):
+        await broke.chat(model="gpt-fake", messages=MESSAGES)
+    await broke.aclose()
