@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'twin.db'}"
     database_echo: bool = False
+    database_pool_size: int = Field(default=10, ge=0, le=1000)
     auto_migrate: bool | None = Field(default=None, validate_default=True)
     redis_url: str | None = None
     cors_origins: list[str] = ["*"]

@@ -59,9 +59,10 @@ async def database_url(migrated_database: str, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    # Tests index explicitly (`await app.state.indexer.sync()`): the test client runs the
-    # lifespan on an event loop of its own, where a background indexer would share the engine.
-    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0)
+    # The test client serves the app on an event loop of its own while tests also reach the
+    # database from theirs: no pooled connection may cross loops, and tests index explicitly
+    # (`await app.state.indexer.sync()`) rather than through a background task.
+    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0)
 
 
 @pytest.fixture(scope="session")

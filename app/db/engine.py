@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.config import Settings
@@ -20,20 +21,27 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
-    """Build the engine; on SQLite create the file's folder and turn on FKs and WAL."""
+def create_engine(database_url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """Build the engine; on SQLite create the file's folder and turn on FKs and WAL.
+
+    ``pool_size=0`` opens a connection per use instead of pooling (behind PgBouncer, or when
+    several event loops share one engine, as the test client's do).
+    """
     url = make_url(database_url)
+    pooling: dict[str, Any] = {"poolclass": NullPool} if pool_size == 0 else {}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo)
+        engine = create_async_engine(url, echo=echo, **pooling)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if not pooling:
+        pooling = {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": 2 * pool_size}
+    return create_async_engine(url, echo=echo, **pooling)
 
 
 def engine_from_settings(settings: Settings) -> AsyncEngine:
-    return create_engine(settings.database_url, echo=settings.database_echo)
+    return create_engine(settings.database_url, echo=settings.database_echo, pool_size=settings.database_pool_size)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
