@@ -102,11 +102,6 @@ class _NodeFailed(Exception):
     """This node could not start the reply; try the next one."""
 
 
-class _RepriceAndRetry(Exception):
-    def __init__(self, payment_required: PaymentRequired) -> None:
-        self.payment_required = payment_required
-
-
 @dataclass
 class _Directory:
     nodes: list[NodeRecord] = field(default_factory=list)
@@ -155,9 +150,12 @@ class ProxyClient:
             body["max_tokens"] = max_tokens
         return ChatStream(self, body, verification)
 
-    async def chat(self, **kwargs: Any) -> ChatResult:
+    async def chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
+                   verification: VerificationLevel = "signature", temperature: float | None = None,
+                   max_tokens: int | None = None) -> ChatResult:
         """The whole reply at once (streamed underneath, verified the same way)."""
-        async with self.stream_chat(**kwargs) as reply:
+        async with self.stream_chat(model=model, messages=messages, verification=verification,
+                                    temperature=temperature, max_tokens=max_tokens) as reply:
             async for _ in reply:
                 pass
         return reply.result

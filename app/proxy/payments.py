@@ -137,9 +137,6 @@ class PaymentGate:
     def terms(self) -> TokenTerms:
         return self._terms
 
-    def requirements_for(self, model: str) -> PaymentRequirements:
-        return self._requirements[model]
-
     async def require(self, headers: Mapping[str, str], model: str, resource_url: str) -> VerifiedPayment:
         """The request's verified payment; raises PaymentRequiredError (402) naming what is wrong."""
         requirements = self._requirements[model]
