@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from app.config import ConfigError, Settings, load_settings
 
+if TYPE_CHECKING:
+    from app.proxy.config import ProxySettings
 
-def settings_or_exit() -> Settings:
-    """Load the settings; on a bad value print one line naming it and exit with status 2."""
+T = TypeVar("T")
+
+
+def load_or_exit(loader: Callable[[], T]) -> T:
+    """Run a settings loader; on a bad value print one line naming it and exit with status 2."""
     try:
-        return load_settings()
+        return loader()
     except ConfigError as error:
         click.echo(f"twin: invalid configuration: {error}", err=True)
         sys.exit(2)
+
+
+def settings_or_exit() -> Settings:
+    return load_or_exit(load_settings)
 
 
 def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,6 +39,14 @@ def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
     return wrapper
+
+
+def quiet_framework_warnings() -> None:
+    """Litestar 2.25 announces 3.0 changes for every handler as an app is built, and abnf warns on
+    the SIWE grammar: nothing an operator can act on. Call it after the chain starts, since
+    eth-tester resets the warning filters when it starts."""
+    warnings.filterwarnings("ignore", message=r".*(inferred style|Inferred dependency|Reserved kwarg)")
+    warnings.filterwarnings("ignore", message=r"rule '.*' redefines")
 
 
 @click.group()
@@ -41,12 +60,31 @@ def cli() -> None:
 @with_settings
 def serve(settings: Settings, host: str | None, port: int | None) -> None:
     """Run the whole service (embedded defaults need no configuration)."""
+    from app.proxy.config import load_proxy_settings
+
+    proxy_settings = load_or_exit(load_proxy_settings)
+    asyncio.run(_serve(settings, proxy_settings, host or settings.host, port or settings.port))
+
+
+async def _serve(settings: Settings, proxy_settings: ProxySettings, host: str, port: int) -> None:
     import uvicorn
 
+    from app.chain.client import ChainError, connect_chain
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level, ws="websockets-sansio", lifespan="on")
+    try:
+        chain = await connect_chain(settings)
+    except ChainError as error:
+        click.echo(f"twin: {error}", err=True)
+        sys.exit(1)
+    quiet_framework_warnings()
+    try:
+        app = create_app(settings, chain=chain, proxy_settings=proxy_settings)
+        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, lifespan="on",
+                                ws="websockets-sansio")
+        await uvicorn.Server(config).serve()
+    finally:
+        await chain.close()
 
 
 @cli.group()
@@ -84,4 +122,5 @@ cli.add_command(proxy)
 
 
 def main() -> None:
+    quiet_framework_warnings()
     cli()

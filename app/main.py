@@ -33,6 +33,10 @@ from app.health import HealthController, database_check, register_check
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
+from app.proxy.accounts import platform_wallet
+from app.proxy.app import in_process_node
+from app.proxy.client import ProxyClient
+from app.proxy.config import ProxySettings, load_proxy_settings
 
 
 def _chain_check(app: Litestar) -> None:
@@ -44,7 +48,23 @@ def _chain_check(app: Litestar) -> None:
     register_check(app.state, "chain", check)
 
 
-def _lifespan(settings: Settings, given_chain: Chain | None) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+@asynccontextmanager
+async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIterator[ProxyClient]:
+    """The client every chat reply goes through. On the embedded chain a node runs in this
+    process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
+    wallet = platform_wallet(proxy_settings, chain)
+    async with contextlib.AsyncExitStack() as stack:
+        transports = {}
+        if chain.is_embedded:
+            node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
+            transports[node.endpoint] = node.transport
+        client = ProxyClient(chain, wallet, proxy_settings, transports=transports)
+        stack.push_async_callback(client.aclose)
+        yield client
+
+
+def _lifespan(settings: Settings, proxy_settings: ProxySettings,
+              given_chain: Chain | None) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
@@ -59,7 +79,9 @@ def _lifespan(settings: Settings, given_chain: Chain | None) -> Callable[[Litest
         _chain_check(app)
         indexer_task = asyncio.create_task(indexer.run(), name="indexer") if settings.indexer_poll_s else None
         try:
-            yield
+            async with _proxy_client(chain, proxy_settings) as proxy_client:
+                app.state.proxy_client = proxy_client
+                yield
         finally:
             if indexer_task is not None:
                 indexer_task.cancel()
@@ -84,9 +106,11 @@ ROUTES: list[ControllerRouterHandler] = [
 ]
 
 
-def create_app(settings: Settings | None = None, *, chain: Chain | None = None) -> Litestar:
-    """The backend. ``chain`` lets tests share one embedded chain; by default it is connected at start."""
+def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
+               proxy_settings: ProxySettings | None = None) -> Litestar:
+    """The backend. ``chain`` is connected at start unless given (`twin serve` and tests give it)."""
     settings = settings or get_settings()
+    proxy_settings = proxy_settings or load_proxy_settings()
     engine = engine_from_settings(settings)
     db_config = SQLAlchemyAsyncConfig(
         engine_instance=engine,
@@ -110,7 +134,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None) 
         middleware=[prometheus.middleware, sessions.middleware],
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers=exception_handlers,
-        lifespan=[_lifespan(settings, chain)],
+        lifespan=[_lifespan(settings, proxy_settings, chain)],
         cors_config=CORSConfig(allow_origins=settings.cors_origins, allow_credentials=True),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from app.cli import with_settings
+from app.cli import load_or_exit, quiet_framework_warnings, with_settings
 from app.config import ConfigError, Settings
 from app.proxy.config import ProxySettings, load_proxy_settings
 
@@ -27,11 +27,7 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     The node registers itself in the NodeRegistry at start, heartbeats while it runs, and
     disables its record when stopped.
     """
-    try:
-        proxy_settings = load_proxy_settings()
-    except ConfigError as error:
-        click.echo(f"twin: invalid configuration: {error}", err=True)
-        sys.exit(2)
+    proxy_settings = load_or_exit(load_proxy_settings)
     host = host or proxy_settings.host
     port = port or proxy_settings.port
     asyncio.run(_serve(settings, proxy_settings, host, port))
@@ -48,6 +44,7 @@ async def _serve(settings: Settings, proxy_settings: ProxySettings, host: str, p
     except ChainError as error:
         click.echo(f"twin: {error}", err=True)
         sys.exit(1)
+    quiet_framework_warnings()
     try:
         endpoint = proxy_settings.public_url or f"http://{host}:{port}"
         try:

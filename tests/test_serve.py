@@ -1,0 +1,69 @@
+"""`twin serve` on the embedded defaults: a real process that migrates, deploys, and serves."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+TWIN = Path(sys.executable).with_name("twin")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
+    env["TWIN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'twin.db'}"
+    server = subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert ready is not None and ready.status_code == 200, server.stdout.read() if server.poll() else ready
+        assert ready.json()["dependencies"] == {"database": "ok", "chain": "ok"}
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        assert "/api/avatars" in httpx.get(f"{base}/schema/openapi.json").json()["paths"]
+        assert httpx.get(f"{base}/api/avatars").json() == {"items": [], "next_cursor": None}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    output = server.stdout.read()
+    # uvicorn shuts down cleanly on SIGTERM, then lets the signal end the process.
+    assert server.returncode in {0, -15}, output
+    assert "Application shutdown complete" in output
+    assert "Warning" not in output
+
+
+def test_twin_serve_names_an_unreachable_chain(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
+    env |= {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}", "TWIN_CHAIN_RPC_URL": "http://127.0.0.1:9",
+            "TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20, "TWIN_OPG_ADDRESS": "0x" + "22" * 20,
+            "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20}
+    result = subprocess.run([str(TWIN), "serve", "--port", str(free_port())], env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+
+    assert result.returncode == 1
+    assert "TWIN_CHAIN_RPC_URL" in result.stderr
+    assert "Traceback" not in result.stderr
