@@ -38,7 +38,8 @@ def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200, server.stdout.read() if server.poll() else ready
+        assert ready is not None, server.stdout.read() if server.poll() is not None else "no answer"
+        assert ready.status_code == 200, ready.text
         assert ready.json()["dependencies"] == {"database": "ok", "chain": "ok"}
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         assert "/api/avatars" in httpx.get(f"{base}/schema/openapi.json").json()["paths"]
