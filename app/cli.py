@@ -13,7 +13,9 @@ import click
 from app.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
-    from app.proxy.config import ProxySettings
+    from litestar import Litestar
+
+    from app.chain.client import Chain
 
 T = TypeVar("T")
 
@@ -60,17 +62,19 @@ def cli() -> None:
 @with_settings
 def serve(settings: Settings, host: str | None, port: int | None) -> None:
     """Run the whole service (embedded defaults need no configuration)."""
+    from app.main import create_app
     from app.proxy.config import load_proxy_settings
 
     proxy_settings = load_or_exit(load_proxy_settings)
-    asyncio.run(_serve(settings, proxy_settings, host or settings.host, port or settings.port))
+    asyncio.run(serve_on_chain(settings, host or settings.host, port or settings.port,
+                               lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings)))
 
 
-async def _serve(settings: Settings, proxy_settings: ProxySettings, host: str, port: int) -> None:
+async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar]) -> None:
+    """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped."""
     import uvicorn
 
     from app.chain.client import ChainError, connect_chain
-    from app.main import create_app
 
     try:
         chain = await connect_chain(settings)
@@ -79,8 +83,7 @@ async def _serve(settings: Settings, proxy_settings: ProxySettings, host: str, p
         sys.exit(1)
     quiet_framework_warnings()
     try:
-        app = create_app(settings, chain=chain, proxy_settings=proxy_settings)
-        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, lifespan="on",
+        config = uvicorn.Config(build(chain), host=host, port=port, log_level=settings.log_level, lifespan="on",
                                 ws="websockets-sansio")
         await uvicorn.Server(config).serve()
     finally:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import siwe
@@ -17,8 +21,19 @@ from app.chain.client import Chain
 from app.chain.deploy import send_transaction
 from app.market import curve
 
+TWIN = Path(sys.executable).with_name("twin")
 FAR_DEADLINE = 2**63
 MAX_COST = 2**255
+
+
+def env_without_twin_settings() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
+
+
+def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the `twin` command with only the given TWIN_* settings."""
+    return subprocess.run([str(TWIN), *args], env=env_without_twin_settings() | env, capture_output=True,
+                          text=True, timeout=timeout_s, check=False)
 
 
 def siwe_message(account: LocalAccount, *, nonce: str, domain: str = "testserver.local", chain_id: int,

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from app.config import Settings
-
-TWIN = Path(sys.executable).with_name("twin")
-
-
-def run_twin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
-    return subprocess.run([str(TWIN), *args], env=clean | env, capture_output=True, text=True, timeout=60,
-                          check=False)
+from tests.helpers import run_twin
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-TWIN = Path(sys.executable).with_name("twin")
+from tests.helpers import TWIN, env_without_twin_settings, run_twin
 
 
 def free_port() -> int:
@@ -22,8 +20,7 @@ def free_port() -> int:
 
 def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
-    env["TWIN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'twin.db'}"
+    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}"}
     server = subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -58,12 +55,10 @@ def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
 
 
 def test_twin_serve_names_an_unreachable_chain(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
-    env |= {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}", "TWIN_CHAIN_RPC_URL": "http://127.0.0.1:9",
-            "TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20, "TWIN_OPG_ADDRESS": "0x" + "22" * 20,
-            "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20}
-    result = subprocess.run([str(TWIN), "serve", "--port", str(free_port())], env=env, capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = run_twin({"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}",
+                       "TWIN_CHAIN_RPC_URL": "http://127.0.0.1:9", "TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20,
+                       "TWIN_OPG_ADDRESS": "0x" + "22" * 20, "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20},
+                      "serve", "--port", str(free_port()))
 
     assert result.returncode == 1
     assert "TWIN_CHAIN_RPC_URL" in result.stderr

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from app.cli import load_or_exit, quiet_framework_warnings, with_settings
+from app.cli import load_or_exit, serve_on_chain, with_settings
 from app.config import ConfigError, Settings
 from app.proxy.config import ProxySettings, load_proxy_settings
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from app.chain.client import Chain
 
 
 @click.group()
@@ -30,31 +36,18 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     proxy_settings = load_or_exit(load_proxy_settings)
     host = host or proxy_settings.host
     port = port or proxy_settings.port
-    asyncio.run(_serve(settings, proxy_settings, host, port))
+    asyncio.run(serve_on_chain(settings, host, port, lambda chain: _node_app(proxy_settings, chain, host, port)))
 
 
-async def _serve(settings: Settings, proxy_settings: ProxySettings, host: str, port: int) -> None:
-    import uvicorn
-
-    from app.chain.client import ChainError, connect_chain
+def _node_app(proxy_settings: ProxySettings, chain: Chain, host: str, port: int) -> Litestar:
     from app.proxy.app import create_proxy_app
 
+    endpoint = proxy_settings.public_url or f"http://{host}:{port}"
     try:
-        chain = await connect_chain(settings)
-    except ChainError as error:
-        click.echo(f"twin: {error}", err=True)
-        sys.exit(1)
-    quiet_framework_warnings()
-    try:
-        endpoint = proxy_settings.public_url or f"http://{host}:{port}"
-        try:
-            app = create_proxy_app(proxy_settings, chain, endpoint=endpoint)
-        except ConfigError as error:
-            click.echo(f"twin: invalid configuration: {error}", err=True)
-            sys.exit(2)
-        where = "an embedded chain of its own" if chain.is_embedded else f"chain {chain.chain_id}"
-        click.echo(f"proxy node on http://{host}:{port}, registered as {endpoint} on {where}", err=True)
-        config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level, lifespan="on")
-        await uvicorn.Server(config).serve()
-    finally:
-        await chain.close()
+        app = create_proxy_app(proxy_settings, chain, endpoint=endpoint)
+    except ConfigError as error:
+        click.echo(f"twin: invalid configuration: {error}", err=True)
+        sys.exit(2)
+    where = "an embedded chain of its own" if chain.is_embedded else f"chain {chain.chain_id}"
+    click.echo(f"proxy node on http://{host}:{port}, registered as {endpoint} on {where}", err=True)
+    return app
