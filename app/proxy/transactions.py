@@ -44,22 +44,29 @@ class TransactionSender:
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
 
+    async def _broadcast(self, to: str, data: bytes | str, gas: int) -> HexBytes:
+        if self._next_nonce is None:
+            self._next_nonce = await self._w3.eth.get_transaction_count(self.account.address, "pending")
+        transaction: dict[str, Any] = {
+            "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": self._next_nonce,
+            "gasPrice": await self._w3.eth.gas_price, "value": 0,
+        }
+        tx_hash = await self._w3.eth.send_raw_transaction(self.account.sign_transaction(transaction).raw_transaction)
+        self._next_nonce += 1
+        return tx_hash
+
     async def send(self, to: str, data: bytes | str, *, gas: int, wait_seconds: float) -> TxReceipt:
         """Broadcast a call to ``to`` and return its successful receipt; raise TransactionFailed."""
         async with self._lock:
-            if self._next_nonce is None:
-                self._next_nonce = await self._w3.eth.get_transaction_count(self.account.address, "pending")
-            transaction: dict[str, Any] = {
-                "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": self._next_nonce,
-                "gasPrice": await self._w3.eth.gas_price, "value": 0,
-            }
-            signed = self.account.sign_transaction(transaction)
             try:
-                tx_hash = await self._w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Exception:
-                self._next_nonce = None  # resynchronise from the chain on the next send
-                raise
-            self._next_nonce += 1
+                tx_hash = await self._broadcast(to, data, gas)
+            except Exception as error:
+                self._next_nonce = None  # resynchronise from the chain
+                if "nonce" not in str(error).lower():
+                    raise
+                # Someone else used the account, or a re-org (or a test's snapshot) rewound it:
+                # the transaction was refused, so sending it again with a fresh nonce is safe.
+                tx_hash = await self._broadcast(to, data, gas)
         try:
             receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_seconds,
                                                                       poll_latency=0.05)
