@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     chain_dev_mnemonic: str = "test test test test test test test test test test test junk"
     chain_dev_accounts: int = Field(default=10, ge=1, le=100)
 
+    # Chat: how much of a fan's thread goes with each message (estimated as characters / 4), and
+    # what one websocket frame and one message may hold.
+    chat_history_token_budget: int = Field(default=2_000, ge=0, le=1_000_000)
+    chat_max_frame_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    chat_max_message_chars: int = Field(default=4_000, ge=1, le=100_000)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

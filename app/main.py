@@ -25,6 +25,7 @@ from app.avatars.controllers import AvatarController
 from app.chain.client import Chain, connect_chain
 from app.chain.dev_controllers import DevChainController
 from app.chain.indexer import Indexer
+from app.chat.controllers import ChatController
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
@@ -102,7 +103,7 @@ def _store(settings: Settings, namespace: str) -> Store:
 
 
 ROUTES: list[ControllerRouterHandler] = [
-    HealthController, PrometheusController, AuthController, AvatarController, MarketController,
+    HealthController, PrometheusController, AuthController, AvatarController, MarketController, ChatController,
 ]
 
 

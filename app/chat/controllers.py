@@ -1,0 +1,127 @@
+"""The chat websocket and the chat history routes; the logic is in :mod:`app.chat.service`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+import msgspec
+import structlog
+from litestar import Controller, WebSocket, get, websocket
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import Parameter
+from litestar.status_codes import WS_1008_POLICY_VIOLATION
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.deps import provide_current_address
+from app.auth.service import signed_in_address
+from app.avatars.service import get_avatar
+from app.chat import service
+from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
+from app.db.engine import session_factory
+from app.market.schemas import Page
+from app.market.service import check_limit
+from app.validation import BadInput, parse_avatar_id
+
+log = structlog.get_logger()
+
+Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
+Limit = Annotated[int, Parameter(description="items per page, 1–100")]
+
+
+def _origin_allowed(socket: WebSocket[Any, Any, Any], allowed: list[str]) -> bool:
+    """Browsers send cookies with cross-site websocket handshakes: only listed origins may use the session."""
+    origin = socket.headers.get("origin")
+    return origin is None or "*" in allowed or origin in allowed
+
+
+class _Socket:
+    """Frames out through one lock (the reply task and the receive loop both send)."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self.socket = socket
+        self._lock = asyncio.Lock()
+
+    async def send(self, frame: ServerFrame) -> None:
+        try:
+            async with self._lock:
+                await self.socket.send_text(msgspec.json.encode(frame).decode())
+        except (WebSocketDisconnect, OSError, RuntimeError) as error:  # closed under us
+            raise service.ClientGone(str(error)) from None
+
+
+class ChatController(Controller):
+    tags = ["chat"]
+
+    @websocket("/ws/avatars/{avatar_id:str}/chat")
+    async def chat(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
+        """Chat with an avatar (signed in, holding a key): frames as in the README's "Chat" section."""
+        await socket.accept()
+        settings = state.settings
+        fan = signed_in_address(socket.session)
+        if not _origin_allowed(socket, settings.cors_origins):
+            await socket.close(WS_1008_POLICY_VIOLATION, "origin not allowed")
+            return
+        if fan is None:
+            await socket.close(WS_1008_POLICY_VIOLATION, "sign in with Ethereum first")
+            return
+        chat = service.ChatService(session_factory(state.engine), state.proxy_client, settings,
+                                   state.get("chat_admission"))
+        try:
+            avatar_id = parse_avatar_id(avatar_id)
+            await chat.avatar_for_chat(avatar_id, fan)
+        except (BadInput, service.ChatRefused) as refused:
+            await socket.close(WS_1008_POLICY_VIOLATION, refused.detail[:120])  # a close reason is ≤ 123 bytes
+            return
+        await self._serve(socket, chat, avatar_id, fan)
+
+    async def _serve(self, socket: WebSocket[Any, Any, Any], chat: service.ChatService, avatar_id: str,
+                     fan: str) -> None:
+        """Receive while a reply streams, so a disconnect stops the reply (and its upstream request) at once."""
+        settings = socket.app.state.settings
+        out = _Socket(socket)
+        replying: asyncio.Task[None] | None = None
+        try:
+            while True:
+                event = await socket.receive()
+                if event["type"] == "websocket.disconnect":
+                    break
+                try:
+                    incoming = service.parse_frame(event.get("text") if event.get("text") is not None
+                                                   else event.get("bytes"),
+                                                   max_frame_bytes=settings.chat_max_frame_bytes,
+                                                   max_message_chars=settings.chat_max_message_chars)
+                    if replying is not None and not replying.done():
+                        await out.send(ErrorFrame(code="busy", detail="one reply at a time: wait for its done or "
+                                                  "error frame", client_msg_id=incoming.client_msg_id))
+                        continue
+                except service.FrameError as error:
+                    await out.send(error.frame())
+                    continue
+                replying = asyncio.create_task(chat.handle(avatar_id, fan, incoming, out.send),
+                                               name=f"chat-reply-{avatar_id}")
+        except (WebSocketDisconnect, service.ClientGone):
+            pass
+        finally:
+            if replying is not None and not replying.done():
+                replying.cancel()  # closes the proxy stream; the partial reply is stored as incomplete
+            if replying is not None:
+                with contextlib.suppress(asyncio.CancelledError, service.ClientGone):
+                    await replying
+
+    @get("/api/avatars/{avatar_id:str}/messages", summary="The signed-in fan's thread with an avatar, newest first",
+         dependencies={"address": Provide(provide_current_address)})
+    async def thread(self, db_session: AsyncSession, avatar_id: str, address: str, cursor: Cursor = None,
+                     limit: Limit = 50) -> Page[ChatMessageOut]:
+        avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
+        return await service.thread_page(db_session, avatar_id=avatar.id, fan=address, cursor=cursor,
+                                         limit=check_limit(limit))
+
+    @get("/api/messages/{message_id:int}/attestation",
+         summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
+         dependencies={"address": Provide(provide_current_address)})
+    async def attestation(self, db_session: AsyncSession, message_id: int, address: str) -> ReplyAttestationOut:
+        return await service.reply_attestation(db_session, message_id=message_id, viewer=address)
