@@ -238,6 +238,13 @@ class ChatService:
             await send(ErrorFrame(code=refused.code, detail=refused.detail, retry_after_s=refused.retry_after_s,
                                   client_msg_id=incoming.client_msg_id))
             return
+        except ClientGone:
+            raise
+        except Exception as error:  # the store failed before anything was stored: tell the fan, log the rest
+            log.exception("chat_message_error", avatar_id=avatar_id, error=repr(error))
+            await send(ErrorFrame(code="internal_error", detail="the message could not be taken; the error was "
+                                  "logged", retry_after_s=UNAVAILABLE_RETRY_S, client_msg_id=incoming.client_msg_id))
+            return
         if turn is not None:
             await self._answer(turn, send)
 

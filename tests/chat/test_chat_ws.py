@@ -413,3 +413,24 @@ async def test_an_attestation_from_the_api_verifies_independently(served: Served
         f"/api/messages/{done['message_id']}/attestation")
     assert creator_view.status_code == 200
     assert stranger_view.status_code == 404
+
+
+async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_socket(
+        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.chat import service
+
+    async def broken(*_: Any, **__: Any) -> list[dict[str, str]]:
+        raise OSError("database went away")
+
+    http = await served.signed_in(creator)
+    async with served.chat(avatar_id, http) as ws:
+        with monkeypatch.context() as patch:
+            patch.setattr(service, "recent_history", broken)
+            await send_message(ws, "lost", "Hello")
+            error = await receive(ws)
+        await send_message(ws, "kept", "Hello again")
+        after = await reply_frames(ws)
+
+    assert (error["type"], error["code"], error["client_msg_id"]) == ("error", "internal_error", "lost")
+    assert after[-1]["type"] == "done"
+    assert [m["client_msg_id"] for m in (await thread(http, avatar_id))["items"]] == [None, "kept"]
