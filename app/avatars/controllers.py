@@ -15,6 +15,7 @@ from app.auth.deps import provide_current_address, provide_optional_address
 from app.avatars import service
 from app.avatars.models import Avatar
 from app.avatars.schemas import AvatarCreate, AvatarLaunched, AvatarMetadata, AvatarProfile, AvatarUpdate
+from app.chat import service as chat
 from app.market import service as market
 from app.market.schemas import Page, RankedAvatar, RankingSort
 from app.validation import parse_avatar_id
@@ -32,8 +33,10 @@ def launched(avatar: Avatar) -> AvatarLaunched:
 
 async def profile(session: AsyncSession, state: State, avatar: Avatar, viewer: str | None) -> AvatarProfile:
     divisor = await state.twin_keys_reader.divisor()
-    volume = (await market.volumes_since(session, datetime.now(UTC) - market.DAY, [avatar.id])).get(avatar.id, 0)
-    stats = market.market_stats(await market.market_of(session, avatar.id), divisor, volume)
+    since = datetime.now(UTC) - market.DAY
+    volume = (await market.volumes_since(session, since, [avatar.id])).get(avatar.id, 0)
+    chats = (await chat.chat_activity_since(session, since, [avatar.id])).get(avatar.id, (0, 0))
+    stats = market.market_stats(await market.market_of(session, avatar.id), divisor, volume, chats)
     return AvatarProfile(
         id=avatar.id, handle=avatar.handle, name=avatar.name, bio=avatar.bio, image_url=avatar.image_url,
         model=avatar.model, verification_level=avatar.verification_level, creator=avatar.creator,
@@ -60,7 +63,9 @@ class AvatarController(Controller):
                        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
                        limit: int = 20) -> Page[RankedAvatar]:
         return await market.rankings(db_session, divisor=await state.twin_keys_reader.divisor(), sort=sort, q=q,
-                                     cursor=cursor, limit=market.check_limit(limit), chat_activity={})
+                                     cursor=cursor, limit=market.check_limit(limit),
+                                     chat_activity=await chat.chat_activity_since(db_session,
+                                                                                  datetime.now(UTC) - market.DAY))
 
     @get("/{avatar_id:str}", summary="Public profile with market data (the persona only for its creator)",
          dependencies={"viewer": Provide(provide_optional_address)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_current_address
 from app.avatars.service import get_avatar
+from app.chat import service as chat
 from app.market import service
 from app.market.schemas import (
     Candle,
@@ -71,4 +73,6 @@ class MarketController(Controller):
     @get("/api/creators/me/stats", summary="Per avatar of the signed-in creator: holders, volume, fees, chats",
          dependencies={"address": Provide(provide_current_address)})
     async def creator_stats(self, state: State, db_session: AsyncSession, address: str) -> list[CreatorAvatarStats]:
-        return await service.creator_stats(db_session, state.twin_keys_reader, address, chat_messages_by_day={})
+        stats = await service.creator_stats(db_session, state.twin_keys_reader, address, chat_messages_by_day={})
+        by_day = await chat.messages_by_day(db_session, [row.avatar_id for row in stats])
+        return [msgspec.structs.replace(row, chat_messages_by_day=by_day.get(row.avatar_id, {})) for row in stats]
