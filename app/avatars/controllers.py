@@ -45,6 +45,14 @@ async def profile(session: AsyncSession, state: State, avatar: Avatar, viewer: s
     )
 
 
+async def ranked_page(session: AsyncSession, state: State, *, sort: RankingSort, q: str | None, cursor: str | None,
+                      limit: int) -> Page[RankedAvatar]:
+    """One page of the rankings, as the API and the marketplace page show them."""
+    return await market.rankings(session, divisor=await state.twin_keys_reader.divisor(), sort=sort, q=q,
+                                 cursor=cursor, limit=market.check_limit(limit),
+                                 chat_activity=await chat.chat_activity_since(session, datetime.now(UTC) - market.DAY))
+
+
 class AvatarController(Controller):
     path = "/api/avatars"
     tags = ["avatars"]
@@ -62,10 +70,7 @@ class AvatarController(Controller):
                        q: Annotated[str | None, Parameter(max_length=64)] = None,
                        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
                        limit: int = 20) -> Page[RankedAvatar]:
-        return await market.rankings(db_session, divisor=await state.twin_keys_reader.divisor(), sort=sort, q=q,
-                                     cursor=cursor, limit=market.check_limit(limit),
-                                     chat_activity=await chat.chat_activity_since(db_session,
-                                                                                  datetime.now(UTC) - market.DAY))
+        return await ranked_page(db_session, state, sort=sort, q=q, cursor=cursor, limit=limit)
 
     @get("/{avatar_id:str}", summary="Public profile with market data (the persona only for its creator)",
          dependencies={"viewer": Provide(provide_optional_address)})

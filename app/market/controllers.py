@@ -32,6 +32,17 @@ Cursor = Annotated[str | None, Parameter(description="next_cursor of the previou
 Limit = Annotated[int, Parameter(description="items per page, 1–100")]
 
 
+async def creator_stats_with_chats(session: AsyncSession, reader: service.TwinKeysReader,
+                                   creator: str) -> list[CreatorAvatarStats]:
+    """The market's creator stats with the chat domain's daily figures (the API and the dashboard show them)."""
+    stats = await service.creator_stats(session, reader, creator)
+    avatar_ids = [row.avatar_id for row in stats]
+    messages = await chat.messages_by_day(session, avatar_ids)
+    spend = await chat.inference_spend_by_day(session, avatar_ids)
+    return [msgspec.structs.replace(row, chat_messages_by_day=messages.get(row.avatar_id, {}),
+                                    inference_spend_by_day=spend.get(row.avatar_id, {})) for row in stats]
+
+
 class MarketController(Controller):
     tags = ["market"]
 
@@ -73,6 +84,4 @@ class MarketController(Controller):
     @get("/api/creators/me/stats", summary="Per avatar of the signed-in creator: holders, volume, fees, chats",
          dependencies={"address": Provide(provide_current_address)})
     async def creator_stats(self, state: State, db_session: AsyncSession, address: str) -> list[CreatorAvatarStats]:
-        stats = await service.creator_stats(db_session, state.twin_keys_reader, address, chat_messages_by_day={})
-        by_day = await chat.messages_by_day(db_session, [row.avatar_id for row in stats])
-        return [msgspec.structs.replace(row, chat_messages_by_day=by_day.get(row.avatar_id, {})) for row in stats]
+        return await creator_stats_with_chats(db_session, state.twin_keys_reader, address)

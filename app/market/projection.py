@@ -104,6 +104,8 @@ class MarketProjection:
             session.add(holding)
         elif after == 0:
             await session.delete(holding)
+            # Flush now: a later trade in the same batch may open this holding again.
+            await session.flush()
         else:
             holding.balance = after
         market.holders += (after > 0) - (before > 0)

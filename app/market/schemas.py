@@ -133,3 +133,9 @@ class CreatorAvatarStats(Struct):
     fees_claimed: str
     fees_claimable: str
     chat_messages_by_day: dict[str, int]
+    # The last 30 UTC days ("YYYY-MM-DD"): holders at each day's end (every day), and the days with trades'
+    # volume and creator fees (wei), and with paid replies' inference spend (wei).
+    holders_by_day: dict[str, int]
+    volume_by_day: dict[str, str]
+    fees_by_day: dict[str, str]
+    inference_spend_by_day: dict[str, str]

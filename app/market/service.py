@@ -12,11 +12,12 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from web3.contract import AsyncContract
 
 from app.avatars.models import Avatar
@@ -46,6 +47,7 @@ PAGE_LIMIT_MAX = 100
 DAY = timedelta(days=1)
 INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400}
 MAX_CANDLES = 500
+CREATOR_CHART_DAYS = 30
 
 
 # ---------------------------------------------------------------- chain reads
@@ -284,9 +286,71 @@ async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) 
     return result
 
 
+@dataclass(frozen=True)
+class Portfolio:
+    """A wallet's keys with their profit and loss, and a page of its trades (the portfolio page)."""
+
+    holdings: list[tuple[HoldingOut, int]]  # with each one's P&L: its sell value now minus the net spend on it
+    value: int  # what selling every sellable key now would pay
+    cost_basis: int  # net spend on the avatars held: buys with fees, less what sells paid
+    trades: Page[TradeOut]
+    avatar_names: dict[str, str]  # of the avatars the page's trades name
+
+    @property
+    def pnl(self) -> int:
+        return self.value - self.cost_basis
+
+
+async def portfolio(session: AsyncSession, reader: TwinKeysReader, address: str, *, cursor: str | None,
+                    limit: int) -> Portfolio:
+    held = await holdings(session, reader, address)
+    trades = await trades_page(session, trader=address, cursor=cursor, limit=limit)
+    named = await avatars_by_ids(session, list({trade.avatar_id for trade in trades.items}))
+    return Portfolio(
+        holdings=[(holding, int(holding.sell_value) - int(holding.cost_basis)) for holding in held],
+        value=sum(int(holding.sell_value) for holding in held),
+        cost_basis=sum(int(holding.cost_basis) for holding in held),
+        trades=trades, avatar_names={avatar_id: avatar.name for avatar_id, avatar in named.items()},
+    )
+
+
 async def balance_of(session: AsyncSession, avatar_id: str, holder: str) -> int:
     holding = await session.get(Holding, (avatar_id, holder))
     return holding.balance if holding else 0
+
+
+# ---------------------------------------------------------------- demand signals for the autoscaler
+
+
+@dataclass(frozen=True)
+class KeyBuy:
+    trade_id: int
+    avatar_id: str
+    trader: str
+    first_buy: bool  # the buyer had never traded this avatar's keys before: a new holder
+
+
+async def trade_id_before(session: AsyncSession, since: datetime) -> int:
+    """The last trade id before ``since`` (0 if none): a cursor from which :func:`key_buys_after` reads."""
+    return await session.scalar(select(func.max(Trade.id)).where(Trade.timestamp < since)) or 0
+
+
+async def key_buys_after(session: AsyncSession, after_id: int, limit: int = 1_000) -> list[KeyBuy]:
+    """Buys with a trade id above ``after_id``, oldest first, each saying whether it was the buyer's first."""
+    earlier = aliased(Trade)
+    first_buy = ~exists().where(earlier.avatar_id == Trade.avatar_id, earlier.trader == Trade.trader,
+                                earlier.id < Trade.id)
+    rows = await session.execute(select(Trade.id, Trade.avatar_id, Trade.trader, first_buy)
+                                 .where(Trade.is_buy, Trade.id > after_id).order_by(Trade.id).limit(limit))
+    return [KeyBuy(trade_id, avatar_id, trader, bool(first)) for trade_id, avatar_id, trader, first in rows]
+
+
+async def holder_counts(session: AsyncSession, avatar_ids: Sequence[str]) -> dict[str, int]:
+    if not avatar_ids:
+        return {}
+    rows = await session.execute(select(MarketAvatar.avatar_id, MarketAvatar.holders)
+                                 .where(MarketAvatar.avatar_id.in_(avatar_ids)))
+    return {avatar_id: holders for avatar_id, holders in rows}
 
 
 # ---------------------------------------------------------------- charts
@@ -317,11 +381,56 @@ def _aware(moment: datetime) -> datetime:
 # ---------------------------------------------------------------- creators
 
 
-async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: str,
-                        chat_messages_by_day: dict[str, dict[str, int]]) -> list[CreatorAvatarStats]:
+@dataclass(frozen=True)
+class DailyMarket:
+    """One avatar's market over a window of UTC days (``YYYY-MM-DD``)."""
+
+    holders: dict[str, int]  # at the end of every day of the window
+    volume: dict[str, int]  # days with trades only
+    creator_fees: dict[str, int]  # days with trades only
+
+
+def daily_market(trades: Sequence[Trade], first_day: date, days: int) -> DailyMarket:
+    """Replays one avatar's trades (all of them, oldest first: holders count from the first) into daily figures
+    from ``first_day`` for ``days`` days."""
+    balances: dict[str, int] = defaultdict(int)
+    holders = 0
+    holders_after: dict[date, int] = {}
+    volume: dict[str, int] = defaultdict(int)
+    creator_fees: dict[str, int] = defaultdict(int)
+    for trade in trades:
+        day = _aware(trade.timestamp).astimezone(UTC).date()
+        before = balances[trade.trader]
+        balances[trade.trader] += trade.amount if trade.is_buy else -trade.amount
+        holders += (balances[trade.trader] > 0) - (before > 0)
+        holders_after[max(day, first_day)] = holders  # trades before the window open its first day
+        if day >= first_day:
+            volume[day.isoformat()] += trade.eth_amount
+            creator_fees[day.isoformat()] += trade.creator_fee
+    holders_by_day: dict[str, int] = {}
+    carried = 0
+    for offset in range(days):
+        day = first_day + timedelta(days=offset)
+        carried = holders_after.get(day, carried)  # a day without trades keeps the day before's count
+        holders_by_day[day.isoformat()] = carried
+    return DailyMarket(holders_by_day, dict(volume), dict(creator_fees))
+
+
+def _wei_strings(amounts: dict[str, int]) -> dict[str, str]:
+    return {key: str(amount) for key, amount in amounts.items()}
+
+
+async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
+                        days: int = CREATOR_CHART_DAYS) -> list[CreatorAvatarStats]:
+    """Per avatar of ``creator``: totals and daily figures of the market; the chat figures are the chat domain's
+    to fill in (``chat_messages_by_day``, ``inference_spend_by_day``)."""
     avatars = (await session.scalars(select(Avatar).where(Avatar.creator == creator)
                                      .order_by(Avatar.created_at))).all()
     ids = [avatar.id for avatar in avatars]
+    trades: dict[str, list[Trade]] = defaultdict(list)
+    for trade in await session.scalars(select(Trade).where(Trade.avatar_id.in_(ids)).order_by(Trade.id)):
+        trades[trade.avatar_id].append(trade)
+    first_day = datetime.now(UTC).date() - timedelta(days=days - 1)
     markets = {m.avatar_id: m for m in await session.scalars(
         select(MarketAvatar).where(MarketAvatar.avatar_id.in_(ids)))}
     claimed: dict[str, int] = defaultdict(int)
@@ -331,12 +440,14 @@ async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: 
     result = []
     for avatar in avatars:
         market = markets.get(avatar.id)
+        daily = daily_market(trades[avatar.id], first_day, days)
         result.append(CreatorAvatarStats(
             avatar_id=avatar.id, handle=avatar.handle, name=avatar.name, listed=avatar.listed_at is not None,
             holders=market.holders if market else 0, supply=market.supply if market else 0,
             volume_total=str(market.volume if market else 0),
             fees_earned=str(market.creator_fees if market else 0), fees_claimed=str(claimed[avatar.id]),
             fees_claimable=str(await reader.creator_fees(avatar.id) if market else 0),
-            chat_messages_by_day=chat_messages_by_day.get(avatar.id, {}),
+            chat_messages_by_day={}, holders_by_day=daily.holders, volume_by_day=_wei_strings(daily.volume),
+            fees_by_day=_wei_strings(daily.creator_fees), inference_spend_by_day={},
         ))
     return result
