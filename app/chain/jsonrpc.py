@@ -82,6 +82,8 @@ def _revert_data(error: TransactionFailed) -> str | None:
     while isinstance(innermost.__context__, TransactionFailed):
         innermost = innermost.__context__
     raw = innermost.args[0] if innermost.args else None
+    if isinstance(raw, Exception) and raw.args:  # eth_estimateGas wraps py-evm's Revert(data)
+        raw = raw.args[0]
     if isinstance(raw, str) and raw.startswith(("b'", 'b"')):
         with contextlib.suppress(ValueError, SyntaxError):
             raw = ast.literal_eval(raw)  # a bytes literal, never code

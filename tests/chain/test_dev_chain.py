@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from eth_account import Account
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -40,10 +41,12 @@ async def test_faucet_funds_a_fresh_wallet_that_then_transacts_over_rpc(
     assert (await rpc(client, "eth_getBalance", recipient, "latest"))["result"] == hex(12345)
 
 
-async def test_rpc_reports_reverts_with_their_data(client: AsyncTestClient[Litestar], chain: Chain) -> None:
+@pytest.mark.parametrize("method", ["eth_call", "eth_estimateGas"])  # wallets estimate before they send
+async def test_rpc_reports_reverts_with_their_data(client: AsyncTestClient[Litestar], chain: Chain,
+                                                   method: str) -> None:
     # sellKeys on an avatar that does not exist reverts with AvatarNotFound(id)
     data = chain.twin_keys.encode_abi("sellKeys", args=[b"\x01" * 16, 1, 0, 2**63])
-    answer = await rpc(client, "eth_call", {"to": chain.addresses.twin_keys, "data": data}, "latest")
+    answer = await rpc(client, method, {"to": chain.addresses.twin_keys, "data": data}, "latest")
 
     assert answer["error"]["code"] == 3
     selector = chain.embedded.w3.keccak(text="AvatarNotFound(bytes16)")[:4].hex()
