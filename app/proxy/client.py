@@ -77,7 +77,12 @@ class ReplyFailed(ProxyClientError):
 
 
 class ReplyRejected(ProxyClientError):
-    """The reply's attestation does not verify: it must not be shown or kept."""
+    """The reply's attestation does not verify: it must not be shown or kept. ``payment`` is what
+    the node was paid for it all the same (settled before the reply was checked)."""
+
+    def __init__(self, message: str, payment: SettleResponse | None) -> None:
+        super().__init__(message)
+        self.payment = payment
 
 
 @dataclass(frozen=True)
@@ -133,11 +138,16 @@ class ProxyClient:
             await http.aclose()
         self._http.clear()
 
+    async def registered_nodes(self) -> list[NodeRecord]:
+        """Every node in the registry, healthy or not (refreshed every few seconds)."""
+        return list((await self._refreshed_directory()).nodes)
+
     async def healthy_nodes(self) -> list[NodeRecord]:
         """Enabled nodes whose last heartbeat is recent, per the registry (refreshed every few seconds)."""
-        directory = await self._refreshed_directory()
-        oldest = time.time() - self._settings.node_stale_after_seconds
-        return [node for node in directory.nodes if node.enabled and node.last_heartbeat >= oldest]
+        return [node for node in await self.registered_nodes() if self.is_healthy(node)]
+
+    def is_healthy(self, node: NodeRecord) -> bool:
+        return node.enabled and node.last_heartbeat >= time.time() - self._settings.node_stale_after_seconds
 
     def stream_chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
                     verification: VerificationLevel = "signature", temperature: float | None = None,
@@ -340,19 +350,20 @@ class ChatStream:
         self._result = self._verified(node, "".join(text), final)
 
     def _verified(self, node: NodeRecord, text: str, final: dict[str, Any]) -> ChatResult:
+        settled = final.get("payment_response")
+        payment = SettleResponse.model_validate(settled) if settled else None
         attestation = None
         if self._verification != "none":
             try:
                 attestation = verify_reply(body=self._body, output=text, attestation=Attestation.from_reply(final),
                                            public_key=node.signing_public_key, expected_tee_id=node.tee_id)
             except AttestationError as error:
-                raise ReplyRejected(f"{node.endpoint}: {error}") from None
-        payment = final.get("payment_response")
+                raise ReplyRejected(f"{node.endpoint}: {error}", payment) from None
         return ChatResult(
             text=text, model=final.get("model", self._body["model"]),
             finish_reason=final["choices"][0]["finish_reason"], usage=final.get("usage"),
             verification=self._verification, attestation=attestation,
-            payment=SettleResponse.model_validate(payment) if payment else None, node=node,
+            payment=payment, node=node,
         )
 
 

@@ -1,0 +1,17 @@
+"""``GET /api/nodes``: the registry's inference nodes; the logic is in :mod:`app.proxy.directory`."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.datastructures import State
+
+from app.proxy.directory import NodeOut, node_directory
+
+
+class NodeDirectoryController(Controller):
+    tags = ["nodes"]
+
+    @get("/api/nodes", summary="Inference nodes in the NodeRegistry, in registration order, each with whether "
+                               "chat replies are routed to it")
+    async def nodes(self, state: State) -> list[NodeOut]:
+        return await node_directory(state.proxy_client)
