@@ -18,17 +18,20 @@ import base64
 import json
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from x402.schemas import SettleResponse
 
+from app.autoscale.meter import DemandMeter, MeteredStream
 from app.avatars import service as avatars
 from app.avatars.models import Avatar
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
@@ -103,14 +106,16 @@ class AdmissionSlot(Protocol):
 
 
 class Admission(Protocol):
-    """The seam to the admission queue (``app/chat/admission.py``), set as ``app.state.chat_admission``.
+    """The rate limit and the stream queue (``app/chat/gate.py``), set as ``app.state.chat_admission``.
 
-    ``admit`` holds a stream slot for its block, calling ``on_wait(position, eta_s)`` on every
-    change while the fan waits; it raises :class:`ChatRefused` when the fan gets no slot (an
-    adapter maps the queue's own refusals to it). Without it, every reply starts at once.
+    ``check_rate`` counts a new message or raises :class:`ChatRefused`; ``admit`` holds a stream
+    slot for its block, calling ``on_wait(position, eta_s)`` on every change while the fan waits,
+    and raises :class:`ChatRefused` when the fan gets no slot. Without it, every reply starts at once.
     """
 
-    def admit(self, *, fan: str, is_creator: bool, keys_held: int, est_tokens: int,
+    async def check_rate(self, fan: str) -> None: ...
+
+    def admit(self, *, fan: str, is_creator: bool, keys_held: int,
               on_wait: Callable[[int, int], Awaitable[None]]) -> AbstractAsyncContextManager[AdmissionSlot]: ...
 
 
@@ -214,11 +219,12 @@ class ChatService:
     """Answers fans' messages; one per connection, shared state lives in the database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings,
-                 admission: Admission | None = None) -> None:
+                 admission: Admission | None = None, *, meter: DemandMeter) -> None:
         self._sessions = sessions
         self._proxy = proxy
         self._settings = settings
         self._admission = admission
+        self._meter = meter
 
     async def avatar_for_chat(self, avatar_id: str, fan: str) -> Avatar:
         """The avatar, if the fan may chat with it now (:class:`ChatRefused` otherwise)."""
@@ -255,6 +261,8 @@ class ChatService:
             keys = await keys_held(session, avatar, fan)
             sent = await _sent_before(session, avatar_id, fan, incoming.client_msg_id)
             if sent is None:
+                if self._admission is not None:
+                    await self._admission.check_rate(fan)  # before storing: a refused message costs nothing
                 history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
                 prompt = ChatMessage(avatar_id=avatar_id, fan=fan, role=Role.user, content=incoming.content,
                                      client_msg_id=incoming.client_msg_id, status=MessageStatus.pending)
@@ -297,27 +305,37 @@ class ChatService:
                                                    "with a new client_msg_id")
 
     async def _answer(self, turn: _Turn, send: Send) -> None:
+        with self._meter.track(turn.avatar.model, turn.avatar.id, turn.fan) as metered:  # demand, for the autoscaler
+            await self._answer_metered(turn, send, metered)
+
+    async def _answer_metered(self, turn: _Turn, send: Send, metered: MeteredStream) -> None:
         text: list[str] = []
         try:
             async with self._admitted(turn, send) as slot:
+                metered.admitted()
                 async with self._proxy.stream_chat(model=turn.avatar.model, messages=turn.messages,
                                                    verification=turn.avatar.verification_level,  # type: ignore[arg-type]
                                                    ) as stream:
                     async for delta in stream:
+                        if not text:
+                            metered.first_token()
                         text.append(delta)
                         await send(TokenFrame(client_msg_id=turn.client_msg_id, message_id=turn.reply_id, text=delta))
                 result = stream.result
-                if slot is not None and result.usage:
-                    slot.tokens_used = result.usage.get("completion_tokens")
+                tokens = (result.usage or {}).get("completion_tokens", estimate_tokens(result.text))
+                if slot is not None:  # what this fan was served, for fairness inside the band
+                    slot.tokens_used = tokens
         except (asyncio.CancelledError, ClientGone):
             await asyncio.shield(self._fail(turn, "disconnected", "".join(text)))
             raise
-        except ChatRefused as refused:
-            await self._fail(turn, refused.code, "")
-            await self._error(turn, send, refused.code, refused.detail, refused.retry_after_s)
+        except ChatRefused as refused:  # no stream slot: the message was never answered, so it is not kept
+            metered.refused(refused.code)
+            await self._withdraw(turn)
+            await send(ErrorFrame(code=refused.code, detail=refused.detail, retry_after_s=refused.retry_after_s,
+                                  client_msg_id=turn.client_msg_id))
         except ReplyRejected as error:
             log.warning("chat_reply_rejected", avatar_id=turn.avatar.id, error=str(error))
-            await self._fail(turn, "verification_failed", "")  # the streamed text is discarded
+            await self._fail(turn, "verification_failed", "", error.payment)  # the text is discarded, the cost kept
             await self._error(turn, send, "verification_failed",
                               "the reply's attestation did not verify; discard the text shown")
         except ReplyFailed as error:
@@ -338,6 +356,7 @@ class ChatService:
             await self._error(turn, send, "internal_error", "the reply failed; the error was logged")
         else:
             reply, attestation = await self._complete(turn, result)
+            metered.finished(tokens=tokens, paid_wei=reply.cost_wei)
             await send(_done_frame(reply, turn.client_msg_id, attestation))
 
     @asynccontextmanager
@@ -349,17 +368,17 @@ class ChatService:
         async def queued(position: int, eta_s: int) -> None:
             await send(QueuedFrame(client_msg_id=turn.client_msg_id, position=position, eta_s=eta_s))
 
-        est_tokens = sum(estimate_tokens(message["content"]) for message in turn.messages)
         async with self._admission.admit(fan=turn.fan, is_creator=turn.fan == turn.avatar.creator,
-                                         keys_held=turn.keys, est_tokens=est_tokens, on_wait=queued) as slot:
+                                         keys_held=turn.keys, on_wait=queued) as slot:
             yield slot
 
     async def _error(self, turn: _Turn, send: Send, code: str, detail: str, retry_after_s: int | None = None) -> None:
         await send(ErrorFrame(code=code, detail=detail, retry_after_s=retry_after_s,
                               client_msg_id=turn.client_msg_id, message_id=turn.reply_id))
 
-    async def _fail(self, turn: _Turn, code: str, partial: str) -> None:
-        """End the turn without a verified reply: ``incomplete`` with the text that came, else ``failed``."""
+    async def _fail(self, turn: _Turn, code: str, partial: str, payment: SettleResponse | None = None) -> None:
+        """End the turn without a verified reply: ``incomplete`` with the text that came, else ``failed``;
+        with what the node was paid, if it was."""
         status = MessageStatus.incomplete if partial else MessageStatus.failed
         async with self._sessions() as session:
             prompt = await session.get(ChatMessage, turn.prompt_id)
@@ -369,6 +388,14 @@ class ChatService:
             now = utc_now()
             prompt.status, prompt.error_code, prompt.completed_at = status, code, now
             reply.status, reply.error_code, reply.content, reply.completed_at = status, code, partial, now
+            _record_payment(reply, payment)
+            await session.commit()
+
+    async def _withdraw(self, turn: _Turn) -> None:
+        """Forget a message that got no slot, so that resending the same ``client_msg_id`` later is a new try."""
+        async with self._sessions() as session:
+            for message_id in (turn.reply_id, turn.prompt_id):  # the reply first: it points at the prompt
+                await session.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
             await session.commit()
 
     async def _complete(self, turn: _Turn, result: ChatResult) -> tuple[ChatMessage, ReplyAttestation | None]:
@@ -380,13 +407,10 @@ class ChatService:
             now = utc_now()
             prompt.status, prompt.completed_at = MessageStatus.answered, now
             usage = result.usage or {}
-            payment = result.payment
-            paid = payment is not None and payment.success and payment.amount
             reply.content, reply.status, reply.completed_at, reply.model = result.text, MessageStatus.complete, now, \
                 result.model
             reply.prompt_tokens, reply.completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            reply.cost_wei = int(payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]
-            reply.payment_tx = payment.transaction if paid else None  # type: ignore[union-attr]
+            _record_payment(reply, result.payment)
             attestation = None
             if result.attestation is not None:
                 signed = result.attestation
@@ -400,6 +424,13 @@ class ChatService:
                 session.add(attestation)
             await session.commit()
             return reply, attestation
+
+
+def _record_payment(reply: ChatMessage, payment: SettleResponse | None) -> None:
+    """The reply's cost: the x402 amount the node settled on-chain (wei), or nothing."""
+    paid = payment is not None and payment.success and payment.amount
+    reply.cost_wei = int(payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]
+    reply.payment_tx = payment.transaction if paid else None  # type: ignore[union-attr]
 
 
 async def _avatar(session: AsyncSession, avatar_id: str) -> Avatar:
@@ -421,6 +452,22 @@ async def _settle_abandoned(session: AsyncSession, prompt: ChatMessage, reply: C
         if message is not None and message.status == MessageStatus.pending:
             message.status, message.error_code, message.completed_at = MessageStatus.failed, "abandoned", now
     await session.commit()
+
+
+async def settle_all_pending(session: AsyncSession) -> int:
+    """At the start of the only worker, every reply still pending died with the previous process:
+    mark it (and its message) ``failed``/``abandoned`` so threads don't show it under way forever.
+    A database that is down now is logged, not fatal: ``/readyz`` reports it, and the process
+    still starts (and stays live) so an orchestrator sees why."""
+    try:
+        result = await session.execute(
+            update(ChatMessage).where(ChatMessage.status == MessageStatus.pending)
+            .values(status=MessageStatus.failed, error_code="abandoned", completed_at=utc_now()))
+        await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("chat_settle_pending_skipped", error=str(error))
+        return 0
+    return result.rowcount  # type: ignore[attr-defined]
 
 
 def _usage_of(reply: ChatMessage) -> dict[str, int] | None:
@@ -517,16 +564,39 @@ async def chat_activity_since(session: AsyncSession, since: datetime,
     return {avatar_id: (messages, chatters) for avatar_id, messages, chatters in await session.execute(query)}
 
 
+def _window_start(days: int) -> datetime:
+    """Midnight UTC, ``days - 1`` days ago: the start of a window of ``days`` UTC days ending today."""
+    return datetime.combine(utc_now().date() - timedelta(days=days - 1), datetime.min.time(), UTC)
+
+
+def _totals_by_day(rows: Iterable[Row[tuple[str, datetime, int]]]) -> dict[str, dict[str, int]]:
+    """(avatar, moment, amount) rows summed per avatar and UTC day (``YYYY-MM-DD``), days in order."""
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for avatar_id, moment, amount in rows:
+        day: date = _aware(moment).astimezone(UTC).date()
+        totals[avatar_id][day.isoformat()] += amount
+    return {avatar_id: dict(sorted(days_.items())) for avatar_id, days_ in totals.items()}
+
+
 async def messages_by_day(session: AsyncSession, avatar_ids: Sequence[str], *,
                           days: int = 30) -> dict[str, dict[str, int]]:
     """Per avatar: fans' messages per UTC day (``YYYY-MM-DD``) over the last ``days`` days (empty days left out)."""
     if not avatar_ids:
         return {}
-    since = datetime.combine(utc_now().date() - timedelta(days=days - 1), datetime.min.time(), UTC)
-    rows = await session.execute(select(ChatMessage.avatar_id, ChatMessage.created_at).where(
-        ChatMessage.role == Role.user, ChatMessage.avatar_id.in_(avatar_ids), ChatMessage.created_at >= since))
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for avatar_id, created_at in rows:
-        day: date = _aware(created_at).astimezone(UTC).date()
-        counts[avatar_id][day.isoformat()] += 1
-    return {avatar_id: dict(sorted(days_.items())) for avatar_id, days_ in counts.items()}
+    rows = await session.execute(select(ChatMessage.avatar_id, ChatMessage.created_at, literal(1)).where(
+        ChatMessage.role == Role.user, ChatMessage.avatar_id.in_(avatar_ids),
+        ChatMessage.created_at >= _window_start(days)))
+    return _totals_by_day(rows)
+
+
+async def inference_spend_by_day(session: AsyncSession, avatar_ids: Sequence[str], *,
+                                 days: int = 30) -> dict[str, dict[str, str]]:
+    """Per avatar: wei paid to inference nodes for its replies per UTC day over the last ``days`` days (days without
+    a paid reply left out). A reply that failed verification counts: the node was paid for it."""
+    if not avatar_ids:
+        return {}
+    rows = await session.execute(select(ChatMessage.avatar_id, ChatMessage.created_at, ChatMessage.cost_wei).where(
+        ChatMessage.role == Role.assistant, ChatMessage.avatar_id.in_(avatar_ids),
+        ChatMessage.created_at >= _window_start(days)))
+    return {avatar_id: {day: str(wei) for day, wei in spend.items() if wei}
+            for avatar_id, spend in _totals_by_day(rows).items() if any(spend.values())}

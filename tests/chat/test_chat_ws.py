@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -150,6 +149,20 @@ async def test_creator_gets_tokens_then_a_verified_paid_reply(served: Served, av
     assert reply["reply_to"] == prompt["id"] == done["reply_to"]
 
 
+async def test_an_avatar_at_level_none_gets_paid_unattested_replies_marked_unverified(
+        served: Served, avatar_id: str, creator: LocalAccount) -> None:
+    http = await served.signed_in(creator)
+    patched = await http.patch(f"/api/avatars/{avatar_id}", json={"verification_level": "none"})
+    assert patched.status_code == 200, patched.text
+    async with served.chat(avatar_id, http) as ws:
+        await send_message(ws, "plain", "Hello")
+        done = (await reply_frames(ws))[-1]
+
+    assert (done["type"], done["verified"], done["attestation"]) == ("done", False, None)
+    assert done["cost_wei"] == str(served.price_wei)
+    assert (await http.get(f"/api/messages/{done['message_id']}/attestation")).status_code == 404
+
+
 async def test_a_resent_client_msg_id_gets_the_stored_reply_and_is_paid_once(
         served: Served, avatar_id: str, fan: LocalAccount) -> None:
     http = await holding_fan(served, fan, avatar_id)
@@ -183,45 +196,6 @@ async def test_the_thread_goes_with_each_message_as_context(served: Served, avat
                     {"role": "user", "content": "First question"},
                     {"role": "assistant", "content": first_reply},
                     {"role": "user", "content": "Second question"}]
-
-
-async def test_the_queue_seam_sends_positions_then_the_reply(settings: Settings, chain: Chain,
-                                                             creator: LocalAccount) -> None:
-    from app.chat.service import ChatRefused
-
-    class Admission:
-        def __init__(self) -> None:
-            self.calls: list[dict[str, Any]] = []
-            self.refuse = False
-
-        @asynccontextmanager
-        async def admit(self, *, on_wait: Any, **ticket: Any) -> AsyncIterator[Any]:
-            self.calls.append(ticket)
-            if self.refuse:
-                raise ChatRefused("queue_full", "the queue is full", retry_after_s=12)
-            await on_wait(2, 9)
-            await on_wait(1, 4)
-            yield type("Slot", (), {"tokens_used": None})()
-
-    admission = Admission()
-    async with serving(settings, chain, prepare=lambda app: app.state.update(chat_admission=admission)) as served:
-        http = await served.signed_in(creator)
-        avatar_id = await launch(http, chain, creator, "ada")  # type: ignore[arg-type]
-        await served.index()
-        async with served.chat(avatar_id, http) as ws:
-            await send_message(ws, "q1", "Hi")
-            frames = await reply_frames(ws)
-            admission.refuse = True
-            await send_message(ws, "q2", "Hi again")
-            refused = await receive(ws)
-
-    assert frames[:2] == [{"type": "queued", "client_msg_id": "q1", "position": 2, "eta_s": 9},
-                          {"type": "queued", "client_msg_id": "q1", "position": 1, "eta_s": 4}]
-    assert frames[2]["type"] == "token"
-    assert frames[-1]["type"] == "done"
-    assert admission.calls[0]["is_creator"] is True
-    assert admission.calls[0]["keys_held"] == 1
-    assert (refused["code"], refused["retry_after_s"]) == ("queue_full", 12)
 
 
 # ---------------------------------------------------------------- bad input
@@ -300,6 +274,7 @@ async def test_a_reply_signed_by_another_key_is_rejected_and_not_kept(served: Se
     assert (reply["status"], reply["content"], reply["error_code"]) == ("failed", "", "verification_failed")
     assert (prompt["status"], prompt["error_code"]) == ("failed", "verification_failed")
     assert reply["attested"] is False
+    assert reply["cost_wei"] == str(served.price_wei)  # the node was paid all the same: it counts as spend
     assert (await http.get(f"/api/messages/{reply['id']}/attestation")).status_code == 404
 
     async with served.chat(avatar_id, http) as ws:  # resending the same id gets no second attempt
