@@ -1,0 +1,231 @@
+"""The forecaster: from metered demand to a number of inference nodes, one decision per tick.
+
+**Forecast** (per model, ``horizon`` = the nodes' cold start ahead, since a node asked for now serves
+no sooner). The arrival rate is the larger of:
+
+- *recent demand with its trend*: the last minute's arrivals, or — when a straight line fitted to
+  the last two minutes' arrivals per second climbs or falls beyond Poisson noise (four standard
+  errors, so a steady load does not make nodes flap) — that line extended over the horizon;
+- *the leading indicator*: the last minute's arrivals plus, per avatar, the new holders whose chat
+  is still to come times how much its past holders chatted each. Still to come: *silent* new
+  holders (first buy in the last five minutes, no message since), and those a buying spree will
+  bring within the horizon at the last minute's pace of first buys. How much past holders chatted:
+  their messages per second over the ten minutes before those five, per holder (an avatar with
+  few holders borrows the average of all, ``prior_holders`` strong). Every new holder is soon a
+  chatter, as chatty as the holders before them; once they chat, their messages are measured
+  demand instead. Buys by existing holders add no chatter and are only reported.
+
+Concurrent streams needed = rate x mean stream duration, plus what it takes to drain the fans
+already waiting within the horizon. Desired nodes = ceil(streams x (1 + headroom) / streams per
+node), within [min, max].
+
+**Decision.** Up at once. Down only to the highest count wanted over the stabilization window
+(longer than a cold start, so nodes that just joined are not sent away by a lull). While a
+scale-up's nodes are still joining (fewer nodes serve than it asked for, for at most a cold
+start), the fans who queued meanwhile are what those nodes will serve: the count rises again only
+if the arrival rate alone needs more than the joining count and its headroom — one spike, one
+scale-up. A decision keeps its ``decision_id`` while the count holds; every change gets a new one,
+with its reason.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from app.autoscale.meter import DemandSnapshot, ModelDemand
+
+DEFAULT_SERVICE_S = 20.0  # assumed stream duration before any stream of the model completed
+NOISE_SIGMAS = 4.0  # ticks every few seconds test overlapping windows hundreds of times an hour
+
+Direction = Literal["up", "down", "hold"]
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    streams_per_node: int = 8
+    headroom: float = 0.2
+    min_nodes: int = 1
+    max_nodes: int = 100
+    cold_start_s: float = 120.0  # from asking for a node to its first stream: the horizon
+    stabilization_s: float = 300.0  # scale down only to the highest count wanted this long
+    prior_holders: float = 50.0  # how many holders' worth the all-avatar chat average weighs
+
+    def __post_init__(self) -> None:
+        if self.streams_per_node < 1 or self.min_nodes < 0 or self.max_nodes < max(1, self.min_nodes):
+            raise ValueError("streams_per_node >= 1, min_nodes >= 0 and max_nodes >= max(1, min_nodes)")
+        if self.headroom < 0 or self.cold_start_s <= 0 or self.prior_holders < 0:
+            raise ValueError("headroom and prior_holders must be >= 0, cold_start_s > 0")
+        if self.stabilization_s <= self.cold_start_s:
+            raise ValueError("stabilization_s must exceed cold_start_s")
+
+    def nodes_wanted(self, streams: float) -> int:
+        """Nodes that serve ``streams`` with headroom, before the [min, max] bounds."""
+        return math.ceil(round(streams * (1 + self.headroom) / self.streams_per_node, 9))
+
+    def nodes_for(self, streams: float) -> int:
+        return min(self.max_nodes, max(self.min_nodes, self.nodes_wanted(streams)))
+
+
+@dataclass(frozen=True)
+class ModelForecast:
+    """One model's demand now and ahead; rates in arrivals per second, streams concurrent."""
+
+    model: str
+    demand: ModelDemand
+    mean_service_s: float
+    trend_arrivals_per_s: float  # recent rate extrapolated over the horizon (the rate itself without a clear trend)
+    leading_arrivals_per_s: float  # recent arrivals plus what silent new holders will add
+    forecast_arrivals_per_s: float
+    rate_streams: float  # forecast rate x mean stream duration
+    backlog_streams: float  # to drain the waiting fans within the horizon
+
+    @property
+    def demand_streams(self) -> int:
+        """Streams asked for now: in flight and waiting."""
+        return self.demand.figures.in_flight + self.demand.figures.queue_depth
+
+    @property
+    def forecast_streams(self) -> float:
+        return self.rate_streams + self.backlog_streams
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    at: float
+    desired_nodes: int
+    current_nodes: int
+    previous_nodes: int
+    direction: Direction
+    reason: str
+    policy: ScalingPolicy
+    models: tuple[ModelForecast, ...]
+
+    @property
+    def demand_streams(self) -> int:
+        return sum(model.demand_streams for model in self.models)
+
+    @property
+    def forecast_streams(self) -> float:
+        return sum(model.forecast_streams for model in self.models)
+
+
+def trend_rate(arrivals: Sequence[int], horizon_s: float) -> float | None:
+    """Arrivals per second ``horizon_s`` after the last of ``arrivals`` (counts per second), on the least-squares
+    line through them; None unless its slope is beyond Poisson noise at a constant rate."""
+    n = len(arrivals)
+    if n < 2:
+        return None
+    mean = sum(arrivals) / n
+    middle = (n - 1) / 2
+    spread = n * (n * n - 1) / 12  # sum of (i - middle)^2
+    slope = sum((i - middle) * count for i, count in enumerate(arrivals)) / spread
+    if abs(slope) <= NOISE_SIGMAS * math.sqrt(mean / spread):
+        return None
+    return max(0.0, mean + slope * (n - 1 - middle + horizon_s))
+
+
+def forecast_model(demand: ModelDemand, policy: ScalingPolicy, engagement_prior: float) -> ModelForecast:
+    """Arrivals and streams this model will need a cold start from now; see the module docstring."""
+    figures = demand.figures
+    service_s = figures.mean_service_s or DEFAULT_SERVICE_S
+    trend = trend_rate(figures.arrivals_series, policy.cold_start_s)
+    if trend is None:
+        trend = figures.arrivals_per_s
+    leading = figures.arrivals_per_s
+    for avatar in demand.avatars:
+        weight = avatar.holders_before + policy.prior_holders
+        per_holder = (avatar.figures.earlier_arrivals_per_s + engagement_prior * policy.prior_holders) / weight \
+            if weight else 0.0
+        coming = avatar.new_holders_per_s * policy.cold_start_s  # a buying spree goes on a while
+        leading += (avatar.silent_new_holders + coming) * per_holder
+    rate = max(trend, leading)
+    return ModelForecast(
+        model=demand.model, demand=demand, mean_service_s=service_s, trend_arrivals_per_s=trend,
+        leading_arrivals_per_s=leading, forecast_arrivals_per_s=rate,
+        rate_streams=rate * service_s,
+        backlog_streams=figures.queue_depth * service_s / policy.cold_start_s,
+    )
+
+
+@dataclass(frozen=True)
+class _ScaleUp:
+    nodes: int
+    until: float  # its nodes are waited for until then
+
+
+class Forecaster:
+    """Turns demand snapshots into decisions; holds what stabilization and joining need to remember."""
+
+    def __init__(self, policy: ScalingPolicy) -> None:
+        self.policy = policy
+        self._wanted: deque[tuple[float, int]] = deque()  # (at, nodes wanted) over the stabilization window
+        self._last: Decision | None = None
+        self._scale_up: _ScaleUp | None = None
+
+    @property
+    def last(self) -> Decision | None:
+        return self._last
+
+    def decide(self, demand: DemandSnapshot, current_nodes: int) -> Decision:
+        now, policy = demand.at, self.policy
+        prior = demand.engagement_per_holder()
+        models = tuple(forecast_model(model, policy, prior) for model in demand.models.values())
+        forecast = sum(model.forecast_streams for model in models)
+        wanted = policy.nodes_for(forecast)
+        if self._last is None:  # as if the nodes serving now had been wanted: no scale-down in the first window
+            previous = min(policy.max_nodes, max(policy.min_nodes, current_nodes))
+            self._wanted.append((now, previous))
+        else:
+            previous = self._last.desired_nodes
+        self._wanted.append((now, wanted))
+        while self._wanted[0][0] < now - policy.stabilization_s:
+            self._wanted.popleft()
+        joining = self._scale_up is not None and current_nodes < self._scale_up.nodes and now < self._scale_up.until
+        desired, reason = previous, f"steady: {forecast:.1f} streams forecast need {wanted} nodes"
+        if wanted > previous and not joining:
+            desired, reason = wanted, f"up: {self._why(models, forecast)} need {wanted} nodes"
+        elif wanted > previous:
+            by_rate = policy.nodes_for(sum(model.rate_streams for model in models))
+            if by_rate > previous * (1 + policy.headroom):
+                desired, reason = by_rate, (f"up again: the arrival rate alone now needs {by_rate} nodes, more than "
+                                            f"the {previous} still joining")
+            else:
+                reason = (f"hold: {previous - current_nodes} of {previous} nodes still joining will serve the "
+                          f"{sum(model.demand.figures.queue_depth for model in models)} fans queued meanwhile")
+        elif wanted < previous:
+            highest = max(nodes for _, nodes in self._wanted)
+            if joining:
+                reason = f"hold: {previous - current_nodes} nodes still joining"
+            elif highest < previous:
+                desired, reason = highest, (f"down: {forecast:.1f} streams forecast; {highest} nodes were the most "
+                                            f"wanted in the last {policy.stabilization_s:g} s")
+            else:
+                reason = (f"hold: {wanted} nodes would do now, but {highest} were wanted within the last "
+                          f"{policy.stabilization_s:g} s")
+        if desired > previous:
+            self._scale_up = _ScaleUp(desired, now + policy.cold_start_s)
+        direction: Direction = "up" if desired > previous else "down" if desired < previous else "hold"
+        same = self._last is not None and direction == "hold"
+        decision = Decision(
+            decision_id=self._last.decision_id if same and self._last else uuid.uuid4().hex,
+            at=now, desired_nodes=desired, current_nodes=current_nodes, previous_nodes=previous,
+            direction=direction, reason=reason, policy=policy, models=models,
+        )
+        self._last = decision
+        return decision
+
+    def _why(self, models: tuple[ModelForecast, ...], forecast: float) -> str:
+        """The forecast's main driver, in words."""
+        parts = [f"{forecast:.1f} streams forecast in {self.policy.cold_start_s:g} s"]
+        for model in models:
+            if model.forecast_arrivals_per_s <= model.demand.figures.arrivals_per_s:
+                continue
+            driver = "new key holders" if model.leading_arrivals_per_s >= model.trend_arrivals_per_s else "the trend"
+            parts.append(f"{model.model} {model.demand.figures.arrivals_per_s:.2f} → "
+                         f"{model.forecast_arrivals_per_s:.2f} arrivals/s from {driver}")
+        return "; ".join(parts)
