@@ -1,0 +1,38 @@
+"""Where the web UI's files come from: Jinja2 templates, our static files, and the npm libraries
+(ethers, uPlot) served from ``node_modules`` so the pages work offline, with no CDN."""
+
+from __future__ import annotations
+
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.config import PROJECT_ROOT
+from app.web.formatting import FILTERS
+
+FRONTEND_DIR = PROJECT_ROOT / "frontend"
+NODE_MODULES_DIR = PROJECT_ROOT / "node_modules"
+
+# URL path → the npm package folder it serves (installed from package-lock.json by `./dev.sh`).
+VENDORED_PACKAGES = {
+    "/vendor/ethers": NODE_MODULES_DIR / "ethers" / "dist",
+    "/vendor/uplot": NODE_MODULES_DIR / "uplot" / "dist",
+}
+
+
+def _add_filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters.update(FILTERS)
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(directory=FRONTEND_DIR / "templates", engine=JinjaTemplateEngine,
+                          engine_callback=_add_filters)
+
+
+def static_routers() -> list[Router]:
+    return [
+        create_static_files_router(path="/static", directories=[FRONTEND_DIR / "static"]),
+        *(create_static_files_router(path=path, directories=[directory], name=path.strip("/").replace("/", "-"))
+          for path, directory in VENDORED_PACKAGES.items()),
+    ]

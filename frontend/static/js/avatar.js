@@ -1,0 +1,190 @@
+// The avatar page: charts, a buy/sell panel with a live quote, and the chat button, which unlocks
+// once the index shows that the wallet holds a key.
+//
+// The transaction sends exactly the quote on screen (its maxTotalCost or minProceeds and its
+// deadline), so if the price moved past the slippage tolerance the contract refuses it.
+import { api, pollUntil } from "./api.js";
+import { drawCurve, drawPriceHistory } from "./charts.js";
+import { el } from "./dom.js";
+import { formatEth, shortAddress } from "./format.js";
+import { onWalletChange, sendTwinKeys, twinKeys, wallet } from "./wallet.js";
+
+const QUOTE_REFRESH_MS = 30_000;
+const TRADES_SHOWN = 20; // as many as the server renders (app/web/controllers.py)
+const HOLDERS_SHOWN = 10;
+
+const root = document.getElementById("avatar");
+const avatarId = root.dataset.avatarId;
+const form = document.getElementById("trade-form");
+const fields = document.getElementById("trade-fields");
+const submit = document.getElementById("trade-submit");
+const status = document.getElementById("trade-status");
+const quoteProblem = document.getElementById("quote-problem");
+const chatLink = document.getElementById("chat-link");
+const chatHint = document.getElementById("chat-hint");
+const curveChart = document.getElementById("curve-chart");
+const priceChart = document.getElementById("price-chart");
+const intervalSelect = document.getElementById("candle-interval");
+const curve = JSON.parse(document.getElementById("curve-data").textContent);
+
+let quote = null; // the quote on screen: exactly what the next transaction sends
+let quoteRequest = 0; // answers to older requests are dropped
+let quoteTimer = null;
+let sending = false;
+
+const keysText = (count) => `${count} key${count === 1 ? "" : "s"}`;
+
+// ------------------------------------------------------------------ quote
+
+function tradeInput() {
+  const side = form.elements.side.value;
+  const amount = Number(form.elements.amount.value);
+  const slippagePercent = Number(form.elements.slippage.value);
+  if (!Number.isInteger(amount) || amount < 1) return { side, problem: "Enter a whole number of keys, at least 1." };
+  if (!(slippagePercent >= 0 && slippagePercent <= 50)) return { side, problem: "Slippage must be between 0 and 50 %." };
+  return { side, amount, slippageBps: Math.round(slippagePercent * 100) };
+}
+
+function showQuote(shown, problem = "") {
+  const side = shown?.side ?? form.elements.side.value;
+  for (const cell of document.querySelectorAll("[data-quote]")) {
+    const field = cell.dataset.quote === "bound" ? (side === "buy" ? "max_total_cost" : "min_proceeds") : cell.dataset.quote;
+    const wei = shown?.[field];
+    cell.textContent = wei === undefined || wei === null ? "—" : formatEth(wei);
+    cell.dataset.wei = wei ?? "";
+  }
+  document.getElementById("total-label").textContent = side === "buy" ? "Total cost" : "You receive";
+  document.getElementById("bound-label").textContent = side === "buy" ? "Most you pay" : "Least you receive";
+  quoteProblem.textContent = problem;
+  updateSubmit();
+}
+
+async function refreshQuote() {
+  clearTimeout(quoteTimer);
+  const request = ++quoteRequest;
+  const input = tradeInput();
+  quote = null;
+  if (input.problem) return showQuote(null, input.problem);
+  try {
+    const params = new URLSearchParams({ side: input.side, amount: input.amount, slippage_bps: input.slippageBps });
+    const fresh = await api(`/api/avatars/${avatarId}/quote?${params}`);
+    if (request !== quoteRequest) return;
+    quote = fresh;
+    showQuote(fresh);
+  } catch (error) {
+    if (request !== quoteRequest) return;
+    showQuote(null, error.detail ?? error.message);
+  }
+  quoteTimer = setTimeout(refreshQuote, QUOTE_REFRESH_MS);
+}
+
+function updateSubmit() {
+  const side = form.elements.side.value;
+  const connected = wallet.state === "connected";
+  submit.disabled = sending || !quote || !connected;
+  submit.textContent = !connected ? "Connect a wallet to trade" : side === "buy" ? "Buy" : "Sell";
+}
+
+// ------------------------------------------------------------------ trade
+
+async function trade(event) {
+  event.preventDefault();
+  const sent = quote;
+  if (!sent || sending) return;
+  sending = true;
+  updateSubmit();
+  const receipt = await sendTwinKeys(status, (keys) => (sent.side === "buy"
+    ? keys.buyKeys(avatarId, sent.amount, BigInt(sent.max_total_cost), sent.deadline, { value: BigInt(sent.max_total_cost) })
+    : keys.sellKeys(avatarId, sent.amount, BigInt(sent.min_proceeds), sent.deadline)));
+  if (receipt) await afterTrade();
+  sending = false;
+  await refreshQuote();
+}
+
+// The chain has the trade; wait until the index does too, then show the new state.
+async function afterTrade() {
+  const onChain = await (await twinKeys()).keysBalance(avatarId, wallet.address);
+  const confirmed = status.textContent;
+  status.textContent = `${confirmed} Updating the index…`;
+  const indexed = await pollUntil(async () => ((await indexedKeys(wallet.address)) === Number(onChain) ? true : null));
+  await Promise.all([showChatAccess(), refreshMarket(), refreshPriceHistory()]);
+  status.textContent = indexed
+    ? `${confirmed} You hold ${keysText(Number(onChain))}.`
+    : `${confirmed} The index has not caught up yet; reload in a moment.`;
+}
+
+// ------------------------------------------------------------------ chat access
+
+async function indexedKeys(address) {
+  const holdings = await api(`/api/wallets/${address}/holdings`);
+  return holdings.find((holding) => holding.avatar_id === avatarId)?.balance ?? 0;
+}
+
+async function showChatAccess() {
+  let hint = "Connect a wallet and hold a key to chat.";
+  let open = false;
+  if (wallet.state === "connected") {
+    const isCreator = wallet.address === root.dataset.creator;
+    const keys = await indexedKeys(wallet.address).catch(() => 0);
+    open = isCreator || keys > 0;
+    hint = isCreator ? "You created this avatar." : open ? `You hold ${keysText(keys)}.` : "Hold a key to chat.";
+  }
+  if (open) chatLink.href = `/avatars/${avatarId}/chat`;
+  else chatLink.removeAttribute("href");
+  chatLink.setAttribute("aria-disabled", String(!open));
+  chatHint.textContent = hint;
+}
+
+// ------------------------------------------------------------------ market data
+
+async function refreshMarket() {
+  const [profile, trades, holders] = await Promise.all([
+    api(`/api/avatars/${avatarId}`), api(`/api/avatars/${avatarId}/trades?limit=${TRADES_SHOWN}`),
+    api(`/api/avatars/${avatarId}/holders?limit=${HOLDERS_SHOWN}`),
+  ]);
+  for (const cell of document.querySelectorAll("[data-stat]")) {
+    const value = profile.market[cell.dataset.stat];
+    cell.textContent = "wei" in cell.dataset ? formatEth(value) : value;
+    if ("wei" in cell.dataset) cell.dataset.wei = value;
+  }
+  document.getElementById("trades").replaceChildren(...trades.items.map((item) => el("tr", {},
+    el("td", {}, new Date(item.timestamp).toISOString().slice(0, 16).replace("T", " ") + " UTC"),
+    el("td", {}, el("code", { title: item.trader }, shortAddress(item.trader))),
+    el("td", {}, item.side),
+    el("td", { className: "num" }, String(item.amount)),
+    el("td", { className: "num" }, formatEth(item.price)),
+    el("td", { className: "num" }, String(item.supply_after)))));
+  document.getElementById("holders").replaceChildren(...holders.items.map((item) => el("li", {},
+    el("code", { title: item.holder }, shortAddress(item.holder)), `: ${keysText(item.balance)}`)));
+  drawCurve(curveChart, curve.points, profile.market.supply, profile.market.next_key_price);
+}
+
+async function refreshPriceHistory() {
+  try {
+    const candles = await api(`/api/avatars/${avatarId}/candles?interval=${intervalSelect.value}`);
+    drawPriceHistory(priceChart, candles, Number(intervalSelect.selectedOptions[0].dataset.seconds));
+  } catch (error) {
+    priceChart.replaceChildren(el("p", { className: "chart-empty" }, `The price history did not load: ${error.message}`));
+  }
+}
+
+// ------------------------------------------------------------------ start
+
+drawCurve(curveChart, curve.points, curve.supply, curve.next_key_price);
+refreshPriceHistory();
+intervalSelect.addEventListener("change", refreshPriceHistory);
+if (root.dataset.listed === "true") {
+  fields.disabled = false;
+  form.addEventListener("input", refreshQuote);
+  form.addEventListener("submit", trade);
+  refreshQuote();
+} else {
+  quoteProblem.textContent = "Trading opens once the avatar is on-chain.";
+}
+let shownFor = null;
+onWalletChange(() => {
+  updateSubmit();
+  const who = `${wallet.state}:${wallet.address}`;
+  if (who !== shownFor) showChatAccess(); // not on every balance update
+  shownFor = who;
+});
