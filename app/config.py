@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=0, le=1000)
     auto_migrate: bool | None = Field(default=None, validate_default=True)
     redis_url: str | None = None
+    # Prefix of every Redis key this deployment writes, so several deployments can share one Redis.
+    redis_namespace: str = Field(default="twin", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     cors_origins: list[str] = ["*"]
     public_domain: str | None = None
     public_base_url: str | None = None
@@ -70,6 +72,24 @@ class Settings(BaseSettings):
     chat_history_token_budget: int = Field(default=2_000, ge=0, le=1_000_000)
     chat_max_frame_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     chat_max_message_chars: int = Field(default=4_000, ge=1, le=100_000)
+    # Admission: streams one inference node serves at once (capacity = nodes × this); fans waiting
+    # beyond capacity before new messages are refused; keys that put a holder in the priority band
+    # after the creator; a fan's burst of messages (then this many per minute); how long tokens
+    # served to a fan count against their place in the queue (half-life).
+    chat_streams_per_node: int = Field(default=8, ge=1, le=10_000)
+    chat_max_waiting: int = Field(default=1_000, ge=1, le=1_000_000)
+    chat_large_holder_keys: int = Field(default=10, ge=1)
+    chat_messages_per_minute: int = Field(default=10, ge=1, le=60_000)
+    chat_fairness_half_life_s: float = Field(default=600.0, gt=0, le=86_400)
+    # Autoscale: seconds between forecasts (0 runs none in this process); spare capacity asked for
+    # on top of the forecast; bounds on the nodes asked for; seconds from asking for a node to its
+    # first stream (the forecast's horizon); how long a higher count is kept before scaling down.
+    autoscale_tick_s: float = Field(default=5.0, ge=0, le=3600)
+    autoscale_headroom: float = Field(default=0.2, ge=0, le=10)
+    autoscale_min_nodes: int = Field(default=1, ge=0, le=10_000)
+    autoscale_max_nodes: int = Field(default=100, ge=1, le=100_000)
+    autoscale_cold_start_s: float = Field(default=120.0, gt=0, le=3600)
+    autoscale_stabilization_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod
@@ -85,6 +105,21 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("scheme must be redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("autoscale_max_nodes")
+    @classmethod
+    def _check_max_nodes(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("autoscale_min_nodes", 0):
+            raise ValueError("must be at least TWIN_AUTOSCALE_MIN_NODES")
+        return value
+
+    @field_validator("autoscale_stabilization_s")
+    @classmethod
+    def _check_stabilization(cls, value: float, info: ValidationInfo) -> float:
+        """Nodes that just joined must not be sent away by the lull before the demand they came for."""
+        if value <= info.data.get("autoscale_cold_start_s", 0):
+            raise ValueError("must exceed TWIN_AUTOSCALE_COLD_START_S")
+        return value
 
     @field_validator("auto_migrate")
     @classmethod

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.config.cors import CORSConfig
+from litestar.exceptions import NotFoundException
 from litestar.logging.config import StructLoggingConfig
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi.config import OpenAPIConfig
@@ -19,13 +23,18 @@ from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
+from redis.asyncio import Redis
 
 from app.auth.controllers import AuthController
+from app.autoscale.controllers import AutoscaleController
+from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
 from app.chain.client import Chain, connect_chain
 from app.chain.dev_controllers import DevChainController
 from app.chain.indexer import Indexer
+from app.chat import service as chat_service
 from app.chat.controllers import ChatController
+from app.chat.gate import ChatGate, open_gate
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
@@ -38,6 +47,9 @@ from app.proxy.accounts import platform_wallet
 from app.proxy.app import in_process_node
 from app.proxy.client import ProxyClient
 from app.proxy.config import ProxySettings, load_proxy_settings
+from app.proxy.directory_controllers import NodeDirectoryController
+from app.web.assets import static_routers, template_config
+from app.web.controllers import WebController, not_found
 
 
 def _chain_check(app: Litestar) -> None:
@@ -71,6 +83,9 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
         if settings.auto_migrate:
             # Alembic's env runs its own event loop; give it a thread of its own.
             await asyncio.to_thread(migrate.upgrade, settings.database_url)
+        if not settings.redis_url:  # the only worker: what was pending died with the previous process
+            async with session_factory(app.state.engine)() as session:
+                await chat_service.settle_all_pending(session)
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
         indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
@@ -81,8 +96,12 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
         indexer_task = asyncio.create_task(indexer.run(), name="indexer") if settings.indexer_poll_s else None
         try:
             async with _proxy_client(chain, proxy_settings) as proxy_client:
-                app.state.proxy_client = proxy_client
-                yield
+                nodes = max(1, len(await proxy_client.healthy_nodes()))
+                async with open_gate(settings, nodes) as gate, running_autoscaler(
+                        settings, app.plugins.get(ChannelsPlugin), session_factory(app.state.engine),
+                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale:
+                    app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale)
+                    yield
         finally:
             if indexer_task is not None:
                 indexer_task.cancel()
@@ -95,15 +114,35 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
     return lifespan
 
 
+def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Awaitable[int]]:
+    """The autoscaler's count of serving nodes: the registry's healthy ones. The chat queue's capacity
+    follows it, so nodes that join take streams from the next tick on."""
+    async def count() -> int:
+        nodes = len(await proxy_client.healthy_nodes())
+        await gate.set_nodes(max(1, nodes))
+        return nodes
+
+    return count
+
+
+def _channels(settings: Settings, redis: Redis | None) -> ChannelsPlugin:
+    """Pub/sub to websockets: through Redis when configured (a publish reaches every worker's sockets),
+    else in this process. A socket that reads slower than events come keeps only the newest few."""
+    backend = RedisChannelsPubSubBackend(redis=redis) if redis is not None else MemoryChannelsBackend()
+    return ChannelsPlugin(backend=backend, channels=[decisions_channel(settings)],
+                          subscriber_max_backlog=OPERATOR_BACKLOG, subscriber_backlog_strategy="dropleft")
+
+
 def _store(settings: Settings, namespace: str) -> Store:
     """Redis when configured (shared by every worker), else this process's memory."""
     if settings.redis_url:
-        return RedisStore.with_client(url=settings.redis_url, namespace=f"twin:{namespace}")
+        return RedisStore.with_client(url=settings.redis_url, namespace=f"{settings.redis_namespace}:{namespace}")
     return MemoryStore()
 
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, PrometheusController, AuthController, AvatarController, MarketController, ChatController,
+    AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
 ]
 
 
@@ -123,10 +162,13 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
     sessions = ServerSideSessionConfig(store="sessions", secure=settings.session_secure_cookie, samesite="lax",
                                        max_age=7 * 24 * 3600)
     embedded_chain = chain.is_embedded if chain is not None else not settings.chain_rpc_url
+    channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    channels = _channels(settings, channels_redis)
     app = Litestar(
         route_handlers=[*ROUTES, DevChainController] if embedded_chain else ROUTES,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
+            channels,
             StructlogPlugin(StructlogConfig(
                 structlog_logging_config=StructLoggingConfig(log_exceptions="never"),
                 enable_middleware_logging=False,
@@ -134,12 +176,15 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         ],
         middleware=[prometheus.middleware, sessions.middleware],
         stores={"sessions": _store(settings, "sessions")},
-        exception_handlers=exception_handlers,
+        exception_handlers={**exception_handlers, NotFoundException: not_found},
+        template_config=template_config(),
         lifespan=[_lifespan(settings, proxy_settings, chain)],
         cors_config=CORSConfig(allow_origins=settings.cors_origins, allow_credentials=True),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,
     )
+    if channels_redis is not None:
+        app.on_shutdown.append(channels_redis.aclose)  # after the plugin's own shutdown, which still uses it
     app.state.settings = settings
     app.state.engine = engine
     register_check(app.state, "database", database_check(engine))

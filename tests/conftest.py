@@ -61,8 +61,10 @@ async def database_url(migrated_database: str, tmp_path: Path) -> str:
 def settings(database_url: str) -> Settings:
     # The test client serves the app on an event loop of its own while tests also reach the
     # database from theirs: no pooled connection may cross loops, and tests index explicitly
-    # (`await app.state.indexer.sync()`) rather than through a background task.
-    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0)
+    # (`await app.state.indexer.sync()`) and tick the autoscaler (`await app.state.autoscale.tick()`)
+    # rather than through background tasks.
+    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0,
+                    autoscale_tick_s=0)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import siwe
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -34,6 +37,36 @@ def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subproce
     """Run the `twin` command with only the given TWIN_* settings."""
     return subprocess.run([str(TWIN), *args], env=env_without_twin_settings() | env, capture_output=True,
                           text=True, timeout=timeout_s, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ready(base_url: str, server: subprocess.Popen[str], timeout_s: float = 60) -> httpx.Response | None:
+    """Poll a starting server's /readyz until it answers 200, the process ends or time runs out; the last answer."""
+    deadline = time.monotonic() + timeout_s
+    ready = None
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            ready = httpx.get(f"{base_url}/readyz", timeout=2)
+            if ready.status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    return ready
+
+
+def stop(process: subprocess.Popen[str], timeout_s: float = 15) -> None:
+    """Ask a server to stop (SIGTERM); kill it if it has not ended in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def siwe_message(account: LocalAccount, *, nonce: str, domain: str = "testserver.local", chain_id: int,

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.helpers import TWIN, env_without_twin_settings, run_twin
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.helpers import TWIN, env_without_twin_settings, free_port, run_twin, stop, wait_until_ready
 
 
 def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
@@ -25,16 +17,7 @@ def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        ready = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                ready = httpx.get(f"{base}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+        ready = wait_until_ready(base, server)
         assert ready is not None, server.stdout.read() if server.poll() is not None else "no answer"
         assert ready.status_code == 200, ready.text
         assert ready.json()["dependencies"] == {"database": "ok", "chain": "ok"}
@@ -42,11 +25,7 @@ def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
         assert "/api/avatars" in httpx.get(f"{base}/schema/openapi.json").json()["paths"]
         assert httpx.get(f"{base}/api/avatars").json() == {"items": [], "next_cursor": None}
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     output = server.stdout.read()
     # uvicorn shuts down cleanly on SIGTERM, then lets the signal end the process.
     assert server.returncode in {0, -15}, output
