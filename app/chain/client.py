@@ -12,6 +12,7 @@ holds exactly the committed contract; anything wrong stops startup with one ``Ch
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from app.chain.embedded import EmbeddedChain
 from app.config import Settings
 
 RPC_TIMEOUT_SECONDS = 10
+CHAIN_CLOCK_REFRESH_SECONDS = 1.0
 
 
 class ChainError(Exception):
@@ -139,3 +141,27 @@ async def verify_code(w3: AsyncWeb3, addresses: ContractAddresses) -> None:
             raise ChainError(
                 f"TWIN_{setting.upper()}: {address} holds {found}, not contracts/build/{artifact.name}.json"
             )
+
+
+class ChainClock:
+    """The chain's clock: the latest block's timestamp, which contracts check deadlines against.
+
+    It can run ahead of this machine's: the embedded chain mines a block per transaction, each at
+    least a second after the last, so above one transaction a second its clock pulls ahead (a
+    public chain's stays within seconds of real time). The lead is read at most once a second."""
+
+    def __init__(self, w3: AsyncWeb3) -> None:
+        self._w3 = w3
+        self._lead = 0
+        self._read_at = float("-inf")
+
+    async def lead(self) -> int:
+        """Seconds the chain's clock is ahead of this machine's (0 when it is not)."""
+        if time.monotonic() - self._read_at >= CHAIN_CLOCK_REFRESH_SECONDS:
+            latest = await self._w3.eth.get_block("latest")
+            self._lead = max(0, int(latest["timestamp"]) - int(time.time()))
+            self._read_at = time.monotonic()
+        return self._lead
+
+    async def now(self) -> int:
+        return int(time.time()) + await self.lead()

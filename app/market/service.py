@@ -87,7 +87,8 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
     """What the next trade costs or pays, from chain state at the latest block, with bounds to send."""
     if not 0 <= slippage_bps <= MAX_SLIPPAGE_BPS:
         raise BadInput("slippage_bps", f"must be between 0 and {MAX_SLIPPAGE_BPS}")
-    block = await reader.contract.w3.eth.block_number
+    latest = await reader.contract.w3.eth.get_block("latest")
+    block = latest["number"]
     supply = await reader.supply(avatar_id, block)
     if supply == 0:
         raise NotFound(f"no avatar {avatar_id} on-chain")
@@ -101,7 +102,9 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
     result = Quote(
         avatar_id=avatar_id, side=side, amount=amount, block_number=block, supply=supply, price=str(price),
         protocol_fee=str(protocol_fee), creator_fee=str(creator_fee), total=str(total),
-        slippage_bps=slippage_bps, deadline=int(time.time()) + QUOTE_TTL_S,
+        slippage_bps=slippage_bps,
+        # The contract checks the deadline against block time, which can run ahead of ours (ChainClock).
+        deadline=max(int(time.time()), latest["timestamp"]) + QUOTE_TTL_S,
     )
     if side is Side.buy:
         result.max_total_cost = str(total * (10_000 + slippage_bps) // 10_000)

@@ -52,6 +52,7 @@ from x402.schemas import (
     VerifyResponse,
 )
 
+from app.chain.client import ChainClock
 from app.proxy.transactions import GAS_LIMITS, REVERTED, TransactionFailed, TransactionSender, revert_selector
 
 # x402 refuses authorizations about to expire: settling takes a few seconds.
@@ -101,9 +102,10 @@ class _Authorization:
 
 
 class OpgFacilitator:
-    def __init__(self, w3: AsyncWeb3, chain_id: int, sender: TransactionSender, *,
+    def __init__(self, w3: AsyncWeb3, chain_id: int, sender: TransactionSender, clock: ChainClock, *,
                  settle_timeout: float) -> None:
         self._w3 = w3
+        self._clock = clock
         self._chain_id = chain_id
         self._network = f"eip155:{chain_id}"
         self._sender = sender
@@ -203,13 +205,18 @@ class OpgFacilitator:
         return None if valid else ERR_INVALID_SIGNATURE
 
     async def _onchain_check(self, asset: str, authorization: _Authorization) -> str | None:
-        used, balance = await asyncio.gather(
+        used, balance, chain_now = await asyncio.gather(
             self._call(asset, "authorizationState", ["address", "bytes32"],
                        [authorization.payer, authorization.nonce]),
             self._balance(asset, authorization.payer),
+            self._clock.now(),
         )
         if decode(["bool"], used)[0]:
             return ERR_NONCE_ALREADY_USED
+        # The token checks validBefore against block time, which may be ahead of ours: refuse now
+        # what would revert at settlement, after the reply was served.
+        if authorization.valid_before < chain_now + VALID_BEFORE_MARGIN_SECONDS:
+            return ERR_VALID_BEFORE_EXPIRED
         # This payment is already counted in the payer's pending total.
         if balance < self._pending_by_payer[authorization.payer.lower()]:
             return ERR_INSUFFICIENT_BALANCE

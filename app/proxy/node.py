@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from app.chain.client import Chain
+from app.chain.client import Chain, ChainClock
 from app.proxy.accounts import node_payment_account
 from app.proxy.attestation import EnclaveIdentity
 from app.proxy.config import ProxySettings
@@ -48,11 +48,13 @@ class ProxyNode:
         endpoint = endpoint or settings.endpoint_url
         identity = EnclaveIdentity.generate()
         sender = sender_for(chain.w3, chain.chain_id, node_payment_account(settings, chain))
-        facilitator = OpgFacilitator(chain.w3, chain.chain_id, sender, settle_timeout=settings.settle_timeout_seconds)
+        clock = ChainClock(chain.w3)
+        facilitator = OpgFacilitator(chain.w3, chain.chain_id, sender, clock,
+                                     settle_timeout=settings.settle_timeout_seconds)
         terms = TokenTerms(network=f"eip155:{chain.chain_id}", asset=chain.addresses.opg, name=OPG_DOMAIN_NAME,
                            version=OPG_DOMAIN_VERSION, pay_to=sender.account.address)
         payments = PaymentGate(facilitator, terms, {model: route.price_wei for model, route in settings.models.items()},
-                               max_timeout_seconds=settings.payment_timeout_seconds)
+                               max_timeout_seconds=settings.payment_timeout_seconds, clock=clock)
         http_client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.connect_timeout_seconds,
                                   read=max(settings.first_token_timeout_seconds, settings.idle_timeout_seconds)),

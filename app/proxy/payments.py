@@ -56,6 +56,7 @@ from x402.schemas import (
     VerifyResponse,
 )
 
+from app.chain.client import ChainClock
 from app.proxy import metrics
 from app.proxy.errors import ProxyError
 
@@ -117,8 +118,9 @@ class PaymentGate:
     """Prices every model, checks payments before any upstream call, settles after the reply."""
 
     def __init__(self, facilitator: Facilitator, terms: TokenTerms, prices_wei: Mapping[str, int], *,
-                 max_timeout_seconds: int) -> None:
+                 max_timeout_seconds: int, clock: ChainClock) -> None:
         self._facilitator = facilitator
+        self._clock = clock
         self._terms = terms
         self._server = x402ResourceServer(facilitator)
         self._server.register(terms.network, ExactEvmServerScheme())
@@ -139,7 +141,7 @@ class PaymentGate:
 
     async def require(self, headers: Mapping[str, str], model: str, resource_url: str) -> VerifiedPayment:
         """The request's verified payment; raises PaymentRequiredError (402) naming what is wrong."""
-        requirements = self._requirements[model]
+        requirements = await self._on_chain_clock(self._requirements[model])
         header_value = headers.get(PAYMENT_SIGNATURE_HEADER) or headers.get(X_PAYMENT_HEADER)
         if not header_value:
             raise await self._refusal(requirements, resource_url, ERR_PAYMENT_REQUIRED)
@@ -163,6 +165,15 @@ class PaymentGate:
             raise await self._refusal(requirements, resource_url, verdict.invalid_reason or "invalid_payment")
         metrics.PAYMENTS.labels("verified").inc()
         return VerifiedPayment(payload, requirements, verdict.payer or "", sent.x402_version)
+
+    async def _on_chain_clock(self, requirements: PaymentRequirements) -> PaymentRequirements:
+        """Payers date an authorization's validity from their clock and the token checks it against
+        block time: when the chain's clock runs ahead, the window we ask for grows by that lead (a
+        payer holding older terms is refused as expired and gets these in the 402)."""
+        lead = await self._clock.lead()
+        if not lead:
+            return requirements
+        return requirements.model_copy(update={"max_timeout_seconds": requirements.max_timeout_seconds + lead})
 
     async def settle(self, payment: VerifiedPayment) -> SettleResponse:
         result = await self._server.settle_payment(payment.payload, payment.requirements)

@@ -3,6 +3,8 @@ launch, trade, index, then compare every figure with what the contract reports."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from eth_account.signers.local import LocalAccount
 from litestar import Litestar
@@ -12,6 +14,7 @@ from app.chain.client import Chain
 from app.config import Settings
 from app.main import create_app
 from app.market import curve
+from app.market.service import QUOTE_TTL_S
 from tests.helpers import FAR_DEADLINE, avatar_bytes, buy, index, launch, sell, sign_in, transact, view
 
 
@@ -88,6 +91,19 @@ async def test_quotes_equal_what_the_contract_charges(client: AsyncTestClient[Li
     assert int(sell_quote["min_proceeds"]) == int(sell_quote["total"]) * 9_900 // 10_000
     fees = curve.fees(int(sell_quote["price"]), view(chain, "protocolFeePercent"), view(chain, "creatorFeePercent"))
     assert (int(sell_quote["protocol_fee"]), int(sell_quote["creator_fee"])) == fees
+
+
+async def test_a_quote_s_deadline_runs_on_block_time(client: AsyncTestClient[Litestar], chain: Chain,
+                                                     accounts: dict[str, LocalAccount]) -> None:
+    avatar_id = await launch(client, chain, accounts["creator"], "cal")
+    chain.embedded.time_travel(int(time.time()) + 3600)  # as the embedded chain's clock runs ahead under load
+    block_time = chain.embedded.w3.eth.get_block("latest")["timestamp"]
+
+    quote = (await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 1})).json()
+    assert quote["deadline"] >= block_time + QUOTE_TTL_S > time.time() + 3600
+    receipt = transact(chain, accounts["fan"], "buyKeys", avatar_bytes(avatar_id), 1, int(quote["max_total_cost"]),
+                       quote["deadline"], value=int(quote["max_total_cost"]))
+    assert receipt["status"] == 1
 
 
 async def test_reorg_leaves_the_index_equal_to_the_new_chain(

@@ -31,7 +31,9 @@ async function saveAvatar(avatar) {
 
 async function createOnChain(avatar, keys) {
   const cost = await (await twinKeys()).getBuyPriceAfterFee(avatar.id, keys); // from key 0: nothing exists yet
-  const deadline = Math.floor(Date.now() / 1000) + LAUNCH_DEADLINE_S;
+  // The contract checks the deadline against block time, which can run ahead of this clock.
+  const latest = await wallet.signer.provider.getBlock("latest");
+  const deadline = Math.max(Math.floor(Date.now() / 1000), latest.timestamp) + LAUNCH_DEADLINE_S;
   const receipt = await sendTwinKeys(status, (contract) =>
     contract.createAvatar(avatar.id, avatar.metadata_uri, keys, cost, deadline, { value: cost }));
   if (!receipt) return;

@@ -1,0 +1,56 @@
+"""Payments while the chain's clock runs ahead of this machine's, as the embedded chain's does under
+more than one transaction a second: the token checks an authorization's validity against block time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from app.chain.client import CHAIN_CLOCK_REFRESH_SECONDS, Chain, ChainClock, chain_from_embedded
+from app.chain.embedded import EmbeddedChain
+from app.config import Settings
+from app.proxy.accounts import platform_wallet
+from app.proxy.app import in_process_node
+from app.proxy.client import ProxyClient
+from tests.proxy.conftest import PRICE_WEI, node_settings, opg_balance
+from tests.proxy.fakes import FakeProviders
+
+MESSAGES = [{"role": "user", "content": "What is an algorithm?"}]
+HOUR = 3600
+
+
+async def jump_ahead(chain: Chain, seconds: int) -> None:
+    assert chain.embedded is not None
+    chain.embedded.time_travel(int(time.time()) + seconds)
+    await asyncio.sleep(CHAIN_CLOCK_REFRESH_SECONDS)  # the node reads the chain's clock once a second
+
+
+async def test_chain_clock_reports_its_lead_over_ours() -> None:
+    chain = chain_from_embedded(EmbeddedChain.start(Settings()))
+    clock = ChainClock(chain.w3)
+    await jump_ahead(chain, HOUR)
+
+    assert HOUR - 3 <= await clock.lead() <= HOUR
+    assert abs(await clock.now() - (int(time.time()) + await clock.lead())) <= 1
+
+
+async def test_replies_are_paid_while_the_chain_clock_runs_an_hour_ahead(
+        fake_upstream: tuple[str, FakeProviders]) -> None:
+    chain = chain_from_embedded(EmbeddedChain.start(Settings()))
+    settings = node_settings(fake_upstream[0])
+    wallet = platform_wallet(settings, chain)
+    before = await opg_balance(chain, wallet.address)
+    async with in_process_node(settings, chain) as node:
+        client = ProxyClient(chain, wallet, settings, transports={node.endpoint: node.transport})
+        try:
+            first = await client.chat(model="gpt-fake", messages=MESSAGES)  # its terms are cached now
+            await jump_ahead(chain, HOUR)
+            # Paid with the cached terms, this authorization would expire by block time: the node refuses
+            # it before serving, with terms whose window covers the lead, and the client pays again.
+            second = await client.chat(model="gpt-fake", messages=MESSAGES)
+            third = await client.chat(model="gpt-fake", messages=MESSAGES)
+        finally:
+            await client.aclose()
+
+    assert [reply.payment.success for reply in (first, second, third) if reply.payment] == [True, True, True]
+    assert await opg_balance(chain, wallet.address) == before - 3 * PRICE_WEI
