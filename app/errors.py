@@ -8,6 +8,8 @@ from typing import Any
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = structlog.get_logger()
 
@@ -77,6 +79,19 @@ def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return Response(body, status_code=exc.status_code, headers=exc.headers, media_type=MediaType.JSON)
 
 
+DATABASE_RETRY_AFTER_S = 2
+# What a busy or unreachable database raises: SQLite's lock waits running out, the pool's wait
+# for a connection running out, a server refusing connections. The client can retry; nothing is lost.
+DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout, ConnectionError)
+
+
+def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.warning("database_unavailable", path=request.url.path, error=str(exc).splitlines()[0])
+    return Response(error_body("database_unavailable", "the database is busy or unreachable; retry shortly"),
+                    status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+                    media_type=MediaType.JSON)
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_error", path=request.url.path, error=repr(exc))
     return Response(error_body("internal_error", "the server failed; the error was logged"),
@@ -86,5 +101,6 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
 exception_handlers = {
     AppError: app_error_handler,
     HTTPException: http_error_handler,
+    **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable_handler),
     Exception: internal_error_handler,
 }

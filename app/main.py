@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+import structlog
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
@@ -140,6 +142,16 @@ def _store(settings: Settings, namespace: str) -> Store:
     return MemoryStore()
 
 
+def _logging(settings: Settings) -> StructLoggingConfig:
+    """Structured lines at ``TWIN_LOG_LEVEL``, ours and the libraries' (httpx, x402) alike."""
+    level = settings.log_level.upper()
+    config = StructLoggingConfig(log_exceptions="never",
+                                 wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)))
+    assert config.standard_lib_logging_config is not None  # built by the config itself
+    config.standard_lib_logging_config.root["level"] = level
+    return config
+
+
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, PrometheusController, AuthController, AvatarController, MarketController, ChatController,
     AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
@@ -169,10 +181,8 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             channels,
-            StructlogPlugin(StructlogConfig(
-                structlog_logging_config=StructLoggingConfig(log_exceptions="never"),
-                enable_middleware_logging=False,
-            )),
+            StructlogPlugin(StructlogConfig(structlog_logging_config=_logging(settings),
+                                            enable_middleware_logging=False)),
         ],
         middleware=[prometheus.middleware, sessions.middleware],
         stores={"sessions": _store(settings, "sessions")},

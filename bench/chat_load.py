@@ -34,14 +34,13 @@ overhead below capacity; then each ``--fans`` level sends one message per fan, a
 server's RSS is sampled from /proc every 50 ms during each measured phase (peak shown), its CPU time
 read over the phase.
 
-Three things make a thousand fans practical here, none of them inside a measured figure. The
-open-file limit is raised to its hard limit if the sockets need more (said in the first line). The
-server process finds eth-tester's transactions by hash through py-evm's index
+Three things make a thousand fans practical here, none inside a measured figure. The open-file
+limit is raised to its hard limit if the sockets need more (said in the first line). The server
+process finds eth-tester's transactions by hash through py-evm's index
 (``indexed_transaction_lookup`` from bench/market.py): the indexer reads two thousand setup
-transactions, quadratic with eth-tester's scan. And x402 authorizations are made valid for a day
-(TWIN_PROXY_PAYMENT_TIMEOUT_SECONDS): they are dated by the wall clock and settle against block
-time, and the embedded chain's clock runs one second ahead for every block mined beyond one a
-second, so with the default 300 s settlements start to revert after a few hundred quick blocks.
+transactions, quadratic with eth-tester's scan. x402 authorizations are valid for a day
+(TWIN_PROXY_PAYMENT_TIMEOUT_SECONDS) for the direct clients' sake: they sign before the clock starts,
+and the embedded chain's clock pulls ahead under this load (a second per block beyond one a second).
 """
 
 from __future__ import annotations
@@ -166,9 +165,9 @@ def start_server(port: int, node_port: int, workdir: Path, args: argparse.Namesp
         "TWIN_CHAT_STREAMS_PER_NODE": str(args.capacity),
         "TWIN_CHAT_MAX_WAITING": str(fans + 64),  # every fan may wait: a refusal would be an error here
         "TWIN_CHAT_MESSAGES_PER_MINUTE": "60000",  # the most it allows: the load is not a rate-limit test
-        # x402 authorizations are valid for this long by the wall clock, and settle against block time: the
-        # embedded chain's clock runs a second ahead per block mined beyond one a second (setup mines two
-        # per fan, every reply one), so with the default 300 s every settlement reverts before long.
+        # The direct clients sign their payments before the clock starts, so those cannot follow the embedded
+        # chain's clock as it pulls ahead during the run (a second per block beyond one a second): a day's
+        # validity keeps them good. The chat side needs none of it: its payments are dated on block time.
         "TWIN_PROXY_PAYMENT_TIMEOUT_SECONDS": "86400",
     }
     with (workdir / "server.log").open("wb") as log:  # the child keeps its own descriptor

@@ -27,7 +27,11 @@ async def test_unreachable_database_fails_readiness_but_not_liveness() -> None:
     async with AsyncTestClient(app=app) as client:
         ready = await client.get("/readyz")
         live = await client.get("/healthz")
+        listing = await client.get("/api/avatars")
 
+    assert listing.status_code == 503  # retry later, not a 500
+    assert listing.json()["error"] == "database_unavailable"
+    assert listing.headers["retry-after"] == "2"
     assert ready.status_code == 503
     body = ready.json()
     assert body["error"] == "not_ready"

@@ -378,7 +378,9 @@ class AdmissionQueue(ABC):
 class MemoryAdmission(AdmissionQueue):
     """The queue in this process's memory: one worker (the embedded default, tests).
 
-    Every change wakes the waiters at once, so a freed slot is taken without delay.
+    A ticket given a freed slot is woken at once, so the slot is taken without delay; the others
+    look at their position every ``refresh_s`` (waking a thousand waiters at every freed slot,
+    each to send a frame, would cost more than the streams they wait for).
     """
 
     def __init__(self, capacity: int, policy: AdmissionPolicy = AdmissionPolicy(), *, clock: Clock = time.time,
@@ -439,13 +441,12 @@ class MemoryAdmission(AdmissionQueue):
         wakeup.clear()
 
     def _moved(self, now: float) -> None:
-        """Fill free slots from the head of the queue, then wake every waiter to look again."""
+        """Fill free slots from the head of the queue and wake the tickets admitted."""
         while self._queue and len(self._started) < self._capacity:
             _, head = self._queue.pop(0)
             del self._scores[head]
             self._started[head] = now
-        for wakeup in self._wakeups.values():
-            wakeup.set()
+            self._wakeups[head].set()
 
     def _state(self, ticket_id: int | None) -> QueueState:
         status, position = Status.GONE, 0

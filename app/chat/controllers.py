@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
-from litestar.status_codes import WS_1008_POLICY_VIOLATION
+from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_current_address
@@ -22,6 +22,7 @@ from app.avatars.service import get_avatar
 from app.chat import service
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
 from app.db.engine import session_factory
+from app.errors import DATABASE_UNAVAILABLE
 from app.market.schemas import Page
 from app.market.service import check_limit
 from app.validation import BadInput, parse_avatar_id
@@ -75,6 +76,10 @@ class ChatController(Controller):
             await chat.avatar_for_chat(avatar_id, fan)
         except (BadInput, service.ChatRefused) as refused:
             await socket.close(WS_1008_POLICY_VIOLATION, refused.detail[:120])  # a close reason is ≤ 123 bytes
+            return
+        except DATABASE_UNAVAILABLE as error:
+            log.warning("chat_open_unavailable", avatar_id=avatar_id, error=str(error).splitlines()[0])
+            await socket.close(WS_1013_TRY_AGAIN_LATER, "the database is busy; retry shortly")
             return
         await self._serve(socket, chat, avatar_id, fan)
 

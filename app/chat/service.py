@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import delete, func, literal, select, update
@@ -48,7 +48,7 @@ from app.chat.schemas import (
 )
 from app.config import Settings
 from app.db.models import utc_now
-from app.errors import NotFound
+from app.errors import DATABASE_UNAVAILABLE, NotFound
 from app.market import service as market
 from app.market.schemas import Page
 from app.proxy.client import (
@@ -69,6 +69,9 @@ MAX_CLIENT_MSG_ID = 64
 HISTORY_SCAN_LIMIT = 200  # replies looked at when filling the history budget
 STALE_PENDING_AFTER = timedelta(minutes=10)  # a reply still pending this long died with its worker
 UNAVAILABLE_RETRY_S = 5
+STORE_ATTEMPTS = 4  # a turn's end is written again while the database is busy: after 0.1, 0.2, 0.4 s
+STORE_RETRY_S = 0.1
+T = TypeVar("T")
 SIGNATURE_SCHEME = ("RSA-PSS(SHA-256, MGF1-SHA-256, salt 32) over "
                     "keccak256(request_hash || output_hash || uint256(timestamp))")
 
@@ -355,7 +358,14 @@ class ChatService:
             await self._fail(turn, "internal_error", "".join(text))
             await self._error(turn, send, "internal_error", "the reply failed; the error was logged")
         else:
-            reply, attestation = await self._complete(turn, result)
+            try:
+                reply, attestation = await self._complete(turn, result)
+            except Exception as error:  # the fan saw the text; say it was not kept, log what was paid
+                log.exception("chat_store_error", stage="complete", reply_id=turn.reply_id,
+                              payment_tx=result.payment.transaction if result.payment else None, error=repr(error))
+                await self._error(turn, send, "internal_error", "the reply could not be stored; the error was "
+                                                                "logged", UNAVAILABLE_RETRY_S)
+                return
             metered.finished(tokens=tokens, paid_wei=reply.cost_wei)
             await send(_done_frame(reply, turn.client_msg_id, attestation))
 
@@ -376,11 +386,26 @@ class ChatService:
         await send(ErrorFrame(code=code, detail=detail, retry_after_s=retry_after_s,
                               client_msg_id=turn.client_msg_id, message_id=turn.reply_id))
 
+    async def _write(self, write: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run one short write transaction, again while the database is busy (SQLite's single writer, the
+        pool's wait): the end of a turn, often a paid one, must be stored."""
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                async with self._sessions() as session:
+                    return await write(session)
+            except DATABASE_UNAVAILABLE:
+                if attempt == STORE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(STORE_RETRY_S * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     async def _fail(self, turn: _Turn, code: str, partial: str, payment: SettleResponse | None = None) -> None:
         """End the turn without a verified reply: ``incomplete`` with the text that came, else ``failed``;
-        with what the node was paid, if it was."""
+        with what the node was paid, if it was. If even that cannot be stored, the rows stay pending
+        (settled at the next start) and the line logged says what was lost."""
         status = MessageStatus.incomplete if partial else MessageStatus.failed
-        async with self._sessions() as session:
+
+        async def write(session: AsyncSession) -> None:
             prompt = await session.get(ChatMessage, turn.prompt_id)
             reply = await session.get(ChatMessage, turn.reply_id)
             assert prompt is not None
@@ -391,15 +416,26 @@ class ChatService:
             _record_payment(reply, payment)
             await session.commit()
 
+        try:
+            await self._write(write)
+        except Exception as error:  # the fan still gets the turn's error frame
+            log.exception("chat_store_error", stage="fail", reply_id=turn.reply_id, code=code,
+                          payment_tx=payment.transaction if payment else None, error=repr(error))
+
     async def _withdraw(self, turn: _Turn) -> None:
         """Forget a message that got no slot, so that resending the same ``client_msg_id`` later is a new try."""
-        async with self._sessions() as session:
+        async def write(session: AsyncSession) -> None:
             for message_id in (turn.reply_id, turn.prompt_id):  # the reply first: it points at the prompt
                 await session.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
             await session.commit()
 
+        try:
+            await self._write(write)
+        except Exception as error:  # left pending, it is settled as abandoned later
+            log.exception("chat_store_error", stage="withdraw", reply_id=turn.reply_id, error=repr(error))
+
     async def _complete(self, turn: _Turn, result: ChatResult) -> tuple[ChatMessage, ReplyAttestation | None]:
-        async with self._sessions() as session:
+        async def write(session: AsyncSession) -> tuple[ChatMessage, ReplyAttestation | None]:
             prompt = await session.get(ChatMessage, turn.prompt_id)
             reply = await session.get(ChatMessage, turn.reply_id)
             assert prompt is not None
@@ -424,6 +460,8 @@ class ChatService:
                 session.add(attestation)
             await session.commit()
             return reply, attestation
+
+        return await self._write(write)
 
 
 def _record_payment(reply: ChatMessage, payment: SettleResponse | None) -> None:

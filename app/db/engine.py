@@ -12,12 +12,16 @@ from sqlalchemy.pool import NullPool
 
 from app.config import Settings
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # SQLite takes one writer at a time; under a burst of chat messages a writer may queue for seconds.
+    # Waiting (up to the pool's own wait) beats failing the message.
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -32,6 +36,8 @@ def create_engine(database_url: str, *, echo: bool = False, pool_size: int = 10)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            if not pooling:  # writers queue on SQLite's lock, not on the pool; readers share the connections
+                pooling = {"pool_size": pool_size, "max_overflow": pool_size}
         engine = create_async_engine(url, echo=echo, **pooling)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         return engine

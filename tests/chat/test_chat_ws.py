@@ -409,3 +409,59 @@ async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_soc
     assert (error["type"], error["code"], error["client_msg_id"]) == ("error", "internal_error", "lost")
     assert after[-1]["type"] == "done"
     assert [m["client_msg_id"] for m in (await thread(http, avatar_id))["items"]] == [None, "kept"]
+
+
+def busy_database(failures: int | None) -> Any:
+    """A stand-in for storing a reply's payment that finds the database locked ``failures`` times (None: always)."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.chat import service
+
+    calls = {"count": 0}
+    real = service._record_payment
+
+    def record(*args: Any) -> None:
+        calls["count"] += 1
+        if failures is None or calls["count"] <= failures:
+            raise OperationalError("UPDATE chat_message …", {}, Exception("database is locked"))
+        real(*args)
+
+    return record
+
+
+async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_reply_kept(
+        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.chat import service
+
+    http = await served.signed_in(creator)
+    monkeypatch.setattr(service, "_record_payment", busy_database(failures=2))
+    async with served.chat(avatar_id, http) as ws:
+        await send_message(ws, "busy", "Hello")
+        frames = await reply_frames(ws)
+
+    assert frames[-1]["type"] == "done"
+    assert frames[-1]["cost_wei"] == str(served.price_wei)
+    reply = (await thread(http, avatar_id))["items"][0]
+    assert (reply["status"], reply["cost_wei"]) == ("complete", str(served.price_wei))
+
+
+async def test_a_reply_that_cannot_be_stored_ends_with_an_error_frame_and_the_socket_lives(
+        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.chat import service
+
+    http = await served.signed_in(creator)
+    async with served.chat(avatar_id, http) as ws:
+        with monkeypatch.context() as patch:
+            patch.setattr(service, "_record_payment", busy_database(failures=None))
+            await send_message(ws, "unstored", "Hello")
+            frames = await reply_frames(ws)
+        await send_message(ws, "stored", "Hello again")
+        after = await reply_frames(ws)
+
+    assert {frame["type"] for frame in frames[:-1]} == {"token"}  # the text came, then the truth about it
+    assert (frames[-1]["type"], frames[-1]["code"], frames[-1]["client_msg_id"]) == ("error", "internal_error",
+                                                                                   "unstored")
+    assert after[-1]["type"] == "done"
+    messages = (await thread(http, avatar_id))["items"]
+    statuses = {m["client_msg_id"]: m["status"] for m in messages if m["role"] == "user"}
+    assert statuses == {"unstored": "pending", "stored": "answered"}  # settled as abandoned at the next start
