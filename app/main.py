@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
     engine = engine_from_settings(settings)
     db_config = SQLAlchemyAsyncConfig(
         engine_instance=engine,
+        session_maker=session_factory(engine),  # the app's sessions, the plugin's included, are one kind
         before_send_handler="autocommit",
         session_dependency_key="db_session",
         set_default_exception_handler=False,
