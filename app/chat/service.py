@@ -47,6 +47,7 @@ from app.chat.schemas import (
     TokenFrame,
 )
 from app.config import Settings
+from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE, NotFound
 from app.market import service as market
@@ -259,7 +260,7 @@ class ChatService:
 
     async def _begin(self, avatar_id: str, fan: str, incoming: IncomingMessage, send: Send) -> _Turn | None:
         """Gate, idempotency, and the message stored before inference; None when a resend was answered."""
-        async with self._sessions() as session:
+        async with self._sessions() as session:  # reads: they never wait for a writer
             avatar = await _avatar(session, avatar_id)
             keys = await keys_held(session, avatar, fan)
             sent = await _sent_before(session, avatar_id, fan, incoming.client_msg_id)
@@ -267,23 +268,14 @@ class ChatService:
                 if self._admission is not None:
                     await self._admission.check_rate(fan)  # before storing: a refused message costs nothing
                 history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
-                prompt = ChatMessage(avatar_id=avatar_id, fan=fan, role=Role.user, content=incoming.content,
-                                     client_msg_id=incoming.client_msg_id, status=MessageStatus.pending)
-                session.add(prompt)
-                try:
-                    await session.flush()
-                except IntegrityError:  # the same id, sent at the same moment on another connection
-                    await session.rollback()
-                    sent = await _sent_before(session, avatar_id, fan, incoming.client_msg_id)
-                else:
-                    reply = ChatMessage(avatar_id=avatar_id, fan=fan, role=Role.assistant, content="",
-                                        reply_to=prompt.id, status=MessageStatus.pending, model=avatar.model)
-                    session.add(reply)
-                    await session.commit()
-                    assert prompt.id is not None
-                    assert reply.id is not None
-                    return _Turn(avatar, fan, keys, incoming.client_msg_id, prompt.id, reply.id,
-                                 context_messages(avatar.persona, history, incoming.content))
+        if sent is None:
+            stored = await self._write(lambda session: _store_message(session, avatar, fan, incoming))
+            if stored is not None:
+                prompt_id, reply_id = stored
+                return _Turn(avatar, fan, keys, incoming.client_msg_id, prompt_id, reply_id,
+                             context_messages(avatar.persona, history, incoming.content))
+        async with self._sessions() as session:  # sent before, or at the same moment on another connection
+            sent = await _sent_before(session, avatar_id, fan, incoming.client_msg_id)
             assert sent is not None
             await self._answer_resend(session, sent, send)
             return None
@@ -392,6 +384,7 @@ class ChatService:
         for attempt in range(STORE_ATTEMPTS):
             try:
                 async with self._sessions() as session:
+                    await claim_writer(session)
                     return await write(session)
             except DATABASE_UNAVAILABLE:
                 if attempt == STORE_ATTEMPTS - 1:
@@ -462,6 +455,27 @@ class ChatService:
             return reply, attestation
 
         return await self._write(write)
+
+
+async def _store_message(session: AsyncSession, avatar: Avatar, fan: str,
+                         incoming: IncomingMessage) -> tuple[int, int] | None:
+    """The fan's message and its pending reply: their ids, or None if this ``client_msg_id`` was just
+    stored by another connection."""
+    prompt = ChatMessage(avatar_id=avatar.id, fan=fan, role=Role.user, content=incoming.content,
+                         client_msg_id=incoming.client_msg_id, status=MessageStatus.pending)
+    session.add(prompt)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        return None
+    reply = ChatMessage(avatar_id=avatar.id, fan=fan, role=Role.assistant, content="", reply_to=prompt.id,
+                        status=MessageStatus.pending, model=avatar.model)
+    session.add(reply)
+    await session.commit()
+    assert prompt.id is not None
+    assert reply.id is not None
+    return prompt.id, reply.id
 
 
 def _record_payment(reply: ChatMessage, payment: SettleResponse | None) -> None:

@@ -57,6 +57,13 @@ def engine_from_settings(settings: Settings) -> AsyncEngine:
     return create_engine(settings.database_url, echo=settings.database_echo, pool_size=settings.database_pool_size)
 
 
+async def claim_writer(session: AsyncSession) -> None:
+    """Call first in a short transaction that writes: on SQLite it queues for the writer before
+    holding a connection (:class:`SqliteWriterSession`); elsewhere it does nothing."""
+    if isinstance(session, SqliteWriterSession):
+        await session.claim_writer()
+
+
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -88,10 +95,19 @@ class SqliteWriterSession(AsyncSession):
         for name in ("after_commit", "after_rollback", "after_soft_rollback"):
             event.listen(self.sync_session, name, self._release)
 
+    async def claim_writer(self) -> None:
+        """Queue for the writer now, before this session takes a pooled connection for its first
+        statement: a transaction that will write anyway then waits without holding one."""
+        if not self._writing:
+            await self._take_writer()
+
     async def _write_ahead(self, statement: Any = None) -> None:
         """Take the writer lock if what comes next may write: pending changes (flushed first) or DML."""
         if self._writing or not (self.new or self.dirty or self.deleted or getattr(statement, "is_dml", False)):
             return
+        await self._take_writer()
+
+    async def _take_writer(self) -> None:
         try:
             async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
                 await self._writer_lock.acquire()
