@@ -69,6 +69,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
+from market import stop_server  # bench/market.py (this file's folder is first on sys.path)
 from web3 import Web3
 
 from app.chain.artifacts import load_artifact
@@ -173,17 +174,6 @@ def start_server(port: int, node_port: int, workdir: Path, args: argparse.Namesp
     with (workdir / "server.log").open("wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(node_port)], env=env,
                                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT)  # structlog writes to stdout
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def log_tail(path: Path) -> str:
