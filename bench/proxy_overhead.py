@@ -136,6 +136,11 @@ def start_node(port: int, upstream: str, workdir: Path) -> subprocess.Popen[byte
         "TWIN_PROXY_CAPACITY": "1000", "TWIN_LOG_LEVEL": "warning",
         # Everything shares two cores here; at 200 streams a connect can queue for seconds (LiteLLM waits 600 s).
         "TWIN_PROXY_CONNECT_TIMEOUT_SECONDS": "60", "TWIN_PROXY_FIRST_TOKEN_TIMEOUT_SECONDS": "120",
+        # The payer here reuses the first 402's terms and signs each payment before its request's clock
+        # starts, while the embedded chain's clock pulls ahead (a second per block beyond one a second:
+        # 600 payments in a few seconds at 200 streams). A day's window keeps those authorizations valid;
+        # a payer that takes fresh terms (the backend's ProxyClient) needs none of it.
+        "TWIN_PROXY_PAYMENT_TIMEOUT_SECONDS": "86400",
     }
     twin = Path(sys.executable).with_name("twin")
     return subprocess.Popen([str(twin), "proxy", "serve", "--port", str(port)], env=env, cwd=workdir,
