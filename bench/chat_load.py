@@ -69,7 +69,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
-from market import stop_server  # bench/market.py (this file's folder is first on sys.path)
+from market import print_table, stop_server  # bench/market.py (this file's folder is first on sys.path)
 from web3 import Web3
 
 from app.chain.artifacts import load_artifact
@@ -714,16 +714,6 @@ def percentile(values: Sequence[float], q: int) -> float:
 
 def ms(value: float) -> str:
     return "-" if math.isnan(value) else f"{value * 1000:,.1f}"
-
-
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: set[int]) -> None:
-    """Text columns align left, figures right (as bench/market.py prints)."""
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-    print(f"\n{title}")
-    for row in [header, ["-" * width for width in widths], *rows]:
-        cells = [cell.ljust(width) if index in text_columns else cell.rjust(width)
-                 for index, (cell, width) in enumerate(zip(row, widths, strict=True))]
-        print("  " + "  ".join(cells).rstrip())
 
 
 def phase_row(level: Level, phase: Phase) -> list[str]:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester
 from eth_typing import ChecksumAddress
@@ -27,6 +28,8 @@ from app.chain.artifacts import load_artifact
 from app.chain.deploy import ContractAddresses
 from app.chain.embedded import EmbeddedChain
 from app.config import Settings
+
+log = structlog.get_logger()
 
 RPC_TIMEOUT_SECONDS = 10
 CHAIN_CLOCK_REFRESH_SECONDS = 1.0
@@ -156,11 +159,16 @@ class ChainClock:
         self._read_at = float("-inf")
 
     async def lead(self) -> int:
-        """Seconds the chain's clock is ahead of this machine's (0 when it is not)."""
+        """Seconds the chain's clock is ahead of this machine's (0 when it is not). A chain that does
+        not answer leaves the last reading: the calls that need the chain report the outage."""
         if time.monotonic() - self._read_at >= CHAIN_CLOCK_REFRESH_SECONDS:
-            latest = await self._w3.eth.get_block("latest")
-            self._lead = max(0, int(latest["timestamp"]) - int(time.time()))
-            self._read_at = time.monotonic()
+            self._read_at = time.monotonic()  # before the await: concurrent callers share one read
+            try:
+                latest = await self._w3.eth.get_block("latest")
+            except Exception as error:  # noqa: BLE001 - any failure to read means "not known now"
+                log.warning("chain_clock_unread", error=repr(error))
+            else:
+                self._lead = max(0, int(latest["timestamp"]) - int(time.time()))
         return self._lead
 
     async def now(self) -> int:

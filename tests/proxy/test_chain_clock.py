@@ -54,3 +54,18 @@ async def test_replies_are_paid_while_the_chain_clock_runs_an_hour_ahead(
 
     assert [reply.payment.success for reply in (first, second, third) if reply.payment] == [True, True, True]
     assert await opg_balance(chain, wallet.address) == before - 3 * PRICE_WEI
+
+
+async def test_a_chain_that_stops_answering_leaves_the_last_lead() -> None:
+    chain = chain_from_embedded(EmbeddedChain.start(Settings()))
+    clock = ChainClock(chain.w3)
+    await jump_ahead(chain, HOUR)
+    known = await clock.lead()
+
+    async def chain_down(*_: object, **__: object) -> None:
+        raise OSError("connection refused")
+
+    chain.w3.eth.get_block = chain_down  # type: ignore[method-assign]
+    await asyncio.sleep(CHAIN_CLOCK_REFRESH_SECONDS)  # due for a new reading, which fails
+
+    assert await clock.lead() == known >= HOUR - 3
