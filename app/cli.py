@@ -45,8 +45,7 @@ def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def quiet_framework_warnings() -> None:
     """Litestar 2.25 announces 3.0 changes for every handler as an app is built, and abnf warns on
-    the SIWE grammar: nothing an operator can act on. Call it after the chain starts, since
-    eth-tester resets the warning filters when it starts."""
+    the SIWE grammar: nothing an operator can act on."""
     warnings.filterwarnings("ignore", message=r".*(inferred style|Inferred dependency|Reserved kwarg)")
     warnings.filterwarnings("ignore", message=r"rule '.*' redefines")
 
@@ -117,9 +116,10 @@ def db_downgrade(settings: Settings, revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-from app.chain.cli import contracts  # noqa: E402  (imports with_settings from this module)
+from app.chain.cli import chain, contracts  # noqa: E402  (imports with_settings from this module)
 from app.proxy.cli import proxy  # noqa: E402  (imports with_settings from this module)
 
+cli.add_command(chain)
 cli.add_command(contracts)
 cli.add_command(proxy)
 

@@ -50,11 +50,21 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     session_secure_cookie: bool = False
 
-    # Chain: empty RPC URL means the embedded in-process EVM with contracts deployed at start.
+    # Chain: empty RPC URL means the embedded chain, an anvil node under chain_state_dir with the
+    # contracts deployed on its first start. RPC calls get chain_rpc_timeout_s each.
     chain_rpc_url: str | None = None
+    chain_rpc_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    chain_state_dir: Path = VAR_DIR / "chain"
+    chain_node_port: int = Field(default=0, ge=0, le=65535)
+    chain_id: int = Field(default=31337, ge=1, le=2**53)
+    # An L2-like network fee: 0.01 gwei per gas, held there (anvil would let it decay block by block).
+    chain_base_fee_wei: int = Field(default=10_000_000, ge=0, le=10**15)
+    chain_state_interval_s: int = Field(default=2, ge=1, le=3600)
     twin_keys_address: str | None = None
     opg_address: str | None = None
     node_registry_address: str | None = None
+    # The block that deployed the contracts (with TWIN_CHAIN_RPC_URL): the indexer starts there.
+    chain_deployment_block: int = Field(default=0, ge=0)
     chain_confirmations: int = Field(default=0, ge=0, le=1000)
     # How often the indexer polls the chain; 0 runs no indexer in this process.
     indexer_poll_s: float = Field(default=1.0, ge=0, le=3600)

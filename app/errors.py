@@ -45,6 +45,13 @@ class Conflict(AppError):
     status_code, code = 409, "conflict"
 
 
+class Unavailable(AppError):
+    """A dependency is down or stalled: 503 with Retry-After; nothing was lost, the client may retry."""
+
+    status_code, code = 503, "unavailable"
+    retry_after_s = 2
+
+
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, **extra}
 
@@ -67,8 +74,9 @@ def _validation_detail(exc: ValidationException) -> str:
 
 
 def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
     return Response(error_body(exc.code, exc.detail, **exc.extra), status_code=exc.status_code,
-                    media_type=MediaType.JSON)
+                    headers=headers, media_type=MediaType.JSON)
 
 
 def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

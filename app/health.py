@@ -11,7 +11,8 @@ from litestar.datastructures import State
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-ReadinessCheck = Callable[[], Awaitable[None]]
+# A check raises when its dependency is down; it may return a note that stays "ok" but says something.
+ReadinessCheck = Callable[[], Awaitable[str | None]]
 READINESS_TIMEOUT_S = 3.0
 
 
@@ -20,21 +21,22 @@ def register_check(state: State, name: str, check: ReadinessCheck) -> None:
 
 
 def database_check(engine: AsyncEngine) -> ReadinessCheck:
-    async def check() -> None:
+    async def check() -> str | None:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+        return None
 
     return check
 
 
 async def _run(check: ReadinessCheck) -> str:
     try:
-        await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
+        note = await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
     except TimeoutError:
         return f"down: no answer within {READINESS_TIMEOUT_S:g}s"
     except Exception as error:  # noqa: BLE001 - any failure means "not ready", reported by name
         return f"down: {type(error).__name__}: {error}"[:300]
-    return "ok"
+    return f"ok: {note}" if note else "ok"
 
 
 class HealthController(Controller):
@@ -50,7 +52,7 @@ class HealthController(Controller):
         checks: dict[str, ReadinessCheck] = state.get("readiness_checks", {})
         results = await asyncio.gather(*(_run(check) for check in checks.values()))
         dependencies = dict(zip(checks, results, strict=True))
-        failed = [name for name, result in dependencies.items() if result != "ok"]
+        failed = [name for name, result in dependencies.items() if not result.startswith("ok")]
         body: dict[str, Any] = {"status": "ok" if not failed else "unavailable", "dependencies": dependencies}
         if failed:
             body |= {"error": "not_ready", "detail": f"unavailable: {', '.join(failed)}"}

@@ -32,8 +32,9 @@ from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
 from app.chain.client import Chain, connect_chain
-from app.chain.dev_controllers import DevChainController
+from app.chain.controllers import ChainController, DevChainController
 from app.chain.indexer import Indexer
+from app.chain.service import watch_embedded
 from app.chat import service as chat_service
 from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
@@ -55,10 +56,15 @@ from app.web.controllers import WebController, not_found
 
 
 def _chain_check(app: Litestar) -> None:
-    async def check() -> None:
-        await app.state.chain.w3.eth.block_number
+    async def check() -> str | None:
+        chain: Chain = app.state.chain
+        await chain.w3.eth.block_number
         if app.state.indexer.last_error:
             raise RuntimeError(f"indexer paused: {app.state.indexer.last_error}")
+        if chain.embedded is not None and chain.embedded.state_lost:
+            return ("the embedded chain's saved state was lost: the contracts were deployed again and the "
+                    "index follows the new chain")
+        return None
 
     register_check(app.state, "chain", check)
 
@@ -92,10 +98,12 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
         reader = TwinKeysReader(chain.twin_keys)
         indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
                           session_factory(app.state.engine), confirmations=settings.chain_confirmations,
-                          poll_interval_s=settings.indexer_poll_s)
+                          start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s)
         app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer)
         _chain_check(app)
-        indexer_task = asyncio.create_task(indexer.run(), name="indexer") if settings.indexer_poll_s else None
+        tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+        if chain.owns_node:
+            tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
             async with _proxy_client(chain, proxy_settings) as proxy_client:
                 nodes = max(1, len(await proxy_client.healthy_nodes()))
@@ -105,10 +113,10 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
                     app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale)
                     yield
         finally:
-            if indexer_task is not None:
-                indexer_task.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await indexer_task
+                    await task
             if given_chain is None:
                 await chain.close()
             await app.state.engine.dispose()
@@ -153,8 +161,8 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 
 ROUTES: list[ControllerRouterHandler] = [
-    HealthController, PrometheusController, AuthController, AvatarController, MarketController, ChatController,
-    AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
+    HealthController, PrometheusController, ChainController, AuthController, AvatarController, MarketController,
+    ChatController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
 ]
 
 

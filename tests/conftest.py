@@ -1,5 +1,6 @@
-"""Shared fixtures: a migrated database per test (SQLite copy, or PostgreSQL truncated),
-settings that point at it, and an app with an async test client.
+"""Shared fixtures: one anvil node for the session with every test between a snapshot and its
+revert, a migrated database per test (SQLite copy, or PostgreSQL truncated), settings that
+point at it, and an app with an async test client.
 
 With ``TWIN_TEST_DATABASE_URL`` set (CI does), every database test runs on that
 PostgreSQL database instead of SQLite.
@@ -7,8 +8,10 @@ PostgreSQL database instead of SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +28,10 @@ from app.db.all_models import metadata
 from app.db.engine import create_engine
 
 POSTGRES_URL = os.environ.get("TWIN_TEST_DATABASE_URL")
+# Every Settings() of the session, wherever a test builds one, finds the session's node here and
+# never the checkout's own var/chain.
+CHAIN_STATE_DIR = Path(tempfile.mkdtemp(prefix="twin-test-chain-"))
+os.environ["TWIN_CHAIN_STATE_DIR"] = str(CHAIN_STATE_DIR)
 
 
 def sqlite_url(path: Path) -> str:
@@ -68,16 +75,37 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def embedded_chain() -> EmbeddedChain:
-    """One in-process chain for the session; each test runs between a snapshot and its revert."""
-    return EmbeddedChain.start(Settings())
+def embedded_chain() -> Iterator[EmbeddedChain]:
+    """One anvil node for the session; each test runs between a snapshot and its revert."""
+    chain = EmbeddedChain.start(Settings())
+    yield chain
+    chain.close()
+    shutil.rmtree(CHAIN_STATE_DIR, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def chain_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedChain]:
+    """A node apart from the session's, for tests that need a registry or a clock nobody else touches."""
+    chain = EmbeddedChain.start(Settings(chain_state_dir=tmp_path_factory.mktemp("own-chain")))
+    try:
+        yield chain
+    finally:
+        chain.close()
 
 
 @pytest.fixture
-def chain(embedded_chain: EmbeddedChain) -> Iterator[Chain]:
+async def chain(embedded_chain: EmbeddedChain) -> AsyncIterator[Chain]:
     snapshot = embedded_chain.take_snapshot()
-    yield chain_from_embedded(embedded_chain)
+    chain = chain_from_embedded(embedded_chain)
+    yield chain
+    await close_quietly(chain)
     embedded_chain.revert_to_snapshot(snapshot)
+
+
+async def close_quietly(chain: Chain) -> None:
+    """Close the chain's connections; those opened on the test client's loop went with that loop."""
+    with contextlib.suppress(Exception):
+        await chain.close()
 
 
 @pytest.fixture

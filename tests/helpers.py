@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from web3.contract import Contract
 from web3.types import TxReceipt
 
 from app.chain.client import Chain
@@ -30,7 +32,10 @@ MAX_COST = 2**255
 
 
 def env_without_twin_settings() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
+    """This environment without TWIN_* settings, but for an embedded chain of its own in a fresh
+    directory (never the checkout's var/chain); pass TWIN_CHAIN_STATE_DIR to choose one."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
+    return env | {"TWIN_CHAIN_STATE_DIR": tempfile.mkdtemp(prefix="twin-test-chain-")}
 
 
 def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
@@ -95,12 +100,16 @@ async def sign_in(client: AsyncTestClient[Litestar], account: LocalAccount) -> N
     assert response.status_code == 201, response.text
 
 
+def sync_twin_keys(chain: Chain) -> Contract:
+    """TwinKeys on the session's node through a blocking Web3, as tests outside the event loop want it."""
+    return chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
+
+
 def transact(chain: Chain, account: LocalAccount, function_name: str, *args: Any, value: int = 0) -> TxReceipt:
     """Call a TwinKeys function from ``account`` with a locally signed transaction."""
-    w3 = chain.embedded.w3
-    contract = w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
+    contract = sync_twin_keys(chain)
     data = contract.encode_abi(function_name, args=list(args))
-    return send_transaction(w3, account, {"to": chain.addresses.twin_keys, "data": data, "value": value})
+    return send_transaction(contract.w3, account, {"to": chain.addresses.twin_keys, "data": data, "value": value})
 
 
 def avatar_bytes(avatar_id: str) -> bytes:
@@ -108,8 +117,7 @@ def avatar_bytes(avatar_id: str) -> bytes:
 
 
 def buy_total(chain: Chain, avatar_id: str, amount: int) -> int:
-    contract = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
-    return contract.functions.getBuyPriceAfterFee(avatar_bytes(avatar_id), amount).call()
+    return sync_twin_keys(chain).functions.getBuyPriceAfterFee(avatar_bytes(avatar_id), amount).call()
 
 
 def buy(chain: Chain, account: LocalAccount, avatar_id: str, amount: int) -> TxReceipt:
@@ -122,8 +130,7 @@ def sell(chain: Chain, account: LocalAccount, avatar_id: str, amount: int) -> Tx
 
 
 def view(chain: Chain, function_name: str, *args: Any) -> Any:
-    contract = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
-    return getattr(contract.functions, function_name)(*args).call()
+    return getattr(sync_twin_keys(chain).functions, function_name)(*args).call()
 
 
 async def launch(client: AsyncTestClient[Litestar], chain: Chain, creator: LocalAccount, handle: str,
@@ -152,3 +159,40 @@ def _first_buy_total(chain: Chain, amount: int) -> int:
 
 async def index(app: Litestar) -> int:
     return await app.state.indexer.sync()
+
+
+async def index_differences(client: AsyncTestClient[Litestar] | httpx.AsyncClient, contract: Contract,
+                            avatar_ids: list[str], wallets: list[LocalAccount]) -> list[str]:
+    """Where the index (as the API shows it) differs from the chain (TwinKeys as ``contract`` reads it):
+    supply, each wallet's balance, creator fees, and the trades (none missing, none twice)."""
+    on_chain_trades = contract.events.Trade().get_logs(from_block=0)
+    problems = []
+    for avatar_id in avatar_ids:
+        key = avatar_bytes(avatar_id)
+        market = (await client.get(f"/api/avatars/{avatar_id}")).json()["market"]
+        if market["supply"] != contract.functions.keysSupply(key).call():
+            problems.append(f"{avatar_id} supply {market['supply']} != {contract.functions.keysSupply(key).call()}")
+        if int(market["creator_fees_earned"]) != contract.functions.creatorFees(key).call():
+            problems.append(f"{avatar_id} creator fees {market['creator_fees_earned']}")
+        holder_rows = await all_pages(client, f"/api/avatars/{avatar_id}/holders")
+        holders = {row["holder"]: row["balance"] for row in holder_rows}
+        for wallet in wallets:
+            expected = contract.functions.keysBalance(key, wallet.address).call()
+            if holders.get(wallet.address, 0) != expected:
+                problems.append(f"{avatar_id} {wallet.address} holds {expected}, index {holders.get(wallet.address)}")
+        indexed = await all_pages(client, f"/api/avatars/{avatar_id}/trades")
+        expected_hashes = sorted("0x" + bytes(log["transactionHash"]).hex() for log in on_chain_trades
+                                 if "0x" + bytes(log["args"]["id"]).hex() == avatar_id)
+        if sorted(trade["tx_hash"] for trade in indexed) != expected_hashes:
+            problems.append(f"{avatar_id} trades {len(indexed)} indexed, {len(expected_hashes)} on-chain")
+    return problems
+
+
+async def all_pages(client: AsyncTestClient[Litestar] | httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = (await client.get(path, params={"limit": 100, **({"cursor": cursor} if cursor else {})})).json()
+        items += page["items"]
+        if not (cursor := page["next_cursor"]):
+            return items

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,8 +22,17 @@ def new_avatar_id() -> str:
 
 
 async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str) -> Avatar:
-    if await session.scalar(select(func.count()).where(Avatar.handle == data.handle)):
-        raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"})
+    """A new avatar, or the creator's own avatar of that handle that the chain does not hold (its
+    launch never reached the chain, or the chain lost it): launched again under the same id."""
+    existing = await session.scalar(select(Avatar).where(Avatar.handle == data.handle))
+    if existing is not None:
+        if existing.creator != creator or existing.listed_at is not None:
+            raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"})
+        for name, value in msgspec.structs.asdict(data).items():
+            setattr(existing, name, value)
+        existing.updated_at = utc_now()
+        await session.flush()
+        return existing
     avatar_id = new_avatar_id()
     avatar = Avatar(
         id=avatar_id, creator=creator, metadata_uri=f"{public_base_url.rstrip('/')}/api/avatars/{avatar_id}/metadata",

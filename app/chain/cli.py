@@ -12,6 +12,50 @@ from app.config import Settings
 
 
 @click.group()
+def chain() -> None:
+    """The embedded chain: the anvil node this checkout's processes share."""
+
+
+@chain.command("stop")
+@with_settings
+def chain_stop(settings: Settings) -> None:
+    """Stop the embedded node if no twin process uses it (e.g. one left running by a killed server)."""
+    from app.chain.anvil import AnvilNode, NodeError
+
+    try:
+        stopped = AnvilNode.stop_unused(settings.chain_state_dir)
+    except NodeError as error:
+        click.echo(f"twin: {error}", err=True)
+        sys.exit(1)
+    click.echo("stopped the embedded node" if stopped else "no embedded node was running")
+
+
+@chain.command("reset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_settings
+def chain_reset(settings: Settings, yes: bool) -> None:
+    """Forget the embedded chain: stop its node and delete its state (TWIN_CHAIN_STATE_DIR).
+
+    Every key, balance and trade goes with it. The next start deploys the contracts again, and a
+    backend's index follows the new chain (avatars can be launched again on it). To start the whole
+    embedded world over, also delete the SQLite database (var/twin.db by default).
+    """
+    import shutil
+
+    from app.chain.anvil import AnvilNode, NodeError
+
+    if not yes:
+        click.confirm(f"Delete the embedded chain in {settings.chain_state_dir}?", abort=True)
+    try:
+        AnvilNode.stop_unused(settings.chain_state_dir)
+    except NodeError as error:
+        click.echo(f"twin: {error}", err=True)
+        sys.exit(1)
+    shutil.rmtree(settings.chain_state_dir, ignore_errors=True)
+    click.echo(f"deleted {settings.chain_state_dir}")
+
+
+@click.group()
 def contracts() -> None:
     """Solidity contracts: build artifacts, deploy."""
 
@@ -70,9 +114,11 @@ def deploy(settings: Settings, rpc_url: str, private_key_env: str) -> None:
         click.echo(f"twin: cannot reach {rpc_url}", err=True)
         sys.exit(1)
     click.echo(f"deploying from {deployer.address} to chain {w3.eth.chain_id}", err=True)
+    before = w3.eth.block_number  # nothing of the contracts can happen at or before this block
     try:
         addresses = deploy_contracts(w3, deployer, DeploymentParameters.from_settings(settings))
     except DeploymentError as error:
         click.echo(f"twin: {error}", err=True)
         sys.exit(1)
     click.echo(addresses.as_env())
+    click.echo(f"TWIN_CHAIN_DEPLOYMENT_BLOCK={before}")

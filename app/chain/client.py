@@ -1,8 +1,9 @@
 """The one chain object the rest of the app uses: ``chain = await connect_chain(settings)``.
 
-Without ``TWIN_CHAIN_RPC_URL`` it starts the embedded chain (contracts deployed, dev accounts
-funded). With it, it connects to that JSON-RPC endpoint and checks that each configured address
-holds exactly the committed contract; anything wrong stops startup with one ``ChainError`` line::
+Every mode speaks JSON-RPC over HTTP. Without ``TWIN_CHAIN_RPC_URL`` it joins (or starts) the
+embedded anvil node, deploying the contracts on its first start. With it, it connects to that
+endpoint and checks that each configured address holds exactly the committed contract; anything
+wrong stops startup with one ``ChainError`` line::
 
     chain = await connect_chain(settings)
     supply = await chain.twin_keys.functions.keysSupply(avatar_id).call()
@@ -12,31 +13,69 @@ holds exactly the committed contract; anything wrong stops startup with one ``Ch
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 from eth_account.signers.local import LocalAccount
-from eth_tester import EthereumTester
 from eth_typing import ChecksumAddress
 from eth_utils import is_address, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
+from web3.types import RPCEndpoint
 
+from app.chain.anvil import NodeError
 from app.chain.artifacts import load_artifact
 from app.chain.deploy import ContractAddresses
 from app.chain.embedded import EmbeddedChain
 from app.config import Settings
+from app.errors import Unavailable
 
 log = structlog.get_logger()
 
-RPC_TIMEOUT_SECONDS = 10
 CHAIN_CLOCK_REFRESH_SECONDS = 1.0
+RPC_CONNECTIONS = 64
+# web3 asks for the chain id before every call and transaction it validates; it never changes.
+CHAIN_ID_CACHED: dict[str, Any] = {"cache_allowed_requests": True, "cacheable_requests": {"eth_chainId"}}
 
 
 class ChainError(Exception):
     """The chain is unreachable or misconfigured; the message is one line naming the cause."""
+
+
+class ChainUnavailable(Unavailable):
+    """A chain call found the node down or stalled past its deadline (answered 503 to clients)."""
+
+    code = "chain_unavailable"
+
+
+class KeepAliveHTTPProvider(AsyncHTTPProvider):
+    """web3's HTTP provider with pooled keep-alive connections (its default opens one per call) and
+    no silent retries: a call that finds the chain stalled fails after ``timeout_s``, and the caller
+    decides what to tell its user."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        super().__init__(url, request_kwargs={"timeout": ClientTimeout(total=timeout_s)},
+                         exception_retry_configuration=None, **CHAIN_ID_CACHED)
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    async def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        if self._session_loop is not loop:  # sessions belong to one event loop
+            await self.cache_async_session(ClientSession(
+                raise_for_status=True, connector=TCPConnector(limit=RPC_CONNECTIONS, keepalive_timeout=30)))
+            self._session_loop = loop
+        try:
+            return await super()._make_request(method, request_data)
+        except (ClientError, TimeoutError) as error:
+            raise ChainUnavailable(f"the chain did not answer {method}: {type(error).__name__}") from error
+
+
+def rpc_web3(url: str, timeout_s: float) -> AsyncWeb3:
+    return AsyncWeb3(KeepAliveHTTPProvider(url, timeout_s))
 
 
 @dataclass(frozen=True)
@@ -49,7 +88,10 @@ class Chain:
     twin_keys: AsyncContract
     opg: AsyncContract
     node_registry: AsyncContract
+    rpc_url: str
+    deployment_block: int = 0
     embedded: EmbeddedChain | None = None
+    owns_node: bool = False
 
     @property
     def is_embedded(self) -> bool:
@@ -60,15 +102,11 @@ class Chain:
         """The funded dev accounts of the embedded chain (account 0 owns the contracts); else empty."""
         return self.embedded.accounts if self.embedded else []
 
-    @property
-    def tester(self) -> EthereumTester | None:
-        """The embedded chain's EthereumTester (snapshots, mining, time travel); else None."""
-        return self.embedded.tester if self.embedded else None
-
     async def close(self) -> None:
-        """Release the RPC connection (nothing to do on the embedded chain)."""
-        if not self.is_embedded:
-            await self.w3.provider.disconnect()
+        """Release the RPC connections, and the embedded node if this chain joined it."""
+        await self.w3.provider.disconnect()
+        if self.owns_node and self.embedded is not None:
+            await asyncio.to_thread(self.embedded.close)
 
 
 # (ContractAddresses and Chain field, artifact name, Settings field of the remote address)
@@ -87,26 +125,27 @@ def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> dict[str, Async
     }
 
 
-def chain_from_embedded(embedded: EmbeddedChain) -> Chain:
-    """A Chain over an already started embedded chain (tests share one per session)."""
-    return Chain(
-        w3=embedded.async_w3,
-        chain_id=embedded.w3.eth.chain_id,
-        addresses=embedded.addresses,
-        embedded=embedded,
-        **contracts_at(embedded.async_w3, embedded.addresses),
-    )
+def chain_from_embedded(embedded: EmbeddedChain, *, timeout_s: float = 5.0, owns_node: bool = False) -> Chain:
+    """A Chain over a running embedded chain (tests share one per session)."""
+    w3 = rpc_web3(embedded.url, timeout_s)
+    return Chain(w3=w3, chain_id=embedded.deployment.chain_id, addresses=embedded.addresses,
+                 rpc_url=embedded.url, deployment_block=embedded.deployment.block, embedded=embedded,
+                 owns_node=owns_node, **contracts_at(w3, embedded.addresses))
 
 
 async def connect_chain(settings: Settings) -> Chain:
     """The embedded chain when TWIN_CHAIN_RPC_URL is unset, else the configured, verified remote one."""
     if not settings.chain_rpc_url:
-        return chain_from_embedded(EmbeddedChain.start(settings))
+        try:
+            embedded = await asyncio.to_thread(EmbeddedChain.start, settings)
+        except NodeError as error:
+            raise ChainError(f"embedded chain: {error}") from None
+        return chain_from_embedded(embedded, timeout_s=settings.chain_rpc_timeout_s, owns_node=True)
     addresses = configured_addresses(settings)
     url = settings.chain_rpc_url
     if not url.startswith(("http://", "https://")):
         raise ChainError(f"TWIN_CHAIN_RPC_URL: must be an http:// or https:// URL (got {url!r})")
-    w3 = AsyncWeb3(AsyncHTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
+    w3 = rpc_web3(url, settings.chain_rpc_timeout_s)
     try:
         chain_id = await w3.eth.chain_id
         await verify_code(w3, addresses)
@@ -116,7 +155,8 @@ async def connect_chain(settings: Settings) -> Chain:
     except Exception as error:  # noqa: BLE001 - any transport or JSON-RPC failure means "unreachable"
         await w3.provider.disconnect()
         raise ChainError(f"TWIN_CHAIN_RPC_URL: cannot reach {url}: {type(error).__name__}: {error}") from None
-    return Chain(w3=w3, chain_id=chain_id, addresses=addresses, **contracts_at(w3, addresses))
+    return Chain(w3=w3, chain_id=chain_id, addresses=addresses, rpc_url=url,
+                 deployment_block=settings.chain_deployment_block, **contracts_at(w3, addresses))
 
 
 def configured_addresses(settings: Settings) -> ContractAddresses:

@@ -1,33 +1,44 @@
-"""The embedded chain: an in-process EVM (eth-tester + py-evm) with the contracts deployed.
+"""The embedded chain: an anvil node under ``var/chain/`` with the contracts deployed once.
 
-Dev accounts are derived from a public mnemonic along ``m/44'/60'/0'/0/i`` (the path wallets
-and Hardhat use), so the web UI and tests know their keys; each starts with 1,000,000 ETH and
-1,000,000 OPG. Account 0 deploys everything and owns it (TwinKeys owner and treasury, OPG
-owner). The same EthereumTester backs a sync ``Web3`` and an ``AsyncWeb3``::
+Dev accounts are derived from a public mnemonic along ``m/44'/60'/0'/0/i`` (the path wallets,
+Hardhat and anvil use), so the web UI and tests know their keys; anvil funds each with
+1,000,000 ETH and the deployment mints each 1,000,000 OPG. Account 0 deploys everything and
+owns it (TwinKeys owner and treasury, OPG owner). The deployment (addresses, block, chain id)
+is remembered in ``deployment.json`` beside the node's state, so later starts reuse it::
 
     chain = EmbeddedChain.start(settings)
     snapshot = chain.take_snapshot()
     ...
     chain.revert_to_snapshot(snapshot)
+    chain.close()
+
+If the node's saved state is gone (the state file deleted), the recorded deployment no longer
+matches the chain: the contracts are deployed again and ``state_lost`` says so.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
+import structlog
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_tester import EthereumTester, PyEVMBackend
-from web3 import AsyncWeb3, Web3
-from web3.providers.eth_tester import AsyncEthereumTesterProvider, EthereumTesterProvider
+from eth_utils import to_checksum_address
+from web3 import HTTPProvider, Web3
 
+from app.chain.anvil import AnvilNode, NodeError, NodeOptions, exclusive_lock, rpc
 from app.chain.artifacts import load_artifact
 from app.chain.deploy import ContractAddresses, DeploymentParameters, deploy_contracts, send_transaction
 from app.config import Settings
 
+log = structlog.get_logger()
+
 DEV_HD_PATH = "m/44'/60'/0'/0"
 DEV_ETH_BALANCE = 1_000_000 * 10**18
 DEV_OPG_BALANCE = 1_000_000 * 10**18
+SYNC_RPC_TIMEOUT_S = 30
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -37,54 +48,157 @@ def dev_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(mnemonic, account_path=f"{DEV_HD_PATH}/{index}") for index in range(count)]
 
 
+def node_options(settings: Settings) -> NodeOptions:
+    return NodeOptions(
+        state_dir=settings.chain_state_dir, chain_id=settings.chain_id, base_fee_wei=settings.chain_base_fee_wei,
+        mnemonic=settings.chain_dev_mnemonic, accounts=settings.chain_dev_accounts,
+        balance_eth=DEV_ETH_BALANCE // 10**18, port=settings.chain_node_port,
+        state_interval_s=settings.chain_state_interval_s,
+    )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the contracts are on the embedded chain, and the block that created the last of them."""
+
+    chain_id: int
+    addresses: ContractAddresses
+    block: int
+    block_hash: str
+
+    def to_json(self) -> str:
+        return json.dumps({"chain_id": self.chain_id, "block": self.block, "block_hash": self.block_hash,
+                           "addresses": {field: getattr(self.addresses, field)
+                                         for field in ("twin_keys", "opg", "node_registry")}}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Deployment:
+        data = json.loads(text)
+        addresses = ContractAddresses(**{field: to_checksum_address(value)
+                                         for field, value in data["addresses"].items()})
+        return cls(int(data["chain_id"]), addresses, int(data["block"]), str(data["block_hash"]))
+
+
 @dataclass
 class EmbeddedChain:
-    """An in-process chain with TwinKeys, OPG and NodeRegistry deployed and dev accounts funded."""
+    """The shared anvil node, a sync Web3 onto it, the dev accounts and the deployment."""
 
-    tester: EthereumTester
+    node: AnvilNode
     w3: Web3
-    async_w3: AsyncWeb3
     accounts: list[LocalAccount]
-    addresses: ContractAddresses
+    deployment: Deployment
+    state_lost: bool = False
+
+    @property
+    def addresses(self) -> ContractAddresses:
+        return self.deployment.addresses
+
+    @property
+    def url(self) -> str:
+        return self.node.url
 
     @classmethod
     def start(cls, settings: Settings) -> EmbeddedChain:
-        """A fresh chain: genesis funds the dev accounts, account 0 deploys and mints OPG."""
-        backend = PyEVMBackend.from_mnemonic(
-            settings.chain_dev_mnemonic,
-            num_accounts=settings.chain_dev_accounts,
-            hd_path=DEV_HD_PATH,
-            genesis_state_overrides={"balance": DEV_ETH_BALANCE},
-        )
-        tester = EthereumTester(backend)
-        w3 = Web3(EthereumTesterProvider(tester))
-        accounts = dev_accounts(settings.chain_dev_mnemonic, settings.chain_dev_accounts)
-        deployer = accounts[0]
-        addresses = deploy_contracts(w3, deployer, DeploymentParameters.from_settings(settings))
-        opg = w3.eth.contract(address=addresses.opg, abi=load_artifact("OPG").abi)
-        for account in accounts:
-            mint = opg.encode_abi("mint", args=[account.address, DEV_OPG_BALANCE])
-            send_transaction(w3, deployer, {"to": addresses.opg, "data": mint})
-        return cls(tester, w3, _async_web3(tester), accounts, addresses)
+        """Join (or start) the node and load the deployment, deploying the contracts if there is none."""
+        node = AnvilNode.acquire(node_options(settings))
+        try:
+            w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": SYNC_RPC_TIMEOUT_S},
+                                   cache_allowed_requests=True, cacheable_requests={"eth_chainId"}))
+            accounts = dev_accounts(settings.chain_dev_mnemonic, settings.chain_dev_accounts)
+            with exclusive_lock(settings.chain_state_dir / "deploy.lock"):  # one deployment if two start at once
+                deployment, state_lost = _load_or_deploy(w3, settings, accounts)
+        except BaseException:
+            node.release()
+            raise
+        return cls(node, w3, accounts, deployment, state_lost)
 
-    def take_snapshot(self) -> int:
+    def close(self) -> None:
+        self.node.release()
+
+    # ---------------------------------------------------------------- the node's dev methods
+
+    def call(self, method: str, *params: Any) -> Any:
+        return rpc(self.node.url, method, list(params), timeout_s=SYNC_RPC_TIMEOUT_S)
+
+    def take_snapshot(self) -> str:
         """Remember the current chain state; see revert_to_snapshot."""
-        return self.tester.take_snapshot()
+        return str(self.call("evm_snapshot"))
 
-    def revert_to_snapshot(self, snapshot_id: int) -> None:
+    def revert_to_snapshot(self, snapshot_id: str) -> None:
         """Drop every block mined since ``take_snapshot`` returned ``snapshot_id``."""
-        self.tester.revert_to_snapshot(snapshot_id)
+        if self.call("evm_revert", snapshot_id) is not True:
+            raise NodeError(f"evm_revert: no snapshot {snapshot_id}")
 
     def mine_blocks(self, count: int = 1) -> None:
-        self.tester.mine_blocks(count)
+        self.call("anvil_mine", hex(count))
 
     def time_travel(self, timestamp: int) -> None:
         """Make the next block's timestamp ``timestamp`` (only forwards)."""
-        self.tester.time_travel(timestamp)
+        self.call("evm_setNextBlockTimestamp", hex(timestamp))
+
+    def reorg(self, depth: int) -> None:
+        """Replace the last ``depth`` blocks with as many new, empty ones (their transactions are gone)."""
+        self.call("anvil_reorg", depth, [])
+
+    def add_balance(self, address: str, wei: int) -> int:
+        """Give ``address`` ``wei`` more ETH; return its new balance."""
+        balance = self.w3.eth.get_balance(to_checksum_address(address)) + wei
+        self.call("anvil_setBalance", address, hex(balance))
+        return balance
+
+    def tend(self) -> None:
+        """One round of upkeep: restart a dead node, hold the base fee."""
+        self.node.restart_if_dead()  # on the same port: every client's URL stays valid
+        self.hold_base_fee()
+
+    def hold_base_fee(self) -> None:
+        """Keep the base fee near its setting: EIP-1559 lowers it after every block below its gas
+        target, which on a node that mines one transaction per block is every block."""
+        target = self.node.options.base_fee_wei
+        latest = self.w3.eth.get_block("latest")
+        if latest.get("baseFeePerGas", target) < target * 7 // 8:
+            self.call("anvil_setNextBlockBaseFeePerGas", hex(target))
 
 
-def _async_web3(tester: EthereumTester) -> AsyncWeb3:
-    provider = AsyncEthereumTesterProvider()
-    # The provider builds a tester of its own; share ours so both Web3 objects see one chain.
-    provider.ethereum_tester = tester
-    return AsyncWeb3(provider)
+def _load_or_deploy(w3: Web3, settings: Settings,
+                    accounts: list[LocalAccount]) -> tuple[Deployment, bool]:
+    record = settings.chain_state_dir / "deployment.json"
+    recorded: Deployment | None = None
+    existed = record.exists()
+    if existed:
+        try:
+            recorded = Deployment.from_json(record.read_text())
+        except (ValueError, KeyError, TypeError):
+            recorded = None
+        if recorded is not None and _still_there(w3, recorded):
+            return recorded, False
+        log.warning("chain_state_lost", detail="the embedded chain no longer holds the recorded deployment "
+                    "(its state file was deleted or is from another chain): deploying the contracts again; "
+                    "the index follows the new chain", recorded_block=recorded.block if recorded else None)
+    deployment = _deploy(w3, settings, accounts)
+    record.write_text(deployment.to_json())
+    return deployment, existed
+
+
+def _still_there(w3: Web3, deployment: Deployment) -> bool:
+    if w3.eth.chain_id != deployment.chain_id or w3.eth.block_number < deployment.block:
+        return False
+    block = w3.eth.get_block(deployment.block)
+    return "0x" + bytes(block["hash"]).hex() == deployment.block_hash and all(
+        w3.eth.get_code(getattr(deployment.addresses, field)) for field in ("twin_keys", "opg", "node_registry"))
+
+
+def _deploy(w3: Web3, settings: Settings, accounts: list[LocalAccount]) -> Deployment:
+    """Deploy the contracts from account 0 and mint every dev account its OPG."""
+    deployer = accounts[0]
+    addresses = deploy_contracts(w3, deployer, DeploymentParameters.from_settings(settings))
+    opg = w3.eth.contract(address=addresses.opg, abi=load_artifact("OPG").abi)
+    receipt = None
+    for account in accounts:
+        mint = opg.encode_abi("mint", args=[account.address, DEV_OPG_BALANCE])
+        receipt = send_transaction(w3, deployer, {"to": addresses.opg, "data": mint})
+    assert receipt is not None  # there is always at least one account
+    block = w3.eth.get_block(receipt["blockNumber"])
+    log.info("chain_contracts_deployed", **{field: getattr(addresses, field)
+                                             for field in ("twin_keys", "opg", "node_registry")})
+    return Deployment(w3.eth.chain_id, addresses, block["number"], "0x" + bytes(block["hash"]).hex())

@@ -6,11 +6,12 @@ for anything a wallet will pay or receive next (quotes read the chain at a state
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -59,25 +60,74 @@ class FeeLevels:
     creator: int
 
 
+@dataclass(frozen=True)
+class Head:
+    number: int
+    hash: bytes
+    timestamp: int
+
+
 class TwinKeysReader:
-    """Reads of TwinKeys state a quote or a valuation needs, all at one block."""
+    """Reads of TwinKeys state a quote or a valuation needs, all at one block.
+
+    A burst of quotes costs the chain one small read per burst, not several per request: callers
+    that ask for the head while a read of it is under way share that read (so every answer is as
+    fresh as the moment it was asked for), and fee levels and supplies are kept for the block they
+    were read at."""
 
     def __init__(self, contract: AsyncContract) -> None:
         self.contract = contract
         self._divisor: int | None = None
+        self._head: Head | None = None
+        self._head_read: asyncio.Future[Head] | None = None
+        self._block_reads: dict[tuple[int, str], Any] = {}
 
     async def divisor(self) -> int:
         if self._divisor is None:  # immutable in the contract
             self._divisor = await self.contract.functions.curveDivisor().call()
         return self._divisor
 
+    async def head(self) -> Head:
+        """The latest block: read now, or by the read under way that callers before us started."""
+        if self._head_read is None:
+            self._head_read = asyncio.ensure_future(self._read_head())
+            self._head_read.add_done_callback(lambda _: setattr(self, "_head_read", None))
+        return await asyncio.shield(self._head_read)
+
+    async def _read_head(self) -> Head:
+        latest = await self.contract.w3.eth.get_block("latest")
+        head = Head(latest["number"], bytes(latest["hash"]), latest["timestamp"])
+        if self._head is None or head.hash != self._head.hash:
+            self._block_reads.clear()  # everything kept was read at another block
+        self._head = head
+        return head
+
+    async def _at_block(self, block: int, key: str, read: Callable[[], Awaitable[Any]]) -> Any:
+        """``read()`` at ``block``, shared by every caller for that block (a failed read is not kept)."""
+        cache_key = (block, key)
+        if cache_key not in self._block_reads:
+            self._block_reads[cache_key] = asyncio.ensure_future(read())
+        try:
+            return await asyncio.shield(self._block_reads[cache_key])
+        except Exception:
+            self._block_reads.pop(cache_key, None)
+            raise
+
     async def fee_levels(self, block: int | str = "latest") -> FeeLevels:
         functions = self.contract.functions
-        return FeeLevels(protocol=await functions.protocolFeePercent().call(block_identifier=block),
-                         creator=await functions.creatorFeePercent().call(block_identifier=block))
+
+        async def read() -> FeeLevels:
+            protocol, creator = await asyncio.gather(functions.protocolFeePercent().call(block_identifier=block),
+                                                     functions.creatorFeePercent().call(block_identifier=block))
+            return FeeLevels(protocol=protocol, creator=creator)
+
+        return await self._at_block(block, "fees", read) if isinstance(block, int) else await read()
 
     async def supply(self, avatar_id: str, block: int | str = "latest") -> int:
-        return await self.contract.functions.keysSupply(bytes.fromhex(avatar_id[2:])).call(block_identifier=block)
+        def read() -> Awaitable[int]:
+            return self.contract.functions.keysSupply(bytes.fromhex(avatar_id[2:])).call(block_identifier=block)
+
+        return await self._at_block(block, avatar_id, read) if isinstance(block, int) else await read()
 
     async def creator_fees(self, avatar_id: str) -> int:
         return await self.contract.functions.creatorFees(bytes.fromhex(avatar_id[2:])).call()
@@ -87,24 +137,22 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
     """What the next trade costs or pays, from chain state at the latest block, with bounds to send."""
     if not 0 <= slippage_bps <= MAX_SLIPPAGE_BPS:
         raise BadInput("slippage_bps", f"must be between 0 and {MAX_SLIPPAGE_BPS}")
-    latest = await reader.contract.w3.eth.get_block("latest")
-    block = latest["number"]
-    supply = await reader.supply(avatar_id, block)
+    head = await reader.head()
+    supply, fees, divisor = await asyncio.gather(reader.supply(avatar_id, head.number),
+                                                 reader.fee_levels(head.number), reader.divisor())
     if supply == 0:
         raise NotFound(f"no avatar {avatar_id} on-chain")
     if side is Side.sell and amount >= supply:
         raise BadInput("amount", f"at most {supply - 1} keys can be sold (the last key stays with the curve)")
-    fees = await reader.fee_levels(block)
-    divisor = await reader.divisor()
     price = curve.price(supply - amount, amount, divisor) if side is Side.sell else curve.price(supply, amount, divisor)
     protocol_fee, creator_fee = curve.fees(price, fees.protocol, fees.creator)
     total = price + protocol_fee + creator_fee if side is Side.buy else price - protocol_fee - creator_fee
     result = Quote(
-        avatar_id=avatar_id, side=side, amount=amount, block_number=block, supply=supply, price=str(price),
+        avatar_id=avatar_id, side=side, amount=amount, block_number=head.number, supply=supply, price=str(price),
         protocol_fee=str(protocol_fee), creator_fee=str(creator_fee), total=str(total),
         slippage_bps=slippage_bps,
         # The contract checks the deadline against block time, which can run ahead of ours (ChainClock).
-        deadline=max(int(time.time()), latest["timestamp"]) + QUOTE_TTL_S,
+        deadline=max(int(time.time()), head.timestamp) + QUOTE_TTL_S,
     )
     if side is Side.buy:
         result.max_total_cost = str(total * (10_000 + slippage_bps) // 10_000)

@@ -26,13 +26,24 @@ def proxy() -> None:
 @proxy.command("serve")
 @click.option("--host", default=None, help="Interface to bind (default TWIN_PROXY_HOST).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default TWIN_PROXY_PORT).")
+@click.option("--backend", default=None, metavar="URL",
+              help="A Twin market backend whose chain to join: its RPC and contract addresses come from URL/api/chain.")
 @with_settings
-def serve(settings: Settings, host: str | None, port: int | None) -> None:
-    """Serve a node against the chain in settings, or an embedded chain of its own when none is set.
+def serve(settings: Settings, host: str | None, port: int | None, backend: str | None) -> None:
+    """Serve a node against the chain in settings (or the backend's, with --backend), else the
+    embedded chain this checkout's processes share.
 
     The node registers itself in the NodeRegistry at start, heartbeats while it runs, and
     disables its record when stopped.
     """
+    if backend:
+        from app.chain.service import ChainFactsError, settings_joining
+
+        try:
+            settings = settings_joining(settings, backend)
+        except ChainFactsError as error:
+            click.echo(f"twin: {error}", err=True)
+            sys.exit(1)
     proxy_settings = load_or_exit(load_proxy_settings)
     host = host or proxy_settings.host
     port = port or proxy_settings.port
@@ -48,6 +59,6 @@ def _node_app(proxy_settings: ProxySettings, chain: Chain, host: str, port: int)
     except ConfigError as error:
         click.echo(f"twin: invalid configuration: {error}", err=True)
         sys.exit(2)
-    where = "an embedded chain of its own" if chain.is_embedded else f"chain {chain.chain_id}"
+    where = "the embedded chain" if chain.is_embedded else f"chain {chain.chain_id}"
     click.echo(f"proxy node on http://{host}:{port}, registered as {endpoint} on {where}", err=True)
     return app

@@ -53,7 +53,7 @@ from x402.schemas import (
 )
 
 from app.chain.client import ChainClock
-from app.proxy.transactions import GAS_LIMITS, REVERTED, TransactionFailed, TransactionSender, revert_selector
+from app.chain.transactions import GAS_LIMITS, REVERTED, TransactionFailed, TransactionSender, revert_selector
 
 # x402 refuses authorizations about to expire: settling takes a few seconds.
 VALID_BEFORE_MARGIN_SECONDS = 6

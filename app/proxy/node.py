@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from app.chain.client import Chain, ChainClock
+from app.chain.transactions import sender_for
 from app.proxy.accounts import node_payment_account
 from app.proxy.attestation import EnclaveIdentity
 from app.proxy.config import ProxySettings
@@ -24,7 +25,6 @@ from app.proxy.payments import PaymentGate, TokenTerms
 from app.proxy.registry import NodeRegistration
 from app.proxy.router import UpstreamRouter
 from app.proxy.service import CompletionService
-from app.proxy.transactions import sender_for
 from app.proxy.upstreams import build_upstream
 
 # OPG's EIP-712 domain, which payment signatures are made over.

@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 from web3.contract import AsyncContract
 
+from app.chain.transactions import GAS_LIMITS, REVERTED, TransactionSender
 from app.proxy.attestation import EnclaveIdentity
-from app.proxy.transactions import GAS_LIMITS, REVERTED, TransactionSender
 
 log = structlog.get_logger()
 PAGE_SIZE = 100

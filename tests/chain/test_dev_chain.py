@@ -6,8 +6,10 @@ import pytest
 from eth_account import Account
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from web3 import Web3
 
 from app.chain.client import Chain
+from app.chain.jsonrpc import MAX_LOG_BLOCKS
 
 
 async def rpc(client: AsyncTestClient[Litestar], method: str, *params: object) -> dict:
@@ -49,7 +51,7 @@ async def test_rpc_reports_reverts_with_their_data(client: AsyncTestClient[Lites
     answer = await rpc(client, method, {"to": chain.addresses.twin_keys, "data": data}, "latest")
 
     assert answer["error"]["code"] == 3
-    selector = chain.embedded.w3.keccak(text="AvatarNotFound(bytes16)")[:4].hex()
+    selector = Web3.keccak(text="AvatarNotFound(bytes16)")[:4].hex()
     assert answer["error"]["data"].startswith("0x" + selector)
 
 
@@ -74,3 +76,40 @@ async def test_faucet_refuses_a_malformed_address(client: AsyncTestClient[Litest
 
     assert response.status_code == 400
     assert "address" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method", [
+    "anvil_setBalance", "anvil_mine", "anvil_reorg", "anvil_impersonateAccount", "evm_snapshot", "evm_revert",
+    "evm_setNextBlockTimestamp", "hardhat_setBalance", "debug_traceTransaction", "personal_sign",
+    "personal_unlockAccount", "eth_sendTransaction", "eth_sign", "txpool_content", "admin_nodeInfo",
+])
+async def test_rpc_keeps_the_nodes_dev_and_admin_methods_from_the_public(
+        client: AsyncTestClient[Litestar], chain: Chain, method: str) -> None:
+    head = chain.embedded.w3.eth.block_number
+    answer = await rpc(client, method, chain.dev_accounts[1].address, "0x1")
+
+    assert answer["error"]["code"] == -32601
+    assert chain.embedded.w3.eth.block_number == head  # nothing happened on the node
+
+
+async def test_rpc_bounds_log_queries(client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    everything = await rpc(client, "eth_getLogs", {"fromBlock": "earliest", "toBlock": hex(MAX_LOG_BLOCKS)})
+    assert everything["error"]["code"] == -32005
+    assert str(MAX_LOG_BLOCKS) in everything["error"]["message"]
+
+    recent = await rpc(client, "eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest"})
+    assert isinstance(recent["result"], list)
+    bad = await rpc(client, "eth_getLogs", {"fromBlock": "yesterday"})
+    assert bad["error"]["code"] == -32602
+
+
+async def test_chain_facts_let_a_wallet_or_node_join(client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    facts = (await client.get("/api/chain")).json()
+
+    assert facts["chain_id"] == chain.chain_id == 31337
+    assert facts["embedded"] is True
+    assert facts["rpc_url"].endswith("/rpc")
+    assert facts["contracts"] == {"twin_keys": chain.addresses.twin_keys, "opg": chain.addresses.opg,
+                                  "node_registry": chain.addresses.node_registry}
+    assert facts["deployment_block"] == chain.embedded.deployment.block > 0
+    assert facts["state_lost"] is False

@@ -1,38 +1,25 @@
-"""An RPC outage pauses the indexer and turns readiness red naming the chain; it catches up after."""
+"""A stalled chain node (SIGSTOP) pauses the indexer and turns readiness red naming the chain,
+chain reads answer 503 with Retry-After instead of hanging, and everything catches up after
+SIGCONT."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import os
+import signal
+import time
 from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web3 import AsyncWeb3
-from web3.providers.eth_tester import AsyncEthereumTesterProvider
 
-from app.chain.client import Chain, contracts_at
+from app.chain.client import Chain, chain_from_embedded
 from app.config import Settings
 from app.main import create_app
+from tests.conftest import close_quietly
 from tests.helpers import buy, launch
 
-
-class FlakyProvider(AsyncEthereumTesterProvider):
-    """The embedded chain behind a switch that makes every request fail like a dead RPC."""
-
-    down = False
-
-    async def make_request(self, method: Any, params: Any) -> Any:
-        if self.down:
-            raise ConnectionError("RPC unreachable")
-        return await super().make_request(method, params)
-
-
-def flaky_chain(chain: Chain) -> tuple[Chain, FlakyProvider]:
-    provider = FlakyProvider()
-    provider.ethereum_tester = chain.tester
-    w3 = AsyncWeb3(provider)
-    return dataclasses.replace(chain, w3=w3, **contracts_at(w3, chain.addresses)), provider
+STALL_TIMEOUT_S = 0.5
 
 
 async def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
@@ -42,33 +29,44 @@ async def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_outage_pauses_indexing_and_readiness_then_catches_up(
+async def test_a_stalled_node_pauses_indexing_and_answers_503_then_everything_catches_up(
         settings: Settings, chain: Chain, client: AsyncTestClient[Litestar]) -> None:
+    assert chain.embedded is not None
     avatar_id = await launch(client, chain, chain.dev_accounts[1], "outage")
-    flaky, provider = flaky_chain(chain)
-    app = create_app(settings, chain=flaky)
-    async with AsyncTestClient(app=app) as flaky_client:
+    impatient = chain_from_embedded(chain.embedded, timeout_s=STALL_TIMEOUT_S)
+    app = create_app(settings, chain=impatient)
+    pid = chain.embedded.node.pid
+    async with AsyncTestClient(app=app) as stalled_client:
         indexer = app.state.indexer
         indexer._poll_interval_s = 0.05
+        await indexer.sync()
         runner = asyncio.create_task(indexer.run())
         try:
-            await wait_until(lambda: indexer.last_error is None and runner.done() is False)
-            await indexer.sync()
-            provider.down = True
-            buy(chain, chain.dev_accounts[2], avatar_id, 2)  # happens on-chain while the RPC is unreachable
-            await wait_until(lambda: indexer.last_error is not None)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await wait_until(lambda: indexer.last_error is not None)
+                ready = await stalled_client.get("/readyz")
+                assert ready.status_code == 503
+                assert "chain" in ready.json()["detail"]
+                assert ready.json()["dependencies"]["database"] == "ok"
+                assert (await stalled_client.get("/healthz")).status_code == 200
 
-            ready = await flaky_client.get("/readyz")
-            assert ready.status_code == 503
-            assert "chain" in ready.json()["detail"]
-            assert ready.json()["dependencies"]["database"] == "ok"
-            assert (await flaky_client.get("/healthz")).status_code == 200
+                started = time.monotonic()
+                quote = await stalled_client.get(f"/api/avatars/{avatar_id}/quote",
+                                                 params={"side": "buy", "amount": 1})
+                assert time.monotonic() - started < 5 * STALL_TIMEOUT_S + 2  # a deadline, not a hang
+                assert quote.status_code == 503
+                assert quote.json()["error"] == "chain_unavailable"
+                assert int(quote.headers["retry-after"]) > 0
+            finally:
+                os.kill(pid, signal.SIGCONT)
 
-            provider.down = False
+            buy(chain, chain.dev_accounts[2], avatar_id, 2)
             await wait_until(lambda: indexer.last_error is None)
-            assert (await flaky_client.get("/readyz")).status_code == 200
-            assert "twin_indexer_lag_blocks 0.0" in (await flaky_client.get("/metrics")).text
-            profile = (await flaky_client.get(f"/api/avatars/{avatar_id}")).json()
+            await indexer.sync()
+            assert (await stalled_client.get("/readyz")).status_code == 200
+            profile = (await stalled_client.get(f"/api/avatars/{avatar_id}")).json()
             assert profile["market"]["supply"] == 3
         finally:
             runner.cancel()
+    await close_quietly(impatient)

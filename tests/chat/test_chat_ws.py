@@ -292,7 +292,9 @@ async def test_a_disconnect_mid_reply_keeps_the_partial_text_as_incomplete_and_p
         before = await served.node_opg_balance()
         async with served.chat(avatar_id, http) as ws:
             await send_message(ws, "cut", "Tell me everything")
-            received = [(await receive(ws))["text"] for _ in range(3)]
+            frames = [await receive(ws) for _ in range(3)]
+            received = [frame.get("text", frame) for frame in frames]
+            assert all(frame["type"] == "token" for frame in frames), frames
 
         async def settled() -> bool:
             return (await thread(http, avatar_id))["items"][0]["status"] != "pending"
@@ -323,7 +325,7 @@ async def test_a_node_failing_mid_reply_ends_with_an_error_and_no_charge(
         await send_message(ws, "broken", "Hello?")
         frames = await reply_frames(ws)
 
-    assert "".join(frame["text"] for frame in frames[:-1]) == "Half a thought"
+    assert "".join(frame["text"] for frame in frames[:-1]) == "Half a thought", frames
     assert (frames[-1]["type"], frames[-1]["code"]) == ("error", "upstream_failed")
     assert frames[-1]["retry_after_s"] > 0
     reply = (await thread(http, avatar_id))["items"][0]

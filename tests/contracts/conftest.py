@@ -1,13 +1,13 @@
-"""One embedded chain per session, reverted to a snapshot around every test.
+"""The session's anvil node, reverted to a snapshot around every test.
 
-Transactions are sent from the dev accounts (unlocked in eth-tester) with a fixed gas limit, so a
-revert shows as a failed receipt instead of an estimate error; ``reverts`` checks the custom error
-by simulating the call.
+Transactions are sent from the dev accounts (unlocked on the node) with a fixed gas limit, so a
+revert shows as a failed receipt instead of an estimate error, and with explicit fees (see
+``fees``); ``reverts`` checks the custom error by simulating the call, which web3 reports as a
+``ContractLogicError`` carrying the revert data.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -15,29 +15,29 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
 from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt
 
 from app.chain.artifacts import CONTRACT_NAMES, load_artifact
 from app.chain.build import compile_sources
 from app.chain.embedded import EmbeddedChain
-from app.config import Settings
 
 TX_GAS = 3_000_000
 FAR_DEADLINE = 2**40
 TEST_SOLIDITY = Path(__file__).with_name("solidity")
 DIVISOR = 1_600_000
 DEFAULT_FEE = 5 * 10**16
+RECEIPT_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="session")
-def chain() -> EmbeddedChain:
-    return EmbeddedChain.start(Settings(chain_rpc_url=None))
+def chain(embedded_chain: EmbeddedChain) -> EmbeddedChain:
+    return embedded_chain
 
 
 @pytest.fixture(autouse=True)
@@ -89,11 +89,25 @@ def deploy(w3: Web3, artifact: dict[str, Any], sender: LocalAccount, *args: Any,
     return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
 
 
+def fees(w3: Web3) -> TxParams:
+    """EIP-1559 fees for a transaction sent now: no tip, and a max fee of twice the next block's base
+    fee, which anvil answers as its gas price. (Not twice the latest block's base fee: evm_revert
+    leaves anvil's next base fee as it was, and anvil_setNextBlockBaseFeePerGas raises it.) Left out,
+    anvil fills in a max fee below its suggested tip of 1 gwei and refuses the transaction."""
+    return {"maxPriorityFeePerGas": 0, "maxFeePerGas": 2 * w3.eth.gas_price}
+
+
+def transact(function: ContractFunction, sender: LocalAccount, value: int = 0) -> TxReceipt:
+    """Send the transaction with a fixed gas limit (a revert is mined, not refused) and return its
+    receipt, once mined: anvil answers eth_sendTransaction before its miner has taken the transaction."""
+    w3 = function.w3
+    tx_hash = function.transact({"from": sender.address, "value": value, "gas": TX_GAS, **fees(w3)})
+    return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S, poll_latency=0.01)
+
+
 def send(function: ContractFunction, sender: LocalAccount, value: int = 0) -> TxReceipt:
     """Send a transaction that must succeed; on failure, fail the test naming the revert."""
-    w3 = function.w3
-    tx_hash = function.transact({"from": sender.address, "value": value, "gas": TX_GAS})
-    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    receipt = transact(function, sender, value)
     if receipt["status"] != 1:
         pytest.fail(f"transaction reverted: {simulate_error(function, sender, value)}")
     return receipt
@@ -113,14 +127,15 @@ def _error_names() -> dict[bytes, str]:
     return names
 
 
-def revert_data(error: TransactionFailed) -> bytes:
-    """eth-tester reports revert data as a bytes literal inside the message."""
-    text = str(error)
-    start = max(text.find("b'"), text.find('b"'))
-    return ast.literal_eval(text[start:]) if start >= 0 else b""
+def revert_data(error: ContractLogicError) -> bytes:
+    """The revert data (selector and arguments) the node returned, as hex in ``error.data``."""
+    data = error.data
+    if not isinstance(data, str):
+        return b""  # the node gave none
+    return bytes.fromhex(data.removeprefix("Reverted ").removeprefix("0x"))
 
 
-def error_name(error: TransactionFailed) -> str:
+def error_name(error: ContractLogicError) -> str:
     data = revert_data(error)
     return _error_names().get(data[:4], f"unknown revert {data.hex()}")
 
@@ -129,7 +144,7 @@ def simulate_error(function: ContractFunction, sender: LocalAccount, value: int 
     """The name of the custom error the call reverts with now, or None if it succeeds."""
     try:
         function.call({"from": sender.address, "value": value})
-    except TransactionFailed as error:
+    except ContractLogicError as error:
         return error_name(error)
     return None
 
@@ -137,8 +152,7 @@ def simulate_error(function: ContractFunction, sender: LocalAccount, value: int 
 def reverts(function: ContractFunction, sender: LocalAccount, error_name: str, value: int = 0) -> None:
     """Assert the transaction reverts with ``error_name``, simulated and mined."""
     assert simulate_error(function, sender, value) == error_name
-    tx_hash = function.transact({"from": sender.address, "value": value, "gas": TX_GAS})
-    assert function.w3.eth.get_transaction_receipt(tx_hash)["status"] == 0
+    assert transact(function, sender, value)["status"] == 0
 
 
 def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:

@@ -3,22 +3,17 @@ deployed code, and fails with one clear line when misconfigured; `twin contracts
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
 import solcx
 from click.testing import CliRunner
 from packaging.version import Version
-from web3._utils.encoding import Web3JsonEncoder
 from web3.contract import Contract
 
 from app.chain import build
 from app.chain.artifacts import CONTRACT_NAMES, load_artifact
-from app.chain.client import ChainError, chain_from_embedded, connect_chain, verify_code
+from app.chain.client import ChainError, chain_from_embedded, connect_chain, rpc_web3, verify_code
 from app.chain.deploy import ContractAddresses
 from app.chain.embedded import EmbeddedChain
 from app.cli import cli
@@ -69,39 +64,60 @@ def test_runtime_code_check_ignores_immutables(w3: Any, owner: Any, twin_keys: C
     assert not load_artifact("OPG").runtime_code_matches(bytes(w3.eth.get_code(twin_keys.address)))
 
 
-async def test_async_and_sync_web3_share_the_embedded_chain(
+async def test_async_and_sync_web3_share_the_embedded_node(
     chain: EmbeddedChain, twin_keys: Contract, owner: Any
 ) -> None:
     client = chain_from_embedded(chain)
-    assert client.is_embedded
-    assert client.tester is chain.tester
-    assert client.dev_accounts == chain.accounts
-    assert client.chain_id == await client.w3.eth.chain_id
-    assert await client.twin_keys.functions.curveDivisor().call() == DIVISOR
-    send(twin_keys.functions.setCreatorFeePercent(123), owner)
-    assert await client.twin_keys.functions.creatorFeePercent().call() == 123
-    assert await client.opg.functions.symbol().call() == "OPG"
-    assert await client.node_registry.functions.nodeCount().call() == 0
+    try:
+        assert client.is_embedded
+        assert client.embedded is chain
+        assert client.rpc_url == chain.url
+        assert not client.owns_node
+        assert client.dev_accounts == chain.accounts
+        assert client.chain_id == await client.w3.eth.chain_id
+        assert await client.twin_keys.functions.curveDivisor().call() == DIVISOR
+        send(twin_keys.functions.setCreatorFeePercent(123), owner)
+        assert await client.twin_keys.functions.creatorFeePercent().call() == 123
+        assert await client.opg.functions.symbol().call() == "OPG"
+        assert await client.node_registry.functions.nodeCount().call() == 0
+    finally:
+        await client.close()
+    assert chain.w3.eth.chain_id == client.chain_id  # closing a chain that does not own the node leaves it up
 
 
 async def test_verify_code_names_the_wrong_address(chain: EmbeddedChain) -> None:
     addresses = chain.addresses
-    await verify_code(chain.async_w3, addresses)
-    swapped = ContractAddresses(twin_keys=addresses.opg, opg=addresses.opg, node_registry=addresses.node_registry)
-    with pytest.raises(ChainError, match=r"TWIN_TWIN_KEYS_ADDRESS: 0x\w+ holds a different contract"):
-        await verify_code(chain.async_w3, swapped)
-    empty = ContractAddresses(twin_keys=addresses.twin_keys, opg=chain.accounts[5].address,
-                              node_registry=addresses.node_registry)
-    with pytest.raises(ChainError, match=r"TWIN_OPG_ADDRESS: 0x\w+ holds no contract"):
-        await verify_code(chain.async_w3, empty)
+    w3 = rpc_web3(chain.url, timeout_s=5.0)
+    try:
+        await verify_code(w3, addresses)
+        swapped = ContractAddresses(twin_keys=addresses.opg, opg=addresses.opg, node_registry=addresses.node_registry)
+        with pytest.raises(ChainError, match=r"TWIN_TWIN_KEYS_ADDRESS: 0x\w+ holds a different contract"):
+            await verify_code(w3, swapped)
+        empty = ContractAddresses(twin_keys=addresses.twin_keys, opg=chain.accounts[5].address,
+                                  node_registry=addresses.node_registry)
+        with pytest.raises(ChainError, match=r"TWIN_OPG_ADDRESS: 0x\w+ holds no contract"):
+            await verify_code(w3, empty)
+    finally:
+        await w3.provider.disconnect()
 
 
-async def test_connect_chain_starts_the_embedded_chain_by_default() -> None:
-    client = await connect_chain(Settings(chain_rpc_url=None, chain_dev_accounts=3))
-    assert client.is_embedded
-    assert len(client.dev_accounts) == 3
-    assert await client.twin_keys.functions.owner().call() == client.dev_accounts[0].address
-    await client.close()
+async def test_connect_chain_joins_the_embedded_node_by_default(chain: EmbeddedChain) -> None:
+    """Without TWIN_CHAIN_RPC_URL it joins the node of its state directory (here the session's)
+    and its deployment, rather than starting another."""
+    settings = Settings(chain_rpc_url=None, chain_dev_accounts=3, chain_state_dir=chain.node.options.state_dir)
+    client = await connect_chain(settings)
+    try:
+        assert client.is_embedded
+        assert client.owns_node
+        assert client.embedded is not None
+        assert (client.embedded.node.pid, client.rpc_url) == (chain.node.pid, chain.url)
+        assert client.addresses == chain.addresses
+        assert len(client.dev_accounts) == 3
+        assert await client.twin_keys.functions.owner().call() == client.dev_accounts[0].address
+    finally:
+        await client.close()
+    # It leaves the node, which the session still uses: the node keeps running.
+    assert chain.w3.eth.get_code(chain.addresses.twin_keys)
 
 
 @pytest.mark.parametrize(
@@ -122,54 +138,61 @@ async def test_connect_chain_fails_with_one_line(overrides: dict[str, Any], mess
     assert "\n" not in str(failure.value)
 
 
-@pytest.fixture
-def rpc_url(chain: EmbeddedChain) -> Iterator[str]:
-    """The embedded chain behind a minimal HTTP JSON-RPC server, like any remote node."""
-    manager = chain.w3.manager  # its middleware turns JSON-RPC hex values into what eth-tester takes
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            try:
-                response: dict[str, Any] = {"result": manager.request_blocking(request["method"], request["params"])}
-            except Exception as error:  # noqa: BLE001 - every failure is a JSON-RPC error, as on a node
-                response = {"error": {"code": -32000, "message": str(error)}}
-            body = json.dumps({**response, "id": request["id"], "jsonrpc": "2.0"}, cls=Web3JsonEncoder).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            """Quiet."""
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join()
+def remote_settings(url: str, addresses: ContractAddresses) -> Settings:
+    return Settings(chain_rpc_url=url, twin_keys_address=addresses.twin_keys, opg_address=addresses.opg,
+                    node_registry_address=addresses.node_registry)
 
 
-async def test_deploy_command_then_connect_over_rpc(
-    rpc_url: str, chain: EmbeddedChain, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_connect_chain_over_rpc_verifies_the_code_at_each_address(chain: EmbeddedChain) -> None:
+    """The session's node, reached by its URL like any remote node."""
+    client = await connect_chain(remote_settings(chain.url, chain.addresses))
+    try:
+        assert not client.is_embedded
+        assert not client.owns_node
+        assert client.dev_accounts == []
+        assert client.chain_id == chain.deployment.chain_id
+        assert await client.twin_keys.functions.curveDivisor().call() == DIVISOR
+    finally:
+        await client.close()
+
+    addresses = chain.addresses
+    wrong = [
+        (ContractAddresses(twin_keys=addresses.twin_keys, opg=addresses.node_registry,
+                           node_registry=addresses.node_registry),
+         r"TWIN_OPG_ADDRESS: 0x\w+ holds a different contract, not contracts/build/OPG.json"),
+        (ContractAddresses(twin_keys=addresses.twin_keys, opg=addresses.opg, node_registry=chain.accounts[5].address),
+         r"TWIN_NODE_REGISTRY_ADDRESS: 0x\w+ holds no contract, not contracts/build/NodeRegistry.json"),
+    ]
+    for wrong_addresses, message in wrong:
+        with pytest.raises(ChainError, match=message) as failure:
+            await connect_chain(remote_settings(chain.url, wrong_addresses))
+        assert "\n" not in str(failure.value)
+
+
+async def test_deploy_command_then_connect_over_rpc(chain: EmbeddedChain, monkeypatch: pytest.MonkeyPatch) -> None:
     deployer = chain.accounts[4]
     monkeypatch.setenv("DEPLOYER_KEY", deployer.key.hex())
-    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", rpc_url, "--private-key-env", "DEPLOYER_KEY"])
+    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", chain.url,
+                                      "--private-key-env", "DEPLOYER_KEY"])
     assert result.exit_code == 0, result.output
     lines = dict(line.split("=", 1) for line in result.stdout.strip().splitlines())
-    assert set(lines) == {"TWIN_TWIN_KEYS_ADDRESS", "TWIN_OPG_ADDRESS", "TWIN_NODE_REGISTRY_ADDRESS"}
+    assert set(lines) == {"TWIN_TWIN_KEYS_ADDRESS", "TWIN_OPG_ADDRESS", "TWIN_NODE_REGISTRY_ADDRESS",
+                          "TWIN_CHAIN_DEPLOYMENT_BLOCK"}
     assert lines["TWIN_TWIN_KEYS_ADDRESS"] != chain.addresses.twin_keys
+    # The block printed precedes the deployment: none of the contracts is there yet, all are at the head.
+    before = int(lines["TWIN_CHAIN_DEPLOYMENT_BLOCK"])
+    for name in ("TWIN_TWIN_KEYS_ADDRESS", "TWIN_OPG_ADDRESS", "TWIN_NODE_REGISTRY_ADDRESS"):
+        assert chain.w3.eth.get_code(lines[name], block_identifier=before) == b""
+        assert chain.w3.eth.get_code(lines[name]) != b""
 
-    settings = Settings(chain_rpc_url=rpc_url, **{name.removeprefix("TWIN_").lower(): value
-                                                  for name, value in lines.items()})
+    settings = Settings(chain_rpc_url=chain.url, **{name.removeprefix("TWIN_").lower(): value
+                                                    for name, value in lines.items()})
     client = await connect_chain(settings)
     try:
         assert not client.is_embedded
         assert client.dev_accounts == []
-        assert client.tester is None
+        assert client.embedded is None
+        assert client.deployment_block == before
         assert await client.twin_keys.functions.owner().call() == deployer.address
         assert await client.opg.functions.owner().call() == deployer.address
     finally:

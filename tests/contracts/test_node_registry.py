@@ -6,9 +6,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractLogicError
 
 from app.chain.embedded import EmbeddedChain
 from tests.contracts.conftest import error_name, events, reverts, send
@@ -141,7 +141,7 @@ def test_node_ownership_transfer(
 def test_unknown_nodes(node_registry: Contract, operator: LocalAccount) -> None:
     unknown = bytes(32)
     reverts(node_registry.functions.heartbeat(unknown), operator, "NodeNotFound")
-    with pytest.raises(TransactionFailed) as failure:
+    with pytest.raises(ContractLogicError) as failure:
         node_registry.functions.getNode(unknown).call()
     assert error_name(failure.value) == "NodeNotFound"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError
 
 from app.chain.artifacts import load_artifact
 from app.market import curve
@@ -91,7 +91,7 @@ def test_constructor_rejects_bad_parameters(
     constructor = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode).constructor(
         divisor, protocol_fee, creator_fee, treasury
     )
-    with pytest.raises(TransactionFailed) as failure:
+    with pytest.raises(ContractLogicError) as failure:
         w3.eth.call({"from": owner.address, "data": constructor.data_in_transaction})
     assert error_name(failure.value) == error
 

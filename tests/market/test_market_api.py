@@ -96,7 +96,8 @@ async def test_quotes_equal_what_the_contract_charges(client: AsyncTestClient[Li
 async def test_a_quote_s_deadline_runs_on_block_time(client: AsyncTestClient[Litestar], chain: Chain,
                                                      accounts: dict[str, LocalAccount]) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "cal")
-    chain.embedded.time_travel(int(time.time()) + 3600)  # as the embedded chain's clock runs ahead under load
+    chain.embedded.time_travel(int(time.time()) + 3600)  # a chain whose clock runs an hour ahead of ours
+    chain.embedded.mine_blocks(1)
     block_time = chain.embedded.w3.eth.get_block("latest")["timestamp"]
 
     quote = (await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 1})).json()

@@ -25,10 +25,9 @@ from x402.mechanisms.evm.utils import create_nonce
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
 from app.chain.client import Chain, chain_from_embedded
-from app.chain.embedded import EmbeddedChain
-from app.config import Settings
 from app.proxy.app import create_proxy_app
 from app.proxy.config import ProxySettings
+from tests.conftest import chain_of_its_own, close_quietly
 from tests.proxy.fakes import FakeProviders, serving
 
 PRICE_WEI = 10**15
@@ -63,8 +62,12 @@ def _fake_api_keys() -> None:
 
 
 @pytest.fixture(scope="session")
-def chain() -> Chain:
-    return chain_from_embedded(EmbeddedChain.start(Settings()))
+async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
+    """A node of the proxy tests' own: the nodes they register stay out of other tests' registry."""
+    with chain_of_its_own(tmp_path_factory) as embedded:
+        chain = chain_from_embedded(embedded)
+        yield chain
+        await close_quietly(chain)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,6 @@ import pytest
 from eth_account import Account
 
 from app.chain.client import Chain, chain_from_embedded
-from app.chain.embedded import EmbeddedChain
-from app.config import Settings
 from app.proxy.accounts import platform_wallet
 from app.proxy.app import InProcessNode, in_process_node
 from app.proxy.attestation import EnclaveIdentity, code_measurement
@@ -27,6 +25,7 @@ from app.proxy.client import (
 from app.proxy.config import ProxySettings
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.upstreams.offline import compose_reply
+from tests.conftest import chain_of_its_own, close_quietly
 from tests.proxy.conftest import PRICE_WEI, node_settings, opg_balance
 from tests.proxy.fakes import REPLY_TEXT, FakeProviders
 
@@ -46,8 +45,11 @@ class Unreachable(httpx.AsyncBaseTransport):
 
 
 @pytest.fixture(scope="module")
-def own_chain() -> Chain:
-    return chain_from_embedded(EmbeddedChain.start(Settings()))
+async def own_chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
+    with chain_of_its_own(tmp_path_factory) as embedded:
+        chain = chain_from_embedded(embedded)
+        yield chain
+        await close_quietly(chain)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
-"""Send transactions from a node's own account: sign locally, number them, await receipts.
+"""Send transactions from a server-held account: sign locally, number them, await receipts.
 
 One :class:`TransactionSender` per (chain, account) in the process, shared by every user of
-that account (settlements and registry heartbeats of all in-process nodes), so that nonces
-are handed out once each even when transactions overlap. Only handing out the nonce and
-broadcasting are serialised; receipts are awaited concurrently.
+that account (a node's settlements and registry heartbeats, the faucet), so that nonces are
+handed out once each even when transactions overlap. Only numbering and broadcasting are
+serialised; receipts are awaited concurrently. The nonce is read from the chain's pending
+count at each broadcast, so a re-org, a snapshot revert or another process using the account
+never leaves a transaction waiting behind a nonce gap.
 """
 
 from __future__ import annotations
@@ -12,19 +14,16 @@ import asyncio
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
 from hexbytes import HexBytes
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TimeExhausted
 from web3.types import TxReceipt
 
 # Fixed limits instead of a gas estimate per transaction: an estimate costs a full execution.
-# A contract call that reverted: web3 raises ContractLogicError over JSON-RPC, the in-process
-# EVM raises eth-tester's TransactionFailed.
-REVERTED = (ContractLogicError, TesterTransactionFailed)
+REVERTED = (ContractLogicError,)
 
 GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 600_000, "updateNode": 300_000,
-              "heartbeat": 60_000, "setNodeEnabled": 60_000}
+              "heartbeat": 60_000, "setNodeEnabled": 60_000, "mint": 100_000}
 
 
 class TransactionFailed(Exception):
@@ -42,18 +41,15 @@ class TransactionSender:
         self._chain_id = chain_id
         self.account = account
         self._lock = asyncio.Lock()
-        self._next_nonce: int | None = None
 
     async def _broadcast(self, to: str, data: bytes | str, gas: int) -> HexBytes:
-        if self._next_nonce is None:
-            self._next_nonce = await self._w3.eth.get_transaction_count(self.account.address, "pending")
+        nonce, gas_price = await asyncio.gather(
+            self._w3.eth.get_transaction_count(self.account.address, "pending"), self._w3.eth.gas_price)
         transaction: dict[str, Any] = {
-            "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": self._next_nonce,
-            "gasPrice": await self._w3.eth.gas_price, "value": 0,
+            "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": nonce,
+            "gasPrice": gas_price, "value": 0,
         }
-        tx_hash = await self._w3.eth.send_raw_transaction(self.account.sign_transaction(transaction).raw_transaction)
-        self._next_nonce += 1
-        return tx_hash
+        return await self._w3.eth.send_raw_transaction(self.account.sign_transaction(transaction).raw_transaction)
 
     async def send(self, to: str, data: bytes | str, *, gas: int, wait_seconds: float) -> TxReceipt:
         """Broadcast a call to ``to`` and return its successful receipt; raise TransactionFailed."""
@@ -61,11 +57,10 @@ class TransactionSender:
             try:
                 tx_hash = await self._broadcast(to, data, gas)
             except Exception as error:
-                self._next_nonce = None  # resynchronise from the chain
                 if "nonce" not in str(error).lower():
                     raise
-                # Someone else used the account, or a re-org (or a test's snapshot) rewound it:
-                # the transaction was refused, so sending it again with a fresh nonce is safe.
+                # Another process sent from the account between our read and our send: the
+                # transaction was refused, so sending it again with a fresh nonce is safe.
                 tx_hash = await self._broadcast(to, data, gas)
         try:
             receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_seconds,
@@ -90,15 +85,9 @@ def sender_for(w3: AsyncWeb3, chain_id: int, account: LocalAccount) -> Transacti
 
 
 def revert_selector(error: BaseException) -> bytes:
-    """The 4-byte custom-error selector of a revert (empty when unknown), from either provider."""
-    if isinstance(error, ContractLogicError):
-        data = error.data if isinstance(error.data, str) else ""
-        return bytes.fromhex(data.removeprefix("0x")[:8])
-    original = error.__context__ if isinstance(error.__context__, TesterTransactionFailed) else error
-    raw = original.args[0] if original.args else None
-    if isinstance(raw, Exception):  # eth-tester sometimes wraps the revert in another exception
-        raw = raw.args[0] if raw.args else None
-    return bytes(raw[:4]) if isinstance(raw, bytes) else b""
+    """The 4-byte custom-error selector of a revert (empty when unknown)."""
+    data = error.data if isinstance(error, ContractLogicError) and isinstance(error.data, str) else ""
+    return bytes.fromhex(data.removeprefix("0x")[:8])
 
 
 def _hex(tx_hash: HexBytes | bytes) -> str:

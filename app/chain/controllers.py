@@ -1,0 +1,61 @@
+"""The chain's routes: its facts for wallets and operators, ``POST /rpc``, and the embedded faucet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.exceptions import SerializationException
+from msgspec import Struct
+
+from app.chain import jsonrpc
+from app.chain.client import Chain
+from app.chain.service import ChainFacts, chain_facts, fund
+from app.validation import parse_address
+
+
+class FaucetIn(Struct):
+    address: str
+
+
+class FaucetOut(Struct):
+    address: str
+    eth: str
+    opg: str
+    eth_balance: str
+    opg_balance: str
+
+
+class ChainController(Controller):
+    tags = ["chain"]
+
+    @get("/api/chain", summary="The chain this service runs on: id, RPC URL, contract addresses and deployment block")
+    async def facts(self, request: Request[Any, Any, Any], state: State) -> ChainFacts:
+        public_base = state.settings.public_base_url or str(request.base_url)
+        return chain_facts(state.chain, public_base)
+
+    @post("/rpc", summary="JSON-RPC 2.0 onto the chain for wallets (standard reads and eth_sendRawTransaction)",
+          status_code=200)
+    async def rpc(self, request: Request[Any, Any, Any], state: State) -> Any:
+        try:
+            payload = await request.json()
+        except SerializationException:
+            return {"jsonrpc": "2.0", "id": None,
+                    "error": {"code": jsonrpc.PARSE_ERROR, "message": "parse error: not JSON"}}
+        return await jsonrpc.handle(state.chain.w3, payload)
+
+
+class DevChainController(Controller):
+    """Only on the embedded chain."""
+
+    tags = ["embedded chain"]
+
+    @post("/api/dev/faucet", summary="Fund an address with 100 ETH and 10,000 OPG (embedded chain only)",
+          status_code=200)
+    async def faucet(self, state: State, data: FaucetIn) -> FaucetOut:
+        chain: Chain = state.chain
+        address = parse_address(data.address)
+        funded = await fund(chain, address)
+        return FaucetOut(address=address, eth=str(funded.eth), opg=str(funded.opg),
+                         eth_balance=str(funded.eth_balance), opg_balance=str(funded.opg_balance))
