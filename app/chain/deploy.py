@@ -55,6 +55,17 @@ class ContractAddresses:
         )
 
 
+TIP_BLOCKS = 10
+
+
+def median_tip(fee_history: Any) -> int | None:
+    """The median tip recent blocks' transactions paid, from ``eth_feeHistory`` (as wallets estimate
+    it); None without history. A node's own suggestion can be far off: anvil's is a fixed 1 gwei,
+    a hundred times the embedded chain's base fee."""
+    rewards = sorted(int(block[0]) for block in fee_history.get("reward", []) if block)
+    return rewards[len(rewards) // 2] if rewards else None
+
+
 def send_transaction(w3: Web3, sender: LocalAccount, transaction: TxParams) -> TxReceipt:
     """Fill in nonce, gas and fees, sign with ``sender``, send, and wait for a successful receipt."""
     filled: dict[str, Any] = {
@@ -64,9 +75,9 @@ def send_transaction(w3: Web3, sender: LocalAccount, transaction: TxParams) -> T
         **transaction,
     }
     filled.setdefault("gas", w3.eth.estimate_gas(filled))  # type: ignore[arg-type]
-    filled.setdefault("maxPriorityFeePerGas", w3.eth.max_priority_fee)
-    base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
-    filled.setdefault("maxFeePerGas", 2 * base_fee + filled["maxPriorityFeePerGas"])
+    tip = median_tip(w3.eth.fee_history(TIP_BLOCKS, "latest", [50]))
+    filled.setdefault("maxPriorityFeePerGas", w3.eth.max_priority_fee if tip is None else tip)
+    filled.setdefault("maxFeePerGas", 2 * w3.eth.gas_price + filled["maxPriorityFeePerGas"])
     signed = sender.sign_transaction(filled)
     receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
     if receipt["status"] != 1:

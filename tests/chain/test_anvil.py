@@ -119,3 +119,17 @@ def test_a_port_that_is_taken_fails_in_one_line(tmp_path: Path) -> None:
             AnvilNode.acquire(node_options(settings_in(tmp_path / "b", chain_node_port=holder.port)))
     finally:
         holder.release()
+
+
+def test_the_base_fee_is_held_where_it_was_set(tmp_path: Path) -> None:
+    chain = EmbeddedChain.start(settings_in(tmp_path))
+    try:
+        target = chain.node.options.base_fee_wei
+        chain.mine_blocks(40)  # empty blocks: EIP-1559 lowers the base fee after each
+        assert chain.w3.eth.gas_price < target // 2
+
+        chain.hold_base_fee()
+        chain.mine_blocks(1)
+        assert chain.w3.eth.get_block("latest")["baseFeePerGas"] == target
+    finally:
+        chain.close()

@@ -113,3 +113,11 @@ async def test_chain_facts_let_a_wallet_or_node_join(client: AsyncTestClient[Lit
                                   "node_registry": chain.addresses.node_registry}
     assert facts["deployment_block"] == chain.embedded.deployment.block > 0
     assert facts["state_lost"] is False
+
+
+async def test_wallets_are_told_the_tip_recent_blocks_paid_not_anvils_fixed_gwei(
+        client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    tip = int((await rpc(client, "eth_maxPriorityFeePerGas"))["result"], 16)
+
+    assert chain.embedded.call("eth_maxPriorityFeePerGas") == hex(10**9)  # what the node itself says
+    assert tip < chain.embedded.node.options.base_fee_wei

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +18,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from websockets.exceptions import ConnectionClosed
 
-from app.chain.client import Chain
+from app.chain.client import Chain, chain_from_embedded
 from app.config import Settings
 from app.proxy.attestation import EnclaveIdentity
 from app.proxy.registry import list_nodes
@@ -23,6 +26,7 @@ from app.proxy.upstreams.base import TextDelta, UpstreamError
 from app.proxy.upstreams.offline import OfflineDemoUpstream
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 from tests.chat.conftest import Served, eventually, holding_fan, receive, reply_frames, send_message, serving
+from tests.conftest import close_quietly
 from tests.helpers import buy, launch, sell
 
 POLICY_VIOLATION = 1008
@@ -467,3 +471,33 @@ async def test_a_reply_that_cannot_be_stored_ends_with_an_error_frame_and_the_so
     messages = (await thread(http, avatar_id))["items"]
     statuses = {m["client_msg_id"]: m["status"] for m in messages if m["role"] == "user"}
     assert statuses == {"unstored": "pending", "stored": "answered"}  # settled as abandoned at the next start
+
+
+async def test_a_stalled_chain_refuses_a_turn_promptly_and_chat_resumes_after(
+        settings: Settings, chain: Chain, creator: LocalAccount) -> None:
+    assert chain.embedded is not None
+    impatient = chain_from_embedded(chain.embedded, timeout_s=0.5)
+    async with serving(settings, impatient) as served:
+        http = await served.signed_in(creator)
+        avatar_id = await launch(http, chain, creator, "stall")  # type: ignore[arg-type]
+        await served.index()
+        before = await served.node_opg_balance()
+        os.kill(chain.embedded.node.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            async with served.chat(avatar_id, http) as ws:
+                await send_message(ws, "frozen", "Are you there?")
+                frames = await reply_frames(ws)
+            waited = time.monotonic() - started
+        finally:
+            os.kill(chain.embedded.node.pid, signal.SIGCONT)
+        assert frames[-1]["type"] == "error", frames
+        assert frames[-1]["code"] == "unavailable", frames
+        assert waited < 10  # a deadline, not a hang
+
+        async with served.chat(avatar_id, http) as ws:
+            await send_message(ws, "thawed", "And now?")
+            frames = await reply_frames(ws)
+        assert frames[-1]["type"] == "done", frames
+        assert await served.node_opg_balance() == before + served.price_wei  # the refused turn cost nothing
+    await close_quietly(impatient)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
 import pytest
 
-from tests.helpers import run_twin
+from app.chain.embedded import dev_accounts
+from app.config import Settings
+from tests.helpers import TWIN, env_without_twin_settings, free_port, run_twin, stop, wait_until_ready
 
 
 @pytest.mark.parametrize(
@@ -37,3 +44,41 @@ def test_private_keys_are_never_echoed() -> None:
 
     assert result.returncode == 2
     assert secret not in result.stderr
+
+
+def test_a_standalone_node_joins_a_backends_chain_from_its_url(tmp_path: Path) -> None:
+    backend_port, node_port = free_port(), free_port()
+    backend = subprocess.Popen([str(TWIN), "serve", "--port", str(backend_port)], text=True,
+                               env=env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path}/t.db"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{backend_port}"
+    node = None
+    try:
+        assert wait_until_ready(base, backend) is not None
+        operator = dev_accounts(Settings().chain_dev_mnemonic, 6)[5]
+        node = subprocess.Popen(
+            [str(TWIN), "proxy", "serve", "--port", str(node_port), "--backend", base], text=True,
+            env=env_without_twin_settings() | {"TWIN_PROXY_PAYMENT_PRIVATE_KEY": "0x" + operator.key.hex(),
+                                               "TWIN_PROXY_PLATFORM_WALLET_KEY": "0x" + operator.key.hex()},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        endpoint = f"http://127.0.0.1:{node_port}"
+        deadline = time.monotonic() + 60
+        while endpoint not in {row["endpoint"] for row in httpx.get(f"{base}/api/nodes").json()}:
+            assert node.poll() is None, node.stdout.read() if node.stdout else ""
+            assert time.monotonic() < deadline, "the node never registered on the backend's chain"
+            time.sleep(0.3)
+        listed = {row["endpoint"]: row for row in httpx.get(f"{base}/api/nodes").json()}[endpoint]
+        assert listed["payment_address"] == operator.address
+        assert listed["healthy"] is True
+    finally:
+        if node is not None:
+            stop(node)
+        stop(backend)
+
+
+def test_a_backend_that_does_not_answer_is_one_line_and_exit_1() -> None:
+    result = run_twin({}, "proxy", "serve", "--backend", "http://127.0.0.1:9")
+
+    assert result.returncode == 1
+    assert "cannot read the chain from http://127.0.0.1:9/api/chain" in result.stderr
+    assert "Traceback" not in result.stderr
