@@ -10,11 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
+from litestar.testing import AsyncTestClient
 from structlog.testing import capture_logs
 
 from app.chain.anvil import AnvilNode, NodeError, process_alive
+from app.chain.client import chain_from_embedded
 from app.chain.embedded import EmbeddedChain, node_options
 from app.config import Settings
+from app.main import create_app
+from tests.conftest import close_quietly
 
 
 def settings_in(state_dir: Path, **overrides: object) -> Settings:
@@ -133,3 +137,21 @@ def test_the_base_fee_is_held_where_it_was_set(tmp_path: Path) -> None:
         assert chain.w3.eth.get_block("latest")["baseFeePerGas"] == target
     finally:
         chain.close()
+
+
+async def test_a_backend_on_a_chain_that_lost_its_state_says_so(tmp_path: Path, settings: Settings) -> None:
+    EmbeddedChain.start(settings_in(tmp_path)).close()
+    (tmp_path / "state.json").unlink()
+    embedded = EmbeddedChain.start(settings_in(tmp_path))
+    chain = chain_from_embedded(embedded)
+    try:
+        async with AsyncTestClient(app=create_app(settings, chain=chain)) as client:
+            ready = await client.get("/readyz")
+            facts = (await client.get("/api/chain")).json()
+    finally:
+        await close_quietly(chain)
+        embedded.close()
+
+    assert ready.status_code == 200
+    assert ready.json()["dependencies"]["chain"].startswith("ok: the embedded chain's saved state was lost")
+    assert facts["state_lost"] is True

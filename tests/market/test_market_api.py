@@ -144,6 +144,31 @@ async def test_reorg_that_removes_the_creation_unlists_the_avatar(
     assert (await client.get(f"/api/avatars/{avatar_id}")).json()["listed"] is False
 
 
+async def test_an_avatar_the_chain_lost_is_launched_again_by_its_creator_only(
+        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    fork_point = chain.embedded.take_snapshot()
+    avatar_id = await launch(client, chain, accounts["creator"], "gus")
+    await index(app)
+    chain.embedded.revert_to_snapshot(fork_point)  # the chain no longer holds the avatar
+    chain.embedded.mine_blocks(3)
+    await index(app)
+    body = {"name": "Gus", "handle": "gus", "persona": "You are gus, back again.", "model": "twin-offline-demo"}
+
+    await sign_in(client, accounts["other"])
+    assert (await client.post("/api/avatars", json=body)).status_code == 409  # not theirs to take
+    await sign_in(client, accounts["creator"])
+    again = await client.post("/api/avatars", json=body)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == avatar_id
+    transact(chain, accounts["creator"], "createAvatar", avatar_bytes(avatar_id), again.json()["metadata_uri"], 1, 0,
+             FAR_DEADLINE)
+    await index(app)
+
+    profile = (await client.get(f"/api/avatars/{avatar_id}")).json()
+    assert profile["listed"] is True
+    assert profile["persona"] == "You are gus, back again."
+
+
 async def test_restart_resumes_without_duplicates(
         client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, settings: Settings,
         accounts: dict[str, LocalAccount]) -> None:
