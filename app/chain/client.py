@@ -103,10 +103,11 @@ class Chain:
         return self.embedded.accounts if self.embedded else []
 
     async def close(self) -> None:
-        """Release the RPC connections, and the embedded node if this chain joined it."""
-        await self.w3.provider.disconnect()
+        """Leave the embedded node if this chain joined it, then release the RPC connections. The node
+        is left before the first await: a ^C cancels what follows, and the node must still be left."""
         if self.owns_node and self.embedded is not None:
-            await asyncio.to_thread(self.embedded.close)
+            self.embedded.close()
+        await self.w3.provider.disconnect()
 
 
 # (ContractAddresses and Chain field, artifact name, Settings field of the remote address)
