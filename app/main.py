@@ -41,6 +41,7 @@ from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
 from app.errors import exception_handlers
+from app.hardening import GuardedRequest, keep_recursion_limit_sane
 from app.health import HealthController, database_check, register_check
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
@@ -161,6 +162,7 @@ ROUTES: list[ControllerRouterHandler] = [
 def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
                proxy_settings: ProxySettings | None = None) -> Litestar:
     """The backend. ``chain`` is connected at start unless given (`twin serve` and tests give it)."""
+    keep_recursion_limit_sane()
     settings = settings or get_settings()
     proxy_settings = proxy_settings or load_proxy_settings()
     engine = engine_from_settings(settings)
@@ -193,6 +195,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         cors_config=CORSConfig(allow_origins=settings.cors_origins, allow_credentials=True),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,
+        request_class=GuardedRequest,
     )
     if channels_redis is not None:
         app.on_shutdown.append(channels_redis.aclose)  # after the plugin's own shutdown, which still uses it

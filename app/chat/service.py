@@ -135,7 +135,7 @@ def parse_frame(raw: str | bytes | None, *, max_frame_bytes: int, max_message_ch
         raise FrameError("frame_too_large", f"a frame may hold at most {max_frame_bytes} bytes (got {size})")
     try:
         frame = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth guard
         raise FrameError("bad_frame", "not JSON: send {\"type\": \"message\", \"client_msg_id\": …, "
                                       "\"content\": …}") from None
     if not isinstance(frame, dict):

@@ -148,7 +148,8 @@ class PaymentGate:
         try:
             sent = decode_payment_signature_header(header_value)
             payload = self._as_v2(sent, requirements)
-        except (ValueError, ValidationError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, ValidationError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError,
+                RecursionError):  # RecursionError: JSON nested past the decoder's depth guard
             raise await self._refusal(requirements, resource_url, ERR_MALFORMED_PAYMENT) from None
         except _Mismatch as mismatch:
             raise await self._refusal(requirements, resource_url, mismatch.reason) from None
