@@ -13,6 +13,7 @@ import click
 from app.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
+    import uvicorn
     from litestar import Litestar
 
     from app.chain.client import Chain
@@ -70,6 +71,23 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
                                lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings)))
 
 
+# The protocol's cap on a websocket message sits above the chat's own check, so that a frame a little
+# too long still gets a frame_too_large error frame, while nothing near uvicorn's default (16 MiB) is
+# ever buffered; beyond it the socket closes with 1009 (message too big).
+WS_MAX_SIZE_FACTOR = 4
+
+
+def uvicorn_config(app: Litestar, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """How `twin serve` and `twin proxy serve` listen: bodies under a deadline, websocket messages capped."""
+    import uvicorn
+
+    from app.hardening import BodyReadTimeout
+
+    return uvicorn.Config(BodyReadTimeout(app, settings.body_read_timeout_s), host=host, port=port,
+                          log_level=settings.log_level, lifespan="on", ws="websockets-sansio",
+                          ws_max_size=WS_MAX_SIZE_FACTOR * settings.chat_max_frame_bytes)
+
+
 async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar]) -> None:
     """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped."""
     import uvicorn
@@ -83,9 +101,7 @@ async def serve_on_chain(settings: Settings, host: str, port: int, build: Callab
         sys.exit(1)
     quiet_framework_warnings()
     try:
-        config = uvicorn.Config(build(chain), host=host, port=port, log_level=settings.log_level, lifespan="on",
-                                ws="websockets-sansio")
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(uvicorn_config(build(chain), settings, host, port)).serve()
     finally:
         await chain.close()
 

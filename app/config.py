@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     chat_history_token_budget: int = Field(default=2_000, ge=0, le=1_000_000)
     chat_max_frame_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     chat_max_message_chars: int = Field(default=4_000, ge=1, le=100_000)
+    # Chat websockets one session, and one client address, may hold open at once in this process.
+    chat_max_sockets_per_session: int = Field(default=8, ge=1, le=10_000)
+    chat_max_sockets_per_address: int = Field(default=64, ge=1, le=1_000_000)
+    # Seconds a request's whole body may take to arrive (`twin serve`, `twin proxy serve`): a client
+    # announcing more than it sends gets 408 instead of holding its connection.
+    body_read_timeout_s: float = Field(default=15.0, gt=0, le=3_600)
     # Admission: streams one inference node serves at once (capacity = nodes × this); fans waiting
     # beyond capacity before new messages are refused; keys that put a holder in the priority band
     # after the creator; a fan's burst of messages (then this many per minute); how long tokens

@@ -7,15 +7,19 @@ backend (:func:`app.main.create_app`) and the proxy node (:func:`app.proxy.app.c
   of raising :class:`RecursionError`. :func:`keep_recursion_limit_sane` puts it back.
 - JSON bodies: :class:`GuardedRequest` answers a body that is not UTF-8 or nests too deeply with
   a 400 naming the body, rather than a decoder's exception.
+- Slow bodies: :class:`BodyReadTimeout` answers 408 when a request's body does not arrive in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
+import time
 from typing import Any
 
 from litestar import Request
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.validation import BadInput
 
@@ -50,3 +54,70 @@ class GuardedRequest(Request[Any, Any, Any]):
             return await super().json()
         except RecursionError:
             raise BadInput("body", TOO_DEEP) from None
+
+
+_TIMEOUT_BODY = b'{"error":"request_timeout","detail":"the request body did not arrive in time"}'
+
+
+class BodyReadTimeout:
+    """ASGI middleware: a request's whole body must arrive within ``timeout_s`` of the first read.
+
+    uvicorn's ``timeout_keep_alive`` covers idle connections between requests, not a request that
+    announces a longer body than it sends: that one would hold its connection (and a task) for as
+    long as the client likes. On time-out the client gets 408 and the app sees a disconnect.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = _BodyRead(receive, send, self.timeout_s)
+        await self.app(scope, state.receive, state.send)
+
+
+class _BodyRead:
+    """One request's reads under the deadline, and its responses held back once we answered 408."""
+
+    def __init__(self, receive: Receive, send: Send, timeout_s: float) -> None:
+        self._receive, self._send, self._timeout_s = receive, send, timeout_s
+        self._deadline: float | None = None
+        self._body_done = False
+        self._response_started = False
+        self._timed_out = False
+
+    async def receive(self) -> Message:
+        if self._timed_out:
+            return {"type": "http.disconnect"}
+        if self._body_done:
+            return await self._receive()  # past the body only a disconnect comes (streams wait for it)
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self._timeout_s
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, self._deadline - time.monotonic()))
+        except TimeoutError:
+            await self._answer_timeout()
+            return {"type": "http.disconnect"}
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._body_done = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self._timed_out:
+            return  # we answered already; what the app says after the disconnect goes nowhere
+        if message["type"] == "http.response.start":
+            self._response_started = True
+        await self._send(message)
+
+    async def _answer_timeout(self) -> None:
+        self._timed_out = True
+        if self._response_started:
+            return
+        await self._send({"type": "http.response.start", "status": 408,
+                          "headers": [(b"content-type", b"application/json"),
+                                      (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
+                                      (b"connection", b"close")]})
+        await self._send({"type": "http.response.body", "body": _TIMEOUT_BODY})

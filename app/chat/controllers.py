@@ -21,6 +21,7 @@ from app.auth.service import signed_in_address
 from app.avatars.service import get_avatar
 from app.chat import service
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
+from app.chat.sockets import SocketQuota, TooManySockets
 from app.db.engine import session_factory
 from app.errors import DATABASE_UNAVAILABLE
 from app.market.schemas import Page
@@ -37,6 +38,26 @@ def _origin_allowed(socket: WebSocket[Any, Any, Any], allowed: list[str]) -> boo
     """Browsers send cookies with cross-site websocket handshakes: only listed origins may use the session."""
     origin = socket.headers.get("origin")
     return origin is None or "*" in allowed or origin in allowed
+
+
+def _socket_quota(state: State) -> SocketQuota:
+    """This app's count of open chat sockets, made at the first socket."""
+    quota: SocketQuota | None = state.get("chat_sockets")
+    if quota is None:
+        settings = state.settings
+        quota = SocketQuota(per_session=settings.chat_max_sockets_per_session,
+                            per_address=settings.chat_max_sockets_per_address)
+        state.chat_sockets = quota
+    return quota
+
+
+def _session_key(socket: WebSocket[Any, Any, Any], fan: str) -> str:
+    """The session cookie (the socket is signed in, so there is one); the wallet if the cookie has another name."""
+    return socket.cookies.get("session") or fan
+
+
+def _client_address(socket: WebSocket[Any, Any, Any]) -> str:
+    return socket.client.host if socket.client else "unknown"
 
 
 class _Socket:
@@ -81,7 +102,11 @@ class ChatController(Controller):
             log.warning("chat_open_unavailable", avatar_id=avatar_id, error=str(error).splitlines()[0])
             await socket.close(WS_1013_TRY_AGAIN_LATER, "the database is busy; retry shortly")
             return
-        await self._serve(socket, chat, avatar_id, fan)
+        try:
+            with _socket_quota(state).holding(_session_key(socket, fan), _client_address(socket)):
+                await self._serve(socket, chat, avatar_id, fan)
+        except TooManySockets as refused:  # raised on entry only: nothing was served
+            await socket.close(WS_1013_TRY_AGAIN_LATER, refused.detail)
 
     async def _serve(self, socket: WebSocket[Any, Any, Any], chat: service.ChatService, avatar_id: str,
                      fan: str) -> None:
