@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Prefix of every Redis key this deployment writes, so several deployments can share one Redis.
     redis_namespace: str = Field(default="twin", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    cors_origins: list[str] = ["*"]
+    # Origins besides the service's own that may call it from a browser (empty: same-origin only).
+    cors_origins: list[str] = []
     public_domain: str | None = None
     public_base_url: str | None = None
     session_secure_cookie: bool = False

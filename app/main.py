@@ -14,7 +14,6 @@ from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
-from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotFoundException
 from litestar.logging.config import StructLoggingConfig
 from litestar.middleware.session.server_side import ServerSideSessionConfig
@@ -28,6 +27,7 @@ from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from app.auth.controllers import AuthController
+from app.auth.origins import cors_config
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
@@ -192,7 +192,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),
         lifespan=[_lifespan(settings, proxy_settings, chain)],
-        cors_config=CORSConfig(allow_origins=settings.cors_origins, allow_credentials=True),
+        cors_config=cors_config(settings),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,
         request_class=GuardedRequest,

@@ -17,6 +17,7 @@ from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LA
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_current_address
+from app.auth.origins import origin_allowed
 from app.auth.service import signed_in_address
 from app.avatars.service import get_avatar
 from app.chat import service
@@ -32,12 +33,6 @@ log = structlog.get_logger()
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
 Limit = Annotated[int, Parameter(description="items per page, 1–100")]
-
-
-def _origin_allowed(socket: WebSocket[Any, Any, Any], allowed: list[str]) -> bool:
-    """Browsers send cookies with cross-site websocket handshakes: only listed origins may use the session."""
-    origin = socket.headers.get("origin")
-    return origin is None or "*" in allowed or origin in allowed
 
 
 def _socket_quota(state: State) -> SocketQuota:
@@ -84,7 +79,8 @@ class ChatController(Controller):
         await socket.accept()
         settings = state.settings
         fan = signed_in_address(socket.session)
-        if not _origin_allowed(socket, settings.cors_origins):
+        # Browsers send cookies with cross-site websocket handshakes: only our own or listed origins.
+        if not origin_allowed(socket.headers, settings):
             await socket.close(WS_1008_POLICY_VIOLATION, "origin not allowed")
             return
         if fan is None:
