@@ -27,6 +27,7 @@ from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from app.auth.controllers import AuthController
+from app.auth.csrf import CSRFGuard
 from app.auth.origins import cors_config
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
@@ -187,7 +188,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
             StructlogPlugin(StructlogConfig(structlog_logging_config=_logging(settings),
                                             enable_middleware_logging=False)),
         ],
-        middleware=[prometheus.middleware, sessions.middleware],
+        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings)],
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),
