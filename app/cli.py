@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, check_backend_settings, load_settings
 
 if TYPE_CHECKING:
     import uvicorn
@@ -66,6 +66,7 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     from app.main import create_app
     from app.proxy.config import load_proxy_settings
 
+    load_or_exit(lambda: check_backend_settings(settings))
     proxy_settings = load_or_exit(load_proxy_settings)
     asyncio.run(serve_on_chain(settings, host or settings.host, port or settings.port,
                                lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings)))

@@ -156,6 +156,16 @@ def load_settings() -> Settings:
         raise ConfigError(_describe(error)) from None
 
 
+def check_backend_settings(settings: Settings) -> Settings:
+    """What the backend (`twin serve`) needs beyond valid values: Sign-In with Ethereum trusts the
+    request's Host only on the embedded chain, a development setup; on a real chain it needs the
+    domain configured. (A proxy node signs nobody in and does not need it.)"""
+    if settings.chain_rpc_url and not settings.public_domain:
+        raise ConfigError("TWIN_PUBLIC_DOMAIN: required with TWIN_CHAIN_RPC_URL (the domain sign-in messages "
+                          "must name)")
+    return settings
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()

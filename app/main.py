@@ -16,7 +16,6 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.exceptions import NotFoundException
 from litestar.logging.config import StructLoggingConfig
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
@@ -29,6 +28,7 @@ from redis.asyncio import Redis
 from app.auth.controllers import AuthController
 from app.auth.csrf import CSRFGuard
 from app.auth.origins import cors_config
+from app.auth.sessions import SESSION_COOKIE, SessionConfig
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
@@ -175,8 +175,8 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         set_default_exception_handler=False,
     )
     prometheus = PrometheusConfig(app_name="twin", prefix="twin_http", group_path=True, exclude=["/metrics"])
-    sessions = ServerSideSessionConfig(store="sessions", secure=settings.session_secure_cookie, samesite="lax",
-                                       max_age=7 * 24 * 3600)
+    sessions = SessionConfig(store="sessions", key=SESSION_COOKIE, secure=settings.session_secure_cookie,
+                             samesite="lax", max_age=7 * 24 * 3600)
     embedded_chain = chain.is_embedded if chain is not None else not settings.chain_rpc_url
     channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     channels = _channels(settings, channels_redis)
