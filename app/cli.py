@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from app.config import ConfigError, Settings, check_backend_settings, load_settings
+from app.config import ConfigError, Settings, check_backend_settings, load_settings, redact
 
 if TYPE_CHECKING:
     import uvicorn
@@ -98,7 +98,7 @@ async def serve_on_chain(settings: Settings, host: str, port: int, build: Callab
     try:
         chain = await connect_chain(settings)
     except ChainError as error:
-        click.echo(f"twin: {error}", err=True)
+        click.echo(f"twin: {redact(str(error))}", err=True)  # the RPC URL may carry credentials
         sys.exit(1)
     quiet_framework_warnings()
     try:

@@ -7,6 +7,7 @@ configuration at all. ``get_settings()`` is cached; tests set the environment an
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -113,6 +114,13 @@ class Settings(BaseSettings):
             raise ValueError("scheme must be redis://, rediss:// or unix://")
         return value or None
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
     @field_validator("autoscale_max_nodes")
     @classmethod
     def _check_max_nodes(cls, value: int, info: ValidationInfo) -> int:
@@ -141,11 +149,32 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def _describe(error: ValidationError) -> str:
+# Credentials a URL may carry: user:password@ (the password up to the last @ before the host), and
+# query parameters such as asyncpg's ?password=.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:'\"]*):[^/\s'\"]*@")
+_QUERY_SECRET = re.compile(r"(?i)(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|api[_-]?key|key)=)[^&;\s'\"]*")
+# Settings whose values are never echoed at all.
+_SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "MNEMONIC")
+
+
+def redact(text: str) -> str:
+    """``text`` with the passwords and secret query parameters of the URLs in it replaced by ***."""
+    return _QUERY_SECRET.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>:***@", text))
+
+
+def describe_settings_error(error: ValidationError, prefix: str) -> str:
+    """One line naming the variable (``prefix`` + field), where in its JSON, what is wrong and, for a
+    scalar that is no secret, the value read, with any credentials in it redacted. Both apps' loaders
+    use it (TWIN_ and TWIN_PROXY_)."""
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
+    location = [str(part) for part in first["loc"]]
+    variable = f"{prefix}{location[0].upper()}" if location else f"{prefix}?"
+    where = ".".join(location[1:])
     message = first["msg"].removeprefix("Value error, ")
-    return f"TWIN_{field.upper()}: {message} (got {first.get('input')!r})"
+    given = first.get("input")
+    secret = any(word in variable for word in _SECRET_WORDS)
+    shown = f" (got {given!r})" if isinstance(given, str | int | float) and not secret else ""
+    return redact(f"{variable}: {where + ': ' if where else ''}{message}{shown}")[:500]
 
 
 def load_settings() -> Settings:
@@ -153,7 +182,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(describe_settings_error(error, "TWIN_")) from None
 
 
 def check_backend_settings(settings: Settings) -> Settings:
