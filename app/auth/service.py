@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import siwe
+from eth_keys.exceptions import BadSignature
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,7 +94,7 @@ async def verify_sign_in(session: AsyncSession, *, message_text: str, signature:
     except siwe.VerificationError as error:
         code, detail = _REASONS.get(type(error), ("verification_failed", "the message did not verify"))
         raise Unauthorized(detail, code=code) from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BadSignature):  # BadSignature: no key recovers from it (e.g. all zeros)
         raise Unauthorized("the signature is malformed", code="bad_signature") from None
     await _consume_nonce(session, message.nonce)
     return message.address

@@ -13,7 +13,7 @@ from app.chain import jsonrpc
 from app.chain.artifacts import load_artifact
 from app.chain.deploy import send_transaction
 from app.chain.embedded import EmbeddedChain
-from app.validation import parse_address
+from app.validation import parse_address, require_no_code
 
 FAUCET_ETH = 100 * 10**18
 FAUCET_OPG = 10_000 * 10**18
@@ -47,7 +47,7 @@ class DevChainController(Controller):
     @post("/api/dev/faucet", summary="Fund an address with 100 ETH and 10,000 OPG (embedded chain only)",
           status_code=200)
     async def faucet(self, state: State, data: FaucetIn) -> FaucetOut:
-        address = parse_address(data.address)
+        address = await require_no_code(state.chain.w3, parse_address(data.address))
         eth_balance, opg_balance = fund(state.chain.embedded, address)
         return FaucetOut(address=address, eth=str(FAUCET_ETH), opg=str(FAUCET_OPG), eth_balance=str(eth_balance),
                          opg_balance=str(opg_balance))

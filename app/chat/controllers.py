@@ -33,6 +33,8 @@ log = structlog.get_logger()
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
 Limit = Annotated[int, Parameter(description="items per page, 1–100")]
+# A database id (BIGINT): a larger number would overflow the driver rather than find nothing.
+MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=2**63 - 1)]
 
 
 def _socket_quota(state: State) -> SocketQuota:
@@ -149,5 +151,5 @@ class ChatController(Controller):
     @get("/api/messages/{message_id:int}/attestation",
          summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
          dependencies={"address": Provide(provide_current_address)})
-    async def attestation(self, db_session: AsyncSession, message_id: int, address: str) -> ReplyAttestationOut:
+    async def attestation(self, db_session: AsyncSession, message_id: MessageId, address: str) -> ReplyAttestationOut:
         return await service.reply_attestation(db_session, message_id=message_id, viewer=address)
