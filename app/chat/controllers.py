@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.deps import provide_current_address
 from app.auth.origins import origin_allowed
 from app.auth.service import signed_in_address
+from app.auth.sessions import SESSION_COOKIE
 from app.avatars.service import get_avatar
 from app.chat import service
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
@@ -48,11 +49,6 @@ def _socket_quota(state: State) -> SocketQuota:
     return quota
 
 
-def _session_key(socket: WebSocket[Any, Any, Any], fan: str) -> str:
-    """The session cookie (the socket is signed in, so there is one); the wallet if the cookie has another name."""
-    return socket.cookies.get("session") or fan
-
-
 def _client_address(socket: WebSocket[Any, Any, Any]) -> str:
     return socket.client.host if socket.client else "unknown"
 
@@ -78,6 +74,15 @@ class ChatController(Controller):
     @websocket("/ws/avatars/{avatar_id:str}/chat")
     async def chat(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
         """Chat with an avatar (signed in, holding a key): frames as in the README's "Chat" section."""
+        # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
+        try:
+            with _socket_quota(state).holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
+                await self._open(socket, state, avatar_id)
+        except TooManySockets as refused:  # raised on entry only: nothing was served
+            await socket.accept()
+            await socket.close(WS_1013_TRY_AGAIN_LATER, refused.detail)
+
+    async def _open(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
         await socket.accept()
         settings = state.settings
         fan = signed_in_address(socket.session)
@@ -100,11 +105,7 @@ class ChatController(Controller):
             log.warning("chat_open_unavailable", avatar_id=avatar_id, error=str(error).splitlines()[0])
             await socket.close(WS_1013_TRY_AGAIN_LATER, "the database is busy; retry shortly")
             return
-        try:
-            with _socket_quota(state).holding(_session_key(socket, fan), _client_address(socket)):
-                await self._serve(socket, chat, avatar_id, fan)
-        except TooManySockets as refused:  # raised on entry only: nothing was served
-            await socket.close(WS_1013_TRY_AGAIN_LATER, refused.detail)
+        await self._serve(socket, chat, avatar_id, fan)
 
     async def _serve(self, socket: WebSocket[Any, Any, Any], chat: service.ChatService, avatar_id: str,
                      fan: str) -> None:

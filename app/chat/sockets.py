@@ -29,9 +29,11 @@ class SocketQuota:
         self._addresses: Counter[str] = Counter()
 
     @contextmanager
-    def holding(self, session: str, address: str) -> Iterator[None]:
-        """Count one socket while the block runs; :class:`TooManySockets` on entry when over a cap."""
-        if self._sessions[session] >= self.per_session:
+    def holding(self, session: str | None, address: str) -> Iterator[None]:
+        """Count one socket while the block runs; :class:`TooManySockets` on entry when over a cap.
+        Without a session (the socket will be refused at once) only the address counts it."""
+        session = session or ""
+        if session and self._sessions[session] >= self.per_session:
             raise TooManySockets(f"at most {self.per_session} chat sockets per session; close one first")
         if self._addresses[address] >= self.per_address:
             raise TooManySockets(f"at most {self.per_address} chat sockets per address; close one first")
