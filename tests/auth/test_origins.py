@@ -34,16 +34,15 @@ async def served(settings: Settings, chain: Chain) -> AsyncIterator[Served]:
         yield running
 
 
-async def me(app: Litestar, fan: LocalAccount, origin: str) -> dict[str, str]:
-    async with AsyncTestClient(app=app) as client:
-        await sign_in(client, fan)
-        response = await client.get("/api/auth/me", headers={"Origin": origin})
-        assert response.status_code == 200
-        return dict(response.headers)
+async def me(client: AsyncTestClient[Litestar], fan: LocalAccount, origin: str) -> dict[str, str]:
+    await sign_in(client, fan)
+    response = await client.get("/api/auth/me", headers={"Origin": origin})
+    assert response.status_code == 200
+    return dict(response.headers)
 
 
-async def test_a_foreign_origin_gets_no_cors_by_default(app: Litestar, fan: LocalAccount) -> None:
-    headers = await me(app, fan, EVIL)
+async def test_a_foreign_origin_gets_no_cors_by_default(client: AsyncTestClient[Litestar], fan: LocalAccount) -> None:
+    headers = await me(client, fan, EVIL)
 
     assert "access-control-allow-origin" not in headers
     assert "access-control-allow-credentials" not in headers
@@ -51,8 +50,8 @@ async def test_a_foreign_origin_gets_no_cors_by_default(app: Litestar, fan: Loca
 
 async def test_a_listed_origin_gets_cors_with_credentials(settings: Settings, chain: Chain, fan: LocalAccount) -> None:
     listed = create_app(settings.model_copy(update={"cors_origins": [LISTED]}), chain=chain)
-
-    allowed, foreign = await me(listed, fan, LISTED), await me(listed, fan, EVIL)
+    async with AsyncTestClient(app=listed) as client:
+        allowed, foreign = await me(client, fan, LISTED), await me(client, fan, EVIL)
 
     assert allowed["access-control-allow-origin"] == LISTED
     assert allowed["access-control-allow-credentials"] == "true"
@@ -61,8 +60,8 @@ async def test_a_listed_origin_gets_cors_with_credentials(settings: Settings, ch
 
 async def test_a_wildcard_never_comes_with_credentials(settings: Settings, chain: Chain, fan: LocalAccount) -> None:
     anyone = create_app(settings.model_copy(update={"cors_origins": ["*"]}), chain=chain)
-
-    headers = await me(anyone, fan, EVIL)
+    async with AsyncTestClient(app=anyone) as client:
+        headers = await me(client, fan, EVIL)
 
     assert headers["access-control-allow-origin"] in {"*", EVIL}  # Litestar reflects it: the same, uncredentialed
     assert "access-control-allow-credentials" not in headers

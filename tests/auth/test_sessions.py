@@ -41,29 +41,34 @@ async def test_anonymous_requests_store_no_session(client: AsyncTestClient[Lites
     assert not client.cookies
 
 
-async def test_sign_in_rotates_a_planted_session_id(app: Litestar, chain: Chain, fan: LocalAccount) -> None:
-    async with AsyncTestClient(app=app) as victim, AsyncTestClient(app=app) as attacker:
-        victim.cookies.set("session", PLANTED)
-        signed_in = await verify(victim, fan)
-        attacker.cookies.set("session", PLANTED)
+def use_cookie(client: AsyncTestClient[Litestar], session_id: str) -> None:
+    client.cookies.clear()
+    client.cookies.set("session", session_id)
 
-        assert signed_in.status_code == 201
-        assert signed_in.cookies["session"] not in {"", PLANTED}
-        victim.cookies.clear()
-        victim.cookies.set("session", signed_in.cookies["session"])
-        assert (await victim.get("/api/auth/me")).json() == {"address": fan.address}
-        assert (await attacker.get("/api/auth/me")).status_code == 401
+
+async def test_sign_in_rotates_a_planted_session_id(client: AsyncTestClient[Litestar], fan: LocalAccount) -> None:
+    use_cookie(client, PLANTED)
+    signed_in = await verify(client, fan)
+    new_id = signed_in.cookies["session"]
+
+    assert signed_in.status_code == 201
+    assert new_id not in {"", PLANTED}
+    use_cookie(client, new_id)
+    assert (await client.get("/api/auth/me")).json() == {"address": fan.address}
+    use_cookie(client, PLANTED)
+    assert (await client.get("/api/auth/me")).status_code == 401
 
 
 async def test_a_signed_in_session_planted_in_a_browser_ends_at_the_next_sign_in(
-        app: Litestar, chain: Chain, fan: LocalAccount) -> None:
-    async with AsyncTestClient(app=app) as victim, AsyncTestClient(app=app) as attacker:
-        await sign_in(attacker, chain.dev_accounts[4])
-        victim.cookies.set("session", attacker.cookies["session"])
-        signed_in = await verify(victim, fan)
+        client: AsyncTestClient[Litestar], chain: Chain, fan: LocalAccount) -> None:
+    await sign_in(client, chain.dev_accounts[4])  # the attacker's own session
+    planted = client.cookies["session"]
+    use_cookie(client, planted)
+    signed_in = await verify(client, fan)
 
-        assert signed_in.status_code == 201
-        assert (await attacker.get("/api/auth/me")).status_code == 401  # not the fan: the old id is gone
+    assert signed_in.status_code == 201
+    use_cookie(client, planted)
+    assert (await client.get("/api/auth/me")).status_code == 401  # not the fan: the old id is gone
 
 
 @pytest.mark.parametrize(("overrides", "code", "field"), [
