@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, check_backend_settings, load_settings, redact
 
 if TYPE_CHECKING:
+    import uvicorn
     from litestar import Litestar
 
     from app.chain.client import Chain
@@ -64,9 +65,27 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
     from app.main import create_app
     from app.proxy.config import load_proxy_settings
 
+    load_or_exit(lambda: check_backend_settings(settings))
     proxy_settings = load_or_exit(load_proxy_settings)
     asyncio.run(serve_on_chain(settings, host or settings.host, port or settings.port,
                                lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings)))
+
+
+# The protocol's cap on a websocket message sits above the chat's own check, so that a frame a little
+# too long still gets a frame_too_large error frame, while nothing near uvicorn's default (16 MiB) is
+# ever buffered; beyond it the socket closes with 1009 (message too big).
+WS_MAX_SIZE_FACTOR = 4
+
+
+def uvicorn_config(app: Litestar, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """How `twin serve` and `twin proxy serve` listen: bodies under a deadline, websocket messages capped."""
+    import uvicorn
+
+    from app.hardening import BodyReadTimeout
+
+    return uvicorn.Config(BodyReadTimeout(app, settings.body_read_timeout_s), host=host, port=port,
+                          log_level=settings.log_level, lifespan="on", ws="websockets-sansio",
+                          ws_max_size=WS_MAX_SIZE_FACTOR * settings.chat_max_frame_bytes)
 
 
 async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar]) -> None:
@@ -78,13 +97,11 @@ async def serve_on_chain(settings: Settings, host: str, port: int, build: Callab
     try:
         chain = await connect_chain(settings)
     except ChainError as error:
-        click.echo(f"twin: {error}", err=True)
+        click.echo(f"twin: {redact(str(error))}", err=True)  # the RPC URL may carry credentials
         sys.exit(1)
     quiet_framework_warnings()
     try:
-        config = uvicorn.Config(build(chain), host=host, port=port, log_level=settings.log_level, lifespan="on",
-                                ws="websockets-sansio")
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(uvicorn_config(build(chain), settings, host, port)).serve()
     finally:
         await chain.close()
 

@@ -7,6 +7,7 @@ configuration at all. ``get_settings()`` is cached; tests set the environment an
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Prefix of every Redis key this deployment writes, so several deployments can share one Redis.
     redis_namespace: str = Field(default="twin", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    cors_origins: list[str] = ["*"]
+    # Origins besides the service's own that may call it from a browser (empty: same-origin only).
+    cors_origins: list[str] = []
     public_domain: str | None = None
     public_base_url: str | None = None
     session_secure_cookie: bool = False
@@ -82,6 +84,12 @@ class Settings(BaseSettings):
     chat_history_token_budget: int = Field(default=2_000, ge=0, le=1_000_000)
     chat_max_frame_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     chat_max_message_chars: int = Field(default=4_000, ge=1, le=100_000)
+    # Chat websockets one session, and one client address, may hold open at once in this process.
+    chat_max_sockets_per_session: int = Field(default=8, ge=1, le=10_000)
+    chat_max_sockets_per_address: int = Field(default=64, ge=1, le=1_000_000)
+    # Seconds a request's whole body may take to arrive (`twin serve`, `twin proxy serve`): a client
+    # announcing more than it sends gets 408 instead of holding its connection.
+    body_read_timeout_s: float = Field(default=15.0, gt=0, le=3_600)
     # Admission: streams one inference node serves at once (capacity = nodes × this); fans waiting
     # beyond capacity before new messages are refused; keys that put a holder in the priority band
     # after the creator; a fan's burst of messages (then this many per minute); how long tokens
@@ -116,6 +124,13 @@ class Settings(BaseSettings):
             raise ValueError("scheme must be redis://, rediss:// or unix://")
         return value or None
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
     @field_validator("autoscale_max_nodes")
     @classmethod
     def _check_max_nodes(cls, value: int, info: ValidationInfo) -> int:
@@ -144,11 +159,32 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-def _describe(error: ValidationError) -> str:
+# Credentials a URL may carry: user:password@ (the password up to the last @ before the host), and
+# query parameters such as asyncpg's ?password=.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:'\"]*):[^/\s'\"]*@")
+_QUERY_SECRET = re.compile(r"(?i)(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|api[_-]?key|key)=)[^&;\s'\"]*")
+# Settings whose values are never echoed at all.
+_SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "MNEMONIC")
+
+
+def redact(text: str) -> str:
+    """``text`` with the passwords and secret query parameters of the URLs in it replaced by ***."""
+    return _QUERY_SECRET.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>:***@", text))
+
+
+def describe_settings_error(error: ValidationError, prefix: str) -> str:
+    """One line naming the variable (``prefix`` + field), where in its JSON, what is wrong and, for a
+    scalar that is no secret, the value read, with any credentials in it redacted. Both apps' loaders
+    use it (TWIN_ and TWIN_PROXY_)."""
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
+    location = [str(part) for part in first["loc"]]
+    variable = f"{prefix}{location[0].upper()}" if location else f"{prefix}?"
+    where = ".".join(location[1:])
     message = first["msg"].removeprefix("Value error, ")
-    return f"TWIN_{field.upper()}: {message} (got {first.get('input')!r})"
+    given = first.get("input")
+    secret = any(word in variable for word in _SECRET_WORDS)
+    shown = f" (got {given!r})" if isinstance(given, str | int | float) and not secret else ""
+    return redact(f"{variable}: {where + ': ' if where else ''}{message}{shown}")[:500]
 
 
 def load_settings() -> Settings:
@@ -156,7 +192,17 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(describe_settings_error(error, "TWIN_")) from None
+
+
+def check_backend_settings(settings: Settings) -> Settings:
+    """What the backend (`twin serve`) needs beyond valid values: Sign-In with Ethereum trusts the
+    request's Host only on the embedded chain, a development setup; on a real chain it needs the
+    domain configured. (A proxy node signs nobody in and does not need it.)"""
+    if settings.chain_rpc_url and not settings.public_domain:
+        raise ConfigError("TWIN_PUBLIC_DOMAIN: required with TWIN_CHAIN_RPC_URL (the domain sign-in messages "
+                          "must name)")
+    return settings
 
 
 @lru_cache(maxsize=1)

@@ -14,10 +14,8 @@ from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
-from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotFoundException
 from litestar.logging.config import StructLoggingConfig
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
@@ -28,6 +26,9 @@ from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
 
 from app.auth.controllers import AuthController
+from app.auth.csrf import CSRFGuard
+from app.auth.origins import cors_config
+from app.auth.sessions import SESSION_COOKIE, SessionConfig
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
@@ -42,6 +43,7 @@ from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
 from app.errors import exception_handlers
+from app.hardening import GuardedRequest, keep_recursion_limit_sane
 from app.health import HealthController, database_check, register_check
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
@@ -169,6 +171,7 @@ ROUTES: list[ControllerRouterHandler] = [
 def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
                proxy_settings: ProxySettings | None = None) -> Litestar:
     """The backend. ``chain`` is connected at start unless given (`twin serve` and tests give it)."""
+    keep_recursion_limit_sane()
     settings = settings or get_settings()
     proxy_settings = proxy_settings or load_proxy_settings()
     engine = engine_from_settings(settings)
@@ -180,8 +183,8 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         set_default_exception_handler=False,
     )
     prometheus = PrometheusConfig(app_name="twin", prefix="twin_http", group_path=True, exclude=["/metrics"])
-    sessions = ServerSideSessionConfig(store="sessions", secure=settings.session_secure_cookie, samesite="lax",
-                                       max_age=7 * 24 * 3600)
+    sessions = SessionConfig(store="sessions", key=SESSION_COOKIE, secure=settings.session_secure_cookie,
+                             samesite="lax", max_age=7 * 24 * 3600)
     embedded_chain = chain.is_embedded if chain is not None else not settings.chain_rpc_url
     channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     channels = _channels(settings, channels_redis)
@@ -193,14 +196,15 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
             StructlogPlugin(StructlogConfig(structlog_logging_config=_logging(settings),
                                             enable_middleware_logging=False)),
         ],
-        middleware=[prometheus.middleware, sessions.middleware],
+        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings)],
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),
         lifespan=[_lifespan(settings, proxy_settings, chain)],
-        cors_config=CORSConfig(allow_origins=settings.cors_origins, allow_credentials=True),
+        cors_config=cors_config(settings),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,
+        request_class=GuardedRequest,
     )
     if channels_redis is not None:
         app.on_shutdown.append(channels_redis.aclose)  # after the plugin's own shutdown, which still uses it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from eth_utils import is_hex_address, to_checksum_address
+from web3 import AsyncWeb3
 
 from app.errors import AppError
 
@@ -28,6 +29,14 @@ def parse_address(value: str, field: str = "address") -> str:
     if not isinstance(value, str) or not is_hex_address(value):
         raise BadInput(field, "expected a 0x-prefixed 20-byte hex address")
     return to_checksum_address(value)
+
+
+async def require_no_code(w3: AsyncWeb3, address: str, field: str = "address") -> str:
+    """An address with no contract code (a wallet): sending ETH to a contract without a payable
+    fallback reverts, which the caller would otherwise report as its own failure."""
+    if await w3.eth.get_code(to_checksum_address(address)):
+        raise BadInput(field, "is a contract; give a wallet address")
+    return address
 
 
 def parse_avatar_id(value: str, field: str = "id") -> str:

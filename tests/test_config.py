@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.config import Settings
@@ -54,3 +56,32 @@ def test_embedded_sqlite_migrates_itself_and_postgres_does_not() -> None:
     assert Settings(database_url="sqlite:///var/x.db").auto_migrate is True
     assert Settings(database_url="postgresql://u@h/db").auto_migrate is False
     assert Settings(database_url="postgresql://u@h/db", auto_migrate=True).auto_migrate is True
+
+
+SECRET = "hunter2secret"
+ADDRESSES = {"TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20, "TWIN_OPG_ADDRESS": "0x" + "22" * 20,
+             "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20, "TWIN_PUBLIC_DOMAIN": "twin.example.org"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command", "status"),
+    [
+        ("TWIN_DATABASE_URL", f"mysql://root:{SECRET}@localhost/twin", ("db", "upgrade"), 2),
+        ("TWIN_DATABASE_URL", f"mysql://root:p@ss{SECRET}@localhost/twin", ("db", "upgrade"), 2),
+        ("TWIN_DATABASE_URL", f"mysql://localhost/twin?user=root&password={SECRET}", ("db", "upgrade"), 2),
+        ("TWIN_REDIS_URL", f"http://:{SECRET}@127.0.0.1:6379/0", ("db", "upgrade"), 2),
+        ("TWIN_PUBLIC_BASE_URL", f"ftp://admin:{SECRET}@twin.example.org", ("db", "upgrade"), 2),
+        ("TWIN_CHAIN_RPC_URL", f"ws://admin:{SECRET}@rpc.example.org", ("serve", "--port", "1"), 1),
+        ("TWIN_PROXY_PUBLIC_URL", f"ftp://admin:{SECRET}@node.example.org", ("proxy", "serve"), 2),
+        ("TWIN_PROXY_UPSTREAMS", json.dumps({"own": {"kind": "openai", "base_url": f"ftp://u:{SECRET}@llm.example"}}),
+         ("proxy", "serve"), 2),
+    ],
+)
+def test_a_bad_url_setting_never_prints_its_password(variable: str, value: str, command: tuple[str, ...],
+                                                     status: int) -> None:
+    result = run_twin({variable: value, **(ADDRESSES if variable == "TWIN_CHAIN_RPC_URL" else {})}, *command)
+
+    assert result.returncode == status, result.stderr
+    assert variable in result.stderr
+    assert SECRET not in result.stderr
+    assert "***" in result.stderr

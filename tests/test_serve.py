@@ -36,6 +36,7 @@ def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
 def test_twin_serve_names_an_unreachable_chain(tmp_path: Path) -> None:
     result = run_twin({"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}",
                        "TWIN_CHAIN_RPC_URL": "http://127.0.0.1:9", "TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20,
+                       "TWIN_PUBLIC_DOMAIN": "twin.example.org",
                        "TWIN_OPG_ADDRESS": "0x" + "22" * 20, "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20},
                       "serve", "--port", str(free_port()))
 

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service
 from app.auth.deps import provide_current_address
+from app.auth.sessions import rotate_session
+from app.errors import AppError
 
 
 class NonceOut(Struct):
@@ -30,8 +32,14 @@ class SignedInOut(Struct):
 
 
 def expected_domain(request: Request[Any, Any, Any], state: State) -> str:
-    """The domain messages must name: configured for production, else the Host the browser used."""
-    return state.settings.public_domain or request.headers.get("host", "")
+    """The domain messages must name: configured for production; the Host the browser used only on the
+    embedded chain, a development setup (settings require TWIN_PUBLIC_DOMAIN with TWIN_CHAIN_RPC_URL)."""
+    if state.settings.public_domain:
+        return state.settings.public_domain
+    if not state.chain.is_embedded:
+        raise AppError("sign-in is off: TWIN_PUBLIC_DOMAIN is not set", code="sign_in_unavailable",
+                       status_code=503)
+    return request.headers.get("host", "")
 
 
 class AuthController(Controller):
@@ -50,6 +58,7 @@ class AuthController(Controller):
             db_session, message_text=data.message, signature=data.signature,
             expected_domain=expected_domain(request, state), chain_id=state.chain.chain_id,
         )
+        rotate_session(request)  # an id planted in the browser before sign-in must not become this session
         request.set_session({service.SESSION_ADDRESS_KEY: address})
         return SignedInOut(address=address)
 

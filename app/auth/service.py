@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import siwe
+from eth_keys.exceptions import BadSignature
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +15,10 @@ from app.db.models import utc_now
 from app.errors import Unauthorized
 
 NONCE_TTL = timedelta(minutes=10)
+# A signed message is a bearer credential until its nonce is used: it must be fresh (issued within the
+# nonce's lifetime, not ahead of our clock beyond a little skew) and say when it expires, soon.
+CLOCK_SKEW = timedelta(seconds=60)
+MAX_MESSAGE_LIFETIME = timedelta(hours=24)
 SESSION_ADDRESS_KEY = "address"
 
 _REASONS: dict[type[Exception], tuple[str, str]] = {
@@ -43,6 +48,25 @@ def _parse(message_text: str) -> siwe.SiweMessage:
                            code="malformed_message") from None
 
 
+def _moment(value: object) -> datetime:
+    moment = datetime.fromisoformat(str(value))  # the parser checked RFC 3339 already
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_lifetime(message: siwe.SiweMessage, now: datetime) -> None:
+    issued_at = _moment(message.issued_at)
+    if issued_at > now + CLOCK_SKEW:
+        raise Unauthorized("issued_at: the message is issued in the future", code="not_yet_valid")
+    if issued_at < now - NONCE_TTL:
+        raise Unauthorized(f"issued_at: the message is older than a nonce lives ({NONCE_TTL}); sign a new one",
+                           code="expired_message")
+    if message.expiration_time is None:
+        raise Unauthorized("expiration_time: required", code="malformed_message")
+    if _moment(message.expiration_time) - issued_at > MAX_MESSAGE_LIFETIME:
+        raise Unauthorized(f"expiration_time: at most {MAX_MESSAGE_LIFETIME} after issued_at",
+                           code="malformed_message")
+
+
 async def _consume_nonce(session: AsyncSession, nonce: str) -> None:
     """Mark the nonce used; only one caller can win the UPDATE, so replays lose."""
     now = utc_now()
@@ -63,12 +87,14 @@ async def verify_sign_in(session: AsyncSession, *, message_text: str, signature:
     if int(message.chain_id) != chain_id:
         raise Unauthorized(f"the message is for chain {message.chain_id}, this service is on chain {chain_id}",
                            code="wrong_chain")
+    now = datetime.now(UTC)
+    _check_lifetime(message, now)
     try:
-        message.verify(signature, domain=expected_domain, timestamp=datetime.now(UTC))
+        message.verify(signature, domain=expected_domain, timestamp=now)
     except siwe.VerificationError as error:
         code, detail = _REASONS.get(type(error), ("verification_failed", "the message did not verify"))
         raise Unauthorized(detail, code=code) from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BadSignature):  # BadSignature: no key recovers from it (e.g. all zeros)
         raise Unauthorized("the signature is malformed", code="bad_signature") from None
     await _consume_nonce(session, message.nonce)
     return message.address

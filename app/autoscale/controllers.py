@@ -13,7 +13,9 @@ from litestar.channels import ChannelsPlugin
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
+from litestar.status_codes import WS_1008_POLICY_VIOLATION
 
+from app.auth.origins import origin_allowed
 from app.autoscale.schemas import AckRecordedFrame, History, OperatorErrorFrame, Signal
 from app.autoscale.service import (
     HISTORY_POINTS,
@@ -70,6 +72,9 @@ class AutoscaleController(Controller):
     async def operators(self, socket: WebSocket[Any, Any, Any], state: State, channels: ChannelsPlugin) -> None:
         """Each decision as it is made (the current one first); operators acknowledge them (README: "Autoscale")."""
         await socket.accept()
+        if not origin_allowed(socket.headers, state.settings):  # a foreign page may not listen in
+            await socket.close(WS_1008_POLICY_VIOLATION, "origin not allowed")
+            return
         autoscale: AutoscaleService = state.autoscale
         out = _OperatorSocket(socket)
         async with channels.start_subscription([autoscale.channel]) as subscriber:

@@ -88,7 +88,7 @@ def parse_operator_frame(raw: str | bytes | None) -> AckFrame:
         if field == "type":
             raise OperatorFrameError("unknown_type", "the only frame type is \"ack\"", field="type") from None
         raise OperatorFrameError("invalid_ack", str(error), field=field) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested past the decoder's depth guard
         raise OperatorFrameError("bad_frame", f"not JSON: send {ACK_EXAMPLE}") from None
 
 

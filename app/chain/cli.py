@@ -8,7 +8,7 @@ import sys
 import click
 
 from app.cli import with_settings
-from app.config import Settings
+from app.config import Settings, redact
 
 
 @click.group()
@@ -111,7 +111,7 @@ def deploy(settings: Settings, rpc_url: str, private_key_env: str) -> None:
         sys.exit(2)
     w3 = Web3(HTTPProvider(rpc_url))
     if not w3.is_connected():
-        click.echo(f"twin: cannot reach {rpc_url}", err=True)
+        click.echo(redact(f"twin: cannot reach {rpc_url}"), err=True)
         sys.exit(1)
     click.echo(f"deploying from {deployer.address} to chain {w3.eth.chain_id}", err=True)
     before = w3.eth.block_number  # nothing of the contracts can happen at or before this block

@@ -31,7 +31,7 @@ from app.chain.anvil import NodeError
 from app.chain.artifacts import load_artifact
 from app.chain.deploy import ContractAddresses
 from app.chain.embedded import EmbeddedChain
-from app.config import Settings
+from app.config import Settings, redact
 from app.errors import Unavailable
 
 log = structlog.get_logger()
@@ -155,7 +155,7 @@ async def connect_chain(settings: Settings) -> Chain:
         raise
     except Exception as error:  # noqa: BLE001 - any transport or JSON-RPC failure means "unreachable"
         await w3.provider.disconnect()
-        raise ChainError(f"TWIN_CHAIN_RPC_URL: cannot reach {url}: {type(error).__name__}: {error}") from None
+        raise ChainError(redact(f"TWIN_CHAIN_RPC_URL: cannot reach {url}: {type(error).__name__}: {error}")) from None
     return Chain(w3=w3, chain_id=chain_id, addresses=addresses, rpc_url=url,
                  deployment_block=settings.chain_deployment_block, **contracts_at(w3, addresses))
 

@@ -12,7 +12,7 @@ from msgspec import Struct
 from app.chain import jsonrpc
 from app.chain.client import Chain
 from app.chain.service import ChainFacts, chain_facts, fund
-from app.validation import parse_address
+from app.validation import parse_address, require_no_code
 
 
 class FaucetIn(Struct):
@@ -55,7 +55,7 @@ class DevChainController(Controller):
           status_code=200)
     async def faucet(self, state: State, data: FaucetIn) -> FaucetOut:
         chain: Chain = state.chain
-        address = parse_address(data.address)
+        address = await require_no_code(chain.w3, parse_address(data.address))
         funded = await fund(chain, address)
         return FaucetOut(address=address, eth=str(funded.eth), opg=str(funded.opg),
                          eth_balance=str(funded.eth_balance), opg_balance=str(funded.opg_balance))

@@ -17,10 +17,13 @@ from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LA
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_current_address
+from app.auth.origins import origin_allowed
 from app.auth.service import signed_in_address
+from app.auth.sessions import SESSION_COOKIE
 from app.avatars.service import get_avatar
 from app.chat import service
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
+from app.chat.sockets import SocketQuota, TooManySockets
 from app.db.engine import session_factory
 from app.errors import DATABASE_UNAVAILABLE
 from app.market.schemas import Page
@@ -31,12 +34,23 @@ log = structlog.get_logger()
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
 Limit = Annotated[int, Parameter(description="items per page, 1–100")]
+# A database id (BIGINT): a larger number would overflow the driver rather than find nothing.
+MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=2**63 - 1)]
 
 
-def _origin_allowed(socket: WebSocket[Any, Any, Any], allowed: list[str]) -> bool:
-    """Browsers send cookies with cross-site websocket handshakes: only listed origins may use the session."""
-    origin = socket.headers.get("origin")
-    return origin is None or "*" in allowed or origin in allowed
+def _socket_quota(state: State) -> SocketQuota:
+    """This app's count of open chat sockets, made at the first socket."""
+    quota: SocketQuota | None = state.get("chat_sockets")
+    if quota is None:
+        settings = state.settings
+        quota = SocketQuota(per_session=settings.chat_max_sockets_per_session,
+                            per_address=settings.chat_max_sockets_per_address)
+        state.chat_sockets = quota
+    return quota
+
+
+def _client_address(socket: WebSocket[Any, Any, Any]) -> str:
+    return socket.client.host if socket.client else "unknown"
 
 
 class _Socket:
@@ -60,10 +74,20 @@ class ChatController(Controller):
     @websocket("/ws/avatars/{avatar_id:str}/chat")
     async def chat(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
         """Chat with an avatar (signed in, holding a key): frames as in the README's "Chat" section."""
+        # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
+        try:
+            with _socket_quota(state).holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
+                await self._open(socket, state, avatar_id)
+        except TooManySockets as refused:  # raised on entry only: nothing was served
+            await socket.accept()
+            await socket.close(WS_1013_TRY_AGAIN_LATER, refused.detail)
+
+    async def _open(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
         await socket.accept()
         settings = state.settings
         fan = signed_in_address(socket.session)
-        if not _origin_allowed(socket, settings.cors_origins):
+        # Browsers send cookies with cross-site websocket handshakes: only our own or listed origins.
+        if not origin_allowed(socket.headers, settings):
             await socket.close(WS_1008_POLICY_VIOLATION, "origin not allowed")
             return
         if fan is None:
@@ -128,5 +152,5 @@ class ChatController(Controller):
     @get("/api/messages/{message_id:int}/attestation",
          summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
          dependencies={"address": Provide(provide_current_address)})
-    async def attestation(self, db_session: AsyncSession, message_id: int, address: str) -> ReplyAttestationOut:
+    async def attestation(self, db_session: AsyncSession, message_id: MessageId, address: str) -> ReplyAttestationOut:
         return await service.reply_attestation(db_session, message_id=message_id, viewer=address)

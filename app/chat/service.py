@@ -62,7 +62,6 @@ from app.proxy.client import (
     RequestRejected,
 )
 from app.proxy.verify import canonical_request, load_public_key, public_key_pem
-from app.validation import BadInput
 
 log = structlog.get_logger()
 
@@ -126,6 +125,14 @@ class Admission(Protocol):
 # ---------------------------------------------------------------- frames
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_frame(raw: str | bytes | None, *, max_frame_bytes: int, max_message_chars: int) -> IncomingMessage:
     """A client frame as a message, or :class:`FrameError` saying what is wrong with it."""
     if raw is None or isinstance(raw, bytes):
@@ -135,7 +142,7 @@ def parse_frame(raw: str | bytes | None, *, max_frame_bytes: int, max_message_ch
         raise FrameError("frame_too_large", f"a frame may hold at most {max_frame_bytes} bytes (got {size})")
     try:
         frame = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth guard
         raise FrameError("bad_frame", "not JSON: send {\"type\": \"message\", \"client_msg_id\": …, "
                                       "\"content\": …}") from None
     if not isinstance(frame, dict):
@@ -145,12 +152,14 @@ def parse_frame(raw: str | bytes | None, *, max_frame_bytes: int, max_message_ch
                          field="type")
     client_msg_id = frame.get("client_msg_id")
     if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= MAX_CLIENT_MSG_ID \
-            or not client_msg_id.isprintable():
+            or not client_msg_id.isprintable() or not _encodable(client_msg_id):
         raise FrameError("invalid_message", f"client_msg_id: a string of 1–{MAX_CLIENT_MSG_ID} printable characters",
                          field="client_msg_id")
     content = frame.get("content")
     if not isinstance(content, str) or not content.strip():
         raise FrameError("invalid_message", "content: a non-empty string", field="content")
+    if not _encodable(content):  # "\ud800" is valid JSON but no text: storing or sending it would fail
+        raise FrameError("invalid_message", "content: not valid Unicode text (a lone surrogate)", field="content")
     if len(content) > max_message_chars:
         raise FrameError("invalid_message", f"content: at most {max_message_chars} characters (got {len(content)})",
                          field="content")
@@ -558,10 +567,8 @@ async def thread_page(session: AsyncSession, *, avatar_id: str, fan: str, cursor
     """The fan's own thread with the avatar, newest first; the cursor is the last message's id."""
     query = select(ChatMessage).where(ChatMessage.avatar_id == avatar_id, ChatMessage.fan == fan) \
         .order_by(ChatMessage.id.desc()).limit(limit + 1)
-    after = market.decode_cursor(cursor)
+    after = market.decode_cursor(cursor, market.cursor_id)
     if after is not None:
-        if not isinstance(after[0], int) or isinstance(after[0], bool):
-            raise BadInput("cursor", "not a cursor this API returned")
         query = query.where(ChatMessage.id < after[0])
     messages = (await session.scalars(query)).all()
     page = messages[:limit]

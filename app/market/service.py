@@ -168,14 +168,33 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> list[Any] | None:
+MAX_ROW_ID = 2**63 - 1  # a database id (BIGINT): larger ones overflow the driver, not just miss
+
+
+def cursor_id(value: Any) -> bool:
+    """A row id, as trades and messages page by."""
+    return cursor_int(value) and 0 <= value <= MAX_ROW_ID
+
+
+def cursor_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def cursor_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def decode_cursor(cursor: str | None, *shape: Callable[[Any], bool]) -> list[Any] | None:
+    """The values a ``next_cursor`` carries, each checked by its place in ``shape``: a cursor is
+    client input, and a value of another type or size would fail deep in a comparison or a query."""
     if cursor is None:
         return None
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadInput("cursor", "not a cursor this API returned") from None
-    if not isinstance(values, list) or not values:
+    if not isinstance(values, list) or len(values) != len(shape) \
+            or not all(check(value) for check, value in zip(shape, values, strict=True)):
         raise BadInput("cursor", "not a cursor this API returned")
     return values
 
@@ -248,10 +267,8 @@ async def rankings(session: AsyncSession, *, divisor: int, sort: RankingSort, q:
         stats = market_stats(market, divisor, volumes.get(avatar.id, 0), chat_activity.get(avatar.id, (0, 0)))
         ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
     ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, cursor_str if sort is RankingSort.newest else cursor_int, cursor_str)
     if after is not None:
-        if len(after) != 2:
-            raise BadInput("cursor", "not a cursor this API returned")
         ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
     page = ranked[:limit]
     items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
@@ -282,10 +299,8 @@ async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, tr
         query = query.where(Trade.avatar_id == avatar_id)
     if trader is not None:
         query = query.where(Trade.trader == trader)
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, cursor_id)
     if after is not None:
-        if not isinstance(after[0], int):
-            raise BadInput("cursor", "not a cursor this API returned")
         query = query.where(Trade.id < after[0])
     trades = (await session.scalars(query)).all()
     page = trades[:limit]
@@ -297,10 +312,8 @@ async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, 
     """Largest holders first (ties by address)."""
     rows = (await session.scalars(select(Holding).where(Holding.avatar_id == avatar_id))).all()
     ranked = sorted(((row.balance, row.holder) for row in rows), reverse=True)
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, cursor_int, cursor_str)
     if after is not None:
-        if len(after) != 2:
-            raise BadInput("cursor", "not a cursor this API returned")
         ranked = [row for row in ranked if row < (after[0], after[1])]
     page = ranked[:limit]
     next_cursor = encode_cursor(*page[-1]) if len(ranked) > limit else None

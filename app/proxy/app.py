@@ -21,6 +21,7 @@ from litestar.datastructures import State
 from litestar.openapi.config import OpenAPIConfig
 
 from app.chain.client import Chain
+from app.hardening import keep_recursion_limit_sane
 from app.proxy.asgi import StreamingASGITransport, running_lifespan
 from app.proxy.config import ProxySettings
 from app.proxy.controllers import ChatCompletionsController, NodeInfoController
@@ -31,6 +32,7 @@ from app.proxy.payments import PAYMENT_HEADERS
 
 def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | None = None) -> Litestar:
     """A node on ``chain``; ``endpoint`` is the URL it registers (default: TWIN_PROXY_PUBLIC_URL)."""
+    keep_recursion_limit_sane()
     node = ProxyNode.build(settings, chain, endpoint=endpoint)
 
     def lifespan(_: Litestar) -> AbstractAsyncContextManager[None]:

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.config import ConfigError
+from app.config import ConfigError, describe_settings_error
 
 OFFLINE_DEMO_MODEL = "twin-offline-demo"
 
@@ -178,21 +178,9 @@ class ProxySettings(BaseSettings):
         }
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = [str(part) for part in first["loc"]]
-    variable = f"TWIN_PROXY_{location[0].upper()}" if location else "TWIN_PROXY_?"
-    where = ".".join(location[1:])
-    message = first["msg"].removeprefix("Value error, ")
-    given = first.get("input")
-    # Scalars are echoed to show what was read; secrets and whole JSON documents are not.
-    shown = f" (got {given!r})" if isinstance(given, str | int | float) and "KEY" not in variable else ""
-    return f"{variable}: {where + ': ' if where else ''}{message}{shown}"[:500]
-
-
 def load_proxy_settings() -> ProxySettings:
     """Read and validate ``TWIN_PROXY_*``; raise ConfigError with one readable line."""
     try:
         return ProxySettings()
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(describe_settings_error(error, "TWIN_PROXY_")) from None

@@ -148,7 +148,9 @@ class PaymentGate:
         try:
             sent = decode_payment_signature_header(header_value)
             payload = self._as_v2(sent, requirements)
-        except (ValueError, ValidationError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError):
+            _check_exact_shape(payload.payload)
+        except (ValueError, ValidationError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError,
+                RecursionError):  # RecursionError: JSON nested past the decoder's depth guard
             raise await self._refusal(requirements, resource_url, ERR_MALFORMED_PAYMENT) from None
         except _Mismatch as mismatch:
             raise await self._refusal(requirements, resource_url, mismatch.reason) from None
@@ -208,6 +210,21 @@ class PaymentGate:
                 V1_NETWORK_CHAIN_IDS.get(payload.network) != int(self._terms.network.partition(":")[2]):
             raise _Mismatch(ERR_NETWORK_MISMATCH)
         return PaymentPayload(payload=payload.payload, accepted=requirements)
+
+
+_AUTHORIZATION_FIELDS = ("from", "to", "value", "validAfter", "validBefore", "nonce")
+
+
+def _check_exact_shape(payload: object) -> None:
+    """The ``exact`` scheme's payload: an authorization of strings and a string signature. The x402
+    verifier assumes that shape and fails on any other with errors that read as the chain's, so a
+    payer's wrong types are refused here as malformed (402), not reported as an outage (503)."""
+    authorization = payload.get("authorization") if isinstance(payload, dict) else None
+    signature = payload.get("signature") if isinstance(payload, dict) else None
+    if not isinstance(authorization, dict) or not isinstance(signature, str) \
+            or not all(isinstance(authorization.get(name), str) for name in _AUTHORIZATION_FIELDS):
+        raise ValueError("the exact scheme's payload is {authorization: {from, to, value, validAfter, "
+                         "validBefore, nonce: strings}, signature: string}")
 
 
 class _Mismatch(Exception):

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
@@ -30,9 +35,16 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
                           engine_callback=_add_filters)
 
 
+def no_nul_in_path(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A NUL byte names no file; the filesystem calls would raise on it (a 500) instead of missing."""
+    if "\x00" in connection.scope["path"]:
+        raise NotFoundException("no such file")
+
+
 def static_routers() -> list[Router]:
     return [
-        create_static_files_router(path="/static", directories=[FRONTEND_DIR / "static"]),
-        *(create_static_files_router(path=path, directories=[directory], name=path.strip("/").replace("/", "-"))
+        create_static_files_router(path="/static", directories=[FRONTEND_DIR / "static"], guards=[no_nul_in_path]),
+        *(create_static_files_router(path=path, directories=[directory], name=path.strip("/").replace("/", "-"),
+                                     guards=[no_nul_in_path])
           for path, directory in VENDORED_PACKAGES.items()),
     ]
