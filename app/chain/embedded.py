@@ -19,6 +19,7 @@ matches the chain: the contracts are deployed again and ``state_lost`` says so.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,9 +126,14 @@ class EmbeddedChain:
         return str(self.call("evm_snapshot"))
 
     def revert_to_snapshot(self, snapshot_id: str) -> None:
-        """Drop every block mined since ``take_snapshot`` returned ``snapshot_id``."""
+        """Drop every block mined since ``take_snapshot`` returned ``snapshot_id``.
+
+        anvil also winds its clock back to the snapshot's time, and it would then run behind ours by
+        however long ago that was (heartbeats would look stale): it is set to now again."""
         if self.call("evm_revert", snapshot_id) is not True:
             raise NodeError(f"evm_revert: no snapshot {snapshot_id}")
+        latest = int(self.w3.eth.get_block("latest")["timestamp"])
+        self.call("evm_setTime", max(int(time.time()), latest))
 
     def mine_blocks(self, count: int = 1) -> None:
         self.call("anvil_mine", hex(count))
@@ -153,10 +159,14 @@ class EmbeddedChain:
 
     def hold_base_fee(self) -> None:
         """Keep the base fee near its setting: EIP-1559 lowers it after every block below its gas
-        target, which on a node that mines one transaction per block is every block."""
+        target, which on a node that mines one transaction per block is every block. It is raised at
+        most 1.5× above the latest block's, so a wallet that offers twice that (ethers, web3.py and
+        MetaMask do) is never priced out by the raise."""
         target = self.node.options.base_fee_wei
-        if self.w3.eth.gas_price < target * 7 // 8:  # the next block's base fee (the node asks no tip)
-            self.call("anvil_setNextBlockBaseFeePerGas", hex(target))
+        latest = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        wanted = min(target, latest * 3 // 2)
+        if self.w3.eth.gas_price < wanted:  # gas_price: the next block's base fee (the node asks no tip)
+            self.call("anvil_setNextBlockBaseFeePerGas", hex(wanted))
 
 
 def _load_or_deploy(w3: Web3, settings: Settings,

@@ -129,12 +129,18 @@ def test_the_base_fee_is_held_where_it_was_set(tmp_path: Path) -> None:
     chain = EmbeddedChain.start(settings_in(tmp_path))
     try:
         target = chain.node.options.base_fee_wei
-        chain.mine_blocks(40)  # empty blocks: EIP-1559 lowers the base fee after each
-        assert chain.w3.eth.gas_price < target // 2
+        chain.mine_blocks(8)  # empty blocks: EIP-1559 lowers the base fee after each
+        low = chain.w3.eth.get_block("latest")["baseFeePerGas"]
+        assert low < target // 2
 
-        chain.hold_base_fee()
-        chain.mine_blocks(1)
-        assert chain.w3.eth.get_block("latest")["baseFeePerGas"] == target
+        fees = []
+        for _ in range(4):  # raised a step at a time, never beyond what wallets offer (twice the latest)
+            chain.hold_base_fee()
+            chain.mine_blocks(1)
+            fees.append(chain.w3.eth.get_block("latest")["baseFeePerGas"])
+        assert fees[0] == low * 3 // 2
+        assert all(later <= 2 * earlier for earlier, later in zip([low, *fees], fees, strict=False))
+        assert fees[-1] == target
     finally:
         chain.close()
 
@@ -155,3 +161,15 @@ async def test_a_backend_on_a_chain_that_lost_its_state_says_so(tmp_path: Path, 
     assert ready.status_code == 200
     assert ready.json()["dependencies"]["chain"].startswith("ok: the embedded chain's saved state was lost")
     assert facts["state_lost"] is True
+
+
+def test_a_revert_leaves_the_chains_clock_on_ours(tmp_path: Path) -> None:
+    chain = EmbeddedChain.start(settings_in(tmp_path))
+    try:
+        snapshot = chain.take_snapshot()
+        time.sleep(3)
+        chain.revert_to_snapshot(snapshot)
+        chain.mine_blocks(1)
+        assert chain.w3.eth.get_block("latest")["timestamp"] >= int(time.time()) - 1
+    finally:
+        chain.close()
