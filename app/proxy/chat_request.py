@@ -75,6 +75,9 @@ def parse_chat_request(body: dict[str, Any], *, known_models: Mapping[str, Any],
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n", code="unsupported_value")
+    if body.get("web_search"):  # refused before payment: what a search fetched could not be attested
+        raise InvalidRequest("web_search is not offered by this node: a reply built on search results it "
+                             "fetched could not be attested", param="web_search", code="unsupported_parameter")
     return ChatRequest(
         body=body,
         model=model,

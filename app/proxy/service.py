@@ -219,7 +219,7 @@ class CompletionService:
             metrics.TOKENS.labels(completion.request.model, "prompt").inc(reply.usage.prompt_tokens)
             metrics.TOKENS.labels(completion.request.model, "completion").inc(reply.usage.completion_tokens)
         if completion.level != "none":
-            output = output_for_hash("".join(reply.text), reply.tool_calls)
+            output = output_for_hash("".join(reply.text), reply.tool_calls, reply.finish_reason)
             fields |= self._identity.sign(completion.request.body, output, int(time.time())).as_fields()
         return fields
 

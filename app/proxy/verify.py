@@ -8,7 +8,8 @@ clients can check our replies and we can check theirs:
   ``stop``, ``tools``, ``response_format`` when present;
 * ``request_hash = keccak256(json.dumps(canonical, sort_keys=True))``;
 * ``output_hash = keccak256(assistant text)``, or of ``json.dumps(tool_calls, sort_keys=True)``
-  for a tool-call reply;
+  when the reply finished with ``finish_reason == "tool_calls"`` (any other finish hashes the text,
+  as OpenGradient's verifier does);
 * signature: RSA-PSS (SHA-256, MGF1-SHA-256, salt 32 bytes) over
   ``keccak256(request_hash ‖ output_hash ‖ uint256(timestamp))``;
 * ``tee_id = 0x + keccak256(DER SubjectPublicKeyInfo of the signing key)``.
@@ -143,9 +144,10 @@ def canonical_request_bytes(canonical: Mapping[str, Any]) -> bytes:
     return json.dumps(canonical, sort_keys=True).encode("utf-8")
 
 
-def output_for_hash(text: str, tool_calls: Sequence[Mapping[str, Any]] | None = None) -> str:
-    """What the output hash covers: the tool calls when the reply is a tool call, else the text."""
-    return json.dumps(list(tool_calls), sort_keys=True) if tool_calls else text
+def output_for_hash(text: str, tool_calls: Sequence[Mapping[str, Any]] | None = None,
+                    finish_reason: str | None = "tool_calls") -> str:
+    """What the output hash covers: the tool calls when the reply finished as a tool call, else the text."""
+    return json.dumps(list(tool_calls), sort_keys=True) if tool_calls and finish_reason == "tool_calls" else text
 
 
 def request_hash(body: Mapping[str, Any]) -> str:

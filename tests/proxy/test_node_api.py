@@ -185,6 +185,9 @@ async def test_client_disconnect_cancels_the_upstream_and_charges_nothing(
          "invalid_type"),
         (b'{"model": "claude-fake", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "x"}]}',
          "tools", "unsupported_value"),
+        # Refused before payment: the node could not attest what a search fetched.
+        (b'{"model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}], "web_search": true}',
+         "web_search", "unsupported_parameter"),
     ],
 )
 async def test_bad_input_is_400_naming_the_field(http: httpx.AsyncClient, body: bytes, param: str | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,6 +18,7 @@ from app.proxy.verify import (
     canonical_request,
     canonical_request_bytes,
     output_for_hash,
+    output_hash,
     public_key_der,
     tee_id_for,
     verify_reply,
@@ -168,3 +170,12 @@ def test_attestation_document_says_dev_and_names_the_code() -> None:
     assert document["code_measurement"] == code_measurement()
     assert len(document["code_measurement"]) == 66
     assert base64.b64decode(document["public_key_der_base64"]) == identity.public_key_der
+
+
+def test_a_tool_call_reply_hashes_as_opengradient_does_whatever_its_finish_reason() -> None:
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    # OpenGradient's verifier hashes the tool calls only when the reply finished as a tool call.
+    assert output_hash(output_for_hash("Sure.", calls, "tool_calls")) == keccak(
+        json.dumps(calls, sort_keys=True).encode()).hex()
+    assert output_hash(output_for_hash("Sure.", calls, "stop")) == keccak(b"Sure.").hex()
+    assert output_hash(output_for_hash("Sure.", None, "stop")) == keccak(b"Sure.").hex()
