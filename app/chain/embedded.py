@@ -128,12 +128,25 @@ class EmbeddedChain:
     def revert_to_snapshot(self, snapshot_id: str) -> None:
         """Drop every block mined since ``take_snapshot`` returned ``snapshot_id``.
 
-        anvil also winds its clock back to the snapshot's time, and it would then run behind ours by
-        however long ago that was (heartbeats would look stale): it is set to now again."""
+        Transactions still being mined are waited for first: anvil answers a send before it mines
+        it, and a block mined after the revert would outlive it. anvil also winds its clock back to
+        the snapshot's time, and it would then run behind ours by however long ago that was
+        (heartbeats would look stale): it is set to now again, and a block mined so the latest one
+        says so, as on a live chain."""
+        self.wait_until_mined()
         if self.call("evm_revert", snapshot_id) is not True:
             raise NodeError(f"evm_revert: no snapshot {snapshot_id}")
         latest = int(self.w3.eth.get_block("latest")["timestamp"])
         self.call("evm_setTime", max(int(time.time()), latest))
+        self.mine_blocks(1)
+
+    def wait_until_mined(self, timeout_s: float = 10.0) -> None:
+        """Return once the node's pool holds no transaction (automine takes them a block each)."""
+        deadline = time.monotonic() + timeout_s
+        while any(int(count, 16) for count in self.call("txpool_status").values()):
+            if time.monotonic() > deadline:
+                raise NodeError(f"transactions still pending after {timeout_s:g}s")
+            time.sleep(0.01)
 
     def mine_blocks(self, count: int = 1) -> None:
         self.call("anvil_mine", hex(count))

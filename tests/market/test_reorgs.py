@@ -1,14 +1,36 @@
 """Re-orgs of depth 1, 5 and 64 on the real node (anvil_reorg) while fans keep trading: the index
-ends equal to the chain, with no trade missing and none twice."""
+ends equal to the chain, with no trade missing and none twice.
+
+They run on a node of their own: anvil keeps the states a re-org rebuilds from in a bounded cache
+that the session node's hundreds of reverted test blocks would have crowded out."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.chain.client import Chain
+from app.chain.client import Chain, chain_from_embedded
+from app.chain.embedded import EmbeddedChain
+from tests.conftest import chain_of_its_own, close_quietly
 from tests.helpers import avatar_bytes, buy, index, index_differences, launch, sell, sync_twin_keys, view
+
+
+@pytest.fixture(scope="module")
+def own_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedChain]:
+    with chain_of_its_own(tmp_path_factory) as embedded:
+        yield embedded
+
+
+@pytest.fixture
+async def chain(own_node: EmbeddedChain) -> AsyncIterator[Chain]:
+    snapshot = own_node.take_snapshot()
+    chain = chain_from_embedded(own_node)
+    yield chain
+    await close_quietly(chain)
+    own_node.revert_to_snapshot(snapshot)
 
 
 @pytest.mark.parametrize("depth", [1, 5, 64])
