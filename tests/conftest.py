@@ -9,6 +9,7 @@ PostgreSQL database instead of SQLite.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -20,18 +21,30 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
+from app.chain.anvil import AnvilNode
 from app.chain.client import Chain, chain_from_embedded
 from app.chain.embedded import EmbeddedChain
 from app.config import Settings
 from app.db import migrate
 from app.db.all_models import metadata
 from app.db.engine import create_engine
+from tests.helpers import CHAIN_STATE_DIRS
 
 POSTGRES_URL = os.environ.get("TWIN_TEST_DATABASE_URL")
-# Every Settings() of the session, wherever a test builds one, finds the session's node here and
-# never the checkout's own var/chain.
+# A Settings() that a test builds without saying where the chain is never reaches the checkout's
+# own var/chain, nor the session's node (whose state every test reverts): such apps share a node
+# of their own here.
+STRAY_CHAIN_STATE_DIR = Path(tempfile.mkdtemp(prefix="twin-test-stray-chain-"))
+os.environ["TWIN_CHAIN_STATE_DIR"] = str(STRAY_CHAIN_STATE_DIR)
 CHAIN_STATE_DIR = Path(tempfile.mkdtemp(prefix="twin-test-chain-"))
-os.environ["TWIN_CHAIN_STATE_DIR"] = str(CHAIN_STATE_DIR)
+
+
+def pytest_sessionfinish() -> None:
+    """No node outlives the session, even one a killed server or a test that never let go left."""
+    for state_dir in (STRAY_CHAIN_STATE_DIR, CHAIN_STATE_DIR, *CHAIN_STATE_DIRS):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            AnvilNode.terminate(int(json.loads((state_dir / "node.json").read_text())["pid"]))
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def sqlite_url(path: Path) -> str:
@@ -77,10 +90,9 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def embedded_chain() -> Iterator[EmbeddedChain]:
     """One anvil node for the session; each test runs between a snapshot and its revert."""
-    chain = EmbeddedChain.start(Settings())
+    chain = EmbeddedChain.start(Settings(chain_state_dir=CHAIN_STATE_DIR))
     yield chain
     chain.close()
-    shutil.rmtree(CHAIN_STATE_DIR, ignore_errors=True)
 
 
 @contextlib.contextmanager

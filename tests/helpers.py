@@ -28,6 +28,8 @@ from app.market import curve
 
 TWIN = Path(sys.executable).with_name("twin")
 FAR_DEADLINE = 2**63
+# Where served processes keep their nodes: a node a killed process left running is stopped at the end.
+CHAIN_STATE_DIRS: list[Path] = []
 MAX_COST = 2**255
 
 
@@ -35,7 +37,9 @@ def env_without_twin_settings() -> dict[str, str]:
     """This environment without TWIN_* settings, but for an embedded chain of its own in a fresh
     directory (never the checkout's var/chain); pass TWIN_CHAIN_STATE_DIR to choose one."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
-    return env | {"TWIN_CHAIN_STATE_DIR": tempfile.mkdtemp(prefix="twin-test-chain-")}
+    state_dir = tempfile.mkdtemp(prefix="twin-test-chain-")
+    CHAIN_STATE_DIRS.append(Path(state_dir))
+    return env | {"TWIN_CHAIN_STATE_DIR": state_dir}
 
 
 def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

@@ -187,7 +187,7 @@ class AnvilNode:
             except (OSError, ValueError, KeyError, TypeError):
                 return False
             node_file.unlink(missing_ok=True)
-            cls._terminate(pid)
+            cls.terminate(pid)
             return True
 
     def restart_if_dead(self) -> bool:
@@ -254,10 +254,10 @@ class AnvilNode:
         return process.pid, port
 
     def _stop(self) -> None:
-        self._terminate(self.pid)
+        self.terminate(self.pid)
 
     @staticmethod
-    def _terminate(pid: int) -> None:
+    def terminate(pid: int) -> None:
         """SIGTERM (anvil writes its state as it exits), then SIGKILL if it has not ended in time."""
         if not process_alive(pid):
             return
