@@ -25,7 +25,7 @@ from app.chat import service
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
 from app.chat.sockets import SocketQuota, TooManySockets
 from app.db.engine import session_factory
-from app.errors import DATABASE_UNAVAILABLE
+from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.market.schemas import Page
 from app.market.service import check_limit
 from app.validation import BadInput, parse_avatar_id
@@ -142,7 +142,7 @@ class ChatController(Controller):
                     await replying
 
     @get("/api/avatars/{avatar_id:str}/messages", summary="The signed-in fan's thread with an avatar, newest first",
-         dependencies={"address": Provide(provide_current_address)})
+         dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
     async def thread(self, db_session: AsyncSession, avatar_id: str, address: str, cursor: Cursor = None,
                      limit: Limit = 50) -> Page[ChatMessageOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
@@ -151,6 +151,6 @@ class ChatController(Controller):
 
     @get("/api/messages/{message_id:int}/attestation",
          summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
-         dependencies={"address": Provide(provide_current_address)})
+         dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
     async def attestation(self, db_session: AsyncSession, message_id: MessageId, address: str) -> ReplyAttestationOut:
         return await service.reply_attestation(db_session, message_id=message_id, viewer=address)
