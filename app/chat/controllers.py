@@ -27,15 +27,15 @@ from app.chat.sockets import SocketQuota, TooManySockets
 from app.db.engine import session_factory
 from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.market.schemas import Page
-from app.market.service import check_limit
+from app.market.service import MAX_ROW_ID, check_limit
 from app.validation import BadInput, parse_avatar_id
 
 log = structlog.get_logger()
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
 Limit = Annotated[int, Parameter(description="items per page, 1–100")]
-# A database id (BIGINT): a larger number would overflow the driver rather than find nothing.
-MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=2**63 - 1)]
+# A row id (app.market.service.MAX_ROW_ID): a larger number would overflow the driver rather than find nothing.
+MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=MAX_ROW_ID)]
 
 
 def _socket_quota(state: State) -> SocketQuota:
