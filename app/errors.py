@@ -5,9 +5,11 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -50,6 +52,37 @@ class Unavailable(AppError):
 
     status_code, code = 503, "unavailable"
     retry_after_s = 2
+
+
+class ErrorOut(msgspec.Struct):
+    """Every error's body. ``error`` is a stable code (e.g. ``invalid_request``, ``not_found``,
+    ``database_unavailable``), ``detail`` says what was wrong; ``field`` names the offending input
+    when there is one. Some errors add fields of their own."""
+
+    error: str
+    detail: str
+    field: str | msgspec.UnsetType = msgspec.UNSET
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: a malformed or out-of-range parameter or body (``field`` names it when it can)",
+    401: "Not signed in, or a sign-in message or signature that does not hold",
+    403: "Not allowed: not the avatar's creator, or a session used from a foreign origin (``csrf``)",
+    404: "Nothing with that id",
+    409: "Conflicts with what exists (a taken handle)",
+    415: "With a session cookie, request bodies must be JSON",
+    429: "Too many requests; retry after ``Retry-After`` seconds",
+    503: "A dependency (database, chain) is busy or unreachable; retry after ``Retry-After`` seconds",
+}
+# A request with the session cookie that changes state: from the service's own origin, with a JSON body.
+SESSION_WRITE = (403, 415)
+
+
+def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI ``responses`` of a route's errors, each in the shape this module answers with
+    (Litestar documents its own ``{status_code, detail, extra}`` otherwise)."""
+    return {code: ResponseSpec(data_container=ErrorOut, description=ERROR_DESCRIPTIONS[code],
+                               generate_examples=False) for code in sorted(set(status_codes))}
 
 
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:

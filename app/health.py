@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+import msgspec
 from litestar import Controller, Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,6 +41,16 @@ async def _run(check: ReadinessCheck) -> str:
     return f"ok: {note}" if note else "ok"
 
 
+class Readiness(msgspec.Struct):
+    """``dependencies`` maps each dependency to ``ok``, ``ok: <note>`` or ``down: <why>``; when one is
+    down, ``status`` is ``unavailable`` and ``error``/``detail`` name it in the shared error shape."""
+
+    status: str
+    dependencies: dict[str, str]
+    error: str | msgspec.UnsetType = msgspec.UNSET
+    detail: str | msgspec.UnsetType = msgspec.UNSET
+
+
 class HealthController(Controller):
     include_in_schema = True
     tags = ["health"]
@@ -47,13 +59,24 @@ class HealthController(Controller):
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", summary="Readiness: each dependency's state; 503 names what failed")
-    async def readyz(self, state: State) -> Response[dict[str, Any]]:
+    @get("/readyz", summary="Readiness: each dependency's state; 503 names what failed",
+         responses={503: ResponseSpec(Readiness, description="A dependency is down", generate_examples=False)})
+    async def readyz(self, state: State) -> Response[Readiness]:
         checks: dict[str, ReadinessCheck] = state.get("readiness_checks", {})
         results = await asyncio.gather(*(_run(check) for check in checks.values()))
         dependencies = dict(zip(checks, results, strict=True))
         failed = [name for name, result in dependencies.items() if not result.startswith("ok")]
-        body: dict[str, Any] = {"status": "ok" if not failed else "unavailable", "dependencies": dependencies}
         if failed:
-            body |= {"error": "not_ready", "detail": f"unavailable: {', '.join(failed)}"}
-        return Response(body, status_code=503 if failed else 200)
+            return Response(Readiness(status="unavailable", dependencies=dependencies, error="not_ready",
+                                      detail=f"unavailable: {', '.join(failed)}"), status_code=503)
+        return Response(Readiness(status="ok", dependencies=dependencies))
+
+
+class MetricsController(Controller):
+    """Prometheus's text exposition format (Litestar's own controller documents it as JSON)."""
+
+    tags = ["health"]
+
+    @get("/metrics", summary="Prometheus metrics (text exposition format)", media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self) -> Response[str]:
+        return Response(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)

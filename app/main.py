@@ -17,7 +17,7 @@ from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.exceptions import NotFoundException
 from litestar.logging.config import StructLoggingConfig
 from litestar.openapi.config import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
@@ -44,7 +44,7 @@ from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
-from app.health import HealthController, database_check, register_check
+from app.health import HealthController, MetricsController, database_check, register_check
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
@@ -163,7 +163,7 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 
 ROUTES: list[ControllerRouterHandler] = [
-    HealthController, PrometheusController, ChainController, AuthController, AvatarController, MarketController,
+    HealthController, MetricsController, ChainController, AuthController, AvatarController, MarketController,
     ChatController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
 ]
 

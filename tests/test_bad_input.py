@@ -24,7 +24,8 @@ async def test_json_bodies_that_are_not_utf8_are_400_naming_the_body(client: Asy
         assert response.json()["field"] == "body"
 
 
-@pytest.mark.parametrize("message_id", [2**63, 2**64 + 5, 10**30, 0, -1])
+# 2**31 and up: the id column is 32-bit on PostgreSQL, where they were a 500 (schemathesis found it).
+@pytest.mark.parametrize("message_id", [2**31, 2**63 - 1, 2**63, 2**64 + 5, 10**30, 0, -1])
 async def test_attestation_ids_out_of_range_are_400(client: AsyncTestClient[Litestar], chain: Chain,
                                                     message_id: int) -> None:
     await sign_in(client, chain.dev_accounts[2])

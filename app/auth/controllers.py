@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service
 from app.auth.deps import provide_current_address
 from app.auth.sessions import rotate_session
-from app.errors import AppError
+from app.errors import SESSION_WRITE, AppError, error_responses
 
 
 class NonceOut(Struct):
@@ -46,12 +46,14 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @get("/nonce", summary="A single-use nonce for an EIP-4361 message (expires in 10 minutes)")
+    @get("/nonce", summary="A single-use nonce for an EIP-4361 message (expires in 10 minutes)",
+         responses=error_responses(503))
     async def nonce(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession) -> NonceOut:
         nonce = await service.issue_nonce(db_session)
         return NonceOut(nonce=nonce, domain=expected_domain(request, state), chain_id=state.chain.chain_id)
 
-    @post("/verify", summary="Sign in: an EIP-4361 message and its signature open a session")
+    @post("/verify", summary="Sign in: an EIP-4361 message and its signature open a session",
+          responses=error_responses(400, 401, 503, *SESSION_WRITE))
     async def verify(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession,
                      data: SignInIn) -> SignedInOut:
         address = await service.verify_sign_in(
@@ -62,11 +64,12 @@ class AuthController(Controller):
         request.set_session({service.SESSION_ADDRESS_KEY: address})
         return SignedInOut(address=address)
 
-    @post("/logout", summary="End the session", status_code=200)
+    @post("/logout", summary="End the session", status_code=200, responses=error_responses(*SESSION_WRITE))
     async def logout(self, request: Request[Any, Any, Any]) -> dict[str, bool]:
         request.clear_session()
         return {"signed_out": True}
 
-    @get("/me", summary="The signed-in address", dependencies={"address": Provide(provide_current_address)})
+    @get("/me", summary="The signed-in address", dependencies={"address": Provide(provide_current_address)},
+         responses=error_responses(401))
     async def me(self, address: str) -> SignedInOut:
         return SignedInOut(address=address)

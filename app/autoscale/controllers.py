@@ -23,6 +23,7 @@ from app.autoscale.service import (
     OperatorFrameError,
     parse_operator_frame,
 )
+from app.errors import error_responses
 
 ModelQuery = Annotated[str | None, Parameter(description="narrow the breakdown to this model", max_length=128)]
 PointsQuery = Annotated[int, Parameter(description=f"most recent points, 1–{HISTORY_POINTS}", ge=1,
@@ -58,12 +59,14 @@ class AutoscaleController(Controller):
     tags = ["autoscale"]
 
     @get("/api/autoscale/signal", summary="The autoscaler's decision: desired and current nodes, per-model "
-                                          "breakdown, decision id and reason (KEDA metrics-api: desired_nodes)")
+                                          "breakdown, decision id and reason (KEDA metrics-api: desired_nodes)",
+         responses=error_responses(400, 404))
     async def signal(self, state: State, model: ModelQuery = None) -> Signal:
         autoscale: AutoscaleService = state.autoscale
         return await autoscale.signal(model)
 
-    @get("/api/autoscale/history", summary="Recent demand, forecast, desired and current nodes, oldest first")
+    @get("/api/autoscale/history", summary="Recent demand, forecast, desired and current nodes, oldest first",
+         responses=error_responses(400))
     async def history(self, state: State, points: PointsQuery = HISTORY_POINTS) -> History:
         autoscale: AutoscaleService = state.autoscale
         return autoscale.history(points)

@@ -16,9 +16,10 @@ from app.avatars import service
 from app.avatars.models import Avatar
 from app.avatars.schemas import AvatarCreate, AvatarLaunched, AvatarMetadata, AvatarProfile, AvatarUpdate
 from app.chat import service as chat
+from app.errors import SESSION_WRITE, error_responses
 from app.market import service as market
 from app.market.schemas import Page, RankedAvatar, RankingSort
-from app.validation import parse_avatar_id
+from app.validation import AvatarIdParam, parse_avatar_id
 
 
 def public_base_url(request: Request[Any, Any, Any], state: State) -> str:
@@ -58,35 +59,40 @@ class AvatarController(Controller):
     tags = ["avatars"]
 
     @post("/", summary="Launch an avatar (signed in); then create it on-chain from the same wallet",
-          dependencies={"address": Provide(provide_current_address)}, status_code=201)
+          dependencies={"address": Provide(provide_current_address)}, status_code=201,
+          responses=error_responses(400, 401, 409, 503, *SESSION_WRITE))
     async def launch(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession, address: str,
                      data: AvatarCreate) -> AvatarLaunched:
         avatar = await service.create_avatar(db_session, creator=address, data=data,
                                              public_base_url=public_base_url(request, state))
         return launched(avatar)
 
-    @get("/", summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats or newest")
+    @get("/", summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats or newest",
+         responses=error_responses(400, 503))
     async def rankings(self, state: State, db_session: AsyncSession, sort: RankingSort = RankingSort.market_cap,
                        q: Annotated[str | None, Parameter(max_length=64)] = None,
                        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
-                       limit: int = 20) -> Page[RankedAvatar]:
+                       limit: Annotated[int, Parameter(description="items per page, 1–100", schema_extra={
+                           "minimum": 1, "maximum": 100})] = 20) -> Page[RankedAvatar]:
         return await ranked_page(db_session, state, sort=sort, q=q, cursor=cursor, limit=limit)
 
     @get("/{avatar_id:str}", summary="Public profile with market data (the persona only for its creator)",
-         dependencies={"viewer": Provide(provide_optional_address)})
-    async def get_profile(self, state: State, db_session: AsyncSession, avatar_id: str,
+         dependencies={"viewer": Provide(provide_optional_address)}, responses=error_responses(400, 404, 503))
+    async def get_profile(self, state: State, db_session: AsyncSession, avatar_id: AvatarIdParam,
                           viewer: str | None) -> AvatarProfile:
         avatar = await service.get_avatar(db_session, parse_avatar_id(avatar_id))
         return await profile(db_session, state, avatar, viewer)
 
     @patch("/{avatar_id:str}", summary="Edit an avatar (its creator only)",
-           dependencies={"address": Provide(provide_current_address)})
-    async def edit(self, state: State, db_session: AsyncSession, avatar_id: str, address: str,
+           dependencies={"address": Provide(provide_current_address)},
+           responses=error_responses(400, 401, 403, 404, 503, *SESSION_WRITE))
+    async def edit(self, state: State, db_session: AsyncSession, avatar_id: AvatarIdParam, address: str,
                    data: AvatarUpdate) -> AvatarProfile:
         avatar = await service.update_avatar(db_session, avatar_id=parse_avatar_id(avatar_id), editor=address,
                                              changes=data)
         return await profile(db_session, state, avatar, address)
 
-    @get("/{avatar_id:str}/metadata", summary="The public metadata document the on-chain URI points to")
-    async def metadata(self, db_session: AsyncSession, avatar_id: str) -> AvatarMetadata:
+    @get("/{avatar_id:str}/metadata", summary="The public metadata document the on-chain URI points to",
+         responses=error_responses(400, 404, 503))
+    async def metadata(self, db_session: AsyncSession, avatar_id: AvatarIdParam) -> AvatarMetadata:
         return service.metadata_of(await service.get_avatar(db_session, parse_avatar_id(avatar_id)))

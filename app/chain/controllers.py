@@ -12,6 +12,7 @@ from msgspec import Struct
 from app.chain import jsonrpc
 from app.chain.client import Chain
 from app.chain.service import ChainFacts, chain_facts, fund
+from app.errors import SESSION_WRITE, error_responses
 from app.validation import parse_address, require_no_code
 
 
@@ -36,7 +37,7 @@ class ChainController(Controller):
         return chain_facts(state.chain, public_base)
 
     @post("/rpc", summary="JSON-RPC 2.0 onto the chain for wallets (standard reads and eth_sendRawTransaction)",
-          status_code=200)
+          status_code=200, responses=error_responses(400, *SESSION_WRITE))
     async def rpc(self, request: Request[Any, Any, Any], state: State) -> Any:
         try:
             payload = await request.json()
@@ -52,7 +53,7 @@ class DevChainController(Controller):
     tags = ["embedded chain"]
 
     @post("/api/dev/faucet", summary="Fund an address with 100 ETH and 10,000 OPG (embedded chain only)",
-          status_code=200)
+          status_code=200, responses=error_responses(400, 503, *SESSION_WRITE))
     async def faucet(self, state: State, data: FaucetIn) -> FaucetOut:
         chain: Chain = state.chain
         address = await require_no_code(chain.w3, parse_address(data.address))

@@ -25,17 +25,17 @@ from app.chat import service
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
 from app.chat.sockets import SocketQuota, TooManySockets
 from app.db.engine import session_factory
-from app.errors import DATABASE_UNAVAILABLE
+from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.market.schemas import Page
-from app.market.service import check_limit
-from app.validation import BadInput, parse_avatar_id
+from app.market.service import MAX_ROW_ID, check_limit
+from app.validation import AvatarIdParam, BadInput, parse_avatar_id
 
 log = structlog.get_logger()
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
-Limit = Annotated[int, Parameter(description="items per page, 1–100")]
-# A database id (BIGINT): a larger number would overflow the driver rather than find nothing.
-MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=2**63 - 1)]
+Limit = Annotated[int, Parameter(description="items per page, 1–100", schema_extra={"minimum": 1, "maximum": 100})]
+# A row id (app.market.service.MAX_ROW_ID): a larger number would overflow the driver rather than find nothing.
+MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=MAX_ROW_ID)]
 
 
 def _socket_quota(state: State) -> SocketQuota:
@@ -142,8 +142,8 @@ class ChatController(Controller):
                     await replying
 
     @get("/api/avatars/{avatar_id:str}/messages", summary="The signed-in fan's thread with an avatar, newest first",
-         dependencies={"address": Provide(provide_current_address)})
-    async def thread(self, db_session: AsyncSession, avatar_id: str, address: str, cursor: Cursor = None,
+         dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
+    async def thread(self, db_session: AsyncSession, avatar_id: AvatarIdParam, address: str, cursor: Cursor = None,
                      limit: Limit = 50) -> Page[ChatMessageOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await service.thread_page(db_session, avatar_id=avatar.id, fan=address, cursor=cursor,
@@ -151,6 +151,6 @@ class ChatController(Controller):
 
     @get("/api/messages/{message_id:int}/attestation",
          summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
-         dependencies={"address": Provide(provide_current_address)})
+         dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
     async def attestation(self, db_session: AsyncSession, message_id: MessageId, address: str) -> ReplyAttestationOut:
         return await service.reply_attestation(db_session, message_id=message_id, viewer=address)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.deps import provide_current_address
 from app.avatars.service import get_avatar
 from app.chat import service as chat
+from app.errors import error_responses
 from app.market import service
 from app.market.schemas import (
     Candle,
@@ -26,10 +27,20 @@ from app.market.schemas import (
     Side,
     TradeOut,
 )
-from app.validation import parse_address, parse_avatar_id, parse_key_amount
+from app.validation import (
+    AddressParam,
+    AvatarIdParam,
+    KeyAmountParam,
+    parse_address,
+    parse_avatar_id,
+    parse_key_amount,
+)
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
-Limit = Annotated[int, Parameter(description="items per page, 1–100")]
+Limit = Annotated[int, Parameter(description="items per page, 1–100", schema_extra={"minimum": 1, "maximum": 100})]
+
+SlippageParam = Annotated[int, Parameter(description="basis points the price may move, 0–5,000",
+                                         schema_extra={"minimum": 0, "maximum": service.MAX_SLIPPAGE_BPS})]
 
 
 async def creator_stats_with_chats(session: AsyncSession, reader: service.TwinKeysReader,
@@ -46,42 +57,48 @@ async def creator_stats_with_chats(session: AsyncSession, reader: service.TwinKe
 class MarketController(Controller):
     tags = ["market"]
 
-    @get("/api/avatars/{avatar_id:str}/quote", summary="Price, fees and bounds for the next buy or sell")
-    async def quote(self, state: State, avatar_id: str, side: Side, amount: int,
-                    slippage_bps: int = 100) -> Quote:
+    @get("/api/avatars/{avatar_id:str}/quote", summary="Price, fees and bounds for the next buy or sell",
+         responses=error_responses(400, 404, 503))
+    async def quote(self, state: State, avatar_id: AvatarIdParam, side: Side, amount: KeyAmountParam,
+                    slippage_bps: SlippageParam = 100) -> Quote:
         return await service.quote(state.twin_keys_reader, avatar_id=parse_avatar_id(avatar_id), side=side,
                                    amount=parse_key_amount(amount), slippage_bps=slippage_bps)
 
-    @get("/api/avatars/{avatar_id:str}/holders", summary="Holders of an avatar's keys, largest first")
-    async def holders(self, db_session: AsyncSession, avatar_id: str, cursor: Cursor = None,
+    @get("/api/avatars/{avatar_id:str}/holders", summary="Holders of an avatar's keys, largest first",
+         responses=error_responses(400, 404, 503))
+    async def holders(self, db_session: AsyncSession, avatar_id: AvatarIdParam, cursor: Cursor = None,
                       limit: Limit = 50) -> Page[HolderOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await service.holders(db_session, avatar.id, cursor=cursor, limit=service.check_limit(limit))
 
-    @get("/api/avatars/{avatar_id:str}/trades", summary="An avatar's trades, newest first")
-    async def avatar_trades(self, db_session: AsyncSession, avatar_id: str, cursor: Cursor = None,
+    @get("/api/avatars/{avatar_id:str}/trades", summary="An avatar's trades, newest first",
+         responses=error_responses(400, 404, 503))
+    async def avatar_trades(self, db_session: AsyncSession, avatar_id: AvatarIdParam, cursor: Cursor = None,
                             limit: Limit = 50) -> Page[TradeOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await service.trades_page(db_session, avatar_id=avatar.id, cursor=cursor,
                                          limit=service.check_limit(limit))
 
-    @get("/api/avatars/{avatar_id:str}/candles", summary="OHLC of the key price and volume")
-    async def candles(self, state: State, db_session: AsyncSession, avatar_id: str,
+    @get("/api/avatars/{avatar_id:str}/candles", summary="OHLC of the key price and volume",
+         responses=error_responses(400, 404, 503))
+    async def candles(self, state: State, db_session: AsyncSession, avatar_id: AvatarIdParam,
                       interval: CandleInterval = CandleInterval.h1) -> list[Candle]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await service.candles(db_session, await state.twin_keys_reader.divisor(), avatar.id, interval)
 
-    @get("/api/wallets/{address:str}/holdings", summary="A wallet's keys with their current sell value")
-    async def holdings(self, state: State, db_session: AsyncSession, address: str) -> list[HoldingOut]:
+    @get("/api/wallets/{address:str}/holdings", summary="A wallet's keys with their current sell value",
+         responses=error_responses(400, 503))
+    async def holdings(self, state: State, db_session: AsyncSession, address: AddressParam) -> list[HoldingOut]:
         return await service.holdings(db_session, state.twin_keys_reader, parse_address(address))
 
-    @get("/api/wallets/{address:str}/trades", summary="A wallet's trades, newest first")
-    async def wallet_trades(self, db_session: AsyncSession, address: str, cursor: Cursor = None,
+    @get("/api/wallets/{address:str}/trades", summary="A wallet's trades, newest first",
+         responses=error_responses(400, 503))
+    async def wallet_trades(self, db_session: AsyncSession, address: AddressParam, cursor: Cursor = None,
                             limit: Limit = 50) -> Page[TradeOut]:
         return await service.trades_page(db_session, trader=parse_address(address), cursor=cursor,
                                          limit=service.check_limit(limit))
 
     @get("/api/creators/me/stats", summary="Per avatar of the signed-in creator: holders, volume, fees, chats",
-         dependencies={"address": Provide(provide_current_address)})
+         dependencies={"address": Provide(provide_current_address)}, responses=error_responses(401, 503))
     async def creator_stats(self, state: State, db_session: AsyncSession, address: str) -> list[CreatorAvatarStats]:
         return await creator_stats_with_chats(db_session, state.twin_keys_reader, address)

@@ -168,7 +168,9 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-MAX_ROW_ID = 2**63 - 1  # a database id (BIGINT): larger ones overflow the driver, not just miss
+# Row ids (trades, chat messages) are INTEGER columns: 32-bit on PostgreSQL, where a larger value overflows
+# the driver rather than finding nothing (SQLite's are 64-bit, but ids count up from 1 and never get near).
+MAX_ROW_ID = 2**31 - 1
 
 
 def cursor_id(value: Any) -> bool:

@@ -10,12 +10,13 @@ from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from app.proxy.node import ProxyNode
+from app.proxy.openapi import ChatOperation
 
 
 class ChatCompletionsController(Controller):
     tags = ["proxy"]
 
-    @post("/v1/chat/completions", status_code=200,
+    @post("/v1/chat/completions", status_code=200, operation_class=ChatOperation,
           summary="OpenAI-compatible chat completion, paid with x402, attested")
     async def create(self, request: Request[Any, Any, Any], state: State) -> Response[Any]:
         node: ProxyNode = state.node
@@ -45,6 +46,6 @@ class NodeInfoController(Controller):
         node: ProxyNode = state.node
         return {"status": "ok", "in_flight": node.completions.in_flight, "capacity": node.settings.capacity}
 
-    @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics(self) -> Response[bytes]:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    @get("/metrics", summary="Prometheus metrics (text exposition format)", media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self) -> Response[str]:
+        return Response(generate_latest(REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.datastructures import State
 
+from app.errors import error_responses
 from app.proxy.directory import NodeOut, node_directory
 
 
@@ -12,6 +13,6 @@ class NodeDirectoryController(Controller):
     tags = ["nodes"]
 
     @get("/api/nodes", summary="Inference nodes in the NodeRegistry, in registration order, each with whether "
-                               "chat replies are routed to it")
+                               "chat replies are routed to it", responses=error_responses(503))
     async def nodes(self, state: State) -> list[NodeOut]:
         return await node_directory(state.proxy_client)

@@ -19,7 +19,8 @@ def crafted(value: object) -> str:
 
 CURSORS = [crafted(["a"]), crafted([10**30]), crafted([-(10**30)]), crafted([[1], [2]]), crafted([{"a": 1}]),
            crafted([True]), crafted([None, None]), crafted([1, 2]), crafted(["x", 1]), crafted([1, "x", 3]),
-           crafted([[["deep"]]]), crafted([1.5, "0x"]), crafted([2**63]), "junk!", crafted({"a": 1})]
+           crafted([[["deep"]]]), crafted([1.5, "0x"]), crafted([2**63]), "junk!", crafted({"a": 1}),
+           crafted([2**31])]  # past a 32-bit row id: a 500 on PostgreSQL once
 ROUTES = ["/api/avatars/{id}/trades", "/api/avatars/{id}/holders", "/api/avatars/{id}/messages", "/api/avatars",
           "/api/avatars?sort=newest", "/api/avatars?sort=holders", "/api/wallets/{wallet}/trades"]
 
