@@ -19,6 +19,8 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TimeExhausted
 from web3.types import TxReceipt
 
+from app.chain.deploy import TIP_BLOCKS, median_tip
+
 # Fixed limits instead of a gas estimate per transaction: an estimate costs a full execution.
 REVERTED = (ContractLogicError,)
 
@@ -43,11 +45,16 @@ class TransactionSender:
         self._lock = asyncio.Lock()
 
     async def _broadcast(self, to: str, data: bytes | str, gas: int) -> HexBytes:
-        nonce, gas_price = await asyncio.gather(
-            self._w3.eth.get_transaction_count(self.account.address, "pending"), self._w3.eth.gas_price)
+        nonce, base_fee, history = await asyncio.gather(
+            self._w3.eth.get_transaction_count(self.account.address, "pending"), self._w3.eth.gas_price,
+            self._w3.eth.fee_history(TIP_BLOCKS, "latest", [50]))
+        # Twice the next block's base fee, as wallets offer: a base fee that rises before the
+        # transaction is mined (EIP-1559 lets it rise 12.5 % a block) does not price it out. It pays
+        # only the base fee of the block that includes it; the tip is what recent blocks paid.
+        tip = median_tip(history) or 0
         transaction: dict[str, Any] = {
             "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": nonce,
-            "gasPrice": gas_price, "value": 0,
+            "maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip, "value": 0,
         }
         return await self._w3.eth.send_raw_transaction(self.account.sign_transaction(transaction).raw_transaction)
 
