@@ -7,24 +7,33 @@ block, is kept for a window of recent blocks. Before each pass the cursor block'
 hash is compared with the chain's; on a mismatch the indexer walks back to the newest
 stored block that still matches, asks the sink to revert everything above it, and
 re-reads from there.
+
+A range costs one ``eth_getLogs`` and one header read (its last block's hash) when the node
+dates its logs (``blockTimestamp``, as anvil, geth and reth do); otherwise the headers of the
+blocks with logs are read too, in JSON-RPC batches. Logs are read and decoded as plain
+JSON-RPC answers: web3's result formatters and ``process_log`` cost more than the read itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 import structlog
-from eth_utils import event_abi_to_log_topic
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+from hexbytes import HexBytes
 from prometheus_client import Gauge
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
+from web3.types import RPCEndpoint
 
 from app.chain.models import IndexedBlock
 from app.db.models import AppState
@@ -33,6 +42,11 @@ log = structlog.get_logger()
 
 INDEXER_LAG = Gauge("twin_indexer_lag_blocks", "Chain head minus the indexer's cursor, in blocks")
 INDEXER_HEAD = Gauge("twin_indexer_cursor_block", "Last block the indexer has applied")
+HEADER_BATCH = 100  # headers per JSON-RPC batch (providers cap batches; the backend's own /rpc at 100)
+
+
+class ChainReadError(Exception):
+    """The node answered a read with a JSON-RPC error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +83,9 @@ class Indexer:
         self._batch_blocks = batch_blocks
         self._reorg_window = reorg_window
         self._poll_interval_s = poll_interval_s
-        self._events_by_topic = {
-            "0x" + event_abi_to_log_topic(abi).hex(): getattr(contract.events, abi["name"])
-            for abi in contract.abi if abi.get("type") == "event"
+        self._decoders = {
+            "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(abi, getattr(contract.events, abi["name"]))
+            for abi in contract.abi if abi.get("type") == "event" and not abi.get("anonymous")
         }
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: the poller and an explicit sync() may meet
@@ -131,31 +145,67 @@ class Indexer:
         return int(state.value) if state else self._start_block - 1
 
     async def _index_range(self, start: int, end: int) -> int:
-        logs = await self._w3.eth.get_logs(
-            {"fromBlock": start, "toBlock": end, "address": self._contract.address})
-        blocks = {entry["blockNumber"] for entry in logs} | {end}
-        headers = dict(zip(blocks, await asyncio.gather(*(self._w3.eth.get_block(n) for n in blocks)), strict=True))
-        events = [self._decode(entry, headers[entry["blockNumber"]]) for entry in logs]
-        events = [event for event in events if event is not None]
+        logs = await self._call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end),
+                                                 "address": self._contract.address}])
+        hashes = {end: ""}  # block → hash: every block with logs, and the range's last one
+        timestamps: dict[int, int] = {}
+        for entry in logs:
+            number = int(entry["blockNumber"], 16)
+            hashes[number] = entry["blockHash"].lower()
+            if entry.get("blockTimestamp") is not None:
+                timestamps[number] = int(entry["blockTimestamp"], 16)
+        unread = [*sorted({number for number in hashes if number not in timestamps} - {end}), end]
+        for header in await self._headers(unread):
+            number = int(header["number"], 16)
+            timestamps.setdefault(number, int(header["timestamp"], 16))
+            if number == end or not hashes[number]:
+                hashes[number] = header["hash"].lower()
+        events = [event for entry in logs if (event := self._decode(entry, timestamps)) is not None]
         events.sort(key=lambda event: (event.block_number, event.log_index))
         async with self._sessions() as session, session.begin():
             await self._sink.apply(session, events)
-            for number, header in headers.items():
-                await session.merge(IndexedBlock(number=number, hash=_hex(header["hash"])))
-            await session.execute(delete(IndexedBlock).where(IndexedBlock.number < end - self._reorg_window))
+            # Only hashes inside the re-org window are kept: older ones would be deleted right away.
+            window = end - self._reorg_window
+            await session.execute(delete(IndexedBlock).where(
+                (IndexedBlock.number < window) | (IndexedBlock.number >= start)))
+            await session.execute(insert(IndexedBlock.__table__), [
+                {"number": number, "hash": block_hash} for number, block_hash in sorted(hashes.items())
+                if number >= window])
             await session.merge(AppState(key=self._cursor_key, value=str(end)))
         return len(events)
 
-    def _decode(self, entry: Any, header: Any) -> ChainEvent | None:
+    async def _call(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call, its plain JSON result (no web3 formatting)."""
+        return _result(await self._w3.provider.make_request(RPCEndpoint(method), params), method)
+
+    async def _headers(self, numbers: Sequence[int]) -> list[dict[str, Any]]:
+        """The headers of ``numbers``: one call for one block, else JSON-RPC batches."""
+        if len(numbers) == 1:
+            return [await self._block(numbers[0])]
+        batches = [numbers[index:index + HEADER_BATCH] for index in range(0, len(numbers), HEADER_BATCH)]
+        answers = await asyncio.gather(*(self._w3.provider.make_batch_request(
+            [(RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]) for number in batch]) for batch in batches))
+        headers = []
+        for answer in answers:
+            if not isinstance(answer, list):  # the whole batch was refused
+                _result(answer, "eth_getBlockByNumber")
+                raise ChainReadError(f"eth_getBlockByNumber: batch refused: {str(answer)[:200]}")
+            headers.extend(_block_or_raise(_result(one, "eth_getBlockByNumber")) for one in answer)
+        return headers
+
+    async def _block(self, number: int) -> dict[str, Any]:
+        return _block_or_raise(await self._call("eth_getBlockByNumber", [hex(number), False]))
+
+    def _decode(self, entry: dict[str, Any], timestamps: dict[int, int]) -> ChainEvent | None:
         topics = entry["topics"]
-        event = self._events_by_topic.get(_hex(topics[0])) if topics else None
-        if event is None:
+        decoder = self._decoders.get(topics[0].lower()) if topics else None
+        if decoder is None:
             return None
-        decoded = event().process_log(entry)
+        number = int(entry["blockNumber"], 16)
         return ChainEvent(
-            name=decoded["event"], args=dict(decoded["args"]), block_number=entry["blockNumber"],
-            block_hash=_hex(entry["blockHash"]), tx_hash=_hex(entry["transactionHash"]),
-            log_index=entry["logIndex"], timestamp=datetime.fromtimestamp(header["timestamp"], UTC),
+            name=decoder.name, args=decoder.decode(entry), block_number=number,
+            block_hash=entry["blockHash"].lower(), tx_hash=entry["transactionHash"].lower(),
+            log_index=int(entry["logIndex"], 16), timestamp=_datetime(timestamps[number]),
         )
 
     async def _rewind_if_reorganised(self) -> None:
@@ -179,13 +229,93 @@ class Indexer:
 
     async def _matches(self, block: IndexedBlock) -> bool:
         try:
-            header = await self._w3.eth.get_block(block.number)
+            header = await self._block(block.number)
         except Exception:  # noqa: BLE001 - a block the chain no longer has does not match
             return False
-        return _hex(header["hash"]) == block.hash
+        return header["hash"].lower() == block.hash
 
 
-def _hex(value: bytes | str) -> str:
-    if isinstance(value, str):
-        return value.lower() if value.startswith("0x") else "0x" + value.lower()
-    return "0x" + bytes(value).hex()
+def _result(answer: Any, method: str) -> Any:
+    if not isinstance(answer, dict) or "error" in answer or "result" not in answer:
+        error = answer.get("error") if isinstance(answer, dict) else answer
+        raise ChainReadError(f"{method}: {str(error)[:200]}")
+    return answer["result"]
+
+
+def _block_or_raise(header: Any) -> dict[str, Any]:
+    if header is None:
+        raise ChainReadError("eth_getBlockByNumber: the node does not have the block")
+    return header
+
+
+@lru_cache(maxsize=4096)
+def _datetime(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+@lru_cache(maxsize=65536)
+def _address(word: str) -> str:
+    return to_checksum_address("0x" + word[-40:])
+
+
+def _uint(word: str) -> int:
+    return int(word, 16)
+
+
+def _int(word: str) -> int:
+    value = int(word, 16)
+    return value - (1 << 256) if value >> 255 else value
+
+
+def _bool(word: str) -> bool:
+    value = int(word, 16)
+    if value > 1:
+        raise ValueError(f"not a bool: 0x{word}")
+    return value == 1
+
+
+def _word_decoder(abi_type: str) -> Callable[[str], Any] | None:
+    """How to read one 32-byte ABI word (64 hex digits) of a static elementary type; None for others."""
+    if abi_type == "address":
+        return _address
+    if abi_type == "bool":
+        return _bool
+    if re.fullmatch(r"uint\d*", abi_type):
+        return _uint
+    if re.fullmatch(r"int\d*", abi_type):
+        return _int
+    if match := re.fullmatch(r"bytes(\d+)", abi_type):
+        size = int(match.group(1))
+        return lambda word: bytes.fromhex(word[:2 * size])
+    return None
+
+
+class EventDecoder:
+    """An event's arguments from a plain JSON-RPC log, exactly as web3's ``process_log`` gives them.
+
+    Events whose arguments are all static elementary types are read word by word from the hex;
+    any other (strings, arrays…) goes through web3's ``process_log``."""
+
+    def __init__(self, abi: dict[str, Any], event: Any) -> None:
+        self.name: str = abi["name"]
+        self._event = event
+        inputs = abi["inputs"]
+        self._indexed = [(item["name"], _word_decoder(item["type"])) for item in inputs if item.get("indexed")]
+        self._data = [(item["name"], _word_decoder(item["type"])) for item in inputs if not item.get("indexed")]
+        self._words = all(read is not None for _, read in self._indexed + self._data)
+
+    def decode(self, entry: dict[str, Any]) -> dict[str, Any]:
+        topics = entry["topics"]
+        if not self._words:
+            return dict(self._event().process_log(
+                {**entry, "topics": [HexBytes(topic) for topic in topics], "data": HexBytes(entry["data"])})["args"])
+        data = entry["data"][2:]
+        if len(topics) != 1 + len(self._indexed) or len(data) != 64 * len(self._data):
+            raise ValueError(f"{self.name}: the log does not match the event's ABI "
+                             f"({len(topics)} topics, {len(data) // 2} bytes of data)")
+        args: dict[str, Any] = {}
+        for (name, read), topic in zip(self._indexed, topics[1:], strict=True):
+            args[name] = read(topic[2:])  # type: ignore[misc]
+        for index, (name, read) in enumerate(self._data):
+            args[name] = read(data[64 * index:64 * index + 64])  # type: ignore[misc]
+        return args

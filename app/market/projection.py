@@ -1,14 +1,19 @@
 """Turns TwinKeys events into market rows, and undoes them when a re-org removes their blocks.
 
-Every running total (supply, holders, volume, fees, market cap) changes only here, by
-applying a trade or its exact inverse, so the index always equals a replay of the chain.
+Every running total (supply, holders, volume, fees, market cap) changes only in ``_fold``, by
+applying a trade or its exact inverse, so the index always equals a replay of the chain. A batch
+is folded in memory: the markets and holdings it touches are read once, its trades are written
+in one multi-row insert, and each touched market and holding is written once, with its final value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.avatars import service as avatars
@@ -16,9 +21,43 @@ from app.chain.indexer import ChainEvent
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
 
+LOAD_CHUNK = 1000  # (avatar, holder) pairs per query: well below any database's limit on bound values
+
 
 def avatar_id_hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
+
+
+@dataclass(slots=True)
+class _Totals:
+    """A market's running totals while a batch is folded."""
+
+    supply: int
+    holders: int
+    trade_count: int
+    volume: int
+    creator_fees: int
+    protocol_fees: int
+    last_trade_at: datetime | None
+
+    @classmethod
+    def of(cls, market: MarketAvatar) -> _Totals:
+        return cls(market.supply, market.holders, market.trade_count, market.volume, market.creator_fees,
+                   market.protocol_fees, market.last_trade_at)
+
+
+@dataclass
+class _Book:
+    """The markets and holdings one batch touches: loaded once, folded in memory, written once."""
+
+    markets: dict[str, MarketAvatar] = field(default_factory=dict)
+    totals: dict[str, _Totals] = field(default_factory=dict)
+    rows: dict[tuple[str, str], Holding] = field(default_factory=dict)  # holdings as stored
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)  # every touched holding's balance
+
+    def add_market(self, market: MarketAvatar) -> None:
+        self.markets[market.avatar_id] = market
+        self.totals[market.avatar_id] = _Totals.of(market)
 
 
 class MarketProjection:
@@ -26,22 +65,33 @@ class MarketProjection:
         self._divisor = curve_divisor
 
     async def apply(self, session: AsyncSession, events: Sequence[ChainEvent]) -> None:
+        trades = [_trade_row(event) for event in events if event.name == "Trade"]
+        book = await self._load(session, trades)
+        applied = iter(trades)
         for event in events:
-            handler = getattr(self, f"_on_{event.name}", None)
-            if handler is not None:
-                await handler(session, event)
+            if event.name == "Trade":
+                self._fold(book, next(applied), direction=+1)
+            elif event.name == "AvatarCreated":
+                book.add_market(await self._on_AvatarCreated(session, event))
+            else:
+                handler = getattr(self, f"_on_{event.name}", None)
+                if handler is not None:
+                    await handler(session, event)
+        if trades:
+            await session.execute(insert(Trade.__table__), trades)  # Core: no per-row ORM bookkeeping
+        await self._write(session, book)
 
     async def revert_above(self, session: AsyncSession, block_number: int) -> None:
-        trades = (await session.scalars(
-            select(Trade).where(Trade.block_number > block_number).order_by(Trade.id.desc()))).all()
-        touched = set()
+        trades = [dict(row) for row in (await session.execute(
+            select(Trade.__table__).where(Trade.block_number > block_number).order_by(Trade.id.desc()))).mappings()]
+        book = await self._load(session, trades)
         for trade in trades:
-            await self._apply_trade(session, trade, direction=-1)
-            touched.add(trade.avatar_id)
-            await session.delete(trade)
+            self._fold(book, trade, direction=-1)
+        await session.execute(delete(Trade).where(Trade.block_number > block_number))
+        await self._write(session, book)
         await session.flush()
-        for avatar_id in touched:
-            market = await session.get(MarketAvatar, avatar_id)
+        for avatar_id in {trade["avatar_id"] for trade in trades}:
+            market = book.markets.get(avatar_id)
             if market is not None:
                 market.last_trade_at = await session.scalar(
                     select(func.max(Trade.timestamp)).where(Trade.avatar_id == avatar_id))
@@ -54,25 +104,16 @@ class MarketProjection:
 
     # ---------------------------------------------------------------- event handlers
 
-    async def _on_AvatarCreated(self, session: AsyncSession, event: ChainEvent) -> None:
+    async def _on_AvatarCreated(self, session: AsyncSession, event: ChainEvent) -> MarketAvatar:
         avatar_id = avatar_id_hex(event.args["id"])
-        session.add(MarketAvatar(
+        market = MarketAvatar(
             avatar_id=avatar_id, creator=event.args["creator"], metadata_uri=event.args["metadataURI"],
             created_block=event.block_number, created_at=event.timestamp,
-        ))
+        )
+        session.add(market)
         await avatars.mark_listed(session, avatar_id=avatar_id, onchain_creator=event.args["creator"],
                                   at=event.timestamp)
-
-    async def _on_Trade(self, session: AsyncSession, event: ChainEvent) -> None:
-        args = event.args
-        trade = Trade(
-            tx_hash=event.tx_hash, log_index=event.log_index, block_number=event.block_number,
-            timestamp=event.timestamp, avatar_id=avatar_id_hex(args["id"]), trader=args["trader"],
-            is_buy=args["isBuy"], amount=args["shareAmount"], eth_amount=args["ethAmount"],
-            protocol_fee=args["protocolEthAmount"], creator_fee=args["subjectEthAmount"], supply_after=args["supply"],
-        )
-        session.add(trade)
-        await self._apply_trade(session, trade, direction=+1)
+        return market
 
     async def _on_CreatorFeesWithdrawn(self, session: AsyncSession, event: ChainEvent) -> None:
         session.add(FeeWithdrawal(
@@ -90,31 +131,75 @@ class MarketProjection:
 
     # ---------------------------------------------------------------- the one place totals change
 
-    async def _apply_trade(self, session: AsyncSession, trade: Trade, *, direction: int) -> None:
-        """Apply a trade (direction +1) or undo it (-1)."""
-        market = await session.get(MarketAvatar, trade.avatar_id)
-        if market is None:  # a trade always follows its avatar's creation; nothing to derive otherwise
+    @staticmethod
+    def _fold(book: _Book, trade: Mapping[str, Any], *, direction: int) -> None:
+        """Apply a trade (direction +1) or undo it (-1) to the book's totals and balances."""
+        totals = book.totals.get(trade["avatar_id"])
+        if totals is None:  # a trade always follows its avatar's creation; nothing to derive otherwise
             return
-        key_change = trade.amount * direction * (1 if trade.is_buy else -1)
-        holding = await session.get(Holding, (trade.avatar_id, trade.trader))
-        before = holding.balance if holding else 0
-        after = before + key_change
-        if holding is None:
-            holding = Holding(avatar_id=trade.avatar_id, holder=trade.trader, balance=after)
-            session.add(holding)
-        elif after == 0:
-            await session.delete(holding)
-            # Flush now: a later trade in the same batch may open this holding again.
-            await session.flush()
-        else:
-            holding.balance = after
-        market.holders += (after > 0) - (before > 0)
+        key_change = trade["amount"] * direction * (1 if trade["is_buy"] else -1)
+        pair = (trade["avatar_id"], trade["trader"])
+        before = book.balances.get(pair, 0)
+        after = book.balances[pair] = before + key_change
+        totals.holders += (after > 0) - (before > 0)
         # Undoing: the supply before the trade is the supply after it plus the (reversed) change.
-        market.supply = trade.supply_after if direction > 0 else trade.supply_after + key_change
-        market.trade_count += direction
-        market.volume += direction * trade.eth_amount
-        market.creator_fees += direction * trade.creator_fee
-        market.protocol_fees += direction * trade.protocol_fee
-        market.market_cap = curve.market_cap(market.supply, self._divisor)
+        totals.supply = trade["supply_after"] if direction > 0 else trade["supply_after"] + key_change
+        totals.trade_count += direction
+        totals.volume += direction * trade["eth_amount"]
+        totals.creator_fees += direction * trade["creator_fee"]
+        totals.protocol_fees += direction * trade["protocol_fee"]
         if direction > 0:
-            market.last_trade_at = trade.timestamp
+            totals.last_trade_at = trade["timestamp"]
+
+    # ---------------------------------------------------------------- reading and writing a batch
+
+    @staticmethod
+    async def _load(session: AsyncSession, trades: Sequence[Mapping[str, Any]]) -> _Book:
+        """The markets and holdings ``trades`` touch, as stored."""
+        book = _Book()
+        avatar_ids = sorted({trade["avatar_id"] for trade in trades})
+        for chunk in _chunks(avatar_ids):
+            for market in await session.scalars(select(MarketAvatar).where(MarketAvatar.avatar_id.in_(chunk))):
+                book.add_market(market)
+        pairs = sorted({(trade["avatar_id"], trade["trader"]) for trade in trades})
+        for chunk in _chunks(pairs):
+            for holding in await session.scalars(
+                    select(Holding).where(tuple_(Holding.avatar_id, Holding.holder).in_(chunk))):
+                book.rows[holding.avatar_id, holding.holder] = holding
+                book.balances[holding.avatar_id, holding.holder] = holding.balance
+        return book
+
+    async def _write(self, session: AsyncSession, book: _Book) -> None:
+        """Each touched market and holding, once: holdings at zero are deleted."""
+        for avatar_id, totals in book.totals.items():
+            market = book.markets[avatar_id]
+            market.supply, market.holders, market.trade_count = totals.supply, totals.holders, totals.trade_count
+            market.volume, market.creator_fees = totals.volume, totals.creator_fees
+            market.protocol_fees, market.last_trade_at = totals.protocol_fees, totals.last_trade_at
+            market.market_cap = curve.market_cap(totals.supply, self._divisor)
+        for (avatar_id, holder), balance in book.balances.items():
+            holding = book.rows.get((avatar_id, holder))
+            if holding is None:
+                if balance != 0:
+                    session.add(Holding(avatar_id=avatar_id, holder=holder, balance=balance))
+            elif balance == 0:
+                await session.delete(holding)
+            elif holding.balance != balance:
+                holding.balance = balance
+
+
+def _trade_row(event: ChainEvent) -> dict[str, Any]:
+    """A Trade event as a ``trade`` row."""
+    args = event.args
+    return {
+        "tx_hash": event.tx_hash, "log_index": event.log_index, "block_number": event.block_number,
+        "timestamp": event.timestamp, "avatar_id": avatar_id_hex(args["id"]), "trader": args["trader"],
+        "is_buy": args["isBuy"], "amount": args["shareAmount"], "eth_amount": args["ethAmount"],
+        "protocol_fee": args["protocolEthAmount"], "creator_fee": args["subjectEthAmount"],
+        "supply_after": args["supply"],
+    }
+
+
+def _chunks(items: Sequence[Any], size: int = LOAD_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
