@@ -4,8 +4,9 @@ backend, beside the same requests sent straight to its proxy node without the ch
     ./dev.sh bench chat_load [--fans 100 500 1000] [--capacity 16] [--tokens-per-second 50] [--rounds 5]
 
 The backend runs in a process of its own (``chat_load.py --serve``), built and served as ``twin serve``
-builds and serves it (``create_app`` on the embedded chain and its in-process node, uvicorn with the
-same websocket implementation, the admission queue at ``TWIN_CHAT_STREAMS_PER_NODE=--capacity``) on a
+builds and serves it (``create_app`` on the embedded chain, an anvil node of its own in a temp
+TWIN_CHAIN_STATE_DIR that stops with the server, and its in-process node; uvicorn with the same
+websocket implementation; the admission queue at ``TWIN_CHAT_STREAMS_PER_NODE=--capacity``) on a
 fresh SQLite file, the embedded default; with TWIN_BENCH_DATABASE_URL (PostgreSQL; its role needs
 CREATEDB) on a scratch database created on that server and dropped afterwards. That in-process node,
 the very one every chat reply goes through, is also served on a second port of the same process, so
@@ -13,8 +14,8 @@ the direct load reaches the same node object, event loop and chain, with no chat
 
 Setup, outside every measured figure: an avatar (``--avatars``) is launched through the API and
 created on-chain; the fans are fresh wallets, funded by a dev account, each buying one key, all as
-transactions signed here and sent through the backend's ``/rpc`` in JSON-RPC batches; the indexer
-lists the holders; every fan signs in with SIWE, 32 at a time (a refused sign-in is retried and
+transactions signed here and sent through the backend's ``/rpc`` in JSON-RPC batches (every receipt
+checked); the indexer lists the holders; every fan signs in with SIWE, 32 at a time (a refused sign-in is retried and
 counted). Then, for each level, first the chat, then the direct load:
 
 * **chat**: the level's websockets are opened (not timed); each fan sends its messages one after
@@ -34,13 +35,8 @@ overhead below capacity; then each ``--fans`` level sends one message per fan, a
 server's RSS is sampled from /proc every 50 ms during each measured phase (peak shown), its CPU time
 read over the phase.
 
-Three things make a thousand fans practical here, none inside a measured figure. The open-file
-limit is raised to its hard limit if the sockets need more (said in the first line). The server
-process finds eth-tester's transactions by hash through py-evm's index
-(``indexed_transaction_lookup`` from bench/market.py): the indexer reads two thousand setup
-transactions, quadratic with eth-tester's scan. x402 authorizations are valid for a day
-(TWIN_PROXY_PAYMENT_TIMEOUT_SECONDS) for the direct clients' sake: they sign before the clock starts,
-and the embedded chain's clock pulls ahead under this load (a second per block beyond one a second).
+The open-file limit is raised to its hard limit if a thousand fans' sockets need more (said in the
+first line). Each level's lines say the machine's load average.
 """
 
 from __future__ import annotations
@@ -68,8 +64,8 @@ import httpx
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
-from market import print_table, stop_server  # bench/market.py (this file's folder is first on sys.path)
+from eth_utils import keccak
+from market import load, print_table, stop_server  # bench/market.py (this file's folder is first on sys.path)
 from web3 import Web3
 
 from app.chain.artifacts import load_artifact
@@ -92,6 +88,7 @@ SETUP_CONCURRENCY = 32  # concurrent sign-ins and socket opens
 SIGN_IN_ATTEMPTS = 5
 RECEIVE_TIMEOUT_S = 120  # no frame (not even a queued update) for this long is an error
 SERVER_START_LIMIT_S = 120
+MINING_LIMIT_S = 60  # for the node to mine a burst of setup transactions
 RSS_SAMPLE_S = 0.05
 
 
@@ -100,17 +97,12 @@ RSS_SAMPLE_S = 0.05
 
 def serve(port: int, node_port: int) -> None:
     """``twin serve``'s app and uvicorn configuration, plus its in-process node's app on ``node_port``."""
-    from market import indexed_transaction_lookup  # bench/market.py
-
     from app.cli import load_or_exit, settings_or_exit
     from app.proxy.config import load_proxy_settings
 
     settings = settings_or_exit()
     proxy_settings = load_or_exit(load_proxy_settings)
-    # Setting up a thousand fans is two thousand transactions, whose Trade logs the indexer reads: with
-    # eth-tester's own lookup of a transaction by hash (a scan back from the head) that is quadratic.
-    with indexed_transaction_lookup():
-        asyncio.run(_serve(settings, proxy_settings, port, node_port))
+    asyncio.run(_serve(settings, proxy_settings, port, node_port))
 
 
 async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: int) -> None:
@@ -158,6 +150,7 @@ def start_server(port: int, node_port: int, workdir: Path, args: argparse.Namesp
                  database_url: str) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")} | {
         "TWIN_DATABASE_URL": database_url,
+        "TWIN_CHAIN_STATE_DIR": str(chain_dir(workdir)),  # an anvil node of its own, never var/chain
         "TWIN_AUTO_MIGRATE": "true",  # PostgreSQL too: the scratch database is empty
         "TWIN_LOG_LEVEL": "warning",
         "TWIN_PROXY_OFFLINE_TOKENS_PER_SECOND": str(args.tokens_per_second),
@@ -166,14 +159,15 @@ def start_server(port: int, node_port: int, workdir: Path, args: argparse.Namesp
         "TWIN_CHAT_STREAMS_PER_NODE": str(args.capacity),
         "TWIN_CHAT_MAX_WAITING": str(fans + 64),  # every fan may wait: a refusal would be an error here
         "TWIN_CHAT_MESSAGES_PER_MINUTE": "60000",  # the most it allows: the load is not a rate-limit test
-        # The direct clients sign their payments before the clock starts, so those cannot follow the embedded
-        # chain's clock as it pulls ahead during the run (a second per block beyond one a second): a day's
-        # validity keeps them good. The chat side needs none of it: its payments are dated on block time.
-        "TWIN_PROXY_PAYMENT_TIMEOUT_SECONDS": "86400",
+        "TWIN_CHAT_MAX_SOCKETS_PER_ADDRESS": str(fans + 64),  # every fan connects from 127.0.0.1 here
     }
     with (workdir / "server.log").open("wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(node_port)], env=env,
                                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT)  # structlog writes to stdout
+
+
+def chain_dir(workdir: Path) -> Path:
+    return workdir / "chain"
 
 
 def log_tail(path: Path) -> str:
@@ -275,14 +269,30 @@ def signed_transaction(account: LocalAccount, chain_id: int, nonce: int, to: str
 
 
 async def send_all(client: httpx.AsyncClient, raw_transactions: Sequence[str]) -> None:
-    """Send; the embedded chain mines each into a block of its own. Receipts are not read: eth-tester finds a
-    transaction by scanning blocks back from the head, which makes reading a thousand of them quadratic."""
-    await rpc(client, [("eth_sendRawTransaction", [raw]) for raw in raw_transactions])
+    """Send, wait until the node has mined them all (it mines as they come, a little behind a burst), and
+    require every receipt to say success."""
+    hashes = await rpc(client, [("eth_sendRawTransaction", [raw]) for raw in raw_transactions])
+    receipts: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + MINING_LIMIT_S
+    while len(receipts) < len(hashes):
+        waiting = [tx_hash for tx_hash in hashes if tx_hash not in receipts]
+        found = await rpc(client, [("eth_getTransactionReceipt", [tx_hash]) for tx_hash in waiting])
+        receipts |= {tx_hash: receipt for tx_hash, receipt in zip(waiting, found, strict=True) if receipt}
+        if len(receipts) < len(hashes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(hashes) - len(receipts)} of {len(hashes)} setup transactions not mined "
+                                   f"within {MINING_LIMIT_S} s")
+            await asyncio.sleep(0.2)
+    failed = [tx_hash for tx_hash in hashes if receipts[tx_hash]["status"] != "0x1"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(hashes)} setup transactions failed, first: {failed[0]}")
 
 
-def twin_keys_address(deployer: str) -> str:
-    """The embedded chain's TwinKeys: the deployer's first contract."""
-    return to_checksum_address(keccak(bytes([0xd6, 0x94]) + bytes.fromhex(deployer[2:]) + b"\x80")[12:])
+async def twin_keys_address(client: httpx.AsyncClient) -> str:
+    """The server's TwinKeys, from its GET /api/chain."""
+    response = await client.get("/api/chain")
+    response.raise_for_status()
+    return str(response.json()["contracts"]["twin_keys"])
 
 
 def siwe_message(account: LocalAccount, nonce: dict[str, Any]) -> str:
@@ -369,7 +379,7 @@ async def set_up(client: httpx.AsyncClient, count: int, avatars: int) -> World:
     """``count`` fresh fans, each holding one key of one of ``avatars`` avatars, signed in."""
     settings = Settings.model_construct()  # what the server runs with (start_server drops every TWIN_* variable)
     accounts = dev_accounts(settings.chain_dev_mnemonic, DIRECT_PAYER + 1)
-    twin_keys = twin_keys_address(accounts[0].address)
+    twin_keys = await twin_keys_address(client)
     setup_s: dict[str, float] = {}
     started = time.perf_counter()
     chain_id = int((await rpc(client, [("eth_chainId", [])]))[0], 16)
@@ -487,6 +497,7 @@ class Level:
     rounds: int
     spread_s: float = 0.0  # first messages spread over this long (0: all at once)
     phases: dict[str, Phase] = field(default_factory=dict)
+    machine_load: str = ""  # the load average before and after the level
 
 
 Exchanges = dict[int, list[tuple[int, str, str]]]  # per fan: (step, message, reply) of the chat's complete replies
@@ -760,6 +771,8 @@ def print_results(levels: Sequence[Level], capacity: int) -> None:
             if phase.errors:
                 print(f"  {level.name} {phase.path} errors: "
                       + ", ".join(f"{code} ×{count}" for code, count in sorted(phase.errors.items())))
+    for level in levels:
+        print(f"  {level.name}: {level.machine_load}")
     print(f"  wait = queue wait (chat: first queued frame → first token; direct: time in the client's FIFO of "
           f"{capacity} streams); total = send → done (direct: → final chunk, after settlement)")
     print_goals(levels)
@@ -773,7 +786,7 @@ def print_goals(levels: Sequence[Level]) -> None:
     errors = sum(busiest.phases["chat"].errors.values())
     print(f"\nGoal, {busiest.fans:,} concurrent sockets with zero errors: {errors:,} chat errors "
           f"({'met' if errors == 0 else 'NOT met'} on this machine)")
-    print(f"Goal, chat-layer overhead ≤ 10 % of TTFT below capacity: one fan alone, +{added * 1000:,.1f} ms on a "
+    print(f"Goal, chat-layer overhead ≤ 10 % of TTFT below capacity: one fan alone, {added * 1000:+,.1f} ms on a "
           f"direct TTFT p50 of {base * 1000:,.1f} ms ({100 * ratio(added, base):+.0f} %). The offline model sends its "
           "first token at once, so the direct TTFT is the node's own work; the same overhead is ≤ 10 % for a model "
           f"whose own TTFT is ≥ {max(0.0, 10 * added - base) * 1000:,.0f} ms")
@@ -807,7 +820,7 @@ async def run(args: argparse.Namespace, workdir: Path, limits_note: str) -> bool
             database_url = f"sqlite+aiosqlite:///{workdir / 'server.db'}"
         process = start_server(ports["backend"], ports["node"], workdir, args, max(args.fans) + args.capacity,
                                database_url)
-        stack.callback(stop_server, process)  # before the database is dropped
+        stack.callback(stop_server, process, chain_dir(workdir))  # before the database is dropped
         database = "PostgreSQL (a scratch database)" if postgres else "SQLite (the embedded default)"
         try:
             return await measure(args, process, ports, workdir, f"{database}; {limits_note}")
@@ -855,6 +868,7 @@ async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], po
     for index, (level, pool) in enumerate(zip(plan, pools, strict=True)):
         step0 = 1 + 1000 * index
         print(f"  {level.name}: chat…", file=sys.stderr, flush=True)
+        before = load()
         level.phases["chat"] = await chat_phase(ws_base, pool, level.rounds, step0, exchanges, watch, level.spread_s)
         chat = level.phases["chat"]
         print(f"  {level.name}: sockets opened in {chat.open_s:.1f} s (not measured), chat done in "
@@ -862,6 +876,7 @@ async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], po
         level.phases["direct"] = await direct_phase(node, pool, level.rounds, step0, exchanges, args.capacity, payer,
                                                     budget, watch, level.spread_s)
         print(f"  {level.name}: direct done in {level.phases['direct'].seconds:.1f} s", file=sys.stderr, flush=True)
+        level.machine_load = f"{before} before, {load()} after"
     print_results(plan, args.capacity)
     errors = sum(sum(phase.errors.values()) for level in plan for phase in level.phases.values())
     return errors == 0

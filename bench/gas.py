@@ -1,14 +1,19 @@
-"""Gas of TwinKeys' trades on the embedded chain, beside friend.tech's FriendtechSharesV1.
+"""Gas of TwinKeys' trades on the embedded chain (anvil), beside friend.tech's published reference figures.
 
-Run: ``.venv/bin/python bench/gas.py``. Each row is the ``gasUsed`` of one transaction (21,000
-intrinsic gas and calldata included) on a fresh embedded chain, sending the exact cost so no
-refund is paid. The reference column is the published figure for FriendtechSharesV1 measured on
-py-evm (solc 0.8.28, optimizer 200, cancun); the goal is at most 0.75x for buys and sells.
+Run: ``./dev.sh bench gas`` (or ``.venv/bin/python bench/gas.py``). Each row is the ``gasUsed`` of one
+transaction (21,000 intrinsic gas and calldata included), measured in this run on an anvil node of
+its own (a temp TWIN_CHAIN_STATE_DIR, stopped at the end), sending the exact cost so no refund is
+paid. The friend.tech column is NOT measured here: it is friend.tech's published reference figures
+for FriendtechSharesV1 (solc 0.8.28, optimizer 200, cancun), quoted as constants. The goal is at
+most 0.75x of them for buys and sells.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
@@ -24,7 +29,8 @@ DEADLINE = 2**40
 AVATAR_ID = bytes.fromhex("9f1c2b7e4d5a4c3b8a7e6d5c4b3a2910")
 METADATA_URI = "https://twin.example/avatars/9f1c2b7e4d5a4c3b8a7e6d5c4b3a2910.json"
 
-# FriendtechSharesV1 on py-evm, solc 0.8.28, optimizer 200, cancun (the published reference).
+# friend.tech's published reference figures for FriendtechSharesV1 (solc 0.8.28, optimizer 200, cancun):
+# constants, not measured in this run.
 FRIEND_TECH_REFERENCE = {
     "create + first buy (1 key)": 80_152,
     "buy 1 (new holder)": 80_283,
@@ -62,35 +68,43 @@ class Bench:
         return self.gas(account, "sellKeys", AVATAR_ID, amount, proceeds, DEADLINE)
 
 
-def measure() -> dict[str, int]:
-    chain = EmbeddedChain.start(Settings())
-    twin_keys = chain.w3.eth.contract(address=chain.addresses.twin_keys, abi=load_artifact("TwinKeys").abi)
-    bench = Bench(chain, twin_keys)
-    creator, fan, whale, seller = chain.accounts[1:5]
-    first_buy = bench.gas(creator, "createAvatar", AVATAR_ID, METADATA_URI, 1, 0, DEADLINE)
-    rows = {"create + first buy (1 key)": first_buy}
-    rows["buy 1 (new holder)"] = bench.buy(fan, 1)
-    rows["buy 1 (existing holder)"] = bench.buy(fan, 1)
-    rows["buy 10 (new holder)"] = bench.buy(whale, 10)
-    rows["sell 1 (balance stays > 0)"] = bench.sell(whale, 1)
-    bench.buy(seller, 10)
-    rows["sell 10 (whole balance)"] = bench.sell(seller, 10)
-    rows["withdraw creator fees"] = bench.gas(creator, "withdrawCreatorFees", AVATAR_ID, creator.address)
-    return rows
+def measure(state_dir: Path) -> tuple[dict[str, int], str]:
+    """The gas of each operation on a fresh node in ``state_dir``, and that node's client version."""
+    chain = EmbeddedChain.start(Settings(chain_state_dir=state_dir))
+    try:
+        twin_keys = chain.w3.eth.contract(address=chain.addresses.twin_keys, abi=load_artifact("TwinKeys").abi)
+        bench = Bench(chain, twin_keys)
+        creator, fan, whale, seller = chain.accounts[1:5]
+        first_buy = bench.gas(creator, "createAvatar", AVATAR_ID, METADATA_URI, 1, 0, DEADLINE)
+        rows = {"create + first buy (1 key)": first_buy}
+        rows["buy 1 (new holder)"] = bench.buy(fan, 1)
+        rows["buy 1 (existing holder)"] = bench.buy(fan, 1)
+        rows["buy 10 (new holder)"] = bench.buy(whale, 10)
+        rows["sell 1 (balance stays > 0)"] = bench.sell(whale, 1)
+        bench.buy(seller, 10)
+        rows["sell 10 (whole balance)"] = bench.sell(seller, 10)
+        rows["withdraw creator fees"] = bench.gas(creator, "withdrawCreatorFees", AVATAR_ID, creator.address)
+        return rows, str(chain.call("web3_clientVersion"))
+    finally:
+        chain.close()
 
 
 def main() -> None:
-    rows = measure()
-    header = f"{'TwinKeys operation':<30} {'gas':>8} {'friend.tech (published)':>24} {'ratio':>7}"
+    with tempfile.TemporaryDirectory(prefix="twin-gas-bench-") as state_dir:
+        rows, node = measure(Path(state_dir))
+    one, five, fifteen = os.getloadavg()
+    print(f"TwinKeys gasUsed measured on {node} (this run; load {one:.2f} {five:.2f} {fifteen:.2f}) beside "
+          "friend.tech's published reference figures for FriendtechSharesV1 (constants, not measured here)\n")
+    header = f"{'TwinKeys operation':<30} {'gas (anvil)':>11} {'friend.tech (published)':>24} {'ratio':>7}"
     print(f"{header}  goal <= {GOAL_RATIO}")
     for name, gas in rows.items():
         reference = FRIEND_TECH_REFERENCE[name]
         if reference is None:
-            print(f"{name:<30} {gas:>8,} {'(no equivalent)':>24} {'-':>7}")
+            print(f"{name:<30} {gas:>11,} {'(no equivalent)':>24} {'-':>7}")
             continue
         ratio = gas / reference
         verdict = "ok" if ratio <= GOAL_RATIO else "above goal"
-        print(f"{name:<30} {gas:>8,} {reference:>24,} {ratio:>7.3f}  {verdict}")
+        print(f"{name:<30} {gas:>11,} {reference:>24,} {ratio:>7.3f}  {verdict}")
     print(FIRST_BUY_NOTE)
 
 
