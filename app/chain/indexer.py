@@ -60,6 +60,16 @@ class ChainEvent:
     timestamp: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _RangeRead:
+    """What one range's reads gave: its events in order and the hashes of the blocks to remember."""
+
+    start: int
+    end: int
+    events: list[ChainEvent]
+    hashes: dict[int, str]
+
+
 class EventSink(Protocol):
     """Applies events to the database and can undo everything above a block."""
 
@@ -104,10 +114,21 @@ class Indexer:
         await self._rewind_if_reorganised()
         cursor = await self._cursor()
         applied = 0
-        while cursor < target:
+        read: _RangeRead | None = None
+        while cursor < target or read is not None:
+            # The next range is read while the last one is stored: catch-up costs about the larger of
+            # the two, not their sum.
             end = min(cursor + self._batch_blocks, target)
-            applied += await self._index_range(cursor + 1, end)
-            cursor = end
+            reading = asyncio.ensure_future(self._read_range(cursor + 1, end)) if cursor < target else None
+            try:
+                if read is not None:
+                    applied += await self._store_range(read)
+            except BaseException:
+                if reading is not None:
+                    reading.cancel()
+                raise
+            read = await reading if reading is not None else None
+            cursor = max(cursor, end)
         INDEXER_LAG.set(max(head - cursor, 0))
         INDEXER_HEAD.set(cursor)
         return applied
@@ -144,7 +165,7 @@ class Indexer:
             state = await session.get(AppState, self._cursor_key)
         return int(state.value) if state else self._start_block - 1
 
-    async def _index_range(self, start: int, end: int) -> int:
+    async def _read_range(self, start: int, end: int) -> _RangeRead:
         logs = await self._call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end),
                                                  "address": self._contract.address}])
         hashes = {end: ""}  # block → hash: every block with logs, and the range's last one
@@ -162,6 +183,11 @@ class Indexer:
                 hashes[number] = header["hash"].lower()
         events = [event for entry in logs if (event := self._decode(entry, timestamps)) is not None]
         events.sort(key=lambda event: (event.block_number, event.log_index))
+        return _RangeRead(start, end, events, hashes)
+
+    async def _store_range(self, read: _RangeRead) -> int:
+        """Apply a range's events, its block hashes and the cursor in one transaction."""
+        start, end, events, hashes = read.start, read.end, read.events, read.hashes
         async with self._sessions() as session, session.begin():
             await self._sink.apply(session, events)
             # Only hashes inside the re-org window are kept: older ones would be deleted right away.

@@ -15,7 +15,19 @@ from app.config import Settings
 from app.main import create_app
 from app.market import curve
 from app.market.service import QUOTE_TTL_S
-from tests.helpers import FAR_DEADLINE, avatar_bytes, buy, index, launch, sell, sign_in, transact, view
+from tests.helpers import (
+    FAR_DEADLINE,
+    avatar_bytes,
+    buy,
+    index,
+    index_differences,
+    launch,
+    sell,
+    sign_in,
+    sync_twin_keys,
+    transact,
+    view,
+)
 
 
 @pytest.fixture
@@ -292,3 +304,16 @@ async def test_creation_by_another_wallet_does_not_list(client: AsyncTestClient[
 
     assert (await client.get(f"/api/avatars/{launched['id']}")).json()["listed"] is False
     assert (await client.get("/api/avatars")).json()["items"] == []
+
+
+async def test_catch_up_over_many_ranges_reads_ahead_and_stores_each_once(
+        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    avatar_id = await launch(client, chain, accounts["creator"], "ivy")
+    for _ in range(4):
+        buy(chain, accounts["fan"], avatar_id, 2)
+        sell(chain, accounts["fan"], avatar_id, 1)
+        buy(chain, accounts["other"], avatar_id, 1)
+    app.state.indexer._batch_blocks = 2  # many ranges: each read while the one before is stored
+
+    assert await index(app) == 14  # the creation, its first key and twelve trades
+    assert await index_differences(client, sync_twin_keys(chain), [avatar_id], list(accounts.values())) == []
