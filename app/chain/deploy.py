@@ -98,7 +98,7 @@ def deploy_contract(w3: Web3, deployer: LocalAccount, name: str, *constructor_ar
 
 
 def deploy_contracts(w3: Web3, deployer: LocalAccount, parameters: DeploymentParameters) -> ContractAddresses:
-    """Deploy all three contracts; the deployer is owner of TwinKeys and OPG and TwinKeys' treasury."""
+    """Deploy all three contracts; the deployer owns all three and is TwinKeys' treasury."""
     return ContractAddresses(
         twin_keys=deploy_contract(
             w3,
@@ -110,5 +110,5 @@ def deploy_contracts(w3: Web3, deployer: LocalAccount, parameters: DeploymentPar
             deployer.address,
         ),
         opg=deploy_contract(w3, deployer, "OPG", deployer.address),
-        node_registry=deploy_contract(w3, deployer, "NodeRegistry"),
+        node_registry=deploy_contract(w3, deployer, "NodeRegistry", deployer.address),
     )

@@ -22,7 +22,7 @@ from web3.types import TxReceipt
 # Fixed limits instead of a gas estimate per transaction: an estimate costs a full execution.
 REVERTED = (ContractLogicError,)
 
-GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 600_000, "updateNode": 300_000,
+GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 1_000_000, "updateNode": 500_000,
               "heartbeat": 60_000, "setNodeEnabled": 60_000, "mint": 100_000}
 
 
