@@ -19,7 +19,7 @@ from tests.proxy.fakes import FakeProviders
 MESSAGES = [{"role": "system", "content": "PRIVATE PERSONA"}, {"role": "user", "content": "Hi"}]
 
 
-def resolving_to(*addresses: str):  # noqa: ANN201
+def resolving_to(*addresses: str):
     async def resolver(host: str, port: int) -> list[str]:
         return list(addresses)
     return resolver
@@ -49,7 +49,9 @@ async def test_names_are_checked_after_resolution(addresses: tuple[str, ...], re
     if refused is None:
         assert problem is None
     else:
-        assert problem is not None and refused in problem and "node.example resolves to" in problem
+        assert problem is not None
+        assert refused in problem
+        assert "node.example resolves to" in problem
 
 
 async def test_https_is_required_and_names_must_resolve() -> None:
