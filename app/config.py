@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     public_domain: str | None = None
     public_base_url: str | None = None
+    avatar_launch_ttl_s: int = Field(default=86_400, ge=60, le=365 * 86_400)
     session_secure_cookie: bool = False
 
     # Chain: empty RPC URL means the embedded chain, an anvil node under chain_state_dir with the

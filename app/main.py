@@ -77,11 +77,11 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIte
     process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
     wallet = platform_wallet(proxy_settings, chain)
     async with contextlib.AsyncExitStack() as stack:
-        transports = {}
+        transports, own = {}, []
         if chain.is_embedded:
             node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
-            transports[node.endpoint] = node.transport
-        client = ProxyClient(chain, wallet, proxy_settings, transports=transports)
+            transports[node.endpoint], own = node.transport, [node.tee_id]
+        client = ProxyClient(chain, wallet, proxy_settings, transports=transports, own_tee_ids=own)
         stack.push_async_callback(client.aclose)
         yield client
 
@@ -108,7 +108,7 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
             async with _proxy_client(chain, proxy_settings) as proxy_client:
-                nodes = max(1, len(await proxy_client.healthy_nodes()))
+                nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), session_factory(app.state.engine),
                         _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale:
@@ -130,7 +130,7 @@ def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Aw
     """The autoscaler's count of serving nodes: the registry's healthy ones. The chat queue's capacity
     follows it, so nodes that join take streams from the next tick on."""
     async def count() -> int:
-        nodes = len(await proxy_client.healthy_nodes())
+        nodes = len(await proxy_client.routable_nodes())
         await gate.set_nodes(max(1, nodes))
         return nodes
 

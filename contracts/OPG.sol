@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC20Capped} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Capped.sol";
 import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 
@@ -11,8 +12,9 @@ import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/Signa
 /// EIP-2612 `permit` and EIP-3009 transfer authorizations, with the function and type signatures
 /// of USDC's FiatTokenV2_2 so that x402 facilitators settle it like USDC.
 /// @dev EIP-712 domain: name "OPG", version "1". Signatures are checked with SignatureChecker, so
-/// smart-contract wallets (ERC-1271) can authorize too.
-contract OPG is ERC20, ERC20Permit, Ownable2Step {
+/// smart-contract wallets (ERC-1271) can authorize too. Minting policy: only the owner mints, and never
+/// beyond `cap()`, fixed at construction (ERC20Capped: `ERC20ExceededCap`).
+contract OPG is ERC20, ERC20Permit, ERC20Capped, Ownable2Step {
     bytes32 public constant TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak256(
         "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
     );
@@ -36,9 +38,15 @@ contract OPG is ERC20, ERC20Permit, Ownable2Step {
     error CallerMustBePayee(address caller, address payee);
 
     /// @param initialOwner The only account allowed to mint.
-    constructor(address initialOwner) ERC20("OPG", "OPG") ERC20Permit("OPG") Ownable(initialOwner) {}
+    /// @param supplyCap Most tokens that can ever exist (token units, non-zero).
+    constructor(address initialOwner, uint256 supplyCap)
+        ERC20("OPG", "OPG")
+        ERC20Permit("OPG")
+        ERC20Capped(supplyCap)
+        Ownable(initialOwner)
+    {}
 
-    /// @notice Mint `amount` tokens to `to` (the dev faucet); only the owner may.
+    /// @notice Mint `amount` tokens to `to`; only the owner may, and the total supply never exceeds `cap()`.
     /// @param to Receiver.
     /// @param amount Token units (18 decimals).
     function mint(address to, uint256 amount) external onlyOwner {
@@ -164,6 +172,10 @@ contract OPG is ERC20, ERC20Permit, Ownable2Step {
     /// @param signature r ‖ s ‖ v for an EOA, or whatever `authorizer`'s ERC-1271 check accepts.
     function cancelAuthorization(address authorizer, bytes32 nonce, bytes calldata signature) external {
         _cancelAuthorization(authorizer, nonce, signature);
+    }
+
+    function _update(address from, address to, uint256 value) internal override(ERC20, ERC20Capped) {
+        super._update(from, to, value);
     }
 
     function _authorizedTransfer(

@@ -83,6 +83,7 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     /// @notice The owner `account` resumed creation and buys.
     event Unpaused(address account);
 
+    /// @notice The avatar id was not issued for the caller: it is not `avatarIdFor(msg.sender, nonce)`.
     error InvalidAvatarId();
     error AvatarExists(bytes16 id);
     error AvatarNotFound(bytes16 id);
@@ -130,7 +131,10 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     // ------------------------------------------------------------------ trading
 
     /// @notice Create avatar `id` and buy its first `amount` keys (key 0 is free) as its creator.
-    /// @param id Non-zero avatar id chosen off-chain.
+    /// @dev The id commits to its creator: its low 4 bytes are a nonce and its high 12 bytes must be
+    /// `bytes12(keccak256(abi.encode(msg.sender, nonce)))` (`avatarIdFor`), so nobody but the creator the
+    /// API issued an id to can create it (a squatter would need a 96-bit second preimage).
+    /// @param id Avatar id issued off-chain for the caller (see `avatarIdFor`).
     /// @param metadataURI Where the avatar's metadata lives (emitted, not stored).
     /// @param amount Keys to buy, at least 1.
     /// @param maxTotalCost Most the caller accepts to pay, curve price plus fees, in wei.
@@ -142,7 +146,7 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
         uint256 maxTotalCost,
         uint256 deadline
     ) external payable nonReentrant beforeDeadline(deadline) {
-        if (id == bytes16(0)) revert InvalidAvatarId();
+        if (id != avatarIdFor(msg.sender, uint32(uint128(id)))) revert InvalidAvatarId();
         if (creatorOf[id] != address(0)) revert AvatarExists(id);
         creatorOf[id] = msg.sender;
         emit AvatarCreated(id, msg.sender, metadataURI);
@@ -272,6 +276,15 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ views
 
+    /// @notice The avatar id that `creator` may create with `nonce`: bytes12(keccak256(abi.encode(creator,
+    /// nonce))) followed by the 4-byte nonce.
+    /// @param creator The account that will call createAvatar.
+    /// @param nonce Any 32-bit number chosen off-chain.
+    /// @return id The bound id.
+    function avatarIdFor(address creator, uint32 nonce) public pure returns (bytes16 id) {
+        return bytes16(bytes12(keccak256(abi.encode(creator, nonce)))) | bytes16(uint128(nonce));
+    }
+
     /// @notice Curve price, without fees, of `amount` keys bought at supply `supply`.
     /// @param supply Keys in existence before the trade.
     /// @param amount Keys traded.
@@ -307,11 +320,16 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @notice What selling `amount` keys of `id` pays now, curve price minus both fees.
+    /// @dev Reverts where the sell would: `AvatarNotFound` for an avatar that does not exist,
+    /// `CannotSellLastKey` when `amount` is the whole supply or more.
     /// @param id The avatar.
-    /// @param amount Keys to sell.
+    /// @param amount Keys to sell, fewer than the supply.
     /// @return proceeds Wei.
     function getSellPriceAfterFee(bytes16 id, uint256 amount) external view returns (uint256 proceeds) {
-        uint256 price = getSellPrice(id, amount);
+        uint256 supply = _markets[id].supply;
+        if (supply == 0) revert AvatarNotFound(id);
+        if (amount >= supply) revert CannotSellLastKey();
+        uint256 price = getPrice(supply - amount, amount);
         (uint256 protocolFee, uint256 creatorFee) = _fees(_config, price);
         return price - protocolFee - creatorFee;
     }

@@ -96,8 +96,11 @@ def signed_in(base: str, account: LocalAccount) -> httpx.Client:
 
 def transact(contract: Contract, account: LocalAccount, function: str, *args: object, value: int = 0) -> None:
     w3 = contract.w3
+    # Fees against the node's next base fee (its gas price), not twice the latest block's: the server's
+    # upkeep may raise the next base fee at any moment (hold_base_fee), e.g. right after a node restart.
     transaction = getattr(contract.functions, function)(*args).build_transaction(
-        {"from": account.address, "value": value, "nonce": w3.eth.get_transaction_count(account.address, "pending")})
+        {"from": account.address, "value": value, "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+         "maxPriorityFeePerGas": 0, "maxFeePerGas": 2 * w3.eth.gas_price})
     tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(transaction).raw_transaction)
     assert w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)["status"] == 1
 

@@ -64,7 +64,8 @@ class AvatarController(Controller):
     async def launch(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession, address: str,
                      data: AvatarCreate) -> AvatarLaunched:
         avatar = await service.create_avatar(db_session, creator=address, data=data,
-                                             public_base_url=public_base_url(request, state))
+                                             public_base_url=public_base_url(request, state),
+                                             launch_ttl_s=state.settings.avatar_launch_ttl_s)
         return launched(avatar)
 
     @get("/", summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats or newest",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
+from eth_abi import encode
+from eth_hash.auto import keccak
+from eth_utils import to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,25 +18,48 @@ from app.avatars.schemas import AvatarCreate, AvatarMetadata, AvatarUpdate
 from app.db.models import utc_now
 from app.errors import Conflict, Forbidden, NotFound
 
-
-def new_avatar_id() -> str:
-    """A random bytes16 id, as the contract stores it."""
-    return "0x" + secrets.token_hex(16)
+DEFAULT_LAUNCH_TTL_S = 86_400
 
 
-async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str) -> Avatar:
+def avatar_id_for(creator: str, nonce: int) -> str:
+    """TwinKeys.avatarIdFor: bytes12(keccak256(abi.encode(creator, uint32 nonce))) then the nonce. The
+    contract lets only ``creator`` create this id, so an id the API issued cannot be squatted."""
+    tag = keccak(encode(["address", "uint32"], [to_checksum_address(creator), nonce]))[:12]
+    return "0x" + (tag + nonce.to_bytes(4, "big")).hex()
+
+
+def new_avatar_id(creator: str) -> str:
+    """A fresh bytes16 id bound to ``creator`` (a random 32-bit nonce)."""
+    return avatar_id_for(creator, secrets.randbits(32))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str,
+                        launch_ttl_s: int = DEFAULT_LAUNCH_TTL_S) -> Avatar:
     """A new avatar, or the creator's own avatar of that handle that the chain does not hold (its
-    launch never reached the chain, or the chain lost it): launched again under the same id."""
+    launch never reached the chain, or the chain lost it): launched again under the same id.
+
+    A handle whose launch was never completed (unlisted, untouched for ``launch_ttl_s``) is released:
+    it goes to the next creator who asks, under a new id bound to them."""
     existing = await session.scalar(select(Avatar).where(Avatar.handle == data.handle))
     if existing is not None:
-        if existing.creator != creator or existing.listed_at is not None:
+        if existing.listed_at is not None:
             raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"})
-        for name, value in msgspec.structs.asdict(data).items():
-            setattr(existing, name, value)
-        existing.updated_at = utc_now()
+        if existing.creator == creator:
+            for name, value in msgspec.structs.asdict(data).items():
+                setattr(existing, name, value)
+            existing.updated_at = utc_now()
+            await session.flush()
+            return existing
+        if _aware(existing.updated_at) > utc_now() - timedelta(seconds=launch_ttl_s):
+            raise Conflict(f"handle: @{data.handle} is taken (an unfinished launch holds it for up to "
+                           f"{launch_ttl_s} s)", extra={"field": "handle"})
+        await session.delete(existing)  # abandoned: its id stays bound to its creator, the handle is free
         await session.flush()
-        return existing
-    avatar_id = new_avatar_id()
+    avatar_id = new_avatar_id(creator)
     avatar = Avatar(
         id=avatar_id, creator=creator, metadata_uri=f"{public_base_url.rstrip('/')}/api/avatars/{avatar_id}/metadata",
         **msgspec.structs.asdict(data),

@@ -88,17 +88,30 @@ def build(check: bool) -> None:
     metavar="VAR",
     help="Name of the environment variable holding the deployer's private key (never the key itself).",
 )
+@click.option("--owner", metavar="ADDR", help="Offer ownership of all three contracts to ADDR (it must then "
+                                             "call acceptOwnership on each).")
+@click.option("--treasury", metavar="ADDR", help="Make ADDR TwinKeys' treasury (receiver of protocol fees).")
+@click.option("--opg-cap", type=click.IntRange(min=1), default=10**9, show_default=True,
+              help="OPG's supply cap in whole tokens, fixed for ever.")
 @with_settings
-def deploy(settings: Settings, rpc_url: str, private_key_env: str) -> None:
+def deploy(settings: Settings, rpc_url: str, private_key_env: str, owner: str | None, treasury: str | None,
+           opg_cap: int) -> None:
     """Deploy TwinKeys, OPG and NodeRegistry; print TWIN_*_ADDRESS lines to paste into the environment.
 
-    TwinKeys takes TWIN_CHAIN_CURVE_DIVISOR and the TWIN_CHAIN_*_FEE_PERCENT settings; the deployer
-    becomes owner of TwinKeys and OPG and TwinKeys' treasury.
+    TwinKeys takes TWIN_CHAIN_CURVE_DIVISOR and the TWIN_CHAIN_*_FEE_PERCENT settings. The deployer
+    owns all three and is TwinKeys' treasury, unless --treasury and --owner hand them over (ownership in
+    two steps: what remains for the new owner to do is printed on stderr).
     """
     from eth_account import Account
+    from eth_utils import is_address
     from web3 import HTTPProvider, Web3
 
-    from app.chain.deploy import DeploymentError, DeploymentParameters, deploy_contracts
+    from app.chain.deploy import DeploymentError, DeploymentParameters, deploy_contracts, hand_over
+
+    for option, value in (("--owner", owner), ("--treasury", treasury)):
+        if value is not None and (not is_address(value) or int(value, 16) == 0):
+            click.echo(f"twin: {option} must be a non-zero address (got {value[:60]!r})", err=True)
+            sys.exit(2)
 
     private_key = os.environ.get(private_key_env)
     if not private_key:
@@ -116,9 +129,22 @@ def deploy(settings: Settings, rpc_url: str, private_key_env: str) -> None:
     click.echo(f"deploying from {deployer.address} to chain {w3.eth.chain_id}", err=True)
     before = w3.eth.block_number  # nothing of the contracts can happen at or before this block
     try:
-        addresses = deploy_contracts(w3, deployer, DeploymentParameters.from_settings(settings))
+        addresses = deploy_contracts(w3, deployer,
+                                     DeploymentParameters.from_settings(settings, opg_cap=opg_cap * 10**18))
     except DeploymentError as error:
         click.echo(f"twin: {error}", err=True)
         sys.exit(1)
     click.echo(addresses.as_env())
     click.echo(f"TWIN_CHAIN_DEPLOYMENT_BLOCK={before}")
+    try:
+        remaining = hand_over(w3, deployer, addresses, owner=owner, treasury=treasury)
+    except DeploymentError as error:
+        click.echo(f"twin: the contracts are deployed, but handing them over failed: {error}", err=True)
+        sys.exit(1)
+    if treasury is not None:
+        click.echo(f"TwinKeys' treasury is now {treasury}", err=True)
+    if remaining:
+        click.echo("ownership is offered, not yet transferred; to finish the hand-off:", err=True)
+        for step in remaining:
+            click.echo(f"  - {step}", err=True)
+        click.echo(f"until then the deployer {deployer.address} remains owner of all three", err=True)

@@ -23,20 +23,25 @@ class DeploymentError(Exception):
     """A deployment transaction failed; the message names it."""
 
 
+OPG_CAP = 10**9 * 10**18  # one billion OPG, 18 decimals
+
+
 @dataclass(frozen=True)
 class DeploymentParameters:
-    """Constructor arguments of TwinKeys (OPG and NodeRegistry take only their owner)."""
+    """Constructor arguments: TwinKeys' curve and fees, OPG's supply cap (NodeRegistry takes its owner)."""
 
     curve_divisor: int
     protocol_fee_percent: int
     creator_fee_percent: int
+    opg_cap: int = OPG_CAP
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DeploymentParameters:
+    def from_settings(cls, settings: Settings, *, opg_cap: int = OPG_CAP) -> DeploymentParameters:
         return cls(
             curve_divisor=settings.chain_curve_divisor,
             protocol_fee_percent=settings.chain_protocol_fee_percent,
             creator_fee_percent=settings.chain_creator_fee_percent,
+            opg_cap=opg_cap,
         )
 
 
@@ -98,7 +103,7 @@ def deploy_contract(w3: Web3, deployer: LocalAccount, name: str, *constructor_ar
 
 
 def deploy_contracts(w3: Web3, deployer: LocalAccount, parameters: DeploymentParameters) -> ContractAddresses:
-    """Deploy all three contracts; the deployer is owner of TwinKeys and OPG and TwinKeys' treasury."""
+    """Deploy all three contracts; the deployer owns all three and is TwinKeys' treasury."""
     return ContractAddresses(
         twin_keys=deploy_contract(
             w3,
@@ -109,6 +114,30 @@ def deploy_contracts(w3: Web3, deployer: LocalAccount, parameters: DeploymentPar
             parameters.creator_fee_percent,
             deployer.address,
         ),
-        opg=deploy_contract(w3, deployer, "OPG", deployer.address),
-        node_registry=deploy_contract(w3, deployer, "NodeRegistry"),
+        opg=deploy_contract(w3, deployer, "OPG", deployer.address, parameters.opg_cap),
+        node_registry=deploy_contract(w3, deployer, "NodeRegistry", deployer.address),
     )
+
+
+def hand_over(w3: Web3, deployer: LocalAccount, addresses: ContractAddresses, *, owner: str | None,
+              treasury: str | None) -> list[str]:
+    """Give the deployment to its operators: TwinKeys' treasury becomes ``treasury``, and ownership of
+    all three contracts is offered to ``owner`` (Ownable2Step: the deployer stays owner until ``owner``
+    calls ``acceptOwnership`` on each). Returns what remains for the new owner to do."""
+    from eth_utils import to_checksum_address
+
+    contracts = {name: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
+                 for name, field in (("TwinKeys", "twin_keys"), ("OPG", "opg"), ("NodeRegistry", "node_registry"))}
+
+    def call(name: str, function: str, *args: Any) -> None:
+        contract = contracts[name]
+        send_transaction(w3, deployer, {"to": contract.address, "data": contract.encode_abi(function, args=list(args))})
+
+    if treasury is not None:
+        call("TwinKeys", "setTreasury", to_checksum_address(treasury))
+    remaining: list[str] = []
+    if owner is not None and to_checksum_address(owner) != deployer.address:
+        for name, contract in contracts.items():
+            call(name, "transferOwnership", to_checksum_address(owner))
+            remaining.append(f"{owner} must call acceptOwnership() on {name} at {contract.address}")
+    return remaining

@@ -24,7 +24,7 @@ from app.chain.deploy import TIP_BLOCKS, median_tip
 # Fixed limits instead of a gas estimate per transaction: an estimate costs a full execution.
 REVERTED = (ContractLogicError,)
 
-GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 600_000, "updateNode": 300_000,
+GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 1_000_000, "updateNode": 500_000,
               "heartbeat": 60_000, "setNodeEnabled": 60_000, "mint": 100_000}
 
 

@@ -23,7 +23,7 @@ from web3.contract import AsyncContract
 
 from app.avatars.models import Avatar
 from app.avatars.service import avatars_by_ids
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
 from app.market.schemas import (
@@ -123,6 +123,13 @@ class TwinKeysReader:
 
         return await self._at_block(block, "fees", read) if isinstance(block, int) else await read()
 
+    async def paused(self, block: int | str = "latest") -> bool:
+        """Whether creation and buys are paused (sells never are)."""
+        def read() -> Awaitable[bool]:
+            return self.contract.functions.paused().call(block_identifier=block)
+
+        return await self._at_block(block, "paused", read) if isinstance(block, int) else await read()
+
     async def supply(self, avatar_id: str, block: int | str = "latest") -> int:
         def read() -> Awaitable[int]:
             return self.contract.functions.keysSupply(bytes.fromhex(avatar_id[2:])).call(block_identifier=block)
@@ -138,10 +145,14 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
     if not 0 <= slippage_bps <= MAX_SLIPPAGE_BPS:
         raise BadInput("slippage_bps", f"must be between 0 and {MAX_SLIPPAGE_BPS}")
     head = await reader.head()
-    supply, fees, divisor = await asyncio.gather(reader.supply(avatar_id, head.number),
-                                                 reader.fee_levels(head.number), reader.divisor())
+    supply, fees, divisor, paused = await asyncio.gather(
+        reader.supply(avatar_id, head.number), reader.fee_levels(head.number), reader.divisor(),
+        reader.paused(head.number))
     if supply == 0:
         raise NotFound(f"no avatar {avatar_id} on-chain")
+    if paused and side is Side.buy:  # the buy would revert with EnforcedPause; sells still work
+        raise Conflict("the market is paused: buys and launches are stopped for now (sells still work)",
+                       code="paused")
     if side is Side.sell and amount >= supply:
         raise BadInput("amount", f"at most {supply - 1} keys can be sold (the last key stays with the curve)")
     price = curve.price(supply - amount, amount, divisor) if side is Side.sell else curve.price(supply, amount, divisor)

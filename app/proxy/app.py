@@ -6,7 +6,7 @@ HTTP, with the same :class:`app.proxy.client.ProxyClient`::
 
     async with in_process_node(proxy_settings, chain) as node:
         client = ProxyClient(chain, platform_wallet(proxy_settings, chain), proxy_settings,
-                             transports={node.endpoint: node.transport})
+                             transports={node.endpoint: node.transport}, own_tee_ids=[node.tee_id])
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class InProcessNode:
     endpoint: str  # the URL it registered; map it to ``transport`` in the client
     transport: StreamingASGITransport
     app: Litestar
+    tee_id: str  # its signing key's id: the client trusts it as its own (``own_tee_ids``)
 
 
 @asynccontextmanager
@@ -66,4 +67,4 @@ async def in_process_node(settings: ProxySettings, chain: Chain, *,
     endpoint = f"http://{name}.in-process.invalid"
     app = create_proxy_app(settings, chain, endpoint=endpoint)
     async with running_lifespan(app):
-        yield InProcessNode(endpoint, StreamingASGITransport(app), app)
+        yield InProcessNode(endpoint, StreamingASGITransport(app), app, app.state.node.identity.tee_id)

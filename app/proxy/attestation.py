@@ -15,10 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from app.proxy.verify import Attestation, public_key_der, public_key_pem, sign_reply, tee_id_for
+from app.proxy.verify import PSS_PADDING, Attestation, public_key_der, public_key_pem, sign_reply, tee_id_for
 
 PROXY_SOURCE_DIR = Path(__file__).resolve().parent
 
@@ -58,6 +59,10 @@ class EnclaveIdentity:
 
     def sign(self, body: dict[str, Any], output: str, timestamp: int) -> Attestation:
         return sign_reply(self._private_key, body, output, timestamp)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """RSA-PSS (SHA-256, MGF1-SHA-256, salt 32) over ``digest``: the registry key proof."""
+        return self._private_key.sign(digest, PSS_PADDING, hashes.SHA256())
 
     def evidence(self) -> dict[str, Any]:
         # No TEE hardware here: say so plainly rather than fabricate a quote.

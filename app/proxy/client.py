@@ -1,7 +1,10 @@
 """The backend's side of a proxy node: pay, stream, verify, fail over.
 
 :class:`ProxyClient` finds nodes in the NodeRegistry and pins each node's signing key from
-its record. For every reply it picks the least-loaded healthy node, pays it with x402 from
+its record. It routes only to nodes it trusts (:mod:`app.proxy.trust`: a valid key proof, and
+approved in the registry, or a measurement on the allowlist, or its own in-process node): the
+messages carry creators' private personas, and the payments are money. For every reply it picks
+the least-loaded healthy trusted node, pays it with x402 from
 the platform wallet (the official ``x402`` client signs the EIP-3009 authorization), streams
 the text deltas, and at the end verifies the attestation with :mod:`app.proxy.verify`
 against the pinned key. A node that cannot be reached, errs or stays silent before its first
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -38,8 +41,10 @@ from x402.schemas import PaymentRequired, SettleResponse
 
 from app.chain.client import Chain
 from app.proxy.config import ProxySettings, VerificationLevel
+from app.proxy.endpoints import EndpointGuard, Resolver, resolve
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.service import VERIFICATION_HEADER
+from app.proxy.trust import Trust, TrustPolicy
 from app.proxy.upstreams.sse import read_events
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 
@@ -54,6 +59,10 @@ class ProxyClientError(Exception):
 
 class NoNodeAvailable(ProxyClientError):
     """No node could start the reply; the message says what each one did."""
+
+
+class NoTrustedNode(NoNodeAvailable):
+    """Nodes are up, but none is trusted with personas and payments: nothing was sent anywhere."""
 
 
 class RequestRejected(ProxyClientError):
@@ -115,9 +124,13 @@ class _Directory:
 
 class ProxyClient:
     def __init__(self, chain: Chain, wallet: LocalAccount, settings: ProxySettings, *,
-                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> None:
+                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+                 own_tee_ids: Collection[str] = (), resolver: Resolver = resolve) -> None:
+        """``own_tee_ids``: the keys of this process's own in-process nodes (trusted as ``embedded``)."""
         self._chain = chain
         self._settings = settings
+        self._trust = TrustPolicy(chain.chain_id, chain.node_registry.address,
+                                  trusted_measurements=settings.trusted_measurements, own_tee_ids=own_tee_ids)
         self._network = f"eip155:{chain.chain_id}"
         self._x402 = x402Client()
         self._x402.register(self._network, ExactEvmScheme(signer=wallet))
@@ -126,6 +139,10 @@ class ProxyClient:
             "max_amount_per_payment": str(settings.max_price_wei),
         }]})
         self._transports = dict(transports or {})
+        allow_private = settings.allow_private_endpoints
+        self._endpoints = EndpointGuard(allow_private=chain.is_embedded if allow_private is None else allow_private,
+                                        timeout_seconds=settings.connect_timeout_seconds, resolver=resolver,
+                                        exempt=frozenset(self._transports))
         self._http: dict[str, httpx.AsyncClient] = {}
         self._directory = _Directory()
         self._directory_lock = asyncio.Lock()
@@ -148,6 +165,23 @@ class ProxyClient:
 
     def is_healthy(self, node: NodeRecord) -> bool:
         return node.enabled and node.last_heartbeat >= time.time() - self._settings.node_stale_after_seconds
+
+    def trust_of(self, node: NodeRecord) -> Trust:
+        """Whether personas and payments may go to ``node``, and why (see :mod:`app.proxy.trust`)."""
+        return self._trust.assess(node)
+
+    async def assess(self, node: NodeRecord) -> Trust:
+        """:meth:`trust_of`, and its endpoint is one requests may go to (:mod:`app.proxy.endpoints`)."""
+        trust = self.trust_of(node)
+        if trust.trusted and (problem := await self._endpoints.problem(node.endpoint)):
+            return Trust(False, "untrusted", f"unsafe endpoint: {problem}")
+        return trust
+
+    async def routable_nodes(self) -> list[NodeRecord]:
+        """Healthy nodes the client trusts, at safe endpoints: the ones replies are routed to."""
+        healthy = await self.healthy_nodes()
+        verdicts = await asyncio.gather(*(self.assess(node) for node in healthy))
+        return [node for node, trust in zip(healthy, verdicts, strict=True) if trust.trusted]
 
     def stream_chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
                     verification: VerificationLevel = "signature", temperature: float | None = None,
@@ -173,9 +207,15 @@ class ProxyClient:
     # -- node selection ------------------------------------------------------------------------
 
     async def _candidates(self, verification: VerificationLevel) -> list[NodeRecord]:
-        nodes = await self.healthy_nodes()
-        if not nodes:
+        healthy = await self.healthy_nodes()
+        if not healthy:
             raise NoNodeAvailable("the NodeRegistry lists no enabled node with a recent heartbeat")
+        verdicts = await asyncio.gather(*(self.assess(node) for node in healthy))
+        nodes = [node for node, trust in zip(healthy, verdicts, strict=True) if trust.trusted]
+        if not nodes:
+            reasons = "; ".join(f"{node.endpoint}: {trust.detail}"
+                                for node, trust in list(zip(healthy, verdicts, strict=True))[:5])
+            raise NoTrustedNode(f"no trusted node: {len(healthy)} healthy node(s), none trusted ({reasons})")
         if verification == "tee":
             # Every node here presents dev evidence, and no hardware-quote verifier exists yet:
             # refuse rather than accept a claim that cannot be checked.
@@ -203,6 +243,7 @@ class ProxyClient:
             read = max(self._settings.first_token_timeout_seconds, self._settings.idle_timeout_seconds)
             http = self._http[node.endpoint] = httpx.AsyncClient(
                 base_url=node.endpoint, transport=self._transports.get(node.endpoint),
+                follow_redirects=False,  # a redirect could lead a persona or a payment anywhere
                 timeout=httpx.Timeout(self._settings.connect_timeout_seconds,
                                       read=read + CLIENT_TIMEOUT_MARGIN_SECONDS),
             )

@@ -127,6 +127,11 @@ class ProxySettings(BaseSettings):
     max_price_wei: int = Field(default=10**18, gt=0)
     node_stale_after_seconds: float = Field(default=120.0, gt=0, le=86_400)
     node_cooldown_seconds: float = Field(default=15.0, ge=0, le=3_600)
+    # Nodes whose code measurement is listed are trusted without the registry owner's approval.
+    trusted_measurements: list[str] = []
+    # Route to endpoints on loopback, private or link-local addresses (and over plain http)?
+    # None: only on the embedded chain.
+    allow_private_endpoints: bool | None = None
 
     cors_origins: list[str] = ["*"]
 
@@ -136,6 +141,16 @@ class ProxySettings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else None
+
+    @field_validator("trusted_measurements")
+    @classmethod
+    def _check_measurements(cls, values: list[str]) -> list[str]:
+        for value in values:
+            digits = value.removeprefix("0x")
+            if not value.startswith("0x") or len(digits) != 64 or any(c not in "0123456789abcdefABCDEF"
+                                                                      for c in digits):
+                raise ValueError(f"each must be a 0x-prefixed 32-byte hex measurement (got {value[:80]!r})")
+        return [value.lower() for value in values]
 
     @field_validator("payment_private_key", "platform_wallet_key")
     @classmethod

@@ -35,19 +35,23 @@ class NodeRecord:
     code_measurement: str
     endpoint: str
     signing_public_key: bytes
+    approved: bool = False  # admitted by the registry's owner
+    key_proof: bytes = b""  # the node key's signature over registrationDigest(owner, endpoint)
 
     @classmethod
     def from_chain(cls, node: Any) -> NodeRecord:
-        tee_id, owner, payment, enabled, registered, heartbeat, measurement, endpoint, key = node
+        tee_id, owner, payment, enabled, approved, registered, heartbeat, measurement, endpoint, key, proof = node
         return cls("0x" + bytes(tee_id).hex(), owner, payment, enabled, registered, heartbeat,
-                   "0x" + bytes(measurement).hex(), endpoint, bytes(key))
+                   "0x" + bytes(measurement).hex(), endpoint, bytes(key), approved, bytes(proof))
 
 
 async def list_nodes(registry: AsyncContract) -> list[NodeRecord]:
     """Every registered node, in registration order."""
     nodes: list[NodeRecord] = []
-    while page := await registry.functions.listNodes(len(nodes), PAGE_SIZE).call():
+    offset = 0
+    while page := await registry.functions.listNodes(offset, PAGE_SIZE).call():
         nodes.extend(NodeRecord.from_chain(node) for node in page)
+        offset += len(page)
         if len(page) < PAGE_SIZE:
             break
     return nodes
@@ -57,8 +61,9 @@ class NodeRegistration:
     """This node's record: registered at start, heartbeats while running, disabled at shutdown."""
 
     def __init__(self, registry: AsyncContract, sender: TransactionSender, identity: EnclaveIdentity, *,
-                 endpoint: str, heartbeat_seconds: float, wait_seconds: float) -> None:
+                 endpoint: str, heartbeat_seconds: float, wait_seconds: float, chain_id: int) -> None:
         self._registry = registry
+        self._chain_id = chain_id
         self._sender = sender
         self._identity = identity
         self._endpoint = endpoint
@@ -70,15 +75,25 @@ class NodeRegistration:
         """Register, or bring an existing record of this key up to date and enable it."""
         measurement = bytes.fromhex(self._identity.measurement.removeprefix("0x"))
         payment_address = self._sender.account.address
+        proof = self.key_proof()
         existing = await self._record()
         if existing is None:
             await self._send("registerNode", [payment_address, self._endpoint, self._identity.public_key_der,
-                                              measurement])
+                                              measurement, proof])
         else:
-            await self._send("updateNode", [self.tee_id, payment_address, self._endpoint, measurement])
+            await self._send("updateNode", [self.tee_id, payment_address, self._endpoint, measurement, proof])
             if not existing.enabled:
                 await self._send("setNodeEnabled", [self.tee_id, True])
         log.info("proxy_node_registered", tee_id=self._identity.tee_id, endpoint=self._endpoint)
+
+    def key_proof(self) -> bytes:
+        """The node key's signature over this record's owner and endpoint, on this registry and chain:
+        what lets clients tell this record from one that merely copies the public key."""
+        from app.proxy.trust import registration_digest
+
+        digest = registration_digest(self._chain_id, self._registry.address, self._sender.account.address,
+                                     self._endpoint)
+        return self._identity.sign_digest(digest)
 
     async def heartbeat_forever(self) -> None:
         """Heartbeat every interval until cancelled; a failed beat is logged and retried next time."""

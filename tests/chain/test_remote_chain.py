@@ -13,6 +13,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from litestar.testing import AsyncTestClient
 
+from app.avatars.service import avatar_id_for
 from app.chain.client import connect_chain
 from app.chain.embedded import dev_accounts
 from app.config import Settings
@@ -71,7 +72,7 @@ async def test_backend_indexes_a_remote_chain_over_json_rpc(remote_rpc: str, dat
     chain = await connect_chain(settings)  # checks each address holds the committed code
     assert not chain.is_embedded
     creator, fan = dev_accounts(EMBEDDED.chain_dev_mnemonic, 3)[1:3]
-    avatar = bytes.fromhex("11" * 16)
+    avatar = bytes.fromhex(avatar_id_for(creator.address, 0x11)[2:])  # ids are bound to their creator
     keys = chain.twin_keys
     send_raw(remote_rpc, creator, keys.address,
              keys.encode_abi("createAvatar", args=[avatar, "ipfs://x", 1, 0, FAR_DEADLINE]))
@@ -92,7 +93,7 @@ async def test_backend_indexes_a_remote_chain_over_json_rpc(remote_rpc: str, dat
     finally:
         await chain.close()
 
-    assert holdings[0]["avatar_id"] == "0x" + "11" * 16
+    assert holdings[0]["avatar_id"] == "0x" + avatar.hex()
     assert holdings[0]["balance"] == 4
     assert [(t["side"], t["amount"]) for t in trades] == [("buy", 4)]
     assert int(trades[0]["price"]) + int(trades[0]["protocol_fee"]) + int(trades[0]["creator_fee"]) == total

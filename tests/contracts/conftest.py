@@ -161,5 +161,18 @@ def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, 
     return [dict(log["args"]) for log in logs]
 
 
-def avatar_id(number: int) -> bytes:
-    return number.to_bytes(16, "big")
+def avatar_id(number: int, creator: int | str = 1) -> bytes:
+    """The avatar id ``creator`` (an address, or the index of a dev account) may create with nonce
+    ``number`` (TwinKeys.avatarIdFor: ids are bound to their creator)."""
+    from app.avatars.service import avatar_id_for
+
+    address = creator if isinstance(creator, str) else _dev_addresses()[creator]
+    return bytes.fromhex(avatar_id_for(address, number)[2:])
+
+
+@cache
+def _dev_addresses() -> list[str]:
+    from app.chain.embedded import dev_accounts
+    from app.config import Settings
+
+    return [account.address for account in dev_accounts(Settings().chain_dev_mnemonic, 10)]

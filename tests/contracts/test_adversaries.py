@@ -36,8 +36,8 @@ def artifacts() -> dict[str, dict[str, Any]]:
     return compiled_test_contracts()
 
 
-def quote_buy(twin_keys: Contract, amount: int) -> int:
-    return twin_keys.functions.getBuyPriceAfterFee(AVATAR, amount).call()
+def quote_buy(twin_keys: Contract, amount: int, avatar: bytes = AVATAR) -> int:
+    return twin_keys.functions.getBuyPriceAfterFee(avatar, amount).call()
 
 
 def test_creator_that_rejects_eth_cannot_block_trading(
@@ -45,18 +45,19 @@ def test_creator_that_rejects_eth_cannot_block_trading(
 ) -> None:
     deployer, fan, receiver = accounts[1], accounts[2], accounts[3]
     creator = deploy(w3, artifacts["RejectingCreator"], deployer, twin_keys.address)
-    send(creator.functions.launch(AVATAR, 2), deployer, value=curve.buy_total(0, 2, DIVISOR, DEFAULT_FEE, DEFAULT_FEE))
-    assert twin_keys.functions.creatorOf(AVATAR).call() == creator.address
+    avatar = avatar_id(0xADE, creator.address)  # bound to the contract that creates it
+    send(creator.functions.launch(avatar, 2), deployer, value=curve.buy_total(0, 2, DIVISOR, DEFAULT_FEE, DEFAULT_FEE))
+    assert twin_keys.functions.creatorOf(avatar).call() == creator.address
 
-    cost = quote_buy(twin_keys, 5)
-    send(twin_keys.functions.buyKeys(AVATAR, 5, cost, FAR_DEADLINE), fan, value=cost)
-    send(twin_keys.functions.sellKeys(AVATAR, 5, 0, FAR_DEADLINE), fan)
-    fees = twin_keys.functions.creatorFees(AVATAR).call()
+    cost = quote_buy(twin_keys, 5, avatar)
+    send(twin_keys.functions.buyKeys(avatar, 5, cost, FAR_DEADLINE), fan, value=cost)
+    send(twin_keys.functions.sellKeys(avatar, 5, 0, FAR_DEADLINE), fan)
+    fees = twin_keys.functions.creatorFees(avatar).call()
     assert fees > 0
     # Its own withdrawal to itself fails, which only hurts itself; it can direct the fees elsewhere.
-    reverts(creator.functions.withdrawTo(AVATAR, creator.address), deployer, "EthTransferFailed")
+    reverts(creator.functions.withdrawTo(avatar, creator.address), deployer, "EthTransferFailed")
     before = w3.eth.get_balance(receiver.address)
-    send(creator.functions.withdrawTo(AVATAR, receiver.address), deployer)
+    send(creator.functions.withdrawTo(avatar, receiver.address), deployer)
     assert w3.eth.get_balance(receiver.address) - before == fees
 
 
@@ -65,17 +66,18 @@ def test_refund_callback_cannot_reenter(
 ) -> None:
     funder = accounts[1]
     trader = deploy(w3, artifacts["ReentrantTrader"], funder, twin_keys.address, value=10**18)
+    avatar = avatar_id(0xADE, trader.address)  # bound to the contract that creates it
     cost = curve.buy_total(0, 3, DIVISOR, DEFAULT_FEE, DEFAULT_FEE)
-    send(trader.functions.launch(AVATAR, 3, cost), funder, value=cost)
+    send(trader.functions.launch(avatar, 3, cost), funder, value=cost)
     for attack in (Attack.BUY, Attack.SELL, Attack.WITHDRAW_CREATOR_FEES, Attack.CREATE):
-        send(trader.functions.setAttack(attack, AVATAR), funder)
+        send(trader.functions.setAttack(attack, avatar), funder)
         attempts = trader.functions.reentryAttempts().call()
-        supply = twin_keys.functions.keysSupply(AVATAR).call()
-        cost = quote_buy(twin_keys, 1)
-        send(trader.functions.buy(AVATAR, 1, cost), funder, value=cost + 1000)  # overpay: refund calls back
+        supply = twin_keys.functions.keysSupply(avatar).call()
+        cost = quote_buy(twin_keys, 1, avatar)
+        send(trader.functions.buy(avatar, 1, cost), funder, value=cost + 1000)  # overpay: refund calls back
         assert trader.functions.reentryAttempts().call() == attempts + 1
         assert trader.functions.lastReentryError().call() == REENTRANCY_ERROR
-        assert twin_keys.functions.keysSupply(AVATAR).call() == supply + 1  # only the outer buy happened
+        assert twin_keys.functions.keysSupply(avatar).call() == supply + 1  # only the outer buy happened
 
 
 @pytest.mark.parametrize("attack", [Attack.BUY, Attack.SELL, Attack.WITHDRAW_CREATOR_FEES])
@@ -84,21 +86,22 @@ def test_sell_proceeds_and_withdrawal_callbacks_cannot_reenter(
 ) -> None:
     funder, fan = accounts[1], accounts[2]
     trader = deploy(w3, artifacts["ReentrantTrader"], funder, twin_keys.address, value=10**18)
+    avatar = avatar_id(0xADE, trader.address)  # bound to the contract that creates it
     cost = curve.buy_total(0, 6, DIVISOR, DEFAULT_FEE, DEFAULT_FEE)
-    send(trader.functions.launch(AVATAR, 6, cost), funder, value=cost)
-    fan_cost = quote_buy(twin_keys, 4)
-    send(twin_keys.functions.buyKeys(AVATAR, 4, fan_cost, FAR_DEADLINE), fan, value=fan_cost)
-    send(trader.functions.setAttack(attack, AVATAR), funder)
+    send(trader.functions.launch(avatar, 6, cost), funder, value=cost)
+    fan_cost = quote_buy(twin_keys, 4, avatar)
+    send(twin_keys.functions.buyKeys(avatar, 4, fan_cost, FAR_DEADLINE), fan, value=fan_cost)
+    send(trader.functions.setAttack(attack, avatar), funder)
 
-    send(trader.functions.sell(AVATAR, 2), funder)
+    send(trader.functions.sell(avatar, 2), funder)
     assert trader.functions.reentryAttempts().call() == 1
     assert trader.functions.lastReentryError().call() == REENTRANCY_ERROR
-    assert twin_keys.functions.keysSupply(AVATAR).call() == 8
+    assert twin_keys.functions.keysSupply(avatar).call() == 8
 
-    send(trader.functions.withdraw(AVATAR), funder)
+    send(trader.functions.withdraw(avatar), funder)
     assert trader.functions.reentryAttempts().call() == 2
     assert trader.functions.lastReentryError().call() == REENTRANCY_ERROR
-    assert twin_keys.functions.creatorFees(AVATAR).call() == 0
+    assert twin_keys.functions.creatorFees(avatar).call() == 0
 
 
 def test_front_runner_cannot_push_a_buy_above_max_total_cost(

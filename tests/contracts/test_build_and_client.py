@@ -199,6 +199,39 @@ async def test_deploy_command_then_connect_over_rpc(chain: EmbeddedChain, monkey
         await client.close()
 
 
+def test_deploy_command_hands_everything_over(chain: EmbeddedChain, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.chain.artifacts import load_artifact
+    from app.chain.deploy import send_transaction
+
+    deployer, new_owner, treasury = chain.accounts[4], chain.accounts[5], chain.accounts[6]
+    monkeypatch.setenv("DEPLOYER_KEY", deployer.key.hex())
+    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", chain.url,
+                                      "--private-key-env", "DEPLOYER_KEY", "--owner", new_owner.address,
+                                      "--treasury", treasury.address, "--opg-cap", "5000000"])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split("=", 1) for line in result.stdout.strip().splitlines())
+    assert result.stderr.count("must call acceptOwnership() on") == 3
+    contracts = {name: chain.w3.eth.contract(address=lines[f"TWIN_{variable}_ADDRESS"], abi=load_artifact(name).abi)
+                 for name, variable in (("TwinKeys", "TWIN_KEYS"), ("OPG", "OPG"), ("NodeRegistry", "NODE_REGISTRY"))}
+    assert contracts["TwinKeys"].functions.treasury().call() == treasury.address
+    assert contracts["OPG"].functions.cap().call() == 5_000_000 * 10**18
+    for name, contract in contracts.items():
+        assert contract.functions.owner().call() == deployer.address  # until the new owner accepts
+        assert contract.functions.pendingOwner().call() == new_owner.address
+        assert f"on {name} at {contract.address}" in result.stderr
+        send_transaction(chain.w3, new_owner, {"to": contract.address,
+                                               "data": contract.encode_abi("acceptOwnership", args=[])})
+        assert contract.functions.owner().call() == new_owner.address
+
+
+def test_deploy_command_refuses_a_bad_owner(chain: EmbeddedChain, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOYER_KEY", chain.accounts[4].key.hex())
+    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", chain.url,
+                                      "--private-key-env", "DEPLOYER_KEY", "--owner", "0x" + "00" * 20])
+    assert result.exit_code == 2
+    assert "--owner must be a non-zero address" in result.output
+
+
 def test_deploy_command_needs_the_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)
     result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", "http://127.0.0.1:9",

@@ -11,7 +11,7 @@ from app.chain.embedded import EmbeddedChain
 from app.market import curve
 from tests.contracts.conftest import DIVISOR, FAR_DEADLINE, avatar_id, send
 
-AVATAR = avatar_id(0xC0FFEE)
+AVATAR = avatar_id(0xC0FFEE, 0)  # created by the owner, dev account 0
 # The snapshot fixture is per test, not per example: examples only read, or revert what they wrote.
 SHARED_CHAIN = {"suppress_health_check": [HealthCheck.function_scoped_fixture], "deadline": None}
 
@@ -50,9 +50,10 @@ def test_quotes_with_fees_equal_the_contract(
         assert functions.getBuyPriceAfterFee(AVATAR, amount).call() == curve.buy_total(
             supply, amount, DIVISOR, protocol_fee, creator_fee
         )
-        sellable = min(amount, supply)
-        assert functions.getSellPriceAfterFee(AVATAR, sellable).call() == curve.sell_proceeds(
-            supply, sellable, DIVISOR, protocol_fee, creator_fee
-        )
+        sellable = min(amount, supply - 1)  # the last key cannot be sold
+        if sellable:
+            assert functions.getSellPriceAfterFee(AVATAR, sellable).call() == curve.sell_proceeds(
+                supply, sellable, DIVISOR, protocol_fee, creator_fee
+            )
     finally:
         chain.revert_to_snapshot(snapshot)

@@ -76,7 +76,7 @@ class TwinKeysMachine(RuleBasedStateMachine):
     @rule(creator=st.integers(0, TRADER_COUNT - 1), amount=st.integers(1, 20), overpay=st.integers(0, 10**15))
     def launch(self, creator: int, amount: int, overpay: int) -> None:
         account = self.traders[creator]
-        avatar = avatar_id(len(self.markets) + 1)
+        avatar = avatar_id(len(self.markets) + 1, account.address)
         cost = curve.buy_total(0, amount, DIVISOR, self.protocol_fee, self.creator_fee)
         function = self.twin_keys.functions.createAvatar(avatar, "uri", amount, cost, FAR_DEADLINE)
         if self.paused:

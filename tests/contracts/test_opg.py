@@ -89,6 +89,17 @@ def test_only_the_owner_mints(opg: Contract, owner: LocalAccount, payer: LocalAc
     reverts(opg.functions.mint(payer.address, AMOUNT), payer, "OwnableUnauthorizedAccount")
 
 
+def test_minting_stops_at_the_cap_fixed_at_construction(opg: Contract, owner: LocalAccount) -> None:
+    from app.chain.deploy import OPG_CAP
+
+    assert opg.functions.cap().call() == OPG_CAP
+    room = OPG_CAP - opg.functions.totalSupply().call()
+    reverts(opg.functions.mint(owner.address, room + 1), owner, "ERC20ExceededCap")
+    send(opg.functions.mint(owner.address, room), owner)
+    assert opg.functions.totalSupply().call() == OPG_CAP
+    reverts(opg.functions.mint(owner.address, 1), owner, "ERC20ExceededCap")
+
+
 def test_permit(opg: Contract, payer: LocalAccount, payee: LocalAccount, accounts: list[LocalAccount]) -> None:
     def permit(signer: LocalAccount, deadline: int) -> ContractFunction:
         nonce = opg.functions.nonces(payer.address).call()

@@ -26,7 +26,7 @@ from tests.contracts.conftest import (
     send,
 )
 
-AVATAR = avatar_id(0xA11CE)
+AVATAR = avatar_id(0xA11CE)  # bound to the creator fixture, dev account 1
 URI = "https://twin.example/avatars/a11ce.json"
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -173,7 +173,25 @@ def test_create_avatar_reverts(
 
 def test_create_avatar_twice_reverts(twin_keys: Contract, creator: LocalAccount, fan: LocalAccount) -> None:
     launch(twin_keys, creator)
-    reverts(twin_keys.functions.createAvatar(AVATAR, URI, 1, 0, FAR_DEADLINE), fan, "AvatarExists")
+    reverts(twin_keys.functions.createAvatar(AVATAR, URI, 1, 0, FAR_DEADLINE), creator, "AvatarExists")
+    reverts(twin_keys.functions.createAvatar(AVATAR, URI, 1, 0, FAR_DEADLINE), fan, "InvalidAvatarId")
+
+
+def test_an_id_issued_to_one_creator_cannot_be_created_by_another(
+    twin_keys: Contract, creator: LocalAccount, fan: LocalAccount
+) -> None:
+    """Ids commit to their creator: a fan front-running the creator's launch with its id reverts."""
+    from app.avatars.service import avatar_id_for, new_avatar_id
+
+    assert twin_keys.functions.avatarIdFor(creator.address, 0xA11CE).call() == AVATAR
+    assert "0x" + AVATAR.hex() == avatar_id_for(creator.address, 0xA11CE)
+    issued = bytes.fromhex(new_avatar_id(creator.address)[2:])
+    cost = buy_cost(0, 2)
+    for squatter_id in (issued, AVATAR, bytes(16), bytes(12) + AVATAR[12:]):
+        reverts(twin_keys.functions.createAvatar(squatter_id, URI, 2, cost, FAR_DEADLINE), fan, "InvalidAvatarId",
+                value=cost)
+    launch(twin_keys, creator, amount=2, avatar=issued)
+    assert twin_keys.functions.creatorOf(issued).call() == creator.address
 
 
 def test_create_avatar_after_deadline_reverts(w3: Web3, twin_keys: Contract, creator: LocalAccount) -> None:
@@ -397,7 +415,7 @@ def test_pause_stops_creation_and_buys_only(
     reverts(twin_keys.functions.pause(), owner, "EnforcedPause")
     cost = buy_cost(4, 1)
     reverts(twin_keys.functions.buyKeys(AVATAR, 1, cost, FAR_DEADLINE), fan, "EnforcedPause", value=cost)
-    reverts(twin_keys.functions.createAvatar(avatar_id(2), URI, 1, 0, FAR_DEADLINE), fan, "EnforcedPause")
+    reverts(twin_keys.functions.createAvatar(avatar_id(2, fan.address), URI, 1, 0, FAR_DEADLINE), fan, "EnforcedPause")
     send(twin_keys.functions.sellKeys(AVATAR, 1, 0, FAR_DEADLINE), fan)
     send(twin_keys.functions.withdrawCreatorFees(AVATAR, creator.address), creator)
     send(twin_keys.functions.withdrawProtocolFees([AVATAR], owner.address), owner)
@@ -435,3 +453,19 @@ def test_ownership_moves_in_two_steps_and_cannot_be_renounced(
     send(twin_keys.functions.acceptOwnership(), creator)
     assert twin_keys.functions.owner().call() == creator.address
     send(twin_keys.functions.setCreatorFeePercent(0), creator)
+
+
+def test_the_sell_quote_reverts_where_the_sell_would(twin_keys: Contract, creator: LocalAccount) -> None:
+    """getSellPriceAfterFee(id, supply) used to quote the unsellable last key; now it reverts like the sell."""
+    functions = twin_keys.functions
+    with pytest.raises(ContractLogicError) as failure:
+        functions.getSellPriceAfterFee(AVATAR, 1).call()
+    assert error_name(failure.value) == "AvatarNotFound"
+    launch(twin_keys, creator, amount=3)
+    assert functions.getSellPriceAfterFee(AVATAR, 2).call() == curve.sell_proceeds(3, 2, DIVISOR, DEFAULT_FEE,
+                                                                                   DEFAULT_FEE)
+    for amount in (3, 4):
+        with pytest.raises(ContractLogicError) as failure:
+            functions.getSellPriceAfterFee(AVATAR, amount).call()
+        assert error_name(failure.value) == "CannotSellLastKey"
+        reverts(functions.sellKeys(AVATAR, amount, 0, FAR_DEADLINE), creator, "CannotSellLastKey")

@@ -9,6 +9,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from web3.exceptions import ContractLogicError
 
 from app.chain.client import Chain
 from app.config import Settings
@@ -103,6 +104,23 @@ async def test_quotes_equal_what_the_contract_charges(client: AsyncTestClient[Li
     assert int(sell_quote["min_proceeds"]) == int(sell_quote["total"]) * 9_900 // 10_000
     fees = curve.fees(int(sell_quote["price"]), view(chain, "protocolFeePercent"), view(chain, "creatorFeePercent"))
     assert (int(sell_quote["protocol_fee"]), int(sell_quote["creator_fee"])) == fees
+
+
+async def test_buy_quotes_are_refused_while_the_market_is_paused(
+        client: AsyncTestClient[Litestar], chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    avatar_id = await launch(client, chain, accounts["creator"], "pia", first_keys=3)
+    owner = chain.dev_accounts[0]
+    transact(chain, owner, "pause")
+
+    refused = await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 1})
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "paused"
+    sell = await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "sell", "amount": 1})
+    assert sell.status_code == 200  # sells are never paused
+
+    transact(chain, owner, "unpause")
+    resumed = await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 1})
+    assert resumed.status_code == 200
 
 
 async def test_a_quote_s_deadline_runs_on_block_time(client: AsyncTestClient[Litestar], chain: Chain,
@@ -298,12 +316,65 @@ async def test_creation_by_another_wallet_does_not_list(client: AsyncTestClient[
     await sign_in(client, accounts["creator"])
     launched = (await client.post("/api/avatars", json={
         "name": "Kim", "handle": "kim", "persona": "p", "model": "twin-offline-demo"})).json()
-    transact(chain, accounts["stranger"], "createAvatar", avatar_bytes(launched["id"]), launched["metadata_uri"], 1, 0,
-             FAR_DEADLINE)
+    # The id is bound to its creator (TwinKeys.avatarIdFor): another wallet cannot even create it.
+    with pytest.raises(ContractLogicError):
+        transact(chain, accounts["stranger"], "createAvatar", avatar_bytes(launched["id"]), launched["metadata_uri"],
+                 1, 0, FAR_DEADLINE)
     await index(app)
 
     assert (await client.get(f"/api/avatars/{launched['id']}")).json()["listed"] is False
     assert (await client.get("/api/avatars")).json()["items"] == []
+    transact(chain, accounts["creator"], "createAvatar", avatar_bytes(launched["id"]), launched["metadata_uri"], 1, 0,
+             FAR_DEADLINE)
+    await index(app)
+    assert (await client.get(f"/api/avatars/{launched['id']}")).json()["listed"] is True
+
+
+async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
+        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.avatars.models import Avatar
+    from app.avatars.service import avatar_id_for
+    from app.db.engine import session_factory
+    from app.db.models import utc_now
+
+    body = {"name": "Lee", "handle": "lee", "persona": "p", "model": "twin-offline-demo"}
+    creator, stranger = accounts["creator"], accounts["stranger"]
+    await sign_in(client, creator)
+    first = (await client.post("/api/avatars", json=body)).json()
+    assert first["id"] == avatar_id_for(creator.address, int(first["id"][-8:], 16))  # bound to its creator
+
+    await sign_in(client, stranger)
+    taken = await client.post("/api/avatars", json=body)
+    assert taken.status_code == 409
+    assert taken.json()["error"] == "conflict"
+
+    ttl = app.state.settings.avatar_launch_ttl_s
+    assert ttl == 86_400
+    async with session_factory(app.state.engine)() as session:  # a day passes; the launch never reached the chain
+        await session.execute(update(Avatar).where(Avatar.id == first["id"])
+                              .values(updated_at=utc_now() - timedelta(seconds=ttl + 1)))
+        await session.commit()
+    second = await client.post("/api/avatars", json=body)
+    assert second.status_code == 201
+    released = second.json()
+    assert released["id"] != first["id"]
+    assert released["id"] == avatar_id_for(stranger.address, int(released["id"][-8:], 16))
+    assert (await client.get(f"/api/avatars/{first['id']}")).status_code == 404
+
+    transact(chain, stranger, "createAvatar", avatar_bytes(released["id"]), released["metadata_uri"], 1, 0,
+             FAR_DEADLINE)
+    await index(app)
+    assert (await client.get(f"/api/avatars/{released['id']}")).json()["listed"] is True
+    async with session_factory(app.state.engine)() as session:  # a listed handle is never released
+        await session.execute(update(Avatar).where(Avatar.id == released["id"])
+                              .values(updated_at=utc_now() - timedelta(days=30)))
+        await session.commit()
+    await sign_in(client, creator)
+    assert (await client.post("/api/avatars", json=body)).status_code == 409
 
 
 async def test_catch_up_over_many_ranges_reads_ahead_and_stores_each_once(

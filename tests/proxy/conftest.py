@@ -146,6 +146,19 @@ async def opg_balance(chain: Chain, address: str) -> int:
     return await chain.opg.functions.balanceOf(address).call()
 
 
+def registry_owner_sends(chain: Chain, function: str, *args: Any) -> None:
+    """A NodeRegistry transaction from its owner, dev account 0 (approveNode, revokeNode, removeNode)."""
+    from app.chain.deploy import send_transaction
+
+    assert chain.embedded is not None
+    data = chain.node_registry.encode_abi(function, args=list(args))
+    send_transaction(chain.embedded.w3, chain.embedded.accounts[0], {"to": chain.node_registry.address, "data": data})
+
+
+def approve_node(chain: Chain, tee_id: str) -> None:
+    registry_owner_sends(chain, "approveNode", bytes.fromhex(tee_id.removeprefix("0x")))
+
+
 async def eventually(predicate: Any, within_seconds: float = 5.0) -> None:
     """Wait until ``predicate()`` holds (async work elsewhere in the loop must catch up)."""
     deadline = time.monotonic() + within_seconds

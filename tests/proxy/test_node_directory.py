@@ -27,6 +27,9 @@ async def test_the_backend_s_in_process_node_is_listed_enabled_and_healthy(
     assert re.fullmatch(r"0x[0-9a-f]{64}", node["tee_id"])
     assert node["payment_address"] == node_payment_account(ProxySettings(), chain).address
     assert (node["enabled"], node["healthy"]) == (True, True)
+    # Trusted as the backend's own node, not because anyone approved it in the registry.
+    assert (node["trusted"], node["trust"], node["approved"]) == (True, "embedded", False)
+    assert node["trust_detail"] == "the backend's own in-process node"
     assert datetime.fromisoformat(node["registered_at"]) <= datetime.fromisoformat(node["last_heartbeat"])
 
 

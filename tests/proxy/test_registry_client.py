@@ -26,7 +26,7 @@ from app.proxy.config import ProxySettings
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.upstreams.offline import compose_reply
 from tests.conftest import chain_of_its_own, close_quietly
-from tests.proxy.conftest import PRICE_WEI, node_settings, opg_balance
+from tests.proxy.conftest import PRICE_WEI, approve_node, node_settings, opg_balance
 from tests.proxy.fakes import REPLY_TEXT, FakeProviders
 
 MESSAGES = [{"role": "system", "content": "You are Ada Lovelace, a mathematician."},
@@ -61,6 +61,8 @@ def settings(fake_upstream: tuple[str, FakeProviders]) -> ProxySettings:
 async def nodes(own_chain: Chain, settings: ProxySettings) -> AsyncIterator[tuple[InProcessNode, InProcessNode]]:
     async with in_process_node(settings, own_chain, name="node-a") as a, \
             in_process_node(settings, own_chain, name="node-b") as b:
+        for node in (a, b):  # admitted by the registry's owner: the client routes only to trusted nodes
+            approve_node(own_chain, node.tee_id)
         yield a, b
 
 

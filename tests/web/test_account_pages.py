@@ -115,5 +115,5 @@ async def test_the_operations_page_lists_the_registry_s_nodes(client: AsyncTestC
 
     assert '<p id="nodes-summary">1 registered, 1 serving' in page
     assert f'<tr data-tee-id="{nodes[0]["tee_id"]}">' in page
-    assert '<span class="badge verified">serving</span>' in page
+    assert '<span class="badge verified" title="trusted: embedded">serving</span>' in page
     assert "The signal and its chart need JavaScript" in page
