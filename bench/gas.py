@@ -18,15 +18,17 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
+from app.avatars.service import avatar_id_for
 from app.chain.artifacts import load_artifact
 from app.chain.deploy import send_transaction
-from app.chain.embedded import EmbeddedChain
+from app.chain.embedded import EmbeddedChain, dev_accounts
 from app.config import Settings
 
 GOAL_RATIO = 0.75
 DEADLINE = 2**40
 # A random-looking id, as the backend mints them: every byte non-zero, so calldata is not flattered.
-AVATAR_ID = bytes.fromhex("9f1c2b7e4d5a4c3b8a7e6d5c4b3a2910")
+# Bound to its creator (dev account 1), as TwinKeys requires of every id.
+AVATAR_ID = bytes.fromhex(avatar_id_for(dev_accounts(Settings().chain_dev_mnemonic, 2)[1].address, 7)[2:])
 METADATA_URI = "https://twin.example/avatars/9f1c2b7e4d5a4c3b8a7e6d5c4b3a2910.json"
 
 # friend.tech's published reference figures for FriendtechSharesV1 (solc 0.8.28, optimizer 200, cancun):

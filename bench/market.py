@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 from web3.types import RPCEndpoint
 
+from app.avatars.service import avatar_id_for
 from app.chain.anvil import AnvilNode, NodeError
 from app.chain.artifacts import load_artifact
 from app.chain.client import Chain, chain_from_embedded
@@ -141,7 +142,9 @@ def plan_transactions(accounts: Sequence[LocalAccount], nonces: dict[str, int], 
                       trades: int, rng: random.Random) -> tuple[list[bytes], list[TxPlan]]:
     """AVATARS createAvatar calls (each also a trade: the creator's free first key), then buys and sells."""
     traders = list(accounts[1:1 + TRADERS])
-    avatar_ids = [rng.randbytes(16) for _ in range(AVATARS)]
+    # Each avatar's id is bound to its creator (trader i creates avatar i), as TwinKeys requires.
+    avatar_ids = [bytes.fromhex(avatar_id_for(traders[index].address, rng.randrange(2**32))[2:])
+                  for index in range(AVATARS)]
     plans: list[TxPlan] = []
 
     def plan(trader: int, function: str, args: tuple[Any, ...], value: int = 0) -> None:
@@ -557,7 +560,7 @@ async def send_through_rpc(client: httpx.AsyncClient, account: LocalAccount, to:
 async def launch_on_server(client: httpx.AsyncClient, creator: LocalAccount, buys: Sequence[int]) -> str:
     """Create an avatar from ``creator`` and buy ``buys`` keys, all through /rpc; return its id."""
     address = await server_twin_keys(client)
-    raw_id = os.urandom(16)
+    raw_id = bytes.fromhex(avatar_id_for(creator.address, int.from_bytes(os.urandom(4), "big"))[2:])
     await send_through_rpc(client, creator, address,
                            calldata("createAvatar", [raw_id, "bench://quote", 1, 0, FAR_DEADLINE]), 0)
     for amount in buys:
