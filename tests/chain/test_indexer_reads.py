@@ -10,6 +10,7 @@ from typing import Any
 from eth_utils import event_abi_to_log_topic
 from sqlalchemy import select
 
+from app.avatars.service import avatar_id_for
 from app.chain.client import Chain
 from app.chain.indexer import EventDecoder, Indexer
 from app.chain.models import IndexedBlock
@@ -20,8 +21,9 @@ from tests.helpers import FAR_DEADLINE, avatar_bytes, buy, sell, transact
 
 
 def create(chain: Chain, creator_index: int = 1) -> str:
-    avatar_id = "0x" + os.urandom(16).hex()
-    transact(chain, chain.dev_accounts[creator_index], "createAvatar", avatar_bytes(avatar_id), "ipfs://meta", 1, 0,
+    creator = chain.dev_accounts[creator_index]
+    avatar_id = avatar_id_for(creator.address, int.from_bytes(os.urandom(4), "big"))  # bound to its creator
+    transact(chain, creator, "createAvatar", avatar_bytes(avatar_id), "ipfs://meta", 1, 0,
              FAR_DEADLINE)
     return avatar_id
 
