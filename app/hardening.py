@@ -2,7 +2,7 @@
 backend (:func:`app.main.create_app`) and the proxy node (:func:`app.proxy.app.create_proxy_app`).
 
 - The recursion limit: C decoders (msgspec, ``json``) guard their depth with Python's recursion
-  limit. py_ecc, which the embedded EVM imports, raises it to 100,000 when first imported; then
+  limit. py_ecc (which Ethereum libraries may import) raises it to 100,000 when first imported; then
   ~50,000 levels of nested JSON overflow the C stack and the process dies with SIGSEGV instead
   of raising :class:`RecursionError`. :func:`keep_recursion_limit_sane` puts it back.
 - JSON bodies: :class:`GuardedRequest` answers a body that is not UTF-8 or nests too deeply with

@@ -1,4 +1,4 @@
-"""Deeply nested JSON at every JSON entry point, after py_ecc has raised the recursion limit.
+"""Deeply nested JSON at every JSON entry point, after a dependency has raised the recursion limit.
 
 Not collected by the suite on its own (the name lacks ``test_``): ``tests/test_hardening.py`` runs
 this module in a subprocess, so that a regression segfaults that process, not the test run.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import sys
 
-import py_ecc  # noqa: F401  (raises the recursion limit to 100,000 on import, as the embedded EVM's import does)
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -19,6 +18,9 @@ from app.proxy.app import create_proxy_app
 from app.proxy.config import ProxySettings
 from tests.chat.conftest import holding_fan, receive, serving
 from tests.helpers import launch, sign_in
+
+# What a dependency may do on import (py_ecc does): the apps must put a sane limit back.
+sys.setrecursionlimit(100_000)
 
 LEVELS = 100_000
 DEEP = b"[" * LEVELS + b"]" * LEVELS

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_deeply_nested_json_at_every_entry_point_is_a_400_not_a_crash() -> None:
-    """100,000 levels of nesting after py_ecc raised the recursion limit used to segfault (exit -11)."""
+    """100,000 levels of nesting after a dependency (py_ecc) raised the recursion limit used to segfault (exit -11)."""
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              str(ROOT / "tests" / "deep_json_cases.py")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
