@@ -105,6 +105,17 @@ def chain_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embed
         chain.close()
 
 
+@contextlib.asynccontextmanager
+async def connected_chain_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
+    """``chain_of_its_own`` as the app sees it (a Chain), closed afterwards."""
+    with chain_of_its_own(tmp_path_factory) as embedded:
+        chain = chain_from_embedded(embedded)
+        try:
+            yield chain
+        finally:
+            await close_quietly(chain)
+
+
 @pytest.fixture
 async def chain(embedded_chain: EmbeddedChain) -> AsyncIterator[Chain]:
     snapshot = embedded_chain.take_snapshot()

@@ -24,10 +24,10 @@ from x402.mechanisms.evm.types import ExactEIP3009Authorization, ExactEIP3009Pay
 from x402.mechanisms.evm.utils import create_nonce
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
-from app.chain.client import Chain, chain_from_embedded
+from app.chain.client import Chain
 from app.proxy.app import create_proxy_app
 from app.proxy.config import ProxySettings
-from tests.conftest import chain_of_its_own, close_quietly
+from tests.conftest import connected_chain_of_its_own
 from tests.proxy.fakes import FakeProviders, serving
 
 PRICE_WEI = 10**15
@@ -64,10 +64,8 @@ def _fake_api_keys() -> None:
 @pytest.fixture(scope="session")
 async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
     """A node of the proxy tests' own: the nodes they register stay out of other tests' registry."""
-    with chain_of_its_own(tmp_path_factory) as embedded:
-        chain = chain_from_embedded(embedded)
+    async with connected_chain_of_its_own(tmp_path_factory) as chain:
         yield chain
-        await close_quietly(chain)
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.chain.client import CHAIN_CLOCK_REFRESH_SECONDS, Chain, ChainClock, chain_from_embedded
+from app.chain.client import CHAIN_CLOCK_REFRESH_SECONDS, Chain, ChainClock
 from app.proxy.accounts import platform_wallet
 from app.proxy.app import in_process_node
 from app.proxy.client import ProxyClient
-from tests.conftest import chain_of_its_own, close_quietly
+from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import PRICE_WEI, node_settings, opg_balance
 from tests.proxy.fakes import FakeProviders
 
@@ -25,10 +25,8 @@ HOUR = 3600
 @pytest.fixture(scope="module")
 async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
     """A node of this module's own: its clock runs an hour ahead for the rest of its life."""
-    with chain_of_its_own(tmp_path_factory) as embedded:
-        chain = chain_from_embedded(embedded)
+    async with connected_chain_of_its_own(tmp_path_factory) as chain:
         yield chain
-        await close_quietly(chain)
 
 
 async def jump_ahead(chain: Chain, seconds: int) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from eth_account import Account
 
-from app.chain.client import Chain, chain_from_embedded
+from app.chain.client import Chain
 from app.proxy.accounts import platform_wallet
 from app.proxy.app import InProcessNode, in_process_node
 from app.proxy.attestation import EnclaveIdentity, code_measurement
@@ -25,7 +25,7 @@ from app.proxy.client import (
 from app.proxy.config import ProxySettings
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.upstreams.offline import compose_reply
-from tests.conftest import chain_of_its_own, close_quietly
+from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import PRICE_WEI, approve_node, node_settings, opg_balance
 from tests.proxy.fakes import REPLY_TEXT, FakeProviders
 
@@ -46,10 +46,8 @@ class Unreachable(httpx.AsyncBaseTransport):
 
 @pytest.fixture(scope="module")
 async def own_chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
-    with chain_of_its_own(tmp_path_factory) as embedded:
-        chain = chain_from_embedded(embedded)
+    async with connected_chain_of_its_own(tmp_path_factory) as chain:
         yield chain
-        await close_quietly(chain)
 
 
 @pytest.fixture(scope="module")

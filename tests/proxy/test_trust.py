@@ -10,7 +10,7 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from app.chain.client import Chain, chain_from_embedded
+from app.chain.client import Chain
 from app.chain.deploy import send_transaction
 from app.proxy import client as client_module
 from app.proxy.accounts import platform_wallet
@@ -20,7 +20,7 @@ from app.proxy.client import NoNodeAvailable, NoTrustedNode, ProxyClient
 from app.proxy.config import ProxySettings
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.trust import TrustPolicy, key_proof_problem, registration_digest
-from tests.conftest import chain_of_its_own, close_quietly
+from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import approve_node, node_settings, registry_owner_sends
 from tests.proxy.fakes import FakeProviders
 
@@ -97,10 +97,8 @@ def test_the_measurement_allowlist_setting_is_validated() -> None:
 
 @pytest.fixture(scope="module")
 async def own_chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain]:
-    with chain_of_its_own(tmp_path_factory) as embedded:
-        chain = chain_from_embedded(embedded)
+    async with connected_chain_of_its_own(tmp_path_factory) as chain:
         yield chain
-        await close_quietly(chain)
 
 
 @pytest.fixture(scope="module")
