@@ -116,13 +116,22 @@ async def connected_chain_of_its_own(tmp_path_factory: pytest.TempPathFactory) -
             await close_quietly(chain)
 
 
+@contextlib.asynccontextmanager
+async def between_snapshot(embedded: EmbeddedChain) -> AsyncIterator[Chain]:
+    """A Chain on ``embedded`` whose every change is reverted afterwards."""
+    snapshot = embedded.take_snapshot()
+    chain = chain_from_embedded(embedded)
+    try:
+        yield chain
+    finally:
+        await close_quietly(chain)
+        embedded.revert_to_snapshot(snapshot)
+
+
 @pytest.fixture
 async def chain(embedded_chain: EmbeddedChain) -> AsyncIterator[Chain]:
-    snapshot = embedded_chain.take_snapshot()
-    chain = chain_from_embedded(embedded_chain)
-    yield chain
-    await close_quietly(chain)
-    embedded_chain.revert_to_snapshot(snapshot)
+    async with between_snapshot(embedded_chain) as chain:
+        yield chain
 
 
 async def close_quietly(chain: Chain) -> None:

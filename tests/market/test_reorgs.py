@@ -12,9 +12,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.chain.client import Chain, chain_from_embedded
+from app.chain.client import Chain
 from app.chain.embedded import EmbeddedChain
-from tests.conftest import chain_of_its_own, close_quietly
+from tests.conftest import between_snapshot, chain_of_its_own
 from tests.helpers import avatar_bytes, buy, index, index_differences, launch, sell, sync_twin_keys, view
 
 
@@ -26,11 +26,8 @@ def own_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedChain
 
 @pytest.fixture
 async def chain(own_node: EmbeddedChain) -> AsyncIterator[Chain]:
-    snapshot = own_node.take_snapshot()
-    chain = chain_from_embedded(own_node)
-    yield chain
-    await close_quietly(chain)
-    own_node.revert_to_snapshot(snapshot)
+    async with between_snapshot(own_node) as chain:
+        yield chain
 
 
 @pytest.mark.parametrize("depth", [1, 5, 64])
