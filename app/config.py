@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # contracts deployed on its first start. RPC calls get chain_rpc_timeout_s each.
     chain_rpc_url: str | None = None
     chain_rpc_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # The stall probe: an eth_blockNumber every chain_probe_interval_s (0: no probe); one unanswered
+    # within chain_stall_timeout_s marks the node stalled, and every chain call fails at once (503).
+    chain_probe_interval_s: float = Field(default=0.5, ge=0, le=60)
+    chain_stall_timeout_s: float = Field(default=1.0, gt=0, le=60)
     chain_state_dir: Path = VAR_DIR / "chain"
     chain_node_port: int = Field(default=0, ge=0, le=65535)
     chain_id: int = Field(default=31337, ge=1, le=2**53)
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
     chain_confirmations: int = Field(default=0, ge=0, le=1000)
     # How often the indexer polls the chain; 0 runs no indexer in this process.
     indexer_poll_s: float = Field(default=1.0, ge=0, le=3600)
+    # Catching up from far behind: blocks per eth_getLogs range, and at most this many blocks a second,
+    # so that a cold worker cannot starve the node or its peers.
+    indexer_batch_blocks: int = Field(default=2_000, ge=1, le=100_000)
+    indexer_max_blocks_per_s: int = Field(default=50_000, ge=1)
     # TwinKeys constructor arguments for the embedded chain and `twin contracts deploy`: key i costs
     # i² · 1e18 / divisor wei; fees are parts of 1e18 of the curve price, capped on-chain at 5 %.
     chain_curve_divisor: int = Field(default=1_600_000, ge=1)

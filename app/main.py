@@ -32,7 +32,7 @@ from app.auth.sessions import SESSION_COOKIE, SessionConfig
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
-from app.chain.client import Chain, connect_chain
+from app.chain.client import Chain, connect_chain, watch_chain
 from app.chain.controllers import ChainController, DevChainController
 from app.chain.indexer import Indexer
 from app.chain.service import watch_embedded
@@ -100,10 +100,14 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
         reader = TwinKeysReader(chain.twin_keys)
         indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
                           session_factory(app.state.engine), confirmations=settings.chain_confirmations,
-                          start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s)
+                          start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s,
+                          batch_blocks=settings.indexer_batch_blocks,
+                          max_blocks_per_s=settings.indexer_max_blocks_per_s)
         app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer)
         _chain_check(app)
         tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+        if settings.chain_probe_interval_s:
+            tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))
         if chain.owns_node:
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:

@@ -34,6 +34,7 @@ from x402.schemas import SettleResponse
 from app.autoscale.meter import DemandMeter, MeteredStream
 from app.avatars import service as avatars
 from app.avatars.models import Avatar
+from app.chain.client import chain_watch
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.chat.schemas import (
     AttestationSummary,
@@ -269,6 +270,9 @@ class ChatService:
 
     async def _begin(self, avatar_id: str, fan: str, incoming: IncomingMessage, send: Send) -> _Turn | None:
         """Gate, idempotency, and the message stored before inference; None when a resend was answered."""
+        watch = chain_watch(self._proxy.chain)
+        if watch is not None and watch.stalled:  # the node could neither be paid nor answer: refuse, don't hang
+            raise ChatRefused("unavailable", "the chain is not answering now", retry_after_s=UNAVAILABLE_RETRY_S)
         async with self._sessions() as session:  # reads: they never wait for a writer
             avatar = await _avatar(session, avatar_id)
             keys = await keys_held(session, avatar, fan)

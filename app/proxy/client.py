@@ -128,6 +128,7 @@ class ProxyClient:
                  own_tee_ids: Collection[str] = (), resolver: Resolver = resolve) -> None:
         """``own_tee_ids``: the keys of this process's own in-process nodes (trusted as ``embedded``)."""
         self._chain = chain
+        self.chain = chain  # the chat service asks it whether the node answers before taking a turn
         self._settings = settings
         self._trust = TrustPolicy(chain.chain_id, chain.node_registry.address,
                                   trusted_measurements=settings.trusted_measurements, own_tee_ids=own_tee_ids)
