@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     chat_large_holder_keys: int = Field(default=10, ge=1)
     chat_messages_per_minute: int = Field(default=10, ge=1, le=60_000)
     chat_fairness_half_life_s: float = Field(default=600.0, gt=0, le=86_400)
+    # With Redis: a stream slot or a waiting ticket is leased for this long and renewed by its worker's
+    # heartbeat (a third of it), so what a dead worker held returns to the others this long after.
+    chat_slot_lease_s: float = Field(default=5.0, gt=3, le=3_600)
     # Autoscale: seconds between forecasts (0 runs none in this process); spare capacity asked for
     # on top of the forecast; bounds on the nodes asked for; seconds from asking for a node to its
     # first stream (the forecast's horizon); how long a higher count is kept before scaling down.
