@@ -172,6 +172,13 @@ class Indexer:
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
             self._wakeup.clear()
 
+    async def run_while_leading(self) -> None:
+        """:meth:`run` as a leader's singleton: stopped, it is not paused, only no longer here."""
+        try:
+            await self.run()
+        finally:
+            self.last_error = None
+
     async def cursor(self) -> int:
         return await self._cursor()
 
