@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     # so that a cold worker cannot starve the node or its peers.
     indexer_batch_blocks: int = Field(default=2_000, ge=1, le=100_000)
     indexer_max_blocks_per_s: int = Field(default=50_000, ge=1)
+    # One worker leads the singleton work (indexer, autoscaler): it holds a lease of leader_lease_s,
+    # renewed every third of it, and the others take over within it when the leader dies. The lease
+    # is in Redis with TWIN_REDIS_URL, else a file lock (by default beside the SQLite database).
+    leader_lease_s: float = Field(default=6.0, ge=1, le=600)
+    leader_lock_file: Path | None = None
     # TwinKeys constructor arguments for the embedded chain and `twin contracts deploy`: key i costs
     # i² · 1e18 / divisor wei; fees are parts of 1e18 of the curve price, capped on-chain at 5 %.
     chain_curve_divisor: int = Field(default=1_600_000, ge=1)
@@ -110,6 +115,10 @@ class Settings(BaseSettings):
     chat_fairness_half_life_s: float = Field(default=600.0, gt=0, le=86_400)
     # With Redis: a stream slot or a waiting ticket is leased for this long and renewed by its worker's
     # heartbeat (a third of it), so what a dead worker held returns to the others this long after.
+    # Where each turn's end (a paid reply above all) is written ahead of the database, on this machine,
+    # and how often what the database refused is tried again.
+    chat_journal_dir: Path = VAR_DIR / "journal"
+    chat_journal_replay_s: float = Field(default=2.0, gt=0, le=3_600)
     chat_slot_lease_s: float = Field(default=5.0, gt=3, le=3_600)
     # Autoscale: seconds between forecasts (0 runs none in this process); spare capacity asked for
     # on top of the forecast; bounds on the nodes asked for; seconds from asking for a node to its

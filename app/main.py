@@ -39,6 +39,8 @@ from app.chain.service import watch_embedded
 from app.chat import service as chat_service
 from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
+from app.chat.journal import ReplyJournal
+from app.cluster.leader import leadership_for
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
@@ -93,19 +95,27 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
         if settings.auto_migrate:
             # Alembic's env runs its own event loop; give it a thread of its own.
             await asyncio.to_thread(migrate.upgrade, settings.database_url)
-        if not settings.redis_url:  # the only worker: what was pending died with the previous process
+        journal = ReplyJournal.for_database(settings.chat_journal_dir, settings.database_url)
+        replayed = await journal.replay_at_start(session_factory(app.state.engine))  # paid replies first
+        if not settings.redis_url and replayed:  # the only worker: what is still pending died with its process
             async with session_factory(app.state.engine)() as session:
                 await chat_service.settle_all_pending(session)
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
+        leadership = leadership_for(settings, session_factory(app.state.engine))  # indexer, autoscaler
         indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
                           session_factory(app.state.engine), confirmations=settings.chain_confirmations,
                           start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s,
                           batch_blocks=settings.indexer_batch_blocks,
-                          max_blocks_per_s=settings.indexer_max_blocks_per_s)
-        app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer)
+                          max_blocks_per_s=settings.indexer_max_blocks_per_s, fence=leadership.fence)
+        app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer, leadership=leadership,
+                         reply_journal=journal)
         _chain_check(app)
-        tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+        register_check(app.state, "leadership", leadership.readiness)
+        if settings.indexer_poll_s:
+            leadership.singleton("indexer", indexer.run_while_leading)
+        tasks = [asyncio.create_task(journal.run(session_factory(app.state.engine),
+                                                 interval_s=settings.chat_journal_replay_s), name="chat-journal")]
         if settings.chain_probe_interval_s:
             tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))
         if chain.owns_node:
@@ -115,7 +125,8 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), session_factory(app.state.engine),
-                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale:
+                        _serving_nodes(proxy_client, gate), proxy_settings.models,
+                        leadership=leadership) as autoscale, leadership.campaigning():
                     app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale)
                     yield
         finally:

@@ -39,7 +39,7 @@ def env_without_twin_settings() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
     state_dir = tempfile.mkdtemp(prefix="twin-test-chain-")
     CHAIN_STATE_DIRS.append(Path(state_dir))
-    return env | {"TWIN_CHAIN_STATE_DIR": state_dir}
+    return env | {"TWIN_CHAIN_STATE_DIR": state_dir, "TWIN_CHAT_JOURNAL_DIR": f"{state_dir}/journal"}
 
 
 def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

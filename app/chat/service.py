@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import structlog
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +35,14 @@ from app.autoscale.meter import DemandMeter, MeteredStream
 from app.avatars import service as avatars
 from app.avatars.models import Avatar
 from app.chain.client import chain_watch
+from app.chat.journal import (
+    WITHDRAWN,
+    ReplyJournal,
+    TurnEnd,
+    attestation_fields,
+    payment_fields,
+    settle,
+)
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.chat.schemas import (
     AttestationSummary,
@@ -233,8 +241,10 @@ class ChatService:
     """Answers fans' messages; one per connection, shared state lives in the database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings,
-                 admission: Admission | None = None, *, meter: DemandMeter) -> None:
+                 admission: Admission | None = None, *, meter: DemandMeter,
+                 journal: ReplyJournal | None = None) -> None:
         self._sessions = sessions
+        self._journal = journal  # turn ends are written ahead there (app/chat/journal.py)
         self._proxy = proxy
         self._settings = settings
         self._admission = admission
@@ -407,67 +417,35 @@ class ChatService:
 
     async def _fail(self, turn: _Turn, code: str, partial: str, payment: SettleResponse | None = None) -> None:
         """End the turn without a verified reply: ``incomplete`` with the text that came, else ``failed``;
-        with what the node was paid, if it was. If even that cannot be stored, the rows stay pending
-        (settled at the next start) and the line logged says what was lost."""
+        with what the node was paid, if it was. If even that cannot be stored, it stays in the journal
+        and is stored when the database is back."""
         status = MessageStatus.incomplete if partial else MessageStatus.failed
-
-        async def write(session: AsyncSession) -> None:
-            prompt = await session.get(ChatMessage, turn.prompt_id)
-            reply = await session.get(ChatMessage, turn.reply_id)
-            assert prompt is not None
-            assert reply is not None
-            now = utc_now()
-            prompt.status, prompt.error_code, prompt.completed_at = status, code, now
-            reply.status, reply.error_code, reply.content, reply.completed_at = status, code, partial, now
-            _record_payment(reply, payment)
-            await session.commit()
-
+        end = TurnEnd(turn.prompt_id, turn.reply_id, status, partial, code, completed_at=utc_now().timestamp(),
+                      **payment_fields(payment))
         try:
-            await self._write(write)
+            await settle(end, self._journal, self._write)
         except Exception as error:  # the fan still gets the turn's error frame
             log.exception("chat_store_error", stage="fail", reply_id=turn.reply_id, code=code,
                           payment_tx=payment.transaction if payment else None, error=repr(error))
 
     async def _withdraw(self, turn: _Turn) -> None:
         """Forget a message that got no slot, so that resending the same ``client_msg_id`` later is a new try."""
-        async def write(session: AsyncSession) -> None:
-            for message_id in (turn.reply_id, turn.prompt_id):  # the reply first: it points at the prompt
-                await session.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
-            await session.commit()
-
         try:
-            await self._write(write)
+            await settle(TurnEnd(turn.prompt_id, turn.reply_id, WITHDRAWN), self._journal, self._write)
         except Exception as error:  # left pending, it is settled as abandoned later
             log.exception("chat_store_error", stage="withdraw", reply_id=turn.reply_id, error=repr(error))
 
     async def _complete(self, turn: _Turn, result: ChatResult) -> tuple[ChatMessage, ReplyAttestation | None]:
-        async def write(session: AsyncSession) -> tuple[ChatMessage, ReplyAttestation | None]:
-            prompt = await session.get(ChatMessage, turn.prompt_id)
-            reply = await session.get(ChatMessage, turn.reply_id)
-            assert prompt is not None
-            assert reply is not None
-            now = utc_now()
-            prompt.status, prompt.completed_at = MessageStatus.answered, now
-            usage = result.usage or {}
-            reply.content, reply.status, reply.completed_at, reply.model = result.text, MessageStatus.complete, now, \
-                result.model
-            reply.prompt_tokens, reply.completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            _record_payment(reply, result.payment)
-            attestation = None
-            if result.attestation is not None:
-                signed = result.attestation
-                attestation = ReplyAttestation(
-                    message_id=turn.reply_id, request_body=json.dumps(request_body(turn.avatar.model, turn.messages)),
-                    verification_level=result.verification, request_hash=signed.request_hash,
-                    output_hash=signed.output_hash, signature=signed.signature, timestamp=signed.timestamp,
-                    tee_id=signed.tee_id, node_endpoint=result.node.endpoint,
-                    node_public_key_der=base64.b64encode(result.node.signing_public_key).decode(),
-                )
-                session.add(attestation)
-            await session.commit()
-            return reply, attestation
-
-        return await self._write(write)
+        """Store the verified reply; with a journal, written there first so that it is stored even if the
+        database is down now (the fan's done frame then shows it as it will be stored)."""
+        usage = result.usage or {}
+        end = TurnEnd(turn.prompt_id, turn.reply_id, MessageStatus.complete, result.text, model=result.model,
+                      prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                      completed_at=utc_now().timestamp(), **payment_fields(result.payment),
+                      attestation=attestation_fields(result, request_body(turn.avatar.model, turn.messages)))
+        stored = await settle(end, self._journal, self._write)
+        assert stored is not None  # the turn's rows are gone only when withdrawn
+        return stored
 
 
 async def _store_message(session: AsyncSession, avatar: Avatar, fan: str,
@@ -489,13 +467,6 @@ async def _store_message(session: AsyncSession, avatar: Avatar, fan: str,
     assert prompt.id is not None
     assert reply.id is not None
     return prompt.id, reply.id
-
-
-def _record_payment(reply: ChatMessage, payment: SettleResponse | None) -> None:
-    """The reply's cost: the x402 amount the node settled on-chain (wei), or nothing."""
-    paid = payment is not None and payment.success and payment.amount
-    reply.cost_wei = int(payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]
-    reply.payment_tx = payment.transaction if paid else None  # type: ignore[union-attr]
 
 
 async def _avatar(session: AsyncSession, avatar_id: str) -> Avatar:
