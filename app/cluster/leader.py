@@ -160,7 +160,10 @@ class Leadership:
         """A note for ``/readyz`` (never a failure: a follower is as ready as the leader)."""
         if not self.campaigning_now:
             return None
-        return f"leads {', '.join(sorted(self._singletons))} (token {self.token})" if self.is_leader else "follows"
+        if not self.is_leader:
+            return "follows"
+        token = f" (token {self.token})" if self._lease.fenced else ""
+        return f"leads {', '.join(sorted(self._singletons))}{token}"
 
     def singleton(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run()`` (a forever-loop) on the leader only; register before campaigning."""
