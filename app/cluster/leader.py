@@ -52,6 +52,14 @@ class NotLeader(Exception):
     """This worker no longer leads: another one holds a newer fencing token."""
 
 
+class FenceAhead(Exception):
+    """The database's fence is past the lease's token: the lease's epoch was lost (Redis restarted empty)."""
+
+    def __init__(self, fence: int) -> None:
+        super().__init__(f"the fence is at {fence}")
+        self.fence = fence
+
+
 class Lease(Protocol):
     """An exclusive lease among workers. ``fenced`` leases return tokens that only ever rise."""
 
@@ -59,6 +67,9 @@ class Lease(Protocol):
 
     async def hold(self) -> int | None:
         """Take the lease if free, or renew it if ours: our fencing token; None if another worker holds it."""
+
+    async def skip_past(self, fence: int) -> None:
+        """Give up the lease and make the next token exceed ``fence``."""
 
     async def aclose(self) -> None:
         """Release the lease if held, and close what the lease opened."""
@@ -77,6 +88,17 @@ end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. token, 'PX', ARGV[2])
 return token
+"""
+
+_SKIP_PAST = """
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+local held = redis.call('GET', KEYS[1])
+if held and string.match(held, '^(%S+) ') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
 """
 
 _RELEASE = """
@@ -100,10 +122,14 @@ class RedisLease:
         self._lease_ms = int(lease_s * 1000)
         self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)
+        self._skip_past = redis.register_script(_SKIP_PAST)
 
     async def hold(self) -> int | None:
         token = await self._hold(keys=self._keys, args=[self._holder, self._lease_ms])
         return None if token is None else int(token)
+
+    async def skip_past(self, fence: int) -> None:
+        await self._skip_past(keys=self._keys, args=[self._holder, fence])
 
     async def aclose(self) -> None:
         try:
@@ -120,6 +146,9 @@ class FileLease:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._fd: int | None = None
+
+    async def skip_past(self, fence: int) -> None:
+        """Never asked: a file lock is not fenced."""
 
     async def hold(self) -> int | None:
         if self._fd is not None:
@@ -219,6 +248,10 @@ class Leadership:
         if self._lease.fenced:
             try:
                 await self._raise_fence(token)
+            except FenceAhead as ahead:  # the epoch restarted below it: move it past, campaign again
+                log.warning("leader_epoch_behind_fence", token=token, fence=ahead.fence)
+                await self._lease.skip_past(ahead.fence)
+                return
             except Exception as error:  # noqa: BLE001 - the database is down: try again at the next renewal
                 log.warning("leader_fence_failed", token=token, error=repr(error)[:200])
                 return
@@ -235,7 +268,7 @@ class Leadership:
             elif int(fence.value) < token:
                 fence.value = str(token)
             else:
-                raise NotLeader(f"the fence is at {fence.value}, past token {token}")
+                raise FenceAhead(int(fence.value))
 
     async def _step_down(self, why: str) -> None:
         if self.token is None:

@@ -96,6 +96,25 @@ async def fenced_write(leadership: Leadership, session: AsyncSession) -> None:
         session.add(AppState(key="indexer:test:cursor", value="99"))
 
 
+async def test_a_lease_whose_epoch_restarted_below_the_fence_moves_past_it(database_url: str) -> None:
+    """Redis restarted empty: its epoch counts from 1 again, but the database's fence is at 100. The
+    new leader moves the epoch past the fence instead of never taking office."""
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        session.add(AppState(key=FENCE_KEY, value="100"))
+    async with redis_namespace() as namespace:
+        leadership = Leadership(RedisLease(Redis.from_url(REDIS_URL), namespace, LEASE_S), sessions, lease_s=LEASE_S)
+        leadership.singleton("work", forever)
+        async with leadership.campaigning():
+            await until(lambda: leadership.is_leader)
+            assert leadership.token is not None
+            assert leadership.token > 100
+            async with sessions() as session, session.begin():
+                await leadership.fence(session)
+    await engine.dispose()
+
+
 async def until(condition: object, timeout_s: float = 20) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - other tasks' state
