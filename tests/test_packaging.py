@@ -40,32 +40,43 @@ class Install:
 
     def env(self, **settings: str) -> dict[str, str]:
         """This environment less PYTHONPATH (which names the checkout) and every TWIN_ setting, plus these."""
-        kept = {key: value for key, value in os.environ.items()
-                if key != "PYTHONPATH" and not key.startswith("TWIN_")}
+        kept = {key: value for key, value in os.environ.items() if key != "PYTHONPATH" and not key.startswith("TWIN_")}
         return kept | settings
 
     def run(self, *command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(command, cwd=self.work_dir, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
+        return subprocess.run(
+            command, cwd=self.work_dir, env=self.env(), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
     root = tmp_path_factory.mktemp("wheel-install")
     wheels = root / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels),
-                            str(CHECKOUT_ROOT)], capture_output=True, text=True, timeout=300, check=False)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(CHECKOUT_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr
     [wheel] = wheels.glob("twin_market-*.whl")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    installing = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                                 "--no-deps", str(wheel)], capture_output=True, text=True, timeout=300, check=False)
+    installing = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert installing.returncode == 0, installing.stderr
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site_packages = Path(subprocess.run([str(python), "-c", purelib], capture_output=True, text=True,
-                                        check=True).stdout.strip())
+    site_packages = Path(
+        subprocess.run([str(python), "-c", purelib], capture_output=True, text=True, check=True).stdout.strip()
+    )
     # Only after the install, so that pip never sees (nor touches) this venv's editable twin-market.
     (site_packages / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work_dir = root / "app"
@@ -125,8 +136,11 @@ def test_templates_static_files_artifacts_and_migrations_load_from_site_packages
 def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
     """The final stage's instructions as (keyword, arguments), continuation lines joined."""
     text = dockerfile.read_text().replace("\\\n", " ")
-    instructions = [tuple(line.strip().split(maxsplit=1)) for line in text.splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [
+        tuple(line.strip().split(maxsplit=1))
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     last_from = max(index for index, (keyword, *_) in enumerate(instructions) if keyword.upper() == "FROM")
     return [(keyword.upper(), arguments) for keyword, arguments in instructions[last_from:]]
 
@@ -135,8 +149,9 @@ def image_command_and_env(dockerfile: Path) -> tuple[list[str], dict[str, str]]:
     instructions = final_stage(dockerfile)
     entrypoint = next(json.loads(arguments) for keyword, arguments in instructions if keyword == "ENTRYPOINT")
     command = next(json.loads(arguments) for keyword, arguments in instructions if keyword == "CMD")
-    env = dict(pair.split("=", 1) for keyword, arguments in instructions if keyword == "ENV"
-               for pair in shlex.split(arguments))
+    env = dict(
+        pair.split("=", 1) for keyword, arguments in instructions if keyword == "ENV" for pair in shlex.split(arguments)
+    )
     return [*entrypoint, *command], env
 
 
@@ -160,12 +175,14 @@ def image_server(installed: Install) -> Iterator[str]:
     env = installed.env(**image_env) | {
         "PATH": f"{installed.venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "TWIN_NODE_MODULES_DIR": str(CHECKOUT_ROOT / "node_modules"),  # the image's /app/node_modules
-        "TWIN_HOST": "127.0.0.1", "TWIN_PORT": str(port),
+        "TWIN_HOST": "127.0.0.1",
+        "TWIN_PORT": str(port),
     }
     log = installed.work_dir / "server.log"
     with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=installed.work_dir, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                  text=True)
+        server = subprocess.Popen(
+            command, cwd=installed.work_dir, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
     try:
         ready = wait_until_ready(f"http://127.0.0.1:{port}", server, timeout_s=120)
         if ready is None or ready.status_code != 200:
@@ -173,12 +190,19 @@ def image_server(installed: Install) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(server)
-        subprocess.run([str(installed.venv / "bin" / "twin"), "chain", "stop"], cwd=installed.work_dir,
-                       env=installed.env(), capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            [str(installed.venv / "bin" / "twin"), "chain", "stop"],
+            cwd=installed.work_dir,
+            env=installed.env(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def test_the_image_entry_point_serves_pages_assets_and_the_chain_from_the_install(
-        image_server: str, installed: Install) -> None:
+    image_server: str, installed: Install
+) -> None:
     with httpx.Client(base_url=image_server, timeout=10) as http:
         page = http.get("/")
         assert page.status_code == 200
