@@ -18,12 +18,14 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from app.resources import CHECKOUT_ROOT
 from app.web.assets import VENDORED_PACKAGES
@@ -165,6 +167,25 @@ def test_the_image_runs_as_an_unprivileged_user_with_the_npm_packages_the_app_se
     targets = [Path(arguments.split()[-1]) for keyword, arguments in instructions if keyword == "COPY"]
     packages = {target.relative_to(node_modules).parts[0] for target in targets if target.is_relative_to(node_modules)}
     assert {package.parts[0] for package in VENDORED_PACKAGES.values()} | {"@foundry-rs"} <= packages
+
+
+def test_infra_and_the_readme_deploy_the_image_this_dockerfile_builds_as_its_user() -> None:
+    version = tomllib.loads((CHECKOUT_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    image = f"twin-market:{version}"
+    assert f"docker build -t {image} ." in (CHECKOUT_ROOT / "README.md").read_text()
+    documents = [document for path in sorted((CHECKOUT_ROOT / "infra").glob("*.yaml"))
+                 for document in yaml.safe_load_all(path.read_text()) if document]
+    [kustomization] = [document for document in documents if document["kind"] == "Kustomization"]
+    assert kustomization["images"] == [{"name": "twin-market", "newTag": version}]
+    (program, *_), _ = image_command_and_env(DOCKERFILE)
+    deployments = [document for document in documents if document["kind"] == "Deployment"]
+    assert deployments
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True  # the Dockerfile's numeric USER lets Kubernetes check
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            assert container["image"] == image
+            assert container["command"][0] == program
 
 
 @pytest.fixture
