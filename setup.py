@@ -17,6 +17,7 @@ class BuildWithResources(build_py):
         if self.editable_mode:  # an editable install reads them in the checkout
             return
         target = Path(self.build_lib) / "app" / "_resources"
+        shutil.rmtree(target, ignore_errors=True)  # a reused build directory keeps no deleted file
         for name in BUNDLED:
             if Path(name).is_dir():
                 shutil.copytree(name, target / name, ignore=IGNORED, dirs_exist_ok=True)

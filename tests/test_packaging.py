@@ -12,9 +12,11 @@ never on the path).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -36,6 +38,7 @@ DOCKERFILE = CHECKOUT_ROOT / "Dockerfile"
 
 @dataclass(frozen=True)
 class Install:
+    context: Path  # what `docker build .` sends
     venv: Path
     site_packages: Path
     work_dir: Path  # outside the checkout, as the image's /app
@@ -51,12 +54,32 @@ class Install:
         )
 
 
+def docker_context(destination: Path) -> Path:
+    """A copy of what `docker build .` sends: the checkout less what .dockerignore excludes (its patterns
+    are paths from the top or ``**/name``, matched here as Docker matches them)."""
+    patterns = [line.strip() for line in (CHECKOUT_ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def excluded(relative: Path) -> bool:
+        return any(fnmatch.fnmatch(relative.name, pattern.removeprefix("**/")) if pattern.startswith("**/")
+                   else fnmatch.fnmatch(relative.as_posix(), pattern) for pattern in patterns)
+
+    def ignored(directory: str, names: list[str]) -> set[str]:
+        relative = Path(directory).relative_to(CHECKOUT_ROOT)
+        return {name for name in names if excluded(relative / name)}
+
+    return Path(shutil.copytree(CHECKOUT_ROOT, destination, ignore=ignored, symlinks=True))
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
+    """The wheel built as the Dockerfile's builder stage builds it, from the Docker context (so no stale build
+    directory of the checkout gets in), installed into a fresh venv."""
     root = tmp_path_factory.mktemp("wheel-install")
+    context = docker_context(root / "context")
     wheels = root / "wheels"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(CHECKOUT_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(context)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,7 +106,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
     (site_packages / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work_dir = root / "app"
     work_dir.mkdir()
-    return Install(venv, site_packages, work_dir)
+    return Install(context, venv, site_packages, work_dir)
 
 
 def test_the_installed_command_runs_from_site_packages(installed: Install) -> None:
@@ -167,6 +190,15 @@ def test_the_image_runs_as_an_unprivileged_user_with_the_npm_packages_the_app_se
     targets = [Path(arguments.split()[-1]) for keyword, arguments in instructions if keyword == "COPY"]
     packages = {target.relative_to(node_modules).parts[0] for target in targets if target.is_relative_to(node_modules)}
     assert {package.parts[0] for package in VENDORED_PACKAGES.values()} | {"@foundry-rs"} <= packages
+
+
+def test_what_the_builder_copies_is_in_the_docker_context(installed: Install) -> None:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    sources = [source for line in text.splitlines() if line.startswith("COPY ") and "--from=" not in line
+               for source in line.split()[1:-1]]
+    assert "app" in sources
+    assert all((installed.context / source).exists() for source in sources)
+    assert not (installed.context / "node_modules").exists()  # npm ci installs them inside the image
 
 
 def test_infra_and_the_readme_deploy_the_image_this_dockerfile_builds_as_its_user() -> None:
