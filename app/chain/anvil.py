@@ -69,7 +69,8 @@ def anvil_binary(node_modules_dir: Path) -> Path:
     arch = _ARCHITECTURES.get(platform.machine().lower(), platform.machine().lower())
     binary = node_modules_dir / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
     if not binary.is_file():
-        raise NodeError(f"anvil is not installed ({binary} is missing): run `npm ci` (./dev.sh does)")
+        raise NodeError(f"anvil is not installed ({binary} is missing): run `npm ci` (./dev.sh does) or set "
+                        "TWIN_NODE_MODULES_DIR")
     return binary
 
 

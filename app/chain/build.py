@@ -64,7 +64,7 @@ def solcjs_binary() -> Path:
         raise BuildError("no native solc installed and `node` is not on PATH for solc-js")
     package = get_settings().node_modules_dir / "solc" / "package.json"
     if not package.is_file():
-        raise BuildError("node_modules/solc is missing: run `npm ci`")
+        raise BuildError(f"{package.parent} is missing: run `npm ci` or set TWIN_NODE_MODULES_DIR")
     installed = json.loads(package.read_text())["version"]
     if Version(installed) != SOLC_VERSION:
         raise BuildError(f"node_modules/solc is {installed}, expected {SOLC_VERSION}: run `npm ci`")
