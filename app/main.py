@@ -164,7 +164,7 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, AvatarController, MarketController,
-    ChatController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
+    ChatController, AutoscaleController, NodeDirectoryController, WebController,
 ]
 
 
@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
     channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     channels = _channels(settings, channels_redis)
     app = Litestar(
-        route_handlers=[*ROUTES, DevChainController] if embedded_chain else ROUTES,
+        route_handlers=[*ROUTES, *static_routers(settings), *([DevChainController] if embedded_chain else [])],
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             channels,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from litestar import Litestar, WebSocket, post, websocket
+from litestar.params import JSONBody
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -57,7 +58,7 @@ def test_frame_parsers_refuse_nesting_past_the_depth_guard() -> None:
 
 def _limits_app() -> Litestar:
     @post("/echo", status_code=200)
-    async def echo(data: dict[str, Any]) -> dict[str, Any]:
+    async def echo(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         return data
 
     @websocket("/ws")

@@ -6,7 +6,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from msgspec import Struct, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,14 +49,15 @@ class AuthController(Controller):
 
     @get("/nonce", summary="A single-use nonce for an EIP-4361 message (expires in 10 minutes)",
          responses=error_responses(503))
-    async def nonce(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession) -> NonceOut:
+    async def nonce(self, request: Request[Any, Any, Any], state: State,
+                    db_session: NamedDependency[AsyncSession]) -> NonceOut:
         nonce = await service.issue_nonce(db_session)
         return NonceOut(nonce=nonce, domain=expected_domain(request, state), chain_id=state.chain.chain_id)
 
     @post("/verify", summary="Sign in: an EIP-4361 message and its signature open a session",
           responses=error_responses(400, 401, 503, *SESSION_WRITE))
-    async def verify(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession,
-                     data: SignInIn) -> SignedInOut:
+    async def verify(self, request: Request[Any, Any, Any], state: State, db_session: NamedDependency[AsyncSession],
+                     data: JSONBody[SignInIn]) -> SignedInOut:
         address = await service.verify_sign_in(
             db_session, message_text=data.message, signature=data.signature,
             expected_domain=expected_domain(request, state), chain_id=state.chain.chain_id,
@@ -71,5 +73,5 @@ class AuthController(Controller):
 
     @get("/me", summary="The signed-in address", dependencies={"address": Provide(provide_current_address)},
          responses=error_responses(401))
-    async def me(self, address: str) -> SignedInOut:
+    async def me(self, address: NamedDependency[str]) -> SignedInOut:
         return SignedInOut(address=address)

@@ -11,6 +11,7 @@ import msgspec
 from litestar import Controller, WebSocket, get, websocket
 from litestar.channels import ChannelsPlugin
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 from litestar.status_codes import WS_1008_POLICY_VIOLATION
@@ -72,7 +73,8 @@ class AutoscaleController(Controller):
         return autoscale.history(points)
 
     @websocket("/ws/autoscale")
-    async def operators(self, socket: WebSocket[Any, Any, Any], state: State, channels: ChannelsPlugin) -> None:
+    async def operators(self, socket: WebSocket[Any, Any, Any], state: State,
+                        channels: NamedDependency[ChannelsPlugin]) -> None:
         """Each decision as it is made (the current one first); operators acknowledge them (README: "Autoscale")."""
         await socket.accept()
         if not origin_allowed(socket.headers, state.settings):  # a foreign page may not listen in

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery, JSONBody, Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_current_address, provide_optional_address
@@ -61,8 +61,9 @@ class AvatarController(Controller):
     @post("/", summary="Launch an avatar (signed in); then create it on-chain from the same wallet",
           dependencies={"address": Provide(provide_current_address)}, status_code=201,
           responses=error_responses(400, 401, 409, 503, *SESSION_WRITE))
-    async def launch(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession, address: str,
-                     data: AvatarCreate) -> AvatarLaunched:
+    async def launch(self, request: Request[Any, Any, Any], state: State, db_session: NamedDependency[AsyncSession],
+                     address: NamedDependency[str],
+                     data: JSONBody[AvatarCreate]) -> AvatarLaunched:
         avatar = await service.create_avatar(db_session, creator=address, data=data,
                                              public_base_url=public_base_url(request, state),
                                              launch_ttl_s=state.settings.avatar_launch_ttl_s)
@@ -70,7 +71,8 @@ class AvatarController(Controller):
 
     @get("/", summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats or newest",
          responses=error_responses(400, 503))
-    async def rankings(self, state: State, db_session: AsyncSession, sort: RankingSort = RankingSort.market_cap,
+    async def rankings(self, state: State, db_session: NamedDependency[AsyncSession],
+                       sort: FromQuery[RankingSort] = RankingSort.market_cap,
                        q: Annotated[str | None, Parameter(max_length=64)] = None,
                        cursor: Annotated[str | None, Parameter(max_length=512)] = None,
                        limit: Annotated[int, Parameter(description="items per page, 1–100", schema_extra={
@@ -79,21 +81,22 @@ class AvatarController(Controller):
 
     @get("/{avatar_id:str}", summary="Public profile with market data (the persona only for its creator)",
          dependencies={"viewer": Provide(provide_optional_address)}, responses=error_responses(400, 404, 503))
-    async def get_profile(self, state: State, db_session: AsyncSession, avatar_id: AvatarIdParam,
-                          viewer: str | None) -> AvatarProfile:
+    async def get_profile(self, state: State, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam,
+                          viewer: NamedDependency[str | None]) -> AvatarProfile:
         avatar = await service.get_avatar(db_session, parse_avatar_id(avatar_id))
         return await profile(db_session, state, avatar, viewer)
 
     @patch("/{avatar_id:str}", summary="Edit an avatar (its creator only)",
            dependencies={"address": Provide(provide_current_address)},
            responses=error_responses(400, 401, 403, 404, 503, *SESSION_WRITE))
-    async def edit(self, state: State, db_session: AsyncSession, avatar_id: AvatarIdParam, address: str,
-                   data: AvatarUpdate) -> AvatarProfile:
+    async def edit(self, state: State, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam,
+                   address: NamedDependency[str],
+                   data: JSONBody[AvatarUpdate]) -> AvatarProfile:
         avatar = await service.update_avatar(db_session, avatar_id=parse_avatar_id(avatar_id), editor=address,
                                              changes=data)
         return await profile(db_session, state, avatar, address)
 
     @get("/{avatar_id:str}/metadata", summary="The public metadata document the on-chain URI points to",
          responses=error_responses(400, 404, 503))
-    async def metadata(self, db_session: AsyncSession, avatar_id: AvatarIdParam) -> AvatarMetadata:
+    async def metadata(self, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam) -> AvatarMetadata:
         return service.metadata_of(await service.get_avatar(db_session, parse_avatar_id(avatar_id)))

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import SerializationException
+from litestar.params import JSONBody
 from msgspec import Struct
 
 from app.chain import jsonrpc
@@ -54,7 +55,7 @@ class DevChainController(Controller):
 
     @post("/api/dev/faucet", summary="Fund an address with 100 ETH and 10,000 OPG (embedded chain only)",
           status_code=200, responses=error_responses(400, 503, *SESSION_WRITE))
-    async def faucet(self, state: State, data: FaucetIn) -> FaucetOut:
+    async def faucet(self, state: State, data: JSONBody[FaucetIn]) -> FaucetOut:
         chain: Chain = state.chain
         address = await require_no_code(chain.w3, parse_address(data.address))
         funded = await fund(chain, address)

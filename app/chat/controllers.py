@@ -10,9 +10,9 @@ import msgspec
 import structlog
 from litestar import Controller, WebSocket, get, websocket
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,7 +72,7 @@ class ChatController(Controller):
     tags = ["chat"]
 
     @websocket("/ws/avatars/{avatar_id:str}/chat")
-    async def chat(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
+    async def chat(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: FromPath[str]) -> None:
         """Chat with an avatar (signed in, holding a key): frames as in the README's "Chat" section."""
         # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
         try:
@@ -143,7 +143,8 @@ class ChatController(Controller):
 
     @get("/api/avatars/{avatar_id:str}/messages", summary="The signed-in fan's thread with an avatar, newest first",
          dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
-    async def thread(self, db_session: AsyncSession, avatar_id: AvatarIdParam, address: str, cursor: Cursor = None,
+    async def thread(self, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam,
+                     address: NamedDependency[str], cursor: Cursor = None,
                      limit: Limit = 50) -> Page[ChatMessageOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await service.thread_page(db_session, avatar_id=avatar.id, fan=address, cursor=cursor,
@@ -152,5 +153,6 @@ class ChatController(Controller):
     @get("/api/messages/{message_id:int}/attestation",
          summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
          dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
-    async def attestation(self, db_session: AsyncSession, message_id: MessageId, address: str) -> ReplyAttestationOut:
+    async def attestation(self, db_session: NamedDependency[AsyncSession], message_id: MessageId,
+                          address: NamedDependency[str]) -> ReplyAttestationOut:
         return await service.reply_attestation(db_session, message_id=message_id, viewer=address)

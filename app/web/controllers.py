@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,7 +69,8 @@ class WebController(Controller):
     exception_handlers = {AppError: error_page, ValidationException: error_page}
 
     @get("/")
-    async def marketplace(self, state: State, db_session: AsyncSession, sort: RankingSort = RankingSort.market_cap,
+    async def marketplace(self, state: State, db_session: NamedDependency[AsyncSession],
+                          sort: FromQuery[RankingSort] = RankingSort.market_cap,
                           q: Annotated[str | None, Parameter(max_length=64)] = None,
                           cursor: Annotated[str | None, Parameter(max_length=512)] = None) -> Template:
         rankings = await ranked_page(db_session, state, sort=sort, q=q or None, cursor=cursor,
@@ -77,7 +78,8 @@ class WebController(Controller):
         return page(state, "marketplace.html", rankings=rankings, sort=sort, sorts=list(RankingSort), q=q or "")
 
     @get("/avatars/{avatar_id:str}")
-    async def avatar(self, state: State, db_session: AsyncSession, avatar_id: str) -> Template:
+    async def avatar(self, state: State, db_session: NamedDependency[AsyncSession],
+                     avatar_id: FromPath[str]) -> Template:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         details = await profile(db_session, state, avatar, viewer=None)
         trades = await market.trades_page(db_session, avatar_id=avatar.id, cursor=None, limit=RECENT_TRADES)
@@ -91,7 +93,8 @@ class WebController(Controller):
         return page(state, "create.html")
 
     @get("/avatars/{avatar_id:str}/chat", dependencies={"viewer": Provide(provide_optional_address)})
-    async def chat(self, state: State, db_session: AsyncSession, avatar_id: str, viewer: str | None) -> Template:
+    async def chat(self, state: State, db_session: NamedDependency[AsyncSession], avatar_id: FromPath[str],
+                   viewer: NamedDependency[str | None]) -> Template:
         """The chat itself runs in the page's script over the websocket; the server says who may use it."""
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         keys = await market.balance_of(db_session, avatar.id, viewer) if viewer else 0
@@ -101,14 +104,16 @@ class WebController(Controller):
                     max_message_chars=state.settings.chat_max_message_chars)
 
     @get("/portfolio", dependencies={"viewer": Provide(provide_optional_address)})
-    async def portfolio(self, state: State, db_session: AsyncSession, viewer: str | None,
+    async def portfolio(self, state: State, db_session: NamedDependency[AsyncSession],
+                        viewer: NamedDependency[str | None],
                         cursor: Annotated[str | None, Parameter(max_length=512)] = None) -> Template:
         held = None if viewer is None else await market.portfolio(db_session, state.twin_keys_reader, viewer,
                                                                   cursor=cursor, limit=TRADES_PAGE_SIZE)
         return page(state, "portfolio.html", viewer=viewer, portfolio=held)
 
     @get("/dashboard", dependencies={"viewer": Provide(provide_optional_address)})
-    async def dashboard(self, state: State, db_session: AsyncSession, viewer: str | None,
+    async def dashboard(self, state: State, db_session: NamedDependency[AsyncSession],
+                        viewer: NamedDependency[str | None],
                         avatar: Annotated[str | None, Parameter(max_length=34)] = None) -> Template:
         """The signed-in creator's avatars; ``avatar`` picks the one shown in full (the first by default)."""
         stats = [] if viewer is None else await creator_stats_with_chats(db_session, state.twin_keys_reader, viewer)
