@@ -128,7 +128,7 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
             return serving.result()
         await asyncio.sleep(0.05)
     # The node the backend's proxy client reaches through its ASGI transport (started by the app's lifespan).
-    (transport,) = app.state.proxy_client._transports.values()
+    (transport,) = app.state.services.proxy_client._transports.values()
     node = NodeServer(uvicorn.Config(transport._app, host="127.0.0.1", port=node_port, log_level=settings.log_level,
                                      lifespan="off", backlog=4096))
     node_serving = asyncio.create_task(node.serve())

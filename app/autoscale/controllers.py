@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, WebSocket, get, websocket
 from litestar.channels import ChannelsPlugin
-from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 from litestar.status_codes import WS_1008_POLICY_VIOLATION
@@ -23,6 +22,7 @@ from app.autoscale.service import (
     OperatorFrameError,
     parse_operator_frame,
 )
+from app.config import Settings
 from app.errors import error_responses
 
 ModelQuery = Annotated[str | None, Parameter(description="narrow the breakdown to this model", max_length=128)]
@@ -61,24 +61,22 @@ class AutoscaleController(Controller):
     @get("/api/autoscale/signal", summary="The autoscaler's decision: desired and current nodes, per-model "
                                           "breakdown, decision id and reason (KEDA metrics-api: desired_nodes)",
          responses=error_responses(400, 404))
-    async def signal(self, state: State, model: ModelQuery = None) -> Signal:
-        autoscale: AutoscaleService = state.autoscale
+    async def signal(self, autoscale: AutoscaleService, model: ModelQuery = None) -> Signal:
         return await autoscale.signal(model)
 
     @get("/api/autoscale/history", summary="Recent demand, forecast, desired and current nodes, oldest first",
          responses=error_responses(400))
-    async def history(self, state: State, points: PointsQuery = HISTORY_POINTS) -> History:
-        autoscale: AutoscaleService = state.autoscale
+    async def history(self, autoscale: AutoscaleService, points: PointsQuery = HISTORY_POINTS) -> History:
         return autoscale.history(points)
 
     @websocket("/ws/autoscale")
-    async def operators(self, socket: WebSocket[Any, Any, Any], state: State, channels: ChannelsPlugin) -> None:
+    async def operators(self, socket: WebSocket[Any, Any, Any], settings: Settings, autoscale: AutoscaleService,
+                        channels: ChannelsPlugin) -> None:
         """Each decision as it is made (the current one first); operators acknowledge them (README: "Autoscale")."""
         await socket.accept()
-        if not origin_allowed(socket.headers, state.settings):  # a foreign page may not listen in
+        if not origin_allowed(socket.headers, settings):  # a foreign page may not listen in
             await socket.close(WS_1008_POLICY_VIOLATION, "origin not allowed")
             return
-        autoscale: AutoscaleService = state.autoscale
         out = _OperatorSocket(socket)
         async with channels.start_subscription([autoscale.channel]) as subscriber:
             with autoscale.operator(subscriber):

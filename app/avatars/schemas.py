@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -61,19 +60,3 @@ class AvatarLaunched(Struct):
     name: str
     model: str
     verification_level: str
-
-
-class AvatarProfile(Struct):
-    id: str
-    handle: str
-    name: str
-    bio: str
-    image_url: str
-    model: str
-    verification_level: str
-    creator: str
-    metadata_uri: str
-    listed: bool
-    created_at: datetime
-    market: dict[str, object]
-    persona: str | None = None  # only for the avatar's creator

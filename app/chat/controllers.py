@@ -9,25 +9,27 @@ from typing import Annotated, Any
 import msgspec
 import structlog
 from litestar import Controller, WebSocket, get, websocket
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.deps import provide_current_address
 from app.auth.origins import origin_allowed
 from app.auth.service import signed_in_address
 from app.auth.sessions import SESSION_COOKIE
+from app.autoscale.service import AutoscaleService
 from app.avatars.service import get_avatar
 from app.chat import service
+from app.chat.gate import ChatGate
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
 from app.chat.sockets import SocketQuota, TooManySockets
-from app.db.engine import session_factory
+from app.config import Settings
 from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.market.schemas import Page
 from app.market.service import MAX_ROW_ID, check_limit
+from app.proxy.client import ProxyClient
 from app.validation import AvatarIdParam, BadInput, parse_avatar_id
 
 log = structlog.get_logger()
@@ -36,17 +38,6 @@ Cursor = Annotated[str | None, Parameter(description="next_cursor of the previou
 Limit = Annotated[int, Parameter(description="items per page, 1–100", schema_extra={"minimum": 1, "maximum": 100})]
 # A row id (app.market.service.MAX_ROW_ID): a larger number would overflow the driver rather than find nothing.
 MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=MAX_ROW_ID)]
-
-
-def _socket_quota(state: State) -> SocketQuota:
-    """This app's count of open chat sockets, made at the first socket."""
-    quota: SocketQuota | None = state.get("chat_sockets")
-    if quota is None:
-        settings = state.settings
-        quota = SocketQuota(per_session=settings.chat_max_sockets_per_session,
-                            per_address=settings.chat_max_sockets_per_address)
-        state.chat_sockets = quota
-    return quota
 
 
 def _client_address(socket: WebSocket[Any, Any, Any]) -> str:
@@ -72,19 +63,22 @@ class ChatController(Controller):
     tags = ["chat"]
 
     @websocket("/ws/avatars/{avatar_id:str}/chat")
-    async def chat(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
+    async def chat(self, socket: WebSocket[Any, Any, Any], chat_sockets: SocketQuota, settings: Settings,
+                   sessions: async_sessionmaker[AsyncSession], proxy_client: ProxyClient, chat_gate: ChatGate,
+                   autoscale: AutoscaleService, avatar_id: str) -> None:
         """Chat with an avatar (signed in, holding a key): frames as in the README's "Chat" section."""
         # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
         try:
-            with _socket_quota(state).holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
-                await self._open(socket, state, avatar_id)
+            with chat_sockets.holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
+                chat = service.ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter)
+                await self._open(socket, settings, chat, avatar_id)
         except TooManySockets as refused:  # raised on entry only: nothing was served
             await socket.accept()
             await socket.close(WS_1013_TRY_AGAIN_LATER, refused.detail)
 
-    async def _open(self, socket: WebSocket[Any, Any, Any], state: State, avatar_id: str) -> None:
+    async def _open(self, socket: WebSocket[Any, Any, Any], settings: Settings, chat: service.ChatService,
+                    avatar_id: str) -> None:
         await socket.accept()
-        settings = state.settings
         fan = signed_in_address(socket.session)
         # Browsers send cookies with cross-site websocket handshakes: only our own or listed origins.
         if not origin_allowed(socket.headers, settings):
@@ -93,8 +87,6 @@ class ChatController(Controller):
         if fan is None:
             await socket.close(WS_1008_POLICY_VIOLATION, "sign in with Ethereum first")
             return
-        chat = service.ChatService(session_factory(state.engine), state.proxy_client, settings,
-                                   state.get("chat_admission"), meter=state.autoscale.meter)
         try:
             avatar_id = parse_avatar_id(avatar_id)
             await chat.avatar_for_chat(avatar_id, fan)
@@ -105,12 +97,11 @@ class ChatController(Controller):
             log.warning("chat_open_unavailable", avatar_id=avatar_id, error=str(error).splitlines()[0])
             await socket.close(WS_1013_TRY_AGAIN_LATER, "the database is busy; retry shortly")
             return
-        await self._serve(socket, chat, avatar_id, fan)
+        await self._serve(socket, settings, chat, avatar_id, fan)
 
-    async def _serve(self, socket: WebSocket[Any, Any, Any], chat: service.ChatService, avatar_id: str,
-                     fan: str) -> None:
+    async def _serve(self, socket: WebSocket[Any, Any, Any], settings: Settings, chat: service.ChatService,
+                     avatar_id: str, fan: str) -> None:
         """Receive while a reply streams, so a disconnect stops the reply (and its upstream request) at once."""
-        settings = socket.app.state.settings
         out = _Socket(socket)
         replying: asyncio.Task[None] | None = None
         try:

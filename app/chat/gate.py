@@ -41,7 +41,7 @@ def _refused(refusal: AdmissionRefused) -> ChatRefused:
 
 
 class ChatGate:
-    """The chat service's admission (``app.state.chat_admission``) and the autoscaler's view of the queue."""
+    """The chat service's admission (``Services.chat_gate``) and the autoscaler's view of the queue."""
 
     def __init__(self, queue: AdmissionQueue, limiter: RateLimiter, *, large_holder_keys: int,
                  streams_per_node: int) -> None:

@@ -109,7 +109,7 @@ class AdmissionSlot(Protocol):
 
 
 class Admission(Protocol):
-    """The rate limit and the stream queue (``app/chat/gate.py``), set as ``app.state.chat_admission``.
+    """The rate limit and the stream queue (``app/chat/gate.py``), injected as ``Services.chat_gate``.
 
     ``check_rate`` counts a new message or raises :class:`ChatRefused`; ``admit`` holds a stream
     slot for its block, calling ``on_wait(position, eta_s)`` on every change while the fan waits,

@@ -1,4 +1,4 @@
-"""Quotes, holdings, trade history, candles, rankings and creator stats.
+"""Quotes, holdings, trade history, candles, and the market figures of avatars and creators.
 
 Amounts come from the index (derived from chain events) and from the contract itself
 for anything a wallet will pay or receive next (quotes read the chain at a stated block).
@@ -29,14 +29,10 @@ from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
 from app.market.schemas import (
     Candle,
     CandleInterval,
-    CreatorAvatarStats,
     HolderOut,
     HoldingOut,
-    MarketStats,
     Page,
     Quote,
-    RankedAvatar,
-    RankingSort,
     Side,
     TradeOut,
 )
@@ -238,58 +234,51 @@ async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequ
 
 
 
-def market_stats(market: MarketAvatar | None, divisor: int, volume_24h: int,
-                 chats: tuple[int, int] = (0, 0)) -> MarketStats:
+@dataclass(frozen=True)
+class MarketFigures:
+    """An avatar's market as the index and the curve tell it (wei as decimal strings, as the API shows them)."""
+
+    supply: int
+    holders: int
+    next_key_price: str
+    market_cap: str
+    volume_total: str
+    volume_24h: str
+    trade_count: int
+    creator_fees_earned: str
+    last_trade_at: datetime | None
+
+
+def market_figures(market: MarketAvatar | None, divisor: int, volume_24h: int) -> MarketFigures:
     supply = market.supply if market else 0
-    return MarketStats(
+    return MarketFigures(
         supply=supply, holders=market.holders if market else 0,
         next_key_price=str(curve.price(supply, 1, divisor)), market_cap=str(market.market_cap if market else 0),
         volume_total=str(market.volume if market else 0), volume_24h=str(volume_24h),
         trade_count=market.trade_count if market else 0,
         creator_fees_earned=str(market.creator_fees if market else 0),
-        chats_24h=chats[0], chatters_24h=chats[1], last_trade_at=market.last_trade_at if market else None,
+        last_trade_at=market.last_trade_at if market else None,
     )
 
 
-def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int | str:
-    match sort:
-        case RankingSort.market_cap:
-            return int(stats.market_cap)
-        case RankingSort.volume_24h:
-            return int(stats.volume_24h)
-        case RankingSort.holders:
-            return stats.holders
-        case RankingSort.chats_24h:
-            return stats.chats_24h
-        case RankingSort.newest:
-            return avatar.created_at.isoformat()
+async def figures_of(session: AsyncSession, divisor: int, avatar_id: str, since: datetime) -> MarketFigures:
+    """One avatar's market figures, its volume counted from ``since``."""
+    volume = (await volumes_since(session, since, [avatar_id])).get(avatar_id, 0)
+    return market_figures(await market_of(session, avatar_id), divisor, volume)
 
 
-async def rankings(session: AsyncSession, *, divisor: int, sort: RankingSort, q: str | None, cursor: str | None,
-                   limit: int, chat_activity: dict[str, tuple[int, int]]) -> Page[RankedAvatar]:
-    """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination."""
+async def listed_markets(session: AsyncSession, divisor: int, since: datetime, *,
+                         q: str | None) -> list[tuple[Avatar, MarketFigures]]:
+    """Every listed avatar whose handle or name contains ``q`` (all without it) with its market figures, its volume
+    counted from ``since``. Unordered: the rankings sort them."""
     query = select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id) \
         .where(Avatar.listed_at.is_not(None))
     if q:
         pattern = f"%{q.lower()}%"
         query = query.where(Avatar.handle.ilike(pattern) | Avatar.name.ilike(pattern))
     rows = (await session.execute(query)).all()
-    volumes = await volumes_since(session, datetime.now(UTC) - DAY, [avatar.id for avatar, _ in rows])
-    ranked = []
-    for avatar, market in rows:
-        stats = market_stats(market, divisor, volumes.get(avatar.id, 0), chat_activity.get(avatar.id, (0, 0)))
-        ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
-    ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
-    after = decode_cursor(cursor, cursor_str if sort is RankingSort.newest else cursor_int, cursor_str)
-    if after is not None:
-        ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
-    page = ranked[:limit]
-    items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
-                          model=avatar.model, verification_level=avatar.verification_level,
-                          creator=avatar.creator, created_at=avatar.created_at, market=stats)
-             for _, _, avatar, stats in page]
-    next_cursor = encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
+    volumes = await volumes_since(session, since, [avatar.id for avatar, _ in rows])
+    return [(avatar, market_figures(market, divisor, volumes.get(avatar.id, 0))) for avatar, market in rows]
 
 
 # ---------------------------------------------------------------- trades, holders, holdings
@@ -497,10 +486,28 @@ def _wei_strings(amounts: dict[str, int]) -> dict[str, str]:
     return {key: str(amount) for key, amount in amounts.items()}
 
 
-async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
-                        days: int = CREATOR_CHART_DAYS) -> list[CreatorAvatarStats]:
-    """Per avatar of ``creator``: totals and daily figures of the market; the chat figures are the chat domain's
-    to fill in (``chat_messages_by_day``, ``inference_spend_by_day``)."""
+@dataclass(frozen=True)
+class CreatorMarket:
+    """One of a creator's avatars as the market sees it: totals, fees, and daily figures (``YYYY-MM-DD``)."""
+
+    avatar_id: str
+    handle: str
+    name: str
+    listed: bool
+    holders: int
+    supply: int
+    volume_total: str
+    fees_earned: str
+    fees_claimed: str
+    fees_claimable: str
+    holders_by_day: dict[str, int]
+    volume_by_day: dict[str, str]
+    fees_by_day: dict[str, str]
+
+
+async def creator_markets(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
+                          days: int = CREATOR_CHART_DAYS) -> list[CreatorMarket]:
+    """Per avatar of ``creator``: totals and daily figures of the market over the last ``days`` days."""
     avatars = (await session.scalars(select(Avatar).where(Avatar.creator == creator)
                                      .order_by(Avatar.created_at))).all()
     ids = [avatar.id for avatar in avatars]
@@ -518,13 +525,13 @@ async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: 
     for avatar in avatars:
         market = markets.get(avatar.id)
         daily = daily_market(trades[avatar.id], first_day, days)
-        result.append(CreatorAvatarStats(
+        result.append(CreatorMarket(
             avatar_id=avatar.id, handle=avatar.handle, name=avatar.name, listed=avatar.listed_at is not None,
             holders=market.holders if market else 0, supply=market.supply if market else 0,
             volume_total=str(market.volume if market else 0),
             fees_earned=str(market.creator_fees if market else 0), fees_claimed=str(claimed[avatar.id]),
             fees_claimable=str(await reader.creator_fees(avatar.id) if market else 0),
-            chat_messages_by_day={}, holders_by_day=daily.holders, volume_by_day=_wei_strings(daily.volume),
-            fees_by_day=_wei_strings(daily.creator_fees), inference_spend_by_day={},
+            holders_by_day=daily.holders, volume_by_day=_wei_strings(daily.volume),
+            fees_by_day=_wei_strings(daily.creator_fees),
         ))
     return result

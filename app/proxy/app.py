@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 
 from app.chain.client import Chain
@@ -42,7 +43,8 @@ def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | N
         route_handlers=[ChatCompletionsController, NodeInfoController],
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         lifespan=[lifespan],
-        state=State({"node": node}),
+        state=State({"node": node}),  # for tests and tools that look inside; handlers get ``node`` injected
+        dependencies={"node": Provide(lambda: node, sync_to_thread=False)},
         cors_config=CORSConfig(allow_origins=settings.cors_origins, expose_headers=list(PAYMENT_HEADERS)),
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(title="Twin proxy node", version="0.1.0", path="/schema"),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from litestar import Controller, get
-from litestar.datastructures import State
 
 from app.errors import error_responses
+from app.proxy.client import ProxyClient
 from app.proxy.directory import NodeOut, node_directory
 
 
@@ -14,5 +14,5 @@ class NodeDirectoryController(Controller):
 
     @get("/api/nodes", summary="Inference nodes in the NodeRegistry, in registration order, each with whether "
                                "chat replies are routed to it", responses=error_responses(503))
-    async def nodes(self, state: State) -> list[NodeOut]:
-        return await node_directory(state.proxy_client)
+    async def nodes(self, proxy_client: ProxyClient) -> list[NodeOut]:
+        return await node_directory(proxy_client)

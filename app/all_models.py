@@ -1,4 +1,5 @@
-"""Import every domain's tables so that ``metadata`` holds the whole schema."""
+"""Import every domain's tables so that ``metadata`` holds the whole schema. It lives above the domains
+(not in ``app/db``, which they all import) so that importing it closes no package cycle."""
 
 from app.auth import models as auth_models
 from app.avatars import models as avatar_models
