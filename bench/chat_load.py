@@ -97,8 +97,8 @@ RSS_SAMPLE_S = 0.05
 
 def serve(port: int, node_port: int) -> None:
     """``twin serve``'s app and uvicorn configuration, plus its in-process node's app on ``node_port``."""
-    from app.cli import load_or_exit, settings_or_exit
     from app.proxy.config import load_proxy_settings
+    from app.serving import load_or_exit, settings_or_exit
 
     settings = settings_or_exit()
     proxy_settings = load_or_exit(load_proxy_settings)
@@ -109,8 +109,8 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
     import uvicorn
 
     from app.chain.client import connect_chain
-    from app.cli import quiet_framework_warnings
     from app.main import create_app
+    from app.serving import quiet_framework_warnings
 
     class NodeServer(uvicorn.Server):
         def capture_signals(self) -> contextlib.AbstractContextManager[None]:
@@ -119,7 +119,7 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
     chain = await connect_chain(settings)
     quiet_framework_warnings()
     app = create_app(settings, chain=chain, proxy_settings=proxy_settings)
-    # As app.cli.serve_on_chain configures it, with a backlog for a thousand connects at once.
+    # As app.serving.serve_on_chain configures it, with a backlog for a thousand connects at once.
     backend = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=settings.log_level,
                                             lifespan="on", ws="websockets-sansio", backlog=4096))
     serving = asyncio.create_task(backend.serve())
@@ -897,7 +897,7 @@ def arguments() -> argparse.Namespace:
 
 
 def main() -> None:
-    from app.cli import quiet_framework_warnings
+    from app.serving import quiet_framework_warnings
 
     quiet_framework_warnings()  # the SIWE grammar's warnings, here as in the server
     args = arguments()

@@ -18,9 +18,9 @@ from litestar import Litestar, WebSocket, post, websocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.cli import uvicorn_config
 from app.config import Settings
 from app.hardening import BodyReadTimeout
+from app.serving import uvicorn_config
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli import load_or_exit, serve_on_chain, with_settings
 from app.config import ConfigError, Settings
 from app.proxy.config import ProxySettings, load_proxy_settings
+from app.serving import load_or_exit, serve_on_chain, with_settings
 
 if TYPE_CHECKING:
     from litestar import Litestar
