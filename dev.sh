@@ -75,6 +75,7 @@ case "$command" in
   test)
     setup_python; setup_node; setup_browser
     "$VENV/bin/ruff" check .
+    "$VENV/bin/mypy" app
     exec "$VENV/bin/pytest" "$@"
     ;;
   bench)

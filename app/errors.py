@@ -10,6 +10,7 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -139,7 +140,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
                     status_code=500, media_type=MediaType.JSON)
 
 
-exception_handlers = {
+exception_handlers: ExceptionHandlersMap = {
     AppError: app_error_handler,
     HTTPException: http_error_handler,
     **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable_handler),

@@ -19,7 +19,17 @@ import time
 from typing import Any
 
 from litestar import Request
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
 
 from app.validation import BadInput
 
@@ -72,7 +82,7 @@ class BodyReadTimeout:
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         state = _BodyRead(receive, send, self.timeout_s)
@@ -89,7 +99,7 @@ class _BodyRead:
         self._response_started = False
         self._timed_out = False
 
-    async def receive(self) -> Message:
+    async def receive(self) -> ReceiveMessage:
         if self._timed_out:
             return {"type": "http.disconnect"}
         if self._body_done:
@@ -116,8 +126,10 @@ class _BodyRead:
         self._timed_out = True
         if self._response_started:
             return
-        await self._send({"type": "http.response.start", "status": 408,
-                          "headers": [(b"content-type", b"application/json"),
-                                      (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
-                                      (b"connection", b"close")]})
-        await self._send({"type": "http.response.body", "body": _TIMEOUT_BODY})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start", "status": 408,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
+                        (b"connection", b"close")]}
+        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": _TIMEOUT_BODY, "more_body": False}
+        await self._send(start)
+        await self._send(body)

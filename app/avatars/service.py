@@ -12,6 +12,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.avatars.models import Avatar
 from app.avatars.schemas import AvatarCreate, AvatarMetadata, AvatarUpdate
@@ -44,7 +45,7 @@ async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCrea
 
     A handle whose launch was never completed (unlisted, untouched for ``launch_ttl_s``) is released:
     it goes to the next creator who asks, under a new id bound to them."""
-    existing = await session.scalar(select(Avatar).where(Avatar.handle == data.handle))
+    existing = await session.scalar(select(Avatar).where(col(Avatar.handle) == data.handle))
     if existing is not None:
         if existing.listed_at is not None:
             raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"})
@@ -112,7 +113,7 @@ async def unmark_listed(session: AsyncSession, avatar_id: str) -> None:
 async def avatars_by_ids(session: AsyncSession, avatar_ids: list[str]) -> dict[str, Avatar]:
     if not avatar_ids:
         return {}
-    rows = await session.scalars(select(Avatar).where(Avatar.id.in_(avatar_ids)))
+    rows = await session.scalars(select(Avatar).where(col(Avatar.id).in_(avatar_ids)))
     return {avatar.id: avatar for avatar in rows}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import structlog
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
@@ -118,12 +118,20 @@ _CONTRACTS = (
 )
 
 
-def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> dict[str, AsyncContract]:
-    """The three contracts at ``addresses``, by Chain field name."""
-    return {
+class Contracts(TypedDict):
+    """The three contracts, by Chain field name."""
+
+    twin_keys: AsyncContract
+    opg: AsyncContract
+    node_registry: AsyncContract
+
+
+def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> Contracts:
+    """The three contracts at ``addresses``."""
+    return cast(Contracts, {
         field: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
         for field, name, _ in _CONTRACTS
-    }
+    })
 
 
 def chain_from_embedded(embedded: EmbeddedChain, *, timeout_s: float = 5.0, owns_node: bool = False) -> Chain:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 import structlog
@@ -110,8 +110,9 @@ class ChatController(Controller):
                 if event["type"] == "websocket.disconnect":
                     break
                 try:
-                    incoming = service.parse_frame(event.get("text") if event.get("text") is not None
-                                                   else event.get("bytes"),
+                    text, data = event.get("text"), event.get("bytes")
+                    incoming = service.parse_frame(cast(str | None, text) if text is not None
+                                                   else cast(bytes | None, data),
                                                    max_frame_bytes=settings.chat_max_frame_bytes,
                                                    max_message_chars=settings.chat_max_message_chars)
                     if replying is not None and not replying.done():

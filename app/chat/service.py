@@ -18,7 +18,7 @@ import base64
 import json
 import math
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -26,9 +26,10 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import delete, func, literal, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 from x402.schemas import SettleResponse
 
 from app.autoscale.meter import DemandMeter, MeteredStream
@@ -186,11 +187,12 @@ async def recent_history(session: AsyncSession, avatar_id: str, fan: str, budget
     if budget_tokens <= 0:
         return []
     replies = (await session.scalars(
-        select(ChatMessage).where(ChatMessage.avatar_id == avatar_id, ChatMessage.fan == fan,
-                                  ChatMessage.role == Role.assistant, ChatMessage.status == MessageStatus.complete)
-        .order_by(ChatMessage.id.desc()).limit(HISTORY_SCAN_LIMIT))).all()
+        select(ChatMessage).where(col(ChatMessage.avatar_id) == avatar_id, col(ChatMessage.fan) == fan,
+                                  col(ChatMessage.role) == Role.assistant,
+                                  col(ChatMessage.status) == MessageStatus.complete)
+        .order_by(col(ChatMessage.id).desc()).limit(HISTORY_SCAN_LIMIT))).all()
     prompts = {message.id: message for message in await session.scalars(
-        select(ChatMessage).where(ChatMessage.id.in_([reply.reply_to for reply in replies])))}
+        select(ChatMessage).where(col(ChatMessage.id).in_([reply.reply_to for reply in replies])))}
     exchanges: list[dict[str, str]] = []
     used = 0
     for reply in replies:
@@ -291,7 +293,7 @@ class ChatService:
 
     async def _answer_resend(self, session: AsyncSession, prompt: ChatMessage, send: Send) -> None:
         """A message already sent: its stored reply, never a second one (and never a second payment)."""
-        reply = await session.scalar(select(ChatMessage).where(ChatMessage.reply_to == prompt.id))
+        reply = await session.scalar(select(ChatMessage).where(col(ChatMessage.reply_to) == prompt.id))
         client_msg_id = prompt.client_msg_id or ""
         if prompt.status == MessageStatus.pending and utc_now() - _aware(prompt.created_at) > STALE_PENDING_AFTER:
             await _settle_abandoned(session, prompt, reply)
@@ -428,7 +430,7 @@ class ChatService:
         """Forget a message that got no slot, so that resending the same ``client_msg_id`` later is a new try."""
         async def write(session: AsyncSession) -> None:
             for message_id in (turn.reply_id, turn.prompt_id):  # the reply first: it points at the prompt
-                await session.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
+                await session.execute(delete(ChatMessage).where(col(ChatMessage.id) == message_id))
             await session.commit()
 
         try:
@@ -503,7 +505,8 @@ async def _avatar(session: AsyncSession, avatar_id: str) -> Avatar:
 
 async def _sent_before(session: AsyncSession, avatar_id: str, fan: str, client_msg_id: str) -> ChatMessage | None:
     return await session.scalar(select(ChatMessage).where(
-        ChatMessage.avatar_id == avatar_id, ChatMessage.fan == fan, ChatMessage.client_msg_id == client_msg_id))
+        col(ChatMessage.avatar_id) == avatar_id, col(ChatMessage.fan) == fan,
+        col(ChatMessage.client_msg_id) == client_msg_id))
 
 
 async def _settle_abandoned(session: AsyncSession, prompt: ChatMessage, reply: ChatMessage | None) -> None:
@@ -522,7 +525,7 @@ async def settle_all_pending(session: AsyncSession) -> int:
     still starts (and stays live) so an orchestrator sees why."""
     try:
         result = await session.execute(
-            update(ChatMessage).where(ChatMessage.status == MessageStatus.pending)
+            update(ChatMessage).where(col(ChatMessage.status) == MessageStatus.pending)
             .values(status=MessageStatus.failed, error_code="abandoned", completed_at=utc_now()))
         await session.commit()
     except (SQLAlchemyError, OSError) as error:
@@ -565,15 +568,15 @@ def _aware(moment: datetime) -> datetime:
 async def thread_page(session: AsyncSession, *, avatar_id: str, fan: str, cursor: str | None,
                       limit: int) -> Page[ChatMessageOut]:
     """The fan's own thread with the avatar, newest first; the cursor is the last message's id."""
-    query = select(ChatMessage).where(ChatMessage.avatar_id == avatar_id, ChatMessage.fan == fan) \
-        .order_by(ChatMessage.id.desc()).limit(limit + 1)
+    query = select(ChatMessage).where(col(ChatMessage.avatar_id) == avatar_id, col(ChatMessage.fan) == fan) \
+        .order_by(col(ChatMessage.id).desc()).limit(limit + 1)
     after = market.decode_cursor(cursor, market.cursor_id)
     if after is not None:
-        query = query.where(ChatMessage.id < after[0])
+        query = query.where(col(ChatMessage.id) < after[0])
     messages = (await session.scalars(query)).all()
     page = messages[:limit]
-    attested = set(await session.scalars(select(ReplyAttestation.message_id).where(
-        ReplyAttestation.message_id.in_([message.id for message in page]))))
+    attested = set(await session.scalars(select(col(ReplyAttestation.message_id)).where(
+        col(ReplyAttestation.message_id).in_([message.id for message in page]))))
     next_cursor = market.encode_cursor(page[-1].id) if len(messages) > limit else None
     return Page(items=[_message_out(message, message.id in attested) for message in page], next_cursor=next_cursor)
 
@@ -616,10 +619,11 @@ async def reply_attestation(session: AsyncSession, *, message_id: int, viewer: s
 async def chat_activity_since(session: AsyncSession, since: datetime,
                               avatar_ids: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
     """Per avatar: fans' messages since ``since`` and how many distinct fans sent them."""
-    query = select(ChatMessage.avatar_id, func.count(), func.count(ChatMessage.fan.distinct())) \
-        .where(ChatMessage.role == Role.user, ChatMessage.created_at >= since).group_by(ChatMessage.avatar_id)
+    query = select(col(ChatMessage.avatar_id), func.count(), func.count(col(ChatMessage.fan).distinct())) \
+        .where(col(ChatMessage.role) == Role.user, col(ChatMessage.created_at) >= since) \
+        .group_by(col(ChatMessage.avatar_id))
     if avatar_ids is not None:
-        query = query.where(ChatMessage.avatar_id.in_(avatar_ids))
+        query = query.where(col(ChatMessage.avatar_id).in_(avatar_ids))
     return {avatar_id: (messages, chatters) for avatar_id, messages, chatters in await session.execute(query)}
 
 
@@ -628,7 +632,7 @@ def _window_start(days: int) -> datetime:
     return datetime.combine(utc_now().date() - timedelta(days=days - 1), datetime.min.time(), UTC)
 
 
-def _totals_by_day(rows: Iterable[Row[tuple[str, datetime, int]]]) -> dict[str, dict[str, int]]:
+def _totals_by_day(rows: Result[str, datetime, int]) -> dict[str, dict[str, int]]:
     """(avatar, moment, amount) rows summed per avatar and UTC day (``YYYY-MM-DD``), days in order."""
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for avatar_id, moment, amount in rows:
@@ -642,9 +646,9 @@ async def messages_by_day(session: AsyncSession, avatar_ids: Sequence[str], *,
     """Per avatar: fans' messages per UTC day (``YYYY-MM-DD``) over the last ``days`` days (empty days left out)."""
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(ChatMessage.avatar_id, ChatMessage.created_at, literal(1)).where(
-        ChatMessage.role == Role.user, ChatMessage.avatar_id.in_(avatar_ids),
-        ChatMessage.created_at >= _window_start(days)))
+    rows = await session.execute(select(col(ChatMessage.avatar_id), col(ChatMessage.created_at), literal(1)).where(
+        col(ChatMessage.role) == Role.user, col(ChatMessage.avatar_id).in_(avatar_ids),
+        col(ChatMessage.created_at) >= _window_start(days)))
     return _totals_by_day(rows)
 
 
@@ -654,8 +658,9 @@ async def inference_spend_by_day(session: AsyncSession, avatar_ids: Sequence[str
     a paid reply left out). A reply that failed verification counts: the node was paid for it."""
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(ChatMessage.avatar_id, ChatMessage.created_at, ChatMessage.cost_wei).where(
-        ChatMessage.role == Role.assistant, ChatMessage.avatar_id.in_(avatar_ids),
-        ChatMessage.created_at >= _window_start(days)))
+    rows = await session.execute(select(
+        col(ChatMessage.avatar_id), col(ChatMessage.created_at), col(ChatMessage.cost_wei)).where(
+        col(ChatMessage.role) == Role.assistant, col(ChatMessage.avatar_id).in_(avatar_ids),
+        col(ChatMessage.created_at) >= _window_start(days)))
     return {avatar_id: {day: str(wei) for day, wei in spend.items() if wei}
             for avatar_id, spend in _totals_by_day(rows).items() if any(spend.values())}

@@ -14,12 +14,14 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlmodel import col
 from web3.contract import AsyncContract
+from web3.types import BlockIdentifier
 
 from app.avatars.models import Avatar
 from app.avatars.service import avatars_by_ids
@@ -109,7 +111,7 @@ class TwinKeysReader:
             self._block_reads.pop(cache_key, None)
             raise
 
-    async def fee_levels(self, block: int | str = "latest") -> FeeLevels:
+    async def fee_levels(self, block: BlockIdentifier = "latest") -> FeeLevels:
         functions = self.contract.functions
 
         async def read() -> FeeLevels:
@@ -119,14 +121,14 @@ class TwinKeysReader:
 
         return await self._at_block(block, "fees", read) if isinstance(block, int) else await read()
 
-    async def paused(self, block: int | str = "latest") -> bool:
+    async def paused(self, block: BlockIdentifier = "latest") -> bool:
         """Whether creation and buys are paused (sells never are)."""
         def read() -> Awaitable[bool]:
             return self.contract.functions.paused().call(block_identifier=block)
 
         return await self._at_block(block, "paused", read) if isinstance(block, int) else await read()
 
-    async def supply(self, avatar_id: str, block: int | str = "latest") -> int:
+    async def supply(self, avatar_id: str, block: BlockIdentifier = "latest") -> int:
         def read() -> Awaitable[int]:
             return self.contract.functions.keysSupply(bytes.fromhex(avatar_id[2:])).call(block_identifier=block)
 
@@ -224,9 +226,9 @@ async def market_of(session: AsyncSession, avatar_id: str) -> MarketAvatar | Non
 async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
                         ) -> dict[str, int]:
     """Traded wei per avatar since ``since``, summed in Python: exact on every database."""
-    query = select(Trade.avatar_id, Trade.eth_amount).where(Trade.timestamp >= since)
+    query = select(col(Trade.avatar_id), col(Trade.eth_amount)).where(col(Trade.timestamp) >= since)
     if avatar_ids is not None:
-        query = query.where(Trade.avatar_id.in_(avatar_ids))
+        query = query.where(col(Trade.avatar_id).in_(avatar_ids))
     totals: dict[str, int] = defaultdict(int)
     for avatar_id, amount in await session.execute(query):
         totals[avatar_id] += amount
@@ -271,11 +273,11 @@ async def listed_markets(session: AsyncSession, divisor: int, since: datetime, *
                          q: str | None) -> list[tuple[Avatar, MarketFigures]]:
     """Every listed avatar whose handle or name contains ``q`` (all without it) with its market figures, its volume
     counted from ``since``. Unordered: the rankings sort them."""
-    query = select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id) \
-        .where(Avatar.listed_at.is_not(None))
+    query = select(Avatar, MarketAvatar).join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id)) \
+        .where(col(Avatar.listed_at).is_not(None))
     if q:
         pattern = f"%{q.lower()}%"
-        query = query.where(Avatar.handle.ilike(pattern) | Avatar.name.ilike(pattern))
+        query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))
     rows = (await session.execute(query)).all()
     volumes = await volumes_since(session, since, [avatar.id for avatar, _ in rows])
     return [(avatar, market_figures(market, divisor, volumes.get(avatar.id, 0))) for avatar, market in rows]
@@ -296,14 +298,14 @@ def trade_out(trade: Trade) -> TradeOut:
 async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, trader: str | None = None,
                       cursor: str | None, limit: int) -> Page[TradeOut]:
     """Newest first; the cursor is the id of the last trade of the previous page."""
-    query = select(Trade).order_by(Trade.id.desc()).limit(limit + 1)
+    query = select(Trade).order_by(col(Trade.id).desc()).limit(limit + 1)
     if avatar_id is not None:
-        query = query.where(Trade.avatar_id == avatar_id)
+        query = query.where(col(Trade.avatar_id) == avatar_id)
     if trader is not None:
-        query = query.where(Trade.trader == trader)
+        query = query.where(col(Trade.trader) == trader)
     after = decode_cursor(cursor, cursor_id)
     if after is not None:
-        query = query.where(Trade.id < after[0])
+        query = query.where(col(Trade.id) < after[0])
     trades = (await session.scalars(query)).all()
     page = trades[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(trades) > limit else None
@@ -312,7 +314,7 @@ async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, tr
 
 async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, limit: int) -> Page[HolderOut]:
     """Largest holders first (ties by address)."""
-    rows = (await session.scalars(select(Holding).where(Holding.avatar_id == avatar_id))).all()
+    rows = (await session.scalars(select(Holding).where(col(Holding.avatar_id) == avatar_id))).all()
     ranked = sorted(((row.balance, row.holder) for row in rows), reverse=True)
     after = decode_cursor(cursor, cursor_int, cursor_str)
     if after is not None:
@@ -324,17 +326,19 @@ async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, 
 
 async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) -> list[HoldingOut]:
     """A wallet's keys with what selling them now would pay and what the wallet spent on them."""
-    rows = (await session.scalars(select(Holding).where(Holding.holder == address))).all()
+    rows = (await session.scalars(select(Holding).where(col(Holding.holder) == address))).all()
     if not rows:
         return []
     avatar_ids = [row.avatar_id for row in rows]
     markets = {m.avatar_id: m for m in await session.scalars(
-        select(MarketAvatar).where(MarketAvatar.avatar_id.in_(avatar_ids)))}
+        select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(avatar_ids)))}
     profiles = await avatars_by_ids(session, avatar_ids)
     spent: dict[str, int] = defaultdict(int)
-    for trade in await session.scalars(select(Trade).where(Trade.trader == address, Trade.avatar_id.in_(avatar_ids))):
-        fees = trade.protocol_fee + trade.creator_fee
-        spent[trade.avatar_id] += trade.eth_amount + fees if trade.is_buy else -(trade.eth_amount - fees)
+    for trade in await session.scalars(select(Trade).where(col(Trade.trader) == address,
+                                                           col(Trade.avatar_id).in_(avatar_ids))):
+        trade_fees = trade.protocol_fee + trade.creator_fee
+        spent[trade.avatar_id] += (trade.eth_amount + trade_fees if trade.is_buy
+                                   else -(trade.eth_amount - trade_fees))
     fees = await reader.fee_levels()
     divisor = await reader.divisor()
     result = []
@@ -398,24 +402,25 @@ class KeyBuy:
 
 async def trade_id_before(session: AsyncSession, since: datetime) -> int:
     """The last trade id before ``since`` (0 if none): a cursor from which :func:`key_buys_after` reads."""
-    return await session.scalar(select(func.max(Trade.id)).where(Trade.timestamp < since)) or 0
+    return await session.scalar(select(func.max(col(Trade.id))).where(col(Trade.timestamp) < since)) or 0
 
 
 async def key_buys_after(session: AsyncSession, after_id: int, limit: int = 1_000) -> list[KeyBuy]:
     """Buys with a trade id above ``after_id``, oldest first, each saying whether it was the buyer's first."""
     earlier = aliased(Trade)
-    first_buy = ~exists().where(earlier.avatar_id == Trade.avatar_id, earlier.trader == Trade.trader,
-                                earlier.id < Trade.id)
-    rows = await session.execute(select(Trade.id, Trade.avatar_id, Trade.trader, first_buy)
-                                 .where(Trade.is_buy, Trade.id > after_id).order_by(Trade.id).limit(limit))
-    return [KeyBuy(trade_id, avatar_id, trader, bool(first)) for trade_id, avatar_id, trader, first in rows]
+    first_buy = ~exists().where(col(earlier.avatar_id) == col(Trade.avatar_id),
+                                col(earlier.trader) == col(Trade.trader), col(earlier.id) < col(Trade.id))
+    rows = await session.execute(select(col(Trade.id), col(Trade.avatar_id), col(Trade.trader), first_buy)
+                                 .where(col(Trade.is_buy), col(Trade.id) > after_id).order_by(col(Trade.id))
+                                 .limit(limit))
+    return [KeyBuy(trade_id or 0, avatar_id, trader, bool(first)) for trade_id, avatar_id, trader, first in rows]
 
 
 async def holder_counts(session: AsyncSession, avatar_ids: Sequence[str]) -> dict[str, int]:
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(MarketAvatar.avatar_id, MarketAvatar.holders)
-                                 .where(MarketAvatar.avatar_id.in_(avatar_ids)))
+    rows = await session.execute(select(col(MarketAvatar.avatar_id), col(MarketAvatar.holders))
+                                 .where(col(MarketAvatar.avatar_id).in_(avatar_ids)))
     return {avatar_id: holders for avatar_id, holders in rows}
 
 
@@ -427,7 +432,8 @@ async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval:
     seconds = INTERVAL_SECONDS[interval.value]
     since = datetime.now(UTC) - timedelta(seconds=seconds * MAX_CANDLES)
     trades = (await session.scalars(
-        select(Trade).where(Trade.avatar_id == avatar_id, Trade.timestamp >= since).order_by(Trade.id))).all()
+        select(Trade).where(col(Trade.avatar_id) == avatar_id, col(Trade.timestamp) >= since)
+        .order_by(col(Trade.id)))).all()
     buckets: dict[int, list[Trade]] = defaultdict(list)
     for trade in trades:
         buckets[int(_aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
@@ -508,18 +514,19 @@ class CreatorMarket:
 async def creator_markets(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
                           days: int = CREATOR_CHART_DAYS) -> list[CreatorMarket]:
     """Per avatar of ``creator``: totals and daily figures of the market over the last ``days`` days."""
-    avatars = (await session.scalars(select(Avatar).where(Avatar.creator == creator)
-                                     .order_by(Avatar.created_at))).all()
+    avatars = (await session.scalars(select(Avatar).where(col(Avatar.creator) == creator)
+                                     .order_by(col(Avatar.created_at)))).all()
     ids = [avatar.id for avatar in avatars]
     trades: dict[str, list[Trade]] = defaultdict(list)
-    for trade in await session.scalars(select(Trade).where(Trade.avatar_id.in_(ids)).order_by(Trade.id)):
+    for trade in await session.scalars(select(Trade).where(col(Trade.avatar_id).in_(ids)).order_by(col(Trade.id))):
         trades[trade.avatar_id].append(trade)
     first_day = datetime.now(UTC).date() - timedelta(days=days - 1)
     markets = {m.avatar_id: m for m in await session.scalars(
-        select(MarketAvatar).where(MarketAvatar.avatar_id.in_(ids)))}
+        select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(ids)))}
     claimed: dict[str, int] = defaultdict(int)
     for avatar_id, amount in await session.execute(
-            select(FeeWithdrawal.avatar_id, FeeWithdrawal.amount).where(FeeWithdrawal.avatar_id.in_(ids))):
+            select(cast("ColumnElement[str]", col(FeeWithdrawal.avatar_id)), col(FeeWithdrawal.amount))
+            .where(col(FeeWithdrawal.avatar_id).in_(ids))):  # a withdrawal of a listed avatar has its id
         claimed[avatar_id] += amount
     result = []
     for avatar in avatars:

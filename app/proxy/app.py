@@ -41,7 +41,7 @@ def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | N
 
     return Litestar(
         route_handlers=[ChatCompletionsController, NodeInfoController],
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        exception_handlers=exception_handlers,
         lifespan=[lifespan],
         state=State({"node": node}),  # for tests and tools that look inside; handlers get ``node`` injected
         dependencies={"node": Provide(lambda: node, sync_to_thread=False)},

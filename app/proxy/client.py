@@ -37,6 +37,7 @@ from x402 import x402Client
 from x402.http.constants import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
 from x402.http.utils import decode_payment_required_header, encode_payment_signature_header
 from x402.mechanisms.evm.exact import ExactEvmScheme
+from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequired, SettleResponse
 
 from app.chain.client import Chain
@@ -133,7 +134,7 @@ class ProxyClient:
                                   trusted_measurements=settings.trusted_measurements, own_tee_ids=own_tee_ids)
         self._network = f"eip155:{chain.chain_id}"
         self._x402 = x402Client()
-        self._x402.register(self._network, ExactEvmScheme(signer=wallet))
+        self._x402.register(self._network, ExactEvmScheme(signer=EthAccountSigner(wallet)))
         self._x402.set_spend_controls({"allowed_assets": [{
             "network": self._network, "asset": chain.addresses.opg,
             "max_amount_per_payment": str(settings.max_price_wei),

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
 
 log = structlog.get_logger()
 
@@ -72,7 +73,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return Response(body, status_code=500, media_type=MediaType.JSON)
 
 
-exception_handlers = {
+exception_handlers: ExceptionHandlersMap = {
     ProxyError: proxy_error_handler,
     HTTPException: http_error_handler,
     Exception: internal_error_handler,

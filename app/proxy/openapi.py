@@ -127,9 +127,9 @@ CHAT_RESPONSES = {
     "503": _error("At capacity, or the payment cannot be checked right now; retry shortly"),
 }
 CHAT_PARAMETERS = [
-    Parameter(name="PAYMENT-SIGNATURE", param_in="header", required=False,  # type: ignore[arg-type]
+    Parameter(name="PAYMENT-SIGNATURE", param_in="header", required=False,
               schema=Schema(type=STRING), description="x402 v2 payment (base64 JSON); X-PAYMENT for v1"),
-    Parameter(name="X-Twin-Verification", param_in="header", required=False,  # type: ignore[arg-type]
+    Parameter(name="X-Twin-Verification", param_in="header", required=False,
               schema=Schema(type=STRING, enum=["none", "signature", "tee"]),
               description="how the reply is attested (default: the node's)"),
 ]

@@ -123,7 +123,8 @@ class PaymentGate:
         self._clock = clock
         self._terms = terms
         self._server = x402ResourceServer(facilitator)
-        self._server.register(terms.network, ExactEvmServerScheme())
+        # x402's own exact scheme declares payment_flows as a plain dict, narrower than its protocol's Mapping.
+        self._server.register(terms.network, ExactEvmServerScheme())  # type: ignore[arg-type]
         self._server.initialize()
         self._requirements = {
             model: self._server.build_payment_requirements(ResourceConfig(

@@ -9,7 +9,7 @@ switched: a failure after that point ends the reply (:class:`MidStreamError`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -39,7 +39,7 @@ class OpenStream:
     rest: AsyncIterator[UpstreamEvent]
     idle_timeout: float
 
-    async def events(self) -> AsyncIterator[UpstreamEvent]:
+    async def events(self) -> AsyncGenerator[UpstreamEvent, None]:
         """Every event, the first included; raises MidStreamError on failure or silence."""
         try:
             yield self.first

@@ -204,7 +204,7 @@ class CompletionService:
             raise InvalidRequest("this node has no TEE hardware (its evidence is 'dev'), so it cannot "
                                  "answer at the 'tee' level; ask for 'signature' or use another node",
                                  param=VERIFICATION_HEADER, code="tee_unavailable")
-        return level  # type: ignore[return-value]
+        return level
 
     @staticmethod
     def _chunk_head(completion: Completion, object_type: str = "chat.completion.chunk") -> dict[str, Any]:

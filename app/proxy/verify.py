@@ -67,7 +67,8 @@ class Attestation:
         if not all(isinstance(value, str) for value in strings):
             raise AttestationError("tee_signature, tee_request_hash, tee_output_hash and tee_id must be "
                                    "strings")
-        return cls(*strings[:3], timestamp, strings[3])  # type: ignore[arg-type]
+        signature, request_hash, output_hash, tee_id = strings
+        return cls(signature, request_hash, output_hash, timestamp, tee_id)
 
     def as_fields(self) -> dict[str, Any]:
         return {"tee_signature": self.signature, "tee_request_hash": self.request_hash,
