@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any
 
@@ -24,6 +23,7 @@ from app.autoscale.service import (
 )
 from app.config import Settings
 from app.errors import error_responses
+from app.lib.websocket import LockedSender, SocketClosed
 
 ModelQuery = Annotated[str | None, Parameter(description="narrow the breakdown to this model", max_length=128)]
 PointsQuery = Annotated[int, Parameter(description=f"most recent points, 1–{HISTORY_POINTS}", ge=1,
@@ -38,8 +38,7 @@ class _OperatorSocket:
     """Frames out through one lock: decisions come from the subscription's task, replies from the receive loop."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
-        self.socket = socket
-        self._lock = asyncio.Lock()
+        self._sender = LockedSender(socket)
         self._last_decision: str | None = None
 
     async def decision(self, frame: bytes) -> None:
@@ -50,9 +49,8 @@ class _OperatorSocket:
             await self.send(frame)
 
     async def send(self, frame: bytes) -> None:
-        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):  # closed under us: the loop ends
-            async with self._lock:
-                await self.socket.send_text(frame.decode())
+        with contextlib.suppress(SocketClosed):  # closed under us: the receive loop ends
+            await self._sender.send_text(frame.decode())
 
 
 class AutoscaleController(Controller):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from eth_abi import encode
@@ -18,6 +18,7 @@ from app.avatars.models import Avatar
 from app.avatars.schemas import AvatarCreate, AvatarMetadata, AvatarUpdate
 from app.db.models import utc_now
 from app.errors import Conflict, Forbidden, NotFound
+from app.lib.time import aware
 
 DEFAULT_LAUNCH_TTL_S = 86_400
 
@@ -33,9 +34,6 @@ def new_avatar_id(creator: str) -> str:
     """A fresh bytes16 id bound to ``creator`` (a random 32-bit nonce)."""
     return avatar_id_for(creator, secrets.randbits(32))
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str,
@@ -55,7 +53,7 @@ async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCrea
             existing.updated_at = utc_now()
             await session.flush()
             return existing
-        if _aware(existing.updated_at) > utc_now() - timedelta(seconds=launch_ttl_s):
+        if aware(existing.updated_at) > utc_now() - timedelta(seconds=launch_ttl_s):
             raise Conflict(f"handle: @{data.handle} is taken (an unfinished launch holds it for up to "
                            f"{launch_ttl_s} s)", extra={"field": "handle"})
         await session.delete(existing)  # abandoned: its id stays bound to its creator, the handle is free

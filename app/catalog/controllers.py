@@ -17,7 +17,7 @@ from app.catalog import service
 from app.catalog.schemas import AvatarProfile, CreatorAvatarStats, RankedAvatar, RankingSort
 from app.config import Settings
 from app.errors import SESSION_WRITE, error_responses
-from app.market.schemas import Page
+from app.lib.pagination import Page
 from app.market.service import TwinKeysReader
 from app.validation import AvatarIdParam, parse_avatar_id
 

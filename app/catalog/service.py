@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.avatars.models import Avatar
 from app.catalog.schemas import AvatarProfile, CreatorAvatarStats, MarketStats, RankedAvatar, RankingSort
 from app.chat import service as chat
+from app.lib import pagination
+from app.lib.pagination import Page
 from app.market import service as market
-from app.market.schemas import Page
 
 NO_CHATS = (0, 0)
 
@@ -53,7 +54,7 @@ async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, *, s
                       cursor: str | None, limit: int) -> Page[RankedAvatar]:
     """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination: one page of the rankings,
     as the API and the marketplace page show them."""
-    limit = market.check_limit(limit)
+    limit = pagination.check_limit(limit)
     since = datetime.now(UTC) - market.DAY
     listed = await market.listed_markets(session, await reader.divisor(), since, q=q)
     activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _ in listed])
@@ -62,8 +63,8 @@ async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, *, s
         stats = market_stats(figures, activity.get(avatar.id, NO_CHATS))
         ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
     ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
-    after = market.decode_cursor(cursor, market.cursor_str if sort is RankingSort.newest else market.cursor_int,
-                                 market.cursor_str)
+    key_shape = pagination.cursor_str if sort is RankingSort.newest else pagination.cursor_int
+    after = pagination.decode_cursor(cursor, key_shape, pagination.cursor_str)
     if after is not None:
         ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
     page = ranked[:limit]
@@ -71,7 +72,7 @@ async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, *, s
                           model=avatar.model, verification_level=avatar.verification_level,
                           creator=avatar.creator, created_at=avatar.created_at, market=stats)
              for _, _, avatar, stats in page]
-    next_cursor = market.encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
+    next_cursor = pagination.encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
     return Page(items=items, next_cursor=next_cursor)
 
 

@@ -55,9 +55,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.lib.time import Clock
+
 log = structlog.get_logger()
 
-Clock = Callable[[], float]
 """Seconds; wall-clock by default because Redis compares leases written by different workers."""
 
 SAMPLE_WINDOW = 20  # completed streams the mean service time and reply length are taken over

@@ -27,8 +27,8 @@ from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, Se
 from app.chat.sockets import SocketQuota, TooManySockets
 from app.config import Settings
 from app.errors import DATABASE_UNAVAILABLE, error_responses
-from app.market.schemas import Page
-from app.market.service import MAX_ROW_ID, check_limit
+from app.lib.pagination import MAX_ROW_ID, Page, check_limit
+from app.lib.websocket import LockedSender, SocketClosed
 from app.proxy.client import ProxyClient
 from app.validation import AvatarIdParam, BadInput, parse_avatar_id
 
@@ -36,7 +36,7 @@ log = structlog.get_logger()
 
 Cursor = Annotated[str | None, Parameter(description="next_cursor of the previous page", max_length=512)]
 Limit = Annotated[int, Parameter(description="items per page, 1–100", schema_extra={"minimum": 1, "maximum": 100})]
-# A row id (app.market.service.MAX_ROW_ID): a larger number would overflow the driver rather than find nothing.
+# A row id (app.lib.pagination.MAX_ROW_ID): a larger number would overflow the driver rather than find nothing.
 MessageId = Annotated[int, Parameter(description="the reply's message_id", ge=1, le=MAX_ROW_ID)]
 
 
@@ -45,18 +45,16 @@ def _client_address(socket: WebSocket[Any, Any, Any]) -> str:
 
 
 class _Socket:
-    """Frames out through one lock (the reply task and the receive loop both send)."""
+    """The chat's frames out (the reply task and the receive loop both send)."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
-        self.socket = socket
-        self._lock = asyncio.Lock()
+        self._sender = LockedSender(socket)
 
     async def send(self, frame: ServerFrame) -> None:
         try:
-            async with self._lock:
-                await self.socket.send_text(msgspec.json.encode(frame).decode())
-        except (WebSocketDisconnect, OSError, RuntimeError) as error:  # closed under us
-            raise service.ClientGone(str(error)) from None
+            await self._sender.send_text(msgspec.json.encode(frame).decode())
+        except SocketClosed as closed:
+            raise service.ClientGone(str(closed)) from None
 
 
 class ChatController(Controller):

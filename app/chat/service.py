@@ -51,8 +51,10 @@ from app.config import Settings
 from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE, NotFound
+from app.lib import pagination
+from app.lib.pagination import Page
+from app.lib.time import aware
 from app.market import service as market
-from app.market.schemas import Page
 from app.proxy.client import (
     ChatResult,
     NoNodeAvailable,
@@ -295,7 +297,7 @@ class ChatService:
         """A message already sent: its stored reply, never a second one (and never a second payment)."""
         reply = await session.scalar(select(ChatMessage).where(col(ChatMessage.reply_to) == prompt.id))
         client_msg_id = prompt.client_msg_id or ""
-        if prompt.status == MessageStatus.pending and utc_now() - _aware(prompt.created_at) > STALE_PENDING_AFTER:
+        if prompt.status == MessageStatus.pending and utc_now() - aware(prompt.created_at) > STALE_PENDING_AFTER:
             await _settle_abandoned(session, prompt, reply)
         if prompt.status == MessageStatus.answered and reply is not None:
             attestation = await session.get(ReplyAttestation, reply.id)
@@ -558,9 +560,6 @@ def _done_frame(reply: ChatMessage, client_msg_id: str, attestation: ReplyAttest
                      verified=attestation is not None)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
 
 # ---------------------------------------------------------------- history and attestations over HTTP
 
@@ -570,14 +569,14 @@ async def thread_page(session: AsyncSession, *, avatar_id: str, fan: str, cursor
     """The fan's own thread with the avatar, newest first; the cursor is the last message's id."""
     query = select(ChatMessage).where(col(ChatMessage.avatar_id) == avatar_id, col(ChatMessage.fan) == fan) \
         .order_by(col(ChatMessage.id).desc()).limit(limit + 1)
-    after = market.decode_cursor(cursor, market.cursor_id)
+    after = pagination.decode_cursor(cursor, pagination.cursor_id)
     if after is not None:
         query = query.where(col(ChatMessage.id) < after[0])
     messages = (await session.scalars(query)).all()
     page = messages[:limit]
     attested = set(await session.scalars(select(col(ReplyAttestation.message_id)).where(
         col(ReplyAttestation.message_id).in_([message.id for message in page]))))
-    next_cursor = market.encode_cursor(page[-1].id) if len(messages) > limit else None
+    next_cursor = pagination.encode_cursor(page[-1].id) if len(messages) > limit else None
     return Page(items=[_message_out(message, message.id in attested) for message in page], next_cursor=next_cursor)
 
 
@@ -585,10 +584,10 @@ def _message_out(message: ChatMessage, attested: bool) -> ChatMessageOut:
     assert message.id is not None
     return ChatMessageOut(
         id=message.id, role=message.role, content=message.content, status=message.status,
-        created_at=_aware(message.created_at), client_msg_id=message.client_msg_id, reply_to=message.reply_to,
+        created_at=aware(message.created_at), client_msg_id=message.client_msg_id, reply_to=message.reply_to,
         error_code=message.error_code, model=message.model, usage=_usage_of(message),
         cost_wei=str(message.cost_wei), attested=attested,
-        completed_at=_aware(message.completed_at) if message.completed_at else None,
+        completed_at=aware(message.completed_at) if message.completed_at else None,
     )
 
 
@@ -636,7 +635,7 @@ def _totals_by_day(rows: Result[str, datetime, int]) -> dict[str, dict[str, int]
     """(avatar, moment, amount) rows summed per avatar and UTC day (``YYYY-MM-DD``), days in order."""
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for avatar_id, moment, amount in rows:
-        day: date = _aware(moment).astimezone(UTC).date()
+        day: date = aware(moment).astimezone(UTC).date()
         totals[avatar_id][day.isoformat()] += amount
     return {avatar_id: dict(sorted(days_.items())) for avatar_id, days_ in totals.items()}
 

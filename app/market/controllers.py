@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.avatars.service import get_avatar
 from app.errors import error_responses
+from app.lib.pagination import Page, check_limit
 from app.market import service
 from app.market.schemas import (
     Candle,
     CandleInterval,
     HolderOut,
     HoldingOut,
-    Page,
     Quote,
     Side,
     TradeOut,
@@ -53,7 +53,7 @@ class MarketController(Controller):
     async def holders(self, db_session: AsyncSession, avatar_id: AvatarIdParam, cursor: Cursor = None,
                       limit: Limit = 50) -> Page[HolderOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
-        return await service.holders(db_session, avatar.id, cursor=cursor, limit=service.check_limit(limit))
+        return await service.holders(db_session, avatar.id, cursor=cursor, limit=check_limit(limit))
 
     @get("/api/avatars/{avatar_id:str}/trades", summary="An avatar's trades, newest first",
          responses=error_responses(400, 404, 503))
@@ -61,7 +61,7 @@ class MarketController(Controller):
                             limit: Limit = 50) -> Page[TradeOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await service.trades_page(db_session, avatar_id=avatar.id, cursor=cursor,
-                                         limit=service.check_limit(limit))
+                                         limit=check_limit(limit))
 
     @get("/api/avatars/{avatar_id:str}/candles", summary="OHLC of the key price and volume",
          responses=error_responses(400, 404, 503))
@@ -81,4 +81,4 @@ class MarketController(Controller):
     async def wallet_trades(self, db_session: AsyncSession, address: AddressParam, cursor: Cursor = None,
                             limit: Limit = 50) -> Page[TradeOut]:
         return await service.trades_page(db_session, trader=parse_address(address), cursor=cursor,
-                                         limit=service.check_limit(limit))
+                                         limit=check_limit(limit))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
 
 from msgspec import Struct
 
@@ -39,12 +38,6 @@ class Quote(Struct):
     min_proceeds: str | None = None
 
 
-T = TypeVar("T")
-
-
-class Page(Struct, Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 class TradeOut(Struct):

@@ -7,8 +7,6 @@ for anything a wallet will pay or receive next (quotes read the chain at a state
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +24,8 @@ from web3.types import BlockIdentifier
 from app.avatars.models import Avatar
 from app.avatars.service import avatars_by_ids
 from app.errors import Conflict, NotFound
+from app.lib.pagination import Page, cursor_id, cursor_int, cursor_str, decode_cursor, encode_cursor
+from app.lib.time import aware
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
 from app.market.schemas import (
@@ -33,7 +33,6 @@ from app.market.schemas import (
     CandleInterval,
     HolderOut,
     HoldingOut,
-    Page,
     Quote,
     Side,
     TradeOut,
@@ -42,7 +41,6 @@ from app.validation import BadInput
 
 QUOTE_TTL_S = 300
 MAX_SLIPPAGE_BPS = 5_000
-PAGE_LIMIT_MAX = 100
 DAY = timedelta(days=1)
 INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400}
 MAX_CANDLES = 500
@@ -168,52 +166,6 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
     else:
         result.min_proceeds = str(total * (10_000 - slippage_bps) // 10_000)
     return result
-
-
-# ---------------------------------------------------------------- pagination
-
-
-def encode_cursor(*values: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
-
-
-# Row ids (trades, chat messages) are INTEGER columns: 32-bit on PostgreSQL, where a larger value overflows
-# the driver rather than finding nothing (SQLite's are 64-bit, but ids count up from 1 and never get near).
-MAX_ROW_ID = 2**31 - 1
-
-
-def cursor_id(value: Any) -> bool:
-    """A row id, as trades and messages page by."""
-    return cursor_int(value) and 0 <= value <= MAX_ROW_ID
-
-
-def cursor_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def cursor_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def decode_cursor(cursor: str | None, *shape: Callable[[Any], bool]) -> list[Any] | None:
-    """The values a ``next_cursor`` carries, each checked by its place in ``shape``: a cursor is
-    client input, and a value of another type or size would fail deep in a comparison or a query."""
-    if cursor is None:
-        return None
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadInput("cursor", "not a cursor this API returned") from None
-    if not isinstance(values, list) or len(values) != len(shape) \
-            or not all(check(value) for check, value in zip(shape, values, strict=True)):
-        raise BadInput("cursor", "not a cursor this API returned")
-    return values
-
-
-def check_limit(limit: int) -> int:
-    if not 1 <= limit <= PAGE_LIMIT_MAX:
-        raise BadInput("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
-    return limit
 
 
 # ---------------------------------------------------------------- market data
@@ -436,7 +388,7 @@ async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval:
         .order_by(col(Trade.id)))).all()
     buckets: dict[int, list[Trade]] = defaultdict(list)
     for trade in trades:
-        buckets[int(_aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
+        buckets[int(aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
     result = []
     for start, group in sorted(buckets.items()):
         prices = [curve.price(trade.supply_after, 1, divisor) for trade in group]
@@ -445,9 +397,6 @@ async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval:
                              volume=str(sum(trade.eth_amount for trade in group)), trades=len(group)))
     return result
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- creators
@@ -471,7 +420,7 @@ def daily_market(trades: Sequence[Trade], first_day: date, days: int) -> DailyMa
     volume: dict[str, int] = defaultdict(int)
     creator_fees: dict[str, int] = defaultdict(int)
     for trade in trades:
-        day = _aware(trade.timestamp).astimezone(UTC).date()
+        day = aware(trade.timestamp).astimezone(UTC).date()
         before = balances[trade.trader]
         balances[trade.trader] += trade.amount if trade.is_buy else -trade.amount
         holders += (balances[trade.trader] > 0) - (before > 0)
