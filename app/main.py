@@ -38,7 +38,7 @@ from app.chain.client import Chain, connect_chain
 from app.chain.controllers import ChainController, DevChainController
 from app.chain.indexer import Indexer
 from app.chain.service import watch_embedded
-from app.chat import service as chat_service
+from app.chat import store as chat_store
 from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
 from app.chat.sockets import SocketQuota
@@ -99,7 +99,7 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
         sessions = session_factory(engine)
         if not settings.redis_url:  # the only worker: what was pending died with the previous process
             async with sessions() as session:
-                await chat_service.settle_all_pending(session)
+                await chat_store.settle_all_pending(session)
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
         indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),

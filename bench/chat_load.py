@@ -626,8 +626,8 @@ class NodePayer:
 
 
 def history_of(exchanges: list[tuple[int, str, str]], before: int, budget: int) -> list[dict[str, str]]:
-    """What the chat layer sends as history (app.chat.service.recent_history): the latest exchanges within budget."""
-    from app.chat.service import estimate_tokens
+    """What the chat layer sends as history (app.chat.context.recent_history): the latest exchanges within budget."""
+    from app.chat.context import estimate_tokens
 
     history: list[dict[str, str]] = []
     used = 0
@@ -681,7 +681,8 @@ async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: i
                        exchanges: Exchanges, capacity: int, payer: NodePayer, history_budget: int,
                        watch: ProcessWatch, spread_s: float = 0.0) -> Phase:
     """The chat phase's requests straight to the node, behind an ideal FIFO queue of ``capacity`` streams."""
-    from app.chat.service import context_messages, request_body
+    from app.chat.context import context_messages
+    from app.proxy.client import chat_request_body
 
     connections = min(capacity, len(fans))
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -692,7 +693,7 @@ async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: i
             for round_ in range(rounds):
                 step = step0 + round_
                 history = history_of(exchanges.get(number, []), step, history_budget)
-                body = request_body(AVATAR_MODEL, context_messages(PERSONA, history, message_for(number, step)))
+                body = chat_request_body(AVATAR_MODEL, context_messages(PERSONA, history, message_for(number, step)))
                 headers = await payer.headers(http, body) | {"X-Twin-Verification": "signature"}
                 requests[number, round_] = body, headers
         await asyncio.gather(*(http.get("/healthz") for _ in range(connections)))  # open the connections

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from app.avatars.models import VerificationLevel
+from app.proxy.protocol import VerificationLevel
 
 Handle = Annotated[str, Meta(pattern=r"^[a-z0-9_]{3,32}$", description="3–32 of a-z, 0-9 and _")]
 Name = Annotated[str, Meta(min_length=1, max_length=64)]

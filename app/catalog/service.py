@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.avatars.models import Avatar
 from app.catalog.schemas import AvatarProfile, CreatorAvatarStats, MarketStats, RankedAvatar, RankingSort
-from app.chat import service as chat
+from app.chat import analytics as chat
 from app.lib import pagination
 from app.lib.pagination import Page
 from app.market import service as market

@@ -1,4 +1,5 @@
-"""The chat websocket and the chat history routes; the logic is in :mod:`app.chat.service`."""
+"""The chat websocket and the chat history routes; a message's turn is :mod:`app.chat.turn`, the history
+:mod:`app.chat.history`."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from app.auth.service import signed_in_address
 from app.auth.sessions import SESSION_COOKIE
 from app.autoscale.service import AutoscaleService
 from app.avatars.service import get_avatar
-from app.chat import service
+from app.chat import frames, history
 from app.chat.gate import ChatGate
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
 from app.chat.sockets import SocketQuota, TooManySockets
+from app.chat.turn import ChatService
 from app.config import Settings
 from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.lib.pagination import MAX_ROW_ID, Page, check_limit
@@ -54,7 +56,7 @@ class _Socket:
         try:
             await self._sender.send_text(msgspec.json.encode(frame).decode())
         except SocketClosed as closed:
-            raise service.ClientGone(str(closed)) from None
+            raise frames.ClientGone(str(closed)) from None
 
 
 class ChatController(Controller):
@@ -68,13 +70,13 @@ class ChatController(Controller):
         # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
         try:
             with chat_sockets.holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
-                chat = service.ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter)
+                chat = ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter)
                 await self._open(socket, settings, chat, avatar_id)
         except TooManySockets as refused:  # raised on entry only: nothing was served
             await socket.accept()
             await socket.close(WS_1013_TRY_AGAIN_LATER, refused.detail)
 
-    async def _open(self, socket: WebSocket[Any, Any, Any], settings: Settings, chat: service.ChatService,
+    async def _open(self, socket: WebSocket[Any, Any, Any], settings: Settings, chat: ChatService,
                     avatar_id: str) -> None:
         await socket.accept()
         fan = signed_in_address(socket.session)
@@ -88,7 +90,7 @@ class ChatController(Controller):
         try:
             avatar_id = parse_avatar_id(avatar_id)
             await chat.avatar_for_chat(avatar_id, fan)
-        except (BadInput, service.ChatRefused) as refused:
+        except (BadInput, frames.ChatRefused) as refused:
             await socket.close(WS_1008_POLICY_VIOLATION, refused.detail[:120])  # a close reason is ≤ 123 bytes
             return
         except DATABASE_UNAVAILABLE as error:
@@ -97,7 +99,7 @@ class ChatController(Controller):
             return
         await self._serve(socket, settings, chat, avatar_id, fan)
 
-    async def _serve(self, socket: WebSocket[Any, Any, Any], settings: Settings, chat: service.ChatService,
+    async def _serve(self, socket: WebSocket[Any, Any, Any], settings: Settings, chat: ChatService,
                      avatar_id: str, fan: str) -> None:
         """Receive while a reply streams, so a disconnect stops the reply (and its upstream request) at once."""
         out = _Socket(socket)
@@ -109,7 +111,7 @@ class ChatController(Controller):
                     break
                 try:
                     text, data = event.get("text"), event.get("bytes")
-                    incoming = service.parse_frame(cast(str | None, text) if text is not None
+                    incoming = frames.parse_frame(cast(str | None, text) if text is not None
                                                    else cast(bytes | None, data),
                                                    max_frame_bytes=settings.chat_max_frame_bytes,
                                                    max_message_chars=settings.chat_max_message_chars)
@@ -117,18 +119,18 @@ class ChatController(Controller):
                         await out.send(ErrorFrame(code="busy", detail="one reply at a time: wait for its done or "
                                                   "error frame", client_msg_id=incoming.client_msg_id))
                         continue
-                except service.FrameError as error:
+                except frames.FrameError as error:
                     await out.send(error.frame())
                     continue
                 replying = asyncio.create_task(chat.handle(avatar_id, fan, incoming, out.send),
                                                name=f"chat-reply-{avatar_id}")
-        except (WebSocketDisconnect, service.ClientGone):
+        except (WebSocketDisconnect, frames.ClientGone):
             pass
         finally:
             if replying is not None and not replying.done():
                 replying.cancel()  # closes the proxy stream; the partial reply is stored as incomplete
             if replying is not None:
-                with contextlib.suppress(asyncio.CancelledError, service.ClientGone):
+                with contextlib.suppress(asyncio.CancelledError, frames.ClientGone):
                     await replying
 
     @get("/api/avatars/{avatar_id:str}/messages", summary="The signed-in fan's thread with an avatar, newest first",
@@ -136,11 +138,11 @@ class ChatController(Controller):
     async def thread(self, db_session: AsyncSession, avatar_id: AvatarIdParam, address: str, cursor: Cursor = None,
                      limit: Limit = 50) -> Page[ChatMessageOut]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
-        return await service.thread_page(db_session, avatar_id=avatar.id, fan=address, cursor=cursor,
+        return await history.thread_page(db_session, avatar_id=avatar.id, fan=address, cursor=cursor,
                                          limit=check_limit(limit))
 
     @get("/api/messages/{message_id:int}/attestation",
          summary="What a third party needs to verify a reply (the fan whose thread it is, or the avatar's creator)",
          dependencies={"address": Provide(provide_current_address)}, responses=error_responses(400, 401, 404, 503))
     async def attestation(self, db_session: AsyncSession, message_id: MessageId, address: str) -> ReplyAttestationOut:
-        return await service.reply_attestation(db_session, message_id=message_id, viewer=address)
+        return await history.reply_attestation(db_session, message_id=message_id, viewer=address)

@@ -24,8 +24,8 @@ from app.chat.admission import (
     Waiting,
     band_for,
 )
+from app.chat.frames import ChatRefused
 from app.chat.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from app.chat.service import ChatRefused
 from app.config import Settings
 
 _REFUSAL_DETAILS = {

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from app.proxy.protocol import SIGNATURE_SCHEME
 from app.proxy.verify import PSS_PADDING, Attestation, public_key_der, public_key_pem, sign_reply, tee_id_for
 
 PROXY_SOURCE_DIR = Path(__file__).resolve().parent
@@ -81,8 +82,7 @@ class EnclaveIdentity:
             "tee_id": self.tee_id,
             "public_key_pem": public_key_pem(self._private_key.public_key()),
             "public_key_der_base64": base64.b64encode(self.public_key_der).decode(),
-            "signature_scheme": "RSA-PSS(SHA-256, MGF1-SHA-256, salt 32) over "
-                                "keccak256(request_hash || output_hash || uint256(timestamp))",
+            "signature_scheme": SIGNATURE_SCHEME,
             "code_measurement": self.measurement,
             "evidence": self.evidence(),
         }

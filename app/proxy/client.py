@@ -41,10 +41,10 @@ from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequired, SettleResponse
 
 from app.chain.client import Chain
-from app.proxy.config import ProxySettings, VerificationLevel
+from app.proxy.config import ProxySettings
 from app.proxy.endpoints import EndpointGuard, Resolver, resolve
+from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.registry import NodeRecord, list_nodes
-from app.proxy.service import VERIFICATION_HEADER
 from app.proxy.trust import Trust, TrustPolicy
 from app.proxy.upstreams.sse import read_events
 from app.proxy.verify import Attestation, AttestationError, verify_reply
@@ -105,6 +105,7 @@ class ChatResult:
     attestation: Attestation | None  # verified against the node's pinned key; None at level "none"
     payment: SettleResponse | None
     node: NodeRecord
+    request_body: dict[str, Any]  # the chat-completions body as sent: what the attestation's request hash covers
 
 
 @dataclass
@@ -185,18 +186,14 @@ class ProxyClient:
         return [node for node, trust in zip(healthy, verdicts, strict=True) if trust.trusted]
 
     def stream_chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
-                    verification: VerificationLevel = "signature", temperature: float | None = None,
+                    verification: VerificationLevel = VerificationLevel.signature, temperature: float | None = None,
                     max_tokens: int | None = None) -> ChatStream:
         """One reply as an async iterator of text deltas; ``result`` once it ends without raising."""
-        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        return ChatStream(self, body, verification)
+        return ChatStream(self, chat_request_body(model, messages, temperature=temperature, max_tokens=max_tokens),
+                          verification)
 
     async def chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
-                   verification: VerificationLevel = "signature", temperature: float | None = None,
+                   verification: VerificationLevel = VerificationLevel.signature, temperature: float | None = None,
                    max_tokens: int | None = None) -> ChatResult:
         """The whole reply at once (streamed underneath, verified the same way)."""
         async with self.stream_chat(model=model, messages=messages, verification=verification,
@@ -405,8 +402,19 @@ class ChatStream:
             text=text, model=final.get("model", self._body["model"]),
             finish_reason=final["choices"][0]["finish_reason"], usage=final.get("usage"),
             verification=self._verification, attestation=attestation,
-            payment=payment, node=node,
+            payment=payment, node=node, request_body=self._body,
         )
+
+
+def chat_request_body(model: str, messages: Sequence[Mapping[str, Any]], *, temperature: float | None = None,
+                      max_tokens: int | None = None) -> dict[str, Any]:
+    """The streamed chat-completions body the client sends for these messages (what the node signs)."""
+    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return body
 
 
 def _payment_required_of(response: httpx.Response) -> PaymentRequired:

@@ -24,9 +24,10 @@ from x402.schemas import SettleResponse
 from app.proxy import metrics
 from app.proxy.attestation import EnclaveIdentity
 from app.proxy.chat_request import ChatRequest, decode_body, parse_chat_request
-from app.proxy.config import ProxySettings, VerificationLevel
+from app.proxy.config import ProxySettings
 from app.proxy.errors import InvalidRequest, NodeBusy, UpstreamUnavailable, error_body
 from app.proxy.payments import PaymentGate, VerifiedPayment
+from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.router import MidStreamError, OpenStream, UpstreamRouter
 from app.proxy.upstreams.base import Finished, TextDelta, ToolCalls, Usage
 from app.proxy.upstreams.sse import DONE_FRAME, data_frame
@@ -34,8 +35,6 @@ from app.proxy.verify import output_for_hash
 
 log = structlog.get_logger()
 
-VERIFICATION_HEADER = "X-Twin-Verification"
-VERIFICATION_LEVELS: tuple[VerificationLevel, ...] = ("none", "signature", "tee")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -196,10 +195,11 @@ class CompletionService:
         return request
 
     def _verification_level(self, headers: Mapping[str, str]) -> VerificationLevel:
-        level = headers.get(VERIFICATION_HEADER, self._settings.default_verification).strip().lower()
-        if level not in VERIFICATION_LEVELS:
-            raise InvalidRequest(f"{VERIFICATION_HEADER} must be one of {', '.join(VERIFICATION_LEVELS)}",
+        asked = headers.get(VERIFICATION_HEADER, self._settings.default_verification).strip().lower()
+        if asked not in VerificationLevel.__members__:
+            raise InvalidRequest(f"{VERIFICATION_HEADER} must be one of {', '.join(VerificationLevel)}",
                                  param=VERIFICATION_HEADER, code="invalid_value")
+        level = VerificationLevel(asked)
         if level == "tee" and not self._identity.evidence()["hardware_backed"]:
             raise InvalidRequest("this node has no TEE hardware (its evidence is 'dev'), so it cannot "
                                  "answer at the 'tee' level; ask for 'signature' or use another node",

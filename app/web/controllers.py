@@ -19,6 +19,7 @@ from app.catalog import service as catalog
 from app.catalog.schemas import RankingSort
 from app.chain.artifacts import load_artifact
 from app.chain.client import Chain
+from app.chat.access import chat_access
 from app.config import Settings
 from app.errors import AppError, http_error_handler
 from app.market import curve
@@ -100,10 +101,8 @@ class WebController(Controller):
                    viewer: str | None) -> Template:
         """The chat itself runs in the page's script over the websocket; the server says who may use it."""
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
-        keys = await market.balance_of(db_session, avatar.id, viewer) if viewer else 0
-        access = "signed_out" if viewer is None else "creator" if viewer == avatar.creator else \
-            "holder" if keys else "no_key"
-        return page(chain, "chat.html", avatar=avatar, viewer=viewer, access=access, keys=keys,
+        access = await chat_access(db_session, avatar, viewer)
+        return page(chain, "chat.html", avatar=avatar, viewer=viewer, access=access.kind.value, keys=access.keys,
                     max_message_chars=settings.chat_max_message_chars)
 
     @get("/portfolio", dependencies={"viewer": Provide(provide_optional_address)})
