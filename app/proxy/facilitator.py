@@ -18,10 +18,12 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import cast
 
 from eth_abi import decode, encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_typing import ABIError
+from eth_utils import function_abi_to_4byte_selector, function_signature_to_4byte_selector, to_checksum_address
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
@@ -52,6 +54,7 @@ from x402.schemas import (
     VerifyResponse,
 )
 
+from app.chain.artifacts import load_artifact
 from app.chain.client import ChainClock
 from app.chain.transactions import GAS_LIMITS, REVERTED, TransactionFailed, TransactionSender, revert_selector
 
@@ -73,15 +76,16 @@ _SELECTORS = {
             "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)",
     }.items()
 }
-# OPG's custom errors → x402 reason codes, for a settlement that reverts.
+# OPG's custom errors → x402 reason codes, for a settlement that reverts; selectors from OPG's ABI.
+_OPG_ERRORS = {entry["name"]: cast(ABIError, entry) for entry in load_artifact("OPG").abi if entry["type"] == "error"}
 _REVERT_REASONS = {
-    function_signature_to_4byte_selector(signature): reason
-    for signature, reason in {
-        "AuthorizationAlreadyUsed(address,bytes32)": ERR_NONCE_ALREADY_USED,
-        "AuthorizationExpired(uint256)": ERR_VALID_BEFORE_EXPIRED,
-        "AuthorizationNotYetValid(uint256)": ERR_VALID_AFTER_FUTURE,
-        "InvalidSignature()": ERR_INVALID_SIGNATURE,
-        "ERC20InsufficientBalance(address,uint256,uint256)": ERR_INSUFFICIENT_BALANCE,
+    function_abi_to_4byte_selector(_OPG_ERRORS[name]): reason
+    for name, reason in {
+        "AuthorizationAlreadyUsed": ERR_NONCE_ALREADY_USED,
+        "AuthorizationExpired": ERR_VALID_BEFORE_EXPIRED,
+        "AuthorizationNotYetValid": ERR_VALID_AFTER_FUTURE,
+        "InvalidSignature": ERR_INVALID_SIGNATURE,
+        "ERC20InsufficientBalance": ERR_INSUFFICIENT_BALANCE,
     }.items()
 }
 
