@@ -1,5 +1,5 @@
 """Process-wide guards that keep one request from crashing or stalling a process, shared by the
-backend (:func:`app.main.create_app`) and the proxy node (:func:`app.proxy.app.create_proxy_app`).
+backend (:func:`app.main.create_app`) and the proxy node (:func:`app.proxy.node.app.create_proxy_app`).
 
 - The recursion limit: C decoders (msgspec, ``json``) guard their depth with Python's recursion
   limit. py_ecc (which Ethereum libraries may import) raises it to 100,000 when first imported; then
@@ -93,7 +93,9 @@ class _BodyRead:
     """One request's reads under the deadline, and its responses held back once we answered 408."""
 
     def __init__(self, receive: Receive, send: Send, timeout_s: float) -> None:
-        self._receive, self._send, self._timeout_s = receive, send, timeout_s
+        self._receive = receive
+        self._send = send
+        self._timeout_s = timeout_s
         self._deadline: float | None = None
         self._body_done = False
         self._response_started = False

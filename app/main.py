@@ -52,10 +52,10 @@ from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import in_process_node
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
+from app.proxy.client.controllers import NodeDirectoryController
 from app.proxy.config import ProxySettings, load_proxy_settings
-from app.proxy.directory_controllers import NodeDirectoryController
+from app.proxy.node.app import in_process_node
 from app.services import SERVICE_DEPENDENCIES, Services
 from app.web.assets import static_routers, template_config
 from app.web.controllers import WebController, not_found
@@ -80,7 +80,8 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIte
     process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
     wallet = platform_wallet(proxy_settings, chain)
     async with contextlib.AsyncExitStack() as stack:
-        transports, own = {}, []
+        transports = {}
+        own = []
         if chain.is_embedded:
             node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
             transports[node.endpoint], own = node.transport, [node.tee_id]

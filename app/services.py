@@ -25,7 +25,7 @@ from app.chat.sockets import SocketQuota
 from app.config import Settings
 from app.health import ReadinessCheck
 from app.market.service import TwinKeysReader
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ def with_settings(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(settings_or_exit(), *args, **kwargs)
 
-    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
     return wrapper
 
 

@@ -682,7 +682,7 @@ async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: i
                        watch: ProcessWatch, spread_s: float = 0.0) -> Phase:
     """The chat phase's requests straight to the node, behind an ideal FIFO queue of ``capacity`` streams."""
     from app.chat.context import context_messages
-    from app.proxy.client import chat_request_body
+    from app.proxy.client.client import chat_request_body
 
     connections = min(capacity, len(fans))
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)

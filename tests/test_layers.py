@@ -96,3 +96,16 @@ def test_no_domain_imports_the_layers_above_it(layer: str) -> None:
 def test_the_kernel_imports_no_package_of_the_app() -> None:
     graph = package_graph()
     assert all(not graph.get(kernel) for kernel in KERNEL), {kernel: graph.get(kernel) for kernel in KERNEL}
+
+
+def test_the_proxy_client_and_the_proxy_node_share_only_the_protocol_modules() -> None:
+    """``app/proxy/client`` (the backend's side) and ``app/proxy/node`` (the server) are two programs: each imports
+    the shared modules at ``app/proxy/`` (protocol, verify, registry, sse, config), never the other."""
+    proxy = APP / "proxy"
+    for side, other in (("client", "node"), ("node", "client")):
+        for path in (proxy / side).rglob("*.py"):
+            crossing = {name for name in imported_modules(path) if name.startswith(f"app.proxy.{other}")}
+            assert not crossing, f"{path.relative_to(APP)} imports {sorted(crossing)}"
+    for path in proxy.glob("*.py"):  # the shared modules depend on neither side (the CLI starts a node)
+        sides = {name for name in imported_modules(path) if name.startswith(("app.proxy.client", "app.proxy.node"))}
+        assert not sides or path.name == "cli.py", f"{path.relative_to(APP)} imports {sorted(sides)}"

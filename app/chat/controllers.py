@@ -31,7 +31,7 @@ from app.config import Settings
 from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.lib.pagination import MAX_ROW_ID, Page, check_limit
 from app.lib.websocket import LockedSender, SocketClosed
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
 from app.validation import AvatarIdParam, BadInput, parse_avatar_id
 
 log = structlog.get_logger()

@@ -19,7 +19,9 @@ class FrameError(Exception):
 
     def __init__(self, code: str, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
-        self.code, self.detail, self.field = code, detail, field
+        self.code = code
+        self.detail = detail
+        self.field = field
 
     def frame(self) -> ErrorFrame:
         return ErrorFrame(code=self.code, detail=self.detail, field=self.field)
@@ -30,7 +32,9 @@ class ChatRefused(Exception):
 
     def __init__(self, code: str, detail: str, retry_after_s: int | None = None) -> None:
         super().__init__(detail)
-        self.code, self.detail, self.retry_after_s = code, detail, retry_after_s
+        self.code = code
+        self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 class ClientGone(Exception):

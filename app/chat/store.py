@@ -25,7 +25,7 @@ from app.chat.schemas import IncomingMessage
 from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE
-from app.proxy.client import ChatResult
+from app.proxy.client.client import ChatResult
 
 log = structlog.get_logger()
 
@@ -72,8 +72,13 @@ async def end_failed(sessions: async_sessionmaker[AsyncSession], rows: TurnRows,
         assert prompt is not None
         assert reply is not None
         now = utc_now()
-        prompt.status, prompt.error_code, prompt.completed_at = status, code, now
-        reply.status, reply.error_code, reply.content, reply.completed_at = status, code, partial, now
+        prompt.status = status
+        prompt.error_code = code
+        prompt.completed_at = now
+        reply.status = status
+        reply.error_code = code
+        reply.content = partial
+        reply.completed_at = now
         record_payment(reply, payment)
         await session.commit()
 
@@ -106,11 +111,15 @@ async def complete(sessions: async_sessionmaker[AsyncSession], rows: TurnRows,
         assert prompt is not None
         assert reply is not None
         now = utc_now()
-        prompt.status, prompt.completed_at = MessageStatus.answered, now
+        prompt.status = MessageStatus.answered
+        prompt.completed_at = now
         usage = result.usage or {}
-        reply.content, reply.status, reply.completed_at = result.text, MessageStatus.complete, now
+        reply.content = result.text
+        reply.status = MessageStatus.complete
+        reply.completed_at = now
         reply.model = result.model
-        reply.prompt_tokens, reply.completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        reply.prompt_tokens = usage.get("prompt_tokens")
+        reply.completion_tokens = usage.get("completion_tokens")
         record_payment(reply, result.payment)
         attestation = None
         if result.attestation is not None:
@@ -168,7 +177,9 @@ async def settle_abandoned(session: AsyncSession, prompt: ChatMessage, reply: Ch
     now = utc_now()
     for message in (prompt, reply):
         if message is not None and message.status == MessageStatus.pending:
-            message.status, message.error_code, message.completed_at = MessageStatus.failed, "abandoned", now
+            message.status = MessageStatus.failed
+            message.error_code = "abandoned"
+            message.completed_at = now
     await session.commit()
 
 

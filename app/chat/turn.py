@@ -37,7 +37,7 @@ from app.config import Settings
 from app.db.models import utc_now
 from app.errors import NotFound
 from app.lib.time import aware
-from app.proxy.client import (
+from app.proxy.client.client import (
     NoNodeAvailable,
     PaymentRefused,
     ProxyClient,

@@ -176,9 +176,13 @@ class MarketProjection:
         """Each touched market and holding, once: holdings at zero are deleted."""
         for avatar_id, totals in book.totals.items():
             market = book.markets[avatar_id]
-            market.supply, market.holders, market.trade_count = totals.supply, totals.holders, totals.trade_count
-            market.volume, market.creator_fees = totals.volume, totals.creator_fees
-            market.protocol_fees, market.last_trade_at = totals.protocol_fees, totals.last_trade_at
+            market.supply = totals.supply
+            market.holders = totals.holders
+            market.trade_count = totals.trade_count
+            market.volume = totals.volume
+            market.creator_fees = totals.creator_fees
+            market.protocol_fees = totals.protocol_fees
+            market.last_trade_at = totals.last_trade_at
             market.market_cap = curve.market_cap(totals.supply, self._divisor)
         for (avatar_id, holder), balance in book.balances.items():
             holding = book.rows.get((avatar_id, holder))

@@ -51,7 +51,7 @@ def serve(settings: Settings, host: str | None, port: int | None, backend: str |
 
 
 def _node_app(proxy_settings: ProxySettings, chain: Chain, host: str, port: int) -> Litestar:
-    from app.proxy.app import create_proxy_app
+    from app.proxy.node.app import create_proxy_app
 
     endpoint = proxy_settings.public_url or f"http://{host}:{port}"
     try:

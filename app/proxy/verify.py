@@ -204,7 +204,8 @@ def load_public_key(key: RSAPublicKey | bytes | str) -> RSAPublicKey:
 
 def sign_reply(key: RSAPrivateKey, body: Mapping[str, Any], output: str, timestamp: int) -> Attestation:
     """Attest that ``output`` answered ``body`` at ``timestamp``; runs inside the node only."""
-    request_hex, output_hex = request_hash(body), output_hash(output)
+    request_hex = request_hash(body)
+    output_hex = output_hash(output)
     signature = key.sign(signed_digest(request_hex, output_hex, timestamp), PSS_PADDING, hashes.SHA256())
     return Attestation(base64.b64encode(signature).decode(), request_hex, output_hex, timestamp,
                        tee_id_for(key.public_key()))

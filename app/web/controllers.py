@@ -25,8 +25,8 @@ from app.errors import AppError, http_error_handler
 from app.market import curve
 from app.market import service as market
 from app.market.service import TwinKeysReader
-from app.proxy.client import ProxyClient
-from app.proxy.directory import node_directory
+from app.proxy.client.client import ProxyClient
+from app.proxy.client.directory import node_directory
 from app.services import services_of
 from app.validation import parse_avatar_id
 

@@ -20,10 +20,10 @@ from websockets.exceptions import ConnectionClosed
 
 from app.chain.client import Chain, chain_from_embedded
 from app.config import Settings
-from app.proxy.attestation import EnclaveIdentity
+from app.proxy.node.attestation import EnclaveIdentity
+from app.proxy.node.upstreams.base import TextDelta, UpstreamError
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream
 from app.proxy.registry import list_nodes
-from app.proxy.upstreams.base import TextDelta, UpstreamError
-from app.proxy.upstreams.offline import OfflineDemoUpstream
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 from tests.chat.conftest import Served, eventually, holding_fan, receive, reply_frames, send_message, serving
 from tests.conftest import close_quietly

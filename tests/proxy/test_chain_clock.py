@@ -12,8 +12,8 @@ import pytest
 
 from app.chain.client import CHAIN_CLOCK_REFRESH_SECONDS, Chain, ChainClock
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import in_process_node
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
+from app.proxy.node.app import in_process_node
 from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import PRICE_WEI, node_settings, opg_balance
 from tests.proxy.fakes import FakeProviders

@@ -105,7 +105,8 @@ class MemoryAdmission(AdmissionQueue):
             self._wakeups[head].set()
 
     def _state(self, ticket_id: int | None) -> QueueState:
-        status, position = Status.GONE, 0
+        status = Status.GONE
+        position = 0
         if ticket_id in self._started:
             status = Status.ADMITTED
         elif ticket_id is not None and ticket_id in self._scores:

@@ -15,8 +15,8 @@ import math
 import re
 from collections.abc import AsyncIterator, Sequence
 
-from app.proxy.chat_request import ChatRequest, content_text
-from app.proxy.upstreams.base import Finished, TextDelta, UpstreamEvent, Usage
+from app.proxy.node.chat_request import ChatRequest, content_text
+from app.proxy.node.upstreams.base import Finished, TextDelta, UpstreamEvent, Usage
 
 _PERSONA_NAME = re.compile(r"\b(?i:you are) ([A-Z][\w'\u2019.-]*(?: [A-Z][\w'\u2019.-]*){0,3})")
 _YOU_ARE = re.compile(r"\b(?i:you are)\b")

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.proxy.chat_request import ChatRequest
-from app.proxy.upstreams.base import (
+from app.proxy.node.chat_request import ChatRequest
+from app.proxy.node.upstreams.base import (
     Finished,
     TextDelta,
     ToolCalls,
@@ -24,7 +24,7 @@ from app.proxy.upstreams.base import (
     raise_for_upstream_status,
     redact,
 )
-from app.proxy.upstreams.sse import read_events
+from app.proxy.sse import read_events
 
 # Fields the node owns; the rest of the client's body goes upstream unchanged.
 _NODE_OWNED_FIELDS = ("model", "stream", "stream_options")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from app.proxy.chat_request import ChatRequest
+from app.proxy.node.chat_request import ChatRequest
 
 ERROR_BODY_LIMIT = 2_000
 

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.proxy.chat_request import ChatRequest, content_text
-from app.proxy.upstreams.base import (
+from app.proxy.node.chat_request import ChatRequest, content_text
+from app.proxy.node.upstreams.base import (
     Finished,
     TextDelta,
     UpstreamError,
@@ -23,7 +23,7 @@ from app.proxy.upstreams.base import (
     raise_for_upstream_status,
     redact,
 )
-from app.proxy.upstreams.sse import read_events
+from app.proxy.sse import read_events
 
 ANTHROPIC_VERSION = "2023-06-01"
 _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",

@@ -3,7 +3,7 @@
 Built on the official ``x402`` package: its resource server (with the ``exact`` EVM scheme)
 builds the payment requirements and the 402 answer and runs verify/settle through a
 facilitator; its schemas and header codecs are the wire format. The facilitator is this
-node's own (:mod:`app.proxy.facilitator`), settling EIP-3009 authorizations in OPG.
+node's own (:mod:`app.proxy.node.facilitator`), settling EIP-3009 authorizations in OPG.
 
 A request without payment gets 402 with the v2 ``PAYMENT-REQUIRED`` header and the same
 JSON as body. ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1) is checked before anything
@@ -57,8 +57,8 @@ from x402.schemas import (
 )
 
 from app.chain.client import ChainClock
-from app.proxy import metrics
-from app.proxy.errors import ProxyError
+from app.proxy.node import metrics
+from app.proxy.node.errors import ProxyError
 
 log = structlog.get_logger()
 
@@ -103,7 +103,8 @@ class VerifiedPayment:
 class PaymentRequiredError(ProxyError):
     """HTTP 402: the body and ``PAYMENT-REQUIRED`` header say what to pay and why the last try failed."""
 
-    status_code, error_type = 402, "payment_required"
+    status_code = 402
+    error_type = "payment_required"
 
     def __init__(self, payment_required: PaymentRequired) -> None:
         super().__init__(payment_required.error or ERR_PAYMENT_REQUIRED, code=payment_required.error,

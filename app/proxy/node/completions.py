@@ -21,16 +21,16 @@ import msgspec
 import structlog
 from x402.schemas import SettleResponse
 
-from app.proxy import metrics
-from app.proxy.attestation import EnclaveIdentity
-from app.proxy.chat_request import ChatRequest, decode_body, parse_chat_request
 from app.proxy.config import ProxySettings
-from app.proxy.errors import InvalidRequest, NodeBusy, UpstreamUnavailable, error_body
-from app.proxy.payments import PaymentGate, VerifiedPayment
+from app.proxy.node import metrics
+from app.proxy.node.attestation import EnclaveIdentity
+from app.proxy.node.chat_request import ChatRequest, decode_body, parse_chat_request
+from app.proxy.node.errors import InvalidRequest, NodeBusy, UpstreamUnavailable, error_body
+from app.proxy.node.payments import PaymentGate, VerifiedPayment
+from app.proxy.node.router import MidStreamError, OpenStream, UpstreamRouter
+from app.proxy.node.upstreams.base import Finished, TextDelta, ToolCalls, Usage
 from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
-from app.proxy.router import MidStreamError, OpenStream, UpstreamRouter
-from app.proxy.upstreams.base import Finished, TextDelta, ToolCalls, Usage
-from app.proxy.upstreams.sse import DONE_FRAME, data_frame
+from app.proxy.sse import DONE_FRAME, data_frame
 from app.proxy.verify import output_for_hash
 
 log = structlog.get_logger()

@@ -1,12 +1,12 @@
-"""``GET /api/nodes``: the registry's inference nodes; the logic is in :mod:`app.proxy.directory`."""
+"""``GET /api/nodes``: the registry's inference nodes; the logic is in :mod:`app.proxy.client.directory`."""
 
 from __future__ import annotations
 
 from litestar import Controller, get
 
 from app.errors import error_responses
-from app.proxy.client import ProxyClient
-from app.proxy.directory import NodeOut, node_directory
+from app.proxy.client.client import ProxyClient
+from app.proxy.client.directory import NodeOut, node_directory
 
 
 class NodeDirectoryController(Controller):

@@ -9,12 +9,14 @@ import httpx
 
 async def read_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """Yield ``(event, data)`` for each event of an SSE body (event defaults to ``message``)."""
-    event, data = "message", list[str]()
+    event = "message"
+    data = list[str]()
     async for line in response.aiter_lines():
         if not line:
             if data:
                 yield event, "\n".join(data)
-            event, data = "message", list[str]()
+            event = "message"
+            data = list[str]()
             continue
         if line.startswith(":"):
             continue

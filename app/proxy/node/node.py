@@ -18,14 +18,14 @@ import httpx
 from app.chain.client import Chain, ChainClock
 from app.chain.transactions import sender_for
 from app.proxy.accounts import node_payment_account
-from app.proxy.attestation import EnclaveIdentity
 from app.proxy.config import ProxySettings
-from app.proxy.facilitator import OpgFacilitator
-from app.proxy.payments import PaymentGate, TokenTerms
-from app.proxy.registry import NodeRegistration
-from app.proxy.router import UpstreamRouter
-from app.proxy.service import CompletionService
-from app.proxy.upstreams import build_upstream
+from app.proxy.node.attestation import EnclaveIdentity
+from app.proxy.node.completions import CompletionService
+from app.proxy.node.facilitator import OpgFacilitator
+from app.proxy.node.payments import PaymentGate, TokenTerms
+from app.proxy.node.registration import NodeRegistration
+from app.proxy.node.router import UpstreamRouter
+from app.proxy.node.upstreams import build_upstream
 
 # OPG's EIP-712 domain, which payment signatures are made over.
 OPG_DOMAIN_NAME = "OPG"

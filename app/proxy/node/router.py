@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.proxy import metrics
-from app.proxy.chat_request import ChatRequest
 from app.proxy.config import UpstreamTarget
-from app.proxy.errors import UpstreamUnavailable
-from app.proxy.upstreams.base import Upstream, UpstreamError, UpstreamEvent
+from app.proxy.node import metrics
+from app.proxy.node.chat_request import ChatRequest
+from app.proxy.node.errors import UpstreamUnavailable
+from app.proxy.node.upstreams.base import Upstream, UpstreamError, UpstreamEvent
 
 
 class MidStreamError(Exception):

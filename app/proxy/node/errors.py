@@ -39,13 +39,15 @@ class InvalidRequest(ProxyError):
 
 
 class NodeBusy(ProxyError):
-    status_code, error_type = 503, "server_busy"
+    status_code = 503
+    error_type = "server_busy"
 
 
 class UpstreamUnavailable(ProxyError):
     """Every upstream of the model failed before its first token."""
 
-    status_code, error_type = 502, "upstream_error"
+    status_code = 502
+    error_type = "upstream_error"
 
 
 def error_body(message: str, error_type: str, *, param: str | None = None,

@@ -1,7 +1,7 @@
 """The backend's side of a proxy node: pay, stream, verify, fail over.
 
 :class:`ProxyClient` finds nodes in the NodeRegistry and pins each node's signing key from
-its record. It routes only to nodes it trusts (:mod:`app.proxy.trust`: a valid key proof, and
+its record. It routes only to nodes it trusts (:mod:`app.proxy.client.trust`: a valid key proof, and
 approved in the registry, or a measurement on the allowlist, or its own in-process node): the
 messages carry creators' private personas, and the payments are money. For every reply it picks
 the least-loaded healthy trusted node, pays it with x402 from
@@ -41,12 +41,12 @@ from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequired, SettleResponse
 
 from app.chain.client import Chain
+from app.proxy.client.endpoints import EndpointGuard, Resolver, resolve
+from app.proxy.client.trust import Trust, TrustPolicy
 from app.proxy.config import ProxySettings
-from app.proxy.endpoints import EndpointGuard, Resolver, resolve
 from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.registry import NodeRecord, list_nodes
-from app.proxy.trust import Trust, TrustPolicy
-from app.proxy.upstreams.sse import read_events
+from app.proxy.sse import read_events
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 
 DIRECTORY_REFRESH_SECONDS = 5.0
@@ -71,7 +71,8 @@ class RequestRejected(ProxyClientError):
 
     def __init__(self, status: int, message: str, param: str | None) -> None:
         super().__init__(f"HTTP {status}: {message}")
-        self.status, self.param = status, param
+        self.status = status
+        self.param = param
 
 
 class PaymentRefused(ProxyClientError):
@@ -169,11 +170,11 @@ class ProxyClient:
         return node.enabled and node.last_heartbeat >= time.time() - self._settings.node_stale_after_seconds
 
     def trust_of(self, node: NodeRecord) -> Trust:
-        """Whether personas and payments may go to ``node``, and why (see :mod:`app.proxy.trust`)."""
+        """Whether personas and payments may go to ``node``, and why (see :mod:`app.proxy.client.trust`)."""
         return self._trust.assess(node)
 
     async def assess(self, node: NodeRecord) -> Trust:
-        """:meth:`trust_of`, and its endpoint is one requests may go to (:mod:`app.proxy.endpoints`)."""
+        """:meth:`trust_of`, and its endpoint is one requests may go to (:mod:`app.proxy.client.endpoints`)."""
         trust = self.trust_of(node)
         if trust.trusted and (problem := await self._endpoints.problem(node.endpoint)):
             return Trust(False, "untrusted", f"unsafe endpoint: {problem}")

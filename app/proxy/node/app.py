@@ -2,7 +2,7 @@
 
 Standalone (``twin proxy serve``) it listens on a port; inside the backend it runs in-process
 (:func:`in_process_node`) behind a streaming ASGI transport. Either way clients reach it over
-HTTP, with the same :class:`app.proxy.client.ProxyClient`::
+HTTP, with the same :class:`app.proxy.client.client.ProxyClient`::
 
     async with in_process_node(proxy_settings, chain) as node:
         client = ProxyClient(chain, platform_wallet(proxy_settings, chain), proxy_settings,
@@ -23,12 +23,12 @@ from litestar.openapi.config import OpenAPIConfig
 
 from app.chain.client import Chain
 from app.hardening import keep_recursion_limit_sane
-from app.proxy.asgi import StreamingASGITransport, running_lifespan
 from app.proxy.config import ProxySettings
-from app.proxy.controllers import ChatCompletionsController, NodeInfoController
-from app.proxy.errors import exception_handlers
-from app.proxy.node import ProxyNode
-from app.proxy.payments import PAYMENT_HEADERS
+from app.proxy.node.asgi import StreamingASGITransport, running_lifespan
+from app.proxy.node.errors import exception_handlers
+from app.proxy.node.node import ProxyNode
+from app.proxy.node.payments import PAYMENT_HEADERS
+from app.proxy.node.routes import ChatCompletionsController, NodeInfoController
 
 
 def create_proxy_app(settings: ProxySettings, chain: Chain, *, endpoint: str | None = None) -> Litestar:

@@ -23,25 +23,12 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from eth_abi import encode
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
 
-from app.proxy.registry import NodeRecord
+from app.proxy.registry import NodeRecord, registration_digest
 from app.proxy.verify import PSS_PADDING, AttestationError, load_public_key
 
 TrustReason = Literal["approved", "measurement", "embedded", "untrusted"]
-REGISTRATION_TYPEHASH = keccak(
-    b"TwinNodeRegistration(uint256 chainId,address registry,address operator,string endpoint)")
-
-
-def registration_digest(chain_id: int, registry: str, operator: str, endpoint: str) -> bytes:
-    """What a node key signs to prove its record (``NodeRegistry.registrationDigest``)."""
-    return keccak(encode(["bytes32", "uint256", "address", "address", "bytes32"],
-                         [REGISTRATION_TYPEHASH, chain_id, to_checksum_address(registry),
-                          to_checksum_address(operator), keccak(endpoint.encode())]))
-
-
 def key_proof_problem(node: NodeRecord, chain_id: int, registry: str) -> str | None:
     """Why the record's key proof does not verify, or None when it does."""
     if not node.key_proof:

@@ -8,8 +8,8 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from app.proxy.node import ProxyNode
-from app.proxy.openapi import ChatOperation
+from app.proxy.node.node import ProxyNode
+from app.proxy.node.openapi import ChatOperation
 
 
 class ChatCompletionsController(Controller):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from msgspec import Struct
 
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
 
 
 class NodeOut(Struct):

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.proxy.chat_request import ChatRequest, content_text
-from app.proxy.upstreams.base import (
+from app.proxy.node.chat_request import ChatRequest, content_text
+from app.proxy.node.upstreams.base import (
     Finished,
     TextDelta,
     UpstreamError,
@@ -23,7 +23,7 @@ from app.proxy.upstreams.base import (
     raise_for_upstream_status,
     redact,
 )
-from app.proxy.upstreams.sse import read_events
+from app.proxy.sse import read_events
 
 _FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
                    "RECITATION": "content_filter", "BLOCKLIST": "content_filter",

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from app.proxy.errors import InvalidRequest
+from app.proxy.node.errors import InvalidRequest
 
 MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_STOP_SEQUENCES = 4

@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 
 from app.proxy.config import ProxySettings, UpstreamSettings
-from app.proxy.upstreams.anthropic import AnthropicUpstream
-from app.proxy.upstreams.base import Upstream
-from app.proxy.upstreams.gemini import GeminiUpstream
-from app.proxy.upstreams.offline import OfflineDemoUpstream
-from app.proxy.upstreams.openai import OpenAIUpstream
+from app.proxy.node.upstreams.anthropic import AnthropicUpstream
+from app.proxy.node.upstreams.base import Upstream
+from app.proxy.node.upstreams.gemini import GeminiUpstream
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream
+from app.proxy.node.upstreams.openai import OpenAIUpstream
 
 
 def build_upstream(name: str, config: UpstreamSettings, settings: ProxySettings,

@@ -1,7 +1,7 @@
 """The node's OpenAPI description of what it really takes and answers.
 
 ``POST /v1/chat/completions`` reads its raw body itself (the attestation hashes the body exactly as
-sent, see :mod:`app.proxy.chat_request`), so Litestar cannot infer its schema: :class:`ChatOperation`
+sent, see :mod:`app.proxy.node.chat_request`), so Litestar cannot infer its schema: :class:`ChatOperation`
 writes the request body (the OpenAI chat-completions subset the node accepts), the x402 headers,
 the two 200 media types (JSON, or server-sent events with ``"stream": true``) and the errors, all
 in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` but for the x402 402.
@@ -21,7 +21,7 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from app.proxy.chat_request import MAX_STOP_SEQUENCES, MESSAGE_ROLES
+from app.proxy.node.chat_request import MAX_STOP_SEQUENCES, MESSAGE_ROLES
 
 STRING, INTEGER, NUMBER, BOOLEAN, OBJECT, ARRAY, NULL = (
     OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.NUMBER, OpenAPIType.BOOLEAN, OpenAPIType.OBJECT,
