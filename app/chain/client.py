@@ -36,7 +36,7 @@ from app.errors import Unavailable
 
 log = structlog.get_logger()
 
-CHAIN_CLOCK_REFRESH_SECONDS = 1.0
+CHAIN_CLOCK_REFRESH_S = 1.0
 RPC_CONNECTIONS = 64
 # web3 asks for the chain id before every call and transaction it validates; it never changes.
 CHAIN_ID_CACHED: dict[str, Any] = {"cache_allowed_requests": True, "cacheable_requests": {"eth_chainId"}}
@@ -210,7 +210,7 @@ class ChainClock:
     async def lead(self) -> int:
         """Seconds the chain's clock is ahead of this machine's (0 when it is not). A chain that does
         not answer leaves the last reading: the calls that need the chain report the outage."""
-        if time.monotonic() - self._read_at >= CHAIN_CLOCK_REFRESH_SECONDS:
+        if time.monotonic() - self._read_at >= CHAIN_CLOCK_REFRESH_S:
             self._read_at = time.monotonic()  # before the await: concurrent callers share one read
             try:
                 latest = await self._w3.eth.get_block("latest")

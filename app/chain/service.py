@@ -87,7 +87,7 @@ async def fund(chain: Chain, address: str) -> Funded:
     deployer = chain.dev_accounts[0]
     mint = chain.opg.encode_abi("mint", args=[address, FAUCET_OPG])
     await sender_for(chain.w3, chain.chain_id, deployer).send(chain.addresses.opg, mint, gas=GAS_LIMITS["mint"],
-                                                              wait_seconds=FAUCET_WAIT_S)
+                                                              wait_s=FAUCET_WAIT_S)
     opg_balance = await chain.opg.functions.balanceOf(address).call()
     return Funded(FAUCET_ETH, FAUCET_OPG, eth_balance, opg_balance)
 

@@ -114,7 +114,7 @@ async def node(own_chain: Chain, settings: ProxySettings) -> AsyncIterator[InPro
 
 @pytest.fixture(autouse=True)
 def _fresh_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "DIRECTORY_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(client_module, "DIRECTORY_REFRESH_S", 0.0)
 
 
 async def test_an_unapproved_node_gets_no_persona_until_the_registry_owner_approves_it(

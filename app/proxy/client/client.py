@@ -49,9 +49,9 @@ from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.sse import read_events
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 
-DIRECTORY_REFRESH_SECONDS = 5.0
+DIRECTORY_REFRESH_S = 5.0
 # A node's own timeouts come first; the client's only catch a node that hangs.
-CLIENT_TIMEOUT_MARGIN_SECONDS = 5.0
+CLIENT_TIMEOUT_MARGIN_S = 5.0
 
 
 class ProxyClientError(Exception):
@@ -144,7 +144,7 @@ class ProxyClient:
         self._transports = dict(transports or {})
         allow_private = settings.allow_private_endpoints
         self._endpoints = EndpointGuard(allow_private=chain.is_embedded if allow_private is None else allow_private,
-                                        timeout_seconds=settings.connect_timeout_seconds, resolver=resolver,
+                                        timeout_s=settings.connect_timeout_seconds, resolver=resolver,
                                         exempt=frozenset(self._transports))
         self._http: dict[str, httpx.AsyncClient] = {}
         self._directory = _Directory()
@@ -232,7 +232,7 @@ class ProxyClient:
 
     async def _refreshed_directory(self) -> _Directory:
         async with self._directory_lock:
-            if time.monotonic() - self._directory.fetched_at > DIRECTORY_REFRESH_SECONDS:
+            if time.monotonic() - self._directory.fetched_at > DIRECTORY_REFRESH_S:
                 self._directory = _Directory(await list_nodes(self._chain.node_registry), time.monotonic())
         return self._directory
 
@@ -244,7 +244,7 @@ class ProxyClient:
                 base_url=node.endpoint, transport=self._transports.get(node.endpoint),
                 follow_redirects=False,  # a redirect could lead a persona or a payment anywhere
                 timeout=httpx.Timeout(self._settings.connect_timeout_seconds,
-                                      read=read + CLIENT_TIMEOUT_MARGIN_SECONDS),
+                                      read=read + CLIENT_TIMEOUT_MARGIN_S),
             )
         return http
 
@@ -347,7 +347,7 @@ class ChatStream:
                     self._response = await client._open(node, self._body, self._verification)
                     events = read_events(self._response)
                     async with asyncio.timeout(client._settings.first_token_timeout_seconds
-                                               + CLIENT_TIMEOUT_MARGIN_SECONDS):
+                                               + CLIENT_TIMEOUT_MARGIN_S):
                         first = await anext(events, None)
                 except (_NodeFailed, httpx.HTTPError, TimeoutError) as error:
                     failures.append(f"{node.endpoint}: {_describe(error)}")

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
-CACHE_SECONDS = 30.0
+CACHE_S = 30.0
 
 
 async def resolve(host: str, port: int) -> list[str]:
@@ -47,7 +47,7 @@ def address_problem(address: str) -> str | None:
 
 
 async def endpoint_problem(url: str, *, allow_private: bool, resolver: Resolver = resolve,
-                           timeout_seconds: float = 5.0) -> str | None:
+                           timeout_s: float = 5.0) -> str | None:
     """Why the backend must not send requests to ``url``, or None when it may."""
     try:
         parsed = httpx.URL(url)
@@ -70,7 +70,7 @@ async def endpoint_problem(url: str, *, allow_private: bool, resolver: Resolver 
         addresses = [str(literal)]
     else:
         try:
-            async with asyncio.timeout(timeout_seconds):
+            async with asyncio.timeout(timeout_s):
                 addresses = await resolver(host, parsed.port or 443)
         except (OSError, TimeoutError) as error:
             return f"{host} does not resolve ({type(error).__name__})"
@@ -85,10 +85,10 @@ async def endpoint_problem(url: str, *, allow_private: bool, resolver: Resolver 
 class EndpointGuard:
     """:func:`endpoint_problem` with a short cache per endpoint (DNS answers change)."""
 
-    def __init__(self, *, allow_private: bool, timeout_seconds: float, resolver: Resolver = resolve,
+    def __init__(self, *, allow_private: bool, timeout_s: float, resolver: Resolver = resolve,
                  exempt: frozenset[str] = frozenset()) -> None:
         self.allow_private = allow_private
-        self._timeout = timeout_seconds
+        self._timeout = timeout_s
         self._resolver = resolver
         self._exempt = exempt  # endpoints served in-process: never on the network
         self._cache: dict[str, tuple[float, str | None]] = {}
@@ -97,10 +97,10 @@ class EndpointGuard:
         if endpoint in self._exempt:
             return None
         cached = self._cache.get(endpoint)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
         problem = await endpoint_problem(endpoint, allow_private=self.allow_private, resolver=self._resolver,
-                                         timeout_seconds=self._timeout)
+                                         timeout_s=self._timeout)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[endpoint] = (time.monotonic(), problem)

@@ -20,7 +20,7 @@ from litestar.types import ASGIApp
 
 Message = MutableMapping[str, Any]
 _END = b""
-CLOSE_GRACE_SECONDS = 5.0
+CLOSE_GRACE_S = 5.0
 
 
 class StreamingASGITransport(httpx.AsyncBaseTransport):
@@ -109,7 +109,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         task = self._exchange.task
         if task is not None and not task.done():
             # The app's own failure, if any, was already reported to the reader: only wait here.
-            await asyncio.wait({task}, timeout=CLOSE_GRACE_SECONDS)
+            await asyncio.wait({task}, timeout=CLOSE_GRACE_S)
             if not task.done():
                 task.cancel()
 

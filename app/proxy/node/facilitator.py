@@ -59,12 +59,12 @@ from app.chain.client import ChainClock
 from app.chain.transactions import GAS_LIMITS, REVERTED, TransactionFailed, TransactionSender, revert_selector
 
 # x402 refuses authorizations about to expire: settling takes a few seconds.
-VALID_BEFORE_MARGIN_SECONDS = 6
+VALID_BEFORE_MARGIN_S = 6
 # A payer's balance read is reused this long, less what this node settled from it since. A balance
 # is only ever checked optimistically (the payer can move funds between verify and settle, and then
 # the settlement fails and the reply went unpaid); reuse for a few seconds does not change that, and
 # it spares an EVM call per request to a busy payer such as the platform wallet.
-BALANCE_REUSE_SECONDS = 2.0
+BALANCE_REUSE_S = 2.0
 ERR_INVALID_PAYLOAD = "invalid_exact_evm_payload"
 
 _SELECTORS = {
@@ -158,7 +158,7 @@ class OpgFacilitator:
         try:
             receipt = await self._sender.send(requirements.asset, data,
                                               gas=GAS_LIMITS["transferWithAuthorization"],
-                                              wait_seconds=self._settle_timeout)
+                                              wait_s=self._settle_timeout)
         except TransactionFailed as failure:
             self._balances.pop(authorization.payer.lower(), None)  # read it afresh next time
             reason = await self._revert_reason(requirements.asset, data) if failure.reason == "reverted" \
@@ -194,7 +194,7 @@ class OpgFacilitator:
         if authorization.value != int(requirements.amount):
             return ERR_AUTHORIZATION_VALUE_MISMATCH
         now = int(time.time())
-        if authorization.valid_before < now + VALID_BEFORE_MARGIN_SECONDS:
+        if authorization.valid_before < now + VALID_BEFORE_MARGIN_S:
             return ERR_VALID_BEFORE_EXPIRED
         if authorization.valid_after >= now:  # OPG requires block.timestamp > validAfter
             return ERR_VALID_AFTER_FUTURE
@@ -219,7 +219,7 @@ class OpgFacilitator:
             return ERR_NONCE_ALREADY_USED
         # The token checks validBefore against block time, which may be ahead of ours: refuse now
         # what would revert at settlement, after the reply was served.
-        if authorization.valid_before < chain_now + VALID_BEFORE_MARGIN_SECONDS:
+        if authorization.valid_before < chain_now + VALID_BEFORE_MARGIN_S:
             return ERR_VALID_BEFORE_EXPIRED
         # This payment is already counted in the payer's pending total.
         if balance < self._pending_by_payer[authorization.payer.lower()]:
@@ -228,7 +228,7 @@ class OpgFacilitator:
 
     async def _balance(self, asset: str, payer: str) -> int:
         known = self._balances.get(payer.lower())
-        if known is not None and time.monotonic() - known[1] < BALANCE_REUSE_SECONDS:
+        if known is not None and time.monotonic() - known[1] < BALANCE_REUSE_S:
             return known[0]
         balance = decode(["uint256"], await self._call(asset, "balanceOf", ["address"], [payer]))[0]
         self._balances[payer.lower()] = (balance, time.monotonic())

@@ -65,8 +65,8 @@ class ProxyNode:
         router = UpstreamRouter(upstreams, settings.routes, first_token_timeout=settings.first_token_timeout_seconds,
                                 idle_timeout=settings.idle_timeout_seconds)
         registration = NodeRegistration(chain.node_registry, sender, identity, endpoint=endpoint,
-                                        heartbeat_seconds=settings.heartbeat_seconds,
-                                        wait_seconds=settings.settle_timeout_seconds, chain_id=chain.chain_id)
+                                        heartbeat_s=settings.heartbeat_seconds,
+                                        wait_s=settings.settle_timeout_seconds, chain_id=chain.chain_id)
         return cls(settings, endpoint, identity, payments,
                    CompletionService(settings, identity, router, payments), registration, http_client)
 

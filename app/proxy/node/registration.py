@@ -21,14 +21,14 @@ class NodeRegistration:
     """This node's record: registered at start, heartbeats while running, disabled at shutdown."""
 
     def __init__(self, registry: AsyncContract, sender: TransactionSender, identity: EnclaveIdentity, *,
-                 endpoint: str, heartbeat_seconds: float, wait_seconds: float, chain_id: int) -> None:
+                 endpoint: str, heartbeat_s: float, wait_s: float, chain_id: int) -> None:
         self._registry = registry
         self._chain_id = chain_id
         self._sender = sender
         self._identity = identity
         self._endpoint = endpoint
-        self._heartbeat_seconds = heartbeat_seconds
-        self._wait_seconds = wait_seconds
+        self._heartbeat_s = heartbeat_s
+        self._wait_s = wait_s
         self.tee_id = bytes.fromhex(identity.tee_id.removeprefix("0x"))
 
     async def register(self) -> None:
@@ -58,7 +58,7 @@ class NodeRegistration:
     async def heartbeat_forever(self) -> None:
         """Heartbeat every interval until cancelled; a failed beat is logged and retried next time."""
         while True:
-            await asyncio.sleep(self._heartbeat_seconds)
+            await asyncio.sleep(self._heartbeat_s)
             try:
                 await self._send("heartbeat", [self.tee_id])
             except Exception as error:  # noqa: BLE001  (the chain may be briefly unreachable: keep beating)
@@ -78,4 +78,4 @@ class NodeRegistration:
     async def _send(self, function: str, args: list[Any]) -> None:
         data = self._registry.encode_abi(function, args=args)
         await self._sender.send(self._registry.address, data, gas=GAS_LIMITS[function],
-                                wait_seconds=self._wait_seconds)
+                                wait_s=self._wait_s)
