@@ -10,8 +10,6 @@ from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from dataclasses import replace
 
-import structlog
-
 from app.chat.admission.queue import (
     FAN_HISTORY,
     FORGET_AFTER_HALF_LIVES,
@@ -23,12 +21,6 @@ from app.chat.admission.queue import (
     checked_capacity,
 )
 from app.lib.time import Clock
-
-log = structlog.get_logger()
-
-"""Seconds; wall-clock by default because Redis compares leases written by different workers."""
-
-
 
 
 class MemoryAdmission(AdmissionQueue):

@@ -13,14 +13,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.lib.time import Clock
-
-log = structlog.get_logger()
-
-"""Seconds; wall-clock by default because Redis compares leases written by different workers."""
 
 SAMPLE_WINDOW = 20  # completed streams the mean service time and reply length are taken over
 FAN_HISTORY = 64  # replies remembered per fan for fairness; a fan with that many is dozens of rounds back already

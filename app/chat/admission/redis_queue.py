@@ -29,10 +29,6 @@ from app.lib.time import Clock
 
 log = structlog.get_logger()
 
-"""Seconds; wall-clock by default because Redis compares leases written by different workers."""
-
-
-
 
 def _script(name: str) -> str:
     return resources.files("app.chat.admission").joinpath("lua", f"{name}.lua").read_text()
