@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -189,12 +189,21 @@ def describe_settings_error(error: ValidationError, prefix: str) -> str:
     return redact(f"{variable}: {where + ': ' if where else ''}{message}{shown}")[:500]
 
 
-def load_settings() -> Settings:
-    """Read and validate the environment; raise ConfigError with one readable line."""
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_validated(settings_class: type[SettingsT]) -> SettingsT:
+    """Read and validate the environment into ``settings_class``; raise ConfigError with one readable line,
+    credentials redacted. The one loader of both apps' settings (``TWIN_*`` and ``TWIN_PROXY_*``)."""
     try:
-        return Settings()
+        return settings_class()
     except ValidationError as error:
-        raise ConfigError(describe_settings_error(error, "TWIN_")) from None
+        raise ConfigError(describe_settings_error(error, settings_class.model_config.get("env_prefix", ""))) \
+            from None
+
+
+def load_settings() -> Settings:
+    return load_validated(Settings)
 
 
 def check_backend_settings(settings: Settings) -> Settings:

@@ -123,7 +123,7 @@ from app import resources
 from app.chain.artifacts import ARTIFACTS_DIR, CONTRACT_NAMES, load_artifact
 from app.chain.build import SOLCJS_SHIM, contract_sources
 from app.db import migrate
-from app.db.all_models import metadata
+from app.all_models import metadata
 from app.web.assets import template_config
 
 engine = template_config().to_engine()

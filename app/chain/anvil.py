@@ -202,7 +202,8 @@ class AnvilNode:
                 log.warning("chain_node_restarted", reason="the node's process ended", port=self.port)
                 pid, port = self._start(self.options, node_file, port=self.port)
             restarted = pid != self.pid
-            self.pid, self.port = pid, port
+            self.pid = pid
+            self.port = port
             self.url = f"http://127.0.0.1:{port}"
             return restarted
 

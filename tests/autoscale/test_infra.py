@@ -22,8 +22,8 @@ from app.autoscale.schemas import Signal
 from app.chain.client import Chain
 from app.config import Settings, load_settings
 from app.main import create_app
-from app.proxy.app import create_proxy_app
 from app.proxy.config import load_proxy_settings
+from app.proxy.node.app import create_proxy_app
 from app.resources import CHECKOUT_ROOT
 from tests.test_readme import known_variables
 

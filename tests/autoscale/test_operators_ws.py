@@ -50,7 +50,7 @@ async def receive(socket: ClientConnection) -> dict[str, Any]:
 
 
 def autoscale_of(served: Served) -> AutoscaleService:
-    return served.app.state.autoscale
+    return served.app.state.services.autoscale
 
 
 async def test_an_operator_gets_the_current_decision_then_each_new_one(served: Served) -> None:
