@@ -36,10 +36,10 @@ from app.autoscale.schemas import (
     OperatorErrorFrame,
     Signal,
 )
+from app.autoscale.shared_meter import SharedMeter
+from app.autoscale.shared_signal import SharedSignal, as_frame, narrowed, shared_signal
 from app.avatars.service import avatars_by_ids
 from app.cluster.leader import Leadership
-from app.cluster.shared_meter import SharedMeter
-from app.cluster.shared_signal import SharedSignal, as_frame, narrowed, shared_signal
 from app.config import Settings
 from app.errors import NotFound
 from app.market import service as market
@@ -159,7 +159,7 @@ def _model_signal(forecast: ModelForecast, policy: ScalingPolicy) -> ModelSignal
 
 
 class AutoscaleService:
-    """Meter, forecaster, history and publication of one backend process (``app.state.autoscale``)."""
+    """Meter, forecaster, history and publication of one backend process (``Services.autoscale``)."""
 
     def __init__(self, meter: DemandMeter, forecaster: Forecaster, channels: ChannelsPlugin, channel: str, *,
                  sessions: async_sessionmaker[AsyncSession], current_nodes: Callable[[], Awaitable[int]],

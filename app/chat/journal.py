@@ -34,10 +34,12 @@ import msgspec
 import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 from x402.schemas import SettleResponse
 
-from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation
+from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.db.engine import claim_writer
+from app.proxy.client.client import ChatResult
 
 log = structlog.get_logger()
 
@@ -66,7 +68,8 @@ class TurnEnd(msgspec.Struct, frozen=True):
 
     def rows(self) -> tuple[ChatMessage, ReplyAttestation | None]:
         """The reply and its attestation as they are to be stored (not attached to a session)."""
-        reply = ChatMessage(id=self.reply_id, reply_to=self.prompt_id, avatar_id="", fan="", role="assistant")
+        reply = ChatMessage(id=self.reply_id, reply_to=self.prompt_id, avatar_id="", fan="", role=Role.assistant,
+                            content=self.content, status=self.status)
         self._apply(reply)
         attestation = None if self.attestation is None else \
             ReplyAttestation(message_id=self.reply_id, **self.attestation)
@@ -88,12 +91,12 @@ def payment_fields(payment: SettleResponse | None) -> dict[str, Any]:
             "payment_tx": payment.transaction if paid else None}  # type: ignore[union-attr]
 
 
-def attestation_fields(result: Any, request_body: dict[str, Any]) -> dict[str, Any] | None:
-    """A verified reply's attestation columns, from the proxy client's ``ChatResult``."""
+def attestation_fields(result: ChatResult) -> dict[str, Any] | None:
+    """A verified reply's attestation columns (None when it was not signed)."""
     signed = result.attestation
     if signed is None:
         return None
-    return {"request_body": json.dumps(request_body), "verification_level": result.verification,
+    return {"request_body": json.dumps(result.request_body), "verification_level": result.verification,
             "request_hash": signed.request_hash, "output_hash": signed.output_hash, "signature": signed.signature,
             "timestamp": signed.timestamp, "tee_id": signed.tee_id, "node_endpoint": result.node.endpoint,
             "node_public_key_der": base64.b64encode(result.node.signing_public_key).decode()}
@@ -103,7 +106,7 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
     """Write ``end`` once: the reply's row is locked, and a reply no longer pending is left as it is.
     The stored rows, or None when the turn's rows are gone."""
     await claim_writer(session)
-    reply = await session.scalar(select(ChatMessage).where(ChatMessage.id == end.reply_id).with_for_update())
+    reply = await session.scalar(select(ChatMessage).where(col(ChatMessage.id) == end.reply_id).with_for_update())
     prompt = await session.get(ChatMessage, end.prompt_id)
     if reply is None or prompt is None:
         await session.rollback()
@@ -114,7 +117,7 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
         return reply, attestation
     if end.status == WITHDRAWN:
         for message_id in (end.reply_id, end.prompt_id):  # the reply first: it points at the prompt
-            await session.execute(delete(ChatMessage).where(ChatMessage.id == message_id))
+            await session.execute(delete(ChatMessage).where(col(ChatMessage.id) == message_id))
         await session.commit()
         return None
     end._apply(reply)

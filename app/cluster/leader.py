@@ -31,17 +31,19 @@ import contextlib
 import fcntl
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
-from app.config import VAR_DIR, Settings
+from app.config import Settings
 from app.db.models import AppState
+from app.resources import DEFAULT_VAR_DIR
 
 log = structlog.get_logger()
 
@@ -176,7 +178,7 @@ class Leadership:
         self._lease = lease
         self._sessions = sessions
         self._renew_s = lease_s / 3
-        self._singletons: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._singletons: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self.token: int | None = None  # set while this worker leads
         self.campaigning_now = False
@@ -194,7 +196,7 @@ class Leadership:
         token = f" (token {self.token})" if self._lease.fenced else ""
         return f"leads {', '.join(sorted(self._singletons))}{token}"
 
-    def singleton(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+    def singleton(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``run()`` (a forever-loop) on the leader only; register before campaigning."""
         self._singletons[name] = run
 
@@ -225,7 +227,7 @@ class Leadership:
         if self.token is None:
             raise NotLeader("this worker does not lead")
         result = await session.execute(update(AppState).where(
-            AppState.key == FENCE_KEY, AppState.value == str(self.token)).values(value=str(self.token)))
+            col(AppState.key) == FENCE_KEY, col(AppState.value) == str(self.token)).values(value=str(self.token)))
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise NotLeader(f"a newer leader raised the fence past token {self.token}")
 
@@ -262,7 +264,7 @@ class Leadership:
 
     async def _raise_fence(self, token: int) -> None:
         async with self._sessions() as session, session.begin():
-            fence = await session.scalar(select(AppState).where(AppState.key == FENCE_KEY).with_for_update())
+            fence = await session.scalar(select(AppState).where(col(AppState.key) == FENCE_KEY).with_for_update())
             if fence is None:
                 session.add(AppState(key=FENCE_KEY, value=str(token)))
             elif int(fence.value) < token:
@@ -292,7 +294,7 @@ def lease_for(settings: Settings) -> Lease:
     if lock_file is None:
         database = settings.database_url.partition(":///")[2] if settings.is_sqlite else ""
         lock_file = Path(f"{database}.leader.lock") if database and database != ":memory:" \
-            else VAR_DIR / "leader.lock"
+            else DEFAULT_VAR_DIR / "leader.lock"
     return FileLease(lock_file)
 
 

@@ -77,7 +77,7 @@ async def stall_and_resume(served: Served, chain: Chain, creator: LocalAccount, 
     http = await served.signed_in(creator)
     avatar_id = await launch(http, chain, creator, "frozen")  # type: ignore[arg-type]
     fan_http = await holding_fan(served, fan, avatar_id)
-    indexer = served.app.state.indexer
+    indexer = served.app.state.services.indexer
     provider = chain.w3.provider
     assert isinstance(provider, KeepAliveHTTPProvider)
     assert provider._request_kwargs["timeout"].total == 5.0  # the calls' own deadline is the default one

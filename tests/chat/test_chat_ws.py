@@ -20,10 +20,10 @@ from websockets.exceptions import ConnectionClosed
 
 from app.chain.client import Chain, chain_from_embedded
 from app.config import Settings
-from app.proxy.attestation import EnclaveIdentity
+from app.proxy.node.attestation import EnclaveIdentity
+from app.proxy.node.upstreams.base import TextDelta, UpstreamError
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream
 from app.proxy.registry import list_nodes
-from app.proxy.upstreams.base import TextDelta, UpstreamError
-from app.proxy.upstreams.offline import OfflineDemoUpstream
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 from tests.chat.conftest import Served, eventually, holding_fan, receive, reply_frames, send_message, serving
 from tests.conftest import close_quietly
@@ -398,7 +398,7 @@ async def test_an_attestation_from_the_api_verifies_independently(served: Served
 
 async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_socket(
         served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.chat import service
+    from app.chat import turn
 
     async def broken(*_: Any, **__: Any) -> list[dict[str, str]]:
         raise OSError("database went away")
@@ -406,7 +406,7 @@ async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_soc
     http = await served.signed_in(creator)
     async with served.chat(avatar_id, http) as ws:
         with monkeypatch.context() as patch:
-            patch.setattr(service, "recent_history", broken)
+            patch.setattr(turn, "recent_history", broken)
             await send_message(ws, "lost", "Hello")
             error = await receive(ws)
         await send_message(ws, "kept", "Hello again")
@@ -457,7 +457,7 @@ async def test_a_paid_reply_the_database_refuses_is_done_from_the_journal_and_st
     from app.chat import journal as journal_module
 
     http = await served.signed_in(creator)
-    journal = served.app.state.reply_journal
+    journal = served.app.state.services.reply_journal
     async with served.chat(avatar_id, http) as ws:
         with monkeypatch.context() as patch:
             patch.setattr(journal_module, "store_turn_end", busy_database(failures=None))

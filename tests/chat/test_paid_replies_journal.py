@@ -92,7 +92,7 @@ async def test_replies_paid_while_the_database_is_down_are_all_stored_once_it_is
         paid = await served.node_opg_balance() - paid_before
         assert paid == FANS * served.price_wei  # the nodes were paid while the database was down
         assert [int(frame["cost_wei"]) for frame in done] == [served.price_wei] * FANS
-        journal = served.app.state.reply_journal
+        journal = served.app.state.services.reply_journal
         assert len(await journal.entries()) == FANS  # written ahead, not yet stored
 
         await asyncio.to_thread(postgres.start)

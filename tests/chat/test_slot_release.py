@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
-
-from redis.asyncio import Redis
 
 from app.chat.gate import open_gate
 from app.config import Settings
-from tests.chat.test_admission import REDIS_URL
+from tests.redis_namespace import isolated_redis
 
 LEASE_S = 4.0
 HOLDER = """
@@ -34,10 +31,14 @@ asyncio.run(main())
 
 
 async def test_the_slot_of_a_killed_worker_returns_within_its_lease() -> None:
-    namespace = f"test-slots-{uuid.uuid4().hex[:12]}"
-    env = {**os.environ, "TWIN_REDIS_URL": REDIS_URL, "TWIN_REDIS_NAMESPACE": namespace,
+    async with isolated_redis() as redis:
+        await killed_holders_slot_returns(redis.url, redis.namespace)
+
+
+async def killed_holders_slot_returns(redis_url: str, namespace: str) -> None:
+    env = {**os.environ, "TWIN_REDIS_URL": redis_url, "TWIN_REDIS_NAMESPACE": namespace,
            "TWIN_CHAT_STREAMS_PER_NODE": "1", "TWIN_CHAT_SLOT_LEASE_S": str(LEASE_S)}
-    settings = Settings(redis_url=REDIS_URL, redis_namespace=namespace, chat_streams_per_node=1,
+    settings = Settings(redis_url=redis_url, redis_namespace=namespace, chat_streams_per_node=1,
                         chat_slot_lease_s=LEASE_S)
     holder = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, env=env,
                                                   stdout=asyncio.subprocess.PIPE)
@@ -69,8 +70,3 @@ async def test_the_slot_of_a_killed_worker_returns_within_its_lease() -> None:
         if holder.returncode is None:
             holder.kill()
             await holder.wait()
-        redis = Redis.from_url(REDIS_URL)
-        keys = [key async for key in redis.scan_iter(match=f"{{{namespace}:chat}}:*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,24 +25,22 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.cluster.leader import FENCE_KEY, Leadership, NotLeader, RedisLease
 from app.db.engine import create_engine, session_factory
 from app.db.models import AppState
-from tests.chat.test_admission import REDIS_URL
 from tests.conftest import connected_chain_of_its_own
 from tests.helpers import TWIN, buy, env_without_twin_settings, free_port, index_differences, launch
+from tests.redis_namespace import isolated_redis, redis_url_for_tests
 
 LEASE_S = 3.0
 
 
 @asynccontextmanager
 async def redis_namespace() -> AsyncIterator[str]:
-    namespace = f"test-leader-{uuid.uuid4().hex[:12]}"
-    try:
-        yield namespace
-    finally:
-        redis = Redis.from_url(REDIS_URL)
-        keys = [key async for key in redis.scan_iter(match=f"*{namespace}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    """A namespace of the test's own in the tests' Redis (its keys deleted afterwards)."""
+    async with isolated_redis() as redis:
+        yield redis.namespace
+
+
+def redis_lease(namespace: str, lease_s: float) -> RedisLease:
+    return RedisLease(Redis.from_url(redis_url_for_tests()), namespace, lease_s)
 
 
 async def forever() -> None:
@@ -55,8 +52,8 @@ async def test_a_paused_leader_cannot_write_once_another_took_over(database_url:
     sessions = session_factory(engine)
     async with redis_namespace() as namespace:
         # The first renews every 20 s: while it "sleeps", its lease runs out and the second takes over.
-        first = Leadership(RedisLease(Redis.from_url(REDIS_URL), namespace, 60), sessions, lease_s=60)
-        second = Leadership(RedisLease(Redis.from_url(REDIS_URL), namespace, LEASE_S), sessions, lease_s=LEASE_S)
+        first = Leadership(redis_lease(namespace, 60), sessions, lease_s=60)
+        second = Leadership(redis_lease(namespace, LEASE_S), sessions, lease_s=LEASE_S)
         for leadership in (first, second):
             leadership.singleton("work", forever)
         async with first.campaigning():
@@ -72,7 +69,7 @@ async def second_takes_over(first: Leadership, second: Leadership, namespace: st
         await first.fence(session)  # the leader's writes pass
     await asyncio.sleep(1)
     assert not second.is_leader
-    redis = Redis.from_url(REDIS_URL)
+    redis = Redis.from_url(redis_url_for_tests())
     await redis.delete(f"{namespace}:leader")  # as if the first's lease expired while it was paused
     await redis.aclose()
     await until(lambda: second.is_leader)
@@ -104,7 +101,7 @@ async def test_a_lease_whose_epoch_restarted_below_the_fence_moves_past_it(datab
     async with sessions() as session, session.begin():
         session.add(AppState(key=FENCE_KEY, value="100"))
     async with redis_namespace() as namespace:
-        leadership = Leadership(RedisLease(Redis.from_url(REDIS_URL), namespace, LEASE_S), sessions, lease_s=LEASE_S)
+        leadership = Leadership(redis_lease(namespace, LEASE_S), sessions, lease_s=LEASE_S)
         leadership.singleton("work", forever)
         async with leadership.campaigning():
             await until(lambda: leadership.is_leader)
@@ -170,7 +167,7 @@ async def test_two_workers_one_leader_then_the_follower_takes_over_when_it_is_ki
     async with connected_chain_of_its_own(tmp_path_factory) as chain, redis_namespace() as namespace:
         assert chain.embedded is not None
         env = env_without_twin_settings() | {
-            "TWIN_DATABASE_URL": database_url, "TWIN_AUTO_MIGRATE": "false", "TWIN_REDIS_URL": REDIS_URL,
+            "TWIN_DATABASE_URL": database_url, "TWIN_AUTO_MIGRATE": "false", "TWIN_REDIS_URL": redis_url_for_tests(),
             "TWIN_REDIS_NAMESPACE": namespace, "TWIN_CHAIN_RPC_URL": chain.rpc_url,
             "TWIN_TWIN_KEYS_ADDRESS": chain.addresses.twin_keys, "TWIN_OPG_ADDRESS": chain.addresses.opg,
             "TWIN_NODE_REGISTRY_ADDRESS": chain.addresses.node_registry,

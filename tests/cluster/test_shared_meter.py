@@ -8,9 +8,9 @@ import time
 from redis.asyncio import Redis
 
 from app.autoscale.meter import DemandMeter
-from app.cluster.shared_meter import SharedMeter, combine
-from tests.chat.test_admission import REDIS_URL
+from app.autoscale.shared_meter import SharedMeter, combine
 from tests.cluster.test_leader import redis_namespace
+from tests.redis_namespace import redis_url_for_tests
 
 MODEL = "twin-offline-demo"
 
@@ -34,8 +34,8 @@ async def test_the_leader_forecasts_from_every_workers_chats() -> None:
         serve(leader_meter, "0xaaaa", 2)
         serve(follower_meter, "0xaaaa", 3, waiting=4)
         serve(follower_meter, "0xbbbb", 1)
-        leader = SharedMeter(Redis.from_url(REDIS_URL), namespace, leader_meter, tick_s=5)
-        follower = SharedMeter(Redis.from_url(REDIS_URL), namespace, follower_meter, tick_s=5)
+        leader = SharedMeter(Redis.from_url(redis_url_for_tests()), namespace, leader_meter, tick_s=5)
+        follower = SharedMeter(Redis.from_url(redis_url_for_tests()), namespace, follower_meter, tick_s=5)
         await follower.publish()
         await leader.publish()  # its own is not counted twice
 
