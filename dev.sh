@@ -3,7 +3,8 @@
 # (Python venv, pinned Python and npm packages, Debian packages when missing) and is safe to
 # repeat: a step runs again only when the files that define it change.
 #   ./dev.sh run              serve on http://127.0.0.1:8000 with the embedded defaults
-#   ./dev.sh test [pytest args]  lint and run the test suite
+#   ./dev.sh test [pytest args]  lint and run the test suite (without args: also the contract checks)
+#   ./dev.sh forge ARGS       forge in contracts/ (solc-js through contracts/solc), e.g. `forge test`
 #   ./dev.sh bench NAME       run bench/NAME.py
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -60,6 +61,14 @@ setup_node() {
   fi
 }
 
+# The contracts' own checks, once, after pytest: forge's unit, fuzz and invariant tests (the default
+# profile of contracts/foundry.toml: 100,000 calls per invariant suite) and Slither (triage in
+# contracts/slither.config.json), both compiling with the pinned solc-js through contracts/solc.
+check_contracts() {
+  say "forge test and slither (contracts/)"
+  (cd contracts && ../node_modules/.bin/forge test && "../$VENV/bin/slither" . --config-file slither.config.json)
+}
+
 setup_browser() {
   # The end-to-end tests drive Debian's Chromium; no browser is downloaded at run time.
   [ -x /usr/bin/chromium ] || apt_install chromium
@@ -75,7 +84,12 @@ case "$command" in
   test)
     setup_python; setup_node; setup_browser
     "$VENV/bin/ruff" check .
-    exec "$VENV/bin/pytest" "$@"
+    "$VENV/bin/pytest" "$@"
+    [ $# -gt 0 ] || check_contracts
+    ;;
+  forge)
+    setup_node
+    cd contracts && exec ../node_modules/.bin/forge "$@"
     ;;
   bench)
     setup_python; setup_node
@@ -84,7 +98,7 @@ case "$command" in
     exec "$VENV/bin/python" "bench/$name.py" "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run | test [pytest args] | bench NAME" >&2
+    echo "usage: ./dev.sh run | test [pytest args] | forge ARGS | bench NAME" >&2
     exit 2
     ;;
 esac

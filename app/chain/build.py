@@ -35,6 +35,10 @@ OPTIMIZER_RUNS = 1_000_000
 
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 NODE_MODULES = PROJECT_ROOT / "node_modules"
+# contracts/ is also a Foundry project (contracts/foundry.toml). The compiler input names sources and
+# remaps OpenZeppelin exactly as forge does there (through the committed symlink contracts/node_modules),
+# so that the metadata hash, and with it the bytecode, is the same whichever tool compiles.
+REMAPPINGS = ["@openzeppelin/=node_modules/@openzeppelin/"]
 SOLCJS_SHIM = Path(__file__).with_name("solcjs_shim.cjs")
 
 _OUTPUT_SELECTION = [
@@ -71,8 +75,11 @@ def solcjs_binary() -> Path:
 
 
 def source_unit_name(path: Path) -> str:
-    """Sources are named by their path from the project root, e.g. ``contracts/TwinKeys.sol``."""
-    return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    """Sources are named as forge names them: by their path from contracts/ (``TwinKeys.sol``), and
+    those elsewhere (the Python tests' attack contracts) by their path from the project root."""
+    path = path.resolve()
+    root = CONTRACTS_DIR if path.is_relative_to(CONTRACTS_DIR) else PROJECT_ROOT
+    return path.relative_to(root).as_posix()
 
 
 def compiler_input(sources: Iterable[Path]) -> dict[str, Any]:
@@ -81,9 +88,11 @@ def compiler_input(sources: Iterable[Path]) -> dict[str, Any]:
         "language": "Solidity",
         "sources": {source_unit_name(path): {"content": path.read_text()} for path in sorted(sources)},
         "settings": {
+            "remappings": REMAPPINGS,
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
             "viaIR": True,
             "evmVersion": EVM_VERSION,
+            "libraries": {},
             "outputSelection": {"*": {"*": _OUTPUT_SELECTION}},
         },
     }
@@ -100,8 +109,8 @@ def compile_sources(sources: Iterable[Path], binary: Path | None = None) -> dict
     try:
         output = solcx.compile_standard(
             compiler_input(sources),
-            base_path=NODE_MODULES,
-            allow_paths=NODE_MODULES,
+            base_path=CONTRACTS_DIR,
+            allow_paths=[CONTRACTS_DIR, NODE_MODULES],
             solc_binary=binary or solc_binary(),
         )
     except SolcError as error:
