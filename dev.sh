@@ -61,12 +61,14 @@ setup_node() {
   fi
 }
 
-# The contracts' own checks, once, after pytest: forge's unit, fuzz and invariant tests (the default
-# profile of contracts/foundry.toml: 100,000 calls per invariant suite) and Slither (triage in
-# contracts/slither.config.json), both compiling with the pinned solc-js through contracts/solc.
+# The contracts' own checks, after pytest: forge's unit, fuzz and invariant tests (default profile of
+# contracts/foundry.toml: 100,000 calls per invariant suite), then Slither (triage: contracts/slither.db.json),
+# which runs forge itself into directories of its own; both compile with solc-js through contracts/solc.
 check_contracts() {
   say "forge test and slither (contracts/)"
-  (cd contracts && ../node_modules/.bin/forge test && "../$VENV/bin/slither" . --config-file slither.config.json)
+  (cd contracts && ../node_modules/.bin/forge test &&
+    FOUNDRY_OUT=slither-out FOUNDRY_CACHE_PATH=slither-cache PATH="$PWD/../node_modules/.bin:$PATH" \
+      "../$VENV/bin/slither" . --config-file slither.config.json)
 }
 
 setup_browser() {

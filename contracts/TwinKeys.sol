@@ -14,8 +14,6 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 ///  - keysSupply(id) == Σ keysBalance(id, ·); supply never drops below 1 once an avatar exists;
 ///  - address(this).balance == Σ cumulativePrice(keysSupply(id)) + Σ creator fees + protocol fees.
 contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
-    using SafeCast for uint256;
-
     /// @notice Upper bound of each fee, in parts of 1e18 (5 %).
     uint256 public constant MAX_FEE_PERCENT = 0.05 ether;
 
@@ -240,7 +238,7 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     function withdrawProtocolFees(bytes16[] calldata ids, address payable to) external nonReentrant {
         if (msg.sender != treasury) revert NotTreasury();
         if (to == address(0)) revert ZeroAddress();
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i; i < ids.length; ++i) {
             uint256 amount = _markets[ids[i]].protocolFees;
             if (amount == 0) continue;
@@ -427,13 +425,13 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @dev One storage write per trade: the new supply and the fees the trade earned.
-    /// The new fee totals are computed first and the struct is built from plain values: Slither cannot
-    /// lower a struct literal whose members are library calls to its IR.
+    /// SafeCast is called as a library function, not through `using for` on a mixed uint112 + uint256
+    /// expression, which Slither cannot resolve (it then builds no IR for the function).
     function _record(bytes16 id, Market memory market, uint256 newSupply, uint256 protocolFee, uint256 creatorFee)
         private
     {
-        uint112 newCreatorFees = (market.creatorFees + creatorFee).toUint112();
-        uint112 newProtocolFees = (market.protocolFees + protocolFee).toUint112();
+        uint112 newCreatorFees = SafeCast.toUint112(market.creatorFees + creatorFee);
+        uint112 newProtocolFees = SafeCast.toUint112(market.protocolFees + protocolFee);
         _markets[id] = Market(uint32(newSupply), newCreatorFees, newProtocolFees);
     }
 

@@ -24,8 +24,6 @@ contract TwinKeysHandler {
     bool public sellBlocked;
     bool public roundTripGained;
     bool public pausedBuySucceeded;
-    uint256 public calls;
-    mapping(bytes32 => uint256) public callsByName;
 
     constructor(TwinKeys keys_, address[] memory actors_, address rejecter_, Reenterer reenterer_) {
         keys = keys_;
@@ -50,21 +48,16 @@ contract TwinKeysHandler {
         return avatars[seed % avatars.length];
     }
 
-    function _count(bytes32 name) private {
-        calls += 1;
-        callsByName[name] += 1;
-    }
-
     /// Arms the re-entering actor with a call that would profit from re-entry if the guard failed.
     function _arm(bytes16 id) private {
         bytes memory reentry = abi.encodeCall(keys.sellKeys, (id, 1, 0, DEADLINE));
         reenterer.arm(address(keys), reentry);
     }
 
-    function createAvatar(uint256 actorSeed, uint32 nonce, uint256 amount, uint256 overpay) external {
-        _count("createAvatar");
+    /// Two nonces per actor: at most ten avatars, so trades pile up on them and supplies grow.
+    function createAvatar(uint256 actorSeed, uint256 nonce, uint256 amount, uint256 overpay) external {
         address creator = _actor(actorSeed);
-        bytes16 id = keys.avatarIdFor(creator, nonce);
+        bytes16 id = keys.avatarIdFor(creator, uint32(nonce % 2));
         if (keys.keysSupply(id) != 0) return;
         amount = 1 + amount % 40;
         uint256 cost = keys.getPrice(0, amount) * (1 ether + keys.protocolFeePercent() + keys.creatorFeePercent())
@@ -79,7 +72,6 @@ contract TwinKeysHandler {
     }
 
     function buy(uint256 actorSeed, uint256 avatarSeed, uint256 amount, uint256 overpay) external {
-        _count("buy");
         if (avatars.length == 0) return;
         address trader = _actor(actorSeed);
         bytes16 id = _avatar(avatarSeed);
@@ -97,7 +89,6 @@ contract TwinKeysHandler {
     /// A sell that the seller can make (it holds the keys, leaves a key, takes ETH) must go through,
     /// paused or not, whatever the fees, whoever the creator and the treasury are.
     function sell(uint256 actorSeed, uint256 avatarSeed, uint256 amount) external {
-        _count("sell");
         if (avatars.length == 0) return;
         address trader = _actor(actorSeed);
         bytes16 id = _avatar(avatarSeed);
@@ -115,7 +106,6 @@ contract TwinKeysHandler {
 
     /// Buying keys and selling them straight back never returns more than was paid.
     function buyThenSell(uint256 actorSeed, uint256 avatarSeed, uint256 amount) external {
-        _count("buyThenSell");
         if (avatars.length == 0 || keys.paused()) return;
         address trader = _actor(actorSeed);
         if (trader == rejecter || trader == address(reenterer)) return;
@@ -132,7 +122,6 @@ contract TwinKeysHandler {
     }
 
     function withdrawCreatorFees(uint256 avatarSeed, uint256 toSeed) external {
-        _count("withdrawCreatorFees");
         if (avatars.length == 0) return;
         bytes16 id = _avatar(avatarSeed);
         address creator = _creatorOf(id);
@@ -141,7 +130,6 @@ contract TwinKeysHandler {
     }
 
     function withdrawProtocolFees(uint256 firstSeed, uint256 secondSeed, uint256 toSeed) external {
-        _count("withdrawProtocolFees");
         if (avatars.length == 0) return;
         bytes16[] memory ids = new bytes16[](2);
         (ids[0], ids[1]) = (_avatar(firstSeed), _avatar(secondSeed));
@@ -151,7 +139,6 @@ contract TwinKeysHandler {
 
     /// Fee changes, up to 10 % so that rejected ones (above the 5 % cap) happen too.
     function setFees(uint256 protocolFee, uint256 creatorFee) external {
-        _count("setFees");
         vm.startPrank(keys.owner());
         try keys.setProtocolFeePercent(protocolFee % 0.1 ether) {} catch {}
         try keys.setCreatorFeePercent(creatorFee % 0.1 ether) {} catch {}
@@ -159,7 +146,6 @@ contract TwinKeysHandler {
     }
 
     function togglePause() external {
-        _count("togglePause");
         vm.startPrank(keys.owner());
         if (keys.paused()) keys.unpause();
         else keys.pause();
@@ -167,21 +153,18 @@ contract TwinKeysHandler {
     }
 
     function setTreasury(uint256 actorSeed) external {
-        _count("setTreasury");
         vm.prank(keys.owner());
         keys.setTreasury(_actor(actorSeed));
     }
 
     /// Two-step ownership transfer to an actor; the accept happens in a later call (or never).
     function transferOwnership(uint256 actorSeed) external {
-        _count("transferOwnership");
         ownerCandidate = _actor(actorSeed);
         vm.prank(keys.owner());
         keys.transferOwnership(ownerCandidate);
     }
 
     function acceptOwnership() external {
-        _count("acceptOwnership");
         if (ownerCandidate == address(0)) return;
         vm.prank(ownerCandidate);
         keys.acceptOwnership();
