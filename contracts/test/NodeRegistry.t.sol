@@ -94,8 +94,20 @@ contract NodeRegistryTest is Test {
         registry.heartbeat(teeId);
         vm.expectRevert(abi.encodeWithSelector(NodeRegistry.NotNodeOwner.selector, teeId, stranger));
         registry.transferNodeOwnership(teeId, stranger);
-        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.NodeNotFound.selector, bytes32(0)));
+        vm.stopPrank();
+    }
+
+    function test_owner_only_changes_of_an_unknown_node_revert_not_found() public {
+        bytes memory notFound = abi.encodeWithSelector(NodeRegistry.NodeNotFound.selector, bytes32(0));
+        vm.startPrank(operator);
+        vm.expectRevert(notFound);
+        registry.updateNode(bytes32(0), address(1), "https://x", bytes32(0), PROOF);
+        vm.expectRevert(notFound);
+        registry.setNodeEnabled(bytes32(0), true);
+        vm.expectRevert(notFound);
         registry.heartbeat(bytes32(0));
+        vm.expectRevert(notFound);
+        registry.transferNodeOwnership(bytes32(0), operator);
         vm.stopPrank();
     }
 

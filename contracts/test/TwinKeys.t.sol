@@ -217,11 +217,11 @@ contract TwinKeysBuyTest is TwinKeysFixture {
     function test_fees_overflowing_uint112_revert_rather_than_truncate() public {
         TwinKeys steep = new TwinKeys(1, FEE, FEE, treasury);
         bytes16 avatar = steep.avatarIdFor(alice, 1);
-        uint256 cost = steep.getPrice(0, 1_000_000) * 11 / 10;
+        uint256 price = steep.getPrice(0, 1_000_000);
+        uint256 cost = price + 2 * (price * FEE / 1 ether);
         vm.deal(alice, cost);
+        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 112, price * FEE / 1 ether));
         vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 112,
-            steep.getPrice(0, 1_000_000) * FEE / 1 ether));
         steep.createAvatar{value: cost}(avatar, "", 1_000_000, cost, NOW);
     }
 }
@@ -513,6 +513,14 @@ contract TwinKeysViewTest is TwinKeysFixture {
         vm.assertEq(bytes32(keys.avatarIdFor(alice, 5)), bytes32(expected));
         vm.assertTrue(keys.isCreator(expected, alice));
         vm.assertFalse(keys.isCreator(expected, bob));
+    }
+
+    function test_get_price_prices_up_to_2_64_keys_and_refuses_more() public {
+        uint256 top = type(uint64).max;
+        uint256 below = (top - 2) * (top - 1) * (2 * top - 3) / 6 * 1 ether / DIVISOR;
+        vm.assertEq(keys.getPrice(top - 1, 1), (top - 1) * top * (2 * top - 1) / 6 * 1 ether / DIVISOR - below);
+        vm.expectRevert(abi.encodeWithSelector(TwinKeys.SupplyOverflow.selector, top + 1));
+        keys.getPrice(top, 1);
     }
 
     function test_views_of_fees_and_supply() public {
