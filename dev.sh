@@ -62,11 +62,14 @@ setup_node() {
 }
 
 # The contracts' own checks, after pytest: forge's unit, fuzz and invariant tests (default profile of
-# contracts/foundry.toml: 100,000 calls per invariant suite), then Slither (triage: contracts/slither.db.json),
-# which runs forge itself into directories of its own; both compile with solc-js through contracts/solc.
+# contracts/foundry.toml: 100,000 calls per invariant suite), the coverage figure of the unit and fuzz
+# suites, then Slither (triage: contracts/slither.db.json). Coverage and Slither build into directories of
+# their own; everything compiles with solc-js through contracts/solc.
 check_contracts() {
-  say "forge test and slither (contracts/)"
+  say "forge test, forge coverage and slither (contracts/)"
   (cd contracts && ../node_modules/.bin/forge test &&
+    FOUNDRY_OUT=coverage-out FOUNDRY_CACHE_PATH=coverage-cache FOUNDRY_FUZZ_RUNS=100 \
+      ../node_modules/.bin/forge coverage --no-match-path 'test/invariant/*' --report summary &&
     FOUNDRY_OUT=slither-out FOUNDRY_CACHE_PATH=slither-cache PATH="$PWD/../node_modules/.bin:$PATH" \
       "../$VENV/bin/slither" . --config-file slither.config.json)
 }
