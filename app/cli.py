@@ -62,13 +62,15 @@ def cli() -> None:
 @with_settings
 def serve(settings: Settings, host: str | None, port: int | None) -> None:
     """Run the whole service (embedded defaults need no configuration)."""
+    from app.demo.world import genesis_timestamp
     from app.main import create_app
     from app.proxy.config import load_proxy_settings
 
     load_or_exit(lambda: check_backend_settings(settings))
     proxy_settings = load_or_exit(load_proxy_settings)
     asyncio.run(serve_on_chain(settings, host or settings.host, port or settings.port,
-                               lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings)))
+                               lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings),
+                               genesis_timestamp=genesis_timestamp(settings)))
 
 
 # The protocol's cap on a websocket message sits above the chat's own check, so that a frame a little
@@ -88,14 +90,16 @@ def uvicorn_config(app: Litestar, settings: Settings, host: str, port: int) -> u
                           ws_max_size=WS_MAX_SIZE_FACTOR * settings.chat_max_frame_bytes)
 
 
-async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar]) -> None:
-    """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped."""
+async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar], *,
+                         genesis_timestamp: int | None = None) -> None:
+    """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped.
+    ``genesis_timestamp``: see connect_chain."""
     import uvicorn
 
     from app.chain.client import ChainError, connect_chain
 
     try:
-        chain = await connect_chain(settings)
+        chain = await connect_chain(settings, genesis_timestamp=genesis_timestamp)
     except ChainError as error:
         click.echo(f"twin: {redact(str(error))}", err=True)  # the RPC URL may carry credentials
         sys.exit(1)

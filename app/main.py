@@ -42,6 +42,7 @@ from app.chat.gate import ChatGate, open_gate
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
+from app.demo.world import DemoWorld
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
 from app.health import HealthController, MetricsController, database_check, register_check
@@ -53,7 +54,9 @@ from app.proxy.app import in_process_node
 from app.proxy.client import ProxyClient
 from app.proxy.config import ProxySettings, load_proxy_settings
 from app.proxy.directory_controllers import NodeDirectoryController
+from app.web.activity import activity_socket
 from app.web.assets import static_routers, template_config
+from app.web.avatar_links import AvatarLinksController
 from app.web.controllers import WebController, not_found
 
 
@@ -104,6 +107,9 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
         app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer)
         _chain_check(app)
         tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+        demo = _demo_world(app, settings, chain)
+        if demo is not None:  # before the proxy node registers (see DemoWorld)
+            await demo.build_history()
         if chain.owns_node:
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
@@ -113,6 +119,8 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
                         settings, app.plugins.get(ChannelsPlugin), session_factory(app.state.engine),
                         _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale:
                     app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale)
+                    if demo is not None:
+                        tasks.append(asyncio.create_task(demo.converse(_chat_service(app, settings)), name="demo"))
                     yield
         finally:
             for task in tasks:
@@ -124,6 +132,22 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
             await app.state.engine.dispose()
 
     return lifespan
+
+
+def _demo_world(app: Litestar, settings: Settings, chain: Chain) -> DemoWorld | None:
+    """The first start of an empty embedded world opens on a living market (app/demo)."""
+    if not (chain.owns_node and settings.demo_world):
+        return None
+    base_url = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+    return DemoWorld(settings, chain, session_factory(app.state.engine), base_url)
+
+
+def _chat_service(app: Litestar, settings: Settings) -> Callable[[], chat_service.ChatService]:
+    def build() -> chat_service.ChatService:
+        return chat_service.ChatService(session_factory(app.state.engine), app.state.proxy_client, settings,
+                                        meter=app.state.autoscale.meter)
+
+    return build
 
 
 def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Awaitable[int]]:
@@ -164,7 +188,8 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, AvatarController, MarketController,
-    ChatController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
+    ChatController, AutoscaleController, NodeDirectoryController, WebController, AvatarLinksController,
+    activity_socket, *static_routers(),
 ]
 
 

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import Parameter
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_optional_address
@@ -25,6 +25,8 @@ from app.market.controllers import creator_stats_with_chats
 from app.market.schemas import RankingSort
 from app.proxy.directory import node_directory
 from app.validation import parse_avatar_id
+from app.web.avatar_links import avatar_id_by_handle
+from app.web.showcase import showcase
 
 RANKINGS_PAGE_SIZE = 50
 RECENT_TRADES = 20
@@ -74,10 +76,14 @@ class WebController(Controller):
                           cursor: Annotated[str | None, Parameter(max_length=512)] = None) -> Template:
         rankings = await ranked_page(db_session, state, sort=sort, q=q or None, cursor=cursor,
                                      limit=RANKINGS_PAGE_SIZE)
-        return page(state, "marketplace.html", rankings=rankings, sort=sort, sorts=list(RankingSort), q=q or "")
+        cards = await showcase(db_session, rankings, await state.twin_keys_reader.divisor())
+        return page(state, "marketplace.html", rankings=rankings, showcase=cards, sort=sort, sorts=list(RankingSort),
+                    q=q or "", cursor=cursor)
 
     @get("/avatars/{avatar_id:str}")
-    async def avatar(self, state: State, db_session: AsyncSession, avatar_id: str) -> Template:
+    async def avatar(self, state: State, db_session: AsyncSession, avatar_id: str) -> Template | Redirect:
+        if avatar_id.startswith("@"):  # a share link by handle
+            return Redirect(f"/avatars/{await avatar_id_by_handle(db_session, avatar_id)}")
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         details = await profile(db_session, state, avatar, viewer=None)
         trades = await market.trades_page(db_session, avatar_id=avatar.id, cursor=None, limit=RECENT_TRADES)
