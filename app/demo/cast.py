@@ -104,3 +104,20 @@ LAUNCHED_HOURS_AGO = {"chef_ines": 160, "astro_mei": 150, "coach_rui": 140, "dev
 
 # The chain's genesis on a fresh demo world: a little before the oldest launch.
 HISTORY_S = 7 * 24 * 3600
+
+
+def holdings(handle: str) -> dict[int, int]:
+    """Keys of ``handle`` each dev account holds at the end of the history (its creator's first key too)."""
+    creator = next(avatar.creator_account for avatar in CAST if avatar.handle == handle)
+    held = {creator: 1}
+    for _, account, traded, keys in TRADES:
+        if traded == handle:
+            held[account] = held.get(account, 0) + keys
+    return held
+
+
+def main_holder(avatar: DemoAvatar) -> int:
+    """The dev account, other than its creator, that holds the most keys of ``avatar`` (the lowest on a tie):
+    the one that chats with it."""
+    held = {account: keys for account, keys in holdings(avatar.handle).items() if account != avatar.creator_account}
+    return max(sorted(held), key=lambda account: held[account])

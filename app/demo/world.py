@@ -33,7 +33,7 @@ from app.chain.embedded import EmbeddedChain
 from app.chat.schemas import IncomingMessage, ServerFrame
 from app.chat.service import ChatService
 from app.config import Settings
-from app.demo.cast import CAST, HISTORY_S, LAUNCHED_HOURS_AGO, TRADES, DemoAvatar
+from app.demo.cast import CAST, HISTORY_S, LAUNCHED_HOURS_AGO, TRADES, DemoAvatar, main_holder
 from app.market import service as market
 from app.proxy.config import OFFLINE_DEMO_MODEL
 
@@ -69,15 +69,6 @@ def _history(now: int) -> list[_Event]:
                        handle, 1, launch=True) for handle, hours in LAUNCHED_HOURS_AGO.items()]
     trades = [_Event(now - int(hours * HOUR_S), account, handle, keys) for hours, account, handle, keys in TRADES]
     return sorted(launches + trades, key=lambda event: event.at)
-
-
-def _holder(avatar: DemoAvatar) -> int:
-    """The dev account that holds the most keys of ``avatar`` at the end of the history (not its creator)."""
-    held: dict[int, int] = {}
-    for _, account, handle, keys in TRADES:
-        if handle == avatar.handle and account != avatar.creator_account:
-            held[account] = held.get(account, 0) + keys
-    return max(sorted(held), key=lambda account: held[account])
 
 
 class DemoWorld:
@@ -122,7 +113,8 @@ class DemoWorld:
         if not self._ids:
             return
         try:
-            holders = {self._ids[avatar.handle]: self._chain.dev_accounts[_holder(avatar)].address for avatar in CAST}
+            accounts = self._chain.dev_accounts
+            holders = {self._ids[avatar.handle]: accounts[main_holder(avatar)].address for avatar in CAST}
             await _wait_until_indexed(self._sessions, holders)
             service = chat()
             for avatar in CAST:

@@ -41,7 +41,7 @@ def page(state: State, template_name: str, *, status_code: int = 200, **context:
     """A page with what every page's scripts need to reach the chain (read by static/js/config.js)."""
     chain = state.chain
     wallet_config = {"chain_id": chain.chain_id, "twin_keys_address": chain.addresses.twin_keys,
-                     "embedded_chain": chain.is_embedded}
+                     "node_registry_address": chain.addresses.node_registry, "embedded_chain": chain.is_embedded}
     return Template(template_name=template_name, context={"wallet_config": wallet_config, **context},
                     status_code=status_code)
 
@@ -132,3 +132,8 @@ class WebController(Controller):
     async def twin_keys_abi(self) -> list[dict[str, Any]]:
         """The contract's ABI, for the wallet to encode calls and decode custom errors."""
         return load_artifact("TwinKeys").abi
+
+    @get("/abi/NodeRegistry.json")
+    async def node_registry_abi(self) -> list[dict[str, Any]]:
+        """The registry's ABI, for the chat page to read a node's key itself when it checks a reply."""
+        return load_artifact("NodeRegistry").abi

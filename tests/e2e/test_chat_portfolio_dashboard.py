@@ -195,7 +195,7 @@ async def test_the_chat_pages_its_history_and_says_which_replies_failed_verifica
     avatar_id = await launch_avatar(creator, "noether")
     await creator.route(re.compile(r"/api/avatars/0x[0-9a-f]{32}/messages\?"), answer_from_thread_pages)
     await creator.goto(f"/avatars/{avatar_id}/chat")
-    texts = creator.locator("#thread .message-text")
+    texts = creator.locator("#thread .message:not(.greeting) .message-text")
     await expect(texts).to_have_text(["And two and two?", "Four."])
 
     await creator.get_by_role("button", name="Load older messages").click()
@@ -246,7 +246,7 @@ async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_r
     reply = creator.locator(".message.assistant").last
     await expect(reply.locator(".message-text")).to_have_text("Gladly, let us begin.")
     await expect(reply).to_have_attribute("data-state", "unverified")
-    await expect(reply.locator(".message-meta")).to_contain_text("Paid 0.001 OPG to the node.")
+    await expect(reply.locator(".message-meta")).to_contain_text("The platform paid 0.001 OPG to the node.")
 
     # A reply whose attestation does not verify: its text is dropped, and the thread says why.
     await send_chat_message(creator, "Is this true?")
