@@ -114,6 +114,9 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     assert keys[-1] >= 8  # past the supply
     assert all(int(price) == curve.price(key, 1, divisor) for key, price in curve_data["points"])
     assert "Trading needs JavaScript and a wallet." in html
+    # A shared link previews the avatar (Open Graph).
+    assert '<meta property="og:title" content="Curvy (@curvy) on Twin market">' in html
+    assert re.search(rf'<meta property="og:image" content="http://[^"]+/avatars/{avatar_id}/portrait.svg">', html)
 
 
 async def test_a_browser_gets_a_page_for_what_does_not_exist_and_api_clients_get_json(
