@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.e2e.conftest import People
 from tests.e2e.flows import FAR_DEADLINE, RpcChain, Server, launch_avatar, remembered_dev_wallet, use_dev_wallet
@@ -125,3 +125,31 @@ async def test_after_selling_the_last_key_the_fan_still_reads_their_conversation
     await expect(fan.locator(".message.user")).to_have_text(["What did you discover?"])
     await expect(fan.locator(".message.assistant:not(.greeting)")).to_have_attribute("data-state", "verified")
     await expect(fan.get_by_label("Message", exact=True)).to_have_count(0)
+
+
+async def test_a_launch_that_failed_on_chain_is_finished_from_the_avatar_page(people: People) -> None:
+    creator = await people.open("/create")
+    await use_dev_wallet(creator, fund=True)
+    await expect(creator.locator("#launch-cost")).to_contain_text(re.compile(r"costs .* ETH in all\."))
+
+    async def refuse_sends(route: Route) -> None:
+        if "eth_sendRawTransaction" in (route.request.post_data or ""):
+            await route.abort("connectionfailed")
+        else:
+            await route.continue_()
+
+    await creator.route("**/rpc", refuse_sends)
+    await creator.get_by_label("Name", exact=True).fill("Franklin")
+    await creator.get_by_label("Handle", exact=True).fill("franklin")
+    await creator.get_by_label("Persona", exact=True).fill("You are Franklin, a crystallographer.")
+    await creator.get_by_role("button", name="Launch", exact=True).click()
+    await expect(creator.locator("#launch-status")).to_have_attribute("data-state", "failed")
+    await expect(creator.locator("#launch-status")).to_contain_text("It is saved, not on-chain yet")
+    await creator.unroute("**/rpc")
+
+    await creator.get_by_role("link", name="Finish launch later").click()
+    await expect(creator.locator("#avatar")).to_have_attribute("data-listed", "false")
+    await creator.get_by_role("button", name="Finish launch").click()
+
+    await expect(creator.locator("#avatar")).to_have_attribute("data-listed", "true")
+    await expect(creator.locator("[data-stat=supply]")).to_have_text("1")

@@ -5,7 +5,7 @@
 // deadline), so if the price moved past the slippage tolerance the contract refuses it.
 import { api, pollUntil } from "./api.js";
 import { drawCurve, drawPriceHistory } from "./charts.js";
-import { el } from "./dom.js";
+import { el, showStatus } from "./dom.js";
 import { formatEth, shortAddress } from "./format.js";
 import { onActivity, startLive } from "./live.js";
 import { connectWallet, onWalletChange, readProvider, sendTwinKeys, twinKeys, wallet } from "./wallet.js";
@@ -222,6 +222,32 @@ async function refreshPriceHistory() {
   }
 }
 
+// ------------------------------------------------------------------ an unfinished launch
+
+const LAUNCH_DEADLINE_S = 300;
+
+// Its creator sends the on-chain step again: createAvatar with its first key.
+function setUpFinishLaunch() {
+  const button = document.getElementById("finish-launch");
+  const finishStatus = document.getElementById("finish-status");
+  const metadataUri = document.getElementById("unlisted").dataset.metadataUri;
+  onWalletChange(() => { button.hidden = wallet.state !== "connected" || wallet.address !== root.dataset.creator; });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const cost = await (await twinKeys()).getBuyPriceAfterFee(avatarId, 1n);
+    const latest = await wallet.signer.provider.getBlock("latest");
+    const deadline = Math.max(Math.floor(Date.now() / 1000), latest.timestamp) + LAUNCH_DEADLINE_S;
+    const receipt = await sendTwinKeys(finishStatus, (keys) =>
+      keys.createAvatar(avatarId, metadataUri, 1n, cost, deadline, { value: cost }));
+    if (!receipt) {
+      button.disabled = false;
+      return;
+    }
+    showStatus(finishStatus, "confirmed", "Created on-chain. Waiting for the marketplace to list it…");
+    if (await pollUntil(async () => (await api(`/api/avatars/${avatarId}`)).listed)) location.reload();
+  });
+}
+
 // ------------------------------------------------------------------ start
 
 drawCurve(curveChart, curve.points, curve.supply, curve.next_key_price);
@@ -241,6 +267,7 @@ if (root.dataset.listed === "true") {
   refreshQuote();
 } else {
   quoteProblem.textContent = "Trading opens once the avatar is on-chain.";
+  setUpFinishLaunch();
 }
 // Someone else traded: the figures, the charts and the quote follow.
 onActivity((event) => {
