@@ -109,6 +109,12 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
     assert pnl < 0  # fees both ways
     await expect(row.locator("[data-field=pnl]")).to_have_text(format_eth(pnl))
     await expect(fan.locator("#trades tbody tr")).to_have_count(1)
+    # The network fees of the fan's trades come from their receipts, and the P&L after them.
+    gas_cell = fan.locator("[data-total=gas]")
+    await expect(gas_cell).to_have_attribute("data-wei", re.compile(r"^[1-9]\d*$"))
+    gas = int(await gas_cell.get_attribute("data-wei") or "")
+    pnl_total = int(await fan.locator("[data-total=pnl]").get_attribute("data-wei") or "")
+    await expect(fan.locator("[data-total=pnl_after_gas]")).to_have_attribute("data-wei", str(pnl_total - gas))
     await screenshot(fan, "portfolio")
 
     # The creator's dashboard counts the holder, the message and what the reply cost; the fees are withdrawn.
@@ -129,6 +135,11 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
 
     await creator.get_by_role("button", name=f"Withdraw {format_eth(claimable)} to your wallet").click()
     status = creator.locator("#withdraw-status")
+    # One key's creator fee is less than the gas to withdraw it: the page says so before sending.
+    await expect(status).to_have_attribute("data-reason", "gas_exceeds")
+    await expect(status).to_contain_text("withdrawing now lowers your balance")
+    assert chain.eth_balance(creator_address) == balance_before
+    await creator.get_by_role("button", name="Withdraw anyway").click()
     await expect(status).to_have_attribute("data-state", "confirmed")
     await expect(status).to_contain_text(f"{format_eth(claimable)} sent to your wallet.")
     await expect(creator.locator("[data-stat=fees_claimable]")).to_have_text("0 ETH")

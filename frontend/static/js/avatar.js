@@ -4,7 +4,7 @@
 // The transaction sends exactly the quote on screen (its maxTotalCost or minProceeds and its
 // deadline), so if the price moved past the slippage tolerance the contract refuses it.
 import { api, pollUntil } from "./api.js";
-import { drawCurve, drawPriceHistory } from "./charts.js";
+import { drawCurve, drawPriceHistory, drawTradeLine } from "./charts.js";
 import { el, showStatus } from "./dom.js";
 import { formatEth, shortAddress } from "./format.js";
 import { onActivity, startLive } from "./live.js";
@@ -16,6 +16,7 @@ const QUOTE_REFRESH_MS = 30_000;
 const TYPICAL_GAS = { buy: 110_000n, sell: 80_000n };
 const TRADES_SHOWN = 20; // as many as the server renders (app/web/controllers.py)
 const HOLDERS_SHOWN = 10;
+const MIN_CANDLES = 8; // fewer read as scattered dots: the trades themselves are drawn instead
 
 const root = document.getElementById("avatar");
 const avatarId = root.dataset.avatarId;
@@ -216,7 +217,13 @@ async function refreshMarket() {
 async function refreshPriceHistory() {
   try {
     const candles = await api(`/api/avatars/${avatarId}/candles?interval=${intervalSelect.value}`);
-    drawPriceHistory(priceChart, candles, Number(intervalSelect.selectedOptions[0].dataset.seconds));
+    if (candles.length >= MIN_CANDLES) {
+      drawPriceHistory(priceChart, candles, Number(intervalSelect.selectedOptions[0].dataset.seconds));
+    } else {
+      const [trades, profile] = await Promise.all([api(`/api/avatars/${avatarId}/trades?limit=100`),
+        api(`/api/avatars/${avatarId}`)]);
+      drawTradeLine(priceChart, trades.items, profile.market.next_key_price);
+    }
   } catch (error) {
     priceChart.replaceChildren(el("p", { className: "chart-empty" }, `The price history did not load: ${error.message}`));
   }
