@@ -143,8 +143,10 @@ async def test_a_launch_that_failed_on_chain_is_finished_from_the_avatar_page(pe
     await creator.get_by_label("Handle", exact=True).fill("franklin")
     await creator.get_by_label("Persona", exact=True).fill("You are Franklin, a crystallographer.")
     await creator.get_by_role("button", name="Launch", exact=True).click()
-    await expect(creator.locator("#launch-status")).to_have_attribute("data-state", "failed")
-    await expect(creator.locator("#launch-status")).to_contain_text("It is saved, not on-chain yet")
+    status = creator.locator("#launch-status")
+    await expect(status).to_have_attribute("data-state", "failed")
+    await expect(status).to_contain_text("The network could not be reached; nothing was sent.")
+    await expect(status).to_contain_text("It is saved, not on-chain yet")
     await creator.unroute("**/rpc")
 
     await creator.get_by_role("link", name="Finish launch later").click()

@@ -349,7 +349,10 @@ async function openAttestation(messageId, opener) {
     }
     const node = check.node;
     const since = node.registeredAt.toISOString().slice(0, 10);
-    showStatus(verdict, "confirmed", `Signed by the node at ${node.endpoint}, registered on-chain since ${since}`
+    // The embedded default's node runs inside this server, reached at a name that is not on the network.
+    const who = node.endpoint.endsWith(".in-process.invalid") ? "this server's built-in inference node"
+      : `the node at ${node.endpoint}`;
+    showStatus(verdict, "confirmed", `Signed by ${who}, registered on-chain since ${since}`
       + `${node.approved ? " and approved by the registry" : ""}. This server verified the signature when the reply `
       + `arrived, and your browser checked it again just now: both hashes recomputed, the RSA-PSS signature `
       + `checked against the key in the NodeRegistry contract.`
