@@ -110,7 +110,9 @@ async function networkFee(shown) {
   const total = BigInt(shown.total);
   const allIn = shown.side === "buy" ? total + fee : total - fee;
   const note = document.getElementById("network-fee-note");
-  note.textContent = `${estimated ? "Estimated" : "Typical"} gas ${gas.toLocaleString("en-US")} × ${formatEth(feePerGas)} per gas, paid to the network, not to Twin market.`
+  // Per gas in gwei, as wallets show it (display only: the fee itself stays in wei).
+  const gwei = (Number(feePerGas) / 1e9).toPrecision(3);
+  note.textContent = `${estimated ? "Estimated" : "Typical"} gas ${gas.toLocaleString("en-US")} × ${gwei} gwei per gas, paid to the network, not to Twin market.`;
     + (allIn < 0n ? " The network fee is larger than what you receive: this sale loses money." : "");
   return { network_fee: String(fee), all_in: String(allIn) };
 }
