@@ -5,7 +5,6 @@ trades, and the demo chats answer in each persona's voice. Desktop (1366×900) a
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ from playwright.async_api import Page, Route, expect
 from app.chain.embedded import dev_accounts
 from app.config import PROJECT_ROOT, Settings
 from app.demo.cast import CAST, holdings, main_holder
-from tests.e2e.conftest import People
+from tests.e2e.conftest import People, serve_logging_to
 from tests.e2e.flows import RpcChain, Server, quoted, remembered_dev_wallet
-from tests.helpers import TWIN, env_without_twin_settings, free_port, stop, wait_until_ready
+from tests.helpers import env_without_twin_settings, free_port, stop, wait_until_ready
 
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -32,10 +31,10 @@ Screenshot = Callable[[Page, str], Awaitable[Path]]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`twin serve` on a fresh embedded world with the demo world on, once it is built."""
     port = free_port()
-    database = tmp_path_factory.mktemp("e2e-demo") / "twin.db"
-    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{database}", "TWIN_DEMO_WORLD": "true"}
-    process = subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    scratch = tmp_path_factory.mktemp("e2e-demo")
+    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{scratch / 'twin.db'}",
+                                         "TWIN_DEMO_WORLD": "true"}
+    process = serve_logging_to(env, port, scratch / "twin.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
         ready = wait_until_ready(base_url, process)
