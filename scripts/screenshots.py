@@ -19,13 +19,14 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.chain.embedded import dev_accounts
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 from app.demo.cast import CAST, main_holder
+from app.resources import CHECKOUT_ROOT
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.flows import remembered_dev_wallet
 from tests.helpers import TWIN, env_without_twin_settings, free_port, stop, wait_until_ready
 
-OUT = PROJECT_ROOT / "docs" / "screenshots"
+OUT = CHECKOUT_ROOT / "docs" / "screenshots"
 SIZES = {"": {"width": 1366, "height": 900}, "-phone": {"width": 390, "height": 844}}
 DEMO_BUILT_S = 180
 

@@ -54,7 +54,8 @@ def node_options(settings: Settings, genesis_timestamp: int | None = None) -> No
         state_dir=settings.chain_state_dir, chain_id=settings.chain_id, base_fee_wei=settings.chain_base_fee_wei,
         mnemonic=settings.chain_dev_mnemonic, accounts=settings.chain_dev_accounts,
         balance_eth=DEV_ETH_BALANCE // 10**18, port=settings.chain_node_port,
-        state_interval_s=settings.chain_state_interval_s, genesis_timestamp=genesis_timestamp,
+        state_interval_s=settings.chain_state_interval_s, node_modules_dir=settings.node_modules_dir,
+        genesis_timestamp=genesis_timestamp,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +23,7 @@ import structlog
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from web3.types import Wei
 
 from app.avatars.models import Avatar
 from app.avatars.schemas import AvatarCreate
@@ -31,7 +32,7 @@ from app.chain.client import Chain
 from app.chain.deploy import send_transaction
 from app.chain.embedded import EmbeddedChain
 from app.chat.schemas import IncomingMessage, ServerFrame
-from app.chat.service import ChatService
+from app.chat.turn import ChatService
 from app.config import Settings
 from app.demo.cast import CAST, HISTORY_S, LAUNCHED_HOURS_AGO, TRADES, DemoAvatar, main_holder
 from app.market import service as market
@@ -108,7 +109,7 @@ class DemoWorld:
             await asyncio.to_thread(_clock_to_now, embedded)
         return bool(self._ids)
 
-    async def converse(self, chat: Callable[[], ChatService]) -> None:
+    async def converse(self, chat: ChatService) -> None:
         """Each avatar's main holder asks its questions, once the index shows their keys."""
         if not self._ids:
             return
@@ -116,9 +117,8 @@ class DemoWorld:
             accounts = self._chain.dev_accounts
             holders = {self._ids[avatar.handle]: accounts[main_holder(avatar)].address for avatar in CAST}
             await _wait_until_indexed(self._sessions, holders)
-            service = chat()
             for avatar in CAST:
-                await _converse(service, self._ids[avatar.handle], holders[self._ids[avatar.handle]], avatar)
+                await _converse(chat, self._ids[avatar.handle], holders[self._ids[avatar.handle]], avatar)
         except Exception as error:
             log.exception("demo_world_failed", step="chats", error=repr(error))
             return
@@ -155,7 +155,7 @@ def _mine_history(embedded: EmbeddedChain, chain: Chain, ids: dict[str, str]) ->
             transaction = twin_keys.functions.sellKeys(avatar_id, -event.keys, 0, FAR_DEADLINE).build_transaction(
                 {"from": account.address})
         send_transaction(embedded.w3, account, {"to": transaction["to"], "data": transaction["data"],
-                                                "value": transaction.get("value", 0)})
+                                                "value": Wei(transaction.get("value", 0))})
 
 
 def _clock_to_now(embedded: EmbeddedChain) -> None:
@@ -167,7 +167,7 @@ def _clock_to_now(embedded: EmbeddedChain) -> None:
         embedded.mine_blocks(1)
 
 
-async def _wait_until_indexed(sessions: async_sessionmaker[AsyncSession], holders: dict[str, str]) -> None:
+async def _wait_until_indexed(sessions: async_sessionmaker[AsyncSession], holders: Mapping[str, str]) -> None:
     """Chats need the index to show each holder's keys (``holders``: avatar id → address)."""
     deadline = time.monotonic() + INDEX_WAIT_S
     while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.market.curve import ONE_ETHER
-from app.web.showcase import portrait_url
+from app.web.portraits import portrait_url
 
 DECIMALS_ABOVE_ONE_ETHER = 6
 SIGNIFICANT_DIGITS_BELOW = 4

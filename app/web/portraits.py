@@ -47,3 +47,8 @@ def portrait_svg(seed: str, label: str) -> str:
 def _glasses(eye_y: int) -> str:
     return (f'<g fill="none" stroke="#1f1f1f" stroke-width="1.6"><circle cx="42" cy="{eye_y}" r="6"/>'
             f'<circle cx="58" cy="{eye_y}" r="6"/><path d="M48 {eye_y}h4"/></g>')
+
+
+def portrait_url(avatar_id: str, image_url: str) -> str:
+    """The avatar's own picture, else its drawn portrait (:func:`portrait_svg`)."""
+    return image_url or f"/avatars/{avatar_id}/portrait.svg"

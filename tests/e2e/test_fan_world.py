@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from playwright.async_api import Page, Route, expect
 
 from app.chain.embedded import dev_accounts
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 from app.demo.cast import CAST, holdings, main_holder
 from tests.e2e.conftest import People, serve_logging_to
 from tests.e2e.flows import RpcChain, Server, quoted, remembered_dev_wallet
@@ -125,7 +125,7 @@ async def test_a_share_link_by_handle_lands_on_the_avatar(people: People) -> Non
 
 # ---------------------------------------------------------------- a demo holder's chat, checked in the browser
 
-AXE = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE = Settings().node_modules_dir / "axe-core" / "axe.min.js"
 CHEF = CAST[0]
 # The dev account that chatted with the chef in the demo history, and the keys it holds.
 CHEF_HOLDER = main_holder(CHEF)
