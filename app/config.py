@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     autoscale_max_nodes: int = Field(default=100, ge=1, le=100_000)
     autoscale_cold_start_s: float = Field(default=120.0, gt=0, le=3600)
     autoscale_stabilization_s: float = Field(default=300.0, gt=0, le=86_400)
+    # The first start of an empty embedded world builds a demo world (avatars, past trades, chats).
+    demo_world: bool = True
 
     @field_validator("database_url")
     @classmethod

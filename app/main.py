@@ -24,7 +24,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.controllers import AuthController
 from app.auth.csrf import CSRFGuard
@@ -33,6 +33,7 @@ from app.auth.sessions import SESSION_COOKIE, SessionConfig
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
+from app.catalog.activity import ActivityFeed
 from app.catalog.controllers import CatalogController
 from app.chain.client import Chain, connect_chain
 from app.chain.controllers import ChainController, DevChainController
@@ -42,9 +43,11 @@ from app.chat import store as chat_store
 from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
 from app.chat.sockets import SocketQuota
+from app.chat.turn import ChatService
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
+from app.demo.world import DemoWorld
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
 from app.health import HealthController, MetricsController, ReadinessCheck, database_check
@@ -57,7 +60,9 @@ from app.proxy.client.controllers import NodeDirectoryController
 from app.proxy.config import ProxySettings, load_proxy_settings
 from app.proxy.node.app import in_process_node
 from app.services import SERVICE_DEPENDENCIES, Services
+from app.web.activity import activity_socket
 from app.web.assets import static_routers, template_config
+from app.web.avatar_links import AvatarLinksController
 from app.web.controllers import WebController, not_found
 
 
@@ -103,10 +108,14 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                 await chat_store.settle_all_pending(session)
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
-        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
+        divisor = await reader.divisor()
+        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(divisor),
                           sessions, confirmations=settings.chain_confirmations,
                           start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s)
         tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+        demo = _demo_world(settings, chain, sessions)
+        if demo is not None:  # before the proxy node registers (see DemoWorld)
+            await demo.build_history()
         if chain.owns_node:
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
@@ -120,7 +129,11 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                         proxy_client=proxy_client, chat_gate=gate, autoscale=autoscale,
                         chat_sockets=SocketQuota(per_session=settings.chat_max_sockets_per_session,
                                                  per_address=settings.chat_max_sockets_per_address),
-                        readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer)})
+                        readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer)},
+                        activity_feed=ActivityFeed(sessions, divisor))
+                    if demo is not None:
+                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter)
+                        tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:
             for task in tasks:
@@ -132,6 +145,14 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
             await engine.dispose()
 
     return lifespan
+
+
+def _demo_world(settings: Settings, chain: Chain, sessions: async_sessionmaker[AsyncSession]) -> DemoWorld | None:
+    """The first start of an empty embedded world opens on a living market (app/demo)."""
+    if not (chain.owns_node and settings.demo_world):
+        return None
+    base_url = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+    return DemoWorld(settings, chain, sessions, base_url)
 
 
 def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Awaitable[int]]:
@@ -173,6 +194,7 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
     MarketController, ChatController, AutoscaleController, NodeDirectoryController, WebController,
+    AvatarLinksController, activity_socket,
 ]
 
 
