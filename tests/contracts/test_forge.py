@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 from app.chain.artifacts import CONTRACT_NAMES, load_artifact
-from app.chain.build import CONTRACTS_DIR, NODE_MODULES
+from app.config import get_settings
+from app.resources import CONTRACTS_DIR
 
-FORGE = NODE_MODULES / ".bin" / "forge"
+FORGE = get_settings().node_modules_dir / ".bin" / "forge"
 
 
 def test_forge_build_gives_the_committed_bytecode(tmp_path: Path) -> None:
