@@ -19,6 +19,8 @@ from app.chat import service as chat
 from app.errors import SESSION_WRITE, error_responses
 from app.market import service as market
 from app.market.schemas import Page, RankedAvatar, RankingSort
+from app.reviews import ranking
+from app.reviews.service import Prior
 from app.validation import AvatarIdParam, parse_avatar_id
 
 
@@ -48,10 +50,14 @@ async def profile(session: AsyncSession, state: State, avatar: Avatar, viewer: s
 
 async def ranked_page(session: AsyncSession, state: State, *, sort: RankingSort, q: str | None, cursor: str | None,
                       limit: int) -> Page[RankedAvatar]:
-    """One page of the rankings, as the API and the marketplace page show them."""
-    return await market.rankings(session, divisor=await state.twin_keys_reader.divisor(), sort=sort, q=q,
-                                 cursor=cursor, limit=market.check_limit(limit),
-                                 chat_activity=await chat.chat_activity_since(session, datetime.now(UTC) - market.DAY))
+    """One page of the rankings, as the API and the marketplace page show them, each with its rating."""
+    divisor, prior = await state.twin_keys_reader.divisor(), Prior.of(state.settings)
+    if sort is RankingSort.rating:
+        return await ranking.by_rating(session, prior, divisor=divisor, q=q, cursor=cursor,
+                                       limit=market.check_limit(limit))
+    return await ranking.with_ratings(session, await market.rankings(
+        session, divisor=divisor, sort=sort, q=q, cursor=cursor, limit=market.check_limit(limit),
+        chat_activity=await chat.chat_activity_since(session, datetime.now(UTC) - market.DAY)), prior)
 
 
 class AvatarController(Controller):
@@ -68,7 +74,7 @@ class AvatarController(Controller):
                                              launch_ttl_s=state.settings.avatar_launch_ttl_s)
         return launched(avatar)
 
-    @get("/", summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats or newest",
+    @get("/", summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats, newest or rating",
          responses=error_responses(400, 503))
     async def rankings(self, state: State, db_session: AsyncSession, sort: RankingSort = RankingSort.market_cap,
                        q: Annotated[str | None, Parameter(max_length=64)] = None,

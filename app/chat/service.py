@@ -52,6 +52,7 @@ from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE, NotFound
 from app.market import service as market
 from app.market.schemas import Page
+from app.network import rollups as network
 from app.proxy.client import (
     ChatResult,
     NoNodeAvailable,
@@ -416,6 +417,7 @@ class ChatService:
             prompt.status, prompt.error_code, prompt.completed_at = status, code, now
             reply.status, reply.error_code, reply.content, reply.completed_at = status, code, partial, now
             _record_payment(reply, payment)
+            await _count_turn(session, prompt, reply, replied=False)
             await session.commit()
 
         try:
@@ -449,6 +451,7 @@ class ChatService:
                 result.model
             reply.prompt_tokens, reply.completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
             _record_payment(reply, result.payment)
+            await _count_turn(session, prompt, reply, replied=True)
             attestation = None
             if result.attestation is not None:
                 signed = result.attestation
@@ -492,6 +495,14 @@ def _record_payment(reply: ChatMessage, payment: SettleResponse | None) -> None:
     paid = payment is not None and payment.success and payment.amount
     reply.cost_wei = int(payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]
     reply.payment_tx = payment.transaction if paid else None  # type: ignore[union-attr]
+
+
+async def _count_turn(session: AsyncSession, prompt: ChatMessage, reply: ChatMessage, *, replied: bool) -> None:
+    """The turn's end in the network's rollups, in the transaction that stores it."""
+    assert prompt.completed_at is not None
+    await network.record_turn(session, avatar_id=prompt.avatar_id, fan=prompt.fan, model=reply.model,
+                              ended_at=prompt.completed_at, replied=replied, prompt_tokens=reply.prompt_tokens,
+                              completion_tokens=reply.completion_tokens, paid_wei=reply.cost_wei)
 
 
 async def _avatar(session: AsyncSession, avatar_id: str) -> Avatar:

@@ -20,6 +20,7 @@ from app.avatars import service as avatars
 from app.chain.indexer import ChainEvent
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
+from app.network import rollups as network
 
 LOAD_CHUNK = 1000  # (avatar, holder) pairs per query: well below any database's limit on bound values
 
@@ -79,6 +80,7 @@ class MarketProjection:
                     await handler(session, event)
         if trades:
             await session.execute(insert(Trade.__table__), trades)  # Core: no per-row ORM bookkeeping
+            await network.apply_trades(session, trades, direction=+1, creators=_creators(book))
         await self._write(session, book)
 
     async def revert_above(self, session: AsyncSession, block_number: int) -> None:
@@ -88,6 +90,7 @@ class MarketProjection:
         for trade in trades:
             self._fold(book, trade, direction=-1)
         await session.execute(delete(Trade).where(Trade.block_number > block_number))
+        await network.apply_trades(session, trades, direction=-1, creators=_creators(book))
         await self._write(session, book)
         await session.flush()
         for avatar_id in {trade["avatar_id"] for trade in trades}:
@@ -99,6 +102,7 @@ class MarketProjection:
             select(MarketAvatar).where(MarketAvatar.created_block > block_number))).all()
         for market in orphaned:
             await avatars.unmark_listed(session, market.avatar_id)
+            await network.record_listed(session, avatar_id=market.avatar_id, creator=market.creator, at=None)
             await session.delete(market)
         await session.execute(delete(FeeWithdrawal).where(FeeWithdrawal.block_number > block_number))
 
@@ -113,6 +117,7 @@ class MarketProjection:
         session.add(market)
         await avatars.mark_listed(session, avatar_id=avatar_id, onchain_creator=event.args["creator"],
                                   at=event.timestamp)
+        await network.record_listed(session, avatar_id=avatar_id, creator=event.args["creator"], at=event.timestamp)
         return market
 
     async def _on_CreatorFeesWithdrawn(self, session: AsyncSession, event: ChainEvent) -> None:
@@ -198,6 +203,10 @@ def _trade_row(event: ChainEvent) -> dict[str, Any]:
         "protocol_fee": args["protocolEthAmount"], "creator_fee": args["subjectEthAmount"],
         "supply_after": args["supply"],
     }
+
+
+def _creators(book: _Book) -> dict[str, str]:
+    return {avatar_id: market.creator for avatar_id, market in book.markets.items()}
 
 
 def _chunks(items: Sequence[Any], size: int = LOAD_CHUNK) -> Iterable[Sequence[Any]]:

@@ -8,6 +8,8 @@ from typing import Generic, TypeVar
 
 from msgspec import Struct
 
+from app.reviews.schemas import RatingOut
+
 
 class Side(StrEnum):
     buy = "buy"
@@ -20,6 +22,7 @@ class RankingSort(StrEnum):
     holders = "holders"
     chats_24h = "chats_24h"
     newest = "newest"
+    rating = "rating"  # the Bayesian average of reviews (app.reviews)
 
 
 class CandleInterval(StrEnum):
@@ -71,6 +74,7 @@ class RankedAvatar(Struct):
     creator: str
     created_at: datetime
     market: MarketStats
+    rating: RatingOut | None = None  # filled in by app.reviews.ranking
 
 
 T = TypeVar("T")

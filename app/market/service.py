@@ -263,6 +263,14 @@ def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int
             return stats.chats_24h
         case RankingSort.newest:
             return avatar.created_at.isoformat()
+        case RankingSort.rating:  # ranked by app.reviews.ranking, in SQL
+            raise AssertionError("sort=rating is the reviews domain's")
+
+
+def ranked_avatar(avatar: Avatar, stats: MarketStats) -> RankedAvatar:
+    return RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
+                        model=avatar.model, verification_level=avatar.verification_level, creator=avatar.creator,
+                        created_at=avatar.created_at, market=stats)
 
 
 async def rankings(session: AsyncSession, *, divisor: int, sort: RankingSort, q: str | None, cursor: str | None,
@@ -284,10 +292,7 @@ async def rankings(session: AsyncSession, *, divisor: int, sort: RankingSort, q:
     if after is not None:
         ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
     page = ranked[:limit]
-    items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
-                          model=avatar.model, verification_level=avatar.verification_level,
-                          creator=avatar.creator, created_at=avatar.created_at, market=stats)
-             for _, _, avatar, stats in page]
+    items = [ranked_avatar(avatar, stats) for _, _, avatar, stats in page]
     next_cursor = encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
     return Page(items=items, next_cursor=next_cursor)
 
@@ -394,6 +399,20 @@ async def portfolio(session: AsyncSession, reader: TwinKeysReader, address: str,
 async def balance_of(session: AsyncSession, avatar_id: str, holder: str) -> int:
     holding = await session.get(Holding, (avatar_id, holder))
     return holding.balance if holding else 0
+
+
+async def balances_of(session: AsyncSession, avatar_id: str, holders: Sequence[str]) -> dict[str, int]:
+    """Keys of the avatar each of ``holders`` holds now (those holding none left out)."""
+    rows = await session.execute(select(Holding.holder, Holding.balance)
+                                 .where(Holding.avatar_id == avatar_id, Holding.holder.in_(holders)))
+    return {holder: balance for holder, balance in rows}
+
+
+async def first_buys(session: AsyncSession, avatar_id: str, traders: Sequence[str]) -> dict[str, datetime]:
+    """When each of ``traders`` first bought a key of the avatar."""
+    rows = await session.execute(select(Trade.trader, func.min(Trade.timestamp)).where(
+        Trade.avatar_id == avatar_id, Trade.trader.in_(traders), Trade.is_buy).group_by(Trade.trader))
+    return {trader: _aware(first) for trader, first in rows}
 
 
 # ---------------------------------------------------------------- demand signals for the autoscaler

@@ -24,6 +24,7 @@ from app.market import service as market
 from app.market.controllers import creator_stats_with_chats
 from app.market.schemas import RankingSort
 from app.proxy.directory import node_directory
+from app.reviews.pages import avatar_page_extras
 from app.validation import parse_avatar_id
 
 RANKINGS_PAGE_SIZE = 50
@@ -84,7 +85,7 @@ class WebController(Controller):
         holders = await market.holders(db_session, avatar.id, cursor=None, limit=TOP_HOLDERS)
         points = curve_points(details.market.supply, await state.twin_keys_reader.divisor())
         return page(state, "avatar.html", avatar=details, trades=trades.items, holders=holders.items,
-                    curve_points=points)
+                    curve_points=points, **await avatar_page_extras(db_session, state, avatar.id))
 
     @get("/create")
     async def create(self, state: State) -> Template:
