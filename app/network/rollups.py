@@ -1,7 +1,11 @@
 """Keeping the rollups: each event adds itself (or, undone by a re-org, takes itself back out) in the
 transaction that stores the event, so a rollup is never ahead of or behind what it counts — across
 restarts too. Rows are locked for the change (``FOR UPDATE`` where the database has it; SQLite has a
-single writer), created first if missing, and wei is added in Python: exact on every database."""
+single writer), created first if missing, and wei is added in Python: exact on every database.
+
+Lock order, so that concurrent writers never wait on each other in a cycle: an avatar's
+``NetworkAvatar`` rows before its ``AvatarDay`` rows (both sorted when several), then the chatters',
+the network day's and the model's."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
@@ -19,6 +23,7 @@ from app.market.models import Trade
 from app.network.models import AvatarChatter, AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
 
 Row = TypeVar("Row", bound=SQLModel)
+BATCH = 1000  # rows per statement: well below any database's limit on bound values
 
 
 def utc_day(moment: datetime) -> date:
@@ -33,6 +38,23 @@ async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
     return (await session.scalars(query)).one()
 
 
+async def _locked_rows(session: AsyncSession, table: type[Row], columns: tuple[str, ...],
+                       keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], Row]:
+    """:func:`_locked` for many rows at once (a batch of trades): two statements per thousand rows."""
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    key_columns = [getattr(table, column) for column in columns]
+    rows: dict[tuple[Any, ...], Row] = {}
+    for start in range(0, len(keys), BATCH):
+        chunk = sorted(keys[start:start + BATCH])
+        await session.execute(dialect.insert(table).values([dict(zip(columns, key, strict=True)) for key in chunk])
+                              .on_conflict_do_nothing())
+        query = select(table).where(tuple_(*key_columns).in_(chunk)).order_by(*key_columns).with_for_update() \
+            .execution_options(populate_existing=True)
+        for row in await session.scalars(query):
+            rows[tuple(getattr(row, column) for column in columns)] = row
+    return rows
+
+
 # ---------------------------------------------------------------- chats
 
 
@@ -40,6 +62,9 @@ async def record_turn(session: AsyncSession, *, avatar_id: str, fan: str, model:
                       replied: bool, prompt_tokens: int | None, completion_tokens: int | None, paid_wei: int) -> None:
     """A fan's message whose turn ended at ``ended_at``: with a verified reply (``replied``) or not; paid or not."""
     day = utc_day(ended_at)
+    firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)  # first: the lock order (module doc)
+    if firsts.first_chat_at is None or utc_day(firsts.first_chat_at) > day:
+        firsts.first_chat_at = ended_at
     avatar_day = await _locked(session, AvatarDay, avatar_id=avatar_id, day=day)
     avatar_day.chats += 1
     chatter = await session.get(AvatarChatter, (avatar_id, fan), with_for_update=True)
@@ -52,9 +77,6 @@ async def record_turn(session: AsyncSession, *, avatar_id: str, fan: str, model:
             chatter.last_day, chatter.active_days = day, chatter.active_days + 1
             avatar_day.chatters += 1
     await _network_chatter(session, fan, day)
-    firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
-    if firsts.first_chat_at is None or utc_day(firsts.first_chat_at) > day:
-        firsts.first_chat_at = ended_at
     if model:
         model_day = await _locked(session, ModelDay, model=model, day=day)
         model_day.replies += replied
@@ -102,25 +124,34 @@ async def apply_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]
     """Trade rows (as the projection stores them) added to the day rollups (``direction`` +1), or taken back
     out when a re-org removed their blocks (-1, after they were deleted). ``creators``: each traded avatar's
     creator, to tell an outside buyer's first key."""
+    await _firsts_of_trades(session, trades, direction=direction, creators=creators)
     by_day: dict[tuple[str, date], list[Mapping[str, Any]]] = defaultdict(list)
     for trade in trades:
         by_day[trade["avatar_id"], utc_day(trade["timestamp"])].append(trade)
-    for (avatar_id, day), group in sorted(by_day.items()):
-        avatar_day = await _locked(session, AvatarDay, avatar_id=avatar_id, day=day)
+    rows = await _locked_rows(session, AvatarDay, ("avatar_id", "day"), sorted(by_day))
+    for key, group in by_day.items():
+        avatar_day = rows[key]
         avatar_day.trades += direction * len(group)
         avatar_day.volume += direction * sum(trade["eth_amount"] for trade in group)
         avatar_day.creator_fees += direction * sum(trade["creator_fee"] for trade in group)
+
+
+async def _firsts_of_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]], *, direction: int,
+                            creators: Mapping[str, str]) -> None:
+    """Each avatar's first outside buy: set by the first one seen, found again among the trades that remain
+    after a re-org took some away."""
     if direction > 0:
         outside: dict[str, datetime] = {}
         for trade in trades:
             if trade["is_buy"] and trade["trader"] != creators.get(trade["avatar_id"]):
                 outside.setdefault(trade["avatar_id"], trade["timestamp"])
-        for avatar_id, at in sorted(outside.items()):
-            firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
+        rows = await _locked_rows(session, NetworkAvatar, ("avatar_id",), [(avatar_id,) for avatar_id in outside])
+        for avatar_id, at in outside.items():
+            firsts = rows[avatar_id,]
             if firsts.first_outside_buy_at is None:
                 firsts.first_outside_buy_at = at
         return
-    for avatar_id in sorted({trade["avatar_id"] for trade in trades}):  # the first may be gone with the re-org
+    for avatar_id in sorted({trade["avatar_id"] for trade in trades}):
         firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
         firsts.first_outside_buy_at = await session.scalar(
             select(func.min(Trade.timestamp)).where(Trade.avatar_id == avatar_id, Trade.is_buy,
