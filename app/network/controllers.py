@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import Parameter
 from litestar.response import Template
 from litestar.stores.base import Store
@@ -58,14 +60,25 @@ async def cached_usage(store: Store, session: AsyncSession, window: Window, ttl_
     return usage
 
 
+@dataclass
+class UsageOperation(Operation):
+    """The usage route answers JSON, or CSV with ``format=csv``: both documented."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {**(ok.content or {}), "text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))}
+
+
 class NetworkController(Controller):
     tags = ["network"]
 
     @get("/api/network/usage", summary="The network's usage over a window: chats, spread, models, nodes, fees, "
-                                       "new avatars, per day", responses=error_responses(400, 503))
+                                       "new avatars, per day", responses=error_responses(400, 503),
+         operation_class=UsageOperation)
     async def usage(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession,
                     window: WindowParam = "24h", format: FormatParam = "json",
-                    section: SectionParam = "daily") -> Response[object]:
+                    section: SectionParam = "daily") -> Response[NetworkUsage]:
         chosen = parse_choice(Window, window, "window")
         if format not in ("json", "csv"):
             raise BadInput("format", "json or csv")
@@ -74,7 +87,7 @@ class NetworkController(Controller):
                                    state.settings.network_usage_cache_s)
         if format == "csv":
             name = f"twin-network-{chosen.value}-{chosen_section.value}.csv"
-            return Response(usage_csv(usage, chosen_section), media_type="text/csv; charset=utf-8",
+            return Response(usage_csv(usage, chosen_section), media_type="text/csv",  # type: ignore[arg-type]
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
         return Response(usage, media_type=MediaType.JSON)
 
