@@ -3,7 +3,8 @@
 # (Python venv, pinned Python and npm packages, Debian packages when missing) and is safe to
 # repeat: a step runs again only when the files that define it change.
 #   ./dev.sh run              serve on http://127.0.0.1:8000 with the embedded defaults
-#   ./dev.sh test [pytest args]  lint and run the test suite
+#   ./dev.sh test [pytest args]  lint and run the test suite, on a Redis of its own unless
+#                                TWIN_TEST_REDIS_URL names one
 #   ./dev.sh bench NAME       run bench/NAME.py
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -65,6 +66,43 @@ setup_browser() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
 
+free_port() { "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# The Redis tests' server: a throwaway redis-server on a free loopback port, keeping nothing on
+# disk, in a temporary directory; it is stopped and the directory removed when this script exits,
+# however it exits. TWIN_TEST_REDIS_URL tells the tests where it is.
+start_test_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  TEST_REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/twin-test-redis.XXXXXX")
+  trap stop_test_redis EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  local port attempt
+  for attempt in 1 2 3; do  # another process may take the free port before redis-server binds it
+    port=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$TEST_REDIS_DIR" --save '' --appendonly no \
+      --logfile "$TEST_REDIS_DIR/redis.log" &
+    TEST_REDIS_PID=$!
+    while kill -0 "$TEST_REDIS_PID" 2>/dev/null; do
+      if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+        export TWIN_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+        say "test Redis at $TWIN_TEST_REDIS_URL (attempt $attempt), stopped on exit"
+        return
+      fi
+      sleep 0.05
+    done
+  done
+  say "redis-server did not start:"; cat "$TEST_REDIS_DIR/redis.log" >&2; exit 1
+}
+
+stop_test_redis() {
+  if [ -n "${TEST_REDIS_PID:-}" ]; then
+    kill "$TEST_REDIS_PID" 2>/dev/null || true
+    wait "$TEST_REDIS_PID" 2>/dev/null || true
+  fi
+  rm -rf "$TEST_REDIS_DIR"
+}
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
@@ -75,7 +113,9 @@ case "$command" in
   test)
     setup_python; setup_node; setup_browser
     "$VENV/bin/ruff" check .
-    exec "$VENV/bin/pytest" "$@"
+    "$VENV/bin/mypy" app
+    [ -n "${TWIN_TEST_REDIS_URL:-}" ] || start_test_redis
+    "$VENV/bin/pytest" "$@"  # not exec'd: the exit trap stops the test Redis afterwards
     ;;
   bench)
     setup_python; setup_node

@@ -162,7 +162,7 @@ def _first_buy_total(chain: Chain, amount: int) -> int:
 
 
 async def index(app: Litestar) -> int:
-    return await app.state.indexer.sync()
+    return await app.state.services.indexer.sync()
 
 
 async def index_differences(client: AsyncTestClient[Litestar] | httpx.AsyncClient, contract: Contract,

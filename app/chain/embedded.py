@@ -54,7 +54,7 @@ def node_options(settings: Settings) -> NodeOptions:
         state_dir=settings.chain_state_dir, chain_id=settings.chain_id, base_fee_wei=settings.chain_base_fee_wei,
         mnemonic=settings.chain_dev_mnemonic, accounts=settings.chain_dev_accounts,
         balance_eth=DEV_ETH_BALANCE // 10**18, port=settings.chain_node_port,
-        state_interval_s=settings.chain_state_interval_s,
+        state_interval_s=settings.chain_state_interval_s, node_modules_dir=settings.node_modules_dir,
     )
 
 

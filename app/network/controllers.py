@@ -7,28 +7,26 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import Parameter
-from litestar.response import Template
 from litestar.stores.base import Store
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.avatars.service import get_avatar
+from app.config import Settings
 from app.db.models import utc_now
-from app.errors import AppError, error_responses
+from app.errors import error_responses
 from app.network.usage import (
     AvatarUsage,
     CsvSection,
     NetworkUsage,
     Window,
     avatar_usage,
-    lorenz_svg_points,
     network_usage,
     usage_csv,
 )
 from app.validation import AvatarIdParam, BadInput, parse_avatar_id
-from app.web.controllers import error_page, page
 
 WindowParam = Annotated[str, Parameter(description="24h, 7d or 30d: whole UTC days ending today",
                                        schema_extra={"enum": [window.value for window in Window]})]
@@ -76,7 +74,8 @@ class NetworkController(Controller):
     @get("/api/network/usage", summary="The network's usage over a window: chats, spread, models, nodes, fees, "
                                        "new avatars, per day", responses=error_responses(400, 503),
          operation_class=UsageOperation)
-    async def usage(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession,
+    async def usage(self, request: Request[Any, Any, Any], settings: NamedDependency[Settings],
+                    db_session: NamedDependency[AsyncSession],
                     window: WindowParam = "24h", format: FormatParam = "json",
                     section: SectionParam = "daily") -> Response[NetworkUsage]:
         chosen = parse_choice(Window, window, "window")
@@ -84,7 +83,7 @@ class NetworkController(Controller):
             raise BadInput("format", "json or csv")
         chosen_section = parse_choice(CsvSection, section, "section")
         usage = await cached_usage(request.app.stores.get(USAGE_STORE), db_session, chosen,
-                                   state.settings.network_usage_cache_s)
+                                   settings.network_usage_cache_s)
         if format == "csv":
             name = f"twin-network-{chosen.value}-{chosen_section.value}.csv"
             return Response(usage_csv(usage, chosen_section), media_type="text/csv",  # type: ignore[arg-type]
@@ -93,23 +92,7 @@ class NetworkController(Controller):
 
     @get("/api/avatars/{avatar_id:str}/usage", summary="An avatar's chats per day, chatters and returning chatters",
          responses=error_responses(400, 404, 503))
-    async def avatar(self, db_session: AsyncSession, avatar_id: AvatarIdParam,
+    async def avatar(self, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam,
                      window: WindowParam = "30d") -> AvatarUsage:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await avatar_usage(db_session, avatar.id, parse_choice(Window, window, "window"), utc_now().date())
-
-
-LORENZ_BOX = 200  # the chart's square, in SVG units
-
-
-class NetworkPageController(Controller):
-    include_in_schema = False
-    exception_handlers = {AppError: error_page}
-
-    @get("/network")
-    async def network_page(self, request: Request[Any, Any, Any], state: State, db_session: AsyncSession,
-                           window: Annotated[str, Parameter(max_length=8)] = "7d") -> Template:
-        usage = await cached_usage(request.app.stores.get(USAGE_STORE), db_session,
-                                   parse_choice(Window, window, "window"), state.settings.network_usage_cache_s)
-        return page(state, "network.html", usage=usage,
-                    lorenz_points=lorenz_svg_points(usage.distribution.lorenz, LORENZ_BOX))

@@ -14,12 +14,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from app.market.models import Trade
 from app.network.models import AvatarChatter, AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -30,9 +29,14 @@ def utc_day(moment: datetime) -> date:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
+def _dialect_name(session: AsyncSession) -> str:
+    assert session.bind is not None, "the app's sessions are bound to its engine"
+    return session.bind.dialect.name
+
+
 async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
     """The row with primary key ``key``, created with its defaults if missing, locked until commit."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if _dialect_name(session) == "postgresql" else sqlite
     await session.execute(dialect.insert(table).values(**key).on_conflict_do_nothing())
     query = select(table).filter_by(**key).with_for_update().execution_options(populate_existing=True)
     return (await session.scalars(query)).one()
@@ -41,7 +45,7 @@ async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
 async def _locked_rows(session: AsyncSession, table: type[Row], columns: tuple[str, ...],
                        keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], Row]:
     """:func:`_locked` for many rows at once (a batch of trades): two statements per thousand rows."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if _dialect_name(session) == "postgresql" else sqlite
     key_columns = [getattr(table, column) for column in columns]
     rows: dict[tuple[Any, ...], Row] = {}
     for start in range(0, len(keys), BATCH):
@@ -122,9 +126,10 @@ async def record_listed(session: AsyncSession, *, avatar_id: str, creator: str, 
 async def apply_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]], *, direction: int,
                        creators: Mapping[str, str]) -> None:
     """Trade rows (as the projection stores them) added to the day rollups (``direction`` +1), or taken back
-    out when a re-org removed their blocks (-1, after they were deleted). ``creators``: each traded avatar's
-    creator, to tell an outside buyer's first key."""
-    await _firsts_of_trades(session, trades, direction=direction, creators=creators)
+    out when a re-org removed their blocks (-1, after they were deleted and :func:`reset_first_outside_buys`
+    was told what remains). ``creators``: each traded avatar's creator, to tell an outside buyer's first key."""
+    if direction > 0:
+        await _first_outside_buys(session, trades, creators=creators)
     by_day: dict[tuple[str, date], list[Mapping[str, Any]]] = defaultdict(list)
     for trade in trades:
         by_day[trade["avatar_id"], utc_day(trade["timestamp"])].append(trade)
@@ -136,23 +141,23 @@ async def apply_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]
         avatar_day.creator_fees += direction * sum(trade["creator_fee"] for trade in group)
 
 
-async def _firsts_of_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]], *, direction: int,
-                            creators: Mapping[str, str]) -> None:
-    """Each avatar's first outside buy: set by the first one seen, found again among the trades that remain
-    after a re-org took some away."""
-    if direction > 0:
-        outside: dict[str, datetime] = {}
-        for trade in trades:
-            if trade["is_buy"] and trade["trader"] != creators.get(trade["avatar_id"]):
-                outside.setdefault(trade["avatar_id"], trade["timestamp"])
-        rows = await _locked_rows(session, NetworkAvatar, ("avatar_id",), [(avatar_id,) for avatar_id in outside])
-        for avatar_id, at in outside.items():
-            firsts = rows[avatar_id,]
-            if firsts.first_outside_buy_at is None:
-                firsts.first_outside_buy_at = at
-        return
-    for avatar_id in sorted({trade["avatar_id"] for trade in trades}):
-        firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
-        firsts.first_outside_buy_at = await session.scalar(
-            select(func.min(Trade.timestamp)).where(Trade.avatar_id == avatar_id, Trade.is_buy,
-                                                    Trade.trader != creators.get(avatar_id, "")))
+async def _first_outside_buys(session: AsyncSession, trades: Sequence[Mapping[str, Any]], *,
+                              creators: Mapping[str, str]) -> None:
+    """Each avatar's first outside buy: set by the first one seen."""
+    outside: dict[str, datetime] = {}
+    for trade in trades:
+        if trade["is_buy"] and trade["trader"] != creators.get(trade["avatar_id"]):
+            outside.setdefault(trade["avatar_id"], trade["timestamp"])
+    rows = await _locked_rows(session, NetworkAvatar, ("avatar_id",), [(avatar_id,) for avatar_id in outside])
+    for avatar_id, at in outside.items():
+        firsts = rows[avatar_id,]
+        if firsts.first_outside_buy_at is None:
+            firsts.first_outside_buy_at = at
+
+
+async def reset_first_outside_buys(session: AsyncSession, firsts: Mapping[str, datetime | None]) -> None:
+    """After a re-org: each avatar's first outside buy, found again by the market among the trades that remain
+    (this package does not read the market's tables: the market's projection imports it)."""
+    for avatar_id in sorted(firsts):
+        row = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
+        row.first_outside_buy_at = firsts[avatar_id]

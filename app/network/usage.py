@@ -22,6 +22,7 @@ from enum import StrEnum
 from msgspec import Struct
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.network.models import AvatarChatter, AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
 
@@ -183,10 +184,11 @@ async def has_chatted(session: AsyncSession, avatar_id: str, fan: str) -> bool:
 
 async def network_usage(session: AsyncSession, window: Window, today: date) -> NetworkUsage:
     start = window.first_day(today)
-    in_window = AvatarDay.day >= start
+    in_window = col(AvatarDay.day) >= start
     chats_per_avatar = [chats for (chats,) in await session.execute(
-        select(func.sum(AvatarDay.chats)).where(in_window, AvatarDay.chats > 0).group_by(AvatarDay.avatar_id))]
-    chatters = await session.scalar(select(func.count()).select_from(Chatter).where(Chatter.last_day >= start))
+        select(func.sum(col(AvatarDay.chats))).where(in_window, col(AvatarDay.chats) > 0)
+        .group_by(col(AvatarDay.avatar_id)))]
+    chatters = await session.scalar(select(func.count()).select_from(Chatter).where(col(Chatter.last_day) >= start))
     daily = await _daily(session, start, today)
     return NetworkUsage(
         window=window.value, first_day=start, last_day=today, chats=sum(chats_per_avatar), chatters=chatters or 0,
@@ -201,26 +203,26 @@ async def network_usage(session: AsyncSession, window: Window, today: date) -> N
 
 async def _daily(session: AsyncSession, start: date, today: date) -> list[DayUsage]:
     counts = {day: (chats, active, trades) for day, chats, active, trades in await session.execute(
-        select(AvatarDay.day, func.sum(AvatarDay.chats), func.count().filter(AvatarDay.chats > 0),
-               func.sum(AvatarDay.trades)).where(AvatarDay.day >= start).group_by(AvatarDay.day))}
+        select(col(AvatarDay.day), func.sum(col(AvatarDay.chats)), func.count().filter(col(AvatarDay.chats) > 0),
+               func.sum(col(AvatarDay.trades))).where(col(AvatarDay.day) >= start).group_by(col(AvatarDay.day)))}
     volume: dict[date, int] = defaultdict(int)
     fees: dict[date, int] = defaultdict(int)
     for day, day_volume, day_fees in await session.execute(  # wei: summed here, exact on every database
-            select(AvatarDay.day, AvatarDay.volume, AvatarDay.creator_fees)
-            .where(AvatarDay.day >= start, AvatarDay.trades != 0)):
+            select(col(AvatarDay.day), col(AvatarDay.volume), col(AvatarDay.creator_fees))
+            .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)):
         volume[day] += day_volume
         fees[day] += day_fees
     replies: dict[date, int] = defaultdict(int)
     spend: dict[date, int] = defaultdict(int)
     for day, day_replies, day_spend in await session.execute(
-            select(ModelDay.day, ModelDay.replies, ModelDay.spend).where(ModelDay.day >= start)):
+            select(col(ModelDay.day), col(ModelDay.replies), col(ModelDay.spend)).where(col(ModelDay.day) >= start)):
         replies[day] += day_replies
         spend[day] += day_spend
-    chatters = dict((await session.execute(select(NetworkDay.day, NetworkDay.chatters)
-                                           .where(NetworkDay.day >= start))).all())
-    listed_day = func.date(NetworkAvatar.listed_at)
+    chatters = dict((await session.execute(select(col(NetworkDay.day), col(NetworkDay.chatters))
+                                           .where(col(NetworkDay.day) >= start))).all())
+    listed_day = func.date(col(NetworkAvatar.listed_at))
     new = {_as_date(day): count for day, count in await session.execute(
-        select(listed_day, func.count()).where(NetworkAvatar.listed_at >= _midnight(start)).group_by(listed_day))}
+        select(listed_day, func.count()).where(col(NetworkAvatar.listed_at) >= _midnight(start)).group_by(listed_day))}
     result = []
     for offset in range((today - start).days + 1):
         day = start + timedelta(days=offset)
@@ -234,7 +236,7 @@ async def _daily(session: AsyncSession, start: date, today: date) -> list[DayUsa
 
 async def _models(session: AsyncSession, start: date) -> list[ModelUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 6)
-    for row in await session.scalars(select(ModelDay).where(ModelDay.day >= start)):
+    for row in await session.scalars(select(ModelDay).where(col(ModelDay.day) >= start)):
         sums = totals[row.model]
         for index, value in enumerate((row.replies, row.failed, row.prompt_tokens, row.completion_tokens, row.spend,
                                        row.paid_replies)):
@@ -247,7 +249,7 @@ async def _models(session: AsyncSession, start: date) -> list[ModelUsage]:
 
 async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 3)
-    for row in await session.scalars(select(NodeDay).where(NodeDay.day >= start)):
+    for row in await session.scalars(select(NodeDay).where(col(NodeDay.day) >= start)):
         sums = totals[row.node]
         sums[0] += row.replies
         sums[1] += row.failures
@@ -259,9 +261,9 @@ async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
 async def _fee_earnings(session: AsyncSession, start: date) -> FeeEarnings:
     earned: dict[str, int] = defaultdict(int)
     for creator, fees in await session.execute(
-            select(NetworkAvatar.creator, AvatarDay.creator_fees)
-            .join(NetworkAvatar, NetworkAvatar.avatar_id == AvatarDay.avatar_id)
-            .where(AvatarDay.day >= start, AvatarDay.trades != 0)):
+            select(col(NetworkAvatar.creator), col(AvatarDay.creator_fees))
+            .join(NetworkAvatar, col(NetworkAvatar.avatar_id) == col(AvatarDay.avatar_id))
+            .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)):
         earned[creator or ""] += fees
     amounts = sorted(amount for amount in earned.values() if amount > 0)
     return FeeEarnings(creators=len(amounts), total_wei=str(sum(amounts)), median_wei=str(quantile(amounts, 0.5)),
@@ -271,8 +273,9 @@ async def _fee_earnings(session: AsyncSession, start: date) -> FeeEarnings:
 
 async def _new_avatars(session: AsyncSession, start: date) -> NewAvatars:
     listed, chatted, bought = (await session.execute(
-        select(func.count(), func.count(NetworkAvatar.first_chat_at), func.count(NetworkAvatar.first_outside_buy_at))
-        .where(NetworkAvatar.listed_at >= _midnight(start)))).one()
+        select(func.count(), func.count(col(NetworkAvatar.first_chat_at)),
+               func.count(col(NetworkAvatar.first_outside_buy_at)))
+        .where(col(NetworkAvatar.listed_at) >= _midnight(start)))).one()
     return NewAvatars(listed=listed, first_chat=chatted, first_outside_buyer=bought)
 
 
@@ -280,11 +283,11 @@ async def avatar_usage(session: AsyncSession, avatar_id: str, window: Window, to
     start = window.first_day(today)
     chart_start = today - timedelta(days=AVATAR_DAYS - 1)
     by_day = {day: chats for day, chats in await session.execute(
-        select(AvatarDay.day, AvatarDay.chats).where(AvatarDay.avatar_id == avatar_id,
-                                                      AvatarDay.day >= min(start, chart_start)))}
+        select(col(AvatarDay.day), col(AvatarDay.chats)).where(col(AvatarDay.avatar_id) == avatar_id,
+                                                               col(AvatarDay.day) >= min(start, chart_start)))}
     chatters, returning = (await session.execute(
-        select(func.count(), func.count().filter(AvatarChatter.active_days >= 2))
-        .where(AvatarChatter.avatar_id == avatar_id, AvatarChatter.last_day >= start))).one()
+        select(func.count(), func.count().filter(col(AvatarChatter.active_days) >= 2))
+        .where(col(AvatarChatter.avatar_id) == avatar_id, col(AvatarChatter.last_day) >= start))).one()
     return AvatarUsage(avatar_id=avatar_id, window=window.value,
                        chats=sum(chats for day, chats in by_day.items() if day >= start), chatters=chatters,
                        returning_chatters=returning,
@@ -294,8 +297,9 @@ async def avatar_usage(session: AsyncSession, avatar_id: str, window: Window, to
 
 def usage_csv(usage: NetworkUsage, section: CsvSection) -> str:
     """One section of the usage as CSV: the days, the models or the nodes, one row each."""
-    rows: Sequence[Struct] = {CsvSection.daily: usage.daily, CsvSection.models: usage.models,
-                              CsvSection.nodes: usage.nodes}[section]
+    by_section: dict[CsvSection, Sequence[Struct]] = {CsvSection.daily: usage.daily, CsvSection.models: usage.models,
+                                                      CsvSection.nodes: usage.nodes}
+    rows = by_section[section]
     fields = {CsvSection.daily: DayUsage, CsvSection.models: ModelUsage, CsvSection.nodes: NodeUsage}[section]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

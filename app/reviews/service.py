@@ -18,11 +18,13 @@ from sqlalchemy import Integer, case, cast, func, literal, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from app.avatars.models import Avatar
 from app.config import Settings
 from app.db.models import utc_now
 from app.errors import Conflict, Forbidden, NotFound
+from app.lib import pagination
 from app.market import service as market
 from app.market.models import MarketAvatar
 from app.network import usage as network
@@ -66,8 +68,8 @@ class Prior:
     def milli_score(self) -> ColumnElement[int]:
         """The Bayesian average in thousandths of a star, as an integer SQL expression (-1 without reviews)."""
         prior = literal(round(self.mean * 1000) * self.weight)
-        count = func.coalesce(AvatarRating.count, 0)
-        return case((count > 0, cast((prior + AvatarRating.total * 1000) / (self.weight + count), Integer)),
+        count = func.coalesce(col(AvatarRating.count), 0)
+        return case((count > 0, cast((prior + col(AvatarRating.total) * 1000) / (self.weight + count), Integer)),
                     else_=-1)
 
 
@@ -81,7 +83,7 @@ def rating_out(row: AvatarRating | None, prior: Prior) -> RatingOut:
 
 async def ratings_of(session: AsyncSession, avatar_ids: list[str], prior: Prior) -> dict[str, RatingOut]:
     rows = {row.avatar_id: row for row in await session.scalars(
-        select(AvatarRating).where(AvatarRating.avatar_id.in_(avatar_ids)))} if avatar_ids else {}
+        select(AvatarRating).where(col(AvatarRating.avatar_id).in_(avatar_ids)))} if avatar_ids else {}
     return {avatar_id: rating_out(rows.get(avatar_id), prior) for avatar_id in avatar_ids}
 
 
@@ -128,7 +130,8 @@ async def submit(session: AsyncSession, *, avatar: Avatar, author: str, data: Re
         raise Forbidden(f"only holders review: hold at least one key of @{avatar.handle}", code="no_key")
     if not await network.has_chatted(session, avatar.id, author):
         raise Forbidden(f"only fans who chatted review: chat with @{avatar.handle} first", code="no_chat")
-    review = await session.scalar(select(Review).where(Review.avatar_id == avatar.id, Review.reviewer == author)
+    review = await session.scalar(select(Review)
+                                  .where(col(Review.avatar_id) == avatar.id, col(Review.reviewer) == author)
                                   .with_for_update())
     if review is not None and data.time <= review.signed_at:
         raise Conflict("a review signed at this time or later is already stored: sign the edit anew",
@@ -197,15 +200,15 @@ async def hide(session: AsyncSession, *, avatar_id: str, review_id: int, by: str
 async def reviews_page(session: AsyncSession, *, avatar_id: str, signing: Signing, prior: Prior, cursor: str | None,
                        limit: int) -> ReviewsPage:
     """Newest first (by id); the cursor is the last review's id."""
-    query = select(Review).where(Review.avatar_id == avatar_id).order_by(Review.id.desc()).limit(limit + 1)
-    after = market.decode_cursor(cursor, market.cursor_id)
+    query = select(Review).where(col(Review.avatar_id) == avatar_id).order_by(col(Review.id).desc()).limit(limit + 1)
+    after = pagination.decode_cursor(cursor, pagination.cursor_id)
     if after is not None:
-        query = query.where(Review.id < after[0])
+        query = query.where(col(Review.id) < after[0])
     rows = (await session.scalars(query)).all()
     page = rows[:limit]
     rating = (await ratings_of(session, [avatar_id], prior))[avatar_id]
     return ReviewsPage(rating=rating, items=await described(session, avatar_id, page, signing),
-                       next_cursor=market.encode_cursor(page[-1].id) if len(rows) > limit else None)
+                       next_cursor=pagination.encode_cursor(page[-1].id) if len(rows) > limit else None)
 
 
 async def described(session: AsyncSession, avatar_id: str, reviews: Sequence[Review], signing: Signing
@@ -237,15 +240,16 @@ async def by_rating(session: AsyncSession, prior: Prior, *, q: str | None, curso
                     limit: int) -> tuple[list[tuple[Avatar, MarketAvatar]], str | None]:
     """One page of listed avatars, best rated first (unrated last, ties by id), keyset-paged in SQL."""
     score = prior.milli_score().label("score")
-    query = select(Avatar, MarketAvatar, score).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id) \
-        .outerjoin(AvatarRating, AvatarRating.avatar_id == Avatar.id).where(Avatar.listed_at.is_not(None))
+    query = select(Avatar, MarketAvatar, score).join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id)) \
+        .outerjoin(AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id)) \
+        .where(col(Avatar.listed_at).is_not(None))
     if q:
         pattern = f"%{q.lower()}%"
-        query = query.where(Avatar.handle.ilike(pattern) | Avatar.name.ilike(pattern))
-    after = market.decode_cursor(cursor, market.cursor_int, market.cursor_str)
+        query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))
+    after = pagination.decode_cursor(cursor, pagination.cursor_int, pagination.cursor_str)
     if after is not None:
-        query = query.where(tuple_(prior.milli_score(), Avatar.id) < tuple_(literal(after[0]), literal(after[1])))
-    rows = (await session.execute(query.order_by(score.desc(), Avatar.id.desc()).limit(limit + 1))).all()
+        query = query.where(tuple_(prior.milli_score(), col(Avatar.id)) < tuple_(literal(after[0]), literal(after[1])))
+    rows = (await session.execute(query.order_by(score.desc(), col(Avatar.id).desc()).limit(limit + 1))).all()
     page = rows[:limit]
-    next_cursor = market.encode_cursor(page[-1][2], page[-1][0].id) if len(rows) > limit else None
+    next_cursor = pagination.encode_cursor(page[-1][2], page[-1][0].id) if len(rows) > limit else None
     return [(avatar, market_row) for avatar, market_row, _ in page], next_cursor

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -13,16 +14,14 @@ from litestar.router import Router
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app.config import PROJECT_ROOT
+from app.config import Settings
+from app.resources import FRONTEND_DIR
 from app.web.formatting import FILTERS
 
-FRONTEND_DIR = PROJECT_ROOT / "frontend"
-NODE_MODULES_DIR = PROJECT_ROOT / "node_modules"
-
-# URL path → the npm package folder it serves (installed from package-lock.json by `./dev.sh`).
+# URL path → the npm package folder it serves, in TWIN_NODE_MODULES_DIR (installed from package-lock.json).
 VENDORED_PACKAGES = {
-    "/vendor/ethers": NODE_MODULES_DIR / "ethers" / "dist",
-    "/vendor/uplot": NODE_MODULES_DIR / "uplot" / "dist",
+    "/vendor/ethers": Path("ethers", "dist"),
+    "/vendor/uplot": Path("uplot", "dist"),
 }
 
 
@@ -41,10 +40,10 @@ def no_nul_in_path(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteH
         raise NotFoundException("no such file")
 
 
-def static_routers() -> list[Router]:
+def static_routers(settings: Settings) -> list[Router]:
     return [
         create_static_files_router(path="/static", directories=[FRONTEND_DIR / "static"], guards=[no_nul_in_path]),
-        *(create_static_files_router(path=path, directories=[directory], name=path.strip("/").replace("/", "-"),
-                                     guards=[no_nul_in_path])
-          for path, directory in VENDORED_PACKAGES.items()),
+        *(create_static_files_router(path=path, directories=[settings.node_modules_dir / package],
+                                     name=path.strip("/").replace("/", "-"), guards=[no_nul_in_path])
+          for path, package in VENDORED_PACKAGES.items()),
     ]

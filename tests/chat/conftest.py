@@ -41,7 +41,7 @@ class Served:
         return self.base_url.replace("http://", "ws://", 1)
 
     async def index(self) -> int:
-        return await self.app.state.indexer.sync()
+        return await self.app.state.services.indexer.sync()
 
     async def signed_in(self, account: LocalAccount) -> httpx.AsyncClient:
         """An HTTP client holding ``account``'s session cookie."""
@@ -75,7 +75,7 @@ class Served:
 
     def node_completions(self) -> Any:
         """The in-process node's completion service (to make it misbehave)."""
-        transports = self.app.state.proxy_client._transports
+        transports = self.app.state.services.proxy_client._transports
         (transport,) = transports.values()
         return transport._app.state.node.completions
 

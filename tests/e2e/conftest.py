@@ -17,14 +17,14 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from app.config import PROJECT_ROOT
+from app.resources import CHECKOUT_ROOT
 from tests.e2e.flows import Server, launch_avatar, use_dev_wallet
 from tests.helpers import TWIN, env_without_twin_settings, free_port, stop, wait_until_ready
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "e2e"
+SCREENSHOTS = CHECKOUT_ROOT / "test-artifacts" / "e2e"
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
 

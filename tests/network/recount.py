@@ -40,7 +40,7 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
     prompt = aliased(ChatMessage)
     turns = await session.execute(select(prompt, ChatMessage).join(ChatMessage, ChatMessage.reply_to == prompt.id)
                                   .where(prompt.role == Role.user, prompt.status != MessageStatus.pending))
-    for asked, reply in turns.tuples():
+    for asked, reply in turns:
         day = day_of(asked.completed_at)
         avatar_days[asked.avatar_id, day]["chats"] += 1
         fans_per_day[asked.avatar_id, day].add(asked.fan)
@@ -67,7 +67,7 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
     nodes: dict[tuple[str, date], int] = defaultdict(int)
     for reply, attestation in (await session.execute(
             select(ChatMessage, ReplyAttestation).join(ReplyAttestation,
-                                                       ReplyAttestation.message_id == ChatMessage.id))).tuples():
+                                                       ReplyAttestation.message_id == ChatMessage.id))):
         nodes[attestation.node_endpoint, day_of(reply.completed_at)] += 1
     chatters: dict[str, list[date]] = {}
     for day, fans in network_days.items():

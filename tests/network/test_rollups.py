@@ -15,9 +15,8 @@ from litestar.testing import AsyncTestClient
 from app.chain.client import Chain
 from app.chain.embedded import EmbeddedChain
 from app.config import Settings
-from app.db.engine import session_factory
 from app.main import create_app
-from app.proxy.attestation import EnclaveIdentity
+from app.proxy.node.attestation import EnclaveIdentity
 from tests.chat.conftest import Served, reply_frames, send_message
 from tests.conftest import between_snapshot, chain_of_its_own
 from tests.helpers import buy, launch, sell
@@ -37,7 +36,7 @@ async def chain(own_node: EmbeddedChain) -> AsyncIterator[Chain]:
 
 
 async def figures(served: Served) -> tuple[dict[str, object], dict[str, object]]:
-    async with session_factory(served.app.state.engine)() as session:
+    async with served.app.state.services.sessions() as session:
         return await rollups(session), await recount(session)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from app.proxy.chat_request import parse_chat_request
-from app.proxy.upstreams.base import Finished, TextDelta, Usage
-from app.proxy.upstreams.offline import OfflineDemoUpstream, compose_reply, estimate_prompt_tokens
+from app.proxy.node.chat_request import parse_chat_request
+from app.proxy.node.upstreams.base import Finished, TextDelta, Usage
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream, compose_reply, estimate_prompt_tokens
 
 PERSONA = "You are Ada Lovelace, a mathematician who wrote the first program. Speak warmly."
 

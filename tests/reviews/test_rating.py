@@ -7,7 +7,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.chain.client import Chain
-from app.db.engine import session_factory
 from app.reviews.models import AvatarRating
 from app.reviews.service import Prior
 from tests.helpers import index, launch
@@ -25,7 +24,7 @@ def test_the_bayesian_average_starts_at_the_prior_and_tends_to_the_mean() -> Non
 
 async def set_ratings(app: Litestar, ratings: dict[str, list[int]]) -> None:
     """Each avatar's stars, written to its rating totals (the rollup sort=rating reads)."""
-    async with session_factory(app.state.engine)() as session:
+    async with app.state.services.sessions() as session:
         for avatar_id, stars in ratings.items():
             session.add(rating_row(avatar_id, stars))
         await session.commit()

@@ -201,7 +201,7 @@ async def test_review_writes_are_rate_limited(served: Served, creator: LocalAcco
     creator_http = await served.signed_in(creator)
     avatar_id = await launch(creator_http, served.chain, creator, "limited")  # type: ignore[arg-type]
     http = await chatted_holder(served, fan, avatar_id)
-    limit = served.app.state.settings.review_writes_per_minute
+    limit = served.app.state.services.settings.review_writes_per_minute
     now = int(time.time())
     answers = [await http.post(f"/api/avatars/{avatar_id}/reviews",
                                json=signed_review(served, fan, avatar_id, 4, f"take {n}", at=now - 100 + n))

@@ -64,7 +64,7 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     avatar_id = await launch(client, chain, creator, "curvy", first_keys=3)
     buy(chain, fan, avatar_id, 1)
     await index(app)
-    divisor = await app.state.twin_keys_reader.divisor()
+    divisor = await app.state.services.reader.divisor()
 
     html = (await client.get(f"/avatars/{avatar_id}")).text
 
