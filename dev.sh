@@ -4,7 +4,8 @@
 # repeat: a step runs again only when the files that define it change.
 #   ./dev.sh run              serve on http://127.0.0.1:8000 with the embedded defaults
 #   ./dev.sh test [pytest args]  lint and run the test suite, on a Redis of its own unless
-#                                TWIN_TEST_REDIS_URL names one
+#                                TWIN_TEST_REDIS_URL names one (without args: also the contract checks)
+#   ./dev.sh forge ARGS       forge in contracts/ (solc-js through contracts/solc), e.g. `forge test`
 #   ./dev.sh bench NAME       run bench/NAME.py
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -59,6 +60,19 @@ setup_node() {
     npm ci --no-audit --no-fund --loglevel=error
     mark node_modules/.installed package.json package-lock.json
   fi
+}
+
+# The contracts' own checks, after pytest: forge's unit, fuzz and invariant tests (default profile of
+# contracts/foundry.toml: 100,000 calls per invariant suite), the coverage figure of the unit and fuzz
+# suites, then Slither (triage: contracts/slither.db.json). Coverage and Slither build into directories of
+# their own; everything compiles with solc-js through contracts/solc.
+check_contracts() {
+  say "forge test, forge coverage and slither (contracts/)"
+  (cd contracts && ../node_modules/.bin/forge test &&
+    FOUNDRY_OUT=coverage-out FOUNDRY_CACHE_PATH=coverage-cache FOUNDRY_FUZZ_RUNS=100 \
+      ../node_modules/.bin/forge coverage --no-match-path 'test/invariant/*' --report summary &&
+    FOUNDRY_OUT=slither-out FOUNDRY_CACHE_PATH=slither-cache PATH="$PWD/../node_modules/.bin:$PATH" \
+      "../$VENV/bin/slither" . --config-file slither.config.json)
 }
 
 setup_browser() {
@@ -116,6 +130,11 @@ case "$command" in
     "$VENV/bin/mypy" app
     [ -n "${TWIN_TEST_REDIS_URL:-}" ] || start_test_redis
     "$VENV/bin/pytest" "$@"  # not exec'd: the exit trap stops the test Redis afterwards
+    [ $# -gt 0 ] || check_contracts
+    ;;
+  forge)
+    setup_node
+    cd contracts && exec ../node_modules/.bin/forge "$@"
     ;;
   bench)
     setup_python; setup_node
@@ -124,7 +143,7 @@ case "$command" in
     exec "$VENV/bin/python" "bench/$name.py" "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run | test [pytest args] | bench NAME" >&2
+    echo "usage: ./dev.sh run | test [pytest args] | forge ARGS | bench NAME" >&2
     exit 2
     ;;
 esac

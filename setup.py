@@ -8,7 +8,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 BUNDLED = ("frontend", "contracts", "migrations", "alembic.ini")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+# contracts/node_modules is forge's link to the npm packages; out, cache, *-out and *-cache are build output.
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules", "out", "cache", "*-out", "*-cache")
 
 
 class BuildWithResources(build_py):

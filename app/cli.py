@@ -24,13 +24,15 @@ def cli() -> None:
 @with_settings
 def serve(settings: Settings, host: str | None, port: int | None) -> None:
     """Run the whole service (embedded defaults need no configuration)."""
+    from app.demo.world import genesis_timestamp
     from app.main import create_app
     from app.proxy.config import load_proxy_settings
 
     load_or_exit(lambda: check_backend_settings(settings))
     proxy_settings = load_or_exit(load_proxy_settings)
     asyncio.run(serve_on_chain(settings, host or settings.host, port or settings.port,
-                               lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings)))
+                               lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings),
+                               genesis_timestamp=genesis_timestamp(settings)))
 
 
 @cli.group()

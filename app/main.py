@@ -24,7 +24,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.controllers import AuthController
 from app.auth.csrf import CSRFGuard
@@ -33,6 +33,7 @@ from app.auth.sessions import SESSION_COOKIE, SessionConfig
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
+from app.catalog.activity import ActivityFeed
 from app.catalog.controllers import CatalogController
 from app.chain.client import Chain, connect_chain, watch_chain
 from app.chain.controllers import ChainController, DevChainController
@@ -43,24 +44,32 @@ from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
 from app.chat.journal import ReplyJournal
 from app.chat.sockets import SocketQuota
+from app.chat.turn import ChatService
 from app.cluster.leader import leadership_for
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
+from app.demo.world import DemoWorld
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
 from app.health import HealthController, MetricsController, ReadinessCheck, database_check
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
+from app.network.controllers import NetworkController
+from app.network.recorder import NodeOutcomeRecorder
 from app.proxy.accounts import platform_wallet
 from app.proxy.client.client import ProxyClient
 from app.proxy.client.controllers import NodeDirectoryController
 from app.proxy.config import ProxySettings, load_proxy_settings
 from app.proxy.node.app import in_process_node
+from app.reviews.controllers import ReviewController, ReviewDomainController, rate_limit_config
 from app.services import SERVICE_DEPENDENCIES, Services
+from app.web.activity import activity_socket
 from app.web.assets import static_routers, template_config
+from app.web.avatar_links import AvatarLinksController
 from app.web.controllers import WebController, not_found
+from app.web.network import NetworkPageController
 
 
 def _chain_check(chain: Chain, indexer: Indexer) -> ReadinessCheck:
@@ -77,7 +86,8 @@ def _chain_check(chain: Chain, indexer: Indexer) -> ReadinessCheck:
 
 
 @asynccontextmanager
-async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIterator[ProxyClient]:
+async def _proxy_client(chain: Chain, proxy_settings: ProxySettings,
+                        on_outcome: NodeOutcomeRecorder) -> AsyncIterator[ProxyClient]:
     """The client every chat reply goes through. On the embedded chain a node runs in this
     process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
     wallet = platform_wallet(proxy_settings, chain)
@@ -87,7 +97,8 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIte
         if chain.is_embedded:
             node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
             transports[node.endpoint], own = node.transport, [node.tee_id]
-        client = ProxyClient(chain, wallet, proxy_settings, transports=transports, own_tee_ids=own)
+        client = ProxyClient(chain, wallet, proxy_settings, transports=transports, own_tee_ids=own,
+                             on_outcome=on_outcome)
         stack.push_async_callback(client.aclose)
         yield client
 
@@ -108,7 +119,8 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
         leadership = leadership_for(settings, sessions)  # indexer, autoscaler
-        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
+        divisor = await reader.divisor()
+        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(divisor),
                           sessions, confirmations=settings.chain_confirmations,
                           start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s,
                           batch_blocks=settings.indexer_batch_blocks,
@@ -119,10 +131,13 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                                      name="chat-journal")]
         if settings.chain_probe_interval_s:
             tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))
+        demo = _demo_world(settings, chain, sessions)
+        if demo is not None:  # before the proxy node registers (see DemoWorld)
+            await demo.build_history()
         if chain.owns_node:
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
-            async with _proxy_client(chain, proxy_settings) as proxy_client:
+            async with _proxy_client(chain, proxy_settings, NodeOutcomeRecorder(sessions)) as proxy_client:
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), sessions,
@@ -135,7 +150,11 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                         chat_sockets=SocketQuota(per_session=settings.chat_max_sockets_per_session,
                                                  per_address=settings.chat_max_sockets_per_address),
                         readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer),
-                                          "leadership": leadership.readiness})
+                                          "leadership": leadership.readiness},
+                        activity_feed=ActivityFeed(sessions, divisor))
+                    if demo is not None:
+                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, journal=journal)
+                        tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:
             for task in tasks:
@@ -147,6 +166,14 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
             await engine.dispose()
 
     return lifespan
+
+
+def _demo_world(settings: Settings, chain: Chain, sessions: async_sessionmaker[AsyncSession]) -> DemoWorld | None:
+    """The first start of an empty embedded world opens on a living market (app/demo)."""
+    if not (chain.owns_node and settings.demo_world):
+        return None
+    base_url = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+    return DemoWorld(settings, chain, sessions, base_url)
 
 
 def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Awaitable[int]]:
@@ -188,6 +215,8 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
     MarketController, ChatController, AutoscaleController, NodeDirectoryController, WebController,
+    AvatarLinksController, activity_socket,
+    ReviewController, ReviewDomainController, NetworkController, NetworkPageController,
 ]
 
 
@@ -219,7 +248,8 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
             StructlogPlugin(StructlogConfig(structlog_logging_config=_logging(settings),
                                             enable_middleware_logging=False)),
         ],
-        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings)],
+        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings),
+                    rate_limit_config(settings).middleware],
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),

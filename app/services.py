@@ -18,6 +18,7 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.autoscale.service import AutoscaleService
+from app.catalog.activity import ActivityFeed
 from app.chain.client import Chain
 from app.chain.indexer import Indexer
 from app.chat.gate import ChatGate
@@ -44,6 +45,7 @@ class Services:
     reply_journal: ReplyJournal  # turn ends written ahead of the database (app/chat/journal.py)
     leadership: Leadership  # whether this worker runs the singletons (indexer, autoscaler)
     readiness_checks: Mapping[str, ReadinessCheck]
+    activity_feed: ActivityFeed  # trades and launches for /ws/activity (app/web/activity.py)
 
 
 def services_of(app: Litestar) -> Services:

@@ -70,14 +70,16 @@ def uvicorn_config(app: Litestar, settings: Settings, host: str, port: int) -> u
                           ws_max_size=WS_MAX_SIZE_FACTOR * settings.chat_max_frame_bytes)
 
 
-async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar]) -> None:
-    """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped."""
+async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar], *,
+                         genesis_timestamp: int | None = None) -> None:
+    """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped.
+    ``genesis_timestamp``: see connect_chain."""
     import uvicorn
 
     from app.chain.client import ChainError, connect_chain
 
     try:
-        chain = await connect_chain(settings)
+        chain = await connect_chain(settings, genesis_timestamp=genesis_timestamp)
     except ChainError as error:
         click.echo(f"twin: {redact(str(error))}", err=True)  # the RPC URL may carry credentials
         sys.exit(1)

@@ -11,7 +11,7 @@ from msgspec import Struct, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service
-from app.auth.deps import provide_current_address
+from app.auth.deps import provide_current_address, provide_optional_address
 from app.auth.sessions import rotate_session
 from app.chain.client import Chain
 from app.config import Settings
@@ -31,6 +31,10 @@ class SignInIn(Struct):
 
 class SignedInOut(Struct):
     address: str
+
+
+class SessionOut(Struct):
+    address: str | None
 
 
 def expected_domain(request: Request[Any, Any, Any], settings: Settings, chain: Chain) -> str:
@@ -90,6 +94,14 @@ class AuthController(Controller):
     async def logout(self, request: Request[Any, Any, Any]) -> dict[str, bool]:
         request.clear_session()
         return {"signed_out": True}
+
+    @get(
+        "/session",
+        summary="Who is signed in: the address, or null (never a 401: pages ask on every load)",
+        dependencies={"viewer": Provide(provide_optional_address)},
+    )
+    async def session(self, viewer: NamedDependency[str | None]) -> SessionOut:
+        return SessionOut(address=viewer)
 
     @get(
         "/me",

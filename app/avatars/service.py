@@ -79,6 +79,15 @@ async def get_avatar(session: AsyncSession, avatar_id: str) -> Avatar:
     return avatar
 
 
+async def avatar_id_by_handle(session: AsyncSession, handle: str) -> str:
+    """The id of the avatar ``@handle`` (the share link ``/avatars/@handle``)."""
+    query = select(col(Avatar.id)).where(col(Avatar.handle) == handle.removeprefix("@").lower())
+    avatar_id = await session.scalar(query)
+    if avatar_id is None:
+        raise NotFound(f"no avatar {handle}")
+    return avatar_id
+
+
 async def update_avatar(session: AsyncSession, *, avatar_id: str, editor: str, changes: AvatarUpdate) -> Avatar:
     avatar = await get_avatar(session, avatar_id)
     if avatar.creator != editor:

@@ -61,6 +61,9 @@ class NodeOptions:
     port: int = 0
     state_interval_s: int = 2
     node_modules_dir: Path = DEFAULT_NODE_MODULES_DIR  # where npm installed @foundry-rs/anvil
+    # The genesis block's timestamp on a node started without saved state (anvil's clock then runs
+    # from there): the demo world backdates a fresh chain so that its history spans past days.
+    genesis_timestamp: int | None = None
 
 
 def anvil_binary(node_modules_dir: Path) -> Path:
@@ -231,6 +234,8 @@ class AnvilNode:
             "--block-base-fee-per-gas", str(options.base_fee_wei), "--disable-min-priority-fee",
             "--state", str(state_file), "--state-interval", str(options.state_interval_s),
         ]
+        if options.genesis_timestamp is not None and not state_file.exists():
+            command += ["--timestamp", str(options.genesis_timestamp)]
         log_file = (options.state_dir / "anvil.log").open("ab")
         # A session of its own: it outlives a killed server, and a terminal's ^C spares it.
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,  # noqa: S603 - our binary

@@ -37,6 +37,11 @@ OPTIMIZER_RUNS = 1_000_000
 
 # Node finds solc beside the shim in a checkout; an installed wheel's shim needs NODE_PATH (the image sets it).
 SOLCJS_SHIM = Path(str(files("app.chain") / "solcjs_shim.cjs"))
+# contracts/ is also a Foundry project (contracts/foundry.toml). The compiler input names sources and
+# remaps OpenZeppelin exactly as forge does there, so that the metadata hash, and with it the bytecode,
+# is the same whichever tool compiles. The remapping's target is read from the base path, the folder
+# holding node_modules (forge reads it through the committed symlink contracts/node_modules).
+REMAPPINGS = ["@openzeppelin/=node_modules/@openzeppelin/"]
 
 _OUTPUT_SELECTION = [
     "abi",
@@ -72,8 +77,11 @@ def solcjs_binary() -> Path:
 
 
 def source_unit_name(path: Path) -> str:
-    """Sources are named by their path from the project root, e.g. ``contracts/TwinKeys.sol``."""
-    return path.resolve().relative_to(RESOURCES_ROOT).as_posix()
+    """Sources are named as forge names them: by their path from contracts/ (``TwinKeys.sol``), and
+    those elsewhere (the Python tests' attack contracts) by their path from the project root."""
+    path = path.resolve()
+    root = CONTRACTS_DIR if path.is_relative_to(CONTRACTS_DIR) else RESOURCES_ROOT
+    return path.relative_to(root).as_posix()
 
 
 def compiler_input(sources: Iterable[Path]) -> dict[str, Any]:
@@ -82,9 +90,11 @@ def compiler_input(sources: Iterable[Path]) -> dict[str, Any]:
         "language": "Solidity",
         "sources": {source_unit_name(path): {"content": path.read_text()} for path in sorted(sources)},
         "settings": {
+            "remappings": REMAPPINGS,
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
             "viaIR": True,
             "evmVersion": EVM_VERSION,
+            "libraries": {},
             "outputSelection": {"*": {"*": _OUTPUT_SELECTION}},
         },
     }
@@ -102,8 +112,8 @@ def compile_sources(sources: Iterable[Path], binary: Path | None = None) -> dict
     try:
         output = solcx.compile_standard(
             compiler_input(sources),
-            base_path=node_modules,
-            allow_paths=node_modules,
+            base_path=node_modules.parent,
+            allow_paths=[CONTRACTS_DIR, node_modules],
             solc_binary=binary or solc_binary(),
         )
     except SolcError as error:

@@ -152,11 +152,12 @@ def chain_from_embedded(embedded: EmbeddedChain, *, timeout_s: float = 5.0, owns
                  owns_node=owns_node, **contracts_at(w3, embedded.addresses))
 
 
-async def connect_chain(settings: Settings) -> Chain:
-    """The embedded chain when TWIN_CHAIN_RPC_URL is unset, else the configured, verified remote one."""
+async def connect_chain(settings: Settings, *, genesis_timestamp: int | None = None) -> Chain:
+    """The embedded chain when TWIN_CHAIN_RPC_URL is unset, else the configured, verified remote one.
+    ``genesis_timestamp`` dates an embedded chain that starts without saved state."""
     if not settings.chain_rpc_url:
         try:
-            embedded = await asyncio.to_thread(EmbeddedChain.start, settings)
+            embedded = await asyncio.to_thread(EmbeddedChain.start, settings, genesis_timestamp)
         except NodeError as error:
             raise ChainError(f"embedded chain: {error}") from None
         return chain_from_embedded(embedded, timeout_s=settings.chain_rpc_timeout_s, owns_node=True)

@@ -39,6 +39,7 @@ from x402.schemas import SettleResponse
 
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.db.engine import claim_writer
+from app.network import rollups as network
 from app.proxy.client.client import ChatResult
 
 log = structlog.get_logger()
@@ -66,6 +67,10 @@ class TurnEnd(msgspec.Struct, frozen=True):
     def paid(self) -> bool:
         return self.cost_wei > 0
 
+    @property
+    def ended_at(self) -> datetime:
+        return datetime.fromtimestamp(self.completed_at, UTC)
+
     def rows(self) -> tuple[ChatMessage, ReplyAttestation | None]:
         """The reply and its attestation as they are to be stored (not attached to a session)."""
         reply = ChatMessage(id=self.reply_id, reply_to=self.prompt_id, avatar_id="", fan="", role=Role.assistant,
@@ -77,7 +82,7 @@ class TurnEnd(msgspec.Struct, frozen=True):
 
     def _apply(self, reply: ChatMessage) -> None:
         reply.status, reply.error_code, reply.content = self.status, self.error_code, self.content
-        reply.completed_at = datetime.fromtimestamp(self.completed_at, UTC)
+        reply.completed_at = self.ended_at
         if self.model is not None:
             reply.model = self.model
         reply.prompt_tokens, reply.completion_tokens = self.prompt_tokens, self.completion_tokens
@@ -123,7 +128,11 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
     end._apply(reply)
     answered = end.status == MessageStatus.complete
     prompt.status = MessageStatus.answered if answered else end.status
-    prompt.error_code, prompt.completed_at = end.error_code, reply.completed_at
+    prompt.error_code, prompt.completed_at = end.error_code, end.ended_at
+    # The network's rollups count the turn in the transaction that ends it, so once whichever write stores it.
+    await network.record_turn(session, avatar_id=prompt.avatar_id, fan=prompt.fan, model=reply.model,
+                              ended_at=end.ended_at, replied=answered, prompt_tokens=reply.prompt_tokens,
+                              completion_tokens=reply.completion_tokens, paid_wei=reply.cost_wei)
     attestation = None
     if end.attestation is not None:
         attestation = ReplyAttestation(message_id=end.reply_id, **end.attestation)

@@ -10,13 +10,15 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, Parameter
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import provide_optional_address
-from app.avatars.service import get_avatar
+from app.avatars.service import avatar_id_by_handle, get_avatar
 from app.catalog import service as catalog
+from app.catalog.ratings import avatar_page_extras
 from app.catalog.schemas import RankingSort
+from app.catalog.showcase import showcase
 from app.chain.artifacts import load_artifact
 from app.chain.client import Chain
 from app.chat.access import chat_access
@@ -27,6 +29,8 @@ from app.market import service as market
 from app.market.service import TwinKeysReader
 from app.proxy.client.client import ProxyClient
 from app.proxy.client.directory import node_directory
+from app.reviews.controllers import signing
+from app.reviews.service import Prior
 from app.services import services_of
 from app.validation import parse_avatar_id
 
@@ -44,6 +48,7 @@ def page(chain: Chain, template_name: str, *, status_code: int = 200, **context:
     wallet_config = {
         "chain_id": chain.chain_id,
         "twin_keys_address": chain.addresses.twin_keys,
+        "node_registry_address": chain.addresses.node_registry,
         "embedded_chain": chain.is_embedded,
     }
     return Template(
@@ -82,31 +87,46 @@ class WebController(Controller):
         self,
         chain: NamedDependency[Chain],
         reader: NamedDependency[TwinKeysReader],
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
         sort: FromQuery[RankingSort] = RankingSort.market_cap,
         q: Annotated[str | None, Parameter(max_length=64)] = None,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> Template:
         rankings = await catalog.ranked_page(
-            db_session, reader, sort=sort, q=q or None, cursor=cursor, limit=RANKINGS_PAGE_SIZE
+            db_session, reader, Prior.of(settings), sort=sort, q=q or None, cursor=cursor, limit=RANKINGS_PAGE_SIZE
         )
-        return page(chain, "marketplace.html", rankings=rankings, sort=sort, sorts=list(RankingSort), q=q or "")
+        cards = await showcase(db_session, rankings, await reader.divisor())
+        return page(
+            chain,
+            "marketplace.html",
+            rankings=rankings,
+            showcase=cards,
+            sort=sort,
+            sorts=list(RankingSort),
+            q=q or "",
+            cursor=cursor,
+        )
 
     @get("/avatars/{avatar_id:str}")
     async def avatar(
         self,
         chain: NamedDependency[Chain],
         reader: NamedDependency[TwinKeysReader],
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
         avatar_id: FromPath[str],
-    ) -> Template:
+    ) -> Template | Redirect:
+        if avatar_id.startswith("@"):  # a share link by handle
+            return Redirect(f"/avatars/{await avatar_id_by_handle(db_session, avatar_id)}")
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         details = await catalog.avatar_profile(db_session, reader, avatar, viewer=None)
         trades = await market.trades_page(db_session, avatar_id=avatar.id, cursor=None, limit=RECENT_TRADES)
         holders = await market.holders(db_session, avatar.id, cursor=None, limit=TOP_HOLDERS)
         points = curve_points(details.market.supply, await reader.divisor())
         return page(
-            chain, "avatar.html", avatar=details, trades=trades.items, holders=holders.items, curve_points=points
+            chain, "avatar.html", avatar=details, trades=trades.items, holders=holders.items, curve_points=points,
+            **await avatar_page_extras(db_session, signing(chain), Prior.of(settings), avatar.id),
         )
 
     @get("/create")
@@ -182,3 +202,8 @@ class WebController(Controller):
     async def twin_keys_abi(self) -> list[dict[str, Any]]:
         """The contract's ABI, for the wallet to encode calls and decode custom errors."""
         return load_artifact("TwinKeys").abi
+
+    @get("/abi/NodeRegistry.json")
+    async def node_registry_abi(self) -> list[dict[str, Any]]:
+        """The registry's ABI, for the chat page to read a node's key itself when it checks a reply."""
+        return load_artifact("NodeRegistry").abi

@@ -51,11 +51,12 @@ def logged_events() -> Iterator[list[dict[str, Any]]]:
         events.append(dict(event))
         return event
 
-    structlog.configure(processors=[keep, *processors])
+    # In place: loggers that earlier tests already used (structlog caches them) keep this very list.
+    processors.insert(0, keep)
     try:
         yield events
     finally:
-        structlog.configure(processors=processors)
+        processors.remove(keep)
 
 
 async def test_a_stalled_node_fails_fast_everywhere_and_the_indexer_resumes_after_it(

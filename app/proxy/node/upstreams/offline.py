@@ -1,7 +1,9 @@
 """The offline demo model (``twin-offline-demo``): the product works with no API key at all.
 
-It answers in the avatar's voice from two things only, the persona (the system prompt) and
-the last user message, and the same conversation always gets the same reply. Tokens are
+It answers in the avatar's voice from the persona (the system prompt) and the conversation: the
+persona's lines most relevant to the last user message (retrieval by shared words), the ones
+earlier replies used left for later; the same conversation always gets the same reply. It is still
+a demo model, labelled as one: it knows only what the persona says. Tokens are
 streamed at a configured pace so the chat feels like a real model. Usage is counted the same
 way every time: completion tokens are the tokens streamed, prompt tokens are estimated as
 4 per message plus one per 4 bytes of its text, plus 3 for the reply's priming.
@@ -30,20 +32,14 @@ _STOPWORDS = frozenset({
     "with", "would", "your", "yours",
 })
 
-_OPENERS = ("{name} here.", "Hey, it's {name}.", "{name}, at your service.",
-            "Good to hear from you. {name} speaking.")
-_BRIDGES = (
-    "Speaking as {descriptor}, here is how I see it:",
-    "As {descriptor}, my take is simple:",
-    "Coming from {descriptor}, this is what I'd say:",
-)
-_ADVICE = (
-    "I'd start with {first}, keep {second} in mind, and not lose sight of {third}.",
-    "Think about {first} first; {second} and {third} tend to follow from it.",
-    "Everything here turns on {first}, with {second} close behind and {third} as the detail that decides it.",
-)
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_OPENERS = ("Good question.", "Ah, I like this one.", "Let me be straight with you.", "Here's what I know.")
+_FIRST_MEETING = "I'm {name}, {descriptor}."
+_NO_MATCH = ("That's a little outside what I know best, but here is what I keep coming back to:",
+             "I can't claim expertise on that. What I can tell you is this:")
 _CLOSERS = ("What made you ask?", "Tell me more and I'll go deeper.", "Does that match what you had in mind?",
-            "Ask me again tomorrow and I'll still say the same.")
+            "What would you try first?")
+LINES_PER_REPLY = 2
 
 
 class OfflineDemoUpstream:
@@ -56,7 +52,8 @@ class OfflineDemoUpstream:
         self._interval = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[UpstreamEvent]:
-        tokens = _TOKEN.findall(compose_reply(request.system_prompt, request.last_user_message))
+        earlier = [content_text(m.get("content")) for m in request.messages if m["role"] == "assistant"]
+        tokens = _TOKEN.findall(compose_reply(request.system_prompt, request.last_user_message, earlier))
         finish_reason = "stop"
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
             tokens, finish_reason = tokens[: request.max_tokens], "length"
@@ -72,23 +69,41 @@ class OfflineDemoUpstream:
         yield Finished(finish_reason)
 
 
-def compose_reply(persona: str, user_message: str) -> str:
-    """A reply in the persona's voice to the user's message; deterministic in both."""
-    seed = int.from_bytes(hashlib.sha256(f"{persona}\0{user_message}".encode()).digest()[:8], "big")
+def compose_reply(persona: str, user_message: str, earlier: Sequence[str] = ()) -> str:
+    """A reply in the persona's voice: the persona's lines most relevant to the user's message
+    (shared words, crudely stemmed), skipping lines ``earlier`` replies already used; the first reply
+    introduces the avatar. Deterministic in all three, and it never repeats the question back."""
+    seed = int.from_bytes(hashlib.sha256(f"{persona}\0{user_message}\0{len(earlier)}".encode()).digest()[:8], "big")
     name_match = _PERSONA_NAME.search(persona)
     name = name_match.group(1).rstrip(".") if name_match else "your twin"
-    descriptor = _descriptor(persona, name_match)
-    topic = " ".join(user_message.split()[:16]) or "nothing yet"
-    asked = "You asked" if user_message.rstrip().endswith("?") else "You said"
-    first, second, third = _keywords(user_message, persona)
-    sentences = [
-        _OPENERS[seed % len(_OPENERS)].format(name=name),
-        f"{asked}: \u201c{topic}{'…' if len(user_message.split()) > 16 else ''}\u201d",
-        _BRIDGES[(seed >> 8) % len(_BRIDGES)].format(descriptor=descriptor),
-        _ADVICE[(seed >> 16) % len(_ADVICE)].format(first=first, second=second, third=third),
-        _CLOSERS[(seed >> 24) % len(_CLOSERS)],
-    ]
+    lines = _knowledge(persona, name_match)
+    said = " ".join(earlier)
+    asked = _stems(user_message)
+    ranked = sorted(range(len(lines)), key=lambda i: (-len(asked & _stems(lines[i])), lines[i] in said, i))
+    relevant = [lines[i] for i in ranked[:LINES_PER_REPLY] if asked & _stems(lines[i])]
+    sentences = [] if earlier else [_FIRST_MEETING.format(name=name, descriptor=_descriptor(persona, name_match))]
+    if relevant:
+        sentences += [_OPENERS[seed % len(_OPENERS)], *relevant]
+    else:
+        fresh = [line for line in lines if line not in said] or lines or ["Take your time; the answer comes."]
+        sentences += [_NO_MATCH[seed % len(_NO_MATCH)], fresh[(seed >> 8) % len(fresh)]]
+    sentences.append(_CLOSERS[(seed >> 16) % len(_CLOSERS)])
     return " ".join(sentence[0].upper() + sentence[1:] for sentence in sentences)
+
+
+def _knowledge(persona: str, name_match: re.Match[str] | None) -> list[str]:
+    """The persona's sentences, without the one that names the avatar (that one introduces it)."""
+    introduction = persona[: name_match.end()] if name_match else ""
+    body = persona[len(introduction):]
+    if introduction:  # drop the rest of the naming sentence
+        body = re.split(r"(?<=[.!?\n])", body, maxsplit=1)[-1]
+    return [sentence.strip() for sentence in _SENTENCE.findall(body) if len(_WORD.findall(sentence)) >= 3]
+
+
+def _stems(text: str) -> set[str]:
+    """Telling words, lower-cased and crudely stemmed, so "runs" meets "running"."""
+    words = {word.lower() for word in _WORD.findall(text)} - _STOPWORDS
+    return {re.sub(r"(ing|ed|es|e|s)$", "", word) for word in words}
 
 
 def _descriptor(persona: str, name_match: re.Match[str] | None) -> str:
@@ -97,19 +112,7 @@ def _descriptor(persona: str, name_match: re.Match[str] | None) -> str:
     if anchor is None:
         return "someone who knows you well"
     phrase = re.split(r"[.!?\n]", persona[anchor.end():].lstrip(" ,;:-—"), maxsplit=1)[0]
-    return " ".join(phrase.split()[:14]) or "someone who knows you well"
-
-
-def _keywords(user_message: str, persona: str) -> tuple[str, str, str]:
-    """The message's three most telling words (longest first), topped up from the persona."""
-    chosen: list[str] = []
-    for source in (user_message, persona, "patience practice perspective"):
-        words = sorted({w.lower() for w in _WORD.findall(source)} - _STOPWORDS - set(chosen),
-                       key=lambda w: (-len(w), w))
-        chosen.extend(words[: 3 - len(chosen)])
-        if len(chosen) == 3:
-            break
-    return chosen[0], chosen[1], chosen[2]
+    return " ".join(phrase.split()[:24]) or "someone who knows you well"
 
 
 def _cut_at_stop(tokens: list[str], stop: Sequence[str]) -> list[str]:
