@@ -11,21 +11,28 @@ no sooner). The arrival rate is the larger of:
   holders (first buy in the last five minutes, no message since), and those a buying spree will
   bring within the horizon at the last minute's pace of first buys. How much past holders chatted:
   their messages per second over the ten minutes before those five, per holder (an avatar with
-  few holders borrows the average of all, ``prior_holders`` strong). Every new holder is soon a
-  chatter, as chatty as the holders before them; once they chat, their messages are measured
-  demand instead. Buys by existing holders add no chatter and are only reported.
+  few holders borrows the average of all, ``prior_holders`` strong). Buys by existing holders add
+  no chatter and are only reported. *As far as the evidence goes*: new holders of the last minute
+  count in full (none could have chatted yet); older silent ones and those still to buy count for
+  the ``warm_pool_share`` of them while none of their cohort chats, rising with the share who do,
+  in full once ``evidence_share`` of them did — speculators who never chat cost a small warm pool,
+  not a fleet.
 
 Concurrent streams needed = rate x mean stream duration, plus what it takes to drain the fans
 already waiting within the horizon. Desired nodes = ceil(streams x (1 + headroom) / streams per
 node), within [min, max].
 
-**Decision.** Up at once. Down only to the highest count wanted over the stabilization window
-(longer than a cold start, so nodes that just joined are not sent away by a lull). While a
-scale-up's nodes are still joining (fewer nodes serve than it asked for, for at most a cold
-start), the fans who queued meanwhile are what those nodes will serve: the count rises again only
-if the arrival rate alone needs more than the joining count and its headroom — one spike, one
-scale-up. A decision keeps its ``decision_id`` while the count holds; every change gets a new one,
-with its reason.
+**Decision.** Never fewer nodes than a reactive HPA asks for now — streams in flight and waiting at
+the same utilization, its 10 % tolerance included — so that with nothing to foresee the signal
+reacts to the queue as fast as the HPA, at every tick. Up at once, to the larger of that and the
+forecast. Down only to the highest count wanted over the stabilization window (longer than a cold
+start), counting there the reactive count and the *proven* forecast (the recent rate, or new
+holders' chat as far as the evidence goes, and the backlog): what is only foreseen — a trend's
+extension, new holders beyond the evidence — is asked for while it is foreseen, and let go (joining
+nodes first) once it is not, instead of being held through the window. While a scale-up's nodes
+are still joining, the fans who queued meanwhile raise the count only as far as the reactive count
+does, or the arrival rate alone beyond the joining count and its headroom. A decision keeps its
+``decision_id`` while the count holds; every change gets a new one, with its reason.
 """
 from __future__ import annotations
 
