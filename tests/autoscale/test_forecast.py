@@ -7,6 +7,7 @@ import pytest
 
 from app.autoscale.forecast import Decision, Forecaster, ScalingPolicy, confidence, trend_rate
 from app.autoscale.meter import DemandMeter
+from app.autoscale.service import expected_earnings
 from app.config import ConfigError, load_settings
 from tests.autoscale.conftest import MODEL, FakeClock, Traffic
 
@@ -194,3 +195,15 @@ def test_silent_new_holders_count_as_far_as_the_evidence_goes(meter: DemandMeter
 def test_the_evidence_shares_are_bounded(warm_pool_share: float, evidence_share: float) -> None:
     with pytest.raises(ValueError, match="warm_pool_share"):
         ScalingPolicy(warm_pool_share=warm_pool_share, evidence_share=evidence_share)
+
+
+def test_the_earnings_signal_rises_ahead_of_the_peak() -> None:
+    _, before, after = boost_from_new_holders(chatty=True)
+    assert after.models[0].demand.figures.arrivals_per_s == before.models[0].demand.figures.arrivals_per_s
+    current, ahead = expected_earnings(before), expected_earnings(after)
+    assert int(ahead.current) == int(current.current) > 0  # nothing more is paid yet
+    # The new holders' chat is forecast, not yet paid: the two nodes serving now would share it.
+    assert int(ahead.forecast) > int(current.forecast) * 1.5
+    assert int(ahead.forecast) > int(ahead.current)
+    # Never more than a node's streams can serve: 8 streams of 20 s at 10**15 wei a reply.
+    assert int(ahead.forecast) <= POLICY.streams_per_node * 3_600 // 20 * 10**15 * 1.01

@@ -3,12 +3,14 @@ the report runs end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from app.chat.admission import AdmissionPolicy, MemoryAdmission
 from bench.autoscale_scenarios import DURATION_S, FAMILIES, LONG_LEAD_S, SHORT_LEAD_S, WARM_UP_S, Trace
 
 SEEDS = range(4)
@@ -105,3 +107,29 @@ def test_the_report_runs_end_to_end() -> None:
     assert family[1] == "1"  # one random scenario besides the fixed one
     assert any(line.startswith("goals: median miss ratio <= 0.5 ") for line in lines)
     assert any("MAPE" in line for line in lines)
+    assert any(line.startswith("over 1.05x reactive: ") for line in lines)  # the small counts, in messages
+
+
+def test_both_policies_draw_the_same_join_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Common random numbers: the n-th node asked for in a sync period joins as late whatever was asked before."""
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    import autoscale_sim as sim
+
+    async def delays(asks: list[tuple[float, int]]) -> list[list[float]]:
+        cluster = sim.Cluster(MemoryAdmission(0, AdmissionPolicy(max_waiting=10), clock=sim.now), "f:1", 1)
+        asked = []
+        for at, replicas in asks:
+            await asyncio.sleep(at - sim.now())
+            before = len(cluster.nodes)
+            await cluster.scale_to(replicas)
+            asked.append([node.ready_at - node.asked_at for node in cluster.nodes[before:]])
+        for joining in cluster.joining:
+            joining.cancel()
+        return asked
+
+    # One policy asks for 9 more nodes at 15 s, the other for 2; both ask for 3 more at 30 s.
+    eager = sim.SimulatedTimeLoop().run_until_complete(delays([(15.0, 10), (30.0, 13)]))
+    lazy = sim.SimulatedTimeLoop().run_until_complete(delays([(15.0, 3), (30.0, 6)]))
+    assert eager[0][:2] == lazy[0]
+    assert eager[1] == lazy[1]
+    assert len(set(eager[0])) == 9  # and yet each node draws its own
