@@ -23,16 +23,18 @@ already waiting within the horizon. Desired nodes = ceil(streams x (1 + headroom
 node), within [min, max].
 
 **Decision.** Never fewer nodes than a reactive HPA asks for now — streams in flight and waiting at
-the same utilization, its 10 % tolerance included — so that with nothing to foresee the signal
-reacts to the queue as fast as the HPA, at every tick. Up at once, to the larger of that and the
-forecast. Down only to the highest count wanted over the stabilization window (longer than a cold
+the same utilization, its 10 % tolerance kept below the count but not above it (the HPA reading the
+signal applies its own: two in a row would react later than one) — so that with nothing to foresee
+the signal reacts to the queue as fast as the HPA, at every tick. Up at once, to the larger of that
+and the forecast. Down only to the highest count wanted over the stabilization window (longer than a cold
 start), counting there the reactive count and the *proven* forecast (the recent rate, or new
-holders' chat as far as the evidence goes, and the backlog): what is only foreseen — a trend's
-extension, new holders beyond the evidence — is asked for while it is foreseen, and let go (joining
-nodes first) once it is not, instead of being held through the window. While a scale-up's nodes
-are still joining, the fans who queued meanwhile raise the count only as far as the reactive count
-does, or the arrival rate alone beyond the joining count and its headroom. A decision keeps its
-``decision_id`` while the count holds; every change gets a new one, with its reason.
+holders' chat as far as their cohort's chat backs it, and the backlog): what is only foreseen — a
+trend's extension, new holders' warm pool — is asked for while it is foreseen, and let go (joining
+nodes first) once it is not, instead of being held through the window; but no node goes while fans
+wait for a stream. While a scale-up's nodes are still joining, the fans who queued meanwhile raise
+the count only as far as the reactive count does, or the arrival rate alone beyond the joining count
+and its headroom. A decision keeps its ``decision_id`` while the count holds; every change gets a
+new one, with its reason.
 """
 from __future__ import annotations
 
@@ -83,9 +85,10 @@ class ScalingPolicy:
 
     def reactive_nodes(self, streams: int, current_nodes: int) -> int:
         """What Kubernetes' HPA asks for on ``streams`` (in flight and waiting) at this utilization: the
-        current count while within its tolerance of it."""
+        current count while demand is within its tolerance below it. Above it, no tolerance: the HPA
+        reading the signal applies its own, and two in a row would react later than the HPA alone."""
         wanted = streams * (1 + self.headroom) / self.streams_per_node
-        if current_nodes and abs(wanted / current_nodes - 1) <= self.tolerance:
+        if current_nodes and 0 <= 1 - wanted / current_nodes <= self.tolerance:
             return min(self.max_nodes, max(self.min_nodes, current_nodes))
         return self.nodes_for(streams)
 
@@ -99,7 +102,7 @@ class ModelForecast:
     mean_service_s: float
     trend_arrivals_per_s: float  # recent rate extrapolated over the horizon (the rate itself without a clear trend)
     leading_arrivals_per_s: float  # recent arrivals plus what silent new holders will add
-    unproven_arrivals_per_s: float  # of that, what new holders of the last minute add beyond the evidence
+    unproven_arrivals_per_s: float  # of that, what new holders add beyond what their cohort's chat backs
     forecast_arrivals_per_s: float
     rate_streams: float  # forecast rate x mean stream duration
     backlog_streams: float  # to drain the waiting fans within the horizon
@@ -185,8 +188,13 @@ def forecast_model(demand: ModelDemand, policy: ScalingPolicy, engagement_prior:
         young = min(avatar.silent_new_holders, avatar.new_holders_per_s * SHORT_WINDOW_S)
         unproven = avatar.silent_new_holders - young + avatar.new_holders_per_s * policy.cold_start_s
         believed = confidence(avatar, policy)
-        leading += (young + unproven * believed) * per_holder
-        unproven_rate += young * (1 - believed) * per_holder
+        promised = (young + unproven * believed) * per_holder
+        leading += promised
+        # Only what the cohort's chat backs is remembered through the stabilization window: the warm pool
+        # held for silent buyers goes with them (speculators cost a lead window, not a lead window and more).
+        backed = (believed - policy.warm_pool_share) / (1 - policy.warm_pool_share) if policy.warm_pool_share < 1 \
+            else 1.0
+        unproven_rate += promised * (1 - backed)
     rate = max(trend, leading)
     return ModelForecast(
         model=demand.model, demand=demand, mean_service_s=service_s, trend_arrivals_per_s=trend,
@@ -254,7 +262,10 @@ class Forecaster:
                           f"{sum(model.demand.figures.queue_depth for model in models)} fans queued meanwhile")
         elif wanted < previous:
             highest = max(nodes for _, nodes in self._wanted)
-            if highest < previous:
+            waiting = sum(model.demand.figures.queue_depth for model in models)
+            if waiting:  # fans are waiting for a stream: no node goes, joining ones least of all
+                reason = f"hold: {waiting} fans wait for a stream"
+            elif highest < previous:
                 desired, reason = highest, (f"down: {forecast:.1f} streams forecast; {highest} nodes were the most "
                                             f"wanted in the last {policy.stabilization_s:g} s")
             else:

@@ -207,3 +207,23 @@ def test_the_earnings_signal_rises_ahead_of_the_peak() -> None:
     assert int(ahead.forecast) > int(ahead.current)
     # Never more than a node's streams can serve: 8 streams of 20 s at 10**15 wei a reply.
     assert int(ahead.forecast) <= POLICY.streams_per_node * 3_600 // 20 * 10**15 * 1.01
+
+
+def test_no_node_goes_while_fans_wait(forecaster: Forecaster, meter: DemandMeter, traffic: Traffic,
+                                      clock: FakeClock) -> None:
+    traffic.run(300, 2.0, AVATAR)  # 40 streams → 7 nodes
+    assert decide(forecaster, meter, 7).desired_nodes == 7
+    traffic.run(1, 1.0, AVATAR, queue=True)  # one fan waits, and keeps waiting
+    dropped_at = clock.now
+    while clock.now < dropped_at + 600:  # twice the window after which demand this low lets nodes go
+        traffic.run(10, 0.2, AVATAR)
+        decision = decide(forecaster, meter, 7)
+        assert decision.desired_nodes == 7
+    assert decision.reason == "hold: 1 fans wait for a stream"
+
+
+def test_above_the_count_the_floor_reacts_without_the_hpas_tolerance() -> None:
+    # 68 streams x 1.25 / 8 = 10.6 nodes: within the HPA's 10 % of 10, which the HPA applies itself.
+    assert POLICY.reactive_nodes(68, 10) == 11
+    assert POLICY.reactive_nodes(60, 10) == 10  # 9.4 nodes: within 10 % below, the count is kept
+    assert POLICY.reactive_nodes(40, 10) == 7
