@@ -11,10 +11,17 @@ parts, on simulated nodes:
   an event loop whose clock jumps to the next timer, so half an hour runs in seconds and every
   queue wait is exact;
 - nodes serving ``STREAMS_PER_NODE`` streams each (one pool for both models); a node asked for
-  serves after an operator's joining delay (0–30 s) and a cold start (60–120 s), drawn per node in
-  the order nodes are asked for, the same in both runs; failed nodes are replaced by the deployment;
+  serves after an operator's joining delay (0–30 s) and a cold start (60–120 s); failed nodes are
+  replaced by the deployment at once (each replacement a cold start);
 - an HPA (Kubernetes' algorithm: 15 s sync, 10 % tolerance, stabilization windows, rate policies)
   sizing the nodes from its metrics.
+
+**Common random numbers** (a variance reduction): both runs face the same dice, so that a ratio
+measures the policy, not the luck of the draw. Messages, buys and failures (the same instants, the
+same share of the nodes serving then) come from the trace; a node's join delay is drawn from the
+scenario, the HPA sync period it is asked for in and its ordinal within that period — the n-th node
+either policy asks for at 15:30 joins as late, whatever each asked for before (drawn in the order
+nodes were asked for, one policy's extra early node shifted every later delay of its run).
 
 **Ours**: the real ``DemandMeter`` and ``Forecaster`` (ticking every 5 s), read through the HPA as
 infra/keda-scaledobject.yaml configures it: its behavior, the signal's ``desired_nodes`` at
