@@ -225,7 +225,8 @@ class Forecaster:
         return self._last
 
     def decide(self, demand: DemandSnapshot, current_nodes: int) -> Decision:
-        now, policy = demand.at, self.policy
+        now = demand.at
+        policy = self.policy
         prior = demand.engagement_per_holder()
         models = tuple(forecast_model(model, policy, prior) for model in demand.models.values())
         forecast = sum(model.forecast_streams for model in models)
