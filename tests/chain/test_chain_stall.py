@@ -18,6 +18,8 @@ import pytest
 import structlog
 from eth_account.signers.local import LocalAccount
 
+from app.chain import indexer as indexer_module
+from app.chain import watch as watch_module
 from app.chain.client import Chain, ChainUnavailable, KeepAliveHTTPProvider
 from app.config import Settings
 from tests.chat.conftest import Served, holding_fan, receive, send_message, serving
@@ -51,7 +53,11 @@ def logged_events() -> Iterator[list[dict[str, Any]]]:
         events.append(dict(event))
         return event
 
-    # In place: loggers that earlier tests already used (structlog caches them) keep this very list.
+    # Litestar's logging config has structlog cache a logger on first use, with the processors of that
+    # moment, and each app a test builds configures new ones: the loggers asserted on are made to look
+    # them up again, and the hook goes into the list in place.
+    for logger in (indexer_module.log, watch_module.log):
+        vars(logger).pop("bind", None)
     processors.insert(0, keep)
     try:
         yield events
