@@ -202,3 +202,10 @@ async def all_pages(client: AsyncTestClient[Litestar] | httpx.AsyncClient, path:
         items += page["items"]
         if not (cursor := page["next_cursor"]):
             return items
+
+
+def forget_cached_loggers(*loggers: Any) -> None:
+    """Litestar's structlog config caches a logger on first use with the processors of that moment, and each app
+    a test builds configures new ones: these module loggers look theirs up again, so that a capture sees them."""
+    for logger in loggers:
+        vars(logger).pop("bind", None)

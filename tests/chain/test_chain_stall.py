@@ -24,7 +24,7 @@ from app.chain.client import Chain, ChainUnavailable, KeepAliveHTTPProvider
 from app.config import Settings
 from tests.chat.conftest import Served, holding_fan, receive, send_message, serving
 from tests.conftest import connected_chain_of_its_own
-from tests.helpers import buy, launch
+from tests.helpers import buy, forget_cached_loggers, launch
 
 PROBE = {"chain_probe_interval_s": 0.2, "chain_stall_timeout_s": 0.5, "indexer_poll_s": 0.1}
 
@@ -53,12 +53,8 @@ def logged_events() -> Iterator[list[dict[str, Any]]]:
         events.append(dict(event))
         return event
 
-    # Litestar's logging config has structlog cache a logger on first use, with the processors of that
-    # moment, and each app a test builds configures new ones: the loggers asserted on are made to look
-    # them up again, and the hook goes into the list in place.
-    for logger in (indexer_module.log, watch_module.log):
-        vars(logger).pop("bind", None)
-    processors.insert(0, keep)
+    forget_cached_loggers(indexer_module.log, watch_module.log)
+    processors.insert(0, keep)  # in place: the list every logger looks up
     try:
         yield events
     finally:
