@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from app.proxy.chat_request import ChatRequest, content_text
 from app.proxy.upstreams.base import Finished, TextDelta, UpstreamEvent, Usage
+from app.proxy.upstreams.offline_facts import extract_facts, is_extraction_request, remembered_address
 
 _PERSONA_NAME = re.compile(r"\b(?i:you are) ([A-Z][\w'\u2019.-]*(?: [A-Z][\w'\u2019.-]*){0,3})")
 _YOU_ARE = re.compile(r"\b(?i:you are)\b")
@@ -56,7 +57,11 @@ class OfflineDemoUpstream:
         self._interval = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[UpstreamEvent]:
-        tokens = _TOKEN.findall(compose_reply(request.system_prompt, request.last_user_message))
+        if is_extraction_request(request.system_prompt):  # the backend's memory asks for facts
+            text = extract_facts(request.last_user_message)
+        else:
+            text = compose_reply(request.system_prompt, request.last_user_message)
+        tokens = _TOKEN.findall(text)
         finish_reason = "stop"
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
             tokens, finish_reason = tokens[: request.max_tokens], "length"
@@ -88,6 +93,11 @@ def compose_reply(persona: str, user_message: str) -> str:
         _ADVICE[(seed >> 16) % len(_ADVICE)].format(first=first, second=second, third=third),
         _CLOSERS[(seed >> 24) % len(_CLOSERS)],
     ]
+    fan_name, goal = remembered_address(persona)  # what the backend's memory put in the system prompt
+    if fan_name:
+        sentences[0] = f"{sentences[0]} Good to see you, {fan_name}."
+    if goal:
+        sentences.insert(-1, f"How is the training for {goal} going?")
     return " ".join(sentence[0].upper() + sentence[1:] for sentence in sentences)
 
 
