@@ -7,7 +7,8 @@ from app.chat import models as chat_models
 from app.db import models as shared_models
 from app.db.base import metadata
 from app.market import models as market_models
+from app.memory import models as memory_models
 
-DOMAIN_MODELS = (shared_models, auth_models, avatar_models, chain_models, market_models, chat_models)
+DOMAIN_MODELS = (shared_models, auth_models, avatar_models, chain_models, market_models, chat_models, memory_models)
 
 __all__ = ["DOMAIN_MODELS", "metadata"]
