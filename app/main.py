@@ -48,6 +48,8 @@ from app.health import HealthController, MetricsController, database_check, regi
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
+from app.memory.controllers import MemoryController
+from app.memory.service import running_memory
 from app.proxy.accounts import platform_wallet
 from app.proxy.app import in_process_node
 from app.proxy.client import ProxyClient
@@ -111,8 +113,10 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), session_factory(app.state.engine),
-                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale:
-                    app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale)
+                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale, running_memory(
+                        session_factory(app.state.engine), proxy_client, settings) as memory:
+                    app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale,
+                                     memory=memory)
                     yield
         finally:
             for task in tasks:
@@ -164,7 +168,7 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, AvatarController, MarketController,
-    ChatController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
+    ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
 ]
 
 

@@ -94,7 +94,8 @@ class ChatController(Controller):
             await socket.close(WS_1008_POLICY_VIOLATION, "sign in with Ethereum first")
             return
         chat = service.ChatService(session_factory(state.engine), state.proxy_client, settings,
-                                   state.get("chat_admission"), meter=state.autoscale.meter)
+                                   state.get("chat_admission"), meter=state.autoscale.meter,
+                                   memory=state.get("memory"))
         try:
             avatar_id = parse_avatar_id(avatar_id)
             await chat.avatar_for_chat(avatar_id, fan)

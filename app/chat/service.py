@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+import msgspec
 import structlog
 from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.engine import Row
@@ -52,6 +53,8 @@ from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE, NotFound
 from app.market import service as market
 from app.market.schemas import Page
+from app.memory.retrieval import NOTHING_RECALLED, Recall, with_memories
+from app.memory.service import CompletedTurn, MemoryService
 from app.proxy.client import (
     ChatResult,
     NoNodeAvailable,
@@ -226,14 +229,18 @@ class _Turn:
     prompt_id: int
     reply_id: int
     messages: list[dict[str, str]]
+    content: str
+    recalled: Recall = NOTHING_RECALLED
 
 
 class ChatService:
     """Answers fans' messages; one per connection, shared state lives in the database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings,
-                 admission: Admission | None = None, *, meter: DemandMeter) -> None:
+                 admission: Admission | None = None, *, meter: DemandMeter,
+                 memory: MemoryService | None = None) -> None:
         self._sessions = sessions
+        self._memory = memory
         self._proxy = proxy
         self._settings = settings
         self._admission = admission
@@ -278,11 +285,13 @@ class ChatService:
                     await self._admission.check_rate(fan)  # before storing: a refused message costs nothing
                 history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
         if sent is None:
+            recalled = await self._memory.recall(avatar_id, fan, incoming.content) if self._memory else NOTHING_RECALLED
             stored = await self._write(lambda session: _store_message(session, avatar, fan, incoming))
             if stored is not None:
                 prompt_id, reply_id = stored
                 return _Turn(avatar, fan, keys, incoming.client_msg_id, prompt_id, reply_id,
-                             context_messages(avatar.persona, history, incoming.content))
+                             with_memories(context_messages(avatar.persona, history, incoming.content), recalled),
+                             incoming.content, recalled)
         async with self._sessions() as session:  # sent before, or at the same moment on another connection
             sent = await _sent_before(session, avatar_id, fan, incoming.client_msg_id)
             assert sent is not None
@@ -368,7 +377,13 @@ class ChatService:
                                                                 "logged", UNAVAILABLE_RETRY_S)
                 return
             metered.finished(tokens=tokens, paid_wei=reply.cost_wei)
-            await send(_done_frame(reply, turn.client_msg_id, attestation))
+            if self._memory is not None:  # reinforce, prune, extract: in the background
+                self._memory.after_reply(CompletedTurn(
+                    turn.avatar.id, turn.fan, turn.avatar.model, turn.avatar.verification_level, turn.prompt_id,
+                    turn.reply_id, turn.content, result.text, turn.recalled))
+            await send(msgspec.structs.replace(_done_frame(reply, turn.client_msg_id, attestation),
+                                               memories_used=len(turn.recalled.memories),
+                                               memory_tokens=turn.recalled.tokens))
 
     @asynccontextmanager
     async def _admitted(self, turn: _Turn, send: Send) -> AsyncIterator[AdmissionSlot | None]:
