@@ -149,7 +149,7 @@ async def test_a_failed_extraction_loses_no_message_and_is_retried(served: Serve
 
     async def failing_extraction(request: Any, model: str) -> AsyncIterator[Any]:
         if "extract durable facts" in request.system_prompt:
-            raise UpstreamError("the model is down")
+            raise UpstreamError("offline", "the model is down")
         async for event in real_stream(request, model):
             yield event
 
@@ -162,7 +162,7 @@ async def test_a_failed_extraction_loses_no_message_and_is_retried(served: Serve
     async with session_factory(served.app.state.engine)() as session:
         (job,) = (await session.scalars(select(Extraction))).all()
         assert job.attempts == 1
-        assert "down" in (job.last_error or "")
+        assert "no node could answer" in (job.last_error or "")
         job.next_attempt_at = job.next_attempt_at.replace(year=2000)  # its time has come
         await session.commit()
 
