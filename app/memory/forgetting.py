@@ -4,11 +4,11 @@ A memory stores its strength ``s`` at its last use ``t_u``; at time ``t`` it is 
 
     s(t) = s · 2^(−(t − t_u) / half_life)        (pinned memories: s, always)
 
-A use sets ``s ← min(MAX_STRENGTH, s(t) + 1)`` and ``t_u ← t``. A memory whose ``s(t)`` falls below the
-threshold is deleted; beyond the thread's cap the weakest go first (pinned ones last). An unused new memory
-(``s = 1``) lives ``half_life · log2(1 / threshold)``: 3.3 half-lives at the default 0.1. Nothing runs over time:
-the worth is computed when a thread is read, and only the thread of the turn at hand is pruned, so a turn's
-cost does not grow with the history.
+A new memory starts at ``s = 2``; a use sets ``s ← min(MAX_STRENGTH, s(t) + 1)`` and ``t_u ← t``. A memory whose
+``s(t)`` falls below the threshold is deleted; beyond the thread's cap the weakest go first (pinned ones last).
+An unused new memory lives ``half_life · log2(2 / threshold)``: 4.3 half-lives (130 days) at the defaults.
+Nothing runs over time: the worth is computed when a thread is read, and only the thread of the turn at hand is
+pruned, so a turn's cost does not grow with the history.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from prometheus_client import Counter
 
 from app.memory.models import Memory
 
-MAX_STRENGTH = 8.0  # a memory used every day is not worth more than 8 unused weeks of a half-life
+NEW_STRENGTH = 2.0  # a fact just said: recalled unasked for a while, then only when the talk touches it
+MAX_STRENGTH = 8.0  # however often used, 6.3 unused half-lives forget it at the default threshold
 
 FORGOTTEN = Counter("twin_memory_forgotten_total", "Memories deleted, by why", ["reason"])
 

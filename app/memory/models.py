@@ -52,7 +52,7 @@ class Memory(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utc_now)
     last_used_at: datetime = Field(default_factory=utc_now)
     use_count: int = 0
-    strength: float = 1.0
+    strength: float = 2.0  # a new memory's: app.memory.forgetting.NEW_STRENGTH
     pinned: bool = False
 
 

@@ -1,17 +1,21 @@
 """Retrieval before a reply: the thread's memories scored by relevance × strength, within a token budget.
 
-Relevance comes from the database's own full-text search over the memories of this thread only: FTS5's
-``bm25`` on SQLite (table ``memory_fts``, the thread a column of it), ``ts_rank`` over ``to_tsvector('english',
-text)`` on PostgreSQL. A memory the message matches scores ``(BASE + 0.5 + 0.5 · rank / best rank) × strength``,
-one it does not match ``BASE × strength``: strong facts about the fan (their name) come along with every reply,
-weak ones only when the conversation touches them. A thread holds at most ``TWIN_MEMORY_MAX_PER_THREAD``
-memories, so a retrieval reads a bounded number of rows however long the history.
+Relevance comes from the database's own full-text search over this thread's memories (FTS5 on SQLite, table
+``memory_fts`` with the thread as a column; a GIN-indexed ``to_tsvector('english', text)`` on PostgreSQL): it finds
+which of the message's words each memory matches, stemmed. A memory's rank is the sum, over the words it matches,
+of ``log(1 + memories / memories matching the word)``: a rare word ("marathon") weighs more than a common one
+("love"), the same on both databases. The score is ``(BASE + rank / best rank) × strength`` (``BASE × strength``
+without a match), and only scores of at least ``RECALL_FLOOR`` are recalled: facts in use (their name, a goal
+they talk about, a fact just said) come with every reply, weak ones only when the conversation touches them, so
+the context stays the same size however much is remembered. A thread holds at most
+``TWIN_MEMORY_MAX_PER_THREAD`` memories, so a retrieval reads a bounded number of rows however long the history.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +27,8 @@ from app.memory.forgetting import current_strength
 from app.memory.models import Memory
 
 BASE_RELEVANCE = 0.15
+RECALL_FLOOR = 0.25  # unmatched: a strength of 1.67 (a new memory's 2 for a week, or one in use)
+ABOUT_SHARE = 0.5  # a memory the message is about: at least half the best match (not just a shared common word)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_QUERY_TERMS = 16
 MEMORY_HEADER = "What you remember about this fan from earlier conversations (use it naturally, never recite it):"
@@ -53,30 +59,46 @@ def thread_token(avatar_id: str, fan: str) -> str:
     return f"t{avatar_id[2:].lower()}{fan[2:].lower()}"
 
 
-async def text_ranks(session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str]) -> dict[int, float]:
-    """Memory id → full-text rank (higher is more relevant) for the memories of this thread that match."""
-    if not terms:
-        return {}
+async def matching_terms(session: AsyncSession, avatar_id: str, fan: str,
+                         terms: Sequence[str]) -> list[tuple[int, int]]:
+    """(memory id, term index) for each term a memory of this thread matches, by the database's full-text search
+    (stemmed: "training" finds "train")."""
     if session.bind.dialect.name == "postgresql":
         rows = await session.execute(text(
-            "SELECT id, ts_rank(to_tsvector('english', text), query) FROM memory, to_tsquery('english', :query) query "
-            "WHERE avatar_id = :avatar_id AND fan = :fan AND to_tsvector('english', text) @@ query"),
-            {"query": " | ".join(terms), "avatar_id": avatar_id, "fan": fan})
+            "SELECT memory.id, term.index - 1 FROM memory, unnest(CAST(:terms AS text[])) WITH ORDINALITY "
+            "AS term(word, index) WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan "
+            "AND to_tsvector('english', memory.text) @@ plainto_tsquery('english', term.word)"),
+            {"terms": list(terms), "avatar_id": avatar_id, "fan": fan})
     else:
-        words = " OR ".join(f'"{term}"' for term in terms)
-        rows = await session.execute(text(
-            "SELECT rowid, -bm25(memory_fts, 1.0, 0.0) FROM memory_fts WHERE memory_fts MATCH :query"),
-            {"query": f'thread:"{thread_token(avatar_id, fan)}" AND text:({words})'})
-    return {memory_id: float(rank) for memory_id, rank in rows}
+        thread = f'thread:"{thread_token(avatar_id, fan)}"'
+        union = " UNION ALL ".join(f"SELECT rowid, {index} FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - only numbers
+                                   for index in range(len(terms)))
+        rows = await session.execute(text(union), {f"q{index}": f'{thread} AND text:"{term}"'
+                                                    for index, term in enumerate(terms)})
+    return [(memory_id, index) for memory_id, index in rows]
+
+
+async def text_ranks(session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str],
+                     thread_size: int) -> dict[int, float]:
+    """Memory id → relevance to the terms: the sum over the terms it matches of log(1 + memories / memories matching
+    that term), so a rare word ("marathon") counts for more than one every memory has ("love")."""
+    if not terms:
+        return {}
+    matches = await matching_terms(session, avatar_id, fan, terms)
+    document_frequency = Counter(index for _, index in matches)
+    ranks: dict[int, float] = defaultdict(float)
+    for memory_id, index in matches:
+        ranks[memory_id] += math.log(1 + thread_size / document_frequency[index])
+    return dict(ranks)
 
 
 @dataclass(frozen=True)
 class Recall:
-    """The memories chosen for one reply: which ones, which matched the message, their tokens, and when the
+    """The memories chosen for one reply: which ones, those the message is about, their tokens, and when the
     message was taken (what the fan said then never overrides what they had the avatar forget later)."""
 
     memories: list[Memory] = field(default_factory=list)
-    matched_ids: frozenset[int] = frozenset()
+    about_ids: frozenset[int] = frozenset()
     tokens: int = 0
     asked_at: datetime = EPOCH
 
@@ -94,13 +116,15 @@ def choose(memories: Sequence[Memory], ranks: dict[int, float], now: datetime, *
     best = max(ranks.values(), default=0.0) or 1.0
 
     def score(memory: Memory) -> float:
-        rank = ranks.get(memory.id) if memory.id is not None else None
-        relevance = BASE_RELEVANCE + (0.5 + 0.5 * max(rank, 0.0) / best if rank is not None else 0.0)
+        relevance = BASE_RELEVANCE + ranks.get(memory.id, 0.0) / best  # type: ignore[arg-type]
         return relevance * current_strength(memory, now, half_life_s)
 
     chosen: list[Memory] = []
     used = estimate_tokens(MEMORY_HEADER)
-    for memory in sorted(memories, key=score, reverse=True):
+    scored = sorted(((score(memory), memory) for memory in memories), key=lambda pair: pair[0], reverse=True)
+    for worth, memory in scored:
+        if worth < RECALL_FLOOR:
+            break
         cost = estimate_tokens(f"- {memory.text}\n")
         if used + cost > budget_tokens:
             continue
@@ -108,7 +132,8 @@ def choose(memories: Sequence[Memory], ranks: dict[int, float], now: datetime, *
         used += cost
     if not chosen:
         return Recall(asked_at=now)
-    return Recall(chosen, frozenset(m.id for m in chosen if m.id in ranks), used, now)  # type: ignore[misc]
+    about = frozenset(m.id for m in chosen if ranks.get(m.id, 0.0) >= ABOUT_SHARE * best)  # type: ignore[misc,arg-type]
+    return Recall(chosen, about, used, now)
 
 
 async def recall(session: AsyncSession, avatar_id: str, fan: str, message: str, now: datetime, *,
@@ -119,7 +144,7 @@ async def recall(session: AsyncSession, avatar_id: str, fan: str, message: str, 
     memories = (await session.scalars(select(Memory).where(Memory.avatar_id == avatar_id, Memory.fan == fan))).all()
     if not memories:
         return Recall(asked_at=now)
-    ranks = await text_ranks(session, avatar_id, fan, query_terms(message))
+    ranks = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))
     return choose(memories, ranks, now, half_life_s=half_life_s, budget_tokens=budget_tokens)
 
 

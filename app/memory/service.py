@@ -80,10 +80,10 @@ async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
 
 
 def used_by(recalled: Recall, said: str, reply: str) -> list[int]:
-    """The recalled memories this turn used: the message matched them, or the reply speaks of what they say."""
+    """The recalled memories this turn used: the message is about them, or the reply speaks of what they say."""
     spoken = set(query_terms(f"{said} {reply}"))
     return [memory.id for memory in recalled.memories if memory.id is not None and (
-        memory.id in recalled.matched_ids or (set(query_terms(memory.text)) - _SENTENCE_WORDS) & spoken)]
+        memory.id in recalled.about_ids or (set(query_terms(memory.text)) - _SENTENCE_WORDS) & spoken)]
 
 
 async def prune_thread(session: AsyncSession, avatar_id: str, fan: str, now: datetime, settings: Settings) -> int:
@@ -126,7 +126,7 @@ async def merge_facts(session: AsyncSession, *, avatar_id: str, fan: str, facts:
         if memory is None:
             memory = Memory(avatar_id=avatar_id, fan=fan, kind=fact.kind, key=key, text=fact.text,
                             source_message_id=message_id, source_text=said, valid_from=said_at, created_at=now,
-                            last_used_at=now)
+                            last_used_at=now, strength=forgetting.NEW_STRENGTH)
             session.add(memory)
         elif said_at > _aware(memory.valid_from):
             if memory.text.casefold() != fact.text.casefold():  # contradicted: the new value replaces the old

@@ -66,7 +66,7 @@ async def test_facts_are_stored_with_their_source(sessions: async_sessionmaker[A
     assert {key: m.text for key, m in memories.items()} == {
         "name": "Their name is Sam", "goal:marathon": "They are training for a marathon"}
     assert memories["name"].source_text == "call me Sam, I'm training for a marathon"
-    assert memories["name"].strength == 1.0
+    assert memories["name"].strength == 2.0
 
 
 async def test_the_same_fact_again_is_merged_and_reinforced(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -75,7 +75,7 @@ async def test_the_same_fact_again_is_merged_and_reinforced(sessions: async_sess
     memories = await thread(sessions)
     assert list(memories) == ["name"]
     assert memories["name"].use_count == 1
-    assert memories["name"].strength > 1.9
+    assert memories["name"].strength > 2.9
 
 
 async def test_a_contradicted_fact_is_replaced_not_piled_up(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -120,6 +120,14 @@ async def test_retrieval_prefers_the_stronger_of_unrelated_memories(sessions: as
     assert (await recalled_texts(sessions, "hello there", T0 + timedelta(days=4), budget=32)) == ["They love jazz"]
 
 
+async def test_weak_memories_come_only_when_the_message_touches_them(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await say(sessions, "I love sushi", T0)
+    a_month_later = T0 + timedelta(days=30)  # strength 1: weak
+    assert await recalled_texts(sessions, "what a day", a_month_later) == []
+    assert await recalled_texts(sessions, "sushi tonight?", a_month_later) == ["They love sushi"]
+
+
 async def test_recalled_memories_go_after_the_persona(sessions: async_sessionmaker[AsyncSession]) -> None:
     await say(sessions, "call me Sam", T0)
     async with sessions() as session:
@@ -141,7 +149,7 @@ async def test_a_used_memory_is_reinforced_an_unused_one_decays(sessions: async_
                              HALF_LIFE)
         await session.commit()
     memories = await thread(sessions)
-    assert memories["preference:sushi"].strength == pytest.approx(1.5)
+    assert memories["preference:sushi"].strength == pytest.approx(2.0)  # 2 halved in 30 days, plus 1
     assert memories["preference:sushi"].use_count == 1
     assert memories["preference:jazz"].use_count == 0  # recalled, not used
 
