@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # most memories one fan's thread with an avatar keeps (the weakest go first); the deadline of one
     # extraction call; seconds before a failed extraction is tried again (doubling each time; 0: no retry
     # loop in this process) and how many tries it gets.
-    memory_token_budget: int = Field(default=300, ge=0, le=100_000)
+    memory_token_budget: int = Field(default=200, ge=0, le=100_000)
     memory_half_life_s: float = Field(default=30 * 86_400.0, gt=0, le=100 * 365 * 86_400.0)
     memory_forget_threshold: float = Field(default=0.1, gt=0, lt=1)
     memory_max_per_thread: int = Field(default=100, ge=1, le=10_000)

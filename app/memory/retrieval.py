@@ -28,7 +28,8 @@ from app.memory.models import Memory
 
 BASE_RELEVANCE = 0.15
 RECALL_FLOOR = 0.25  # unmatched: a strength of 1.67 (a new memory's 2 for a week, or one in use)
-ABOUT_SHARE = 0.5  # a memory the message is about: at least half the best match (not just a shared common word)
+ABOUT_SHARE = 0.5  # a memory the message is about: a distinctive word, and at least half the best match
+DISTINCTIVE_MATCHES, DISTINCTIVE_SHARE = 2, 0.1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_QUERY_TERMS = 16
 MEMORY_HEADER = "What you remember about this fan from earlier conversations (use it naturally, never recite it):"
@@ -79,17 +80,21 @@ async def matching_terms(session: AsyncSession, avatar_id: str, fan: str,
 
 
 async def text_ranks(session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str],
-                     thread_size: int) -> dict[int, float]:
+                     thread_size: int) -> tuple[dict[int, float], set[int]]:
     """Memory id → relevance to the terms: the sum over the terms it matches of log(1 + memories / memories matching
-    that term), so a rare word ("marathon") counts for more than one every memory has ("love")."""
+    that term), so a rare word ("marathon") counts for more than one every memory has ("love"); and the memories
+    that match a distinctive term (one that at most a tenth of the thread, or two memories, match)."""
     if not terms:
-        return {}
+        return {}, set()
     matches = await matching_terms(session, avatar_id, fan, terms)
     document_frequency = Counter(index for _, index in matches)
     ranks: dict[int, float] = defaultdict(float)
+    distinctive: set[int] = set()
     for memory_id, index in matches:
         ranks[memory_id] += math.log(1 + thread_size / document_frequency[index])
-    return dict(ranks)
+        if document_frequency[index] <= max(DISTINCTIVE_MATCHES, DISTINCTIVE_SHARE * thread_size):
+            distinctive.add(memory_id)
+    return dict(ranks), distinctive
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,8 @@ class Recall:
 NOTHING_RECALLED = Recall()
 
 
-def choose(memories: Sequence[Memory], ranks: dict[int, float], now: datetime, *, half_life_s: float,
-           budget_tokens: int) -> Recall:
+def choose(memories: Sequence[Memory], ranks: dict[int, float], distinctive: set[int], now: datetime, *,
+           half_life_s: float, budget_tokens: int) -> Recall:
     """The best-scoring memories whose lines fit ``budget_tokens`` (header included)."""
     best = max(ranks.values(), default=0.0) or 1.0
 
@@ -132,7 +137,8 @@ def choose(memories: Sequence[Memory], ranks: dict[int, float], now: datetime, *
         used += cost
     if not chosen:
         return Recall(asked_at=now)
-    about = frozenset(m.id for m in chosen if ranks.get(m.id, 0.0) >= ABOUT_SHARE * best)  # type: ignore[misc,arg-type]
+    about = frozenset(m.id for m in chosen  # type: ignore[misc]
+                      if m.id in distinctive and ranks[m.id] >= ABOUT_SHARE * best)
     return Recall(chosen, about, used, now)
 
 
@@ -144,8 +150,8 @@ async def recall(session: AsyncSession, avatar_id: str, fan: str, message: str, 
     memories = (await session.scalars(select(Memory).where(Memory.avatar_id == avatar_id, Memory.fan == fan))).all()
     if not memories:
         return Recall(asked_at=now)
-    ranks = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))
-    return choose(memories, ranks, now, half_life_s=half_life_s, budget_tokens=budget_tokens)
+    ranks, distinctive = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))
+    return choose(memories, ranks, distinctive, now, half_life_s=half_life_s, budget_tokens=budget_tokens)
 
 
 def with_memories(messages: list[dict[str, str]], recalled: Recall) -> list[dict[str, str]]:
