@@ -1,6 +1,6 @@
 // The chat page's Memory panel: what the avatar remembers about the signed-in fan (GET /api/avatars/{id}/memories),
 // each with the message it came from; pin, edit, delete one, or forget everything. Refreshed after every reply.
-import { api } from "./api.js";
+import { api, pollUntil } from "./api.js";
 import { el, showStatus } from "./dom.js";
 
 const page = document.getElementById("chat");
@@ -47,17 +47,32 @@ function memoryItem(memory) {
   return item;
 }
 
-async function refresh() {
-  let memories;
-  try {
-    memories = await api(base);
-  } catch {
-    panel.hidden = true; // signed out, or no longer this fan's page
-    return;
-  }
+let shown = "";
+
+function render(memories) {
+  shown = JSON.stringify(memories.map(({ id, text, pinned }) => [id, text, pinned]));
   panel.hidden = false;
   list.replaceChildren(...memories.map(memoryItem));
   if (!memories.length) list.append(el("li", { className: "muted" }, "Nothing yet."));
+}
+
+async function refresh() {
+  try {
+    render(await api(base));
+  } catch {
+    panel.hidden = true; // signed out, or no longer this fan's page
+  }
+}
+
+// After a reply the facts are extracted in the background (a paid call of its own): look again for a while.
+async function refreshWhenChanged() {
+  const before = shown;
+  const changed = await pollUntil(async () => {
+    const memories = await api(base).catch(() => null);
+    return memories && JSON.stringify(memories.map(({ id, text, pinned }) => [id, text, pinned])) !== before
+      ? memories : null;
+  }, { intervalMs: 1000, timeoutMs: 20_000 });
+  if (changed) render(changed);
 }
 
 if (panel && base) {
@@ -69,7 +84,7 @@ if (panel && base) {
   document.addEventListener("chat:done", (event) => {
     const { memories_used: used = 0, memory_tokens: tokens = 0 } = event.detail ?? {};
     showStatus(status, "done", used ? `The last reply used ${used} memor${used === 1 ? "y" : "ies"} (${tokens} tokens).` : "");
-    setTimeout(refresh, 500); // after the reply, the facts are extracted in the background
+    refreshWhenChanged();
   });
   refresh();
 }
