@@ -32,7 +32,7 @@ function editor(memory, item) {
 function memoryItem(memory) {
   const item = el("li", { className: "memory", "data-memory-id": memory.id, "data-key": memory.key });
   const pin = memory.pinned ? "Unpin" : "Pin";
-  item.append(
+  item.append(...[
     el("span", { className: "memory-text" }, memory.text),
     memory.pinned ? el("span", { className: "badge" }, "pinned") : null,
     el("small", { className: "memory-source muted" },
@@ -43,7 +43,7 @@ function memoryItem(memory) {
       el("button", { type: "button", className: "secondary", onclick: () => editor(memory, item) }, "Edit"),
       el("button", { type: "button", className: "secondary", onclick: () =>
         act(() => api(`${base}/${memory.id}`, { method: "DELETE" }), "Forgotten.") }, "Delete")),
-  );
+  ].filter(Boolean));
   return item;
 }
 
