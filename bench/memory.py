@@ -332,15 +332,21 @@ def pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f} %"
 
 
-def report(engine_name: str, rows: list[Row]) -> None:
-    print(f"\n{engine_name}: memory | whole thread searched (ratio memory / baseline where it helps)")
+def header(engine_name: str) -> None:
+    print(f"\n{engine_name}: memory | whole thread searched")
     print(f"{'messages':>9} {'ctx tokens':>17} {'p50 ms':>15} {'p99 ms':>15} {'size KiB':>17} "
           f"{'recall used':>17} {'stale forgot':>15} {'contra. wrong':>15} {'drive s':>8}")
-    for row in rows:
-        print(f"{row.size:>9,} {row.tokens[0]:>7.0f} | {row.tokens[1]:<7.0f} {row.p50[0]:>6.2f} | {row.p50[1]:<6.2f} "
-              f"{row.p99[0]:>6.2f} | {row.p99[1]:<6.2f} {row.bytes_[0] / 1024:>7.0f} | {row.bytes_[1] / 1024:<7.0f} "
-              f"{pct(row.recall[0]):>7} | {pct(row.recall[1]):<7} {pct(row.forgotten[0]):>7} | "
-              f"{pct(row.forgotten[1]):<5} {pct(row.wrong[0]):>6} | {pct(row.wrong[1]):<6} {row.drive_s:>8.1f}")
+
+
+def report_row(row: Row) -> None:
+    """One size's line, printed as soon as it is measured."""
+    print(f"{row.size:>9,} {row.tokens[0]:>7.0f} | {row.tokens[1]:<7.0f} {row.p50[0]:>6.2f} | {row.p50[1]:<6.2f} "
+          f"{row.p99[0]:>6.2f} | {row.p99[1]:<6.2f} {row.bytes_[0] / 1024:>7.0f} | {row.bytes_[1] / 1024:<7.0f} "
+          f"{pct(row.recall[0]):>7} | {pct(row.recall[1]):<7} {pct(row.forgotten[0]):>7} | "
+          f"{pct(row.forgotten[1]):<5} {pct(row.wrong[0]):>6} | {pct(row.wrong[1]):<6} {row.drive_s:>8.1f}", flush=True)
+
+
+def summary(rows: list[Row]) -> None:
     if len(rows) >= 2 and rows[0].size < 1000 <= rows[-1].size:
         base = next(row for row in rows if row.size >= 1000)
         last = rows[-1]
@@ -362,11 +368,13 @@ async def main() -> None:
           f"{SETTINGS.memory_max_per_thread}; one message an hour; load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="twin-bench-memory-") as workdir:
         for name, server in servers:
+            header(name)
             rows = []
             for size in args.sizes:
                 async with fresh_database(server, Path(workdir), size) as url:
                     rows.append(await measure(url, size, args.probes))
-            report(name, rows)
+                report_row(rows[-1])
+            summary(rows)
 
 
 if __name__ == "__main__":
