@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VAR_DIR = PROJECT_ROOT / "var"
+from app.resources import DEFAULT_NODE_MODULES_DIR, DEFAULT_VAR_DIR
 
 _DATABASE_SCHEMES = {
     "sqlite": "sqlite+aiosqlite",
@@ -39,7 +38,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    database_url: str = f"sqlite+aiosqlite:///{VAR_DIR / 'twin.db'}"
+    database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'twin.db'}"
     database_echo: bool = False
     database_pool_size: int = Field(default=10, ge=0, le=1000)
     auto_migrate: bool | None = Field(default=None, validate_default=True)
@@ -57,7 +56,9 @@ class Settings(BaseSettings):
     # contracts deployed on its first start. RPC calls get chain_rpc_timeout_s each.
     chain_rpc_url: str | None = None
     chain_rpc_timeout_s: float = Field(default=5.0, gt=0, le=300)
-    chain_state_dir: Path = VAR_DIR / "chain"
+    chain_state_dir: Path = DEFAULT_VAR_DIR / "chain"
+    # npm packages the app runs or serves: anvil, solc-js and OpenZeppelin (contract builds), ethers, uPlot.
+    node_modules_dir: Path = DEFAULT_NODE_MODULES_DIR
     chain_node_port: int = Field(default=0, ge=0, le=65535)
     chain_id: int = Field(default=31337, ge=1, le=2**53)
     # An L2-like network fee: 0.01 gwei per gas, held there (anvil would let it decay block by block).
@@ -121,6 +122,8 @@ class Settings(BaseSettings):
     autoscale_max_nodes: int = Field(default=100, ge=1, le=100_000)
     autoscale_cold_start_s: float = Field(default=120.0, gt=0, le=3600)
     autoscale_stabilization_s: float = Field(default=300.0, gt=0, le=86_400)
+    # The first start of an empty embedded world builds a demo world (avatars, past trades, chats).
+    demo_world: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -200,12 +203,21 @@ def describe_settings_error(error: ValidationError, prefix: str) -> str:
     return redact(f"{variable}: {where + ': ' if where else ''}{message}{shown}")[:500]
 
 
-def load_settings() -> Settings:
-    """Read and validate the environment; raise ConfigError with one readable line."""
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_validated(settings_class: type[SettingsT]) -> SettingsT:
+    """Read and validate the environment into ``settings_class``; raise ConfigError with one readable line,
+    credentials redacted. The one loader of both apps' settings (``TWIN_*`` and ``TWIN_PROXY_*``)."""
     try:
-        return Settings()
+        return settings_class()
     except ValidationError as error:
-        raise ConfigError(describe_settings_error(error, "TWIN_")) from None
+        raise ConfigError(describe_settings_error(error, settings_class.model_config.get("env_prefix", ""))) \
+            from None
+
+
+def load_settings() -> Settings:
+    return load_validated(Settings)
 
 
 def check_backend_settings(settings: Settings) -> Settings:

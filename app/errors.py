@@ -10,6 +10,7 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -32,25 +33,30 @@ class AppError(Exception):
 
 
 class NotFound(AppError):
-    status_code, code = 404, "not_found"
+    status_code = 404
+    code = "not_found"
 
 
 class Unauthorized(AppError):
-    status_code, code = 401, "unauthorized"
+    status_code = 401
+    code = "unauthorized"
 
 
 class Forbidden(AppError):
-    status_code, code = 403, "forbidden"
+    status_code = 403
+    code = "forbidden"
 
 
 class Conflict(AppError):
-    status_code, code = 409, "conflict"
+    status_code = 409
+    code = "conflict"
 
 
 class Unavailable(AppError):
     """A dependency is down or stalled: 503 with Retry-After; nothing was lost, the client may retry."""
 
-    status_code, code = 503, "unavailable"
+    status_code = 503
+    code = "unavailable"
     retry_after_s = 2
 
 
@@ -139,7 +145,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
                     status_code=500, media_type=MediaType.JSON)
 
 
-exception_handlers = {
+exception_handlers: ExceptionHandlersMap = {
     AppError: app_error_handler,
     HTTPException: http_error_handler,
     **dict.fromkeys(DATABASE_UNAVAILABLE, database_unavailable_handler),

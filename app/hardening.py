@@ -1,5 +1,5 @@
 """Process-wide guards that keep one request from crashing or stalling a process, shared by the
-backend (:func:`app.main.create_app`) and the proxy node (:func:`app.proxy.app.create_proxy_app`).
+backend (:func:`app.main.create_app`) and the proxy node (:func:`app.proxy.node.app.create_proxy_app`).
 
 - The recursion limit: C decoders (msgspec, ``json``) guard their depth with Python's recursion
   limit. py_ecc (which Ethereum libraries may import) raises it to 100,000 when first imported; then
@@ -19,7 +19,17 @@ import time
 from typing import Any
 
 from litestar import Request
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
 
 from app.validation import BadInput
 
@@ -72,7 +82,7 @@ class BodyReadTimeout:
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         state = _BodyRead(receive, send, self.timeout_s)
@@ -83,13 +93,15 @@ class _BodyRead:
     """One request's reads under the deadline, and its responses held back once we answered 408."""
 
     def __init__(self, receive: Receive, send: Send, timeout_s: float) -> None:
-        self._receive, self._send, self._timeout_s = receive, send, timeout_s
+        self._receive = receive
+        self._send = send
+        self._timeout_s = timeout_s
         self._deadline: float | None = None
         self._body_done = False
         self._response_started = False
         self._timed_out = False
 
-    async def receive(self) -> Message:
+    async def receive(self) -> ReceiveMessage:
         if self._timed_out:
             return {"type": "http.disconnect"}
         if self._body_done:
@@ -116,8 +128,10 @@ class _BodyRead:
         self._timed_out = True
         if self._response_started:
             return
-        await self._send({"type": "http.response.start", "status": 408,
-                          "headers": [(b"content-type", b"application/json"),
-                                      (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
-                                      (b"connection", b"close")]})
-        await self._send({"type": "http.response.body", "body": _TIMEOUT_BODY})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start", "status": 408,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
+                        (b"connection", b"close")]}
+        body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": _TIMEOUT_BODY, "more_body": False}
+        await self._send(start)
+        await self._send(body)

@@ -1,13 +1,13 @@
-"""Liveness and readiness. Each dependency registers a readiness check by name."""
+"""Liveness and readiness: each dependency has a readiness check by name (``Services.readiness_checks``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
@@ -16,10 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 # A check raises when its dependency is down; it may return a note that stays "ok" but says something.
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 READINESS_TIMEOUT_S = 3.0
-
-
-def register_check(state: State, name: str, check: ReadinessCheck) -> None:
-    state.setdefault("readiness_checks", {})[name] = check
 
 
 def database_check(engine: AsyncEngine) -> ReadinessCheck:
@@ -59,16 +55,26 @@ class HealthController(Controller):
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", summary="Readiness: each dependency's state; 503 names what failed",
-         responses={503: ResponseSpec(Readiness, description="A dependency is down", generate_examples=False)})
-    async def readyz(self, state: State) -> Response[Readiness]:
-        checks: dict[str, ReadinessCheck] = state.get("readiness_checks", {})
+    @get(
+        "/readyz",
+        summary="Readiness: each dependency's state; 503 names what failed",
+        responses={503: ResponseSpec(Readiness, description="A dependency is down", generate_examples=False)},
+    )
+    async def readyz(self, readiness_checks: NamedDependency[Mapping[str, ReadinessCheck]]) -> Response[Readiness]:
+        checks = readiness_checks
         results = await asyncio.gather(*(_run(check) for check in checks.values()))
         dependencies = dict(zip(checks, results, strict=True))
         failed = [name for name, result in dependencies.items() if not result.startswith("ok")]
         if failed:
-            return Response(Readiness(status="unavailable", dependencies=dependencies, error="not_ready",
-                                      detail=f"unavailable: {', '.join(failed)}"), status_code=503)
+            return Response(
+                Readiness(
+                    status="unavailable",
+                    dependencies=dependencies,
+                    error="not_ready",
+                    detail=f"unavailable: {', '.join(failed)}",
+                ),
+                status_code=503,
+            )
         return Response(Readiness(status="ok", dependencies=dependencies))
 
 

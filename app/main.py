@@ -24,6 +24,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.controllers import AuthController
 from app.auth.csrf import CSRFGuard
@@ -32,45 +33,52 @@ from app.auth.sessions import SESSION_COOKIE, SessionConfig
 from app.autoscale.controllers import AutoscaleController
 from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_autoscaler
 from app.avatars.controllers import AvatarController
+from app.catalog.activity import ActivityFeed
+from app.catalog.controllers import CatalogController
 from app.chain.client import Chain, connect_chain
 from app.chain.controllers import ChainController, DevChainController
 from app.chain.indexer import Indexer
 from app.chain.service import watch_embedded
-from app.chat import service as chat_service
+from app.chat import store as chat_store
 from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
+from app.chat.sockets import SocketQuota
+from app.chat.turn import ChatService
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
+from app.demo.world import DemoWorld
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
-from app.health import HealthController, MetricsController, database_check, register_check
+from app.health import HealthController, MetricsController, ReadinessCheck, database_check
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
 from app.memory.controllers import MemoryController
 from app.memory.service import running_memory
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import in_process_node
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
+from app.proxy.client.controllers import NodeDirectoryController
 from app.proxy.config import ProxySettings, load_proxy_settings
-from app.proxy.directory_controllers import NodeDirectoryController
+from app.proxy.node.app import in_process_node
+from app.services import SERVICE_DEPENDENCIES, Services
+from app.web.activity import activity_socket
 from app.web.assets import static_routers, template_config
+from app.web.avatar_links import AvatarLinksController
 from app.web.controllers import WebController, not_found
 
 
-def _chain_check(app: Litestar) -> None:
+def _chain_check(chain: Chain, indexer: Indexer) -> ReadinessCheck:
     async def check() -> str | None:
-        chain: Chain = app.state.chain
         await chain.w3.eth.block_number
-        if app.state.indexer.last_error:
-            raise RuntimeError(f"indexer paused: {app.state.indexer.last_error}")
+        if indexer.last_error:
+            raise RuntimeError(f"indexer paused: {indexer.last_error}")
         if chain.embedded is not None and chain.embedded.state_lost:
             return ("the embedded chain's saved state was lost: the contracts were deployed again and the "
                     "index follows the new chain")
         return None
 
-    register_check(app.state, "chain", check)
+    return check
 
 
 @asynccontextmanager
@@ -79,7 +87,8 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIte
     process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
     wallet = platform_wallet(proxy_settings, chain)
     async with contextlib.AsyncExitStack() as stack:
-        transports, own = {}, []
+        transports = {}
+        own = []
         if chain.is_embedded:
             node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
             transports[node.endpoint], own = node.transport, [node.tee_id]
@@ -88,35 +97,46 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIte
         yield client
 
 
-def _lifespan(settings: Settings, proxy_settings: ProxySettings,
+def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEngine,
               given_chain: Chain | None) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
             # Alembic's env runs its own event loop; give it a thread of its own.
             await asyncio.to_thread(migrate.upgrade, settings.database_url)
+        sessions = session_factory(engine)
         if not settings.redis_url:  # the only worker: what was pending died with the previous process
-            async with session_factory(app.state.engine)() as session:
-                await chat_service.settle_all_pending(session)
+            async with sessions() as session:
+                await chat_store.settle_all_pending(session)
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
-        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(await reader.divisor()),
-                          session_factory(app.state.engine), confirmations=settings.chain_confirmations,
+        divisor = await reader.divisor()
+        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(divisor),
+                          sessions, confirmations=settings.chain_confirmations,
                           start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s)
-        app.state.update(chain=chain, twin_keys_reader=reader, indexer=indexer)
-        _chain_check(app)
         tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+        demo = _demo_world(settings, chain, sessions)
+        if demo is not None:  # before the proxy node registers (see DemoWorld)
+            await demo.build_history()
         if chain.owns_node:
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
             async with _proxy_client(chain, proxy_settings) as proxy_client:
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
-                        settings, app.plugins.get(ChannelsPlugin), session_factory(app.state.engine),
+                        settings, app.plugins.get(ChannelsPlugin), sessions,
                         _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale, running_memory(
-                        session_factory(app.state.engine), proxy_client, settings) as memory:
-                    app.state.update(proxy_client=proxy_client, chat_admission=gate, autoscale=autoscale,
-                                     memory=memory)
+                        sessions, proxy_client, settings) as memory:
+                    app.state.services = Services(
+                        settings=settings, sessions=sessions, chain=chain, reader=reader, indexer=indexer,
+                        proxy_client=proxy_client, chat_gate=gate, autoscale=autoscale,
+                        chat_sockets=SocketQuota(per_session=settings.chat_max_sockets_per_session,
+                                                 per_address=settings.chat_max_sockets_per_address),
+                        readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer)},
+                        activity_feed=ActivityFeed(sessions, divisor), memory=memory)
+                    if demo is not None:
+                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, memory=memory)
+                        tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:
             for task in tasks:
@@ -125,9 +145,17 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings,
                     await task
             if given_chain is None:
                 await chain.close()
-            await app.state.engine.dispose()
+            await engine.dispose()
 
     return lifespan
+
+
+def _demo_world(settings: Settings, chain: Chain, sessions: async_sessionmaker[AsyncSession]) -> DemoWorld | None:
+    """The first start of an empty embedded world opens on a living market (app/demo)."""
+    if not (chain.owns_node and settings.demo_world):
+        return None
+    base_url = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+    return DemoWorld(settings, chain, sessions, base_url)
 
 
 def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Awaitable[int]]:
@@ -167,8 +195,9 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 
 ROUTES: list[ControllerRouterHandler] = [
-    HealthController, MetricsController, ChainController, AuthController, AvatarController, MarketController,
-    ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController, *static_routers(),
+    HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
+    MarketController, ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController,
+    AvatarLinksController, activity_socket,
 ]
 
 
@@ -193,7 +222,7 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
     channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     channels = _channels(settings, channels_redis)
     app = Litestar(
-        route_handlers=[*ROUTES, DevChainController] if embedded_chain else ROUTES,
+        route_handlers=[*ROUTES, *static_routers(settings), *([DevChainController] if embedded_chain else [])],
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             channels,
@@ -204,7 +233,8 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),
-        lifespan=[_lifespan(settings, proxy_settings, chain)],
+        lifespan=[_lifespan(settings, proxy_settings, engine, chain)],
+        dependencies=SERVICE_DEPENDENCIES,
         cors_config=cors_config(settings),
         openapi_config=OpenAPIConfig(title="Twin market", version="0.1.0", path="/schema"),
         debug=False,
@@ -212,7 +242,4 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
     )
     if channels_redis is not None:
         app.on_shutdown.append(channels_redis.aclose)  # after the plugin's own shutdown, which still uses it
-    app.state.settings = settings
-    app.state.engine = engine
-    register_check(app.state, "database", database_check(engine))
     return app

@@ -29,7 +29,8 @@ KeyAmountParam = Annotated[int, Parameter(description=f"keys, 1–{MAX_KEY_AMOUN
 
 
 class BadInput(AppError):
-    status_code, code = 400, "invalid_request"
+    status_code = 400
+    code = "invalid_request"
 
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"{field}: {detail}", extra={"field": field})

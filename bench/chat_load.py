@@ -97,8 +97,8 @@ RSS_SAMPLE_S = 0.05
 
 def serve(port: int, node_port: int) -> None:
     """``twin serve``'s app and uvicorn configuration, plus its in-process node's app on ``node_port``."""
-    from app.cli import load_or_exit, settings_or_exit
     from app.proxy.config import load_proxy_settings
+    from app.serving import load_or_exit, settings_or_exit
 
     settings = settings_or_exit()
     proxy_settings = load_or_exit(load_proxy_settings)
@@ -109,8 +109,8 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
     import uvicorn
 
     from app.chain.client import connect_chain
-    from app.cli import quiet_framework_warnings
     from app.main import create_app
+    from app.serving import quiet_framework_warnings
 
     class NodeServer(uvicorn.Server):
         def capture_signals(self) -> contextlib.AbstractContextManager[None]:
@@ -119,7 +119,7 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
     chain = await connect_chain(settings)
     quiet_framework_warnings()
     app = create_app(settings, chain=chain, proxy_settings=proxy_settings)
-    # As app.cli.serve_on_chain configures it, with a backlog for a thousand connects at once.
+    # As app.serving.serve_on_chain configures it, with a backlog for a thousand connects at once.
     backend = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=settings.log_level,
                                             lifespan="on", ws="websockets-sansio", backlog=4096))
     serving = asyncio.create_task(backend.serve())
@@ -128,7 +128,7 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
             return serving.result()
         await asyncio.sleep(0.05)
     # The node the backend's proxy client reaches through its ASGI transport (started by the app's lifespan).
-    (transport,) = app.state.proxy_client._transports.values()
+    (transport,) = app.state.services.proxy_client._transports.values()
     node = NodeServer(uvicorn.Config(transport._app, host="127.0.0.1", port=node_port, log_level=settings.log_level,
                                      lifespan="off", backlog=4096))
     node_serving = asyncio.create_task(node.serve())
@@ -626,8 +626,8 @@ class NodePayer:
 
 
 def history_of(exchanges: list[tuple[int, str, str]], before: int, budget: int) -> list[dict[str, str]]:
-    """What the chat layer sends as history (app.chat.service.recent_history): the latest exchanges within budget."""
-    from app.chat.service import estimate_tokens
+    """What the chat layer sends as history (app.chat.context.recent_history): the latest exchanges within budget."""
+    from app.chat.context import estimate_tokens
 
     history: list[dict[str, str]] = []
     used = 0
@@ -681,7 +681,8 @@ async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: i
                        exchanges: Exchanges, capacity: int, payer: NodePayer, history_budget: int,
                        watch: ProcessWatch, spread_s: float = 0.0) -> Phase:
     """The chat phase's requests straight to the node, behind an ideal FIFO queue of ``capacity`` streams."""
-    from app.chat.service import context_messages, request_body
+    from app.chat.context import context_messages
+    from app.proxy.client.client import chat_request_body
 
     connections = min(capacity, len(fans))
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -692,7 +693,7 @@ async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: i
             for round_ in range(rounds):
                 step = step0 + round_
                 history = history_of(exchanges.get(number, []), step, history_budget)
-                body = request_body(AVATAR_MODEL, context_messages(PERSONA, history, message_for(number, step)))
+                body = chat_request_body(AVATAR_MODEL, context_messages(PERSONA, history, message_for(number, step)))
                 headers = await payer.headers(http, body) | {"X-Twin-Verification": "signature"}
                 requests[number, round_] = body, headers
         await asyncio.gather(*(http.get("/healthz") for _ in range(connections)))  # open the connections
@@ -897,7 +898,7 @@ def arguments() -> argparse.Namespace:
 
 
 def main() -> None:
-    from app.cli import quiet_framework_warnings
+    from app.serving import quiet_framework_warnings
 
     quiet_framework_warnings()  # the SIWE grammar's warnings, here as in the server
     args = arguments()

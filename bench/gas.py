@@ -4,8 +4,8 @@ Run: ``./dev.sh bench gas`` (or ``.venv/bin/python bench/gas.py``). Each row is 
 transaction (21,000 intrinsic gas and calldata included), measured in this run on an anvil node of
 its own (a temp TWIN_CHAIN_STATE_DIR, stopped at the end), sending the exact cost so no refund is
 paid. The friend.tech column is NOT measured here: it is friend.tech's published reference figures
-for FriendtechSharesV1 (solc 0.8.28, optimizer 200, cancun), quoted as constants. The goal is at
-most 0.75x of them for buys and sells.
+for FriendtechSharesV1 (solc 0.8.28, optimizer 200, cancun), quoted as constants. The goals: at most
+1.0x of them for create + first buy, at most 0.72x for every buy and sell.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from app.chain.deploy import send_transaction
 from app.chain.embedded import EmbeddedChain, dev_accounts
 from app.config import Settings
 
-GOAL_RATIO = 0.75
+TRADE_GOAL = 0.72
+LAUNCH_GOAL = 1.0
+LAUNCH = "create + first buy (1 key)"
 DEADLINE = 2**40
 # A random-looking id, as the backend mints them: every byte non-zero, so calldata is not flattered.
 # Bound to its creator (dev account 1), as TwinKeys requires of every id.
@@ -43,10 +45,8 @@ FRIEND_TECH_REFERENCE = {
     "withdraw creator fees": None,
 }
 FIRST_BUY_NOTE = (
-    "note: create + first buy cannot reach the goal: it writes three fresh slots (creator, market, balance;\n"
-    "3 x 22,100 gas) on top of 21,000 intrinsic gas = 87,300 before any logic, event or calldata (it also\n"
-    "carries the metadata URI), against 0.75 x 80,152 = 60,114. friend.tech writes two: it stores no\n"
-    "creator because it pushes fees to the subject, the weakness TwinKeys closes with pull payments."
+    "note: create + first buy writes two fresh slots (market, balance), like friend.tech's first buy: the\n"
+    "creator is not stored, the avatar id names it (TwinKeys.isCreator), and it carries the metadata URI."
 )
 
 
@@ -78,7 +78,7 @@ def measure(state_dir: Path) -> tuple[dict[str, int], str]:
         bench = Bench(chain, twin_keys)
         creator, fan, whale, seller = chain.accounts[1:5]
         first_buy = bench.gas(creator, "createAvatar", AVATAR_ID, METADATA_URI, 1, 0, DEADLINE)
-        rows = {"create + first buy (1 key)": first_buy}
+        rows = {LAUNCH: first_buy}
         rows["buy 1 (new holder)"] = bench.buy(fan, 1)
         rows["buy 1 (existing holder)"] = bench.buy(fan, 1)
         rows["buy 10 (new holder)"] = bench.buy(whale, 10)
@@ -98,15 +98,16 @@ def main() -> None:
     print(f"TwinKeys gasUsed measured on {node} (this run; load {one:.2f} {five:.2f} {fifteen:.2f}) beside "
           "friend.tech's published reference figures for FriendtechSharesV1 (constants, not measured here)\n")
     header = f"{'TwinKeys operation':<30} {'gas (anvil)':>11} {'friend.tech (published)':>24} {'ratio':>7}"
-    print(f"{header}  goal <= {GOAL_RATIO}")
+    print(f"{header}  goal")
     for name, gas in rows.items():
         reference = FRIEND_TECH_REFERENCE[name]
         if reference is None:
             print(f"{name:<30} {gas:>11,} {'(no equivalent)':>24} {'-':>7}")
             continue
         ratio = gas / reference
-        verdict = "ok" if ratio <= GOAL_RATIO else "above goal"
-        print(f"{name:<30} {gas:>11,} {reference:>24,} {ratio:>7.3f}  {verdict}")
+        goal = LAUNCH_GOAL if name == LAUNCH else TRADE_GOAL
+        verdict = "ok" if ratio <= goal else "above goal"
+        print(f"{name:<30} {gas:>11,} {reference:>24,} {ratio:>7.3f}  <= {goal}: {verdict}")
     print(FIRST_BUY_NOTE)
 
 

@@ -57,7 +57,7 @@ from app.db.engine import create_engine, session_factory
 from app.memory.extraction import parse_facts
 from app.memory.retrieval import Recall, estimate_tokens, query_terms, recall, thread_token
 from app.memory.service import lock_thread, merge_facts, prune_thread, reinforce_used, used_by
-from app.proxy.upstreams.offline_facts import extract_facts
+from app.proxy.node.upstreams.offline_facts import extract_facts
 
 AVATAR = "0x" + "5e" * 16
 FAN = "0x" + "Fa" * 20

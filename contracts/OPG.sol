@@ -31,10 +31,15 @@ contract OPG is ERC20, ERC20Permit, ERC20Capped, Ownable2Step {
     /// @notice An EIP-3009 authorization was cancelled before use.
     event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
 
+    /// @notice The authorization was submitted at or before its `validAfter` timestamp.
     error AuthorizationNotYetValid(uint256 validAfter);
+    /// @notice The authorization was submitted at or after its `validBefore` timestamp.
     error AuthorizationExpired(uint256 validBefore);
+    /// @notice The authorizer's nonce was already used or cancelled.
     error AuthorizationAlreadyUsed(address authorizer, bytes32 nonce);
+    /// @notice The signature is not the authorizer's (EOA) nor accepted by its ERC-1271 check.
     error InvalidSignature();
+    /// @notice receiveWithAuthorization submitted by someone other than the payee.
     error CallerMustBePayee(address caller, address payee);
 
     /// @param initialOwner The only account allowed to mint.

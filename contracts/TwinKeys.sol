@@ -14,8 +14,6 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 ///  - keysSupply(id) == Σ keysBalance(id, ·); supply never drops below 1 once an avatar exists;
 ///  - address(this).balance == Σ cumulativePrice(keysSupply(id)) + Σ creator fees + protocol fees.
 contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
-    using SafeCast for uint256;
-
     /// @notice Upper bound of each fee, in parts of 1e18 (5 %).
     uint256 public constant MAX_FEE_PERCENT = 0.05 ether;
 
@@ -48,9 +46,6 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     address public treasury;
 
     mapping(bytes16 id => Market) private _markets;
-
-    /// @notice The creator of each avatar (zero when the avatar does not exist).
-    mapping(bytes16 id => address creator) public creatorOf;
 
     /// @notice Keys of avatar `id` held by `holder`.
     mapping(bytes16 id => mapping(address holder => uint256 keys)) public keysBalance;
@@ -85,25 +80,45 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
 
     /// @notice The avatar id was not issued for the caller: it is not `avatarIdFor(msg.sender, nonce)`.
     error InvalidAvatarId();
+    /// @notice createAvatar of an avatar that already exists.
     error AvatarExists(bytes16 id);
+    /// @notice A buy, sell or sell quote of an avatar that was never created.
     error AvatarNotFound(bytes16 id);
+    /// @notice A trade of zero keys.
     error ZeroAmount();
+    /// @notice The buy would take the supply above 2^32 - 1 keys (getPrice: the supply priced is 2^64 or more).
     error SupplyOverflow(uint256 supply);
+    /// @notice The transaction executed after its `deadline` (a block timestamp).
     error DeadlineExpired(uint256 deadline);
+    /// @notice The buy costs more (curve price plus fees) than the caller's `maxTotalCost`.
     error TotalCostAboveMax(uint256 totalCost, uint256 maxTotalCost);
+    /// @notice The ETH sent is less than the buy's total cost.
     error InsufficientPayment(uint256 totalCost, uint256 paid);
+    /// @notice The sell pays less (curve price minus fees) than the caller's `minProceeds`.
     error ProceedsBelowMin(uint256 proceeds, uint256 minProceeds);
+    /// @notice A sell must leave at least one key (key 0, priced 0) in existence.
     error CannotSellLastKey();
+    /// @notice The caller holds fewer keys than it tries to sell.
     error InsufficientKeys(uint256 balance, uint256 amount);
+    /// @notice withdrawCreatorFees by an account that is not the avatar's creator.
     error NotCreator(bytes16 id);
+    /// @notice withdrawProtocolFees by an account that is not the treasury.
     error NotTreasury();
+    /// @notice A withdrawal that would send 0 wei.
     error NothingToWithdraw();
+    /// @notice A fee above MAX_FEE_PERCENT (5 %).
     error FeeTooHigh(uint256 feePercent, uint256 maxFeePercent);
+    /// @notice A treasury or withdrawal receiver of address zero.
     error ZeroAddress();
+    /// @notice A curve divisor of zero at construction.
     error ZeroDivisor();
+    /// @notice The receiver of a refund, proceeds or withdrawal rejected the ETH.
     error EthTransferFailed(address to, uint256 amount);
+    /// @notice Disabled: an ownerless market could never be unpaused or change fees.
     error RenounceDisabled();
+    /// @notice A buy or creation while paused, or pause() while paused (OpenZeppelin Pausable's error).
     error EnforcedPause();
+    /// @notice unpause() while not paused (OpenZeppelin Pausable's error).
     error ExpectedPause();
 
     modifier beforeDeadline(uint256 deadline) {
@@ -146,11 +161,11 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
         uint256 maxTotalCost,
         uint256 deadline
     ) external payable nonReentrant beforeDeadline(deadline) {
-        if (id != avatarIdFor(msg.sender, uint32(uint128(id)))) revert InvalidAvatarId();
-        if (creatorOf[id] != address(0)) revert AvatarExists(id);
-        creatorOf[id] = msg.sender;
+        if (!isCreator(id, msg.sender)) revert InvalidAvatarId();
+        Market memory market = _markets[id];
+        if (market.supply != 0) revert AvatarExists(id);
         emit AvatarCreated(id, msg.sender, metadataURI);
-        _buy(id, _markets[id], amount, maxTotalCost);
+        _buy(id, market, amount, maxTotalCost);
     }
 
     /// @notice Buy `amount` keys of an existing avatar; any ETH sent above the cost is refunded.
@@ -208,7 +223,7 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     /// @param id The avatar.
     /// @param to Receiver of the fees (lets a creator contract that cannot take ETH direct them).
     function withdrawCreatorFees(bytes16 id, address payable to) external nonReentrant {
-        if (msg.sender != creatorOf[id]) revert NotCreator(id);
+        if (!isCreator(id, msg.sender)) revert NotCreator(id);
         if (to == address(0)) revert ZeroAddress();
         uint256 amount = _markets[id].creatorFees;
         if (amount == 0) revert NothingToWithdraw();
@@ -223,7 +238,7 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     function withdrawProtocolFees(bytes16[] calldata ids, address payable to) external nonReentrant {
         if (msg.sender != treasury) revert NotTreasury();
         if (to == address(0)) revert ZeroAddress();
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i; i < ids.length; ++i) {
             uint256 amount = _markets[ids[i]].protocolFees;
             if (amount == 0) continue;
@@ -285,12 +300,25 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
         return bytes16(bytes12(keccak256(abi.encode(creator, nonce)))) | bytes16(uint128(nonce));
     }
 
+    /// @notice Whether `account` is the creator of avatar `id`: the one account `id` was issued to
+    /// (`id == avatarIdFor(account, nonce)` for the nonce in its low 4 bytes). The creator is not
+    /// stored: the id names it, which saves createAvatar a fresh storage slot (22,100 gas); the
+    /// `AvatarCreated` event carries it for indexers. True also before the avatar is created.
+    /// @param id The avatar.
+    /// @param account The account to check.
+    /// @return True when `account` created (or may create) `id`.
+    function isCreator(bytes16 id, address account) public pure returns (bool) {
+        return id == avatarIdFor(account, uint32(uint128(id)));
+    }
+
     /// @notice Curve price, without fees, of `amount` keys bought at supply `supply`.
     /// @param supply Keys in existence before the trade.
     /// @param amount Keys traded.
     /// @return price Wei.
     function getPrice(uint256 supply, uint256 amount) public view returns (uint256 price) {
-        return _cumulativePrice(supply + amount) - _cumulativePrice(supply);
+        uint256 keys = supply + amount;
+        if (keys > type(uint64).max) revert SupplyOverflow(keys);
+        return _cumulativePrice(keys) - _cumulativePrice(supply);
     }
 
     /// @notice Curve price, without fees, of buying `amount` keys of `id` now.
@@ -397,22 +425,26 @@ contract TwinKeys is Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @dev One storage write per trade: the new supply and the fees the trade earned.
+    /// SafeCast is called as a library function, not through `using for` on a mixed uint112 + uint256
+    /// expression, which Slither cannot resolve (it then builds no IR for the function).
     function _record(bytes16 id, Market memory market, uint256 newSupply, uint256 protocolFee, uint256 creatorFee)
         private
     {
-        _markets[id] = Market({
-            supply: uint32(newSupply),
-            creatorFees: (market.creatorFees + creatorFee).toUint112(),
-            protocolFees: (market.protocolFees + protocolFee).toUint112()
-        });
+        uint112 newCreatorFees = SafeCast.toUint112(market.creatorFees + creatorFee);
+        uint112 newProtocolFees = SafeCast.toUint112(market.protocolFees + protocolFee);
+        _markets[id] = Market(uint32(newSupply), newCreatorFees, newProtocolFees);
     }
 
     /// @dev Σ_{i<k} i² · 1e18 / curveDivisor, floored once. Prices are differences of this
     /// function, so the ETH a market holds depends on its supply alone, to the wei.
-    /// Σ_{i<k} i² = (k-1)·k·(2k-1)/6, taken as 0 at k = 0 so nothing underflows.
+    /// Σ_{i<k} i² = (k-1)·k·(2k-1)/6, taken as 0 at k = 0 so nothing underflows. Unchecked, because
+    /// nothing can overflow for k < 2^64 ((k-1)·k·(2k-1) < 2^193, and /6 · 1e18 < 2^251): trades keep
+    /// k below 2^32 (SupplyOverflow) and getPrice below 2^64. Saves every trade ~400 gas of checks.
     function _cumulativePrice(uint256 keys) private view returns (uint256) {
         if (keys == 0) return 0;
-        return ((keys - 1) * keys * (2 * keys - 1) / 6) * 1 ether / curveDivisor;
+        unchecked {
+            return ((keys - 1) * keys * (2 * keys - 1) / 6) * 1 ether / curveDivisor;
+        }
     }
 
     function _fees(Config memory config, uint256 price)

@@ -10,8 +10,8 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
+from app.all_models import metadata
 from app.config import get_settings
-from app.db.all_models import metadata
 from app.db.engine import create_engine
 
 config = context.config

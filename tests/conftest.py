@@ -21,12 +21,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
+from app.all_models import metadata
 from app.chain.anvil import AnvilNode
 from app.chain.client import Chain, chain_from_embedded
 from app.chain.embedded import EmbeddedChain
 from app.config import Settings
 from app.db import migrate
-from app.db.all_models import metadata
 from app.db.engine import create_engine
 from tests.helpers import CHAIN_STATE_DIRS
 
@@ -81,7 +81,7 @@ async def database_url(migrated_database: str, tmp_path: Path) -> str:
 def settings(database_url: str) -> Settings:
     # The test client serves the app on an event loop of its own while tests also reach the
     # database from theirs: no pooled connection may cross loops, and tests index explicitly
-    # (`await app.state.indexer.sync()`) and tick the autoscaler (`await app.state.autoscale.tick()`)
+    # (`await app.state.services.indexer.sync()`) and tick the autoscaler (`await app.state.services.autoscale.tick()`)
     # rather than through background tasks.
     return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0,
                     autoscale_tick_s=0)

@@ -14,8 +14,8 @@ from litestar.testing import AsyncTestClient
 
 from app.chain.client import Chain
 from app.config import Settings
-from app.proxy.app import create_proxy_app
 from app.proxy.config import ProxySettings
+from app.proxy.node.app import create_proxy_app
 from tests.chat.conftest import holding_fan, receive, serving
 from tests.helpers import launch, sign_in
 

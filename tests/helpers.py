@@ -35,11 +35,12 @@ MAX_COST = 2**255
 
 def env_without_twin_settings() -> dict[str, str]:
     """This environment without TWIN_* settings, but for an embedded chain of its own in a fresh
-    directory (never the checkout's var/chain); pass TWIN_CHAIN_STATE_DIR to choose one."""
+    directory (never the checkout's var/chain); pass TWIN_CHAIN_STATE_DIR to choose one. The demo
+    world is off: tests start from an empty world unless they turn it on."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
     state_dir = tempfile.mkdtemp(prefix="twin-test-chain-")
     CHAIN_STATE_DIRS.append(Path(state_dir))
-    return env | {"TWIN_CHAIN_STATE_DIR": state_dir}
+    return env | {"TWIN_CHAIN_STATE_DIR": state_dir, "TWIN_DEMO_WORLD": "false"}
 
 
 def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
@@ -162,7 +163,7 @@ def _first_buy_total(chain: Chain, amount: int) -> int:
 
 
 async def index(app: Litestar) -> int:
-    return await app.state.indexer.sync()
+    return await app.state.services.indexer.sync()
 
 
 async def index_differences(client: AsyncTestClient[Litestar] | httpx.AsyncClient, contract: Contract,

@@ -8,7 +8,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.chain.client import Chain
-from app.chat.service import FrameError, parse_frame
+from app.chat.frames import FrameError, parse_frame
 from tests.helpers import launch, sign_in, siwe_message
 
 NOT_UTF8 = b'{"name": "\xff\xfe", "handle": "x", "persona": "p", "model": "m", "message": "\xc3\x28"}'

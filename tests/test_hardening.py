@@ -15,12 +15,13 @@ import httpx
 import pytest
 import uvicorn
 from litestar import Litestar, WebSocket, post, websocket
+from litestar.params import JSONBody
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.cli import uvicorn_config
 from app.config import Settings
 from app.hardening import BodyReadTimeout
+from app.serving import uvicorn_config
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def test_deeply_nested_json_at_every_entry_point_is_a_400_not_a_crash() -> None:
 def test_frame_parsers_refuse_nesting_past_the_depth_guard() -> None:
     """4 KiB of brackets fits an operator's frame and nests past the recursion limit once it is sane."""
     from app.autoscale.service import OperatorFrameError, parse_operator_frame
-    from app.chat.service import FrameError, parse_frame
+    from app.chat.frames import FrameError, parse_frame
     from app.hardening import keep_recursion_limit_sane
 
     keep_recursion_limit_sane()
@@ -57,7 +58,7 @@ def test_frame_parsers_refuse_nesting_past_the_depth_guard() -> None:
 
 def _limits_app() -> Litestar:
     @post("/echo", status_code=200)
-    async def echo(data: dict[str, Any]) -> dict[str, Any]:
+    async def echo(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         return data
 
     @websocket("/ws")

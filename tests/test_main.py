@@ -29,7 +29,7 @@ async def test_backend_gets_a_paid_attested_reply(client: AsyncTestClient[Litest
     price = proxy_settings.models["twin-offline-demo"].price_wei
     before = await opg_balance(chain, node_address)
 
-    result = await app.state.proxy_client.chat(model="twin-offline-demo", messages=[
+    result = await app.state.services.proxy_client.chat(model="twin-offline-demo", messages=[
         {"role": "system", "content": "You are Ada, a patient maths tutor."},
         {"role": "user", "content": "What is a prime?"},
     ])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
-from app.config import PROJECT_ROOT, Settings
+from app.config import Settings
 from app.proxy.config import ProxySettings
+from app.resources import CHECKOUT_ROOT
 
 
 def documented_variables() -> set[str]:
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (CHECKOUT_ROOT / "README.md").read_text()
     return set(re.findall(r"^\| `(TWIN_[A-Z0-9_]+)`", readme, flags=re.MULTILINE))
 
 

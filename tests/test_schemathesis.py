@@ -36,8 +36,8 @@ from schemathesis import checks as st_checks
 from schemathesis.core.failures import FailureGroup
 
 from app.chain.client import Chain
-from app.proxy.app import create_proxy_app
 from app.proxy.config import load_proxy_settings
+from app.proxy.node.app import create_proxy_app
 from tests.helpers import sign, siwe_message
 
 EXAMPLES = 25

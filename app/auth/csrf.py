@@ -7,10 +7,12 @@ The SPA sends no CSRF token, so the check is the browser's own word on where a r
 
 from __future__ import annotations
 
+from typing import cast
+
 from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
 from app.auth.origins import origin_allowed
 from app.auth.sessions import has_session_cookie
@@ -40,7 +42,7 @@ class CSRFGuard(ASGIMiddleware):
         self.settings = settings
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["method"] not in SAFE_METHODS:
+        if cast("HTTPScope", scope)["method"] not in SAFE_METHODS:  # scopes: HTTP only
             headers = Headers.from_scope(scope)
             if has_session_cookie(headers.get("cookie", "")):
                 self.check(headers)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import siwe
 from eth_keys.exceptions import BadSignature
-from sqlalchemy import delete, update
+from sqlalchemy import CursorResult, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.auth.models import SignInNonce
 from app.db.models import utc_now
@@ -33,7 +34,7 @@ _REASONS: dict[type[Exception], tuple[str, str]] = {
 async def issue_nonce(session: AsyncSession) -> str:
     """A fresh nonce for one sign-in; expired nonces are swept at the same time."""
     now = utc_now()
-    await session.execute(delete(SignInNonce).where(SignInNonce.expires_at < now - NONCE_TTL))
+    await session.execute(delete(SignInNonce).where(col(SignInNonce.expires_at) < now - NONCE_TTL))
     nonce = siwe.generate_nonce()
     session.add(SignInNonce(nonce=nonce, created_at=now, expires_at=now + NONCE_TTL))
     await session.flush()
@@ -72,10 +73,10 @@ async def _consume_nonce(session: AsyncSession, nonce: str) -> None:
     now = utc_now()
     result = await session.execute(
         update(SignInNonce)
-        .where(SignInNonce.nonce == nonce, SignInNonce.used_at.is_(None), SignInNonce.expires_at > now)
+        .where(col(SignInNonce.nonce) == nonce, col(SignInNonce.used_at).is_(None), col(SignInNonce.expires_at) > now)
         .values(used_at=now)
     )
-    if result.rowcount != 1:
+    if cast("CursorResult[Any]", result).rowcount != 1:
         raise Unauthorized("the nonce is unknown, expired or already used; ask for a new one",
                            code="bad_nonce")
 

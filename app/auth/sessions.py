@@ -57,4 +57,4 @@ class SessionBackend(ServerSideSessionBackend):
 class SessionConfig(ServerSideSessionConfig):
     """Litestar's server-side sessions with :class:`SessionBackend`."""
 
-    _backend_class = SessionBackend  # type: ignore[assignment]
+    _backend_class = SessionBackend

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, WebSocket, get, websocket
 from litestar.channels import ChannelsPlugin
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 from litestar.status_codes import WS_1008_POLICY_VIOLATION
@@ -23,11 +22,12 @@ from app.autoscale.service import (
     OperatorFrameError,
     parse_operator_frame,
 )
+from app.config import Settings
 from app.errors import error_responses
+from app.lib.websocket import LockedSender, SocketClosed
 
 ModelQuery = Annotated[str | None, Parameter(description="narrow the breakdown to this model", max_length=128)]
-PointsQuery = Annotated[int, Parameter(description=f"most recent points, 1–{HISTORY_POINTS}", ge=1,
-                                       le=HISTORY_POINTS)]
+PointsQuery = Annotated[int, Parameter(description=f"most recent points, 1–{HISTORY_POINTS}", ge=1, le=HISTORY_POINTS)]
 
 
 class _DecisionId(msgspec.Struct):
@@ -38,8 +38,7 @@ class _OperatorSocket:
     """Frames out through one lock: decisions come from the subscription's task, replies from the receive loop."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
-        self.socket = socket
-        self._lock = asyncio.Lock()
+        self._sender = LockedSender(socket)
         self._last_decision: str | None = None
 
     async def decision(self, frame: bytes) -> None:
@@ -50,35 +49,45 @@ class _OperatorSocket:
             await self.send(frame)
 
     async def send(self, frame: bytes) -> None:
-        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):  # closed under us: the loop ends
-            async with self._lock:
-                await self.socket.send_text(frame.decode())
+        with contextlib.suppress(SocketClosed):  # closed under us: the receive loop ends
+            await self._sender.send_text(frame.decode())
 
 
 class AutoscaleController(Controller):
     tags = ["autoscale"]
 
-    @get("/api/autoscale/signal", summary="The autoscaler's decision: desired and current nodes, per-model "
-                                          "breakdown, decision id and reason (KEDA metrics-api: desired_nodes)",
-         responses=error_responses(400, 404))
-    async def signal(self, state: State, model: ModelQuery = None) -> Signal:
-        autoscale: AutoscaleService = state.autoscale
+    @get(
+        "/api/autoscale/signal",
+        summary="The autoscaler's decision: desired and current nodes, per-model "
+        "breakdown, decision id and reason (KEDA metrics-api: desired_nodes)",
+        responses=error_responses(400, 404),
+    )
+    async def signal(self, autoscale: NamedDependency[AutoscaleService], model: ModelQuery = None) -> Signal:
         return await autoscale.signal(model)
 
-    @get("/api/autoscale/history", summary="Recent demand, forecast, desired and current nodes, oldest first",
-         responses=error_responses(400))
-    async def history(self, state: State, points: PointsQuery = HISTORY_POINTS) -> History:
-        autoscale: AutoscaleService = state.autoscale
+    @get(
+        "/api/autoscale/history",
+        summary="Recent demand, forecast, desired and current nodes, oldest first",
+        responses=error_responses(400),
+    )
+    async def history(
+        self, autoscale: NamedDependency[AutoscaleService], points: PointsQuery = HISTORY_POINTS
+    ) -> History:
         return autoscale.history(points)
 
     @websocket("/ws/autoscale")
-    async def operators(self, socket: WebSocket[Any, Any, Any], state: State, channels: ChannelsPlugin) -> None:
+    async def operators(
+        self,
+        socket: WebSocket[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        autoscale: NamedDependency[AutoscaleService],
+        channels: NamedDependency[ChannelsPlugin],
+    ) -> None:
         """Each decision as it is made (the current one first); operators acknowledge them (README: "Autoscale")."""
         await socket.accept()
-        if not origin_allowed(socket.headers, state.settings):  # a foreign page may not listen in
+        if not origin_allowed(socket.headers, settings):  # a foreign page may not listen in
             await socket.close(WS_1008_POLICY_VIOLATION, "origin not allowed")
             return
-        autoscale: AutoscaleService = state.autoscale
         out = _OperatorSocket(socket)
         async with channels.start_subscription([autoscale.channel]) as subscriber:
             with autoscale.operator(subscriber):

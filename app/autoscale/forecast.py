@@ -186,13 +186,16 @@ class Forecaster:
         while self._wanted[0][0] < now - policy.stabilization_s:
             self._wanted.popleft()
         joining = self._scale_up is not None and current_nodes < self._scale_up.nodes and now < self._scale_up.until
-        desired, reason = previous, f"steady: {forecast:.1f} streams forecast need {wanted} nodes"
+        desired = previous
+        reason = f"steady: {forecast:.1f} streams forecast need {wanted} nodes"
         if wanted > previous and not joining:
-            desired, reason = wanted, f"up: {self._why(models, forecast)} need {wanted} nodes"
+            desired = wanted
+            reason = f"up: {self._why(models, forecast)} need {wanted} nodes"
         elif wanted > previous:
             by_rate = policy.nodes_for(sum(model.rate_streams for model in models))
             if by_rate > previous * (1 + policy.headroom):
-                desired, reason = by_rate, (f"up again: the arrival rate alone now needs {by_rate} nodes, more than "
+                desired = by_rate
+                reason = (f"up again: the arrival rate alone now needs {by_rate} nodes, more than "
                                             f"the {previous} still joining")
             else:
                 reason = (f"hold: {previous - current_nodes} of {previous} nodes still joining will serve the "
@@ -202,7 +205,8 @@ class Forecaster:
             if joining:
                 reason = f"hold: {previous - current_nodes} nodes still joining"
             elif highest < previous:
-                desired, reason = highest, (f"down: {forecast:.1f} streams forecast; {highest} nodes were the most "
+                desired = highest
+                reason = (f"down: {forecast:.1f} streams forecast; {highest} nodes were the most "
                                             f"wanted in the last {policy.stabilization_s:g} s")
             else:
                 reason = (f"hold: {wanted} nodes would do now, but {highest} were wanted within the last "

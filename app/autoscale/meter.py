@@ -26,11 +26,11 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-Clock = Callable[[], float]
+from app.lib.time import Clock
 
 SHORT_WINDOW_S = 60  # current rates
 TREND_WINDOW_S = 120  # per-second arrivals the trend is fitted to

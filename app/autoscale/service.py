@@ -156,7 +156,7 @@ def _model_signal(forecast: ModelForecast, policy: ScalingPolicy) -> ModelSignal
 
 
 class AutoscaleService:
-    """Meter, forecaster, history and publication of one backend process (``app.state.autoscale``)."""
+    """Meter, forecaster, history and publication of one backend process (``Services.autoscale``)."""
 
     def __init__(self, meter: DemandMeter, forecaster: Forecaster, channels: ChannelsPlugin, channel: str, *,
                  sessions: async_sessionmaker[AsyncSession], current_nodes: Callable[[], Awaitable[int]],

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
 from app.db.models import utc_now
-
-
-class VerificationLevel(StrEnum):
-    """What a chat reply must carry: nothing, a node signature, or a TEE-attested signature."""
-
-    none = "none"
-    signature = "signature"
-    tee = "tee"
+from app.proxy.protocol import VerificationLevel
 
 
 class Avatar(SQLModel, table=True):

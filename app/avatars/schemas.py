@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from app.avatars.models import VerificationLevel
+from app.proxy.protocol import VerificationLevel
 
 Handle = Annotated[str, Meta(pattern=r"^[a-z0-9_]{3,32}$", description="3–32 of a-z, 0-9 and _")]
 Name = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -61,19 +60,3 @@ class AvatarLaunched(Struct):
     name: str
     model: str
     verification_level: str
-
-
-class AvatarProfile(Struct):
-    id: str
-    handle: str
-    name: str
-    bio: str
-    image_url: str
-    model: str
-    verification_level: str
-    creator: str
-    metadata_uri: str
-    listed: bool
-    created_at: datetime
-    market: dict[str, object]
-    persona: str | None = None  # only for the avatar's creator

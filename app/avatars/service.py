@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from eth_abi import encode
@@ -12,11 +12,13 @@ from eth_utils import to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.avatars.models import Avatar
 from app.avatars.schemas import AvatarCreate, AvatarMetadata, AvatarUpdate
 from app.db.models import utc_now
 from app.errors import Conflict, Forbidden, NotFound
+from app.lib.time import aware
 
 DEFAULT_LAUNCH_TTL_S = 86_400
 
@@ -33,9 +35,6 @@ def new_avatar_id(creator: str) -> str:
     return avatar_id_for(creator, secrets.randbits(32))
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
 
 async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str,
                         launch_ttl_s: int = DEFAULT_LAUNCH_TTL_S) -> Avatar:
@@ -44,7 +43,7 @@ async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCrea
 
     A handle whose launch was never completed (unlisted, untouched for ``launch_ttl_s``) is released:
     it goes to the next creator who asks, under a new id bound to them."""
-    existing = await session.scalar(select(Avatar).where(Avatar.handle == data.handle))
+    existing = await session.scalar(select(Avatar).where(col(Avatar.handle) == data.handle))
     if existing is not None:
         if existing.listed_at is not None:
             raise Conflict(f"handle: @{data.handle} is taken", extra={"field": "handle"})
@@ -54,7 +53,7 @@ async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCrea
             existing.updated_at = utc_now()
             await session.flush()
             return existing
-        if _aware(existing.updated_at) > utc_now() - timedelta(seconds=launch_ttl_s):
+        if aware(existing.updated_at) > utc_now() - timedelta(seconds=launch_ttl_s):
             raise Conflict(f"handle: @{data.handle} is taken (an unfinished launch holds it for up to "
                            f"{launch_ttl_s} s)", extra={"field": "handle"})
         await session.delete(existing)  # abandoned: its id stays bound to its creator, the handle is free
@@ -78,6 +77,15 @@ async def get_avatar(session: AsyncSession, avatar_id: str) -> Avatar:
     if avatar is None:
         raise NotFound(f"no avatar with id {avatar_id}")
     return avatar
+
+
+async def avatar_id_by_handle(session: AsyncSession, handle: str) -> str:
+    """The id of the avatar ``@handle`` (the share link ``/avatars/@handle``)."""
+    query = select(col(Avatar.id)).where(col(Avatar.handle) == handle.removeprefix("@").lower())
+    avatar_id = await session.scalar(query)
+    if avatar_id is None:
+        raise NotFound(f"no avatar {handle}")
+    return avatar_id
 
 
 async def update_avatar(session: AsyncSession, *, avatar_id: str, editor: str, changes: AvatarUpdate) -> Avatar:
@@ -112,7 +120,7 @@ async def unmark_listed(session: AsyncSession, avatar_id: str) -> None:
 async def avatars_by_ids(session: AsyncSession, avatar_ids: list[str]) -> dict[str, Avatar]:
     if not avatar_ids:
         return {}
-    rows = await session.scalars(select(Avatar).where(Avatar.id.in_(avatar_ids)))
+    rows = await session.scalars(select(Avatar).where(col(Avatar.id).in_(avatar_ids)))
     return {avatar.id: avatar for avatar in rows}
 
 

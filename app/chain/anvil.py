@@ -34,11 +34,10 @@ from typing import IO
 import httpx
 import structlog
 
-from app.config import PROJECT_ROOT
+from app.resources import DEFAULT_NODE_MODULES_DIR
 
 log = structlog.get_logger()
 
-ANVIL_PACKAGE_DIR = PROJECT_ROOT / "node_modules" / "@foundry-rs"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 2.0
@@ -61,15 +60,20 @@ class NodeOptions:
     balance_eth: int
     port: int = 0
     state_interval_s: int = 2
+    node_modules_dir: Path = DEFAULT_NODE_MODULES_DIR  # where npm installed @foundry-rs/anvil
+    # The genesis block's timestamp on a node started without saved state (anvil's clock then runs
+    # from there): the demo world backdates a fresh chain so that its history spans past days.
+    genesis_timestamp: int | None = None
 
 
-def anvil_binary() -> Path:
+def anvil_binary(node_modules_dir: Path) -> Path:
     """The anvil executable inside the platform package that npm installed beside @foundry-rs/anvil."""
     system = platform.system().lower()
     arch = _ARCHITECTURES.get(platform.machine().lower(), platform.machine().lower())
-    binary = ANVIL_PACKAGE_DIR / f"anvil-{system}-{arch}" / "bin" / "anvil"
+    binary = node_modules_dir / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
     if not binary.is_file():
-        raise NodeError(f"anvil is not installed ({binary} is missing): run `npm ci` (./dev.sh does)")
+        raise NodeError(f"anvil is not installed ({binary} is missing): run `npm ci` (./dev.sh does) or set "
+                        "TWIN_NODE_MODULES_DIR")
     return binary
 
 
@@ -201,7 +205,8 @@ class AnvilNode:
                 log.warning("chain_node_restarted", reason="the node's process ended", port=self.port)
                 pid, port = self._start(self.options, node_file, port=self.port)
             restarted = pid != self.pid
-            self.pid, self.port = pid, port
+            self.pid = pid
+            self.port = port
             self.url = f"http://127.0.0.1:{port}"
             return restarted
 
@@ -223,12 +228,14 @@ class AnvilNode:
         port = _free_port(port or options.port, wait_s=5.0 if port else 0.0)
         state_file = options.state_dir / "state.json"
         command = [
-            str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
+            str(anvil_binary(options.node_modules_dir)), "--host", "127.0.0.1", "--port", str(port),
             "--chain-id", str(options.chain_id), "--mnemonic", options.mnemonic,
             "--accounts", str(options.accounts), "--balance", str(options.balance_eth),
             "--block-base-fee-per-gas", str(options.base_fee_wei), "--disable-min-priority-fee",
             "--state", str(state_file), "--state-interval", str(options.state_interval_s),
         ]
+        if options.genesis_timestamp is not None and not state_file.exists():
+            command += ["--timestamp", str(options.genesis_timestamp)]
         log_file = (options.state_dir / "anvil.log").open("ab")
         # A session of its own: it outlives a killed server, and a terminal's ^C spares it.
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,  # noqa: S603 - our binary

@@ -13,9 +13,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from app.config import PROJECT_ROOT
+from app.resources import CONTRACTS_DIR
 
-ARTIFACTS_DIR = PROJECT_ROOT / "contracts" / "build"
+ARTIFACTS_DIR = CONTRACTS_DIR / "build"
 CONTRACT_NAMES = ("TwinKeys", "OPG", "NodeRegistry")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable, Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from packaging.version import Version
 from solcx.exceptions import SolcError
 
 from app.chain.artifacts import ARTIFACTS_DIR
-from app.config import PROJECT_ROOT
+from app.config import get_settings
+from app.resources import CONTRACTS_DIR, RESOURCES_ROOT
 
 SOLC_VERSION = Version("0.8.28")
 # Cancun is solc 0.8.28's default EVM version; py-evm runs it (the embedded
@@ -33,9 +35,13 @@ EVM_VERSION = "cancun"
 # Many runs: trades are executed far more often than the contracts are deployed.
 OPTIMIZER_RUNS = 1_000_000
 
-CONTRACTS_DIR = PROJECT_ROOT / "contracts"
-NODE_MODULES = PROJECT_ROOT / "node_modules"
-SOLCJS_SHIM = Path(__file__).with_name("solcjs_shim.cjs")
+# Node finds solc beside the shim in a checkout; an installed wheel's shim needs NODE_PATH (the image sets it).
+SOLCJS_SHIM = Path(str(files("app.chain") / "solcjs_shim.cjs"))
+# contracts/ is also a Foundry project (contracts/foundry.toml). The compiler input names sources and
+# remaps OpenZeppelin exactly as forge does there, so that the metadata hash, and with it the bytecode,
+# is the same whichever tool compiles. The remapping's target is read from the base path, the folder
+# holding node_modules (forge reads it through the committed symlink contracts/node_modules).
+REMAPPINGS = ["@openzeppelin/=node_modules/@openzeppelin/"]
 
 _OUTPUT_SELECTION = [
     "abi",
@@ -61,9 +67,9 @@ def solcjs_binary() -> Path:
     """The shim around node_modules/solc; raises BuildError when Node or the package is missing."""
     if shutil.which("node") is None:
         raise BuildError("no native solc installed and `node` is not on PATH for solc-js")
-    package = NODE_MODULES / "solc" / "package.json"
+    package = get_settings().node_modules_dir / "solc" / "package.json"
     if not package.is_file():
-        raise BuildError("node_modules/solc is missing: run `npm ci`")
+        raise BuildError(f"{package.parent} is missing: run `npm ci` or set TWIN_NODE_MODULES_DIR")
     installed = json.loads(package.read_text())["version"]
     if Version(installed) != SOLC_VERSION:
         raise BuildError(f"node_modules/solc is {installed}, expected {SOLC_VERSION}: run `npm ci`")
@@ -71,8 +77,11 @@ def solcjs_binary() -> Path:
 
 
 def source_unit_name(path: Path) -> str:
-    """Sources are named by their path from the project root, e.g. ``contracts/TwinKeys.sol``."""
-    return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    """Sources are named as forge names them: by their path from contracts/ (``TwinKeys.sol``), and
+    those elsewhere (the Python tests' attack contracts) by their path from the project root."""
+    path = path.resolve()
+    root = CONTRACTS_DIR if path.is_relative_to(CONTRACTS_DIR) else RESOURCES_ROOT
+    return path.relative_to(root).as_posix()
 
 
 def compiler_input(sources: Iterable[Path]) -> dict[str, Any]:
@@ -81,9 +90,11 @@ def compiler_input(sources: Iterable[Path]) -> dict[str, Any]:
         "language": "Solidity",
         "sources": {source_unit_name(path): {"content": path.read_text()} for path in sorted(sources)},
         "settings": {
+            "remappings": REMAPPINGS,
             "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
             "viaIR": True,
             "evmVersion": EVM_VERSION,
+            "libraries": {},
             "outputSelection": {"*": {"*": _OUTPUT_SELECTION}},
         },
     }
@@ -97,11 +108,12 @@ def compile_sources(sources: Iterable[Path], binary: Path | None = None) -> dict
     """
     sources = list(sources)
     first_party = {source_unit_name(path) for path in sources}
+    node_modules = get_settings().node_modules_dir
     try:
         output = solcx.compile_standard(
             compiler_input(sources),
-            base_path=NODE_MODULES,
-            allow_paths=NODE_MODULES,
+            base_path=node_modules.parent,
+            allow_paths=[CONTRACTS_DIR, node_modules],
             solc_binary=binary or solc_binary(),
         )
     except SolcError as error:

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from app.cli import with_settings
 from app.config import Settings, redact
+from app.serving import with_settings
 
 
 @click.group()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import structlog
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
@@ -36,7 +36,7 @@ from app.errors import Unavailable
 
 log = structlog.get_logger()
 
-CHAIN_CLOCK_REFRESH_SECONDS = 1.0
+CHAIN_CLOCK_REFRESH_S = 1.0
 RPC_CONNECTIONS = 64
 # web3 asks for the chain id before every call and transaction it validates; it never changes.
 CHAIN_ID_CACHED: dict[str, Any] = {"cache_allowed_requests": True, "cacheable_requests": {"eth_chainId"}}
@@ -118,12 +118,20 @@ _CONTRACTS = (
 )
 
 
-def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> dict[str, AsyncContract]:
-    """The three contracts at ``addresses``, by Chain field name."""
-    return {
+class Contracts(TypedDict):
+    """The three contracts, by Chain field name."""
+
+    twin_keys: AsyncContract
+    opg: AsyncContract
+    node_registry: AsyncContract
+
+
+def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> Contracts:
+    """The three contracts at ``addresses``."""
+    return cast(Contracts, {
         field: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
         for field, name, _ in _CONTRACTS
-    }
+    })
 
 
 def chain_from_embedded(embedded: EmbeddedChain, *, timeout_s: float = 5.0, owns_node: bool = False) -> Chain:
@@ -134,11 +142,12 @@ def chain_from_embedded(embedded: EmbeddedChain, *, timeout_s: float = 5.0, owns
                  owns_node=owns_node, **contracts_at(w3, embedded.addresses))
 
 
-async def connect_chain(settings: Settings) -> Chain:
-    """The embedded chain when TWIN_CHAIN_RPC_URL is unset, else the configured, verified remote one."""
+async def connect_chain(settings: Settings, *, genesis_timestamp: int | None = None) -> Chain:
+    """The embedded chain when TWIN_CHAIN_RPC_URL is unset, else the configured, verified remote one.
+    ``genesis_timestamp`` dates an embedded chain that starts without saved state."""
     if not settings.chain_rpc_url:
         try:
-            embedded = await asyncio.to_thread(EmbeddedChain.start, settings)
+            embedded = await asyncio.to_thread(EmbeddedChain.start, settings, genesis_timestamp)
         except NodeError as error:
             raise ChainError(f"embedded chain: {error}") from None
         return chain_from_embedded(embedded, timeout_s=settings.chain_rpc_timeout_s, owns_node=True)
@@ -202,7 +211,7 @@ class ChainClock:
     async def lead(self) -> int:
         """Seconds the chain's clock is ahead of this machine's (0 when it is not). A chain that does
         not answer leaves the last reading: the calls that need the chain report the outage."""
-        if time.monotonic() - self._read_at >= CHAIN_CLOCK_REFRESH_SECONDS:
+        if time.monotonic() - self._read_at >= CHAIN_CLOCK_REFRESH_S:
             self._read_at = time.monotonic()  # before the await: concurrent callers share one read
             try:
                 latest = await self._w3.eth.get_block("latest")

@@ -49,12 +49,13 @@ def dev_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(mnemonic, account_path=f"{DEV_HD_PATH}/{index}") for index in range(count)]
 
 
-def node_options(settings: Settings) -> NodeOptions:
+def node_options(settings: Settings, genesis_timestamp: int | None = None) -> NodeOptions:
     return NodeOptions(
         state_dir=settings.chain_state_dir, chain_id=settings.chain_id, base_fee_wei=settings.chain_base_fee_wei,
         mnemonic=settings.chain_dev_mnemonic, accounts=settings.chain_dev_accounts,
         balance_eth=DEV_ETH_BALANCE // 10**18, port=settings.chain_node_port,
-        state_interval_s=settings.chain_state_interval_s,
+        state_interval_s=settings.chain_state_interval_s, node_modules_dir=settings.node_modules_dir,
+        genesis_timestamp=genesis_timestamp,
     )
 
 
@@ -99,9 +100,10 @@ class EmbeddedChain:
         return self.node.url
 
     @classmethod
-    def start(cls, settings: Settings) -> EmbeddedChain:
-        """Join (or start) the node and load the deployment, deploying the contracts if there is none."""
-        node = AnvilNode.acquire(node_options(settings))
+    def start(cls, settings: Settings, genesis_timestamp: int | None = None) -> EmbeddedChain:
+        """Join (or start) the node and load the deployment, deploying the contracts if there is none.
+        ``genesis_timestamp`` dates a node started without saved state (see NodeOptions)."""
+        node = AnvilNode.acquire(node_options(settings, genesis_timestamp))
         try:
             w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": SYNC_RPC_TIMEOUT_S},
                                    cache_allowed_requests=True, cacheable_requests={"eth_chainId"}))

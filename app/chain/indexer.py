@@ -19,23 +19,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
+from eth_typing import ABIElement, ABIEvent
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from hexbytes import HexBytes
 from prometheus_client import Gauge
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.types import RPCEndpoint
 
 from app.chain.models import IndexedBlock
+from app.db.base import table_of
 from app.db.models import AppState
 
 log = structlog.get_logger()
@@ -44,6 +47,11 @@ INDEXER_LAG = Gauge("twin_indexer_lag_blocks", "Chain head minus the indexer's c
 INDEXER_HEAD = Gauge("twin_indexer_cursor_block", "Last block the indexer has applied")
 HEADER_BATCH = 100  # headers per JSON-RPC batch (providers cap batches; the backend's own /rpc at 100)
 
+
+
+def _events(abi: Iterable[ABIElement]) -> list[ABIEvent]:
+    """The event entries of a contract's ABI."""
+    return [cast(ABIEvent, entry) for entry in abi if entry.get("type") == "event"]
 
 class ChainReadError(Exception):
     """The node answered a read with a JSON-RPC error."""
@@ -94,8 +102,8 @@ class Indexer:
         self._reorg_window = reorg_window
         self._poll_interval_s = poll_interval_s
         self._decoders = {
-            "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(abi, getattr(contract.events, abi["name"]))
-            for abi in contract.abi if abi.get("type") == "event" and not abi.get("anonymous")
+            "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(dict(abi), getattr(contract.events, abi["name"]))
+            for abi in _events(contract.abi) if not abi.get("anonymous")
         }
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: the poller and an explicit sync() may meet
@@ -193,8 +201,8 @@ class Indexer:
             # Only hashes inside the re-org window are kept: older ones would be deleted right away.
             window = end - self._reorg_window
             await session.execute(delete(IndexedBlock).where(
-                (IndexedBlock.number < window) | (IndexedBlock.number >= start)))
-            await session.execute(insert(IndexedBlock.__table__), [
+                (col(IndexedBlock.number) < window) | (col(IndexedBlock.number) >= start)))
+            await session.execute(insert(table_of(IndexedBlock)), [
                 {"number": number, "hash": block_hash} for number, block_hash in sorted(hashes.items())
                 if number >= window])
             await session.merge(AppState(key=self._cursor_key, value=str(end)))
@@ -211,7 +219,7 @@ class Indexer:
         batches = [numbers[index:index + HEADER_BATCH] for index in range(0, len(numbers), HEADER_BATCH)]
         answers = await asyncio.gather(*(self._w3.provider.make_batch_request(
             [(RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]) for number in batch]) for batch in batches))
-        headers = []
+        headers: list[dict[str, Any]] = []
         for answer in answers:
             if not isinstance(answer, list):  # the whole batch was refused
                 _result(answer, "eth_getBlockByNumber")
@@ -237,7 +245,7 @@ class Indexer:
     async def _rewind_if_reorganised(self) -> None:
         async with self._sessions() as session:
             stored = (await session.scalars(
-                select(IndexedBlock).order_by(IndexedBlock.number.desc()))).all()
+                select(IndexedBlock).order_by(col(IndexedBlock.number).desc()))).all()
         if not stored:
             return
         if await self._matches(stored[0]):
@@ -250,7 +258,7 @@ class Indexer:
         log.warning("chain_reorganised", cursor=stored[0].number, common_ancestor=ancestor)
         async with self._sessions() as session, session.begin():
             await self._sink.revert_above(session, ancestor)
-            await session.execute(delete(IndexedBlock).where(IndexedBlock.number > ancestor))
+            await session.execute(delete(IndexedBlock).where(col(IndexedBlock.number) > ancestor))
             await session.merge(AppState(key=self._cursor_key, value=str(ancestor)))
 
     async def _matches(self, block: IndexedBlock) -> bool:

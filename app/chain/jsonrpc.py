@@ -26,14 +26,19 @@ ALLOWED_METHODS = frozenset({
 MAX_BATCH = 100
 MAX_LOG_BLOCKS = 10_000
 
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, LIMIT_EXCEEDED, SERVER_ERROR = (
-    -32700, -32600, -32601, -32602, -32005, -32000)
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+LIMIT_EXCEEDED = -32005
+SERVER_ERROR = -32000
 
 
 class RpcError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code = code
+        self.message = message
 
 
 def _block(value: Any, head: int) -> int:
@@ -57,7 +62,8 @@ async def _check_log_range(w3: AsyncWeb3, params: list[Any]) -> None:
     if "blockHash" in log_filter:
         return
     head = await w3.eth.block_number
-    first, last = _block(log_filter.get("fromBlock"), head), _block(log_filter.get("toBlock"), head)
+    first = _block(log_filter.get("fromBlock"), head)
+    last = _block(log_filter.get("toBlock"), head)
     if last - first >= MAX_LOG_BLOCKS:
         raise RpcError(LIMIT_EXCEEDED, f"a log query may span at most {MAX_LOG_BLOCKS} blocks")
 

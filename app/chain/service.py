@@ -83,11 +83,11 @@ class Funded:
 async def fund(chain: Chain, address: str) -> Funded:
     """Give ``address`` FAUCET_ETH (anvil_setBalance) and FAUCET_OPG (minted by the deployer)."""
     eth_balance = await chain.w3.eth.get_balance(address) + FAUCET_ETH  # type: ignore[arg-type]
-    await chain.w3.provider.make_request("anvil_setBalance", [address, hex(eth_balance)])  # type: ignore[arg-type]
+    await chain.w3.provider.make_request("anvil_setBalance", [address, hex(eth_balance)])
     deployer = chain.dev_accounts[0]
     mint = chain.opg.encode_abi("mint", args=[address, FAUCET_OPG])
     await sender_for(chain.w3, chain.chain_id, deployer).send(chain.addresses.opg, mint, gas=GAS_LIMITS["mint"],
-                                                              wait_seconds=FAUCET_WAIT_S)
+                                                              wait_s=FAUCET_WAIT_S)
     opg_balance = await chain.opg.functions.balanceOf(address).call()
     return Funded(FAUCET_ETH, FAUCET_OPG, eth_balance, opg_balance)
 

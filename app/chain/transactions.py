@@ -58,7 +58,7 @@ class TransactionSender:
         }
         return await self._w3.eth.send_raw_transaction(self.account.sign_transaction(transaction).raw_transaction)
 
-    async def send(self, to: str, data: bytes | str, *, gas: int, wait_seconds: float) -> TxReceipt:
+    async def send(self, to: str, data: bytes | str, *, gas: int, wait_s: float) -> TxReceipt:
         """Broadcast a call to ``to`` and return its successful receipt; raise TransactionFailed."""
         async with self._lock:
             try:
@@ -70,10 +70,10 @@ class TransactionSender:
                 # transaction was refused, so sending it again with a fresh nonce is safe.
                 tx_hash = await self._broadcast(to, data, gas)
         try:
-            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_seconds,
+            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_s,
                                                                       poll_latency=0.05)
         except TimeExhausted:
-            raise TransactionFailed(f"not mined within {wait_seconds:g}s", _hex(tx_hash)) from None
+            raise TransactionFailed(f"not mined within {wait_s:g}s", _hex(tx_hash)) from None
         if receipt["status"] != 1:
             raise TransactionFailed("reverted", _hex(tx_hash))
         return receipt

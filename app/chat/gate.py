@@ -24,8 +24,8 @@ from app.chat.admission import (
     Waiting,
     band_for,
 )
+from app.chat.frames import ChatRefused
 from app.chat.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from app.chat.service import ChatRefused
 from app.config import Settings
 
 _REFUSAL_DETAILS = {
@@ -41,7 +41,7 @@ def _refused(refusal: AdmissionRefused) -> ChatRefused:
 
 
 class ChatGate:
-    """The chat service's admission (``app.state.chat_admission``) and the autoscaler's view of the queue."""
+    """The chat service's admission (``Services.chat_gate``) and the autoscaler's view of the queue."""
 
     def __init__(self, queue: AdmissionQueue, limiter: RateLimiter, *, large_holder_keys: int,
                  streams_per_node: int) -> None:

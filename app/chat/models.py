@@ -1,10 +1,11 @@
 """A fan's thread with an avatar: their messages, the avatar's replies, and each reply's attestation.
 
-A fan's message is stored before it is sent for inference (``pending``); it ends ``answered``,
-``incomplete`` (the reply was cut) or ``failed``. A reply is stored once its stream ends:
-``complete`` (verified, with usage, cost and attestation) or ``incomplete`` (cut by a disconnect
-or a node failing mid-reply; the partial text, unverified, nothing paid). A reply whose
-attestation fails is never stored: only its message, as ``failed``.
+A fan's message and an empty reply are stored before the message is sent for inference (both
+``pending``); the pair ends together, ``answered``/``complete`` (the reply verified, with usage, cost
+and attestation), ``incomplete`` (cut by a disconnect or a node failing mid-reply: the partial text,
+unverified) or ``failed`` with an ``error_code`` (no node, request refused, or an attestation that did not
+verify: then the text is dropped but the cost the node was paid is kept). A message that got no stream
+slot is withdrawn: both rows are deleted, so that sending it again is a new try.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class MessageStatus(StrEnum):
     answered = "answered"  # a fan's message with a complete reply
     complete = "complete"  # a verified reply
     incomplete = "incomplete"  # cut short: by a disconnect or a node failing mid-reply
-    failed = "failed"  # no reply: refused, unavailable, or its attestation failed
+    failed = "failed"  # no reply kept: unavailable, request refused, or its attestation failed (error_code says)
 
 
 class ChatMessage(SQLModel, table=True):

@@ -23,7 +23,8 @@ from collections import OrderedDict
 
 from redis.asyncio import Redis
 
-from app.chat.admission import REFUSALS, AdmissionRefused, Clock
+from app.chat.admission import REFUSALS, AdmissionRefused
+from app.lib.time import Clock
 
 
 class RateLimited(AdmissionRefused):

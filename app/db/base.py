@@ -1,5 +1,8 @@
 """The metadata every table shares, with an explicit constraint naming convention."""
 
+from typing import cast
+
+from sqlalchemy import Table, inspect
 from sqlmodel import SQLModel
 
 # Named constraints keep Alembic migrations deterministic and reversible on every database.
@@ -12,3 +15,9 @@ SQLModel.metadata.naming_convention = {
 }
 
 metadata = SQLModel.metadata
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Core table, for bulk inserts and row reads without ORM bookkeeping (SQLModel does not
+    declare ``__table__`` to type checkers)."""
+    return cast(Table, inspect(model).local_table)

@@ -5,13 +5,11 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 
-from app.config import PROJECT_ROOT
-
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+from app.resources import ALEMBIC_INI, MIGRATIONS_DIR
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ConfigParser interpolates '%'; URL-encoded passwords must survive it.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))

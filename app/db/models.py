@@ -1,7 +1,8 @@
 """Tables shared across domains.
 
 Each domain defines its own tables in its ``models.py``; ``all_models`` imports every
-one of them so that Alembic and the tests see the complete schema.
+one of them so that Alembic and the tests see the complete schema (it sits above the
+domains, in ``app/``, so that ``db`` depends on none of them).
 """
 
 from __future__ import annotations

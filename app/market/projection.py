@@ -15,9 +15,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.avatars import service as avatars
 from app.chain.indexer import ChainEvent
+from app.db.base import table_of
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
 
@@ -78,29 +80,30 @@ class MarketProjection:
                 if handler is not None:
                     await handler(session, event)
         if trades:
-            await session.execute(insert(Trade.__table__), trades)  # Core: no per-row ORM bookkeeping
+            await session.execute(insert(table_of(Trade)), trades)  # Core: no per-row ORM bookkeeping
         await self._write(session, book)
 
     async def revert_above(self, session: AsyncSession, block_number: int) -> None:
         trades = [dict(row) for row in (await session.execute(
-            select(Trade.__table__).where(Trade.block_number > block_number).order_by(Trade.id.desc()))).mappings()]
+            select(table_of(Trade)).where(col(Trade.block_number) > block_number)
+            .order_by(col(Trade.id).desc()))).mappings()]
         book = await self._load(session, trades)
         for trade in trades:
             self._fold(book, trade, direction=-1)
-        await session.execute(delete(Trade).where(Trade.block_number > block_number))
+        await session.execute(delete(Trade).where(col(Trade.block_number) > block_number))
         await self._write(session, book)
         await session.flush()
         for avatar_id in {trade["avatar_id"] for trade in trades}:
             market = book.markets.get(avatar_id)
             if market is not None:
                 market.last_trade_at = await session.scalar(
-                    select(func.max(Trade.timestamp)).where(Trade.avatar_id == avatar_id))
+                    select(func.max(col(Trade.timestamp))).where(col(Trade.avatar_id) == avatar_id))
         orphaned = (await session.scalars(
-            select(MarketAvatar).where(MarketAvatar.created_block > block_number))).all()
+            select(MarketAvatar).where(col(MarketAvatar.created_block) > block_number))).all()
         for market in orphaned:
             await avatars.unmark_listed(session, market.avatar_id)
             await session.delete(market)
-        await session.execute(delete(FeeWithdrawal).where(FeeWithdrawal.block_number > block_number))
+        await session.execute(delete(FeeWithdrawal).where(col(FeeWithdrawal.block_number) > block_number))
 
     # ---------------------------------------------------------------- event handlers
 
@@ -159,12 +162,12 @@ class MarketProjection:
         book = _Book()
         avatar_ids = sorted({trade["avatar_id"] for trade in trades})
         for chunk in _chunks(avatar_ids):
-            for market in await session.scalars(select(MarketAvatar).where(MarketAvatar.avatar_id.in_(chunk))):
+            for market in await session.scalars(select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(chunk))):
                 book.add_market(market)
         pairs = sorted({(trade["avatar_id"], trade["trader"]) for trade in trades})
         for chunk in _chunks(pairs):
             for holding in await session.scalars(
-                    select(Holding).where(tuple_(Holding.avatar_id, Holding.holder).in_(chunk))):
+                    select(Holding).where(tuple_(col(Holding.avatar_id), col(Holding.holder)).in_(chunk))):
                 book.rows[holding.avatar_id, holding.holder] = holding
                 book.balances[holding.avatar_id, holding.holder] = holding.balance
         return book
@@ -173,9 +176,13 @@ class MarketProjection:
         """Each touched market and holding, once: holdings at zero are deleted."""
         for avatar_id, totals in book.totals.items():
             market = book.markets[avatar_id]
-            market.supply, market.holders, market.trade_count = totals.supply, totals.holders, totals.trade_count
-            market.volume, market.creator_fees = totals.volume, totals.creator_fees
-            market.protocol_fees, market.last_trade_at = totals.protocol_fees, totals.last_trade_at
+            market.supply = totals.supply
+            market.holders = totals.holders
+            market.trade_count = totals.trade_count
+            market.volume = totals.volume
+            market.creator_fees = totals.creator_fees
+            market.protocol_fees = totals.protocol_fees
+            market.last_trade_at = totals.last_trade_at
             market.market_cap = curve.market_cap(totals.supply, self._divisor)
         for (avatar_id, holder), balance in book.balances.items():
             holding = book.rows.get((avatar_id, holder))

@@ -1,4 +1,4 @@
-"""Quotes, holdings, trade history, candles, rankings and creator stats.
+"""Quotes, holdings, trade history, candles, and the market figures of avatars and creators.
 
 Amounts come from the index (derived from chain events) and from the contract itself
 for anything a wallet will pay or receive next (quotes read the chain at a stated block).
@@ -7,36 +7,33 @@ for anything a wallet will pay or receive next (quotes read the chain at a state
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlmodel import col
 from web3.contract import AsyncContract
+from web3.types import BlockIdentifier
 
 from app.avatars.models import Avatar
 from app.avatars.service import avatars_by_ids
 from app.errors import Conflict, NotFound
+from app.lib.pagination import Page, cursor_id, cursor_int, cursor_str, decode_cursor, encode_cursor
+from app.lib.time import aware
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
 from app.market.schemas import (
     Candle,
     CandleInterval,
-    CreatorAvatarStats,
     HolderOut,
     HoldingOut,
-    MarketStats,
-    Page,
     Quote,
-    RankedAvatar,
-    RankingSort,
     Side,
     TradeOut,
 )
@@ -44,7 +41,6 @@ from app.validation import BadInput
 
 QUOTE_TTL_S = 300
 MAX_SLIPPAGE_BPS = 5_000
-PAGE_LIMIT_MAX = 100
 DAY = timedelta(days=1)
 INTERVAL_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14_400, "1d": 86_400}
 MAX_CANDLES = 500
@@ -113,7 +109,7 @@ class TwinKeysReader:
             self._block_reads.pop(cache_key, None)
             raise
 
-    async def fee_levels(self, block: int | str = "latest") -> FeeLevels:
+    async def fee_levels(self, block: BlockIdentifier = "latest") -> FeeLevels:
         functions = self.contract.functions
 
         async def read() -> FeeLevels:
@@ -123,14 +119,14 @@ class TwinKeysReader:
 
         return await self._at_block(block, "fees", read) if isinstance(block, int) else await read()
 
-    async def paused(self, block: int | str = "latest") -> bool:
+    async def paused(self, block: BlockIdentifier = "latest") -> bool:
         """Whether creation and buys are paused (sells never are)."""
         def read() -> Awaitable[bool]:
             return self.contract.functions.paused().call(block_identifier=block)
 
         return await self._at_block(block, "paused", read) if isinstance(block, int) else await read()
 
-    async def supply(self, avatar_id: str, block: int | str = "latest") -> int:
+    async def supply(self, avatar_id: str, block: BlockIdentifier = "latest") -> int:
         def read() -> Awaitable[int]:
             return self.contract.functions.keysSupply(bytes.fromhex(avatar_id[2:])).call(block_identifier=block)
 
@@ -172,52 +168,6 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
     return result
 
 
-# ---------------------------------------------------------------- pagination
-
-
-def encode_cursor(*values: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
-
-
-# Row ids (trades, chat messages) are INTEGER columns: 32-bit on PostgreSQL, where a larger value overflows
-# the driver rather than finding nothing (SQLite's are 64-bit, but ids count up from 1 and never get near).
-MAX_ROW_ID = 2**31 - 1
-
-
-def cursor_id(value: Any) -> bool:
-    """A row id, as trades and messages page by."""
-    return cursor_int(value) and 0 <= value <= MAX_ROW_ID
-
-
-def cursor_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def cursor_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def decode_cursor(cursor: str | None, *shape: Callable[[Any], bool]) -> list[Any] | None:
-    """The values a ``next_cursor`` carries, each checked by its place in ``shape``: a cursor is
-    client input, and a value of another type or size would fail deep in a comparison or a query."""
-    if cursor is None:
-        return None
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadInput("cursor", "not a cursor this API returned") from None
-    if not isinstance(values, list) or len(values) != len(shape) \
-            or not all(check(value) for check, value in zip(shape, values, strict=True)):
-        raise BadInput("cursor", "not a cursor this API returned")
-    return values
-
-
-def check_limit(limit: int) -> int:
-    if not 1 <= limit <= PAGE_LIMIT_MAX:
-        raise BadInput("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
-    return limit
-
-
 # ---------------------------------------------------------------- market data
 
 
@@ -228,9 +178,9 @@ async def market_of(session: AsyncSession, avatar_id: str) -> MarketAvatar | Non
 async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
                         ) -> dict[str, int]:
     """Traded wei per avatar since ``since``, summed in Python: exact on every database."""
-    query = select(Trade.avatar_id, Trade.eth_amount).where(Trade.timestamp >= since)
+    query = select(col(Trade.avatar_id), col(Trade.eth_amount)).where(col(Trade.timestamp) >= since)
     if avatar_ids is not None:
-        query = query.where(Trade.avatar_id.in_(avatar_ids))
+        query = query.where(col(Trade.avatar_id).in_(avatar_ids))
     totals: dict[str, int] = defaultdict(int)
     for avatar_id, amount in await session.execute(query):
         totals[avatar_id] += amount
@@ -238,58 +188,51 @@ async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequ
 
 
 
-def market_stats(market: MarketAvatar | None, divisor: int, volume_24h: int,
-                 chats: tuple[int, int] = (0, 0)) -> MarketStats:
+@dataclass(frozen=True)
+class MarketFigures:
+    """An avatar's market as the index and the curve tell it (wei as decimal strings, as the API shows them)."""
+
+    supply: int
+    holders: int
+    next_key_price: str
+    market_cap: str
+    volume_total: str
+    volume_24h: str
+    trade_count: int
+    creator_fees_earned: str
+    last_trade_at: datetime | None
+
+
+def market_figures(market: MarketAvatar | None, divisor: int, volume_24h: int) -> MarketFigures:
     supply = market.supply if market else 0
-    return MarketStats(
+    return MarketFigures(
         supply=supply, holders=market.holders if market else 0,
         next_key_price=str(curve.price(supply, 1, divisor)), market_cap=str(market.market_cap if market else 0),
         volume_total=str(market.volume if market else 0), volume_24h=str(volume_24h),
         trade_count=market.trade_count if market else 0,
         creator_fees_earned=str(market.creator_fees if market else 0),
-        chats_24h=chats[0], chatters_24h=chats[1], last_trade_at=market.last_trade_at if market else None,
+        last_trade_at=market.last_trade_at if market else None,
     )
 
 
-def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int | str:
-    match sort:
-        case RankingSort.market_cap:
-            return int(stats.market_cap)
-        case RankingSort.volume_24h:
-            return int(stats.volume_24h)
-        case RankingSort.holders:
-            return stats.holders
-        case RankingSort.chats_24h:
-            return stats.chats_24h
-        case RankingSort.newest:
-            return avatar.created_at.isoformat()
+async def figures_of(session: AsyncSession, divisor: int, avatar_id: str, since: datetime) -> MarketFigures:
+    """One avatar's market figures, its volume counted from ``since``."""
+    volume = (await volumes_since(session, since, [avatar_id])).get(avatar_id, 0)
+    return market_figures(await market_of(session, avatar_id), divisor, volume)
 
 
-async def rankings(session: AsyncSession, *, divisor: int, sort: RankingSort, q: str | None, cursor: str | None,
-                   limit: int, chat_activity: dict[str, tuple[int, int]]) -> Page[RankedAvatar]:
-    """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination."""
-    query = select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id) \
-        .where(Avatar.listed_at.is_not(None))
+async def listed_markets(session: AsyncSession, divisor: int, since: datetime, *,
+                         q: str | None) -> list[tuple[Avatar, MarketFigures]]:
+    """Every listed avatar whose handle or name contains ``q`` (all without it) with its market figures, its volume
+    counted from ``since``. Unordered: the rankings sort them."""
+    query = select(Avatar, MarketAvatar).join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id)) \
+        .where(col(Avatar.listed_at).is_not(None))
     if q:
         pattern = f"%{q.lower()}%"
-        query = query.where(Avatar.handle.ilike(pattern) | Avatar.name.ilike(pattern))
+        query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))
     rows = (await session.execute(query)).all()
-    volumes = await volumes_since(session, datetime.now(UTC) - DAY, [avatar.id for avatar, _ in rows])
-    ranked = []
-    for avatar, market in rows:
-        stats = market_stats(market, divisor, volumes.get(avatar.id, 0), chat_activity.get(avatar.id, (0, 0)))
-        ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
-    ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
-    after = decode_cursor(cursor, cursor_str if sort is RankingSort.newest else cursor_int, cursor_str)
-    if after is not None:
-        ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
-    page = ranked[:limit]
-    items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
-                          model=avatar.model, verification_level=avatar.verification_level,
-                          creator=avatar.creator, created_at=avatar.created_at, market=stats)
-             for _, _, avatar, stats in page]
-    next_cursor = encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
+    volumes = await volumes_since(session, since, [avatar.id for avatar, _ in rows])
+    return [(avatar, market_figures(market, divisor, volumes.get(avatar.id, 0))) for avatar, market in rows]
 
 
 # ---------------------------------------------------------------- trades, holders, holdings
@@ -307,14 +250,14 @@ def trade_out(trade: Trade) -> TradeOut:
 async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, trader: str | None = None,
                       cursor: str | None, limit: int) -> Page[TradeOut]:
     """Newest first; the cursor is the id of the last trade of the previous page."""
-    query = select(Trade).order_by(Trade.id.desc()).limit(limit + 1)
+    query = select(Trade).order_by(col(Trade.id).desc()).limit(limit + 1)
     if avatar_id is not None:
-        query = query.where(Trade.avatar_id == avatar_id)
+        query = query.where(col(Trade.avatar_id) == avatar_id)
     if trader is not None:
-        query = query.where(Trade.trader == trader)
+        query = query.where(col(Trade.trader) == trader)
     after = decode_cursor(cursor, cursor_id)
     if after is not None:
-        query = query.where(Trade.id < after[0])
+        query = query.where(col(Trade.id) < after[0])
     trades = (await session.scalars(query)).all()
     page = trades[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(trades) > limit else None
@@ -323,7 +266,7 @@ async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, tr
 
 async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, limit: int) -> Page[HolderOut]:
     """Largest holders first (ties by address)."""
-    rows = (await session.scalars(select(Holding).where(Holding.avatar_id == avatar_id))).all()
+    rows = (await session.scalars(select(Holding).where(col(Holding.avatar_id) == avatar_id))).all()
     ranked = sorted(((row.balance, row.holder) for row in rows), reverse=True)
     after = decode_cursor(cursor, cursor_int, cursor_str)
     if after is not None:
@@ -335,17 +278,19 @@ async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, 
 
 async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) -> list[HoldingOut]:
     """A wallet's keys with what selling them now would pay and what the wallet spent on them."""
-    rows = (await session.scalars(select(Holding).where(Holding.holder == address))).all()
+    rows = (await session.scalars(select(Holding).where(col(Holding.holder) == address))).all()
     if not rows:
         return []
     avatar_ids = [row.avatar_id for row in rows]
     markets = {m.avatar_id: m for m in await session.scalars(
-        select(MarketAvatar).where(MarketAvatar.avatar_id.in_(avatar_ids)))}
+        select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(avatar_ids)))}
     profiles = await avatars_by_ids(session, avatar_ids)
     spent: dict[str, int] = defaultdict(int)
-    for trade in await session.scalars(select(Trade).where(Trade.trader == address, Trade.avatar_id.in_(avatar_ids))):
-        fees = trade.protocol_fee + trade.creator_fee
-        spent[trade.avatar_id] += trade.eth_amount + fees if trade.is_buy else -(trade.eth_amount - fees)
+    for trade in await session.scalars(select(Trade).where(col(Trade.trader) == address,
+                                                           col(Trade.avatar_id).in_(avatar_ids))):
+        trade_fees = trade.protocol_fee + trade.creator_fee
+        spent[trade.avatar_id] += (trade.eth_amount + trade_fees if trade.is_buy
+                                   else -(trade.eth_amount - trade_fees))
     fees = await reader.fee_levels()
     divisor = await reader.divisor()
     result = []
@@ -409,24 +354,25 @@ class KeyBuy:
 
 async def trade_id_before(session: AsyncSession, since: datetime) -> int:
     """The last trade id before ``since`` (0 if none): a cursor from which :func:`key_buys_after` reads."""
-    return await session.scalar(select(func.max(Trade.id)).where(Trade.timestamp < since)) or 0
+    return await session.scalar(select(func.max(col(Trade.id))).where(col(Trade.timestamp) < since)) or 0
 
 
 async def key_buys_after(session: AsyncSession, after_id: int, limit: int = 1_000) -> list[KeyBuy]:
     """Buys with a trade id above ``after_id``, oldest first, each saying whether it was the buyer's first."""
     earlier = aliased(Trade)
-    first_buy = ~exists().where(earlier.avatar_id == Trade.avatar_id, earlier.trader == Trade.trader,
-                                earlier.id < Trade.id)
-    rows = await session.execute(select(Trade.id, Trade.avatar_id, Trade.trader, first_buy)
-                                 .where(Trade.is_buy, Trade.id > after_id).order_by(Trade.id).limit(limit))
-    return [KeyBuy(trade_id, avatar_id, trader, bool(first)) for trade_id, avatar_id, trader, first in rows]
+    first_buy = ~exists().where(col(earlier.avatar_id) == col(Trade.avatar_id),
+                                col(earlier.trader) == col(Trade.trader), col(earlier.id) < col(Trade.id))
+    rows = await session.execute(select(col(Trade.id), col(Trade.avatar_id), col(Trade.trader), first_buy)
+                                 .where(col(Trade.is_buy), col(Trade.id) > after_id).order_by(col(Trade.id))
+                                 .limit(limit))
+    return [KeyBuy(trade_id or 0, avatar_id, trader, bool(first)) for trade_id, avatar_id, trader, first in rows]
 
 
 async def holder_counts(session: AsyncSession, avatar_ids: Sequence[str]) -> dict[str, int]:
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(MarketAvatar.avatar_id, MarketAvatar.holders)
-                                 .where(MarketAvatar.avatar_id.in_(avatar_ids)))
+    rows = await session.execute(select(col(MarketAvatar.avatar_id), col(MarketAvatar.holders))
+                                 .where(col(MarketAvatar.avatar_id).in_(avatar_ids)))
     return {avatar_id: holders for avatar_id, holders in rows}
 
 
@@ -438,10 +384,11 @@ async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval:
     seconds = INTERVAL_SECONDS[interval.value]
     since = datetime.now(UTC) - timedelta(seconds=seconds * MAX_CANDLES)
     trades = (await session.scalars(
-        select(Trade).where(Trade.avatar_id == avatar_id, Trade.timestamp >= since).order_by(Trade.id))).all()
+        select(Trade).where(col(Trade.avatar_id) == avatar_id, col(Trade.timestamp) >= since)
+        .order_by(col(Trade.id)))).all()
     buckets: dict[int, list[Trade]] = defaultdict(list)
     for trade in trades:
-        buckets[int(_aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
+        buckets[int(aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
     result = []
     for start, group in sorted(buckets.items()):
         prices = [curve.price(trade.supply_after, 1, divisor) for trade in group]
@@ -450,9 +397,6 @@ async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval:
                              volume=str(sum(trade.eth_amount for trade in group)), trades=len(group)))
     return result
 
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- creators
@@ -476,7 +420,7 @@ def daily_market(trades: Sequence[Trade], first_day: date, days: int) -> DailyMa
     volume: dict[str, int] = defaultdict(int)
     creator_fees: dict[str, int] = defaultdict(int)
     for trade in trades:
-        day = _aware(trade.timestamp).astimezone(UTC).date()
+        day = aware(trade.timestamp).astimezone(UTC).date()
         before = balances[trade.trader]
         balances[trade.trader] += trade.amount if trade.is_buy else -trade.amount
         holders += (balances[trade.trader] > 0) - (before > 0)
@@ -497,34 +441,53 @@ def _wei_strings(amounts: dict[str, int]) -> dict[str, str]:
     return {key: str(amount) for key, amount in amounts.items()}
 
 
-async def creator_stats(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
-                        days: int = CREATOR_CHART_DAYS) -> list[CreatorAvatarStats]:
-    """Per avatar of ``creator``: totals and daily figures of the market; the chat figures are the chat domain's
-    to fill in (``chat_messages_by_day``, ``inference_spend_by_day``)."""
-    avatars = (await session.scalars(select(Avatar).where(Avatar.creator == creator)
-                                     .order_by(Avatar.created_at))).all()
+@dataclass(frozen=True)
+class CreatorMarket:
+    """One of a creator's avatars as the market sees it: totals, fees, and daily figures (``YYYY-MM-DD``)."""
+
+    avatar_id: str
+    handle: str
+    name: str
+    listed: bool
+    holders: int
+    supply: int
+    volume_total: str
+    fees_earned: str
+    fees_claimed: str
+    fees_claimable: str
+    holders_by_day: dict[str, int]
+    volume_by_day: dict[str, str]
+    fees_by_day: dict[str, str]
+
+
+async def creator_markets(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
+                          days: int = CREATOR_CHART_DAYS) -> list[CreatorMarket]:
+    """Per avatar of ``creator``: totals and daily figures of the market over the last ``days`` days."""
+    avatars = (await session.scalars(select(Avatar).where(col(Avatar.creator) == creator)
+                                     .order_by(col(Avatar.created_at)))).all()
     ids = [avatar.id for avatar in avatars]
     trades: dict[str, list[Trade]] = defaultdict(list)
-    for trade in await session.scalars(select(Trade).where(Trade.avatar_id.in_(ids)).order_by(Trade.id)):
+    for trade in await session.scalars(select(Trade).where(col(Trade.avatar_id).in_(ids)).order_by(col(Trade.id))):
         trades[trade.avatar_id].append(trade)
     first_day = datetime.now(UTC).date() - timedelta(days=days - 1)
     markets = {m.avatar_id: m for m in await session.scalars(
-        select(MarketAvatar).where(MarketAvatar.avatar_id.in_(ids)))}
+        select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(ids)))}
     claimed: dict[str, int] = defaultdict(int)
     for avatar_id, amount in await session.execute(
-            select(FeeWithdrawal.avatar_id, FeeWithdrawal.amount).where(FeeWithdrawal.avatar_id.in_(ids))):
+            select(cast("ColumnElement[str]", col(FeeWithdrawal.avatar_id)), col(FeeWithdrawal.amount))
+            .where(col(FeeWithdrawal.avatar_id).in_(ids))):  # a withdrawal of a listed avatar has its id
         claimed[avatar_id] += amount
     result = []
     for avatar in avatars:
         market = markets.get(avatar.id)
         daily = daily_market(trades[avatar.id], first_day, days)
-        result.append(CreatorAvatarStats(
+        result.append(CreatorMarket(
             avatar_id=avatar.id, handle=avatar.handle, name=avatar.name, listed=avatar.listed_at is not None,
             holders=market.holders if market else 0, supply=market.supply if market else 0,
             volume_total=str(market.volume if market else 0),
             fees_earned=str(market.creator_fees if market else 0), fees_claimed=str(claimed[avatar.id]),
             fees_claimable=str(await reader.creator_fees(avatar.id) if market else 0),
-            chat_messages_by_day={}, holders_by_day=daily.holders, volume_by_day=_wei_strings(daily.volume),
-            fees_by_day=_wei_strings(daily.creator_fees), inference_spend_by_day={},
+            holders_by_day=daily.holders, volume_by_day=_wei_strings(daily.volume),
+            fees_by_day=_wei_strings(daily.creator_fees),
         ))
     return result

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 
 from app.memory.models import MAX_FACT_CHARS, MAX_KEY_CHARS, MemoryKind
-from app.proxy.client import ProxyClient
-from app.proxy.config import VerificationLevel
+from app.proxy.client.client import ProxyClient
+from app.proxy.protocol import VerificationLevel
 
 MAX_FACTS_PER_TURN = 12
 EXTRACTION_MAX_TOKENS = 400

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.memory.forgetting import current_strength
 from app.memory.models import Memory
@@ -64,7 +65,7 @@ async def matching_terms(session: AsyncSession, avatar_id: str, fan: str,
                          terms: Sequence[str]) -> list[tuple[int, int]]:
     """(memory id, term index) for each term a memory of this thread matches, by the database's full-text search
     (stemmed: "training" finds "train")."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         rows = await session.execute(text(
             "SELECT memory.id, term.index - 1 FROM memory, unnest(CAST(:terms AS text[])) WITH ORDINALITY "
             "AS term(word, index) WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan "
@@ -137,7 +138,7 @@ def choose(memories: Sequence[Memory], ranks: dict[int, float], distinctive: set
         used += cost
     if not chosen:
         return Recall(asked_at=now)
-    about = frozenset(m.id for m in chosen  # type: ignore[misc]
+    about = frozenset(m.id for m in chosen
                       if m.id in distinctive and ranks[m.id] >= ABOUT_SHARE * best)
     return Recall(chosen, about, used, now)
 
@@ -147,7 +148,8 @@ async def recall(session: AsyncSession, avatar_id: str, fan: str, message: str, 
     """What to remind the avatar of before it answers ``message`` (nothing with a zero budget)."""
     if budget_tokens <= 0:
         return Recall(asked_at=now)
-    memories = (await session.scalars(select(Memory).where(Memory.avatar_id == avatar_id, Memory.fan == fan))).all()
+    memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
+                                                           col(Memory.fan) == fan))).all()
     if not memories:
         return Recall(asked_at=now)
     ranks, distinctive = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))

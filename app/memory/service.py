@@ -27,6 +27,7 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from app.config import Settings
 from app.db.engine import claim_writer
@@ -37,7 +38,7 @@ from app.memory.extraction import Fact, MalformedExtraction, extract
 from app.memory.models import MAX_FACT_CHARS, Extraction, ForgottenKey, Memory
 from app.memory.retrieval import NOTHING_RECALLED, Recall, query_terms, recall
 from app.memory.schemas import MemoryOut, MemoryPatch
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
 
 log = structlog.get_logger()
 
@@ -72,7 +73,7 @@ def _aware(moment: datetime) -> datetime:
 
 async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
     """Serialise the writers of one thread's memories until the transaction ends."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:thread, 16))"),
                               {"thread": f"memory:{avatar_id}:{fan}"})
     else:
@@ -88,11 +89,12 @@ def used_by(recalled: Recall, said: str, reply: str) -> list[int]:
 
 async def prune_thread(session: AsyncSession, avatar_id: str, fan: str, now: datetime, settings: Settings) -> int:
     """Delete the thread's memories that decayed below the threshold and those beyond its cap; how many."""
-    memories = (await session.scalars(select(Memory).where(Memory.avatar_id == avatar_id, Memory.fan == fan))).all()
+    memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
+                                                           col(Memory.fan) == fan))).all()
     doomed = forgetting.to_forget(memories, now, half_life_s=settings.memory_half_life_s,
                                   threshold=settings.memory_forget_threshold, cap=settings.memory_max_per_thread)
     if doomed:
-        await session.execute(delete(Memory).where(Memory.id.in_(doomed)))
+        await session.execute(delete(Memory).where(col(Memory.id).in_(doomed)))
         forgetting.count_forgotten(doomed)
     return len(doomed)
 
@@ -100,7 +102,7 @@ async def prune_thread(session: AsyncSession, avatar_id: str, fan: str, now: dat
 async def reinforce_used(session: AsyncSession, memory_ids: Sequence[int], now: datetime, half_life_s: float) -> None:
     """Reinforce the memories still there (one the fan deleted meanwhile stays deleted)."""
     if memory_ids:
-        for memory in await session.scalars(select(Memory).where(Memory.id.in_(memory_ids))):
+        for memory in await session.scalars(select(Memory).where(col(Memory.id).in_(memory_ids))):
             forgetting.reinforce(memory, now, half_life_s)
 
 
@@ -110,7 +112,7 @@ async def merge_facts(session: AsyncSession, *, avatar_id: str, fan: str, facts:
     is replaced (unless the value holds from later: an edit, a newer statement), and a key the fan had the avatar
     forget after ``said_at`` is left forgotten. The caller holds the thread's lock."""
     forgotten = {row.key: _aware(row.forgotten_at) for row in await session.scalars(
-        select(ForgottenKey).where(ForgottenKey.avatar_id == avatar_id, ForgottenKey.fan == fan))}
+        select(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan))}
     by_key: dict[str, Fact] = {}
     for fact in facts:
         if said_at > max(forgotten.get(fact.key, datetime.min.replace(tzinfo=UTC)),
@@ -119,7 +121,7 @@ async def merge_facts(session: AsyncSession, *, avatar_id: str, fan: str, facts:
     if not by_key:
         return []
     known = {memory.key: memory for memory in await session.scalars(select(Memory).where(
-        Memory.avatar_id == avatar_id, Memory.fan == fan, Memory.key.in_(by_key)))}
+        col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan, col(Memory.key).in_(by_key)))}
     stored: list[Memory] = []
     for key, fact in by_key.items():
         memory = known.get(key)
@@ -214,9 +216,9 @@ class MemoryService:
         """Run the extractions whose time has come (after a failure, or queued by a worker that stopped)."""
         async with self._sessions() as session:
             due = list(await session.scalars(
-                select(Extraction.reply_id).where(Extraction.next_attempt_at <= utc_now(),
-                                                  Extraction.attempts < self._settings.memory_extraction_attempts)
-                .order_by(Extraction.next_attempt_at).limit(RETRY_BATCH)))
+                select(col(Extraction.reply_id)).where(col(Extraction.next_attempt_at) <= utc_now(),
+                                                  col(Extraction.attempts) < self._settings.memory_extraction_attempts)
+                .order_by(col(Extraction.next_attempt_at)).limit(RETRY_BATCH)))
         for reply_id in due:
             await self._run(reply_id)
         return len(due)
@@ -238,8 +240,9 @@ class MemoryService:
         async with self._sessions() as session:
             await claim_writer(session)
             claimed = await session.execute(
-                update(Extraction).where(Extraction.reply_id == reply_id, Extraction.next_attempt_at <= now,
-                                         Extraction.attempts < self._settings.memory_extraction_attempts)
+                update(Extraction).where(col(Extraction.reply_id) == reply_id,
+                                         col(Extraction.next_attempt_at) <= now,
+                                         col(Extraction.attempts) < self._settings.memory_extraction_attempts)
                 .values(next_attempt_at=now + lease, attempts=Extraction.attempts + 1))
             await session.commit()
             if not claimed.rowcount:  # type: ignore[attr-defined]
@@ -271,7 +274,7 @@ class MemoryService:
         backoff = self._settings.memory_retry_s * 2 ** (job.attempts - 1)
         async with self._sessions() as session:
             await claim_writer(session)
-            await session.execute(update(Extraction).where(Extraction.reply_id == job.reply_id).values(
+            await session.execute(update(Extraction).where(col(Extraction.reply_id) == job.reply_id).values(
                 next_attempt_at=utc_now() + timedelta(seconds=backoff), last_error=error[:ERROR_CHARS]))
             await session.commit()
 
@@ -284,7 +287,7 @@ class MemoryService:
                               half_life_s=self._settings.memory_half_life_s)
             await session.flush()
             await prune_thread(session, job.avatar_id, job.fan, now, self._settings)
-            await session.execute(delete(Extraction).where(Extraction.reply_id == job.reply_id))
+            await session.execute(delete(Extraction).where(col(Extraction.reply_id) == job.reply_id))
             await session.commit()
 
     # -- the fan's own view ------------------------------------------------------------------------------
@@ -300,8 +303,8 @@ class MemoryService:
     async def list_memories(self, session: AsyncSession, avatar_id: str, fan: str) -> list[MemoryOut]:
         """The fan's memories with the avatar, pinned first, then strongest."""
         now = utc_now()
-        memories = (await session.scalars(select(Memory).where(Memory.avatar_id == avatar_id,
-                                                               Memory.fan == fan))).all()
+        memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
+                                                               col(Memory.fan) == fan))).all()
         outs = [self._out(memory, now) for memory in memories]
         return sorted(outs, key=lambda out: (not out.pinned, -out.strength, -out.id))
 
@@ -339,12 +342,14 @@ class MemoryService:
 
     async def forget_everything(self, session: AsyncSession, avatar_id: str, fan: str) -> int:
         await lock_thread(session, avatar_id, fan)
-        thread = (Memory.avatar_id == avatar_id, Memory.fan == fan)
+        thread = (col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan)
         count = await session.scalar(select(func.count()).select_from(Memory).where(*thread)) or 0
-        await session.execute(delete(ForgottenKey).where(ForgottenKey.avatar_id == avatar_id, ForgottenKey.fan == fan))
+        await session.execute(delete(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id,
+                                                         col(ForgottenKey.fan) == fan))
         await self._tombstone(session, avatar_id, fan, FORGET_EVERYTHING)
         await session.execute(delete(Memory).where(*thread))
-        await session.execute(delete(Extraction).where(Extraction.avatar_id == avatar_id, Extraction.fan == fan))
+        await session.execute(delete(Extraction).where(col(Extraction.avatar_id) == avatar_id,
+                                                       col(Extraction.fan) == fan))
         await session.commit()
         forgetting.FORGOTTEN.labels(reason="fan").inc(count)
         return count

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from app.cli import load_or_exit, serve_on_chain, with_settings
 from app.config import ConfigError, Settings
 from app.proxy.config import ProxySettings, load_proxy_settings
+from app.serving import load_or_exit, serve_on_chain, with_settings
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -51,7 +51,7 @@ def serve(settings: Settings, host: str | None, port: int | None, backend: str |
 
 
 def _node_app(proxy_settings: ProxySettings, chain: Chain, host: str, port: int) -> Litestar:
-    from app.proxy.app import create_proxy_app
+    from app.proxy.node.app import create_proxy_app
 
     endpoint = proxy_settings.public_url or f"http://{host}:{port}"
     try:

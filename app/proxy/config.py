@@ -20,19 +20,18 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.config import ConfigError, describe_settings_error
+from app.config import load_validated
+from app.proxy.protocol import VerificationLevel
 
 OFFLINE_DEMO_MODEL = "twin-offline-demo"
 
 UpstreamKind = Literal["openai", "anthropic", "gemini", "offline"]
-VerificationLevel = Literal["none", "signature", "tee"]
 
 # Where each kind of upstream lives unless an upstream says otherwise.
 _DEFAULT_BASE_URLS: dict[str, str] = {
@@ -116,7 +115,7 @@ class ProxySettings(BaseSettings):
     first_token_timeout_seconds: float = Field(default=60.0, gt=0, le=3_600)
     idle_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
 
-    default_verification: VerificationLevel = "signature"
+    default_verification: VerificationLevel = VerificationLevel.signature
 
     payment_private_key: SecretStr | None = None
     payment_timeout_seconds: int = Field(default=300, ge=10, le=86_400)
@@ -194,8 +193,4 @@ class ProxySettings(BaseSettings):
 
 
 def load_proxy_settings() -> ProxySettings:
-    """Read and validate ``TWIN_PROXY_*``; raise ConfigError with one readable line."""
-    try:
-        return ProxySettings()
-    except ValidationError as error:
-        raise ConfigError(describe_settings_error(error, "TWIN_PROXY_")) from None
+    return load_validated(ProxySettings)

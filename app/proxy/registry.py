@@ -1,4 +1,5 @@
-"""Nodes in the on-chain NodeRegistry: a node announces itself and heartbeats; clients read it.
+"""Nodes in the on-chain NodeRegistry as clients (and the operations page) read them; a node announces itself
+and heartbeats through :mod:`app.proxy.node.registration`.
 
 A node's id is ``teeId = keccak256(DER signing key)``, the same ``tee_id`` its replies carry,
 so a registry record pins the key that must have signed them. The node's payment account owns
@@ -7,19 +8,25 @@ its record and sends its transactions.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
 from web3.contract import AsyncContract
 
-from app.chain.transactions import GAS_LIMITS, REVERTED, TransactionSender
-from app.proxy.attestation import EnclaveIdentity
-
-log = structlog.get_logger()
 PAGE_SIZE = 100
+
+
+REGISTRATION_TYPEHASH = keccak(
+    b"TwinNodeRegistration(uint256 chainId,address registry,address operator,string endpoint)")
+
+
+def registration_digest(chain_id: int, registry: str, operator: str, endpoint: str) -> bytes:
+    """What a node key signs to prove its record (``NodeRegistry.registrationDigest``)."""
+    return keccak(encode(["bytes32", "uint256", "address", "address", "bytes32"],
+                         [REGISTRATION_TYPEHASH, chain_id, to_checksum_address(registry),
+                          to_checksum_address(operator), keccak(endpoint.encode())]))
 
 
 @dataclass(frozen=True)
@@ -55,67 +62,3 @@ async def list_nodes(registry: AsyncContract) -> list[NodeRecord]:
         if len(page) < PAGE_SIZE:
             break
     return nodes
-
-
-class NodeRegistration:
-    """This node's record: registered at start, heartbeats while running, disabled at shutdown."""
-
-    def __init__(self, registry: AsyncContract, sender: TransactionSender, identity: EnclaveIdentity, *,
-                 endpoint: str, heartbeat_seconds: float, wait_seconds: float, chain_id: int) -> None:
-        self._registry = registry
-        self._chain_id = chain_id
-        self._sender = sender
-        self._identity = identity
-        self._endpoint = endpoint
-        self._heartbeat_seconds = heartbeat_seconds
-        self._wait_seconds = wait_seconds
-        self.tee_id = bytes.fromhex(identity.tee_id.removeprefix("0x"))
-
-    async def register(self) -> None:
-        """Register, or bring an existing record of this key up to date and enable it."""
-        measurement = bytes.fromhex(self._identity.measurement.removeprefix("0x"))
-        payment_address = self._sender.account.address
-        proof = self.key_proof()
-        existing = await self._record()
-        if existing is None:
-            await self._send("registerNode", [payment_address, self._endpoint, self._identity.public_key_der,
-                                              measurement, proof])
-        else:
-            await self._send("updateNode", [self.tee_id, payment_address, self._endpoint, measurement, proof])
-            if not existing.enabled:
-                await self._send("setNodeEnabled", [self.tee_id, True])
-        log.info("proxy_node_registered", tee_id=self._identity.tee_id, endpoint=self._endpoint)
-
-    def key_proof(self) -> bytes:
-        """The node key's signature over this record's owner and endpoint, on this registry and chain:
-        what lets clients tell this record from one that merely copies the public key."""
-        from app.proxy.trust import registration_digest
-
-        digest = registration_digest(self._chain_id, self._registry.address, self._sender.account.address,
-                                     self._endpoint)
-        return self._identity.sign_digest(digest)
-
-    async def heartbeat_forever(self) -> None:
-        """Heartbeat every interval until cancelled; a failed beat is logged and retried next time."""
-        while True:
-            await asyncio.sleep(self._heartbeat_seconds)
-            try:
-                await self._send("heartbeat", [self.tee_id])
-            except Exception as error:  # noqa: BLE001  (the chain may be briefly unreachable: keep beating)
-                log.warning("proxy_node_heartbeat_failed", tee_id=self._identity.tee_id, error=repr(error))
-
-    async def disable(self) -> None:
-        """Tell clients to stop routing here (best effort: shutdown must not hang on the chain)."""
-        with contextlib.suppress(Exception):
-            await self._send("setNodeEnabled", [self.tee_id, False])
-
-    async def _record(self) -> NodeRecord | None:
-        try:
-            return NodeRecord.from_chain(await self._registry.functions.getNode(self.tee_id).call())
-        except REVERTED:  # NodeNotFound: the key is new
-            return None
-
-    async def _send(self, function: str, args: list[Any]) -> None:
-        data = self._registry.encode_abi(function, args=args)
-        await self._sender.send(self._registry.address, data, gas=GAS_LIMITS[function],
-                                wait_seconds=self._wait_seconds)

@@ -67,7 +67,8 @@ class Attestation:
         if not all(isinstance(value, str) for value in strings):
             raise AttestationError("tee_signature, tee_request_hash, tee_output_hash and tee_id must be "
                                    "strings")
-        return cls(*strings[:3], timestamp, strings[3])  # type: ignore[arg-type]
+        signature, request_hash, output_hash, tee_id = strings
+        return cls(signature, request_hash, output_hash, timestamp, tee_id)
 
     def as_fields(self) -> dict[str, Any]:
         return {"tee_signature": self.signature, "tee_request_hash": self.request_hash,
@@ -203,7 +204,8 @@ def load_public_key(key: RSAPublicKey | bytes | str) -> RSAPublicKey:
 
 def sign_reply(key: RSAPrivateKey, body: Mapping[str, Any], output: str, timestamp: int) -> Attestation:
     """Attest that ``output`` answered ``body`` at ``timestamp``; runs inside the node only."""
-    request_hex, output_hex = request_hash(body), output_hash(output)
+    request_hex = request_hash(body)
+    output_hex = output_hash(output)
     signature = key.sign(signed_digest(request_hex, output_hex, timestamp), PSS_PADDING, hashes.SHA256())
     return Attestation(base64.b64encode(signature).decode(), request_hex, output_hex, timestamp,
                        tee_id_for(key.public_key()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.market.curve import ONE_ETHER
+from app.web.portraits import portrait_url
 
 DECIMALS_ABOVE_ONE_ETHER = 6
 SIGNIFICANT_DIGITS_BELOW = 4
@@ -36,4 +37,4 @@ def utc_time(moment: datetime | None) -> str:
     return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-FILTERS = {"eth": format_eth, "short_address": short_address, "utc": utc_time}
+FILTERS = {"eth": format_eth, "short_address": short_address, "utc": utc_time, "portrait": portrait_url}

@@ -59,6 +59,17 @@ async def test_sign_in_rotates_a_planted_session_id(client: AsyncTestClient[Lite
     assert (await client.get("/api/auth/me")).status_code == 401
 
 
+async def test_the_session_route_says_who_is_signed_in_without_a_401(client: AsyncTestClient[Litestar],
+                                                                      fan: LocalAccount) -> None:
+    signed_out = await client.get("/api/auth/session")
+    use_cookie(client, (await verify(client, fan)).cookies["session"])
+    signed_in = await client.get("/api/auth/session")
+
+    assert signed_out.status_code == 200
+    assert signed_out.json() == {"address": None}
+    assert signed_in.json() == {"address": fan.address}
+
+
 async def test_a_signed_in_session_planted_in_a_browser_ends_at_the_next_sign_in(
         client: AsyncTestClient[Litestar], chain: Chain, fan: LocalAccount) -> None:
     await sign_in(client, chain.dev_accounts[4])  # the attacker's own session

@@ -17,7 +17,7 @@ async def test_a_chat_message_is_metered(settings: Settings, chain: Chain) -> No
         http = await served.signed_in(creator)
         avatar_id = await launch(http, chain, creator, "metered")
         fan_http = await holding_fan(served, fan, avatar_id)
-        autoscale = served.app.state.autoscale
+        autoscale = served.app.state.services.autoscale
         await autoscale.tick()
         before = (await http.get("/api/autoscale/signal")).json()
         async with served.chat(avatar_id, fan_http) as socket:

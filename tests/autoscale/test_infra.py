@@ -20,13 +20,14 @@ from prometheus_client import REGISTRY
 
 from app.autoscale.schemas import Signal
 from app.chain.client import Chain
-from app.config import PROJECT_ROOT, Settings, load_settings
+from app.config import Settings, load_settings
 from app.main import create_app
-from app.proxy.app import create_proxy_app
 from app.proxy.config import load_proxy_settings
+from app.proxy.node.app import create_proxy_app
+from app.resources import CHECKOUT_ROOT
 from tests.test_readme import known_variables
 
-INFRA = PROJECT_ROOT / "infra"
+INFRA = CHECKOUT_ROOT / "infra"
 NAMESPACE = "twin"
 EXPOSED_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
                     "gauge": ("",), "summary": ("", "_count", "_sum", "_created"), "info": ("_info",)}

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.channels import ChannelsPlugin
-from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.autoscale.service import OPERATOR_BACKLOG, AutoscaleService
@@ -22,8 +20,8 @@ from app.chain.client import Chain
 from app.config import Settings
 from tests.autoscale.conftest import MODEL
 from tests.chat.conftest import RECEIVE_TIMEOUT_S, Served, serving
+from tests.redis_namespace import isolated_redis
 
-REDIS_URL = os.environ.get("TWIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AVATAR = "0x" + "ab" * 16
 
 
@@ -35,18 +33,9 @@ async def served(request: pytest.FixtureRequest, settings: Settings, chain: Chai
         async with serving(settings, chain) as running:
             yield running
         return
-    namespace = f"test-{uuid.uuid4().hex}"
-    redis = Redis.from_url(REDIS_URL)
-    await redis.ping()  # CI has a Redis: an unreachable one fails the test here
-    try:
-        async with serving(settings.model_copy(update={"redis_url": REDIS_URL, "redis_namespace": namespace}),
-                           chain) as running:
-            yield running
-    finally:
-        keys = [key async for key in redis.scan_iter(match=f"*{namespace}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    async with isolated_redis() as redis, serving(
+            settings.model_copy(update={"redis_url": redis.url, "redis_namespace": redis.namespace}), chain) as running:
+        yield running
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +50,7 @@ async def receive(socket: ClientConnection) -> dict[str, Any]:
 
 
 def autoscale_of(served: Served) -> AutoscaleService:
-    return served.app.state.autoscale
+    return served.app.state.services.autoscale
 
 
 async def test_an_operator_gets_the_current_decision_then_each_new_one(served: Served) -> None:

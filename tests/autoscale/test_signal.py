@@ -33,7 +33,7 @@ async def served(settings: Settings, chain: Chain) -> AsyncIterator[Served]:
 
 
 def autoscale_of(served: Served) -> AutoscaleService:
-    return served.app.state.autoscale
+    return served.app.state.services.autoscale
 
 
 class LaterClock:
@@ -78,7 +78,7 @@ async def test_the_signal_answers_with_a_decision(served: Served) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", signal["decision_id"])
     assert signal["current_nodes"] == 1  # the in-process node, per the registry
     assert signal["desired_nodes"] == 1
-    assert signal["streams_per_node"] == served.app.state.settings.chat_streams_per_node
+    assert signal["streams_per_node"] == served.app.state.services.settings.chat_streams_per_node
     assert signal["models"] == []
     assert signal["expected_earnings_wei_per_node_hour"] == {"current": "0", "forecast": "0"}
 
@@ -95,7 +95,7 @@ async def test_queued_fans_raise_the_signal(served: Served, clock: LaterClock) -
     assert signal["reason"].startswith("up: ")
     (model,) = signal["models"]
     assert (model["model"], model["queue_depth"], model["demand_streams"]) == (MODEL, 40, 40)
-    cold_start_s = served.app.state.settings.autoscale_cold_start_s
+    cold_start_s = served.app.state.services.settings.autoscale_cold_start_s
     assert model["forecast_streams"] >= 40 * 20 / cold_start_s  # at least the backlog, drained within a cold start
     assert int(signal["expected_earnings_wei_per_node_hour"]["forecast"]) > 0  # 10 paid replies set the price
     assert model["top_avatars"][0]["avatar_id"] == AVATAR

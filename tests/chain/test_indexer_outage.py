@@ -37,7 +37,7 @@ async def test_a_stalled_node_pauses_indexing_and_answers_503_then_everything_ca
     app = create_app(settings, chain=impatient)
     pid = chain.embedded.node.pid
     async with AsyncTestClient(app=app) as stalled_client:
-        indexer = app.state.indexer
+        indexer = app.state.services.indexer
         indexer._poll_interval_s = 0.05
         await indexer.sync()
         runner = asyncio.create_task(indexer.run())

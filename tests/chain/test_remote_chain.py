@@ -86,7 +86,7 @@ async def test_backend_indexes_a_remote_chain_over_json_rpc(remote_rpc: str, dat
     app = create_app(settings, chain=chain, proxy_settings=proxy_settings)
     try:
         async with AsyncTestClient(app=app) as client:
-            await app.state.indexer.sync()
+            await app.state.services.indexer.sync()
             holdings = (await client.get(f"/api/wallets/{fan.address}/holdings")).json()
             trades = (await client.get(f"/api/wallets/{fan.address}/trades")).json()["items"]
             assert (await client.get("/readyz")).json()["dependencies"]["chain"] == "ok"

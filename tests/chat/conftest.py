@@ -41,7 +41,7 @@ class Served:
         return self.base_url.replace("http://", "ws://", 1)
 
     async def index(self) -> int:
-        return await self.app.state.indexer.sync()
+        return await self.app.state.services.indexer.sync()
 
     async def signed_in(self, account: LocalAccount) -> httpx.AsyncClient:
         """An HTTP client holding ``account``'s session cookie."""
@@ -75,7 +75,7 @@ class Served:
 
     def node_completions(self) -> Any:
         """The in-process node's completion service (to make it misbehave)."""
-        transports = self.app.state.proxy_client._transports
+        transports = self.app.state.services.proxy_client._transports
         (transport,) = transports.values()
         return transport._app.state.node.completions
 
@@ -115,6 +115,13 @@ async def serving(settings: Settings, chain: Chain, *, tokens_per_second: float 
         server.should_exit = True
         await task
         sock.close()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Memory off: its extraction is a paid call of its own, in the background, that would race these tests'
+    counts of what the node is paid per reply. tests/memory chats with memory on."""
+    return settings.model_copy(update={"memory_token_budget": 0})
 
 
 @pytest.fixture

@@ -1,16 +1,14 @@
 """Admission queue and rate limit, each behaviour on both backends: memory and the real Redis.
 
-Redis is expected at ``TWIN_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); when it is
-unreachable the Redis tests fail, since CI has one. Each test gets a namespace of its own and
-deletes it. Time is a fake clock the tests advance, so service times and leases are exact;
-real time is only the few milliseconds tasks need to react.
+Redis is the one at ``TWIN_TEST_REDIS_URL`` (``./dev.sh test`` starts one); when it is
+unreachable the Redis tests fail. Each test gets a namespace of its own and deletes it. Time is a
+fake clock the tests advance, so service times and leases are exact; real time is only the few
+milliseconds tasks need to react.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -34,8 +32,8 @@ from app.chat.admission import (
     order_score,
 )
 from app.chat.ratelimit import MemoryRateLimiter, RateLimited, RateLimiter, RedisRateLimiter
+from tests.redis_namespace import isolated_redis
 
-REDIS_URL = os.environ.get("TWIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BACKENDS = ["memory", "redis"]
 SERVICE_S = 10.0  # the default stream duration in these tests
 
@@ -58,17 +56,11 @@ class QueueFactory(Protocol):
 @asynccontextmanager
 async def redis_namespace() -> AsyncIterator[tuple[Redis, str]]:
     """A client and a key prefix of this test's own; every key under it is deleted afterwards."""
-    client = Redis.from_url(REDIS_URL)
-    await client.ping()  # an unreachable Redis fails the test here
-    prefix = f"test:chat:{uuid.uuid4().hex}"
-    try:
-        yield client, prefix
-    finally:
-        await end_visits()
-        keys = [key async for key in client.scan_iter(match=f"{{{prefix}}}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with isolated_redis() as redis:
+        try:
+            yield redis.client, redis.namespace
+        finally:
+            await end_visits()
 
 
 def policy(**overrides: Any) -> AdmissionPolicy:

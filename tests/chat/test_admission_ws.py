@@ -5,21 +5,18 @@ queue and the rate limit refuse with a time to retry and keep nothing."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from redis.asyncio import Redis
 
 from app.chain.client import Chain
 from app.config import Settings
 from tests.chat.conftest import Served, holding_fan, receive, reply_frames, send_message, serving
 from tests.helpers import launch
+from tests.redis_namespace import isolated_redis
 
-REDIS_URL = os.environ.get("TWIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW_TOKENS_PER_S = 40  # replies last about a second: long enough for a queue to form
 
 
@@ -30,16 +27,8 @@ async def gated(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
     if request.param == "memory":
         yield settings.model_copy(update=overrides)
         return
-    namespace = f"test-{uuid.uuid4().hex}"
-    redis = Redis.from_url(REDIS_URL)
-    await redis.ping()  # CI has a Redis: an unreachable one fails the test here
-    try:
-        yield settings.model_copy(update={**overrides, "redis_url": REDIS_URL, "redis_namespace": namespace})
-    finally:
-        keys = [key async for key in redis.scan_iter(match=f"*{namespace}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    async with isolated_redis() as redis:
+        yield settings.model_copy(update={**overrides, "redis_url": redis.url, "redis_namespace": redis.namespace})
 
 
 async def launched(served: Served, creator: LocalAccount) -> str:

@@ -20,10 +20,10 @@ from websockets.exceptions import ConnectionClosed
 
 from app.chain.client import Chain, chain_from_embedded
 from app.config import Settings
-from app.proxy.attestation import EnclaveIdentity
+from app.proxy.node.attestation import EnclaveIdentity
+from app.proxy.node.upstreams.base import TextDelta, UpstreamError
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream
 from app.proxy.registry import list_nodes
-from app.proxy.upstreams.base import TextDelta, UpstreamError
-from app.proxy.upstreams.offline import OfflineDemoUpstream
 from app.proxy.verify import Attestation, AttestationError, verify_reply
 from tests.chat.conftest import Served, eventually, holding_fan, receive, reply_frames, send_message, serving
 from tests.conftest import close_quietly
@@ -398,7 +398,7 @@ async def test_an_attestation_from_the_api_verifies_independently(served: Served
 
 async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_socket(
         served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.chat import service
+    from app.chat import turn
 
     async def broken(*_: Any, **__: Any) -> list[dict[str, str]]:
         raise OSError("database went away")
@@ -406,7 +406,7 @@ async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_soc
     http = await served.signed_in(creator)
     async with served.chat(avatar_id, http) as ws:
         with monkeypatch.context() as patch:
-            patch.setattr(service, "recent_history", broken)
+            patch.setattr(turn, "recent_history", broken)
             await send_message(ws, "lost", "Hello")
             error = await receive(ws)
         await send_message(ws, "kept", "Hello again")
@@ -421,10 +421,10 @@ def busy_database(failures: int | None) -> Any:
     """A stand-in for storing a reply's payment that finds the database locked ``failures`` times (None: always)."""
     from sqlalchemy.exc import OperationalError
 
-    from app.chat import service
+    from app.chat import store
 
     calls = {"count": 0}
-    real = service._record_payment
+    real = store.record_payment
 
     def record(*args: Any) -> None:
         calls["count"] += 1
@@ -437,10 +437,10 @@ def busy_database(failures: int | None) -> Any:
 
 async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_reply_kept(
         served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.chat import service
+    from app.chat import store
 
     http = await served.signed_in(creator)
-    monkeypatch.setattr(service, "_record_payment", busy_database(failures=2))
+    monkeypatch.setattr(store, "record_payment", busy_database(failures=2))
     async with served.chat(avatar_id, http) as ws:
         await send_message(ws, "busy", "Hello")
         frames = await reply_frames(ws)
@@ -453,12 +453,12 @@ async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_re
 
 async def test_a_reply_that_cannot_be_stored_ends_with_an_error_frame_and_the_socket_lives(
         served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.chat import service
+    from app.chat import store
 
     http = await served.signed_in(creator)
     async with served.chat(avatar_id, http) as ws:
         with monkeypatch.context() as patch:
-            patch.setattr(service, "_record_payment", busy_database(failures=None))
+            patch.setattr(store, "record_payment", busy_database(failures=None))
             await send_message(ws, "unstored", "Hello")
             frames = await reply_frames(ws)
         await send_message(ws, "stored", "Hello again")

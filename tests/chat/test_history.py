@@ -11,14 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chain.client import Chain
+from app.chat.analytics import chat_activity_since, inference_spend_by_day, messages_by_day
+from app.chat.context import context_messages, recent_history
 from app.chat.models import ChatMessage, MessageStatus, Role
-from app.chat.service import (
-    chat_activity_since,
-    context_messages,
-    inference_spend_by_day,
-    messages_by_day,
-    recent_history,
-)
 from app.config import Settings
 from app.db.engine import create_engine, session_factory
 from app.main import create_app

@@ -256,7 +256,7 @@ def test_a_squatted_key_is_removed_and_its_operator_registers(
 def test_registration_digest_is_the_one_nodes_sign(
     chain: EmbeddedChain, node_registry: Contract, operator: LocalAccount
 ) -> None:
-    from app.proxy.trust import registration_digest
+    from app.proxy.registry import registration_digest
 
     on_chain = node_registry.functions.registrationDigest(operator.address, ENDPOINT).call()
     assert on_chain == registration_digest(chain.w3.eth.chain_id, node_registry.address, operator.address, ENDPOINT)

@@ -137,7 +137,7 @@ def test_create_avatar_with_a_multi_key_first_buy(
     }
     assert twin_keys.functions.keysSupply(AVATAR).call() == 5
     assert twin_keys.functions.keysBalance(AVATAR, creator.address).call() == 5
-    assert twin_keys.functions.creatorOf(AVATAR).call() == creator.address
+    assert twin_keys.functions.isCreator(AVATAR, creator.address).call()
     assert twin_keys.functions.creatorFees(AVATAR).call() == creator_fee
     assert twin_keys.functions.protocolFees(AVATAR).call() == protocol_fee
     assert w3.eth.get_balance(twin_keys.address) == cost
@@ -191,7 +191,8 @@ def test_an_id_issued_to_one_creator_cannot_be_created_by_another(
         reverts(twin_keys.functions.createAvatar(squatter_id, URI, 2, cost, FAR_DEADLINE), fan, "InvalidAvatarId",
                 value=cost)
     launch(twin_keys, creator, amount=2, avatar=issued)
-    assert twin_keys.functions.creatorOf(issued).call() == creator.address
+    assert twin_keys.functions.isCreator(issued, creator.address).call()
+    assert not twin_keys.functions.isCreator(issued, fan.address).call()
 
 
 def test_create_avatar_after_deadline_reverts(w3: Web3, twin_keys: Contract, creator: LocalAccount) -> None:

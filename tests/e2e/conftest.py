@@ -17,25 +17,32 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from app.config import PROJECT_ROOT
+from app.resources import CHECKOUT_ROOT
 from tests.e2e.flows import Server, launch_avatar, use_dev_wallet
 from tests.helpers import TWIN, env_without_twin_settings, free_port, stop, wait_until_ready
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "e2e"
+SCREENSHOTS = CHECKOUT_ROOT / "test-artifacts" / "e2e"
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
+
+
+def serve_logging_to(env: dict[str, str], port: int, log_file: Path) -> subprocess.Popen[str]:
+    """`twin serve` with its log in a file: a pipe nobody reads fills up (64 KiB) and then blocks the
+    server on its next log line, which looks like a hung server halfway through a session."""
+    with log_file.open("w") as log:
+        return subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
-    database = tmp_path_factory.mktemp("e2e") / "twin.db"
-    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{database}"}
-    process = subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    scratch = tmp_path_factory.mktemp("e2e")
+    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{scratch / 'twin.db'}"}
+    process = serve_logging_to(env, port, scratch / "twin.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
         ready = wait_until_ready(base_url, process)

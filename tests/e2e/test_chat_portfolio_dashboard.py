@@ -109,6 +109,12 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
     assert pnl < 0  # fees both ways
     await expect(row.locator("[data-field=pnl]")).to_have_text(format_eth(pnl))
     await expect(fan.locator("#trades tbody tr")).to_have_count(1)
+    # The network fees of the fan's trades come from their receipts, and the P&L after them.
+    gas_cell = fan.locator("[data-total=gas]")
+    await expect(gas_cell).to_have_attribute("data-wei", re.compile(r"^[1-9]\d*$"))
+    gas = int(await gas_cell.get_attribute("data-wei") or "")
+    pnl_total = int(await fan.locator("[data-total=pnl]").get_attribute("data-wei") or "")
+    await expect(fan.locator("[data-total=pnl_after_gas]")).to_have_attribute("data-wei", str(pnl_total - gas))
     await screenshot(fan, "portfolio")
 
     # The creator's dashboard counts the holder, the message and what the reply cost; the fees are withdrawn.
@@ -129,6 +135,11 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
 
     await creator.get_by_role("button", name=f"Withdraw {format_eth(claimable)} to your wallet").click()
     status = creator.locator("#withdraw-status")
+    # One key's creator fee is less than the gas to withdraw it: the page says so before sending.
+    await expect(status).to_have_attribute("data-reason", "gas_exceeds")
+    await expect(status).to_contain_text("withdrawing now lowers your balance")
+    assert chain.eth_balance(creator_address) == balance_before
+    await creator.get_by_role("button", name="Withdraw anyway").click()
     await expect(status).to_have_attribute("data-state", "confirmed")
     await expect(status).to_contain_text(f"{format_eth(claimable)} sent to your wallet.")
     await expect(creator.locator("[data-stat=fees_claimable]")).to_have_text("0 ETH")
@@ -195,7 +206,7 @@ async def test_the_chat_pages_its_history_and_says_which_replies_failed_verifica
     avatar_id = await launch_avatar(creator, "noether")
     await creator.route(re.compile(r"/api/avatars/0x[0-9a-f]{32}/messages\?"), answer_from_thread_pages)
     await creator.goto(f"/avatars/{avatar_id}/chat")
-    texts = creator.locator("#thread .message-text")
+    texts = creator.locator("#thread .message:not(.greeting) .message-text")
     await expect(texts).to_have_text(["And two and two?", "Four."])
 
     await creator.get_by_role("button", name="Load older messages").click()
@@ -246,7 +257,7 @@ async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_r
     reply = creator.locator(".message.assistant").last
     await expect(reply.locator(".message-text")).to_have_text("Gladly, let us begin.")
     await expect(reply).to_have_attribute("data-state", "unverified")
-    await expect(reply.locator(".message-meta")).to_contain_text("Paid 0.001 OPG to the node.")
+    await expect(reply.locator(".message-meta")).to_contain_text("The platform paid 0.001 OPG to the node.")
 
     # A reply whose attestation does not verify: its text is dropped, and the thread says why.
     await send_chat_message(creator, "Is this true?")

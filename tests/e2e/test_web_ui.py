@@ -29,7 +29,7 @@ async def test_a_creator_launches_an_avatar_and_sees_it_in_the_marketplace(
     await screenshot(creator, "create")
 
     await creator.get_by_role("link", name="Marketplace").click()
-    row = creator.locator(f"tr[data-avatar-id='{avatar_id}']")
+    row = creator.locator(f".rankings [data-avatar-id='{avatar_id}']")
     await expect(row.get_by_role("link", name="Ada")).to_have_attribute("href", f"/avatars/{avatar_id}")
     await screenshot(creator, "marketplace")
     await row.get_by_role("link", name="Ada").click()
@@ -155,7 +155,7 @@ async def test_pages_are_readable_with_javascript_off_and_trading_says_why_it_is
     # (Emulated "JavaScript off" still parses <noscript> as if scripts ran: the notices checked are the
     # server-rendered ones that the scripts remove.)
     await expect(reader.locator("#wallet")).to_have_text("The wallet needs JavaScript.")
-    await reader.get_by_role("link", name="Alan").click()
+    await reader.locator(".rankings").get_by_role("link", name="Alan").click()
     await expect(reader.get_by_role("heading", level=1)).to_have_text("Alan @alan")
     await expect(reader.get_by_text("Alan explains things slowly.")).to_be_visible()
     await expect(reader.get_by_text("Trading needs JavaScript and a wallet.")).to_be_visible()

@@ -1,4 +1,4 @@
-"""Crafted cursors (app/market/service.py decode_cursor and its callers): each a 400 naming the cursor."""
+"""Crafted cursors (app/lib/pagination.py decode_cursor and its callers): each a 400 naming the cursor."""
 
 from __future__ import annotations
 

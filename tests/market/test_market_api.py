@@ -338,7 +338,6 @@ async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
 
     from app.avatars.models import Avatar
     from app.avatars.service import avatar_id_for
-    from app.db.engine import session_factory
     from app.db.models import utc_now
 
     body = {"name": "Lee", "handle": "lee", "persona": "p", "model": "twin-offline-demo"}
@@ -352,9 +351,9 @@ async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
     assert taken.status_code == 409
     assert taken.json()["error"] == "conflict"
 
-    ttl = app.state.settings.avatar_launch_ttl_s
+    ttl = app.state.services.settings.avatar_launch_ttl_s
     assert ttl == 86_400
-    async with session_factory(app.state.engine)() as session:  # a day passes; the launch never reached the chain
+    async with app.state.services.sessions() as session:  # a day passes; the launch never reached the chain
         await session.execute(update(Avatar).where(Avatar.id == first["id"])
                               .values(updated_at=utc_now() - timedelta(seconds=ttl + 1)))
         await session.commit()
@@ -369,7 +368,7 @@ async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
              FAR_DEADLINE)
     await index(app)
     assert (await client.get(f"/api/avatars/{released['id']}")).json()["listed"] is True
-    async with session_factory(app.state.engine)() as session:  # a listed handle is never released
+    async with app.state.services.sessions() as session:  # a listed handle is never released
         await session.execute(update(Avatar).where(Avatar.id == released["id"])
                               .values(updated_at=utc_now() - timedelta(days=30)))
         await session.commit()
@@ -384,7 +383,7 @@ async def test_catch_up_over_many_ranges_reads_ahead_and_stores_each_once(
         buy(chain, accounts["fan"], avatar_id, 2)
         sell(chain, accounts["fan"], avatar_id, 1)
         buy(chain, accounts["other"], avatar_id, 1)
-    app.state.indexer._batch_blocks = 2  # many ranges: each read while the one before is stored
+    app.state.services.indexer._batch_blocks = 2  # many ranges: each read while the one before is stored
 
     assert await index(app) == 14  # the creation, its first key and twelve trades
     assert await index_differences(client, sync_twin_keys(chain), [avatar_id], list(accounts.values())) == []

@@ -8,8 +8,9 @@ import pytest
 
 from app.memory.extraction import EXTRACTION_PROMPT, MalformedExtraction, normalise_key, parse_facts
 from app.memory.models import MemoryKind
-from app.proxy.upstreams.offline import compose_reply
-from app.proxy.upstreams.offline_facts import extract_facts, is_extraction_request
+from app.memory.retrieval import MEMORY_HEADER
+from app.proxy.node.upstreams.offline import compose_reply
+from app.proxy.node.upstreams.offline_facts import extract_facts, is_extraction_request
 
 
 def facts_of(message: str) -> list[tuple[str, str, str]]:
@@ -60,6 +61,16 @@ def test_the_demo_reply_uses_a_remembered_name_and_goal() -> None:
     assert "Sam" in reply
     assert "training for a marathon" in reply
     assert "Sam" not in compose_reply("You are Ada, a coach.", "Any tips for today?")
+
+
+def test_the_demo_reply_never_takes_a_memory_for_the_persona_s_own_line() -> None:
+    """The offline model answers from the persona's most relevant lines: the memory block is not one of them."""
+    persona = ("You are Ada, a coach. Long runs build the base for every race.\n\n" + MEMORY_HEADER
+               + "\n- They love sushi after long runs\n- They live in Lyon")
+    reply = compose_reply(persona, "How long should my long runs be?")
+    assert "Long runs build the base for every race." in reply
+    assert "sushi" not in reply
+    assert "Lyon" not in reply
 
 
 @pytest.mark.parametrize("output", [

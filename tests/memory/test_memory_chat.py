@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from app.chain.client import Chain
 from app.config import Settings
-from app.db.engine import session_factory
 from app.memory.models import Extraction
-from app.proxy.upstreams.base import UpstreamError
+from app.proxy.node.upstreams.base import UpstreamError
+from app.services import services_of
 from tests.chat.conftest import Served, holding_fan, reply_frames, send_message, serving
 from tests.helpers import launch
 
@@ -55,7 +55,7 @@ async def chat(served: Served, avatar_id: str, http: httpx.AsyncClient, messages
             frames = await reply_frames(ws)
             assert frames[-1]["type"] == "done", frames[-1]
             done.append(frames[-1])
-            await served.app.state.memory.settled()
+            await services_of(served.app).memory.settled()
     return done
 
 
@@ -159,7 +159,7 @@ async def test_a_failed_extraction_loses_no_message_and_is_retried(served: Serve
     thread = (await http.get(f"/api/avatars/{avatar_id}/messages")).json()["items"]
     assert [m["status"] for m in thread] == ["complete", "answered"]
     assert await memories(http, avatar_id) == []
-    async with session_factory(served.app.state.engine)() as session:
+    async with services_of(served.app).sessions() as session:
         (job,) = (await session.scalars(select(Extraction))).all()
         assert job.attempts == 1
         assert "no node could answer" in (job.last_error or "")
@@ -167,7 +167,7 @@ async def test_a_failed_extraction_loses_no_message_and_is_retried(served: Serve
         await session.commit()
 
     upstream.stream = real_stream
-    assert await served.app.state.memory.retry_due() == 1
+    assert await services_of(served.app).memory.retry_due() == 1
     assert [m["text"] for m in await memories(http, avatar_id)] == ["Their name is Sam"]
-    async with session_factory(served.app.state.engine)() as session:
+    async with services_of(served.app).sessions() as session:
         assert (await session.scalars(select(Extraction))).all() == []

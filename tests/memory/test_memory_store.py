@@ -18,7 +18,7 @@ from app.memory.models import Memory
 from app.memory.retrieval import recall, with_memories
 from app.memory.schemas import MemoryPatch
 from app.memory.service import MemoryService, lock_thread, merge_facts, prune_thread, reinforce_used, used_by
-from app.proxy.upstreams.offline_facts import extract_facts
+from app.proxy.node.upstreams.offline_facts import extract_facts
 
 AVATAR = "0x" + "1a" * 16
 OTHER_AVATAR = "0x" + "2b" * 16

@@ -25,8 +25,8 @@ from x402.mechanisms.evm.utils import create_nonce
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
 from app.chain.client import Chain
-from app.proxy.app import create_proxy_app
 from app.proxy.config import ProxySettings
+from app.proxy.node.app import create_proxy_app
 from tests.conftest import connected_chain_of_its_own
 from tests.proxy.fakes import FakeProviders, serving
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.chain.client import CHAIN_CLOCK_REFRESH_SECONDS, Chain, ChainClock
+from app.chain.client import CHAIN_CLOCK_REFRESH_S, Chain, ChainClock
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import in_process_node
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
+from app.proxy.node.app import in_process_node
 from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import PRICE_WEI, node_settings, opg_balance
 from tests.proxy.fakes import FakeProviders
@@ -33,7 +33,7 @@ async def jump_ahead(chain: Chain, seconds: int) -> None:
     assert chain.embedded is not None
     chain.embedded.time_travel(int(time.time()) + seconds)
     chain.embedded.mine_blocks(1)
-    await asyncio.sleep(CHAIN_CLOCK_REFRESH_SECONDS)  # the node reads the chain's clock once a second
+    await asyncio.sleep(CHAIN_CLOCK_REFRESH_S)  # the node reads the chain's clock once a second
 
 
 async def test_chain_clock_reports_its_lead_over_ours(chain: Chain) -> None:
@@ -75,6 +75,6 @@ async def test_a_chain_that_stops_answering_leaves_the_last_lead(chain: Chain) -
         raise OSError("connection refused")
 
     chain.w3.eth.get_block = chain_down  # type: ignore[method-assign]
-    await asyncio.sleep(CHAIN_CLOCK_REFRESH_SECONDS)  # due for a new reading, which fails
+    await asyncio.sleep(CHAIN_CLOCK_REFRESH_S)  # due for a new reading, which fails
 
     assert await clock.lead() == known >= 2 * HOUR - 3

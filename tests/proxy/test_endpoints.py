@@ -8,11 +8,11 @@ import pytest
 
 from app.chain.client import Chain
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import in_process_node
-from app.proxy.attestation import code_measurement
-from app.proxy.client import NoNodeAvailable, NoTrustedNode, ProxyClient
+from app.proxy.client.client import NoNodeAvailable, NoTrustedNode, ProxyClient
+from app.proxy.client.endpoints import endpoint_problem
 from app.proxy.config import ProxySettings
-from app.proxy.endpoints import endpoint_problem
+from app.proxy.node.app import in_process_node
+from app.proxy.node.attestation import code_measurement
 from tests.proxy.conftest import node_settings
 from tests.proxy.fakes import FakeProviders
 

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from app.chain.client import Chain
 from app.proxy.accounts import node_payment_account, platform_wallet
-from app.proxy.client import ProxyClient
+from app.proxy.client.client import ProxyClient
 from app.proxy.config import ProxySettings
 from app.proxy.registry import NodeRecord
 

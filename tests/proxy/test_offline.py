@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 
-from app.proxy.chat_request import parse_chat_request
-from app.proxy.upstreams.base import Finished, TextDelta, Usage
-from app.proxy.upstreams.offline import OfflineDemoUpstream, compose_reply, estimate_prompt_tokens
+from app.proxy.node.chat_request import parse_chat_request
+from app.proxy.node.upstreams.base import Finished, TextDelta, Usage
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream, compose_reply, estimate_prompt_tokens
 
-PERSONA = "You are Ada Lovelace, a mathematician who wrote the first program. Speak warmly."
+PERSONA = ("You are Ada Lovelace, a mathematician who wrote the first program. Speak warmly.\n"
+           "A loop repeats the same steps until its condition says stop.\n"
+           "A function is a recipe with a name: give it ingredients and it hands back a dish.\n"
+           "The Analytical Engine would weave algebraic patterns as the Jacquard loom weaves flowers.")
 
 
 def request(user: str, **fields: object):
@@ -23,12 +26,29 @@ async def run(model: OfflineDemoUpstream, user: str, **fields: object) -> tuple[
     return text, next(e for e in events if isinstance(e, Usage)), events[-1]
 
 
-def test_reply_speaks_as_the_persona_about_the_message() -> None:
-    reply = compose_reply(PERSONA, "How do I learn to program quickly?")
+def test_reply_introduces_the_persona_and_answers_from_its_most_relevant_line() -> None:
+    reply = compose_reply(PERSONA, "How does a loop know when to stop?")
 
-    assert "Ada Lovelace" in reply
-    assert "a mathematician who wrote the first program" in reply
-    assert "\u201cHow do I learn to program quickly?\u201d" in reply
+    assert reply.startswith("I'm Ada Lovelace, a mathematician who wrote the first program.")
+    assert "A loop repeats the same steps until its condition says stop." in reply
+    assert "Jacquard" not in reply
+    assert "How does a loop know" not in reply  # no echo of the question
+
+
+def test_later_replies_skip_the_introduction() -> None:
+    first = compose_reply(PERSONA, "Tell me about a loop and a function.")
+    second = compose_reply(PERSONA, "Tell me about a loop and a function.", [first])
+
+    assert not second.startswith("I'm Ada")
+    assert "A loop repeats" in first
+    assert "A function is a recipe" in first
+    assert second != first
+
+
+def test_a_question_outside_the_persona_gets_a_line_of_it_not_silence() -> None:
+    reply = compose_reply(PERSONA, "Who wins the football tonight?")
+
+    assert any(line in reply for line in PERSONA.splitlines()[1:])
 
 
 def test_same_conversation_same_reply_and_different_ones_differ() -> None:

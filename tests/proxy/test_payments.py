@@ -16,7 +16,7 @@ from x402.mechanisms.evm.types import ExactEIP3009Payload
 from x402.schemas import PaymentPayloadV1
 
 from app.chain.client import Chain
-from app.proxy.app import in_process_node
+from app.proxy.node.app import in_process_node
 from tests.proxy.conftest import (
     PRICE_WEI,
     authorization_header,

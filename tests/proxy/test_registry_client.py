@@ -12,9 +12,7 @@ from eth_account import Account
 
 from app.chain.client import Chain
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import InProcessNode, in_process_node
-from app.proxy.attestation import EnclaveIdentity, code_measurement
-from app.proxy.client import (
+from app.proxy.client.client import (
     NoNodeAvailable,
     PaymentRefused,
     ProxyClient,
@@ -23,8 +21,10 @@ from app.proxy.client import (
     RequestRejected,
 )
 from app.proxy.config import ProxySettings
+from app.proxy.node.app import InProcessNode, in_process_node
+from app.proxy.node.attestation import EnclaveIdentity, code_measurement
+from app.proxy.node.upstreams.offline import compose_reply
 from app.proxy.registry import NodeRecord, list_nodes
-from app.proxy.upstreams.offline import compose_reply
 from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import PRICE_WEI, approve_node, node_settings, opg_balance
 from tests.proxy.fakes import REPLY_TEXT, FakeProviders

@@ -12,14 +12,14 @@ from eth_account.signers.local import LocalAccount
 
 from app.chain.client import Chain
 from app.chain.deploy import send_transaction
-from app.proxy import client as client_module
 from app.proxy.accounts import platform_wallet
-from app.proxy.app import InProcessNode, in_process_node
-from app.proxy.attestation import EnclaveIdentity
-from app.proxy.client import NoNodeAvailable, NoTrustedNode, ProxyClient
+from app.proxy.client import client as client_module
+from app.proxy.client.client import NoNodeAvailable, NoTrustedNode, ProxyClient
+from app.proxy.client.trust import TrustPolicy, key_proof_problem
 from app.proxy.config import ProxySettings
-from app.proxy.registry import NodeRecord, list_nodes
-from app.proxy.trust import TrustPolicy, key_proof_problem, registration_digest
+from app.proxy.node.app import InProcessNode, in_process_node
+from app.proxy.node.attestation import EnclaveIdentity
+from app.proxy.registry import NodeRecord, list_nodes, registration_digest
 from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import approve_node, node_settings, registry_owner_sends
 from tests.proxy.fakes import FakeProviders
@@ -114,7 +114,7 @@ async def node(own_chain: Chain, settings: ProxySettings) -> AsyncIterator[InPro
 
 @pytest.fixture(autouse=True)
 def _fresh_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_module, "DIRECTORY_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(client_module, "DIRECTORY_REFRESH_S", 0.0)
 
 
 async def test_an_unapproved_node_gets_no_persona_until_the_registry_owner_approves_it(

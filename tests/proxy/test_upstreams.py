@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.proxy.chat_request import ChatRequest, parse_chat_request
 from app.proxy.config import UpstreamTarget
-from app.proxy.errors import UpstreamUnavailable
-from app.proxy.router import MidStreamError, UpstreamRouter
-from app.proxy.upstreams.anthropic import AnthropicUpstream
-from app.proxy.upstreams.base import Finished, TextDelta, ToolCalls, Upstream, UpstreamError, UpstreamEvent, Usage
-from app.proxy.upstreams.gemini import GeminiUpstream
-from app.proxy.upstreams.offline import OfflineDemoUpstream
-from app.proxy.upstreams.openai import OpenAIUpstream
+from app.proxy.node.chat_request import ChatRequest, parse_chat_request
+from app.proxy.node.errors import UpstreamUnavailable
+from app.proxy.node.router import MidStreamError, UpstreamRouter
+from app.proxy.node.upstreams.anthropic import AnthropicUpstream
+from app.proxy.node.upstreams.base import Finished, TextDelta, ToolCalls, Upstream, UpstreamError, UpstreamEvent, Usage
+from app.proxy.node.upstreams.gemini import GeminiUpstream
+from app.proxy.node.upstreams.offline import OfflineDemoUpstream
+from app.proxy.node.upstreams.openai import OpenAIUpstream
 from tests.proxy.conftest import FAKE_KEYS, eventually
 from tests.proxy.fakes import PROMPT_TOKENS, REPLY_TEXT, REPLY_TOKENS, FakeProviders
 

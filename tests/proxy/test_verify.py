@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from eth_hash.auto import keccak
 
-from app.proxy.attestation import EnclaveIdentity, code_measurement
+from app.proxy.node.attestation import EnclaveIdentity, code_measurement
 from app.proxy.verify import (
     Attestation,
     AttestationError,

@@ -103,7 +103,7 @@ async def test_the_dashboard_shows_the_creator_s_avatars_figures_charts_and_pers
     assert f'data-stat="fees_claimable" data-wei="{earned}">{format_eth(earned)}</dd>' in picked
     charts = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', picked)[1])
     assert list(charts["holders_by_day"].values())[-1] == 2
-    divisor = await app.state.twin_keys_reader.divisor()
+    divisor = await app.state.services.reader.divisor()
     assert list(charts["volume_by_day"].values()) == [str(curve.price(1, 3, divisor))]
     assert "You have not launched an avatar yet." in not_a_creator
 

@@ -21,7 +21,9 @@ BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 def listed_ids(html: str) -> list[str]:
-    return re.findall(r'<tr data-avatar-id="(0x[0-9a-f]{32})">', html)
+    """The ranked cards' avatar ids, in order (not the trending row's)."""
+    rankings = re.search(r'<ol class="cards rankings".*?</ol>', html, flags=re.DOTALL)
+    return re.findall(r'<li class="card" data-avatar-id="(0x[0-9a-f]{32})">', rankings[0]) if rankings else []
 
 
 @pytest.mark.parametrize(("wei", "text"), [
@@ -53,9 +55,36 @@ async def test_the_marketplace_ranks_searches_and_links_like_the_api(
     assert by_market_cap.headers["content-type"].startswith("text/html")
     assert listed_ids(by_market_cap.text) == [big, small]
     assert f'<a href="/avatars/{big}">Big_One</a>' in by_market_cap.text
+    assert f'src="/avatars/{big}/portrait.svg"' in by_market_cap.text
     assert listed_ids(by_holders) == [small, big]
-    assert re.search(r'aria-sort="descending">\s*<a href="/\?sort=holders">', by_holders)
+    assert '<a href="/?sort=holders" aria-current="true">' in by_holders
     assert listed_ids(searched) == [small]
+    # Both traded today: their 24 h change and the trending row (buys and chats in 24 h) show it.
+    assert re.search(r'<span class="change up">\+\d+\.\d %', by_market_cap.text)
+    assert '<ol class="cards trending">' in by_market_cap.text
+    activity = re.search(r'<ol id="activity".*?</ol>', by_market_cap.text, flags=re.DOTALL)[0]
+    assert activity.count('data-kind="launch"') == 2
+    assert activity.count('data-kind="buy"') == 1
+
+
+async def test_an_avatar_has_a_drawn_portrait_and_a_share_link_by_handle(
+        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    avatar_id = await launch(client, chain, chain.dev_accounts[1], "pictured")
+    await index(app)
+
+    portrait = await client.get(f"/avatars/{avatar_id}/portrait.svg")
+    again = await client.get(f"/avatars/{avatar_id}/portrait.svg")
+    shared = await client.get("/avatars/@pictured", follow_redirects=False)
+    unknown = await client.get("/avatars/@nobody_here", headers=BROWSER)
+
+    assert portrait.status_code == 200
+    assert portrait.headers["content-type"].startswith("image/svg+xml")
+    assert portrait.text.startswith("<svg")
+    assert "Portrait of Pictured" in portrait.text
+    assert again.text == portrait.text  # the same id, the same face
+    assert shared.status_code in (302, 303, 307)
+    assert shared.headers["location"] == f"/avatars/{avatar_id}"
+    assert unknown.status_code == 404
 
 
 async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curve(
@@ -64,7 +93,7 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     avatar_id = await launch(client, chain, creator, "curvy", first_keys=3)
     buy(chain, fan, avatar_id, 1)
     await index(app)
-    divisor = await app.state.twin_keys_reader.divisor()
+    divisor = await app.state.services.reader.divisor()
 
     html = (await client.get(f"/avatars/{avatar_id}")).text
 
@@ -74,6 +103,8 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     trades = re.search(r'<tbody id="trades">(.*?)</tbody>', html, flags=re.DOTALL)[1]
     assert trades.count("<tr>") == 2
     assert trades.index(">buy</td><td class=\"num\">1</td>") < trades.index(">buy</td><td class=\"num\">3</td>")
+    # The price column is per key: the buy of key 3 (supply 3 → 4) cost exactly that key's price.
+    assert f'<td class="num">1</td><td class="num">{format_eth(curve.price(3, 1, divisor))}</td>' in trades
     curve_data = json.loads(re.search(r'<script type="application/json" id="curve-data">(.*?)</script>', html)[1])
     assert curve_data["supply"] == 4
     assert int(curve_data["next_key_price"]) == curve.price(4, 1, divisor)
@@ -83,6 +114,9 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     assert keys[-1] >= 8  # past the supply
     assert all(int(price) == curve.price(key, 1, divisor) for key, price in curve_data["points"])
     assert "Trading needs JavaScript and a wallet." in html
+    # A shared link previews the avatar (Open Graph).
+    assert '<meta property="og:title" content="Curvy (@curvy) on Twin market">' in html
+    assert re.search(rf'<meta property="og:image" content="http://[^"]+/avatars/{avatar_id}/portrait.svg">', html)
 
 
 async def test_a_browser_gets_a_page_for_what_does_not_exist_and_api_clients_get_json(
@@ -118,6 +152,8 @@ async def test_pages_stay_out_of_the_openapi_document_and_the_abi_is_served(
 
 @pytest.mark.parametrize("path", ["/static/js/wallet.js", "/vendor/ethers/ethers.min.js", "/vendor/uplot/uPlot.esm.js"])
 async def test_scripts_are_served_locally(client: AsyncTestClient[Litestar], path: str) -> None:
-    response = await client.get(path)
+    response = await client.get(path, headers={"accept-encoding": "gzip"})
     assert response.status_code == 200
     assert "javascript" in response.headers["content-type"]
+    assert response.headers["content-encoding"] == "gzip"
+    assert "max-age=" in response.headers["cache-control"]

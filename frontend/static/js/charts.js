@@ -67,6 +67,19 @@ export function drawPriceHistory(element, candles, intervalSeconds) {
   ]);
 }
 
+// A young market, too few candles to read: one point per trade (the price per key it paid), joined,
+// and the next key's price now.
+export function drawTradeLine(element, trades, nextKeyPrice) {
+  if (!trades.length) return showEmpty(element, "No trades yet.");
+  const ordered = [...trades].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+  const times = [...ordered.map((trade) => Date.parse(trade.timestamp) / 1000), Date.now() / 1000];
+  const prices = [...ordered.map((trade) => weiToEthNumber(BigInt(trade.price) / BigInt(trade.amount))),
+    weiToEthNumber(nextKeyPrice)];
+  draw(element, "time", {
+    series: [{}, { label: "price per key", stroke: "#4f46e5", width: 2, points: { show: true, size: 6 } }],
+  }, [times, prices]);
+}
+
 const inUtc = (seconds) => uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC");
 
 // One figure per UTC day: `days` ["YYYY-MM-DD", …] and a number for each; `unit` labels the y axis.

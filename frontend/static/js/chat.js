@@ -6,6 +6,8 @@ import { api } from "./api.js";
 import { el, showStatus } from "./dom.js";
 import { formatEth } from "./format.js";
 import { followSignedInWallet } from "./session.js";
+import { verifyInBrowser } from "./verify.js";
+import { connectWallet } from "./wallet.js";
 
 const HISTORY_PAGE = 20;
 const RECONNECT_DELAYS_MS = [500, 1_000, 2_000, 5_000, 10_000];
@@ -66,8 +68,9 @@ function badge(label, className, title) {
 // failed verification, cut off, failed, or still being written.
 function showReplyState(item, state, { costWei = "0", code = "" } = {}) {
   item.dataset.state = state;
+  item.dataset.costWei = costWei;
   const paid = BigInt(costWei) > 0n
-    ? el("span", { className: "muted" }, ` Paid ${formatEth(costWei, "OPG")} to the node.`) : null;
+    ? el("span", { className: "muted" }, ` The platform paid ${formatEth(costWei, "OPG")} to the node.`) : null;
   const meta = {
     streaming: () => [badge("Writing…", "pending")],
     pending: () => [badge("Being written…", "pending")],
@@ -108,7 +111,9 @@ async function loadHistory({ older }) {
   try {
     const page = await api(`/api/avatars/${avatarId}/messages?${params}`);
     const items = page.items.reverse().map(historyItem); // the API pages newest first
-    if (older) thread.prepend(...items);
+    const greeting = thread.querySelector(".greeting");
+    if (older && greeting) greeting.after(...items);
+    else if (older) thread.prepend(...items);
     else thread.append(...items);
     olderCursor = page.next_cursor;
     if (!older) items.at(-1)?.scrollIntoView({ block: "nearest" });
@@ -267,6 +272,7 @@ function connect() {
     updateForm();
     if (event.code === POLICY_VIOLATION) {
       if (/key/.test(event.reason)) return showNoKey(event.reason);
+      if (/sign in/i.test(event.reason)) return askToSignInAgain();
       return showStatus(status, "failed", `The chat refused the connection: ${event.reason}.`, "refused");
     }
     const delay = RECONNECT_DELAYS_MS[Math.min(reconnectAttempt, RECONNECT_DELAYS_MS.length - 1)];
@@ -276,33 +282,92 @@ function connect() {
   });
 }
 
+// The session ended under the page (the server restarted, or the session expired): a reply under way
+// is marked cut off (the server settled it so), and one click signs in again and reconnects.
+function abandonInFlight() {
+  if (!inFlight) return;
+  if (inFlight.replyItem) showReplyState(inFlight.replyItem, "incomplete");
+  if (!input.value) input.value = inFlight.frame.content;
+  inFlight = null;
+}
+
+function askToSignInAgain() {
+  abandonInFlight();
+  updateForm();
+  showStatus(status, "failed", "Your session ended (the server restarted or it expired). ", "signed_out");
+  status.append(el("button", {
+    type: "button", onclick: async (event) => {
+      event.currentTarget.disabled = true;
+      await connectWallet();
+      reconnectAttempt = 0;
+      connect();
+    },
+  }, "Sign in again"));
+}
+
 // ------------------------------------------------------------------ attestation
 
 async function openAttestation(messageId, opener) {
   const list = document.getElementById("attestation-fields");
   const problem = document.getElementById("attestation-problem");
+  const verdict = document.getElementById("attestation-verdict");
   list.replaceChildren();
   showStatus(problem, "", "");
+  showStatus(verdict, "pending", "Checking this reply in your browser…");
   dialog.addEventListener("close", () => opener.focus(), { once: true });
   dialog.showModal();
+  let attestation;
   try {
-    const attestation = await api(`/api/messages/${messageId}/attestation`);
-    const rows = [
-      ["Verification level", attestation.verification_level],
-      ["Node", attestation.node_endpoint],
-      ["TEE id", attestation.tee_id],
-      ["Request hash", attestation.request_hash],
-      ["Output hash", attestation.output_hash],
-      ["Signature", attestation.signature],
-      ["Signed at", new Date(attestation.timestamp * 1000).toISOString()],
-      ["Signature scheme", attestation.signature_scheme],
-      ["Node public key", attestation.node_public_key_pem],
-    ];
-    list.replaceChildren(...rows.flatMap(([term, value]) => [
-      el("dt", {}, term), el("dd", { "data-field": term }, el("code", {}, value))]));
+    attestation = await api(`/api/messages/${messageId}/attestation`);
   } catch (error) {
+    showStatus(verdict, "", "");
     showStatus(problem, "failed", `The attestation did not load: ${error.message}`, error.code ?? "error");
+    return;
   }
+  const rows = [
+    ["Verification level", attestation.verification_level],
+    ["Node", attestation.node_endpoint],
+    ["TEE id", attestation.tee_id],
+    ["Request hash", attestation.request_hash],
+    ["Output hash", attestation.output_hash],
+    ["Signature", attestation.signature],
+    ["Signed at", new Date(attestation.timestamp * 1000).toISOString()],
+    ["Signature scheme", attestation.signature_scheme],
+    ["Node public key", attestation.node_public_key_pem],
+  ];
+  list.replaceChildren(...rows.flatMap(([term, value]) => [
+    el("dt", {}, term),
+    el("dd", {}, el("code", { "data-field": term }, value),
+      el("button", { type: "button", className: "copy secondary", "aria-label": `Copy ${term}`,
+        onclick: (event) => copy(value, event.currentTarget) }, "Copy"))]));
+  const item = thread.querySelector(`[data-message-id="${messageId}"]`);
+  const paid = BigInt(item?.dataset.costWei || "0");
+  try {
+    const check = await verifyInBrowser(attestation);
+    if (!check.ok) {
+      showStatus(verdict, "failed", `Do not trust this reply: ${check.problem}. Your browser refused it.`, "tampered");
+      return;
+    }
+    const node = check.node;
+    const since = node.registeredAt.toISOString().slice(0, 10);
+    // The embedded default's node runs inside this server, reached at a name that is not on the network.
+    const who = node.endpoint.endsWith(".in-process.invalid") ? "this server's built-in inference node"
+      : `the node at ${node.endpoint}`;
+    showStatus(verdict, "confirmed", `Signed by ${who}, registered on-chain since ${since}`
+      + `${node.approved ? " and approved by the registry" : ""}. This server verified the signature when the reply `
+      + `arrived, and your browser checked it again just now: both hashes recomputed, the RSA-PSS signature `
+      + `checked against the key in the NodeRegistry contract.`
+      + (paid > 0n ? ` The platform paid ${formatEth(paid, "OPG")} to the node for this reply; you paid nothing per message.` : ""),
+    "verified");
+  } catch (error) {
+    showStatus(verdict, "failed", `Your browser could not check this reply: ${error.message}`, "error");
+  }
+}
+
+async function copy(text, button) {
+  await navigator.clipboard.writeText(text).catch(() => null);
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = "Copy"; }, 1500);
 }
 
 // ------------------------------------------------------------------ start
@@ -319,4 +384,7 @@ if (form) {
   loadOlderButton.addEventListener("click", () => loadHistory({ older: true }));
   updateForm();
   loadHistory({ older: false }).then(connect); // the thread first: a reply sent now must come after it
+} else if (thread) { // no key any more: the fan's own conversation, read-only
+  loadOlderButton.addEventListener("click", () => loadHistory({ older: true }));
+  loadHistory({ older: false });
 }

@@ -3,7 +3,7 @@
 import { api, pollUntil } from "./api.js";
 import { el, showStatus } from "./dom.js";
 import { formatEth } from "./format.js";
-import { onWalletChange, sendTwinKeys, twinKeys, wallet } from "./wallet.js";
+import { onWalletChange, readProvider, sendTwinKeys, twinKeys, wallet } from "./wallet.js";
 
 const LAUNCH_DEADLINE_S = 300;
 
@@ -46,6 +46,31 @@ async function createOnChain(avatar, keys) {
   result.replaceChildren(el("a", { href: `/avatars/${avatar.id}`, className: "button" }, `Open ${avatar.name}'s page`));
 }
 
+// The avatar was saved but not created on-chain: its page finishes the launch (also later, from anywhere).
+function offerToFinish(avatar) {
+  status.append(" It is saved, not on-chain yet: try Launch again, or finish it later from its page. ");
+  result.replaceChildren(el("a", { href: `/avatars/${avatar.id}`, className: "button secondary" }, "Finish launch later"));
+}
+
+// What launching costs before Launch: the first keys (price and fees, from key 0) and the network fee.
+const TYPICAL_LAUNCH_GAS = 200_000n;
+const costLine = document.getElementById("launch-cost");
+
+async function showLaunchCost() {
+  const keys = BigInt(Number(form.elements.keys.value) > 0 ? Math.floor(Number(form.elements.keys.value)) : 1);
+  try {
+    const contract = await twinKeys(readProvider());
+    const price = await contract.getBuyPriceAfterFee(`0x${"0".repeat(32)}`, keys);
+    const feePerGas = (await readProvider().getFeeData()).gasPrice ?? 0n;
+    const networkFee = TYPICAL_LAUNCH_GAS * feePerGas;
+    costLine.dataset.wei = String(price + networkFee);
+    costLine.textContent = `Launching with ${keys} key${keys === 1n ? "" : "s"} costs ${formatEth(price)} `
+      + `(keys and fees) plus about ${formatEth(networkFee)} network fee: ${formatEth(price + networkFee)} in all.`;
+  } catch (error) {
+    costLine.textContent = `The launch cost could not be read: ${error.message}`;
+  }
+}
+
 async function launch(event) {
   event.preventDefault();
   if (launching || !form.reportValidity()) return;
@@ -58,6 +83,7 @@ async function launch(event) {
   } catch (error) {
     showStatus(status, "failed", error.detail ?? error.shortMessage ?? error.message, error.code ?? "error");
   } finally {
+    if (saved && status.dataset.state === "failed") offerToFinish(saved);
     launching = false;
     fields.disabled = false;
     updateSubmit();
@@ -66,4 +92,6 @@ async function launch(event) {
 
 fields.disabled = false;
 form.addEventListener("submit", launch);
+form.elements.keys.addEventListener("input", showLaunchCost);
+showLaunchCost();
 onWalletChange(updateSubmit);

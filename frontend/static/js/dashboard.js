@@ -6,7 +6,7 @@ import { drawDaily } from "./charts.js";
 import { showStatus } from "./dom.js";
 import { formatEth, weiToEthNumber } from "./format.js";
 import { followSignedInWallet } from "./session.js";
-import { onWalletChange, sendTwinKeys, wallet } from "./wallet.js";
+import { onWalletChange, sendTwinKeys, twinKeys, wallet } from "./wallet.js";
 
 // Each chart: its figure per day, how to plot one value, and its unit.
 const CHARTS = {
@@ -38,6 +38,7 @@ let withdrawing = false;
 const claimable = () => BigInt(shown.querySelector("[data-stat=fees_claimable]").dataset.wei);
 
 function updateWithdraw() {
+  if (warnedFor !== null) return; // the warning's "Withdraw anyway" stays until clicked
   const connected = wallet.state === "connected";
   withdrawButton.disabled = withdrawing || !connected || claimable() === 0n;
   withdrawButton.textContent = !connected ? "Connect your wallet to withdraw"
@@ -52,9 +53,29 @@ function showFigures(row) {
   }
 }
 
+// Gas that costs more than the fees it withdraws: say so first, and withdraw on a second click.
+let warnedFor = null;
+
+async function networkFeeOfWithdrawal(avatarId) {
+  const keys = await twinKeys();
+  const gas = await keys.withdrawCreatorFees.estimateGas(avatarId, wallet.address);
+  return gas * ((await wallet.signer.provider.getFeeData()).gasPrice ?? 0n);
+}
+
 async function withdraw() {
   const avatarId = shown.dataset.avatarId;
   const amount = claimable();
+  if (warnedFor !== amount) {
+    const fee = await networkFeeOfWithdrawal(avatarId).catch(() => 0n);
+    if (fee >= amount) {
+      warnedFor = amount;
+      showStatus(withdrawStatus, "waiting", `The network fee (about ${formatEth(fee)}) is more than the ${formatEth(amount)} `
+        + "you would withdraw: withdrawing now lowers your balance. Click again to withdraw anyway.", "gas_exceeds");
+      withdrawButton.textContent = "Withdraw anyway";
+      return;
+    }
+  }
+  warnedFor = null;
   withdrawing = true;
   updateWithdraw();
   const receipt = await sendTwinKeys(withdrawStatus, (keys) => keys.withdrawCreatorFees(avatarId, wallet.address));

@@ -52,7 +52,15 @@ export function describeTxError(error, contractInterface = null) {
   }
   if (error instanceof ApiError) return { reason: error.code, message: error.detail };
   if (error?.code === "CALL_EXCEPTION") {
-    return { reason: "reverted", message: `The contract refused the transaction: ${error.shortMessage ?? error.message}` };
+    // No revert data: the node refused the gas estimate without saying why (an avatar id not bound to
+    // this wallet, a network hiccup); ethers calls it "missing revert data".
+    const why = /missing revert data/i.test(text)
+      ? "the network refused it without a reason (often a wallet other than the one that started it, or a network hiccup)"
+      : error.shortMessage ?? error.message;
+    return { reason: "reverted", message: `The contract refused the transaction: ${why}. Nothing was spent; try again.` };
+  }
+  if (error?.code === "NETWORK_ERROR" || error?.code === "TIMEOUT" || /failed to fetch/i.test(text)) {
+    return { reason: "network", message: "The network could not be reached; nothing was sent. Try again in a moment." };
   }
   return { reason: "error", message: error?.shortMessage ?? error?.message ?? String(error) };
 }

@@ -35,16 +35,25 @@ function update(changes) {
 
 // ------------------------------------------------------------------ signers
 
+// The chain through the server's /rpc: for the dev wallet, and for reads (fees) by anyone.
+let rpcProvider = null;
+
+export function readProvider() {
+  if (!rpcProvider) {
+    rpcProvider = new JsonRpcProvider(new URL("/rpc", location.href).href, config.chain_id,
+      { staticNetwork: true, ...FRESH_READS });
+    rpcProvider.pollingInterval = RECEIPT_POLL_MS;
+  }
+  return rpcProvider;
+}
+
 function devSigner() {
   let key = localStorage.getItem(DEV_KEY_STORAGE);
   if (!key) {
     key = Wallet.createRandom().privateKey;
     localStorage.setItem(DEV_KEY_STORAGE, key);
   }
-  const rpcUrl = new URL("/rpc", location.href).href;
-  const provider = new JsonRpcProvider(rpcUrl, config.chain_id, { staticNetwork: true, ...FRESH_READS });
-  provider.pollingInterval = RECEIPT_POLL_MS;
-  return new Wallet(key, provider);
+  return new Wallet(key, readProvider());
 }
 
 // The browser wallet's signer, asking for access only when the visitor clicked Connect.
@@ -78,7 +87,7 @@ function siweMessage({ domain, address, chainId, nonce }) {
 }
 
 async function signedInAddress() {
-  return (await api("/api/auth/me").catch(() => null))?.address ?? null;
+  return (await api("/api/auth/session").catch(() => null))?.address ?? null;
 }
 
 async function signIn(signer, address) {
@@ -109,6 +118,12 @@ async function connect(kind, { interactive }) {
   } catch (error) {
     update({ state: "disconnected", signer: null, address: null, note: describeTxError(error).message });
   }
+}
+
+// A page's "connect" button (the trade panel's when signed out): the dev wallet on the embedded
+// chain, else the browser's.
+export function connectWallet() {
+  return connect(config.embedded_chain || !window.ethereum ? "dev" : "browser", { interactive: true });
 }
 
 async function refreshBalance() {

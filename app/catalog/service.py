@@ -1,0 +1,88 @@
+"""The avatar profile, the rankings and the creator dashboard: the market's figures joined with the chat's."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.avatars.models import Avatar
+from app.catalog.schemas import AvatarProfile, CreatorAvatarStats, MarketStats, RankedAvatar, RankingSort
+from app.chat import analytics as chat
+from app.lib import pagination
+from app.lib.pagination import Page
+from app.market import service as market
+
+NO_CHATS = (0, 0)
+
+
+def market_stats(figures: market.MarketFigures, chats: tuple[int, int]) -> MarketStats:
+    """An avatar's market figures with its fans' messages and distinct chatters of the last 24 h."""
+    return MarketStats(**dataclasses.asdict(figures), chats_24h=chats[0], chatters_24h=chats[1])
+
+
+async def avatar_profile(session: AsyncSession, reader: market.TwinKeysReader, avatar: Avatar,
+                         viewer: str | None) -> AvatarProfile:
+    """The public profile; the persona only for its creator."""
+    since = datetime.now(UTC) - market.DAY
+    figures = await market.figures_of(session, await reader.divisor(), avatar.id, since)
+    chats = (await chat.chat_activity_since(session, since, [avatar.id])).get(avatar.id, NO_CHATS)
+    return AvatarProfile(
+        id=avatar.id, handle=avatar.handle, name=avatar.name, bio=avatar.bio, image_url=avatar.image_url,
+        model=avatar.model, verification_level=avatar.verification_level, creator=avatar.creator,
+        metadata_uri=avatar.metadata_uri, listed=avatar.listed_at is not None, created_at=avatar.created_at,
+        market=market_stats(figures, chats), persona=avatar.persona if viewer == avatar.creator else None,
+    )
+
+
+def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int | str:
+    match sort:
+        case RankingSort.market_cap:
+            return int(stats.market_cap)
+        case RankingSort.volume_24h:
+            return int(stats.volume_24h)
+        case RankingSort.holders:
+            return stats.holders
+        case RankingSort.chats_24h:
+            return stats.chats_24h
+        case RankingSort.newest:
+            return avatar.created_at.isoformat()
+
+
+async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, *, sort: RankingSort, q: str | None,
+                      cursor: str | None, limit: int) -> Page[RankedAvatar]:
+    """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination: one page of the rankings,
+    as the API and the marketplace page show them."""
+    limit = pagination.check_limit(limit)
+    since = datetime.now(UTC) - market.DAY
+    listed = await market.listed_markets(session, await reader.divisor(), since, q=q)
+    activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _ in listed])
+    ranked = []
+    for avatar, figures in listed:
+        stats = market_stats(figures, activity.get(avatar.id, NO_CHATS))
+        ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
+    ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
+    key_shape = pagination.cursor_str if sort is RankingSort.newest else pagination.cursor_int
+    after = pagination.decode_cursor(cursor, key_shape, pagination.cursor_str)
+    if after is not None:
+        ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
+    page = ranked[:limit]
+    items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
+                          model=avatar.model, verification_level=avatar.verification_level,
+                          creator=avatar.creator, created_at=avatar.created_at, market=stats)
+             for _, _, avatar, stats in page]
+    next_cursor = pagination.encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
+    return Page(items=items, next_cursor=next_cursor)
+
+
+async def creator_dashboard(session: AsyncSession, reader: market.TwinKeysReader,
+                            creator: str) -> list[CreatorAvatarStats]:
+    """Per avatar of ``creator``: the market's totals and daily figures with the chat's daily messages and
+    inference spend (the API and the dashboard page show them)."""
+    markets = await market.creator_markets(session, reader, creator)
+    avatar_ids = [row.avatar_id for row in markets]
+    messages = await chat.messages_by_day(session, avatar_ids)
+    spend = await chat.inference_spend_by_day(session, avatar_ids)
+    return [CreatorAvatarStats(**dataclasses.asdict(row), chat_messages_by_day=messages.get(row.avatar_id, {}),
+                               inference_spend_by_day=spend.get(row.avatar_id, {})) for row in markets]

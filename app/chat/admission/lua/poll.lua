@@ -1,0 +1,5 @@
+local id = tonumber(ARGV[4])
+redis.call('ZADD', active, 'XX', now + lease_s, member(id))
+redis.call('ZADD', alive, 'XX', now + lease_s, member(id))
+housekeep()
+return state(id)
