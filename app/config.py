@@ -125,6 +125,16 @@ class Settings(BaseSettings):
     # The first start of an empty embedded world builds a demo world (avatars, past trades, chats).
     demo_world: bool = True
 
+    # Reviews: how far a signed review's time may be from now (either way); the Bayesian prior every
+    # avatar's rating starts from (its mean, and how many reviews it weighs as); review writes a client
+    # may make per minute.
+    review_signature_window_s: int = Field(default=600, ge=10, le=86_400)
+    review_prior_mean: float = Field(default=3.0, ge=1, le=5)
+    review_prior_weight: int = Field(default=5, ge=0, le=10_000)
+    review_writes_per_minute: int = Field(default=20, ge=1, le=10_000)
+    # Network usage: seconds a computed /api/network/usage answer is served again (0: computed each time).
+    network_usage_cache_s: int = Field(default=15, ge=0, le=3600)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

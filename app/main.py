@@ -56,16 +56,20 @@ from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
 from app.memory.controllers import MemoryController
 from app.memory.service import running_memory
+from app.network.controllers import NetworkController
+from app.network.recorder import NodeOutcomeRecorder
 from app.proxy.accounts import platform_wallet
 from app.proxy.client.client import ProxyClient
 from app.proxy.client.controllers import NodeDirectoryController
 from app.proxy.config import ProxySettings, load_proxy_settings
 from app.proxy.node.app import in_process_node
+from app.reviews.controllers import ReviewController, ReviewDomainController, rate_limit_config
 from app.services import SERVICE_DEPENDENCIES, Services
 from app.web.activity import activity_socket
 from app.web.assets import static_routers, template_config
 from app.web.avatar_links import AvatarLinksController
 from app.web.controllers import WebController, not_found
+from app.web.network import NetworkPageController
 
 
 def _chain_check(chain: Chain, indexer: Indexer) -> ReadinessCheck:
@@ -82,7 +86,8 @@ def _chain_check(chain: Chain, indexer: Indexer) -> ReadinessCheck:
 
 
 @asynccontextmanager
-async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIterator[ProxyClient]:
+async def _proxy_client(chain: Chain, proxy_settings: ProxySettings,
+                        on_outcome: NodeOutcomeRecorder) -> AsyncIterator[ProxyClient]:
     """The client every chat reply goes through. On the embedded chain a node runs in this
     process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
     wallet = platform_wallet(proxy_settings, chain)
@@ -92,7 +97,8 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings) -> AsyncIte
         if chain.is_embedded:
             node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
             transports[node.endpoint], own = node.transport, [node.tee_id]
-        client = ProxyClient(chain, wallet, proxy_settings, transports=transports, own_tee_ids=own)
+        client = ProxyClient(chain, wallet, proxy_settings, transports=transports, own_tee_ids=own,
+                             on_outcome=on_outcome)
         stack.push_async_callback(client.aclose)
         yield client
 
@@ -121,7 +127,7 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
         if chain.owns_node:
             tasks.append(asyncio.create_task(watch_embedded(chain), name="embedded-chain"))
         try:
-            async with _proxy_client(chain, proxy_settings) as proxy_client:
+            async with _proxy_client(chain, proxy_settings, NodeOutcomeRecorder(sessions)) as proxy_client:
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), sessions,
@@ -198,6 +204,7 @@ ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
     MarketController, ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController,
     AvatarLinksController, activity_socket,
+    ReviewController, ReviewDomainController, NetworkController, NetworkPageController,
 ]
 
 
@@ -229,7 +236,8 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
             StructlogPlugin(StructlogConfig(structlog_logging_config=_logging(settings),
                                             enable_middleware_logging=False)),
         ],
-        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings)],
+        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings),
+                    rate_limit_config(settings).middleware],
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),

@@ -23,11 +23,14 @@ active, not everything that ever was. One meter serves one process.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import TracebackType
 
 from app.lib.time import Clock
@@ -45,21 +48,29 @@ class EventCounts:
 
     def __init__(self, horizon_s: int) -> None:
         self._horizon_s = horizon_s
-        self._buckets: deque[list[int]] = deque()  # [second, count], oldest first
+        # [second, count, everything added before it], oldest first: a window's total is two look-ups
+        self._buckets: deque[list[int]] = deque()
+        self._added = 0
 
     def add(self, now: float, amount: int = 1) -> None:
         second = math.floor(now)
         if self._buckets and self._buckets[-1][0] == second:
             self._buckets[-1][1] += amount
         else:
-            self._buckets.append([second, amount])
+            self._buckets.append([second, amount, self._added])
+        self._added += amount
         self._forget(second)
 
     def total(self, now: float, newest_s: float, oldest_s: float = 0.0) -> int:
         """The count in the seconds from ``oldest_s`` to ``newest_s`` ago (``oldest_s`` > ``newest_s``)."""
         second = math.floor(now)
         self._forget(second)
-        return sum(count for at, count in self._buckets if second - oldest_s < at <= second - newest_s)
+        return self._added_before(second - newest_s) - self._added_before(second - oldest_s)
+
+    def _added_before(self, after: float) -> int:
+        """Everything added up to the second ``after`` (the buckets are in order of their second)."""
+        index = bisect_right(self._buckets, after, key=itemgetter(0))
+        return self._buckets[index][2] if index < len(self._buckets) else self._added
 
     def last(self, now: float, seconds: float) -> int:
         return self.total(now, 0.0, seconds)
@@ -69,8 +80,9 @@ class EventCounts:
         second = math.floor(now)
         self._forget(second)
         counts = [0] * seconds
-        for at, count in self._buckets:
-            if second - seconds <= at < second:
+        first = bisect_left(self._buckets, second - seconds, key=itemgetter(0))
+        for at, count, _ in itertools.islice(self._buckets, first, None):
+            if at < second:
                 counts[at - second + seconds] = count
         return tuple(counts)
 

@@ -49,7 +49,8 @@ class ModelSignal(Struct):
 
 
 class Earnings(Struct):
-    """Expected wei per node-hour: paid replies per hour per node at current and at forecast demand."""
+    """Expected wei per node-hour: paid replies per hour per node serving now, at current demand and at the
+    demand forecast a cold start ahead (as far as those nodes' streams can serve it)."""
 
     current: str
     forecast: str

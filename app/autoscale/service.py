@@ -133,6 +133,22 @@ def _per_node_hour(models: Iterable[tuple[float, int | None]], nodes: int) -> st
     return str(wei_per_hour // max(nodes, 1))
 
 
+def expected_earnings(decision: Decision) -> Earnings:
+    """Wei per node-hour now, and a cold start ahead for each node serving now. The forecast is shared by
+    the nodes serving now, not by those asked for: ahead of a peak it rises before the nodes join, which is
+    when an operator has to start one to be there in time. A node earns at most the replies its streams can
+    serve, so a shortage shows as full nodes, not as an unbounded figure."""
+    nodes = max(decision.current_nodes, 1)
+    forecast_streams = sum(m.rate_streams for m in decision.models)
+    served = min(1.0, nodes * decision.policy.streams_per_node / forecast_streams) if forecast_streams else 1.0
+    return Earnings(
+        current=_per_node_hour(((m.demand.figures.arrivals_per_s, m.demand.figures.price_wei)
+                                for m in decision.models), decision.current_nodes),
+        forecast=_per_node_hour(((m.forecast_arrivals_per_s * served, m.demand.figures.price_wei)
+                                 for m in decision.models), nodes),
+    )
+
+
 def _model_signal(forecast: ModelForecast, policy: ScalingPolicy) -> ModelSignal:
     demand = forecast.demand
     figures = demand.figures
@@ -238,12 +254,7 @@ class AutoscaleService:
     def _signal(self, decision: Decision, model: str | None) -> Signal:
         per_node = decision.policy.streams_per_node
         models = [forecast for forecast in decision.models if model is None or forecast.model == model]
-        earnings = Earnings(
-            current=_per_node_hour(((m.demand.figures.arrivals_per_s, m.demand.figures.price_wei)
-                                    for m in decision.models), decision.current_nodes),
-            forecast=_per_node_hour(((m.forecast_arrivals_per_s, m.demand.figures.price_wei)
-                                     for m in decision.models), decision.desired_nodes),
-        )
+        earnings = expected_earnings(decision)
         return Signal(
             decision_id=decision.decision_id, decided_at=_moment(decision.at), desired_nodes=decision.desired_nodes,
             current_nodes=decision.current_nodes, previous_nodes=decision.previous_nodes,

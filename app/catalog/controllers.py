@@ -19,6 +19,7 @@ from app.config import Settings
 from app.errors import SESSION_WRITE, error_responses
 from app.lib.pagination import Page
 from app.market.service import TwinKeysReader
+from app.reviews.service import Prior
 from app.validation import AvatarIdParam, parse_avatar_id
 
 
@@ -72,12 +73,13 @@ class CatalogController(Controller):
 
     @get(
         "/api/avatars/",
-        summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats or newest",
+        summary="Rankings: listed avatars by market cap, 24 h volume, holders, chats, newest or rating",
         responses=error_responses(400, 503),
     )
     async def rankings(
         self,
         reader: NamedDependency[TwinKeysReader],
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
         sort: FromQuery[RankingSort] = RankingSort.market_cap,
         q: Annotated[str | None, Parameter(max_length=64)] = None,
@@ -86,7 +88,8 @@ class CatalogController(Controller):
             int, Parameter(description="items per page, 1–100", schema_extra={"minimum": 1, "maximum": 100})
         ] = 20,
     ) -> Page[RankedAvatar]:
-        return await service.ranked_page(db_session, reader, sort=sort, q=q, cursor=cursor, limit=limit)
+        return await service.ranked_page(db_session, reader, Prior.of(settings), sort=sort, q=q, cursor=cursor,
+                                         limit=limit)
 
     @get(
         "/api/avatars/{avatar_id:str}",

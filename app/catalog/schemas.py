@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from msgspec import Struct
 
+from app.reviews.schemas import RatingOut
+
 
 class RankingSort(StrEnum):
     market_cap = "market_cap"
@@ -14,6 +16,7 @@ class RankingSort(StrEnum):
     holders = "holders"
     chats_24h = "chats_24h"
     newest = "newest"
+    rating = "rating"  # the Bayesian average of reviews (app.reviews)
 
 
 class MarketStats(Struct):
@@ -40,6 +43,7 @@ class RankedAvatar(Struct):
     creator: str
     created_at: datetime
     market: MarketStats
+    rating: RatingOut | None = None  # filled in by app.catalog.ratings
 
 
 class AvatarProfile(Struct):

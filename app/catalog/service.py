@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.avatars.models import Avatar
+from app.catalog import ratings
 from app.catalog.schemas import AvatarProfile, CreatorAvatarStats, MarketStats, RankedAvatar, RankingSort
 from app.chat import analytics as chat
 from app.lib import pagination
 from app.lib.pagination import Page
 from app.market import service as market
+from app.reviews.service import Prior
 
 NO_CHATS = (0, 0)
 
@@ -48,15 +50,35 @@ def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int
             return stats.chats_24h
         case RankingSort.newest:
             return avatar.created_at.isoformat()
+        case RankingSort.rating:  # ranked by app.catalog.ratings, in SQL
+            raise AssertionError("sort=rating is ranked by the reviews domain")
 
 
-async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, *, sort: RankingSort, q: str | None,
-                      cursor: str | None, limit: int) -> Page[RankedAvatar]:
-    """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination: one page of the rankings,
-    as the API and the marketplace page show them."""
+async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, prior: Prior, *, sort: RankingSort,
+                      q: str | None, cursor: str | None, limit: int) -> Page[RankedAvatar]:
+    """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination, each with its rating: one page
+    of the rankings, as the API and the marketplace page show them."""
     limit = pagination.check_limit(limit)
+    divisor = await reader.divisor()
+    if sort is RankingSort.rating:  # ranked in SQL by the reviews domain
+        rows, next_cursor = await ratings.by_rating(session, prior, divisor=divisor, q=q, cursor=cursor, limit=limit)
+        page = Page(items=[_ranked(avatar, market_stats(figures, chats)) for avatar, figures, chats in rows],
+                    next_cursor=next_cursor)
+    else:
+        page = await _ranked_by_market(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
+    return await ratings.with_ratings(session, page, prior)
+
+
+def _ranked(avatar: Avatar, stats: MarketStats) -> RankedAvatar:
+    return RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
+                        model=avatar.model, verification_level=avatar.verification_level, creator=avatar.creator,
+                        created_at=avatar.created_at, market=stats)
+
+
+async def _ranked_by_market(session: AsyncSession, divisor: int, *, sort: RankingSort, q: str | None,
+                            cursor: str | None, limit: int) -> Page[RankedAvatar]:
     since = datetime.now(UTC) - market.DAY
-    listed = await market.listed_markets(session, await reader.divisor(), since, q=q)
+    listed = await market.listed_markets(session, divisor, since, q=q)
     activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _ in listed])
     ranked = []
     for avatar, figures in listed:
@@ -68,10 +90,7 @@ async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, *, s
     if after is not None:
         ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
     page = ranked[:limit]
-    items = [RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
-                          model=avatar.model, verification_level=avatar.verification_level,
-                          creator=avatar.creator, created_at=avatar.created_at, market=stats)
-             for _, _, avatar, stats in page]
+    items = [_ranked(avatar, stats) for _, _, avatar, stats in page]
     next_cursor = pagination.encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
     return Page(items=items, next_cursor=next_cursor)
 

@@ -25,6 +25,7 @@ from app.chat.schemas import IncomingMessage
 from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE
+from app.network import rollups as network
 from app.proxy.client.client import ChatResult
 
 log = structlog.get_logger()
@@ -80,6 +81,7 @@ async def end_failed(sessions: async_sessionmaker[AsyncSession], rows: TurnRows,
         reply.content = partial
         reply.completed_at = now
         record_payment(reply, payment)
+        await _count_turn(session, prompt, reply, replied=False)
         await session.commit()
 
     try:
@@ -121,6 +123,7 @@ async def complete(sessions: async_sessionmaker[AsyncSession], rows: TurnRows,
         reply.prompt_tokens = usage.get("prompt_tokens")
         reply.completion_tokens = usage.get("completion_tokens")
         record_payment(reply, result.payment)
+        await _count_turn(session, prompt, reply, replied=True)
         attestation = None
         if result.attestation is not None:
             signed = result.attestation
@@ -164,6 +167,14 @@ def record_payment(reply: ChatMessage, payment: SettleResponse | None) -> None:
     paid = payment is not None and payment.success and payment.amount
     reply.cost_wei = int(payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]
     reply.payment_tx = payment.transaction if paid else None  # type: ignore[union-attr]
+
+
+async def _count_turn(session: AsyncSession, prompt: ChatMessage, reply: ChatMessage, *, replied: bool) -> None:
+    """The turn's end in the network's rollups, in the transaction that stores it."""
+    assert prompt.completed_at is not None
+    await network.record_turn(session, avatar_id=prompt.avatar_id, fan=prompt.fan, model=reply.model,
+                              ended_at=prompt.completed_at, replied=replied, prompt_tokens=reply.prompt_tokens,
+                              completion_tokens=reply.completion_tokens, paid_wei=reply.cost_wei)
 
 
 async def sent_before(session: AsyncSession, avatar_id: str, fan: str, client_msg_id: str) -> ChatMessage | None:

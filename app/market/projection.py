@@ -22,6 +22,7 @@ from app.chain.indexer import ChainEvent
 from app.db.base import table_of
 from app.market import curve
 from app.market.models import FeeWithdrawal, Holding, MarketAvatar, Trade
+from app.network import rollups as network
 
 LOAD_CHUNK = 1000  # (avatar, holder) pairs per query: well below any database's limit on bound values
 
@@ -81,6 +82,7 @@ class MarketProjection:
                     await handler(session, event)
         if trades:
             await session.execute(insert(table_of(Trade)), trades)  # Core: no per-row ORM bookkeeping
+            await network.apply_trades(session, trades, direction=+1, creators=_creators(book))
         await self._write(session, book)
 
     async def revert_above(self, session: AsyncSession, block_number: int) -> None:
@@ -91,6 +93,8 @@ class MarketProjection:
         for trade in trades:
             self._fold(book, trade, direction=-1)
         await session.execute(delete(Trade).where(col(Trade.block_number) > block_number))
+        await network.reset_first_outside_buys(session, await _first_outside_buys(session, trades, _creators(book)))
+        await network.apply_trades(session, trades, direction=-1, creators=_creators(book))
         await self._write(session, book)
         await session.flush()
         for avatar_id in {trade["avatar_id"] for trade in trades}:
@@ -102,6 +106,7 @@ class MarketProjection:
             select(MarketAvatar).where(col(MarketAvatar.created_block) > block_number))).all()
         for market in orphaned:
             await avatars.unmark_listed(session, market.avatar_id)
+            await network.record_listed(session, avatar_id=market.avatar_id, creator=market.creator, at=None)
             await session.delete(market)
         await session.execute(delete(FeeWithdrawal).where(col(FeeWithdrawal.block_number) > block_number))
 
@@ -116,6 +121,7 @@ class MarketProjection:
         session.add(market)
         await avatars.mark_listed(session, avatar_id=avatar_id, onchain_creator=event.args["creator"],
                                   at=event.timestamp)
+        await network.record_listed(session, avatar_id=avatar_id, creator=event.args["creator"], at=event.timestamp)
         return market
 
     async def _on_CreatorFeesWithdrawn(self, session: AsyncSession, event: ChainEvent) -> None:
@@ -205,6 +211,18 @@ def _trade_row(event: ChainEvent) -> dict[str, Any]:
         "protocol_fee": args["protocolEthAmount"], "creator_fee": args["subjectEthAmount"],
         "supply_after": args["supply"],
     }
+
+
+def _creators(book: _Book) -> dict[str, str]:
+    return {avatar_id: market.creator for avatar_id, market in book.markets.items()}
+
+
+async def _first_outside_buys(session: AsyncSession, trades: Sequence[Mapping[str, Any]],
+                              creators: Mapping[str, str]) -> dict[str, datetime | None]:
+    """Each traded avatar's first buy by someone other than its creator, among the trades that remain."""
+    return {avatar_id: await session.scalar(select(func.min(col(Trade.timestamp))).where(
+        col(Trade.avatar_id) == avatar_id, col(Trade.is_buy), col(Trade.trader) != creators.get(avatar_id, "")))
+        for avatar_id in sorted({trade["avatar_id"] for trade in trades})}
 
 
 def _chunks(items: Sequence[Any], size: int = LOAD_CHUNK) -> Iterable[Sequence[Any]]:

@@ -341,6 +341,21 @@ async def balance_of(session: AsyncSession, avatar_id: str, holder: str) -> int:
     return holding.balance if holding else 0
 
 
+async def balances_of(session: AsyncSession, avatar_id: str, holders: Sequence[str]) -> dict[str, int]:
+    """Keys of the avatar each of ``holders`` holds now (those holding none left out)."""
+    rows = await session.execute(select(col(Holding.holder), col(Holding.balance))
+                                 .where(col(Holding.avatar_id) == avatar_id, col(Holding.holder).in_(holders)))
+    return {holder: balance for holder, balance in rows}
+
+
+async def first_buys(session: AsyncSession, avatar_id: str, traders: Sequence[str]) -> dict[str, datetime]:
+    """When each of ``traders`` first bought a key of the avatar."""
+    rows = await session.execute(select(col(Trade.trader), func.min(col(Trade.timestamp))).where(
+        col(Trade.avatar_id) == avatar_id, col(Trade.trader).in_(traders), col(Trade.is_buy))
+        .group_by(col(Trade.trader)))
+    return {trader: aware(first) for trader, first in rows}
+
+
 # ---------------------------------------------------------------- demand signals for the autoscaler
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.deps import provide_optional_address
 from app.avatars.service import avatar_id_by_handle, get_avatar
 from app.catalog import service as catalog
+from app.catalog.ratings import avatar_page_extras
 from app.catalog.schemas import RankingSort
 from app.catalog.showcase import showcase
 from app.chain.artifacts import load_artifact
@@ -28,6 +29,8 @@ from app.market import service as market
 from app.market.service import TwinKeysReader
 from app.proxy.client.client import ProxyClient
 from app.proxy.client.directory import node_directory
+from app.reviews.controllers import signing
+from app.reviews.service import Prior
 from app.services import services_of
 from app.validation import parse_avatar_id
 
@@ -84,13 +87,14 @@ class WebController(Controller):
         self,
         chain: NamedDependency[Chain],
         reader: NamedDependency[TwinKeysReader],
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
         sort: FromQuery[RankingSort] = RankingSort.market_cap,
         q: Annotated[str | None, Parameter(max_length=64)] = None,
         cursor: Annotated[str | None, Parameter(max_length=512)] = None,
     ) -> Template:
         rankings = await catalog.ranked_page(
-            db_session, reader, sort=sort, q=q or None, cursor=cursor, limit=RANKINGS_PAGE_SIZE
+            db_session, reader, Prior.of(settings), sort=sort, q=q or None, cursor=cursor, limit=RANKINGS_PAGE_SIZE
         )
         cards = await showcase(db_session, rankings, await reader.divisor())
         return page(
@@ -109,6 +113,7 @@ class WebController(Controller):
         self,
         chain: NamedDependency[Chain],
         reader: NamedDependency[TwinKeysReader],
+        settings: NamedDependency[Settings],
         db_session: NamedDependency[AsyncSession],
         avatar_id: FromPath[str],
     ) -> Template | Redirect:
@@ -120,7 +125,8 @@ class WebController(Controller):
         holders = await market.holders(db_session, avatar.id, cursor=None, limit=TOP_HOLDERS)
         points = curve_points(details.market.supply, await reader.divisor())
         return page(
-            chain, "avatar.html", avatar=details, trades=trades.items, holders=holders.items, curve_points=points
+            chain, "avatar.html", avatar=details, trades=trades.items, holders=holders.items, curve_points=points,
+            **await avatar_page_extras(db_session, signing(chain), Prior.of(settings), avatar.id),
         )
 
     @get("/create")

@@ -1,7 +1,7 @@
 """memory: facts per fan and avatar, forgotten keys, queued extractions; full-text search
 
 Revision ID: c16a0e3f5d21
-Revises: b82210ff70be
+Revises: dd63361f61da
 Create Date: 2026-12-07 05:40:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'c16a0e3f5d21'
-down_revision: str | None = 'b82210ff70be'
+down_revision: str | None = 'dd63361f61da'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

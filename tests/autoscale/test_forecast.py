@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from app.autoscale.forecast import Decision, Forecaster, ScalingPolicy, trend_rate
+from app.autoscale.forecast import Decision, Forecaster, ScalingPolicy, confidence, trend_rate
 from app.autoscale.meter import DemandMeter
+from app.autoscale.service import expected_earnings
 from app.config import ConfigError, load_settings
-from tests.autoscale.conftest import FakeClock, Traffic
+from tests.autoscale.conftest import MODEL, FakeClock, Traffic
 
 AVATAR = "0x" + "ab" * 16
 QUIET = "0x" + "cd" * 16
@@ -67,24 +68,23 @@ def test_scale_down_waits_out_the_stabilization_window(forecaster: Forecaster, m
     assert history[-1][1].desired_nodes == 1  # 0.2 messages/s x 20 s = 4 streams
 
 
-def test_one_spike_one_scale_up_while_its_nodes_join(forecaster: Forecaster, meter: DemandMeter, traffic: Traffic,
-                                                     clock: FakeClock) -> None:
+def test_while_nodes_join_the_count_follows_the_queue_as_a_reactive_hpa_would(
+        forecaster: Forecaster, meter: DemandMeter, traffic: Traffic, clock: FakeClock) -> None:
     traffic.run(300, 0.4, AVATAR)
     decide(forecaster, meter, 2)
     traffic.run(30, 2.0, AVATAR, queue=True)
     spike = decide(forecaster, meter, 2)
     assert spike.direction == "up"
     asked_at = clock.now
-    held = []
+    joining = []
     while clock.now < asked_at + POLICY.cold_start_s - 10:  # the queue grows while no new node serves yet
         traffic.run(10, 2.0, AVATAR, queue=True)
-        held.append(decide(forecaster, meter, 2))
-    assert {(decision.desired_nodes, decision.decision_id) for decision in held} == {(spike.desired_nodes,
-                                                                                      spike.decision_id)}
-    assert any("still joining" in decision.reason for decision in held)
-    assert held[-1].models[0].demand.figures.queue_depth > 2 * spike.models[0].demand.figures.queue_depth
-    traffic.run(20, 2.0, AVATAR, queue=True)  # a cold start passed and still no node: ask again
-    assert decide(forecaster, meter, 2).desired_nodes > spike.desired_nodes
+        joining.append(decide(forecaster, meter, 2))
+    # Never fewer than an HPA on streams in flight and waiting asks for, at any tick.
+    assert all(decision.desired_nodes >= POLICY.nodes_for(decision.demand_streams) for decision in joining)
+    assert joining[-1].desired_nodes > spike.desired_nodes
+    assert any(decision.reason.startswith("up again: ") and "in flight and waiting" in decision.reason
+               for decision in joining)
 
 
 def test_a_bigger_spike_while_nodes_join_scales_up_again(forecaster: Forecaster, meter: DemandMeter,
@@ -125,8 +125,11 @@ def test_new_holders_of_a_chatty_avatar_raise_the_forecast_before_they_chat() ->
     assert after.models[0].demand.figures.arrivals_per_s == before.models[0].demand.figures.arrivals_per_s
     # 300 silent new holders plus 300 more at this pace within the cold start, each chatting like the
     # avatar's past holders (0.25/100 per second, drawn a third towards the all-avatar 0.255/200).
+    # The 300 bought within the last minute count in full; the spree's next ones, before any new holder
+    # chatted, count for the warm pool's share.
     per_holder = (0.25 + 0.255 / 200 * POLICY.prior_holders) / (100 + POLICY.prior_holders)
-    assert boost == pytest.approx((300 + 300 / 60 * POLICY.cold_start_s) * per_holder, rel=0.05)
+    coming = 300 / 60 * POLICY.cold_start_s
+    assert boost == pytest.approx((300 + coming * POLICY.warm_pool_share) * per_holder, rel=0.05)
     assert after.direction == "up"
     assert "new key holders" in after.reason
 
@@ -153,3 +156,74 @@ def test_stabilization_must_outlast_a_cold_start(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TWIN_AUTOSCALE_COLD_START_S", "400")
     with pytest.raises(ConfigError, match="TWIN_AUTOSCALE_STABILIZATION_S"):
         load_settings()
+
+
+def leading_boost(meter: DemandMeter, forecaster: Forecaster) -> float:
+    decision = decide(forecaster, meter, 2)
+    return decision.models[0].leading_arrivals_per_s - decision.models[0].demand.figures.arrivals_per_s
+
+
+def test_silent_new_holders_count_as_far_as_the_evidence_goes(meter: DemandMeter, traffic: Traffic) -> None:
+    forecaster = Forecaster(POLICY)
+    traffic.run(1_000, 0.25, AVATAR)  # the meter's windows are full: how much holders chat stays put
+    meter.set_holders(AVATAR, 100)
+    buyers = [f"0x{buyer:040x}" for buyer in range(300)]
+    for buyer in buyers:
+        meter.key_bought(MODEL, AVATAR, buyer, new_holder=True)
+    meter.set_holders(AVATAR, 400)
+    young = leading_boost(meter, forecaster)  # 300 bought this minute, and 600 more to come at this pace
+    traffic.run(90, 0.25, AVATAR)  # a minute and a half, and none of them chatted
+    [avatar] = meter.snapshot().models[MODEL].avatars
+    assert confidence(avatar, POLICY) == POLICY.warm_pool_share
+    unproven = leading_boost(meter, forecaster)
+    share = POLICY.warm_pool_share
+    assert unproven == pytest.approx(young * 300 * share / (300 + 600 * share), rel=0.05)
+    for buyer in buyers[:15]:  # 5 % of them chat: half way to believing the whole cohort
+        with meter.track(MODEL, AVATAR, buyer) as stream:
+            stream.admitted()
+    [avatar] = meter.snapshot().models[MODEL].avatars
+    assert confidence(avatar, POLICY) == pytest.approx(POLICY.warm_pool_share + (1 - POLICY.warm_pool_share) / 2)
+    for buyer in buyers[15:30]:
+        with meter.track(MODEL, AVATAR, buyer) as stream:
+            stream.admitted()
+    [avatar] = meter.snapshot().models[MODEL].avatars
+    assert confidence(avatar, POLICY) == 1.0
+    assert leading_boost(meter, forecaster) > 3 * unproven
+
+
+@pytest.mark.parametrize(("warm_pool_share", "evidence_share"), [(-0.1, 0.1), (1.1, 0.1), (0.2, 0.0), (0.2, 1.5)])
+def test_the_evidence_shares_are_bounded(warm_pool_share: float, evidence_share: float) -> None:
+    with pytest.raises(ValueError, match="warm_pool_share"):
+        ScalingPolicy(warm_pool_share=warm_pool_share, evidence_share=evidence_share)
+
+
+def test_the_earnings_signal_rises_ahead_of_the_peak() -> None:
+    _, before, after = boost_from_new_holders(chatty=True)
+    assert after.models[0].demand.figures.arrivals_per_s == before.models[0].demand.figures.arrivals_per_s
+    current, ahead = expected_earnings(before), expected_earnings(after)
+    assert int(ahead.current) == int(current.current) > 0  # nothing more is paid yet
+    # The new holders' chat is forecast, not yet paid: the two nodes serving now would share it.
+    assert int(ahead.forecast) > int(current.forecast) * 1.5
+    assert int(ahead.forecast) > int(ahead.current)
+    # Never more than a node's streams can serve: 8 streams of 20 s at 10**15 wei a reply.
+    assert int(ahead.forecast) <= POLICY.streams_per_node * 3_600 // 20 * 10**15 * 1.01
+
+
+def test_no_node_goes_while_fans_wait(forecaster: Forecaster, meter: DemandMeter, traffic: Traffic,
+                                      clock: FakeClock) -> None:
+    traffic.run(300, 2.0, AVATAR)  # 40 streams → 7 nodes
+    assert decide(forecaster, meter, 7).desired_nodes == 7
+    traffic.run(1, 1.0, AVATAR, queue=True)  # one fan waits, and keeps waiting
+    dropped_at = clock.now
+    while clock.now < dropped_at + 600:  # twice the window after which demand this low lets nodes go
+        traffic.run(10, 0.2, AVATAR)
+        decision = decide(forecaster, meter, 7)
+        assert decision.desired_nodes == 7
+    assert decision.reason == "hold: 1 fans wait for a stream"
+
+
+def test_above_the_count_the_floor_reacts_without_the_hpas_tolerance() -> None:
+    # 68 streams x 1.25 / 8 = 10.6 nodes: within the HPA's 10 % of 10, which the HPA applies itself.
+    assert POLICY.reactive_nodes(68, 10) == 11
+    assert POLICY.reactive_nodes(60, 10) == 10  # 9.4 nodes: within 10 % below, the count is kept
+    assert POLICY.reactive_nodes(40, 10) == 7

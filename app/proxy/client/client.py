@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import httpx
 import msgspec
+import structlog
 from eth_account.signers.local import LocalAccount
 from x402 import x402Client
 from x402.http.constants import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
@@ -48,6 +49,10 @@ from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.sse import read_events
 from app.proxy.verify import Attestation, AttestationError, verify_reply
+
+log = structlog.get_logger()
+# Told of every node's outcome: its endpoint, whether it served a reply, and the wei it was paid.
+NodeOutcome = Callable[[str, bool, int], Awaitable[None]]
 
 DIRECTORY_REFRESH_S = 5.0
 # A node's own timeouts come first; the client's only catch a node that hangs.
@@ -128,8 +133,11 @@ class _Directory:
 class ProxyClient:
     def __init__(self, chain: Chain, wallet: LocalAccount, settings: ProxySettings, *,
                  transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-                 own_tee_ids: Collection[str] = (), resolver: Resolver = resolve) -> None:
-        """``own_tee_ids``: the keys of this process's own in-process nodes (trusted as ``embedded``)."""
+                 own_tee_ids: Collection[str] = (), resolver: Resolver = resolve,
+                 on_outcome: NodeOutcome | None = None) -> None:
+        """``own_tee_ids``: the keys of this process's own in-process nodes (trusted as ``embedded``);
+        ``on_outcome``: told of each node's reply or failure (the network's usage rollups)."""
+        self._on_outcome = on_outcome
         self._chain = chain
         self._settings = settings
         self._trust = TrustPolicy(chain.chain_id, chain.node_registry.address,
@@ -152,6 +160,15 @@ class ProxyClient:
         self._health: dict[str, _NodeHealth] = {}
         self._prices: dict[tuple[str, str], PaymentRequired] = {}
         self._turn = itertools.count()
+
+    async def _report(self, node: NodeRecord, served: bool, payment: SettleResponse | None = None) -> None:
+        if self._on_outcome is None:
+            return
+        paid = int(payment.amount) if payment is not None and payment.success and payment.amount else 0
+        try:
+            await self._on_outcome(node.endpoint, served, paid)
+        except Exception as error:  # noqa: BLE001 - usage figures never cost a reply
+            log.warning("node_outcome_not_recorded", node=node.endpoint, error=repr(error))
 
     async def aclose(self) -> None:
         for http in self._http.values():
@@ -355,9 +372,15 @@ class ChatStream:
                     if self._response is not None:
                         await self._response.aclose()
                         self._response = None
+                    await client._report(node, served=False)
                     continue
-                async for delta in self._read(node, first, events):
-                    yield delta
+                try:
+                    async for delta in self._read(node, first, events):
+                        yield delta
+                except (ReplyFailed, ReplyRejected) as error:
+                    await client._report(node, False, error.payment if isinstance(error, ReplyRejected) else None)
+                    raise
+                await client._report(node, True, self.result.payment)
                 return
             finally:
                 health.in_flight -= 1

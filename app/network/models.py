@@ -1,0 +1,105 @@
+"""Rollups of the network's usage per avatar, model, node and UTC day, kept as events arrive.
+
+Trades come from the indexer's projection (and are taken back out on a re-org), chats from the chat
+service in the transaction that ends their turn, node outcomes from the proxy client. Every figure
+the network page shows is read from here, never by counting trades or messages."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from app.db.types import Wei
+
+
+class NetworkAvatar(SQLModel, table=True):
+    """One avatar's firsts: listed on-chain, first chat, first key bought by someone other than its creator."""
+
+    __tablename__ = "network_avatar"
+
+    avatar_id: str = Field(primary_key=True, max_length=34)
+    creator: str | None = Field(default=None, max_length=42, index=True)
+    listed_at: datetime | None = Field(default=None, index=True)
+    first_chat_at: datetime | None = None
+    first_outside_buy_at: datetime | None = None
+
+
+class AvatarDay(SQLModel, table=True):
+    """One avatar's chats and trades on one UTC day."""
+
+    __tablename__ = "network_avatar_day"
+    __table_args__ = (Index("ix_network_avatar_day_day", "day"),)
+
+    avatar_id: str = Field(primary_key=True, max_length=34)
+    day: date = Field(primary_key=True)
+    chats: int = 0  # fans' messages whose turn ended (answered or not)
+    chatters: int = 0  # distinct fans among them
+    trades: int = 0
+    volume: int = Field(default=0, sa_type=Wei)
+    creator_fees: int = Field(default=0, sa_type=Wei)
+
+
+class ModelDay(SQLModel, table=True):
+    """Replies of one model on one UTC day: how many, their tokens, and what the nodes were paid."""
+
+    __tablename__ = "network_model_day"
+    __table_args__ = (Index("ix_network_model_day_day", "day"),)
+
+    model: str = Field(primary_key=True, max_length=128)
+    day: date = Field(primary_key=True)
+    replies: int = 0  # complete, verified replies
+    failed: int = 0  # turns that ended without one
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend: int = Field(default=0, sa_type=Wei)  # OPG wei paid for replies (a rejected one counts: it was paid)
+    paid_replies: int = 0
+
+
+class NodeDay(SQLModel, table=True):
+    """One proxy node's replies, failures and earnings on one UTC day, as the proxy client saw them."""
+
+    __tablename__ = "network_node_day"
+    __table_args__ = (Index("ix_network_node_day_day", "day"),)
+
+    node: str = Field(primary_key=True, max_length=600)  # its endpoint
+    day: date = Field(primary_key=True)
+    replies: int = 0
+    failures: int = 0
+    earned: int = Field(default=0, sa_type=Wei)
+
+
+class Chatter(SQLModel, table=True):
+    """A fan's first and last day of chatting anywhere: chatters in a window ending today are those
+    whose last day falls in it, counted from an index instead of from messages."""
+
+    __tablename__ = "network_chatter"
+    __table_args__ = (Index("ix_network_chatter_last_day", "last_day"),)
+
+    fan: str = Field(primary_key=True, max_length=42)
+    first_day: date
+    last_day: date
+
+
+class AvatarChatter(SQLModel, table=True):
+    """A fan's chatting with one avatar: first and last day, on how many days, how many chats."""
+
+    __tablename__ = "network_avatar_chatter"
+    __table_args__ = (Index("ix_network_avatar_chatter_avatar_id_last_day", "avatar_id", "last_day"),)
+
+    avatar_id: str = Field(primary_key=True, max_length=34)
+    fan: str = Field(primary_key=True, max_length=42)
+    first_day: date
+    last_day: date
+    active_days: int = 1
+    chats: int = 0
+
+
+class NetworkDay(SQLModel, table=True):
+    """The whole network on one UTC day: distinct chatters (not a sum of the avatars' own)."""
+
+    __tablename__ = "network_day"
+
+    day: date = Field(primary_key=True)
+    chatters: int = 0

@@ -1,0 +1,103 @@
+"""The network's figures counted again from the raw tables (trades, chat messages, attestations): what the
+rollups must equal, however they were reached."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
+from app.market.models import MarketAvatar, Trade
+from app.network.models import AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
+
+
+def aware(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def day_of(moment: datetime) -> date:
+    return aware(moment).date()
+
+
+def _nonzero(rows: dict[Any, dict[str, int]]) -> dict[Any, dict[str, int]]:
+    return {key: value for key, value in rows.items() if any(value.values())}
+
+
+async def recount(session: AsyncSession) -> dict[str, Any]:
+    avatar_days: dict[tuple[str, date], dict[str, int]] = defaultdict(
+        lambda: {"chats": 0, "chatters": 0, "trades": 0, "volume": 0, "creator_fees": 0})
+    fans_per_day: dict[tuple[str, date], set[str]] = defaultdict(set)
+    model_days: dict[tuple[str, date], dict[str, int]] = defaultdict(
+        lambda: {"replies": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0,
+                 "paid_replies": 0})
+    network_days: dict[date, set[str]] = defaultdict(set)
+    first_chat: dict[str, date] = {}
+    prompt = aliased(ChatMessage)
+    turns = await session.execute(select(prompt, ChatMessage).join(ChatMessage, ChatMessage.reply_to == prompt.id)
+                                  .where(prompt.role == Role.user, prompt.status != MessageStatus.pending))
+    for asked, reply in turns:
+        day = day_of(asked.completed_at)
+        avatar_days[asked.avatar_id, day]["chats"] += 1
+        fans_per_day[asked.avatar_id, day].add(asked.fan)
+        network_days[day].add(asked.fan)
+        first_chat[asked.avatar_id] = min(day, first_chat.get(asked.avatar_id, day))
+        model = model_days[reply.model, day]
+        model["replies" if reply.status == MessageStatus.complete else "failed"] += 1
+        model["prompt_tokens"] += reply.prompt_tokens or 0
+        model["completion_tokens"] += reply.completion_tokens or 0
+        model["spend"] += reply.cost_wei
+        model["paid_replies"] += reply.cost_wei > 0
+    for (avatar_id, day), fans in fans_per_day.items():
+        avatar_days[avatar_id, day]["chatters"] = len(fans)
+    creators = dict((await session.execute(select(MarketAvatar.avatar_id, MarketAvatar.creator))).all())
+    first_outside: dict[str, datetime] = {}
+    for trade in await session.scalars(select(Trade).order_by(Trade.id)):
+        row = avatar_days[trade.avatar_id, day_of(trade.timestamp)]
+        row["trades"] += 1
+        row["volume"] += trade.eth_amount
+        row["creator_fees"] += trade.creator_fee
+        if trade.is_buy and trade.trader != creators.get(trade.avatar_id):
+            first_outside.setdefault(trade.avatar_id, trade.timestamp)
+    # A node's verified replies (its failures, and what a rejected reply was paid, only the proxy client saw).
+    nodes: dict[tuple[str, date], int] = defaultdict(int)
+    for reply, attestation in (await session.execute(
+            select(ChatMessage, ReplyAttestation).join(ReplyAttestation,
+                                                       ReplyAttestation.message_id == ChatMessage.id))):
+        nodes[attestation.node_endpoint, day_of(reply.completed_at)] += 1
+    chatters: dict[str, list[date]] = {}
+    for day, fans in network_days.items():
+        for fan in fans:
+            chatters.setdefault(fan, []).append(day)
+    return {
+        "avatar_days": _nonzero(dict(avatar_days)), "model_days": _nonzero(dict(model_days)),
+        "network_days": {day: len(fans) for day, fans in network_days.items()},
+        "chatters": {fan: (min(days), max(days)) for fan, days in chatters.items()},
+        "first_chat": first_chat, "first_outside_buy": {key: aware(value) for key, value in first_outside.items()},
+        "nodes": dict(nodes),
+    }
+
+
+async def rollups(session: AsyncSession) -> dict[str, Any]:
+    """The same figures as the rollups hold them."""
+    firsts = (await session.scalars(select(NetworkAvatar))).all()
+    return {
+        "avatar_days": _nonzero({(row.avatar_id, row.day): {
+            "chats": row.chats, "chatters": row.chatters, "trades": row.trades, "volume": row.volume,
+            "creator_fees": row.creator_fees} for row in await session.scalars(select(AvatarDay))}),
+        "model_days": _nonzero({(row.model, row.day): {
+            "replies": row.replies, "failed": row.failed, "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens, "spend": row.spend, "paid_replies": row.paid_replies}
+            for row in await session.scalars(select(ModelDay))}),
+        "network_days": {row.day: row.chatters for row in await session.scalars(select(NetworkDay))},
+        "chatters": {row.fan: (row.first_day, row.last_day) for row in await session.scalars(select(Chatter))},
+        "first_chat": {row.avatar_id: day_of(row.first_chat_at) for row in firsts if row.first_chat_at},
+        "first_outside_buy": {row.avatar_id: aware(row.first_outside_buy_at) for row in firsts
+                              if row.first_outside_buy_at},
+        "nodes": {(row.node, row.day): row.replies for row in await session.scalars(select(NodeDay)) if row.replies},
+    }
+
