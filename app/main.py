@@ -54,6 +54,8 @@ from app.health import HealthController, MetricsController, ReadinessCheck, data
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
+from app.memory.controllers import MemoryController
+from app.memory.service import running_memory
 from app.network.controllers import NetworkController
 from app.network.recorder import NodeOutcomeRecorder
 from app.proxy.accounts import platform_wallet
@@ -129,16 +131,17 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), sessions,
-                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale:
+                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale, running_memory(
+                        sessions, proxy_client, settings) as memory:
                     app.state.services = Services(
                         settings=settings, sessions=sessions, chain=chain, reader=reader, indexer=indexer,
                         proxy_client=proxy_client, chat_gate=gate, autoscale=autoscale,
                         chat_sockets=SocketQuota(per_session=settings.chat_max_sockets_per_session,
                                                  per_address=settings.chat_max_sockets_per_address),
                         readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer)},
-                        activity_feed=ActivityFeed(sessions, divisor))
+                        activity_feed=ActivityFeed(sessions, divisor), memory=memory)
                     if demo is not None:
-                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter)
+                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, memory=memory)
                         tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:
@@ -199,7 +202,7 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
-    MarketController, ChatController, AutoscaleController, NodeDirectoryController, WebController,
+    MarketController, ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController,
     AvatarLinksController, activity_socket,
     ReviewController, ReviewDomainController, NetworkController, NetworkPageController,
 ]

@@ -26,6 +26,7 @@ from app.chat.sockets import SocketQuota
 from app.config import Settings
 from app.health import ReadinessCheck
 from app.market.service import TwinKeysReader
+from app.memory.service import MemoryService
 from app.proxy.client.client import ProxyClient
 
 
@@ -42,6 +43,7 @@ class Services:
     autoscale: AutoscaleService
     readiness_checks: Mapping[str, ReadinessCheck]
     activity_feed: ActivityFeed  # trades and launches for /ws/activity (app/web/activity.py)
+    memory: MemoryService  # what avatars remember about fans (app/memory)
 
 
 def services_of(app: Litestar) -> Services:
