@@ -56,6 +56,8 @@ from app.health import HealthController, MetricsController, ReadinessCheck, data
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
+from app.memory.controllers import MemoryController
+from app.memory.service import running_memory
 from app.network.controllers import NetworkController
 from app.network.recorder import NodeOutcomeRecorder
 from app.proxy.accounts import platform_wallet
@@ -142,7 +144,8 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), sessions,
                         _serving_nodes(proxy_client, gate), proxy_settings.models,
-                        leadership=leadership) as autoscale, leadership.campaigning():
+                        leadership=leadership) as autoscale, leadership.campaigning(), running_memory(
+                        sessions, proxy_client, settings) as memory:
                     app.state.services = Services(
                         settings=settings, sessions=sessions, chain=chain, reader=reader, indexer=indexer,
                         proxy_client=proxy_client, chat_gate=gate, autoscale=autoscale,
@@ -151,9 +154,10 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                                                  per_address=settings.chat_max_sockets_per_address),
                         readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer),
                                           "leadership": leadership.readiness},
-                        activity_feed=ActivityFeed(sessions, divisor))
+                        activity_feed=ActivityFeed(sessions, divisor), memory=memory)
                     if demo is not None:
-                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, journal=journal)
+                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, memory=memory,
+                                           journal=journal)
                         tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:
@@ -214,7 +218,7 @@ def _logging(settings: Settings) -> StructLoggingConfig:
 
 ROUTES: list[ControllerRouterHandler] = [
     HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
-    MarketController, ChatController, AutoscaleController, NodeDirectoryController, WebController,
+    MarketController, ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController,
     AvatarLinksController, activity_socket,
     ReviewController, ReviewDomainController, NetworkController, NetworkPageController,
 ]

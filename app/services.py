@@ -28,6 +28,7 @@ from app.cluster.leader import Leadership
 from app.config import Settings
 from app.health import ReadinessCheck
 from app.market.service import TwinKeysReader
+from app.memory.service import MemoryService
 from app.proxy.client.client import ProxyClient
 
 
@@ -46,6 +47,7 @@ class Services:
     leadership: Leadership  # whether this worker runs the singletons (indexer, autoscaler)
     readiness_checks: Mapping[str, ReadinessCheck]
     activity_feed: ActivityFeed  # trades and launches for /ws/activity (app/web/activity.py)
+    memory: MemoryService  # what avatars remember about fans (app/memory)
 
 
 def services_of(app: Litestar) -> Services:

@@ -31,6 +31,14 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
+def _include_name(name: str | None, type_: str, _parents: Any) -> bool:
+    """Leave out the full-text search the memory migration creates by hand, per database, and no model declares:
+    SQLite's FTS5 table (and its shadow tables), PostgreSQL's GIN index on the tsvector."""
+    if type_ == "table":
+        return not (name or "").startswith("memory_fts")
+    return not (type_ == "index" and name == "ix_memory_text_tsvector")
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     dialect = connection.dialect.name if connection is not None else (url or "").split(":")[0]
     context.configure(
@@ -41,6 +49,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         compare_type=True,
         compare_server_default=True,
         render_item=_render_item,
+        include_name=_include_name,
         literal_binds=connection is None,
     )
 

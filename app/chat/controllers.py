@@ -33,6 +33,7 @@ from app.config import Settings
 from app.errors import DATABASE_UNAVAILABLE, error_responses
 from app.lib.pagination import MAX_ROW_ID, Page, check_limit
 from app.lib.websocket import LockedSender, SocketClosed
+from app.memory.service import MemoryService
 from app.proxy.client.client import ProxyClient
 from app.validation import AvatarIdParam, BadInput, parse_avatar_id
 
@@ -76,13 +77,14 @@ class ChatController(Controller):
         autoscale: NamedDependency[AutoscaleService],
         reply_journal: NamedDependency[ReplyJournal],
         chain: NamedDependency[Chain],
+        memory: NamedDependency[MemoryService],
         avatar_id: FromPath[str],
     ) -> None:
         """Chat with an avatar (signed in, holding a key): frames as in the README's "Chat" section."""
         # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
         try:
             with chat_sockets.holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
-                chat = ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter,
+                chat = ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter, memory=memory,
                                    journal=reply_journal, chain_watch=chain_watch(chain))
                 await self._open(socket, settings, chat, avatar_id)
         except TooManySockets as refused:  # raised on entry only: nothing was served

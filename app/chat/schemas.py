@@ -58,6 +58,8 @@ class DoneFrame(Struct, tag="done", tag_field="type"):
     cost_wei: str
     attestation: AttestationSummary | None
     verified: bool
+    memories_used: int = 0  # memories of the fan put in this reply's context (0 for a resend's stored reply)
+    memory_tokens: int = 0  # their tokens (estimated as characters / 4)
 
 
 class ErrorFrame(Struct, tag="error", tag_field="type"):

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import msgspec
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,6 +40,8 @@ from app.config import Settings
 from app.db.models import utc_now
 from app.errors import NotFound
 from app.lib.time import aware
+from app.memory.retrieval import NOTHING_RECALLED, Recall, with_memories
+from app.memory.service import CompletedTurn, MemoryService
 from app.proxy.client.client import (
     NoNodeAvailable,
     PaymentRefused,
@@ -93,15 +96,18 @@ class _Turn:
     client_msg_id: str
     rows: store.TurnRows
     messages: list[dict[str, str]]
+    content: str
+    recalled: Recall = NOTHING_RECALLED
 
 
 class ChatService:
     """Answers fans' messages; one per connection, shared state lives in the database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings,
-                 gate: ChatGate | None = None, *, meter: DemandMeter, journal: ReplyJournal | None = None,
-                 chain_watch: ChainWatch | None = None) -> None:
+                 gate: ChatGate | None = None, *, meter: DemandMeter, memory: MemoryService | None = None,
+                 journal: ReplyJournal | None = None, chain_watch: ChainWatch | None = None) -> None:
         self._sessions = sessions
+        self._memory = memory
         self._journal = journal  # turn ends are written ahead there (app/chat/journal.py)
         self._chain_watch = chain_watch  # a stalled chain can neither pay a node nor answer: turns refused
         self._proxy = proxy
@@ -150,11 +156,13 @@ class ChatService:
                     await self._gate.check_rate(fan)  # before storing: a refused message costs nothing
                 history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
         if sent is None:
+            recalled = await self._memory.recall(avatar_id, fan, incoming.content) if self._memory else NOTHING_RECALLED
             stored = await store.write_retrying(
                 self._sessions, lambda session: store.store_message(session, avatar, fan, incoming))
             if stored is not None:
                 return _Turn(avatar, fan, keys, incoming.client_msg_id, store.TurnRows(*stored),
-                             context_messages(avatar.persona, history, incoming.content))
+                             with_memories(context_messages(avatar.persona, history, incoming.content), recalled),
+                             incoming.content, recalled)
         async with self._sessions() as session:  # sent before, or at the same moment on another connection
             sent = await store.sent_before(session, avatar_id, fan, incoming.client_msg_id)
             assert sent is not None
@@ -223,7 +231,13 @@ class ChatService:
                                                                 "logged", UNAVAILABLE_RETRY_S)
                 return
             metered.finished(tokens=tokens, paid_wei=reply.cost_wei)
-            await send(done_frame(reply, turn.client_msg_id, attestation))
+            if self._memory is not None:  # reinforce, prune, extract: in the background
+                self._memory.after_reply(CompletedTurn(
+                    turn.avatar.id, turn.fan, turn.avatar.model, turn.avatar.verification_level, turn.rows.prompt_id,
+                    turn.rows.reply_id, turn.content, result.text, turn.recalled))
+            await send(msgspec.structs.replace(done_frame(reply, turn.client_msg_id, attestation),
+                                               memories_used=len(turn.recalled.memories),
+                                               memory_tokens=turn.recalled.tokens))
 
     async def _end_failed(self, turn: _Turn, send: Send, error: Exception, partial: str) -> None:
         """The reply failed: stored as its :func:`outcome_of` says (with what the node was paid for a reply that

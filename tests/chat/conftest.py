@@ -118,6 +118,13 @@ async def serving(settings: Settings, chain: Chain, *, tokens_per_second: float 
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Memory off: its extraction is a paid call of its own, in the background, that would race these tests'
+    counts of what the node is paid per reply. tests/memory chats with memory on."""
+    return settings.model_copy(update={"memory_token_budget": 0})
+
+
+@pytest.fixture
 def creator(chain: Chain) -> LocalAccount:
     return chain.dev_accounts[1]
 

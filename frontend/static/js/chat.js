@@ -215,6 +215,7 @@ function onFrame(frame) {
       showReplyState(replyItem(frame.message_id), frame.verified ? "verified" : "unverified", { costWei: frame.cost_wei });
       showStatus(status, "done", "");
       finish();
+      document.dispatchEvent(new CustomEvent("chat:done", { detail: frame })); // the memory panel refreshes
       break;
     case "error":
       onError(frame);

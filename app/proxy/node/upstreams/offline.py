@@ -19,6 +19,12 @@ from collections.abc import AsyncIterator, Sequence
 
 from app.proxy.node.chat_request import ChatRequest, content_text
 from app.proxy.node.upstreams.base import Finished, TextDelta, UpstreamEvent, Usage
+from app.proxy.node.upstreams.offline_facts import (
+    extract_facts,
+    is_extraction_request,
+    remembered_address,
+    without_memories,
+)
 
 _PERSONA_NAME = re.compile(r"\b(?i:you are) ([A-Z][\w'\u2019.-]*(?: [A-Z][\w'\u2019.-]*){0,3})")
 _YOU_ARE = re.compile(r"\b(?i:you are)\b")
@@ -52,8 +58,12 @@ class OfflineDemoUpstream:
         self._interval = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[UpstreamEvent]:
-        earlier = [content_text(m.get("content")) for m in request.messages if m["role"] == "assistant"]
-        tokens = _TOKEN.findall(compose_reply(request.system_prompt, request.last_user_message, earlier))
+        if is_extraction_request(request.system_prompt):  # the backend's memory asks for facts
+            text = extract_facts(request.last_user_message)
+        else:
+            earlier = [content_text(m.get("content")) for m in request.messages if m["role"] == "assistant"]
+            text = compose_reply(request.system_prompt, request.last_user_message, earlier)
+        tokens = _TOKEN.findall(text)
         finish_reason = "stop"
         if request.max_tokens is not None and len(tokens) > request.max_tokens:
             tokens, finish_reason = tokens[: request.max_tokens], "length"
@@ -72,7 +82,11 @@ class OfflineDemoUpstream:
 def compose_reply(persona: str, user_message: str, earlier: Sequence[str] = ()) -> str:
     """A reply in the persona's voice: the persona's lines most relevant to the user's message
     (shared words, crudely stemmed), skipping lines ``earlier`` replies already used; the first reply
-    introduces the avatar. Deterministic in all three, and it never repeats the question back."""
+    introduces the avatar. Deterministic in all three, and it never repeats the question back. It greets the
+    fan by a remembered name and asks after a remembered goal (the memory lines of the system prompt), and
+    never takes those lines for the persona's own."""
+    fan_name, goal = remembered_address(persona)  # what the backend's memory put in the system prompt
+    persona = without_memories(persona)
     seed = int.from_bytes(hashlib.sha256(f"{persona}\0{user_message}\0{len(earlier)}".encode()).digest()[:8], "big")
     name_match = _PERSONA_NAME.search(persona)
     name = name_match.group(1).rstrip(".") if name_match else "your twin"
@@ -87,6 +101,10 @@ def compose_reply(persona: str, user_message: str, earlier: Sequence[str] = ()) 
     else:
         fresh = [line for line in lines if line not in said] or lines or ["Take your time; the answer comes."]
         sentences += [_NO_MATCH[seed % len(_NO_MATCH)], fresh[(seed >> 8) % len(fresh)]]
+    if fan_name:
+        sentences.insert(0, f"Good to see you, {fan_name}.")
+    if goal:
+        sentences.append(f"How is the training for {goal} going?")
     sentences.append(_CLOSERS[(seed >> 16) % len(_CLOSERS)])
     return " ".join(sentence[0].upper() + sentence[1:] for sentence in sentences)
 

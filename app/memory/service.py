@@ -1,0 +1,372 @@
+"""The memory service: recall before a reply, reinforce-prune-extract after it, the fan's own edits.
+
+Chat calls two things (see :mod:`app.chat.service`)::
+
+    recalled = await memory.recall(avatar_id, fan, content)      # before building the context
+    messages = with_memories(context, recalled)                  # after the persona
+    ...
+    memory.after_reply(turn)                                     # once the reply is stored complete
+
+``after_reply`` returns at once: a background task reinforces the memories the reply used, prunes the thread
+and runs the extraction. The extraction is queued in the database first (``memory_extraction``), so one that
+fails or times out is tried again by :meth:`MemoryService.retry_due` (a lifespan loop) and the chat message
+is never held up or lost. Every write that changes a thread's memories holds the thread's lock (the SQLite
+writer, a PostgreSQL advisory lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
+that was under way while the fan deleted never brings the memory back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from app.config import Settings
+from app.db.engine import claim_writer
+from app.db.models import utc_now
+from app.errors import NotFound
+from app.memory import forgetting
+from app.memory.extraction import Fact, MalformedExtraction, extract
+from app.memory.models import MAX_FACT_CHARS, Extraction, ForgottenKey, Memory
+from app.memory.retrieval import NOTHING_RECALLED, Recall, query_terms, recall
+from app.memory.schemas import MemoryOut, MemoryPatch
+from app.proxy.client.client import ProxyClient
+
+log = structlog.get_logger()
+
+FORGET_EVERYTHING = "*"
+RETRY_BATCH = 20
+ERROR_CHARS = 300
+# Words every fact's sentence has: the reply saying them does not show it used that fact.
+_SENTENCE_WORDS = frozenset({"name", "training", "live", "love", "like", "hate", "enjoy", "dislike", "goal",
+                             "promised", "remind"})
+
+EXTRACTIONS = Counter("twin_memory_extractions_total", "Memory extractions, by outcome", ["outcome"])
+
+
+@dataclass(frozen=True)
+class CompletedTurn:
+    """What memory needs of a turn whose reply was stored complete."""
+
+    avatar_id: str
+    fan: str
+    model: str
+    verification_level: str
+    message_id: int
+    reply_id: int
+    said: str
+    reply: str
+    recalled: Recall  # its asked_at is when the fan's message was taken
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
+    """Serialise the writers of one thread's memories until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:thread, 16))"),
+                              {"thread": f"memory:{avatar_id}:{fan}"})
+    else:
+        await claim_writer(session)
+
+
+def used_by(recalled: Recall, said: str, reply: str) -> list[int]:
+    """The recalled memories this turn used: the message is about them, or the reply speaks of what they say."""
+    spoken = set(query_terms(f"{said} {reply}"))
+    return [memory.id for memory in recalled.memories if memory.id is not None and (
+        memory.id in recalled.about_ids or (set(query_terms(memory.text)) - _SENTENCE_WORDS) & spoken)]
+
+
+async def prune_thread(session: AsyncSession, avatar_id: str, fan: str, now: datetime, settings: Settings) -> int:
+    """Delete the thread's memories that decayed below the threshold and those beyond its cap; how many."""
+    memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
+                                                           col(Memory.fan) == fan))).all()
+    doomed = forgetting.to_forget(memories, now, half_life_s=settings.memory_half_life_s,
+                                  threshold=settings.memory_forget_threshold, cap=settings.memory_max_per_thread)
+    if doomed:
+        await session.execute(delete(Memory).where(col(Memory.id).in_(doomed)))
+        forgetting.count_forgotten(doomed)
+    return len(doomed)
+
+
+async def reinforce_used(session: AsyncSession, memory_ids: Sequence[int], now: datetime, half_life_s: float) -> None:
+    """Reinforce the memories still there (one the fan deleted meanwhile stays deleted)."""
+    if memory_ids:
+        for memory in await session.scalars(select(Memory).where(col(Memory.id).in_(memory_ids))):
+            forgetting.reinforce(memory, now, half_life_s)
+
+
+async def merge_facts(session: AsyncSession, *, avatar_id: str, fan: str, facts: Iterable[Fact], message_id: int | None,
+                      said: str, said_at: datetime, now: datetime, half_life_s: float) -> list[Memory]:
+    """Store what the fan said at ``said_at``: a fact already known is reinforced, one whose key holds another value
+    is replaced (unless the value holds from later: an edit, a newer statement), and a key the fan had the avatar
+    forget after ``said_at`` is left forgotten. The caller holds the thread's lock."""
+    forgotten = {row.key: _aware(row.forgotten_at) for row in await session.scalars(
+        select(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan))}
+    by_key: dict[str, Fact] = {}
+    for fact in facts:
+        if said_at > max(forgotten.get(fact.key, datetime.min.replace(tzinfo=UTC)),
+                         forgotten.get(FORGET_EVERYTHING, datetime.min.replace(tzinfo=UTC))):
+            by_key[fact.key] = fact  # the same key twice in one message: the last one holds
+    if not by_key:
+        return []
+    known = {memory.key: memory for memory in await session.scalars(select(Memory).where(
+        col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan, col(Memory.key).in_(by_key)))}
+    stored: list[Memory] = []
+    for key, fact in by_key.items():
+        memory = known.get(key)
+        if memory is None:
+            memory = Memory(avatar_id=avatar_id, fan=fan, kind=fact.kind, key=key, text=fact.text,
+                            source_message_id=message_id, source_text=said, valid_from=said_at, created_at=now,
+                            last_used_at=now, strength=forgetting.NEW_STRENGTH)
+            session.add(memory)
+        elif said_at > _aware(memory.valid_from):
+            if memory.text.casefold() != fact.text.casefold():  # contradicted: the new value replaces the old
+                memory.text, memory.kind, memory.created_at = fact.text, fact.kind, now
+            memory.source_message_id, memory.source_text, memory.valid_from = message_id, said, said_at
+            forgetting.reinforce(memory, now, half_life_s)  # said again: it matters to the fan
+        else:
+            continue
+        stored.append(memory)
+    return stored
+
+
+class MemoryService:
+    """One per process: recall, the after-reply work in background tasks, the retry loop, the fan's edits."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings) -> None:
+        self._sessions = sessions
+        self._proxy = proxy
+        self._settings = settings
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self._settings.memory_token_budget > 0
+
+    # -- around a reply -------------------------------------------------------------------------------
+
+    async def recall(self, avatar_id: str, fan: str, message: str) -> Recall:
+        """The memories to put in the context for ``message``; nothing (and a log line) if they cannot be read."""
+        if not self.enabled:
+            return NOTHING_RECALLED
+        asked_at = utc_now()
+        try:
+            async with self._sessions() as session:
+                return await recall(session, avatar_id, fan, message, asked_at,
+                                    half_life_s=self._settings.memory_half_life_s,
+                                    budget_tokens=self._settings.memory_token_budget)
+        except Exception as error:  # noqa: BLE001 - a reply without memories beats no reply
+            log.warning("memory_recall_failed", avatar_id=avatar_id, error=repr(error))
+            return Recall(asked_at=asked_at)
+
+    def after_reply(self, turn: CompletedTurn) -> None:
+        """Reinforce, prune and extract in the background; returns at once."""
+        if self.enabled:
+            self._spawn(self._after_reply(turn), f"memory-{turn.reply_id}")
+
+    async def _after_reply(self, turn: CompletedTurn) -> None:
+        now = utc_now()
+        async with self._sessions() as session:
+            await lock_thread(session, turn.avatar_id, turn.fan)
+            await reinforce_used(session, used_by(turn.recalled, turn.said, turn.reply), now,
+                                 self._settings.memory_half_life_s)
+            await prune_thread(session, turn.avatar_id, turn.fan, now, self._settings)
+            session.add(Extraction(reply_id=turn.reply_id, source_message_id=turn.message_id,
+                                   avatar_id=turn.avatar_id, fan=turn.fan, model=turn.model,
+                                   verification_level=turn.verification_level, said=turn.said,
+                                   said_at=turn.recalled.asked_at, next_attempt_at=now))
+            await session.commit()
+        await self._run(turn.reply_id)
+
+    def _spawn(self, work: object, name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await work  # type: ignore[misc]
+            except Exception as error:  # noqa: BLE001 - a background failure is a log line; the job stays queued
+                log.warning("memory_task_failed", task=name, error=repr(error))
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settled(self) -> None:
+        """Wait for the background work under way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.settled()
+
+    # -- extraction and its retries ---------------------------------------------------------------------
+
+    async def retry_due(self) -> int:
+        """Run the extractions whose time has come (after a failure, or queued by a worker that stopped)."""
+        async with self._sessions() as session:
+            due = list(await session.scalars(
+                select(col(Extraction.reply_id)).where(col(Extraction.next_attempt_at) <= utc_now(),
+                                                  col(Extraction.attempts) < self._settings.memory_extraction_attempts)
+                .order_by(col(Extraction.next_attempt_at)).limit(RETRY_BATCH)))
+        for reply_id in due:
+            await self._run(reply_id)
+        return len(due)
+
+    async def run_retries(self) -> None:
+        """The lifespan loop: :meth:`retry_due` every ``TWIN_MEMORY_RETRY_S``."""
+        while True:
+            await asyncio.sleep(self._settings.memory_retry_s)
+            try:
+                await self.retry_due()
+            except Exception as error:  # noqa: BLE001 - the loop outlives a database that is down a while
+                log.warning("memory_retry_failed", error=repr(error))
+
+    async def _claim(self, reply_id: int) -> Extraction | None:
+        """Take the job for one attempt: push its next attempt past this one's deadline, so that no other worker
+        runs it meanwhile. None if it is gone, not due, or out of attempts."""
+        now = utc_now()
+        lease = timedelta(seconds=2 * self._settings.memory_extraction_timeout_s + self._settings.memory_retry_s)
+        async with self._sessions() as session:
+            await claim_writer(session)
+            claimed = await session.execute(
+                update(Extraction).where(col(Extraction.reply_id) == reply_id,
+                                         col(Extraction.next_attempt_at) <= now,
+                                         col(Extraction.attempts) < self._settings.memory_extraction_attempts)
+                .values(next_attempt_at=now + lease, attempts=Extraction.attempts + 1))
+            await session.commit()
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                return None
+            return await session.get(Extraction, reply_id)
+
+    async def _run(self, reply_id: int) -> None:
+        job = await self._claim(reply_id)
+        if job is None:
+            return
+        try:
+            async with asyncio.timeout(self._settings.memory_extraction_timeout_s):
+                facts, paid_wei = await extract(self._proxy, model=job.model, said=job.said,
+                                                verification=job.verification_level)  # type: ignore[arg-type]
+        except MalformedExtraction as error:
+            log.warning("memory_extraction_malformed", reply_id=reply_id, error=str(error))
+            EXTRACTIONS.labels(outcome="malformed").inc()
+            await self._finish(job, [])
+        except Exception as error:  # noqa: BLE001 - timeout, no node, a refused payment…: tried again later
+            log.warning("memory_extraction_failed", reply_id=reply_id, attempt=job.attempts, error=repr(error))
+            EXTRACTIONS.labels(outcome="failed").inc()
+            await self._postpone(job, repr(error))
+        else:
+            log.info("memory_extracted", reply_id=reply_id, facts=len(facts), paid_wei=str(paid_wei))
+            EXTRACTIONS.labels(outcome="ok").inc()
+            await self._finish(job, facts)
+
+    async def _postpone(self, job: Extraction, error: str) -> None:
+        backoff = self._settings.memory_retry_s * 2 ** (job.attempts - 1)
+        async with self._sessions() as session:
+            await claim_writer(session)
+            await session.execute(update(Extraction).where(col(Extraction.reply_id) == job.reply_id).values(
+                next_attempt_at=utc_now() + timedelta(seconds=backoff), last_error=error[:ERROR_CHARS]))
+            await session.commit()
+
+    async def _finish(self, job: Extraction, facts: list[Fact]) -> None:
+        now = utc_now()
+        async with self._sessions() as session:
+            await lock_thread(session, job.avatar_id, job.fan)
+            await merge_facts(session, avatar_id=job.avatar_id, fan=job.fan, facts=facts,
+                              message_id=job.source_message_id, said=job.said, said_at=_aware(job.said_at), now=now,
+                              half_life_s=self._settings.memory_half_life_s)
+            await session.flush()
+            await prune_thread(session, job.avatar_id, job.fan, now, self._settings)
+            await session.execute(delete(Extraction).where(col(Extraction.reply_id) == job.reply_id))
+            await session.commit()
+
+    # -- the fan's own view ------------------------------------------------------------------------------
+
+    def _out(self, memory: Memory, now: datetime) -> MemoryOut:
+        assert memory.id is not None
+        return MemoryOut(id=memory.id, kind=memory.kind, key=memory.key, text=memory.text, pinned=memory.pinned,
+                         strength=round(forgetting.current_strength(memory, now, self._settings.memory_half_life_s), 4),
+                         use_count=memory.use_count, created_at=_aware(memory.created_at),
+                         last_used_at=_aware(memory.last_used_at), source_message_id=memory.source_message_id,
+                         source_text=memory.source_text)
+
+    async def list_memories(self, session: AsyncSession, avatar_id: str, fan: str) -> list[MemoryOut]:
+        """The fan's memories with the avatar, pinned first, then strongest."""
+        now = utc_now()
+        memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
+                                                               col(Memory.fan) == fan))).all()
+        outs = [self._out(memory, now) for memory in memories]
+        return sorted(outs, key=lambda out: (not out.pinned, -out.strength, -out.id))
+
+    async def _owned(self, session: AsyncSession, avatar_id: str, fan: str, memory_id: int) -> Memory:
+        memory = await session.get(Memory, memory_id)
+        if memory is None or memory.avatar_id != avatar_id or memory.fan != fan:  # nobody else's, the creator's neither
+            raise NotFound(f"no memory {memory_id} in your thread with this avatar")
+        return memory
+
+    async def edit(self, session: AsyncSession, avatar_id: str, fan: str, memory_id: int,
+                   patch: MemoryPatch) -> MemoryOut:
+        now = utc_now()
+        await lock_thread(session, avatar_id, fan)
+        memory = await self._owned(session, avatar_id, fan, memory_id)
+        if patch.text is not None:
+            # The fan's word holds from now on: what they said before never overwrites it.
+            memory.text, memory.valid_from = " ".join(patch.text.split())[:MAX_FACT_CHARS], now
+        if patch.pinned is not None and patch.pinned != memory.pinned:
+            # Pinned: frozen at its worth now. Unpinned: decays from now on.
+            memory.strength = forgetting.current_strength(memory, now, self._settings.memory_half_life_s)
+            memory.pinned, memory.last_used_at = patch.pinned, now
+        await session.commit()
+        return self._out(memory, now)
+
+    async def _tombstone(self, session: AsyncSession, avatar_id: str, fan: str, key: str) -> None:
+        await session.merge(ForgottenKey(avatar_id=avatar_id, fan=fan, key=key, forgotten_at=utc_now()))
+
+    async def forget(self, session: AsyncSession, avatar_id: str, fan: str, memory_id: int) -> None:
+        await lock_thread(session, avatar_id, fan)
+        memory = await self._owned(session, avatar_id, fan, memory_id)
+        await self._tombstone(session, avatar_id, fan, memory.key)
+        await session.delete(memory)
+        await session.commit()
+        forgetting.FORGOTTEN.labels(reason="fan").inc()
+
+    async def forget_everything(self, session: AsyncSession, avatar_id: str, fan: str) -> int:
+        await lock_thread(session, avatar_id, fan)
+        thread = (col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan)
+        count = await session.scalar(select(func.count()).select_from(Memory).where(*thread)) or 0
+        await session.execute(delete(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id,
+                                                         col(ForgottenKey.fan) == fan))
+        await self._tombstone(session, avatar_id, fan, FORGET_EVERYTHING)
+        await session.execute(delete(Memory).where(*thread))
+        await session.execute(delete(Extraction).where(col(Extraction.avatar_id) == avatar_id,
+                                                       col(Extraction.fan) == fan))
+        await session.commit()
+        forgetting.FORGOTTEN.labels(reason="fan").inc(count)
+        return count
+
+
+@contextlib.asynccontextmanager
+async def running_memory(sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient,
+                         settings: Settings) -> AsyncIterator[MemoryService]:
+    """The process's memory service, with its retry loop when ``TWIN_MEMORY_RETRY_S`` > 0."""
+    memory = MemoryService(sessions, proxy, settings)
+    loop = asyncio.create_task(memory.run_retries(), name="memory-retries") \
+        if settings.memory_retry_s and memory.enabled else None
+    try:
+        yield memory
+    finally:
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        await memory.aclose()
