@@ -17,7 +17,7 @@ from tests.chat.conftest import Served, holding_fan, receive, reply_frames, send
 from tests.helpers import launch
 from tests.redis_namespace import isolated_redis
 
-SLOW_TOKENS_PER_S = 40  # replies last about a second: long enough for a queue to form
+SLOW_TOKENS_PER_S = 15  # replies last a few seconds: longer than the in-memory queue's 1 s look at its waiters
 
 
 @pytest.fixture(params=["memory", "redis"])
