@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # contracts deployed on its first start. RPC calls get chain_rpc_timeout_s each.
     chain_rpc_url: str | None = None
     chain_rpc_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # The stall probe: an eth_blockNumber every chain_probe_interval_s (0: no probe); one unanswered
+    # within chain_stall_timeout_s marks the node stalled, and every chain call fails at once (503).
+    chain_probe_interval_s: float = Field(default=0.5, ge=0, le=60)
+    chain_stall_timeout_s: float = Field(default=1.0, gt=0, le=60)
     chain_state_dir: Path = DEFAULT_VAR_DIR / "chain"
     # npm packages the app runs or serves: anvil, solc-js and OpenZeppelin (contract builds), ethers, uPlot.
     node_modules_dir: Path = DEFAULT_NODE_MODULES_DIR
@@ -72,6 +76,15 @@ class Settings(BaseSettings):
     chain_confirmations: int = Field(default=0, ge=0, le=1000)
     # How often the indexer polls the chain; 0 runs no indexer in this process.
     indexer_poll_s: float = Field(default=1.0, ge=0, le=3600)
+    # Catching up from far behind: blocks per eth_getLogs range, and at most this many blocks a second,
+    # so that a cold worker cannot starve the node or its peers.
+    indexer_batch_blocks: int = Field(default=2_000, ge=1, le=100_000)
+    indexer_max_blocks_per_s: int = Field(default=50_000, ge=1)
+    # One worker leads the singleton work (indexer, autoscaler): it holds a lease of leader_lease_s,
+    # renewed every third of it, and the others take over within it when the leader dies. The lease
+    # is in Redis with TWIN_REDIS_URL, else a file lock (by default beside the SQLite database).
+    leader_lease_s: float = Field(default=6.0, ge=1, le=600)
+    leader_lock_file: Path | None = None
     # TwinKeys constructor arguments for the embedded chain and `twin contracts deploy`: key i costs
     # i² · 1e18 / divisor wei; fees are parts of 1e18 of the curve price, capped on-chain at 5 %.
     chain_curve_divisor: int = Field(default=1_600_000, ge=1)
@@ -101,6 +114,13 @@ class Settings(BaseSettings):
     chat_large_holder_keys: int = Field(default=10, ge=1)
     chat_messages_per_minute: int = Field(default=10, ge=1, le=60_000)
     chat_fairness_half_life_s: float = Field(default=600.0, gt=0, le=86_400)
+    # With Redis: a stream slot or a waiting ticket is leased for this long and renewed by its worker's
+    # heartbeat (a third of it), so what a dead worker held returns to the others this long after.
+    # Where each turn's end (a paid reply above all) is written ahead of the database, on this machine,
+    # and how often what the database refused is tried again.
+    chat_journal_dir: Path = DEFAULT_VAR_DIR / "journal"
+    chat_journal_replay_s: float = Field(default=2.0, gt=0, le=3_600)
+    chat_slot_lease_s: float = Field(default=5.0, gt=3, le=3_600)
     # Memory (app/memory): tokens of remembered facts added after the persona (0: no memory at all); the
     # half-life of a memory's strength since its last use; the strength below which it is forgotten; the
     # most memories one fan's thread with an avatar keeps (the weakest go first); the deadline of one

@@ -35,15 +35,17 @@ from app.autoscale.service import OPERATOR_BACKLOG, decisions_channel, running_a
 from app.avatars.controllers import AvatarController
 from app.catalog.activity import ActivityFeed
 from app.catalog.controllers import CatalogController
-from app.chain.client import Chain, connect_chain
+from app.chain.client import Chain, connect_chain, watch_chain
 from app.chain.controllers import ChainController, DevChainController
 from app.chain.indexer import Indexer
 from app.chain.service import watch_embedded
 from app.chat import store as chat_store
 from app.chat.controllers import ChatController
 from app.chat.gate import ChatGate, open_gate
+from app.chat.journal import ReplyJournal
 from app.chat.sockets import SocketQuota
 from app.chat.turn import ChatService
+from app.cluster.leader import leadership_for
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
@@ -111,16 +113,26 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
             # Alembic's env runs its own event loop; give it a thread of its own.
             await asyncio.to_thread(migrate.upgrade, settings.database_url)
         sessions = session_factory(engine)
-        if not settings.redis_url:  # the only worker: what was pending died with the previous process
+        journal = ReplyJournal.for_database(settings.chat_journal_dir, settings.database_url)
+        replayed = await journal.replay_at_start(sessions)  # paid replies first
+        if not settings.redis_url and replayed:  # the only worker: what is still pending died with its process
             async with sessions() as session:
                 await chat_store.settle_all_pending(session)
         chain = given_chain or await connect_chain(settings)
         reader = TwinKeysReader(chain.twin_keys)
+        leadership = leadership_for(settings, sessions)  # indexer, autoscaler
         divisor = await reader.divisor()
         indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(divisor),
                           sessions, confirmations=settings.chain_confirmations,
-                          start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s)
-        tasks = [asyncio.create_task(indexer.run(), name="indexer")] if settings.indexer_poll_s else []
+                          start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s,
+                          batch_blocks=settings.indexer_batch_blocks,
+                          max_blocks_per_s=settings.indexer_max_blocks_per_s, fence=leadership.fence)
+        if settings.indexer_poll_s:
+            leadership.singleton("indexer", indexer.run_while_leading)
+        tasks = [asyncio.create_task(journal.run(sessions, interval_s=settings.chat_journal_replay_s),
+                                     name="chat-journal")]
+        if settings.chain_probe_interval_s:
+            tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))
         demo = _demo_world(settings, chain, sessions)
         if demo is not None:  # before the proxy node registers (see DemoWorld)
             await demo.build_history()
@@ -131,17 +143,21 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
                 nodes = max(1, len(await proxy_client.routable_nodes()))
                 async with open_gate(settings, nodes) as gate, running_autoscaler(
                         settings, app.plugins.get(ChannelsPlugin), sessions,
-                        _serving_nodes(proxy_client, gate), proxy_settings.models) as autoscale, running_memory(
+                        _serving_nodes(proxy_client, gate), proxy_settings.models,
+                        leadership=leadership) as autoscale, leadership.campaigning(), running_memory(
                         sessions, proxy_client, settings) as memory:
                     app.state.services = Services(
                         settings=settings, sessions=sessions, chain=chain, reader=reader, indexer=indexer,
                         proxy_client=proxy_client, chat_gate=gate, autoscale=autoscale,
+                        reply_journal=journal, leadership=leadership,
                         chat_sockets=SocketQuota(per_session=settings.chat_max_sockets_per_session,
                                                  per_address=settings.chat_max_sockets_per_address),
-                        readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer)},
+                        readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer),
+                                          "leadership": leadership.readiness},
                         activity_feed=ActivityFeed(sessions, divisor), memory=memory)
                     if demo is not None:
-                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, memory=memory)
+                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, memory=memory,
+                                           journal=journal)
                         tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:

@@ -22,7 +22,9 @@ from app.catalog.activity import ActivityFeed
 from app.chain.client import Chain
 from app.chain.indexer import Indexer
 from app.chat.gate import ChatGate
+from app.chat.journal import ReplyJournal
 from app.chat.sockets import SocketQuota
+from app.cluster.leader import Leadership
 from app.config import Settings
 from app.health import ReadinessCheck
 from app.market.service import TwinKeysReader
@@ -41,6 +43,8 @@ class Services:
     chat_gate: ChatGate
     chat_sockets: SocketQuota
     autoscale: AutoscaleService
+    reply_journal: ReplyJournal  # turn ends written ahead of the database (app/chat/journal.py)
+    leadership: Leadership  # whether this worker runs the singletons (indexer, autoscaler)
     readiness_checks: Mapping[str, ReadinessCheck]
     activity_feed: ActivityFeed  # trades and launches for /ws/activity (app/web/activity.py)
     memory: MemoryService  # what avatars remember about fans (app/memory)

@@ -36,6 +36,7 @@ POSTGRES_URL = os.environ.get("TWIN_TEST_DATABASE_URL")
 # of their own here.
 STRAY_CHAIN_STATE_DIR = Path(tempfile.mkdtemp(prefix="twin-test-stray-chain-"))
 os.environ["TWIN_CHAIN_STATE_DIR"] = str(STRAY_CHAIN_STATE_DIR)
+os.environ["TWIN_CHAT_JOURNAL_DIR"] = str(STRAY_CHAIN_STATE_DIR / "journal")  # never the checkout's var/
 CHAIN_STATE_DIR = Path(tempfile.mkdtemp(prefix="twin-test-chain-"))
 
 

@@ -40,7 +40,8 @@ def env_without_twin_settings() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
     state_dir = tempfile.mkdtemp(prefix="twin-test-chain-")
     CHAIN_STATE_DIRS.append(Path(state_dir))
-    return env | {"TWIN_CHAIN_STATE_DIR": state_dir, "TWIN_DEMO_WORLD": "false"}
+    return env | {"TWIN_CHAIN_STATE_DIR": state_dir, "TWIN_CHAT_JOURNAL_DIR": f"{state_dir}/journal",
+                  "TWIN_DEMO_WORLD": "false"}
 
 
 def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
@@ -201,3 +202,10 @@ async def all_pages(client: AsyncTestClient[Litestar] | httpx.AsyncClient, path:
         items += page["items"]
         if not (cursor := page["next_cursor"]):
             return items
+
+
+def forget_cached_loggers(*loggers: Any) -> None:
+    """Litestar's structlog config caches a logger on first use with the processors of that moment, and each app
+    a test builds configures new ones: these module loggers look theirs up again, so that a capture sees them."""
+    for logger in loggers:
+        vars(logger).pop("bind", None)

@@ -14,6 +14,8 @@ APP = Path(__file__).resolve().parent.parent / "app"
 ABOVE_DOMAINS = {"catalog", "web"}
 # The shared kernel: it depends on no package of the app (it may be imported by all).
 KERNEL = {"lib"}
+# The workers' coordination (leader election, fencing): below the domains it serves, it needs only the tables.
+CLUSTER_DEPENDS_ON = {"db"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -96,6 +98,12 @@ def test_no_domain_imports_the_layers_above_it(layer: str) -> None:
 def test_the_kernel_imports_no_package_of_the_app() -> None:
     graph = package_graph()
     assert all(not graph.get(kernel) for kernel in KERNEL), {kernel: graph.get(kernel) for kernel in KERNEL}
+
+
+def test_the_cluster_package_sits_below_the_domains() -> None:
+    graph = package_graph()
+    assert "cluster" in graph["autoscale"]  # the autoscaler runs on the elected leader…
+    assert graph.get("cluster", set()) <= CLUSTER_DEPENDS_ON  # …and the election knows no domain
 
 
 def test_the_proxy_client_and_the_proxy_node_share_only_the_protocol_modules() -> None:

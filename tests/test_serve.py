@@ -20,7 +20,8 @@ def test_twin_serve_is_ready_on_embedded_defaults(tmp_path: Path) -> None:
         ready = wait_until_ready(base, server)
         assert ready is not None, server.stdout.read() if server.poll() is not None else "no answer"
         assert ready.status_code == 200, ready.text
-        assert ready.json()["dependencies"] == {"database": "ok", "chain": "ok"}
+        assert ready.json()["dependencies"] == {"database": "ok", "chain": "ok",
+                                                "leadership": "ok: leads autoscale, indexer"}  # the only worker
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         assert "/api/avatars" in httpx.get(f"{base}/schema/openapi.json").json()["paths"]
         assert httpx.get(f"{base}/api/avatars").json() == {"items": [], "next_cursor": None}

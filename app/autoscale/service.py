@@ -36,7 +36,10 @@ from app.autoscale.schemas import (
     OperatorErrorFrame,
     Signal,
 )
+from app.autoscale.shared_meter import SharedMeter
+from app.autoscale.shared_signal import SharedSignal, as_frame, narrowed, shared_signal
 from app.avatars.service import avatars_by_ids
+from app.cluster.leader import Leadership
 from app.config import Settings
 from app.errors import NotFound
 from app.market import service as market
@@ -191,6 +194,8 @@ class AutoscaleService:
         self._buys_after: int | None = None  # the last trade id fed to the meter
         self._gauged_models: set[str] = set()
         self._tick_lock = asyncio.Lock()
+        self.shared: SharedSignal | None = None  # with several workers: the leader's signal, for followers
+        self.shared_meter: SharedMeter | None = None  # with Redis: every worker's demand, for the leader
 
     async def run(self) -> None:
         """Tick every ``tick_s`` until cancelled (the lifespan task); a failed tick is logged and retried."""
@@ -207,8 +212,13 @@ class AutoscaleService:
             await self._feed_market()
             current = await self._current_nodes()
             previous = self.forecaster.last
-            decision = self.forecaster.decide(self.meter.snapshot(), current)
+            snapshot = self.meter.snapshot()
+            if self.shared_meter is not None:
+                snapshot = await self.shared_meter.combined(snapshot)
+            decision = self.forecaster.decide(snapshot, current)
             self._record(decision)
+            if self.shared is not None:
+                await self.shared.store(self._signal(decision, None))
             if previous is None or decision.decision_id != previous.decision_id:
                 self.acks.open(decision.decision_id)
                 if decision.direction != "hold":
@@ -224,11 +234,13 @@ class AutoscaleService:
 
     async def signal(self, model: str | None = None) -> Signal:
         """The current decision as JSON; ``model`` narrows the breakdown to one model (404 for unknown ones)."""
-        decision = await self.latest()
-        if model is not None and model not in self._known_models | {m.model for m in decision.models}:
+        leaders = await self.shared.leaders() if self.shared is not None else None  # a follower's answer
+        decision = None if leaders is not None else await self.latest()
+        metered = leaders.models if leaders is not None else decision.models  # type: ignore[union-attr]
+        if model is not None and model not in self._known_models | {m.model for m in metered}:
             raise NotFound(f"unknown model {model!r}; known: {', '.join(sorted(self._known_models))}",
                            code="unknown_model")
-        return self._signal(decision, model)
+        return narrowed(leaders, model) if leaders is not None else self._signal(decision, model)  # type: ignore[arg-type]
 
     @contextlib.contextmanager
     def operator(self, subscriber: Subscriber) -> Iterator[None]:
@@ -242,6 +254,8 @@ class AutoscaleService:
             OPERATORS.dec()
 
     async def current_frame(self) -> bytes:
+        if self.shared is not None and (leaders := await self.shared.leaders()) is not None:
+            return as_frame(leaders)
         return msgspec.json.encode(self._frame(await self.latest()))
 
     def history(self, limit: int) -> History:
@@ -316,13 +330,23 @@ def policy_from(settings: Settings) -> ScalingPolicy:
 @asynccontextmanager
 async def running_autoscaler(settings: Settings, channels: ChannelsPlugin, sessions: async_sessionmaker[AsyncSession],
                              current_nodes: Callable[[], Awaitable[int]], known_models: Iterable[str],
-                             ) -> AsyncIterator[AutoscaleService]:
+                             leadership: Leadership | None = None) -> AsyncIterator[AutoscaleService]:
     """The process's autoscaler, ticking every ``TWIN_AUTOSCALE_TICK_S`` (never at 0: tests tick it themselves)."""
     autoscale = AutoscaleService(DemandMeter(), Forecaster(policy_from(settings)), channels,
                                  decisions_channel(settings), sessions=sessions,
                                  current_nodes=current_nodes, known_models=known_models,
                                  tick_s=settings.autoscale_tick_s)
-    task = asyncio.create_task(autoscale.run(), name="autoscale") if settings.autoscale_tick_s else None
+    task = None
+    if leadership is not None:  # one worker decides (app/cluster/leader.py); the others show its signal
+        autoscale.shared = shared_signal(settings, leadership)
+        if settings.autoscale_tick_s:
+            leadership.singleton("autoscale", autoscale.run)
+        if autoscale.shared.redis is not None and settings.autoscale_tick_s:
+            autoscale.shared_meter = SharedMeter(autoscale.shared.redis, settings.redis_namespace, autoscale.meter,
+                                                 tick_s=settings.autoscale_tick_s)
+            task = asyncio.create_task(autoscale.shared_meter.run(), name="autoscale-meter")
+    elif settings.autoscale_tick_s:
+        task = asyncio.create_task(autoscale.run(), name="autoscale")
     try:
         yield autoscale
     finally:
@@ -330,3 +354,5 @@ async def running_autoscaler(settings: Settings, channels: ChannelsPlugin, sessi
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if autoscale.shared is not None:
+            await autoscale.shared.aclose()

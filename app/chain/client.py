@@ -31,6 +31,7 @@ from app.chain.anvil import NodeError
 from app.chain.artifacts import load_artifact
 from app.chain.deploy import ContractAddresses
 from app.chain.embedded import EmbeddedChain
+from app.chain.watch import ChainWatch
 from app.config import Settings, redact
 from app.errors import Unavailable
 
@@ -54,15 +55,24 @@ class ChainUnavailable(Unavailable):
 
 class KeepAliveHTTPProvider(AsyncHTTPProvider):
     """web3's HTTP provider with pooled keep-alive connections (its default opens one per call) and
-    no silent retries: a call that finds the chain stalled fails after ``timeout_s``, and the caller
-    decides what to tell its user."""
+    no silent retries: a call that finds the chain stalled fails after ``timeout_s`` (connect and read),
+    or as soon as its :class:`ChainWatch` sees the node stalled, and the caller decides what to tell its
+    user."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         super().__init__(url, request_kwargs={"timeout": ClientTimeout(total=timeout_s)},
                          exception_retry_configuration=None, **CHAIN_ID_CACHED)
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self.watch = ChainWatch(ChainUnavailable)
 
     async def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        return await self.watch.guard(lambda: self._post(method, request_data))
+
+    async def probe(self) -> None:
+        """One ``eth_blockNumber`` past the breaker: the watch's probe."""
+        await self._post(RPCEndpoint("eth_blockNumber"), b'{"jsonrpc":"2.0","id":0,"method":"eth_blockNumber"}')
+
+    async def _post(self, method: RPCEndpoint, request_data: bytes) -> bytes:
         loop = asyncio.get_running_loop()
         if self._session_loop is not loop:  # sessions belong to one event loop
             await self.cache_async_session(ClientSession(
@@ -223,3 +233,17 @@ class ChainClock:
 
     async def now(self) -> int:
         return int(time.time()) + await self.lead()
+
+
+async def watch_chain(chain: Chain, settings: Settings) -> None:
+    """Probe the node for stalls while the app runs (a lifespan task; see :mod:`app.chain.watch`)."""
+    provider = chain.w3.provider
+    assert isinstance(provider, KeepAliveHTTPProvider)
+    await provider.watch.run(provider.probe, interval_s=settings.chain_probe_interval_s,
+                             timeout_s=settings.chain_stall_timeout_s)
+
+
+def chain_watch(chain: Chain) -> ChainWatch | None:
+    """The chain's stall watch, when its provider has one (every Chain this module builds does)."""
+    provider = chain.w3.provider
+    return provider.watch if isinstance(provider, KeepAliveHTTPProvider) else None

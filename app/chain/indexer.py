@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -86,11 +86,21 @@ class EventSink(Protocol):
     async def revert_above(self, session: AsyncSession, block_number: int) -> None: ...
 
 
+Fence = Callable[[AsyncSession], Awaitable[None]]
+"""Called in the transaction that moves the cursor, before it does: raises if this worker may no longer
+index (it lost the leadership), so that a paused old leader cannot write after another took over."""
+
+
+async def _no_fence(session: AsyncSession) -> None:
+    """The only indexer of its database: nothing to check."""
+
+
 class Indexer:
     def __init__(self, w3: AsyncWeb3, contract: AsyncContract, sink: EventSink,
                  sessions: async_sessionmaker[AsyncSession], *, name: str = "twin_keys", confirmations: int = 0,
                  start_block: int = 0, batch_blocks: int = 2000, reorg_window: int = 256,
-                 poll_interval_s: float = 1.0) -> None:
+                 poll_interval_s: float = 1.0, max_blocks_per_s: float = float("inf"),
+                 fence: Fence | None = None) -> None:
         self._w3 = w3
         self._contract = contract
         self._sink = sink
@@ -101,6 +111,8 @@ class Indexer:
         self._batch_blocks = batch_blocks
         self._reorg_window = reorg_window
         self._poll_interval_s = poll_interval_s
+        self._max_blocks_per_s = max_blocks_per_s
+        self._fence = fence or _no_fence
         self._decoders = {
             "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(dict(abi), getattr(contract.events, abi["name"]))
             for abi in _events(contract.abi) if not abi.get("anonymous")
@@ -108,6 +120,7 @@ class Indexer:
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: the poller and an explicit sync() may meet
         self.last_error: str | None = None
+        self.lag_blocks = 0
 
     # ---------------------------------------------------------------- public
 
@@ -125,7 +138,9 @@ class Indexer:
         read: _RangeRead | None = None
         while cursor < target or read is not None:
             # The next range is read while the last one is stored: catch-up costs about the larger of
-            # the two, not their sum.
+            # the two, not their sum. Far behind, ranges start no faster than max_blocks_per_s allows.
+            if read is not None:
+                await asyncio.sleep((read.end - read.start + 1) / self._max_blocks_per_s)
             end = min(cursor + self._batch_blocks, target)
             reading = asyncio.ensure_future(self._read_range(cursor + 1, end)) if cursor < target else None
             try:
@@ -137,7 +152,8 @@ class Indexer:
                 raise
             read = await reading if reading is not None else None
             cursor = max(cursor, end)
-        INDEXER_LAG.set(max(head - cursor, 0))
+        self.lag_blocks = max(head - cursor, 0)
+        INDEXER_LAG.set(self.lag_blocks)
         INDEXER_HEAD.set(cursor)
         return applied
 
@@ -146,12 +162,13 @@ class Indexer:
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Poll forever. An RPC outage pauses indexing with a log line; it catches up afterwards."""
+        """Poll forever. An RPC outage pauses indexing with one log line (``indexer_paused``); it
+        catches up afterwards and says so with the lag it had left (``indexer_resumed``)."""
         while True:
             try:
                 await self.sync()
                 if self.last_error is not None:
-                    log.info("indexer_recovered")
+                    log.info("indexer_resumed", lag_blocks=self.lag_blocks)
                 self.last_error = None
             except asyncio.CancelledError:
                 raise
@@ -162,6 +179,13 @@ class Indexer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
             self._wakeup.clear()
+
+    async def run_while_leading(self) -> None:
+        """:meth:`run` as a leader's singleton: stopped, it is not paused, only no longer here."""
+        try:
+            await self.run()
+        finally:
+            self.last_error = None
 
     async def cursor(self) -> int:
         return await self._cursor()
@@ -205,6 +229,7 @@ class Indexer:
             await session.execute(insert(table_of(IndexedBlock)), [
                 {"number": number, "hash": block_hash} for number, block_hash in sorted(hashes.items())
                 if number >= window])
+            await self._fence(session)
             await session.merge(AppState(key=self._cursor_key, value=str(end)))
         return len(events)
 
@@ -259,6 +284,7 @@ class Indexer:
         async with self._sessions() as session, session.begin():
             await self._sink.revert_above(session, ancestor)
             await session.execute(delete(IndexedBlock).where(col(IndexedBlock.number) > ancestor))
+            await self._fence(session)
             await session.merge(AppState(key=self._cursor_key, value=str(ancestor)))
 
     async def _matches(self, block: IndexedBlock) -> bool:

@@ -22,8 +22,10 @@ from app.auth.service import signed_in_address
 from app.auth.sessions import SESSION_COOKIE
 from app.autoscale.service import AutoscaleService
 from app.avatars.service import get_avatar
+from app.chain.client import Chain, chain_watch
 from app.chat import frames, history
 from app.chat.gate import ChatGate
+from app.chat.journal import ReplyJournal
 from app.chat.schemas import ChatMessageOut, ErrorFrame, ReplyAttestationOut, ServerFrame
 from app.chat.sockets import SocketQuota, TooManySockets
 from app.chat.turn import ChatService
@@ -73,6 +75,8 @@ class ChatController(Controller):
         proxy_client: NamedDependency[ProxyClient],
         chat_gate: NamedDependency[ChatGate],
         autoscale: NamedDependency[AutoscaleService],
+        reply_journal: NamedDependency[ReplyJournal],
+        chain: NamedDependency[Chain],
         memory: NamedDependency[MemoryService],
         avatar_id: FromPath[str],
     ) -> None:
@@ -80,7 +84,8 @@ class ChatController(Controller):
         # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
         try:
             with chat_sockets.holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
-                chat = ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter, memory=memory)
+                chat = ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter, memory=memory,
+                                   journal=reply_journal, chain_watch=chain_watch(chain))
                 await self._open(socket, settings, chat, avatar_id)
         except TooManySockets as refused:  # raised on entry only: nothing was served
             await socket.accept()

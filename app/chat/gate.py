@@ -94,7 +94,7 @@ async def open_gate(settings: Settings, nodes: int) -> AsyncIterator[ChatGate]:
         limiter = MemoryRateLimiter(settings.chat_messages_per_minute)
     else:
         prefix = f"{settings.redis_namespace}:chat"
-        queue = RedisAdmission(redis, capacity, policy, prefix=prefix)
+        queue = RedisAdmission(redis, capacity, policy, prefix=prefix, lease_s=settings.chat_slot_lease_s)
         limiter = RedisRateLimiter(redis, settings.chat_messages_per_minute, prefix=prefix)
     try:
         yield ChatGate(queue, limiter, large_holder_keys=settings.chat_large_holder_keys,

@@ -26,12 +26,14 @@ from sqlmodel import col
 from app.autoscale.meter import DemandMeter, MeteredStream
 from app.avatars import service as avatars
 from app.avatars.models import Avatar
+from app.chain.watch import ChainWatch
 from app.chat import store
 from app.chat.access import keys_held
 from app.chat.admission import Slot
 from app.chat.context import context_messages, estimate_tokens, recent_history
 from app.chat.frames import ChatRefused, ClientGone, Send, done_frame
 from app.chat.gate import ChatGate
+from app.chat.journal import ReplyJournal
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation
 from app.chat.schemas import ErrorFrame, IncomingMessage, QueuedFrame, TokenFrame
 from app.config import Settings
@@ -102,9 +104,12 @@ class ChatService:
     """Answers fans' messages; one per connection, shared state lives in the database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings,
-                 gate: ChatGate | None = None, *, meter: DemandMeter, memory: MemoryService | None = None) -> None:
+                 gate: ChatGate | None = None, *, meter: DemandMeter, memory: MemoryService | None = None,
+                 journal: ReplyJournal | None = None, chain_watch: ChainWatch | None = None) -> None:
         self._sessions = sessions
         self._memory = memory
+        self._journal = journal  # turn ends are written ahead there (app/chat/journal.py)
+        self._chain_watch = chain_watch  # a stalled chain can neither pay a node nor answer: turns refused
         self._proxy = proxy
         self._settings = settings
         self._gate = gate  # without one, every reply starts at once
@@ -140,6 +145,8 @@ class ChatService:
 
     async def _begin(self, avatar_id: str, fan: str, incoming: IncomingMessage, send: Send) -> _Turn | None:
         """Who may chat, idempotency, and the message stored before inference; None when a resend was answered."""
+        if self._chain_watch is not None and self._chain_watch.stalled:  # refuse at once rather than hang
+            raise ChatRefused("unavailable", "the chain is not answering now", retry_after_s=UNAVAILABLE_RETRY_S)
         async with self._sessions() as session:  # reads: they never wait for a writer
             avatar = await _avatar(session, avatar_id)
             keys = await keys_held(session, avatar, fan)
@@ -204,18 +211,19 @@ class ChatService:
                 if slot is not None:  # what this fan was served, for fairness inside the band
                     slot.tokens_used = tokens
         except (asyncio.CancelledError, ClientGone):
-            await asyncio.shield(store.end_failed(self._sessions, turn.rows, "disconnected", "".join(text)))
+            await asyncio.shield(store.end_failed(self._sessions, self._journal, turn.rows, "disconnected",
+                                                  "".join(text)))
             raise
         except ChatRefused as refused:  # no stream slot: the message was never answered, so it is not kept
             metered.refused(refused.code)
-            await store.withdraw(self._sessions, turn.rows)
+            await store.withdraw(self._sessions, self._journal, turn.rows)
             await send(ErrorFrame(code=refused.code, detail=refused.detail, retry_after_s=refused.retry_after_s,
                                   client_msg_id=turn.client_msg_id))
         except Exception as error:  # noqa: BLE001 - every failure ends by the table (unknown ones logged in full)
             await self._end_failed(turn, send, error, "".join(text))
         else:
             try:
-                reply, attestation = await store.complete(self._sessions, turn.rows, result)
+                reply, attestation = await store.complete(self._sessions, self._journal, turn.rows, result)
             except Exception as error:  # the fan saw the text; say it was not kept, log what was paid
                 log.exception("chat_store_error", stage="complete", reply_id=turn.rows.reply_id,
                               payment_tx=result.payment.transaction if result.payment else None, error=repr(error))
@@ -240,7 +248,8 @@ class ChatService:
         elif outcome.warning is not None:
             log.warning(outcome.warning, avatar_id=turn.avatar.id, error=str(error))
         payment = error.payment if isinstance(error, ReplyRejected) else None  # the text is discarded, the cost kept
-        await store.end_failed(self._sessions, turn.rows, outcome.code, partial if outcome.keeps_text else "", payment)
+        await store.end_failed(self._sessions, self._journal, turn.rows, outcome.code,
+                               partial if outcome.keeps_text else "", payment)
         await self._error(turn, send, outcome.code, outcome.detail(error), outcome.retry_after_s)
 
     @asynccontextmanager

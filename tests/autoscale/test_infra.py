@@ -90,7 +90,7 @@ def test_every_manifest_names_its_kind_and_lives_in_the_namespace() -> None:
     found = list(manifests())
     assert {document["kind"] for _, document in found} >= {
         "Namespace", "ConfigMap", "Secret", "Deployment", "Service", "ScaledObject", "ServiceMonitor",
-        "PrometheusRule", "Kustomization"}
+        "PrometheusRule", "Kustomization", "HorizontalPodAutoscaler"}
     for path, document in found:
         assert document.get("apiVersion"), path
         if document["kind"] == "Kustomization":
@@ -168,6 +168,26 @@ def test_settings_given_to_the_pods_are_real_and_valid() -> None:
         settings = load_settings()
         load_proxy_settings()
     assert settings.autoscale_cold_start_s < settings.autoscale_stabilization_s
+
+
+def test_the_backend_runs_several_replicas_scaled_on_cpu() -> None:
+    backend = named("Deployment", "twin-backend")
+    assert backend["spec"]["replicas"] >= 2
+    assert backend["spec"]["strategy"]["type"] == "RollingUpdate"
+    (hpa,) = objects("HorizontalPodAutoscaler")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", "twin-backend")
+    assert 2 <= hpa["spec"]["minReplicas"] <= backend["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert (metric["type"], metric["resource"]["name"], metric["resource"]["target"]["type"]) == (
+        "Resource", "cpu", "Utilization")
+    assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100
+    (container,) = backend["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["cpu"]  # utilization is measured against the request
+    journal = next(env["value"] for env in container["env"] if env["name"] == "TWIN_CHAT_JOURNAL_DIR")
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"] for volume in backend["spec"]["template"]["spec"]["volumes"]}
+    assert mounts[journal] in volumes
 
 
 def test_the_scaled_object_has_what_keda_requires() -> None:

@@ -13,12 +13,14 @@ import pytest
 from litestar.testing import AsyncTestClient
 from structlog.testing import capture_logs
 
+from app.chain import embedded as embedded_module
 from app.chain.anvil import AnvilNode, NodeError, process_alive
 from app.chain.client import chain_from_embedded
 from app.chain.embedded import EmbeddedChain, node_options
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import close_quietly
+from tests.helpers import forget_cached_loggers
 
 
 def settings_in(state_dir: Path, **overrides: object) -> Settings:
@@ -95,6 +97,7 @@ def test_lost_state_is_said_and_the_contracts_are_deployed_again(tmp_path: Path)
     EmbeddedChain.start(settings_in(tmp_path)).close()
     (tmp_path / "state.json").unlink()
 
+    forget_cached_loggers(embedded_module.log)
     with capture_logs() as logs:
         again = EmbeddedChain.start(settings_in(tmp_path))
     try:

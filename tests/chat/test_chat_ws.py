@@ -418,29 +418,30 @@ async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_soc
 
 
 def busy_database(failures: int | None) -> Any:
-    """A stand-in for storing a reply's payment that finds the database locked ``failures`` times (None: always)."""
+    """A stand-in for storing a turn's end that finds the database locked ``failures`` times
+    (None: always)."""
     from sqlalchemy.exc import OperationalError
 
-    from app.chat import store
+    from app.chat import journal
 
     calls = {"count": 0}
-    real = store.record_payment
+    real = journal.store_turn_end
 
-    def record(*args: Any) -> None:
+    async def store(*args: Any) -> Any:
         calls["count"] += 1
         if failures is None or calls["count"] <= failures:
             raise OperationalError("UPDATE chat_message …", {}, Exception("database is locked"))
-        real(*args)
+        return await real(*args)
 
-    return record
+    return store
 
 
 async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_reply_kept(
         served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.chat import store
+    from app.chat import journal
 
     http = await served.signed_in(creator)
-    monkeypatch.setattr(store, "record_payment", busy_database(failures=2))
+    monkeypatch.setattr(journal, "store_turn_end", busy_database(failures=2))
     async with served.chat(avatar_id, http) as ws:
         await send_message(ws, "busy", "Hello")
         frames = await reply_frames(ws)
@@ -451,26 +452,36 @@ async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_re
     assert (reply["status"], reply["cost_wei"]) == ("complete", str(served.price_wei))
 
 
-async def test_a_reply_that_cannot_be_stored_ends_with_an_error_frame_and_the_socket_lives(
+async def test_a_paid_reply_the_database_refuses_is_done_from_the_journal_and_stored_once_it_accepts(
         served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.chat import store
+    from app.chat import journal as journal_module
 
     http = await served.signed_in(creator)
+    journal = served.app.state.services.reply_journal
     async with served.chat(avatar_id, http) as ws:
         with monkeypatch.context() as patch:
-            patch.setattr(store, "record_payment", busy_database(failures=None))
+            patch.setattr(journal_module, "store_turn_end", busy_database(failures=None))
             await send_message(ws, "unstored", "Hello")
             frames = await reply_frames(ws)
+            assert [end.status for end in await journal.entries()] == ["complete"]  # kept, not lost
         await send_message(ws, "stored", "Hello again")
         after = await reply_frames(ws)
 
-    assert {frame["type"] for frame in frames[:-1]} == {"token"}  # the text came, then the truth about it
-    assert (frames[-1]["type"], frames[-1]["code"], frames[-1]["client_msg_id"]) == ("error", "internal_error",
-                                                                                   "unstored")
+    assert {frame["type"] for frame in frames[:-1]} == {"token"}
+    assert frames[-1]["type"] == "done"  # the node was paid and the reply is safe in the journal
+    assert frames[-1]["cost_wei"] == str(served.price_wei)
     assert after[-1]["type"] == "done"
-    messages = (await thread(http, avatar_id))["items"]
-    statuses = {m["client_msg_id"]: m["status"] for m in messages if m["role"] == "user"}
-    assert statuses == {"unstored": "pending", "stored": "answered"}  # settled as abandoned at the next start
+
+    async def replayed() -> bool:
+        messages = (await thread(http, avatar_id))["items"]
+        return {m["client_msg_id"]: m["status"] for m in messages if m["role"] == "user"} == {
+            "unstored": "answered", "stored": "answered"}
+
+    await eventually(replayed)
+    assert await journal.entries() == []
+    replies = [m for m in (await thread(http, avatar_id))["items"] if m["role"] == "assistant"]
+    assert [(m["status"], m["cost_wei"], m["attested"]) for m in replies] == [
+        ("complete", str(served.price_wei), True)] * 2
 
 
 async def test_a_stalled_chain_refuses_a_turn_promptly_and_chat_resumes_after(

@@ -1,0 +1,1 @@
+"""What several backend workers agree on: which of them leads the singleton work."""
