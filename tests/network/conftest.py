@@ -1,3 +1,4 @@
-"""The network's rollups are fed by real chats: the chat tests' served app, its creator and fan."""
+"""The network's rollups are fed by real chats: the chat tests' served app, its creator and fan, with memory off
+(its extractions are node requests of their own, which the recount of chat messages does not see)."""
 
-from tests.chat.conftest import creator, fan, served  # noqa: F401  (fixtures used by this folder's tests)
+from tests.chat.conftest import creator, fan, served, settings  # noqa: F401  (fixtures used by this folder's tests)
