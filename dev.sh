@@ -127,6 +127,7 @@ case "$command" in
   test)
     setup_python; setup_node; setup_browser
     "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy" app
     [ -n "${TWIN_TEST_REDIS_URL:-}" ] || start_test_redis
     "$VENV/bin/pytest" "$@"  # not exec'd: the exit trap stops the test Redis afterwards

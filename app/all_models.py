@@ -12,7 +12,16 @@ from app.memory import models as memory_models
 from app.network import models as network_models
 from app.reviews import models as review_models
 
-DOMAIN_MODELS = (shared_models, auth_models, avatar_models, chain_models, market_models, chat_models, network_models,
-                 review_models, memory_models)
+DOMAIN_MODELS = (
+    shared_models,
+    auth_models,
+    avatar_models,
+    chain_models,
+    market_models,
+    chat_models,
+    network_models,
+    review_models,
+    memory_models,
+)
 
 __all__ = ["DOMAIN_MODELS", "metadata"]

@@ -30,9 +30,15 @@ def serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     load_or_exit(lambda: check_backend_settings(settings))
     proxy_settings = load_or_exit(load_proxy_settings)
-    asyncio.run(serve_on_chain(settings, host or settings.host, port or settings.port,
-                               lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings),
-                               genesis_timestamp=genesis_timestamp(settings)))
+    asyncio.run(
+        serve_on_chain(
+            settings,
+            host or settings.host,
+            port or settings.port,
+            lambda chain: create_app(settings, chain=chain, proxy_settings=proxy_settings),
+            genesis_timestamp=genesis_timestamp(settings),
+        )
+    )
 
 
 @cli.group()

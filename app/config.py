@@ -242,8 +242,7 @@ def load_validated(settings_class: type[SettingsT]) -> SettingsT:
     try:
         return settings_class()
     except ValidationError as error:
-        raise ConfigError(describe_settings_error(error, settings_class.model_config.get("env_prefix", ""))) \
-            from None
+        raise ConfigError(describe_settings_error(error, settings_class.model_config.get("env_prefix", ""))) from None
 
 
 def load_settings() -> Settings:
@@ -255,8 +254,9 @@ def check_backend_settings(settings: Settings) -> Settings:
     request's Host only on the embedded chain, a development setup; on a real chain it needs the
     domain configured. (A proxy node signs nobody in and does not need it.)"""
     if settings.chain_rpc_url and not settings.public_domain:
-        raise ConfigError("TWIN_PUBLIC_DOMAIN: required with TWIN_CHAIN_RPC_URL (the domain sign-in messages "
-                          "must name)")
+        raise ConfigError(
+            "TWIN_PUBLIC_DOMAIN: required with TWIN_CHAIN_RPC_URL (the domain sign-in messages must name)"
+        )
     return settings
 
 

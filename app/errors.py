@@ -23,8 +23,14 @@ class AppError(Exception):
     status_code: int = 400
     code: str = "bad_request"
 
-    def __init__(self, detail: str, *, code: str | None = None, status_code: int | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code or self.code
@@ -87,8 +93,10 @@ SESSION_WRITE = (403, 415)
 def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
     """The OpenAPI ``responses`` of a route's errors, each in the shape this module answers with
     (Litestar documents its own ``{status_code, detail, extra}`` otherwise)."""
-    return {code: ResponseSpec(data_container=ErrorOut, description=ERROR_DESCRIPTIONS[code],
-                               generate_examples=False) for code in sorted(set(status_codes))}
+    return {
+        code: ResponseSpec(data_container=ErrorOut, description=ERROR_DESCRIPTIONS[code], generate_examples=False)
+        for code in sorted(set(status_codes))
+    }
 
 
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -114,8 +122,12 @@ def _validation_detail(exc: ValidationException) -> str:
 
 def app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
-    return Response(error_body(exc.code, exc.detail, **exc.extra), status_code=exc.status_code,
-                    headers=headers, media_type=MediaType.JSON)
+    return Response(
+        error_body(exc.code, exc.detail, **exc.extra),
+        status_code=exc.status_code,
+        headers=headers,
+        media_type=MediaType.JSON,
+    )
 
 
 def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -134,15 +146,21 @@ DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout, ConnectionError)
 
 def database_unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("database_unavailable", path=request.url.path, error=str(exc).splitlines()[0])
-    return Response(error_body("database_unavailable", "the database is busy or unreachable; retry shortly"),
-                    status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-                    media_type=MediaType.JSON)
+    return Response(
+        error_body("database_unavailable", "the database is busy or unreachable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        media_type=MediaType.JSON,
+    )
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_error", path=request.url.path, error=repr(exc))
-    return Response(error_body("internal_error", "the server failed; the error was logged"),
-                    status_code=500, media_type=MediaType.JSON)
+    return Response(
+        error_body("internal_error", "the server failed; the error was logged"),
+        status_code=500,
+        media_type=MediaType.JSON,
+    )
 
 
 exception_handlers: ExceptionHandlersMap = {

@@ -129,9 +129,14 @@ class _BodyRead:
         if self._response_started:
             return
         start: HTTPResponseStartEvent = {
-            "type": "http.response.start", "status": 408,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
-                        (b"connection", b"close")]}
+            "type": "http.response.start",
+            "status": 408,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_TIMEOUT_BODY)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
         body: HTTPResponseBodyEvent = {"type": "http.response.body", "body": _TIMEOUT_BODY, "more_body": False}
         await self._send(start)
         await self._send(body)

@@ -80,16 +80,19 @@ def _chain_check(chain: Chain, indexer: Indexer) -> ReadinessCheck:
         if indexer.last_error:
             raise RuntimeError(f"indexer paused: {indexer.last_error}")
         if chain.embedded is not None and chain.embedded.state_lost:
-            return ("the embedded chain's saved state was lost: the contracts were deployed again and the "
-                    "index follows the new chain")
+            return (
+                "the embedded chain's saved state was lost: the contracts were deployed again and the "
+                "index follows the new chain"
+            )
         return None
 
     return check
 
 
 @asynccontextmanager
-async def _proxy_client(chain: Chain, proxy_settings: ProxySettings,
-                        on_outcome: NodeOutcomeRecorder) -> AsyncIterator[ProxyClient]:
+async def _proxy_client(
+    chain: Chain, proxy_settings: ProxySettings, on_outcome: NodeOutcomeRecorder
+) -> AsyncIterator[ProxyClient]:
     """The client every chat reply goes through. On the embedded chain a node runs in this
     process, reached over HTTP semantics through an ASGI transport, exactly like a remote one."""
     wallet = platform_wallet(proxy_settings, chain)
@@ -99,14 +102,16 @@ async def _proxy_client(chain: Chain, proxy_settings: ProxySettings,
         if chain.is_embedded:
             node = await stack.enter_async_context(in_process_node(proxy_settings, chain))
             transports[node.endpoint], own = node.transport, [node.tee_id]
-        client = ProxyClient(chain, wallet, proxy_settings, transports=transports, own_tee_ids=own,
-                             on_outcome=on_outcome)
+        client = ProxyClient(
+            chain, wallet, proxy_settings, transports=transports, own_tee_ids=own, on_outcome=on_outcome
+        )
         stack.push_async_callback(client.aclose)
         yield client
 
 
-def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEngine,
-              given_chain: Chain | None) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, proxy_settings: ProxySettings, engine: AsyncEngine, given_chain: Chain | None
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.auto_migrate:
@@ -122,15 +127,23 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
         reader = TwinKeysReader(chain.twin_keys)
         leadership = leadership_for(settings, sessions)  # indexer, autoscaler
         divisor = await reader.divisor()
-        indexer = Indexer(chain.w3, chain.twin_keys, MarketProjection(divisor),
-                          sessions, confirmations=settings.chain_confirmations,
-                          start_block=chain.deployment_block, poll_interval_s=settings.indexer_poll_s,
-                          batch_blocks=settings.indexer_batch_blocks,
-                          max_blocks_per_s=settings.indexer_max_blocks_per_s, fence=leadership.fence)
+        indexer = Indexer(
+            chain.w3,
+            chain.twin_keys,
+            MarketProjection(divisor),
+            sessions,
+            confirmations=settings.chain_confirmations,
+            start_block=chain.deployment_block,
+            poll_interval_s=settings.indexer_poll_s,
+            batch_blocks=settings.indexer_batch_blocks,
+            max_blocks_per_s=settings.indexer_max_blocks_per_s,
+            fence=leadership.fence,
+        )
         if settings.indexer_poll_s:
             leadership.singleton("indexer", indexer.run_while_leading)
-        tasks = [asyncio.create_task(journal.run(sessions, interval_s=settings.chat_journal_replay_s),
-                                     name="chat-journal")]
+        tasks = [
+            asyncio.create_task(journal.run(sessions, interval_s=settings.chat_journal_replay_s), name="chat-journal")
+        ]
         if settings.chain_probe_interval_s:
             tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))
         demo = _demo_world(settings, chain, sessions)
@@ -141,23 +154,46 @@ def _lifespan(settings: Settings, proxy_settings: ProxySettings, engine: AsyncEn
         try:
             async with _proxy_client(chain, proxy_settings, NodeOutcomeRecorder(sessions)) as proxy_client:
                 nodes = max(1, len(await proxy_client.routable_nodes()))
-                async with open_gate(settings, nodes) as gate, running_autoscaler(
-                        settings, app.plugins.get(ChannelsPlugin), sessions,
-                        _serving_nodes(proxy_client, gate), proxy_settings.models,
-                        leadership=leadership) as autoscale, leadership.campaigning(), running_memory(
-                        sessions, proxy_client, settings) as memory:
+                async with (
+                    open_gate(settings, nodes) as gate,
+                    running_autoscaler(
+                        settings,
+                        app.plugins.get(ChannelsPlugin),
+                        sessions,
+                        _serving_nodes(proxy_client, gate),
+                        proxy_settings.models,
+                        leadership=leadership,
+                    ) as autoscale,
+                    leadership.campaigning(),
+                    running_memory(sessions, proxy_client, settings) as memory,
+                ):
                     app.state.services = Services(
-                        settings=settings, sessions=sessions, chain=chain, reader=reader, indexer=indexer,
-                        proxy_client=proxy_client, chat_gate=gate, autoscale=autoscale,
-                        reply_journal=journal, leadership=leadership,
-                        chat_sockets=SocketQuota(per_session=settings.chat_max_sockets_per_session,
-                                                 per_address=settings.chat_max_sockets_per_address),
-                        readiness_checks={"database": database_check(engine), "chain": _chain_check(chain, indexer),
-                                          "leadership": leadership.readiness},
-                        activity_feed=ActivityFeed(sessions, divisor), memory=memory)
+                        settings=settings,
+                        sessions=sessions,
+                        chain=chain,
+                        reader=reader,
+                        indexer=indexer,
+                        proxy_client=proxy_client,
+                        chat_gate=gate,
+                        autoscale=autoscale,
+                        reply_journal=journal,
+                        leadership=leadership,
+                        chat_sockets=SocketQuota(
+                            per_session=settings.chat_max_sockets_per_session,
+                            per_address=settings.chat_max_sockets_per_address,
+                        ),
+                        readiness_checks={
+                            "database": database_check(engine),
+                            "chain": _chain_check(chain, indexer),
+                            "leadership": leadership.readiness,
+                        },
+                        activity_feed=ActivityFeed(sessions, divisor),
+                        memory=memory,
+                    )
                     if demo is not None:
-                        chat = ChatService(sessions, proxy_client, settings, meter=autoscale.meter, memory=memory,
-                                           journal=journal)
+                        chat = ChatService(
+                            sessions, proxy_client, settings, meter=autoscale.meter, memory=memory, journal=journal
+                        )
                         tasks.append(asyncio.create_task(demo.converse(chat), name="demo"))
                     yield
         finally:
@@ -183,6 +219,7 @@ def _demo_world(settings: Settings, chain: Chain, sessions: async_sessionmaker[A
 def _serving_nodes(proxy_client: ProxyClient, gate: ChatGate) -> Callable[[], Awaitable[int]]:
     """The autoscaler's count of serving nodes: the registry's healthy ones. The chat queue's capacity
     follows it, so nodes that join take streams from the next tick on."""
+
     async def count() -> int:
         nodes = len(await proxy_client.routable_nodes())
         await gate.set_nodes(max(1, nodes))
@@ -195,8 +232,12 @@ def _channels(settings: Settings, redis: Redis | None) -> ChannelsPlugin:
     """Pub/sub to websockets: through Redis when configured (a publish reaches every worker's sockets),
     else in this process. A socket that reads slower than events come keeps only the newest few."""
     backend = RedisChannelsPubSubBackend(redis=redis) if redis is not None else MemoryChannelsBackend()
-    return ChannelsPlugin(backend=backend, channels=[decisions_channel(settings)],
-                          subscriber_max_backlog=OPERATOR_BACKLOG, subscriber_backlog_strategy="dropleft")
+    return ChannelsPlugin(
+        backend=backend,
+        channels=[decisions_channel(settings)],
+        subscriber_max_backlog=OPERATOR_BACKLOG,
+        subscriber_backlog_strategy="dropleft",
+    )
 
 
 def _store(settings: Settings, namespace: str) -> Store:
@@ -209,23 +250,39 @@ def _store(settings: Settings, namespace: str) -> Store:
 def _logging(settings: Settings) -> StructLoggingConfig:
     """Structured lines at ``TWIN_LOG_LEVEL``, ours and the libraries' (httpx, x402) alike."""
     level = settings.log_level.upper()
-    config = StructLoggingConfig(log_exceptions="never",
-                                 wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)))
+    config = StructLoggingConfig(
+        log_exceptions="never", wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level))
+    )
     assert config.standard_lib_logging_config is not None  # built by the config itself
     config.standard_lib_logging_config.root["level"] = level
     return config
 
 
 ROUTES: list[ControllerRouterHandler] = [
-    HealthController, MetricsController, ChainController, AuthController, CatalogController, AvatarController,
-    MarketController, ChatController, MemoryController, AutoscaleController, NodeDirectoryController, WebController,
-    AvatarLinksController, activity_socket,
-    ReviewController, ReviewDomainController, NetworkController, NetworkPageController,
+    HealthController,
+    MetricsController,
+    ChainController,
+    AuthController,
+    CatalogController,
+    AvatarController,
+    MarketController,
+    ChatController,
+    MemoryController,
+    AutoscaleController,
+    NodeDirectoryController,
+    WebController,
+    AvatarLinksController,
+    activity_socket,
+    ReviewController,
+    ReviewDomainController,
+    NetworkController,
+    NetworkPageController,
 ]
 
 
-def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
-               proxy_settings: ProxySettings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, chain: Chain | None = None, proxy_settings: ProxySettings | None = None
+) -> Litestar:
     """The backend. ``chain`` is connected at start unless given (`twin serve` and tests give it)."""
     keep_recursion_limit_sane()
     settings = settings or get_settings()
@@ -239,8 +296,13 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         set_default_exception_handler=False,
     )
     prometheus = PrometheusConfig(app_name="twin", prefix="twin_http", group_path=True, exclude=["/metrics"])
-    sessions = SessionConfig(store="sessions", key=SESSION_COOKIE, secure=settings.session_secure_cookie,
-                             samesite="lax", max_age=7 * 24 * 3600)
+    sessions = SessionConfig(
+        store="sessions",
+        key=SESSION_COOKIE,
+        secure=settings.session_secure_cookie,
+        samesite="lax",
+        max_age=7 * 24 * 3600,
+    )
     embedded_chain = chain.is_embedded if chain is not None else not settings.chain_rpc_url
     channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     channels = _channels(settings, channels_redis)
@@ -249,11 +311,16 @@ def create_app(settings: Settings | None = None, *, chain: Chain | None = None,
         plugins=[
             SQLAlchemyPlugin(config=db_config),
             channels,
-            StructlogPlugin(StructlogConfig(structlog_logging_config=_logging(settings),
-                                            enable_middleware_logging=False)),
+            StructlogPlugin(
+                StructlogConfig(structlog_logging_config=_logging(settings), enable_middleware_logging=False)
+            ),
         ],
-        middleware=[prometheus.middleware, sessions.middleware, CSRFGuard(settings),
-                    rate_limit_config(settings).middleware],
+        middleware=[
+            prometheus.middleware,
+            sessions.middleware,
+            CSRFGuard(settings),
+            rate_limit_config(settings).middleware,
+        ],
         stores={"sessions": _store(settings, "sessions")},
         exception_handlers={**exception_handlers, NotFoundException: not_found},
         template_config=template_config(),

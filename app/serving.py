@@ -65,13 +65,25 @@ def uvicorn_config(app: Litestar, settings: Settings, host: str, port: int) -> u
 
     from app.hardening import BodyReadTimeout
 
-    return uvicorn.Config(BodyReadTimeout(app, settings.body_read_timeout_s), host=host, port=port,
-                          log_level=settings.log_level, lifespan="on", ws="websockets-sansio",
-                          ws_max_size=WS_MAX_SIZE_FACTOR * settings.chat_max_frame_bytes)
+    return uvicorn.Config(
+        BodyReadTimeout(app, settings.body_read_timeout_s),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        lifespan="on",
+        ws="websockets-sansio",
+        ws_max_size=WS_MAX_SIZE_FACTOR * settings.chat_max_frame_bytes,
+    )
 
 
-async def serve_on_chain(settings: Settings, host: str, port: int, build: Callable[[Chain], Litestar], *,
-                         genesis_timestamp: int | None = None) -> None:
+async def serve_on_chain(
+    settings: Settings,
+    host: str,
+    port: int,
+    build: Callable[[Chain], Litestar],
+    *,
+    genesis_timestamp: int | None = None,
+) -> None:
     """Connect the chain (one line and exit 1 when it fails), build the app on it, serve until stopped.
     ``genesis_timestamp``: see connect_chain."""
     import uvicorn

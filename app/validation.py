@@ -20,12 +20,22 @@ MAX_KEY_AMOUNT = 1_000_000
 
 # What routes take, for the OpenAPI document only: the parsers below check it and answer a bad value
 # with 400 naming the field, where Litestar's own check would name no field.
-AvatarIdParam = Annotated[str, Parameter(description="a bytes16 avatar id: 0x followed by 32 hex digits",
-                                         schema_extra={"pattern": AVATAR_ID_PATTERN.pattern})]
-AddressParam = Annotated[str, Parameter(description="a wallet address: 0x followed by 40 hex digits",
-                                        schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"})]
-KeyAmountParam = Annotated[int, Parameter(description=f"keys, 1–{MAX_KEY_AMOUNT:,}",
-                                          schema_extra={"minimum": 1, "maximum": MAX_KEY_AMOUNT})]
+AvatarIdParam = Annotated[
+    str,
+    Parameter(
+        description="a bytes16 avatar id: 0x followed by 32 hex digits",
+        schema_extra={"pattern": AVATAR_ID_PATTERN.pattern},
+    ),
+]
+AddressParam = Annotated[
+    str,
+    Parameter(
+        description="a wallet address: 0x followed by 40 hex digits", schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"}
+    ),
+]
+KeyAmountParam = Annotated[
+    int, Parameter(description=f"keys, 1–{MAX_KEY_AMOUNT:,}", schema_extra={"minimum": 1, "maximum": MAX_KEY_AMOUNT})
+]
 
 
 class BadInput(AppError):

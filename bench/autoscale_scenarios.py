@@ -115,8 +115,9 @@ class _Builder:
         service_s = self.rng.lognormvariate(math.log(MEAN_SERVICE_S) - SERVICE_SIGMA**2 / 2, SERVICE_SIGMA)
         self.trace.chats.append(Chat(at, avatar, fan, service_s, round(service_s * TOKENS_PER_S)))
 
-    def poisson(self, start: float, rate: float, boost: Rate, send: Callable[[float], None],
-                end: float = DURATION_S) -> None:
+    def poisson(
+        self, start: float, rate: float, boost: Rate, send: Callable[[float], None], end: float = DURATION_S
+    ) -> None:
         """Messages at ``rate x boost(t)`` per second from ``start`` to ``end`` (thinning; boost <= its peak)."""
         peak = rate * max(boost(at) for at in _grid(start, end))
         if peak <= 0:
@@ -129,30 +130,44 @@ class _Builder:
 
     def holders_chat(self, avatar: str, rate: float, boost: Rate) -> None:
         holders = self.trace.holders[avatar]
-        self.poisson(0.0, rate, boost,
-                     lambda at: self.message(at, avatar, f"{avatar}-holder-{self.rng.randrange(holders)}"))
+        self.poisson(
+            0.0, rate, boost, lambda at: self.message(at, avatar, f"{avatar}-holder-{self.rng.randrange(holders)}")
+        )
 
-    def buy_burst(self, avatar: str, new_holders: int, start: float, over_s: float, *, repeat_share: float = 0.2,
-                  prefix: str = "new") -> list[Buy]:
+    def buy_burst(
+        self,
+        avatar: str,
+        new_holders: int,
+        start: float,
+        over_s: float,
+        *,
+        repeat_share: float = 0.2,
+        prefix: str = "new",
+    ) -> list[Buy]:
         """First buys of ``new_holders`` spread over ``over_s`` from ``start``, and repeat buys by holders."""
-        firsts = [Buy(start + self.rng.random() * over_s, avatar, f"{avatar}-{prefix}-{i}", True)
-                  for i in range(new_holders)]
+        firsts = [
+            Buy(start + self.rng.random() * over_s, avatar, f"{avatar}-{prefix}-{i}", True) for i in range(new_holders)
+        ]
         holders = self.trace.holders[avatar]
-        repeats = [Buy(start + self.rng.random() * over_s, avatar, f"{avatar}-holder-{self.rng.randrange(holders)}",
-                       False) for _ in range(round(new_holders * repeat_share))]
+        repeats = [
+            Buy(start + self.rng.random() * over_s, avatar, f"{avatar}-holder-{self.rng.randrange(holders)}", False)
+            for _ in range(round(new_holders * repeat_share))
+        ]
         self.trace.buys += firsts + repeats
         return firsts
 
-    def new_holders_chat(self, buys: list[Buy], per_holder: float, lead_s: tuple[float, float], interest: Rate,
-                         end: float = DURATION_S) -> None:
+    def new_holders_chat(
+        self, buys: list[Buy], per_holder: float, lead_s: tuple[float, float], interest: Rate, end: float = DURATION_S
+    ) -> None:
         """Each buyer's first message exactly a lead after the buy, then Poisson at ``per_holder x interest``."""
         for buy in buys:
             first = buy.at + self.rng.uniform(*lead_s)
             if first >= end:
                 continue
             self.message(first, buy.avatar, buy.buyer)
-            self.poisson(first, per_holder, interest, lambda at, buy=buy: self.message(at, buy.avatar, buy.buyer),
-                         end=end)
+            self.poisson(
+                first, per_holder, interest, lambda at, buy=buy: self.message(at, buy.avatar, buy.buyer), end=end
+            )
 
 
 def _grid(start: float, end: float, step: float = 5.0) -> list[float]:
@@ -163,6 +178,7 @@ def _grid(start: float, end: float, step: float = 5.0) -> list[float]:
 def _surge(start: float, onset_s: float, hold_s: float, half_life_s: float, peak: float) -> Rate:
     """1 before ``start``; rises linearly to ``peak`` over ``onset_s``, holds ``hold_s``, then halves every
     ``half_life_s`` back towards 1."""
+
     def boost(at: float) -> float:
         if at < start:
             return 1.0
@@ -170,6 +186,7 @@ def _surge(start: float, onset_s: float, hold_s: float, half_life_s: float, peak
             return 1.0 + (peak - 1.0) * (at - start) / onset_s
         past = at - start - onset_s - hold_s
         return peak if past < 0 else 1.0 + (peak - 1.0) * 0.5 ** (past / half_life_s)
+
     return boost
 
 
@@ -188,16 +205,23 @@ FLASH_LEAD_S = (0.0, 10.0)
 FLASH_HALF_LIFE_S = 5.0  # a flash crowd is gone within seconds of its end
 
 
-def _viral(build: _Builder, lead_s: tuple[float, float], *, start: float = WARM_UP_S, scale: float = 1.0,
-           model: str | None = None) -> None:
+def _viral(
+    build: _Builder,
+    lead_s: tuple[float, float],
+    *,
+    start: float = WARM_UP_S,
+    scale: float = 1.0,
+    model: str | None = None,
+) -> None:
     """An avatar bought by hundreds to thousands of new holders who then chat, keener at first."""
     rng = build.rng
     holders, rate = rng.randint(80, 400), rng.uniform(0.1, 0.4)
     name = build.avatar(holders, rate, model)
     buys = build.buy_burst(name, round(rng.uniform(300, 1_200) * scale), start, rng.uniform(20, 600))
     keenness = rng.uniform(1.0, 2.0)
-    build.new_holders_chat(buys, keenness * rate / holders, lead_s,
-                           _fade(start + rng.uniform(300, 900), rng.uniform(120, 600)))
+    build.new_holders_chat(
+        buys, keenness * rate / holders, lead_s, _fade(start + rng.uniform(300, 900), rng.uniform(120, 600))
+    )
 
 
 def _holders_surge(build: _Builder, *, start: float = WARM_UP_S, scale: float = 1.0, model: str | None = None) -> None:
@@ -277,15 +301,19 @@ def flash_crowd(seed: int) -> Trace:
     onset, lasts = rng.uniform(1, 20), rng.uniform(20, 120)
     if rng.random() < 0.5:
         peak = rng.uniform(5, 20)
-        build.avatar(rng.randint(300, 1_500), rng.uniform(0.2, 0.5),
-                     boost=_surge(WARM_UP_S, onset, lasts - onset, FLASH_HALF_LIFE_S, peak))
+        build.avatar(
+            rng.randint(300, 1_500),
+            rng.uniform(0.2, 0.5),
+            boost=_surge(WARM_UP_S, onset, lasts - onset, FLASH_HALF_LIFE_S, peak),
+        )
     else:
         holders, rate = rng.randint(80, 400), rng.uniform(0.1, 0.4)
         name = build.avatar(holders, rate)
         buys = build.buy_burst(name, round(rng.uniform(200, 800)), WARM_UP_S, onset)
         build.trace.lead_s = FLASH_LEAD_S
-        build.new_holders_chat(buys, rng.uniform(0.005, 0.015), FLASH_LEAD_S, lambda at: 1.0,
-                               end=WARM_UP_S + onset + lasts)
+        build.new_holders_chat(
+            buys, rng.uniform(0.005, 0.015), FLASH_LEAD_S, lambda at: 1.0, end=WARM_UP_S + onset + lasts
+        )
     return build.trace.finish()
 
 
@@ -303,6 +331,15 @@ def node_failure(seed: int) -> Trace:
 
 
 FAMILIES: dict[str, Callable[[int], Trace]] = {
-    family.__name__: family for family in (
-        buys_long_lead, buys_short_lead, surge_no_buys, cascade, diurnal, false_alarm, flash_crowd, node_failure)
+    family.__name__: family
+    for family in (
+        buys_long_lead,
+        buys_short_lead,
+        surge_no_buys,
+        cascade,
+        diurnal,
+        false_alarm,
+        flash_crowd,
+        node_failure,
+    )
 }

@@ -81,11 +81,19 @@ JOIN_DELAY_S = (0.0, 30.0)
 COLD_START_S = (60.0, 120.0)
 # Kubernetes' default HPA behavior (autoscaling/v2), the reactive baseline's.
 DEFAULT_BEHAVIOR: dict[str, Any] = {
-    "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
-                "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
-                             {"type": "Percent", "value": 100, "periodSeconds": 15}]},
-    "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max",
-                  "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+    "scaleUp": {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+            {"type": "Percent", "value": 100, "periodSeconds": 15},
+        ],
+    },
+    "scaleDown": {
+        "stabilizationWindowSeconds": 300,
+        "selectPolicy": "Max",
+        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+    },
 }
 
 
@@ -170,7 +178,7 @@ class Cluster:
     async def fail(self, fraction: float) -> None:
         """``fraction`` of the serving nodes die; the deployment asks for as many again (each a cold start)."""
         serving = [node for node in self.alive if node.ready_at <= now()]
-        dead = serving[:round(len(serving) * fraction)]
+        dead = serving[: round(len(serving) * fraction)]
         for node in dead:
             node.gone_at = now()
         await self.scale_to(len(self.alive) + len(dead))
@@ -186,8 +194,10 @@ class Cluster:
 
     def node_seconds(self, start: float, end: float) -> float:
         """Node-seconds between ``start`` and ``end``, from asking for each node to letting it go."""
-        return sum(max(0.0, min(end, node.gone_at if node.gone_at is not None else end) - max(start, node.asked_at))
-                   for node in self.nodes)
+        return sum(
+            max(0.0, min(end, node.gone_at if node.gone_at is not None else end) - max(start, node.asked_at))
+            for node in self.nodes
+        )
 
     async def _joins(self, node: Node) -> None:
         await asyncio.sleep(node.ready_at - now())
@@ -209,8 +219,15 @@ class HpaMetric:
 class Hpa:
     """Kubernetes' HPA replica calculation for AverageValue external metrics, with ``behavior``."""
 
-    def __init__(self, metrics: list[HpaMetric], behavior: dict[str, Any], *, min_replicas: int,
-                 max_replicas: int, settled_at: int) -> None:
+    def __init__(
+        self,
+        metrics: list[HpaMetric],
+        behavior: dict[str, Any],
+        *,
+        min_replicas: int,
+        max_replicas: int,
+        settled_at: int,
+    ) -> None:
         self._metrics = metrics
         self._up, self._down = behavior["scaleUp"], behavior["scaleDown"]
         self._min, self._max = min_replicas, max_replicas
@@ -346,8 +363,14 @@ async def _every(period_s: float, step: Callable[[], Coroutine[Any, Any, None]])
 
 
 def scaling_policy(max_nodes: int) -> ScalingPolicy:
-    return ScalingPolicy(streams_per_node=STREAMS_PER_NODE, headroom=HEADROOM, min_nodes=1, max_nodes=max_nodes,
-                         cold_start_s=JOIN_DELAY_S[1] + COLD_START_S[1], stabilization_s=300.0)
+    return ScalingPolicy(
+        streams_per_node=STREAMS_PER_NODE,
+        headroom=HEADROOM,
+        min_nodes=1,
+        max_nodes=max_nodes,
+        cold_start_s=JOIN_DELAY_S[1] + COLD_START_S[1],
+        stabilization_s=300.0,
+    )
 
 
 async def run(trace: Trace, strategy: str) -> Outcome:
@@ -377,24 +400,43 @@ async def run(trace: Trace, strategy: str) -> Outcome:
             meter.set_holders(avatar, holders[avatar])
         decision = forecaster.decide(meter.snapshot(), cluster.serving())
         if decision.at >= WARM_UP_S:
-            outcome.forecasts.append((decision.at, sum(m.forecast_arrivals_per_s for m in decision.models),
-                                      sum(m.demand.figures.arrivals_per_s for m in decision.models)))
+            outcome.forecasts.append(
+                (
+                    decision.at,
+                    sum(m.forecast_arrivals_per_s for m in decision.models),
+                    sum(m.demand.figures.arrivals_per_s for m in decision.models),
+                )
+            )
 
     if strategy == "ours":
         triggers = _triggers(spec)
-        hpa = Hpa([HpaMetric(desired_nodes, float(triggers["autoscale-signal"]["targetValue"])),
-                   HpaMetric(queue_depth, float(triggers["queue-depth"]["threshold"]))],
-                  spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"],
-                  min_replicas=spec["minReplicaCount"], max_replicas=spec["maxReplicaCount"], settled_at=initial)
+        hpa = Hpa(
+            [
+                HpaMetric(desired_nodes, float(triggers["autoscale-signal"]["targetValue"])),
+                HpaMetric(queue_depth, float(triggers["queue-depth"]["threshold"])),
+            ],
+            spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"],
+            min_replicas=spec["minReplicaCount"],
+            max_replicas=spec["maxReplicaCount"],
+            settled_at=initial,
+        )
     else:
-        hpa = Hpa([HpaMetric(queue_and_streams, STREAMS_PER_NODE / (1 + HEADROOM))], DEFAULT_BEHAVIOR,
-                  min_replicas=1, max_replicas=spec["maxReplicaCount"], settled_at=initial)
+        hpa = Hpa(
+            [HpaMetric(queue_and_streams, STREAMS_PER_NODE / (1 + HEADROOM))],
+            DEFAULT_BEHAVIOR,
+            min_replicas=1,
+            max_replicas=spec["maxReplicaCount"],
+            settled_at=initial,
+        )
 
     async def sync() -> None:
         await cluster.scale_to(await hpa.replicas(len(cluster.alive)))
 
-    loops = [asyncio.create_task(_every(HPA_SYNC_S, sync)), asyncio.create_task(_buys(trace, meter, holders)),
-             asyncio.create_task(_failures(trace, cluster))]
+    loops = [
+        asyncio.create_task(_every(HPA_SYNC_S, sync)),
+        asyncio.create_task(_buys(trace, meter, holders)),
+        asyncio.create_task(_failures(trace, cluster)),
+    ]
     if strategy == "ours":
         loops.append(asyncio.create_task(_every(FORECAST_TICK_S, forecast)))
     await _chats(trace, admission, meter, outcome)
@@ -461,9 +503,16 @@ def compare(family: str, seed: int) -> Comparison:
     trace = FAMILIES[family](seed)
     ours, reactive = simulate(trace, "ours"), simulate(trace, "reactive")
     errors, forecast_sum, realised_sum = forecast_errors(ours.forecasts, JOIN_DELAY_S[1] + COLD_START_S[1])
-    return Comparison(family, seed, ours.messages, (ours.misses, reactive.misses),
-                      (ours.p99_wait_s, reactive.p99_wait_s), (ours.node_seconds, reactive.node_seconds),
-                      tuple(errors), (forecast_sum, realised_sum))
+    return Comparison(
+        family,
+        seed,
+        ours.messages,
+        (ours.misses, reactive.misses),
+        (ours.p99_wait_s, reactive.p99_wait_s),
+        (ours.node_seconds, reactive.node_seconds),
+        tuple(errors),
+        (forecast_sum, realised_sum),
+    )
 
 
 def _compare(job: tuple[str, int]) -> Comparison:
@@ -487,9 +536,11 @@ def _accuracy(results: list[Comparison]) -> str:
 
 def report(results: list[Comparison]) -> list[str]:
     """Per family and over all: the distribution of the miss and node-seconds ratios, the goals' verdict."""
-    lines = [f"{'family':<16} {'n':>3} {'miss ratio: median':>18} {'p90':>5} {'worst':>6} {'r=0':>4} "
-             f"{f'r<{SMALL_MISSES}':>5} {'extra misses there: median':>27} {'worst':>6} "
-             f"{'node-s ratio: median':>20} {'worst':>6} {'MAPE':>6} {'bias':>6}"]
+    lines = [
+        f"{'family':<16} {'n':>3} {'miss ratio: median':>18} {'p90':>5} {'worst':>6} {'r=0':>4} "
+        f"{f'r<{SMALL_MISSES}':>5} {'extra misses there: median':>27} {'worst':>6} "
+        f"{'node-s ratio: median':>20} {'worst':>6} {'MAPE':>6} {'bias':>6}"
+    ]
     by_family: dict[str, list[Comparison]] = {}
     for result in results:
         by_family.setdefault(result.family, []).append(result)
@@ -500,33 +551,46 @@ def report(results: list[Comparison]) -> list[str]:
         # Where reactive misses few, a ratio magnifies a handful of messages: the absolute difference says how many.
         extra = sorted(result.misses[0] - result.misses[1] for result in group if result.misses[1] < SMALL_MISSES)
         extra_figures = f"{statistics.median(extra):>+27.0f} {extra[-1]:>+6d}" if extra else f"{'-':>27} {'-':>6}"
-        lines.append(f"{family:<16} {len(group):>3} {miss[0]:>18.2f} {miss[1]:>5.2f} {miss[2]:>6.2f} {calm:>4} "
-                     f"{len(extra):>5} {extra_figures} {cost[0]:>20.2f} {cost[2]:>6.2f} {_accuracy(group)}")
+        lines.append(
+            f"{family:<16} {len(group):>3} {miss[0]:>18.2f} {miss[1]:>5.2f} {miss[2]:>6.2f} {calm:>4} "
+            f"{len(extra):>5} {extra_figures} {cost[0]:>20.2f} {cost[2]:>6.2f} {_accuracy(group)}"
+        )
     miss = _quantiles([result.miss_ratio for result in results])
     cost = _quantiles([result.node_seconds_ratio for result in results])
-    goals = [("median miss ratio <= 0.5", miss[0] <= 0.5), ("p90 miss ratio <= 0.8", miss[1] <= 0.8),
-             ("worst miss ratio <= 1.05", miss[2] <= 1.05), ("median node-s ratio <= 1.1", cost[0] <= 1.1),
-             ("worst node-s ratio <= 1.25", cost[2] <= 1.25)]
+    goals = [
+        ("median miss ratio <= 0.5", miss[0] <= 0.5),
+        ("p90 miss ratio <= 0.8", miss[1] <= 0.8),
+        ("worst miss ratio <= 1.05", miss[2] <= 1.05),
+        ("median node-s ratio <= 1.1", cost[0] <= 1.1),
+        ("worst node-s ratio <= 1.25", cost[2] <= 1.25),
+    ]
     lines.append("goals: " + "; ".join(f"{goal} {'met' if met else 'MISSED'}" for goal, met in goals))
     worst = max(results, key=lambda result: result.miss_ratio)
     lines.append(f"worst miss ratio: {worst.family} seed {worst.seed} ({worst.misses[0]} vs {worst.misses[1]} misses)")
     over = [result for result in results if result.miss_ratio > 1.05]
-    lines.append(f"over 1.05x reactive: {len(over)} of {len(results)} scenarios, "
-                 f"{sum(1 for result in over if result.misses[1] < SMALL_MISSES)} of them where reactive missed fewer "
-                 f"than {SMALL_MISSES}; most extra misses in one scenario: "
-                 f"{max(result.misses[0] - result.misses[1] for result in results):+d}")
+    lines.append(
+        f"over 1.05x reactive: {len(over)} of {len(results)} scenarios, "
+        f"{sum(1 for result in over if result.misses[1] < SMALL_MISSES)} of them where reactive missed fewer "
+        f"than {SMALL_MISSES}; most extra misses in one scenario: "
+        f"{max(result.misses[0] - result.misses[1] for result in results):+d}"
+    )
     return lines
 
 
 def fixed_seed_table(results: list[Comparison]) -> list[str]:
-    lines = ["| family (seed) | messages | SLO misses, ours / reactive | p99 wait, ours / reactive | "
-             "node-seconds, ours / reactive |", "|---|---|---|---|---|"]
+    lines = [
+        "| family (seed) | messages | SLO misses, ours / reactive | p99 wait, ours / reactive | "
+        "node-seconds, ours / reactive |",
+        "|---|---|---|---|---|",
+    ]
     for result in results:
         ours, theirs = result.misses
-        lines.append(f"| {result.family} ({result.seed}) | {result.messages} | {ours / result.messages:.2%} / "
-                     f"{theirs / result.messages:.2%} ({result.miss_ratio:.2f}x) | {result.p99_wait_s[0]:.1f} / "
-                     f"{result.p99_wait_s[1]:.1f} s | {result.node_seconds[0]:.0f} / {result.node_seconds[1]:.0f} "
-                     f"({result.node_seconds_ratio:.2f}x) |")
+        lines.append(
+            f"| {result.family} ({result.seed}) | {result.messages} | {ours / result.messages:.2%} / "
+            f"{theirs / result.messages:.2%} ({result.miss_ratio:.2f}x) | {result.p99_wait_s[0]:.1f} / "
+            f"{result.p99_wait_s[1]:.1f} s | {result.node_seconds[0]:.0f} / {result.node_seconds[1]:.0f} "
+            f"({result.node_seconds_ratio:.2f}x) |"
+        )
     return lines
 
 
@@ -538,10 +602,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes simulating at once")
     args = parser.parse_args()
     families = args.families.split(",")
-    print(f"SLO: queue wait <= {SLO_WAIT_S:g} s; {STREAMS_PER_NODE} streams per node; nodes join in "
-          f"{JOIN_DELAY_S[0]:g}-{JOIN_DELAY_S[1]:g} s + cold start {COLD_START_S[0]:g}-{COLD_START_S[1]:g} s; "
-          f"{args.scenarios} scenarios per family; miss ratio = (ours + 1) / (reactive + 1) misses; r=0: "
-          "scenarios where reactive missed none")
+    print(
+        f"SLO: queue wait <= {SLO_WAIT_S:g} s; {STREAMS_PER_NODE} streams per node; nodes join in "
+        f"{JOIN_DELAY_S[0]:g}-{JOIN_DELAY_S[1]:g} s + cold start {COLD_START_S[0]:g}-{COLD_START_S[1]:g} s; "
+        f"{args.scenarios} scenarios per family; miss ratio = (ours + 1) / (reactive + 1) misses; r=0: "
+        "scenarios where reactive missed none"
+    )
     started = time.perf_counter()
     fixed = [(family, args.seed) for family in families]
     # Random scenarios: seeds other than the fixed one, the same for every run of the report.
@@ -549,12 +615,16 @@ def main() -> None:
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for result in pool.map(_compare, jobs, chunksize=1):  # progress on stderr: a long run shows it is alive
-            print(f"{result.family} {result.seed}: misses {result.misses}, node-s {result.node_seconds[0]:.0f} / "
-                  f"{result.node_seconds[1]:.0f}", file=sys.stderr, flush=True)
+            print(
+                f"{result.family} {result.seed}: misses {result.misses}, node-s {result.node_seconds[0]:.0f} / "
+                f"{result.node_seconds[1]:.0f}",
+                file=sys.stderr,
+                flush=True,
+            )
             results.append(result)
-    print("\n".join(fixed_seed_table(results[:len(fixed)])))
+    print("\n".join(fixed_seed_table(results[: len(fixed)])))
     print()
-    print("\n".join(report(results[len(fixed):])))
+    print("\n".join(report(results[len(fixed) :])))
     print(f"({len(jobs)} scenarios simulated twice in {time.perf_counter() - started:.0f} s)")
 
 

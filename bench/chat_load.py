@@ -74,8 +74,10 @@ from app.config import Settings
 from app.market import curve
 
 AVATAR_MODEL = "twin-offline-demo"
-PERSONA = ("You are Nova Quill, a science-fiction novelist who answers fans in short, warm sentences "
-           "and always ends with a question.")
+PERSONA = (
+    "You are Nova Quill, a science-fiction novelist who answers fans in short, warm sentences "
+    "and always ends with a question."
+)
 QUESTION = "what keeps you writing when a novel stalls halfway, and how do you find the next scene?"
 CREATOR, FUNDER, DIRECT_PAYER = 1, 2, 3  # dev accounts (the node and the platform wallet are the last two)
 FAR_DEADLINE = 2**63
@@ -120,8 +122,17 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
     quiet_framework_warnings()
     app = create_app(settings, chain=chain, proxy_settings=proxy_settings)
     # As app.serving.serve_on_chain configures it, with a backlog for a thousand connects at once.
-    backend = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=settings.log_level,
-                                            lifespan="on", ws="websockets-sansio", backlog=4096))
+    backend = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level=settings.log_level,
+            lifespan="on",
+            ws="websockets-sansio",
+            backlog=4096,
+        )
+    )
     serving = asyncio.create_task(backend.serve())
     while not backend.started:
         if serving.done():
@@ -129,8 +140,11 @@ async def _serve(settings: Settings, proxy_settings: Any, port: int, node_port: 
         await asyncio.sleep(0.05)
     # The node the backend's proxy client reaches through its ASGI transport (started by the app's lifespan).
     (transport,) = app.state.services.proxy_client._transports.values()
-    node = NodeServer(uvicorn.Config(transport._app, host="127.0.0.1", port=node_port, log_level=settings.log_level,
-                                     lifespan="off", backlog=4096))
+    node = NodeServer(
+        uvicorn.Config(
+            transport._app, host="127.0.0.1", port=node_port, log_level=settings.log_level, lifespan="off", backlog=4096
+        )
+    )
     node_serving = asyncio.create_task(node.serve())
     try:
         await serving
@@ -146,8 +160,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, node_port: int, workdir: Path, args: argparse.Namespace, fans: int,
-                 database_url: str) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, node_port: int, workdir: Path, args: argparse.Namespace, fans: int, database_url: str
+) -> subprocess.Popen[bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")} | {
         "TWIN_DATABASE_URL": database_url,
         "TWIN_CHAIN_STATE_DIR": str(chain_dir(workdir)),  # an anvil node of its own, never var/chain
@@ -162,8 +177,13 @@ def start_server(port: int, node_port: int, workdir: Path, args: argparse.Namesp
         "TWIN_CHAT_MAX_SOCKETS_PER_ADDRESS": str(fans + 64),  # every fan connects from 127.0.0.1 here
     }
     with (workdir / "server.log").open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(node_port)], env=env,
-                                cwd=workdir, stdout=log, stderr=subprocess.STDOUT)  # structlog writes to stdout
+        return subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), str(node_port)],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # structlog writes to stdout
 
 
 def chain_dir(workdir: Path) -> Path:
@@ -248,8 +268,10 @@ async def rpc(client: httpx.AsyncClient, calls: Sequence[tuple[str, list[Any]]])
     """JSON-RPC calls through the backend's /rpc, batched; the results in order (any error raises)."""
     results: list[Any] = []
     for start in range(0, len(calls), RPC_BATCH):
-        batch = [{"jsonrpc": "2.0", "id": index, "method": method, "params": params}
-                 for index, (method, params) in enumerate(calls[start:start + RPC_BATCH])]
+        batch = [
+            {"jsonrpc": "2.0", "id": index, "method": method, "params": params}
+            for index, (method, params) in enumerate(calls[start : start + RPC_BATCH])
+        ]
         response = await client.post("/rpc", json=batch, timeout=300)
         response.raise_for_status()
         answers = sorted(response.json(), key=lambda answer: answer["id"])
@@ -260,12 +282,25 @@ async def rpc(client: httpx.AsyncClient, calls: Sequence[tuple[str, list[Any]]])
     return results
 
 
-def signed_transaction(account: LocalAccount, chain_id: int, nonce: int, to: str, value: int, gas: int,
-                       data: str = "0x") -> str:
-    return "0x" + account.sign_transaction({
-        "type": 2, "chainId": chain_id, "nonce": nonce, "to": to, "value": value, "gas": gas, "data": data,
-        "maxFeePerGas": MAX_FEE_PER_GAS, "maxPriorityFeePerGas": PRIORITY_FEE_PER_GAS,
-    }).raw_transaction.hex()
+def signed_transaction(
+    account: LocalAccount, chain_id: int, nonce: int, to: str, value: int, gas: int, data: str = "0x"
+) -> str:
+    return (
+        "0x"
+        + account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": chain_id,
+                "nonce": nonce,
+                "to": to,
+                "value": value,
+                "gas": gas,
+                "data": data,
+                "maxFeePerGas": MAX_FEE_PER_GAS,
+                "maxPriorityFeePerGas": PRIORITY_FEE_PER_GAS,
+            }
+        ).raw_transaction.hex()
+    )
 
 
 async def send_all(client: httpx.AsyncClient, raw_transactions: Sequence[str]) -> None:
@@ -280,8 +315,10 @@ async def send_all(client: httpx.AsyncClient, raw_transactions: Sequence[str]) -
         receipts |= {tx_hash: receipt for tx_hash, receipt in zip(waiting, found, strict=True) if receipt}
         if len(receipts) < len(hashes):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(hashes) - len(receipts)} of {len(hashes)} setup transactions not mined "
-                                   f"within {MINING_LIMIT_S} s")
+                raise RuntimeError(
+                    f"{len(hashes) - len(receipts)} of {len(hashes)} setup transactions not mined "
+                    f"within {MINING_LIMIT_S} s"
+                )
             await asyncio.sleep(0.2)
     failed = [tx_hash for tx_hash in hashes if receipts[tx_hash]["status"] != "0x1"]
     if failed:
@@ -301,9 +338,17 @@ def siwe_message(account: LocalAccount, nonce: dict[str, Any]) -> str:
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 600))
-    return siwe.SiweMessage(domain=nonce["domain"], address=account.address, uri=f"http://{nonce['domain']}",
-                            version="1", chain_id=nonce["chain_id"], nonce=nonce["nonce"], issued_at=stamp,
-                            expiration_time=expires, statement="Sign in to Twin market").prepare_message()
+    return siwe.SiweMessage(
+        domain=nonce["domain"],
+        address=account.address,
+        uri=f"http://{nonce['domain']}",
+        version="1",
+        chain_id=nonce["chain_id"],
+        nonce=nonce["nonce"],
+        issued_at=stamp,
+        expiration_time=expires,
+        statement="Sign in to Twin market",
+    ).prepare_message()
 
 
 class SignInFailed(RuntimeError):
@@ -353,22 +398,32 @@ class World:
     sign_ins_refused: list[str]  # answers other than 201, each retried
 
 
-async def launch_avatars(client: httpx.AsyncClient, creator: LocalAccount, twin_keys: str, chain_id: int,
-                         count: int) -> list[str]:
+async def launch_avatars(
+    client: httpx.AsyncClient, creator: LocalAccount, twin_keys: str, chain_id: int, count: int
+) -> list[str]:
     cookie = await sign_in(client, creator)
     encoder = Web3().eth.contract(abi=load_artifact("TwinKeys").abi)
     nonce = int((await rpc(client, [("eth_getTransactionCount", [creator.address, "pending"])]))[0], 16)
     avatar_ids, raw = [], []
     for index in range(count):
-        response = await client.post("/api/avatars", headers={"Cookie": cookie}, json={
-            "name": f"Nova Quill {index}", "handle": f"nova_quill_{index}", "persona": PERSONA,
-            "model": AVATAR_MODEL, "bio": "A novelist's twin, under load."})
+        response = await client.post(
+            "/api/avatars",
+            headers={"Cookie": cookie},
+            json={
+                "name": f"Nova Quill {index}",
+                "handle": f"nova_quill_{index}",
+                "persona": PERSONA,
+                "model": AVATAR_MODEL,
+                "bio": "A novelist's twin, under load.",
+            },
+        )
         if response.status_code != 201:
             raise RuntimeError(f"launch failed: {response.status_code} {response.text[:300]}")
         launched = response.json()
         avatar_ids.append(launched["id"])
-        data = encoder.encode_abi("createAvatar", args=[bytes.fromhex(launched["id"][2:]), launched["metadata_uri"],
-                                                        1, 0, FAR_DEADLINE])
+        data = encoder.encode_abi(
+            "createAvatar", args=[bytes.fromhex(launched["id"][2:]), launched["metadata_uri"], 1, 0, FAR_DEADLINE]
+        )
         raw.append(signed_transaction(creator, chain_id, nonce + index, twin_keys, 0, TX_GAS, data))
     await send_all(client, raw)
     client.cookies.clear()
@@ -388,24 +443,47 @@ async def set_up(client: httpx.AsyncClient, count: int, avatars: int) -> World:
         raise RuntimeError(f"no TwinKeys at {twin_keys} on the server's chain")
     avatar_ids = await launch_avatars(client, accounts[CREATOR], twin_keys, chain_id, avatars)
 
-    fans = [Fan(Account.from_key(keccak(text=f"chat_load fan {index}")), avatar_ids[index % avatars])
-            for index in range(count)]
+    fans = [
+        Fan(Account.from_key(keccak(text=f"chat_load fan {index}")), avatar_ids[index % avatars])
+        for index in range(count)
+    ]
     holders_each = math.ceil(count / avatars)
     # Enough for the dearest key any fan can meet (the last of the busiest avatar), fees included.
-    max_cost = curve.buy_total(holders_each + 1, 1, settings.chain_curve_divisor, settings.chain_protocol_fee_percent,
-                               settings.chain_creator_fee_percent)
+    max_cost = curve.buy_total(
+        holders_each + 1,
+        1,
+        settings.chain_curve_divisor,
+        settings.chain_protocol_fee_percent,
+        settings.chain_creator_fee_percent,
+    )
     funder = accounts[FUNDER]
     nonce = int((await rpc(client, [("eth_getTransactionCount", [funder.address, "pending"])]))[0], 16)
-    await send_all(client, [signed_transaction(funder, chain_id, nonce + index, fan.account.address,
-                                               max_cost + GAS_MONEY, 21_000) for index, fan in enumerate(fans)])
+    await send_all(
+        client,
+        [
+            signed_transaction(funder, chain_id, nonce + index, fan.account.address, max_cost + GAS_MONEY, 21_000)
+            for index, fan in enumerate(fans)
+        ],
+    )
     balances = await rpc(client, [("eth_getBalance", [fan.account.address, "latest"]) for fan in fans])
     if any(int(balance, 16) < max_cost + GAS_MONEY for balance in balances):
         raise RuntimeError("some fans were not funded")
     encoder = Web3().eth.contract(abi=load_artifact("TwinKeys").abi)
-    await send_all(client, [signed_transaction(  # any ETH above the price is refunded
-        fan.account, chain_id, 0, twin_keys, max_cost, TX_GAS,
-        encoder.encode_abi("buyKeys", args=[bytes.fromhex(fan.avatar_id[2:]), 1, max_cost, FAR_DEADLINE]))
-        for fan in fans])
+    await send_all(
+        client,
+        [
+            signed_transaction(  # any ETH above the price is refunded
+                fan.account,
+                chain_id,
+                0,
+                twin_keys,
+                max_cost,
+                TX_GAS,
+                encoder.encode_abi("buyKeys", args=[bytes.fromhex(fan.avatar_id[2:]), 1, max_cost, FAR_DEADLINE]),
+            )
+            for fan in fans
+        ],
+    )
     setup_s["fund and buy"] = time.perf_counter() - started
 
     started = progressed = time.perf_counter()
@@ -416,8 +494,10 @@ async def set_up(client: httpx.AsyncClient, count: int, avatars: int) -> World:
         if holders > listed:
             listed, progressed = holders, time.perf_counter()
         elif time.perf_counter() - progressed > 60:
-            raise RuntimeError(f"the index lists {holders} holders, not {count + avatars}, and has not moved for "
-                               "60 s: some key purchases failed")
+            raise RuntimeError(
+                f"the index lists {holders} holders, not {count + avatars}, and has not moved for "
+                "60 s: some key purchases failed"
+            )
         await asyncio.sleep(0.5)
     setup_s["indexing (after the last buy)"] = time.perf_counter() - started
 
@@ -562,16 +642,28 @@ async def chat_once(ws: Any, client_msg_id: str, content: str) -> Sample:
     return sample
 
 
-async def chat_phase(ws_base: str, fans: Sequence[tuple[int, Fan]], rounds: int, step0: int,
-                     exchanges: Exchanges, watch: ProcessWatch, spread_s: float = 0.0) -> Phase:
+async def chat_phase(
+    ws_base: str,
+    fans: Sequence[tuple[int, Fan]],
+    rounds: int,
+    step0: int,
+    exchanges: Exchanges,
+    watch: ProcessWatch,
+    spread_s: float = 0.0,
+) -> Phase:
     """Every fan's socket opens (not timed); then each fan sends its ``rounds`` messages in turn, the first
     ones all at once or, with ``spread_s``, evenly spread over that many seconds."""
     from websockets.asyncio.client import connect
 
     async def open_socket(index: int) -> Any:
         fan = fans[index][1]
-        return await connect(f"{ws_base}/ws/avatars/{fan.avatar_id}/chat", additional_headers={"Cookie": fan.cookie},
-                             open_timeout=60, close_timeout=5, max_queue=None)
+        return await connect(
+            f"{ws_base}/ws/avatars/{fan.avatar_id}/chat",
+            additional_headers={"Cookie": fan.cookie},
+            open_timeout=60,
+            close_timeout=5,
+            max_queue=None,
+        )
 
     opening = time.perf_counter()
     sockets = await concurrently(len(fans), SETUP_CONCURRENCY, open_socket)
@@ -598,8 +690,15 @@ async def chat_phase(ws_base: str, fans: Sequence[tuple[int, Fan]], rounds: int,
         start.set()
         results = await asyncio.gather(*tasks)
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return Phase("chat", figures["seconds"], [sample for samples in results for sample in samples], watch.peak_rss,
-                 watch.cpu_s, figures["client_cpu_s"], open_s)
+    return Phase(
+        "chat",
+        figures["seconds"],
+        [sample for samples in results for sample in samples],
+        watch.peak_rss,
+        watch.cpu_s,
+        figures["client_cpu_s"],
+        open_s,
+    )
 
 
 class NodePayer:
@@ -640,8 +739,9 @@ def history_of(exchanges: list[tuple[int, str, str]], before: int, budget: int) 
     return history
 
 
-async def direct_once(http: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str],
-                      queue: asyncio.Semaphore) -> Sample:
+async def direct_once(
+    http: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str], queue: asyncio.Semaphore
+) -> Sample:
     sample = Sample()
     arrived = time.perf_counter()
     async with queue:
@@ -677,9 +777,18 @@ async def direct_once(http: httpx.AsyncClient, body: dict[str, Any], headers: di
     return sample
 
 
-async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: int, step0: int,
-                       exchanges: Exchanges, capacity: int, payer: NodePayer, history_budget: int,
-                       watch: ProcessWatch, spread_s: float = 0.0) -> Phase:
+async def direct_phase(
+    node_url: str,
+    fans: Sequence[tuple[int, Fan]],
+    rounds: int,
+    step0: int,
+    exchanges: Exchanges,
+    capacity: int,
+    payer: NodePayer,
+    history_budget: int,
+    watch: ProcessWatch,
+    spread_s: float = 0.0,
+) -> Phase:
     """The chat phase's requests straight to the node, behind an ideal FIFO queue of ``capacity`` streams."""
     from app.chat.context import context_messages
     from app.proxy.client.client import chat_request_body
@@ -711,8 +820,14 @@ async def direct_phase(node_url: str, fans: Sequence[tuple[int, Fan]], rounds: i
         async with measured(watch) as figures:
             start.set()
             results = await asyncio.gather(*tasks)
-    return Phase("direct", figures["seconds"], [sample for samples in results for sample in samples],
-                 watch.peak_rss, watch.cpu_s, figures["client_cpu_s"])
+    return Phase(
+        "direct",
+        figures["seconds"],
+        [sample for samples in results for sample in samples],
+        watch.peak_rss,
+        watch.cpu_s,
+        figures["client_cpu_s"],
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -733,11 +848,21 @@ def phase_row(level: Level, phase: Phase) -> list[str]:
     ttfts = [sample.ttft for sample in ok if sample.ttft is not None]
     waits = [sample.wait for sample in ok]
     totals = [sample.total for sample in ok if sample.total is not None]
-    return [level.name, phase.path, f"{len(ok):,}", f"{sum(phase.errors.values()):,}",
-            ms(percentile(ttfts, 50)), ms(percentile(ttfts, 99)), ms(percentile(waits, 50)),
-            ms(percentile(waits, 99)), ms(percentile(totals, 50)), f"{len(ok) / phase.seconds:,.1f}",
-            f"{phase.peak_rss / 2**20:,.0f}", f"{100 * phase.server_cpu_s / phase.seconds:.0f}",
-            f"{100 * phase.client_cpu_s / phase.seconds:.0f}"]
+    return [
+        level.name,
+        phase.path,
+        f"{len(ok):,}",
+        f"{sum(phase.errors.values()):,}",
+        ms(percentile(ttfts, 50)),
+        ms(percentile(ttfts, 99)),
+        ms(percentile(waits, 50)),
+        ms(percentile(waits, 99)),
+        ms(percentile(totals, 50)),
+        f"{len(ok) / phase.seconds:,.1f}",
+        f"{phase.peak_rss / 2**20:,.0f}",
+        f"{100 * phase.server_cpu_s / phase.seconds:.0f}",
+        f"{100 * phase.client_cpu_s / phase.seconds:.0f}",
+    ]
 
 
 def ttft_p50(phase: Phase) -> float:
@@ -750,32 +875,75 @@ def ratio(numerator: float, denominator: float) -> float:
 
 def print_results(levels: Sequence[Level], capacity: int) -> None:
     rows = [phase_row(level, phase) for level in levels for phase in level.phases.values()]
-    print_table("Chat over websockets vs the same requests straight to the node (ms; RSS MiB; CPU % of one core)",
-                ["fans", "path", "replies", "errors", "TTFT p50", "TTFT p99", "wait p50", "wait p99", "total p50",
-                 "replies/s", "server peak RSS", "server CPU", "bench CPU"], rows, text_columns={0, 1})
+    print_table(
+        "Chat over websockets vs the same requests straight to the node (ms; RSS MiB; CPU % of one core)",
+        [
+            "fans",
+            "path",
+            "replies",
+            "errors",
+            "TTFT p50",
+            "TTFT p99",
+            "wait p50",
+            "wait p99",
+            "total p50",
+            "replies/s",
+            "server peak RSS",
+            "server CPU",
+            "bench CPU",
+        ],
+        rows,
+        text_columns={0, 1},
+    )
     comparison = []
     for level in levels:
         chat, direct = level.phases["chat"], level.phases["direct"]
         added = ttft_p50(chat) - ttft_p50(direct)
         queued = [sample for sample in chat.ok if sample.eta_s is not None]
-        eta = (f"{len(queued):,} queued, first ETA/actual wait p50 "
-               f"{percentile([s.eta_s / s.wait for s in queued if s.wait > 0], 50):.2f}" if queued else "none queued")
-        comparison.append([level.name, f"{ratio(ttft_p50(chat), ttft_p50(direct)):.2f}", f"{added * 1000:+,.1f}",
-                           f"{100 * ratio(added, ttft_p50(direct)):+.0f} %",
-                           f"{ratio(len(chat.ok) / chat.seconds, len(direct.ok) / direct.seconds):.2f}",
-                           f"{ratio(chat.peak_rss, direct.peak_rss):.2f}", eta])
-    print_table("Chat layer ÷ direct", ["fans", "TTFT p50 ratio", "added TTFT p50 ms", "added / direct TTFT",
-                                        "replies/s ratio", "peak RSS ratio", "queue"],
-                comparison, text_columns={0, 6})
+        eta = (
+            f"{len(queued):,} queued, first ETA/actual wait p50 "
+            f"{percentile([s.eta_s / s.wait for s in queued if s.wait > 0], 50):.2f}"
+            if queued
+            else "none queued"
+        )
+        comparison.append(
+            [
+                level.name,
+                f"{ratio(ttft_p50(chat), ttft_p50(direct)):.2f}",
+                f"{added * 1000:+,.1f}",
+                f"{100 * ratio(added, ttft_p50(direct)):+.0f} %",
+                f"{ratio(len(chat.ok) / chat.seconds, len(direct.ok) / direct.seconds):.2f}",
+                f"{ratio(chat.peak_rss, direct.peak_rss):.2f}",
+                eta,
+            ]
+        )
+    print_table(
+        "Chat layer ÷ direct",
+        [
+            "fans",
+            "TTFT p50 ratio",
+            "added TTFT p50 ms",
+            "added / direct TTFT",
+            "replies/s ratio",
+            "peak RSS ratio",
+            "queue",
+        ],
+        comparison,
+        text_columns={0, 6},
+    )
     for level in levels:
         for phase in level.phases.values():
             if phase.errors:
-                print(f"  {level.name} {phase.path} errors: "
-                      + ", ".join(f"{code} ×{count}" for code, count in sorted(phase.errors.items())))
+                print(
+                    f"  {level.name} {phase.path} errors: "
+                    + ", ".join(f"{code} ×{count}" for code, count in sorted(phase.errors.items()))
+                )
     for level in levels:
         print(f"  {level.name}: {level.machine_load}")
-    print(f"  wait = queue wait (chat: first queued frame → first token; direct: time in the client's FIFO of "
-          f"{capacity} streams); total = send → done (direct: → final chunk, after settlement)")
+    print(
+        f"  wait = queue wait (chat: first queued frame → first token; direct: time in the client's FIFO of "
+        f"{capacity} streams); total = send → done (direct: → final chunk, after settlement)"
+    )
     print_goals(levels)
 
 
@@ -785,12 +953,16 @@ def print_goals(levels: Sequence[Level]) -> None:
     chat, direct = alone.phases["chat"], alone.phases["direct"]
     added, base = ttft_p50(chat) - ttft_p50(direct), ttft_p50(direct)
     errors = sum(busiest.phases["chat"].errors.values())
-    print(f"\nGoal, {busiest.fans:,} concurrent sockets with zero errors: {errors:,} chat errors "
-          f"({'met' if errors == 0 else 'NOT met'} on this machine)")
-    print(f"Goal, chat-layer overhead ≤ 10 % of TTFT below capacity: one fan alone, {added * 1000:+,.1f} ms on a "
-          f"direct TTFT p50 of {base * 1000:,.1f} ms ({100 * ratio(added, base):+.0f} %). The offline model sends its "
-          "first token at once, so the direct TTFT is the node's own work; the same overhead is ≤ 10 % for a model "
-          f"whose own TTFT is ≥ {max(0.0, 10 * added - base) * 1000:,.0f} ms")
+    print(
+        f"\nGoal, {busiest.fans:,} concurrent sockets with zero errors: {errors:,} chat errors "
+        f"({'met' if errors == 0 else 'NOT met'} on this machine)"
+    )
+    print(
+        f"Goal, chat-layer overhead ≤ 10 % of TTFT below capacity: one fan alone, {added * 1000:+,.1f} ms on a "
+        f"direct TTFT p50 of {base * 1000:,.1f} ms ({100 * ratio(added, base):+.0f} %). The offline model sends its "
+        "first token at once, so the direct TTFT is the node's own work; the same overhead is ≤ 10 % for a model "
+        f"whose own TTFT is ≥ {max(0.0, 10 * added - base) * 1000:,.0f} ms"
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -819,8 +991,9 @@ async def run(args: argparse.Namespace, workdir: Path, limits_note: str) -> bool
             database_url = await stack.enter_async_context(scratch_postgres(server_url))
         else:
             database_url = f"sqlite+aiosqlite:///{workdir / 'server.db'}"
-        process = start_server(ports["backend"], ports["node"], workdir, args, max(args.fans) + args.capacity,
-                               database_url)
+        process = start_server(
+            ports["backend"], ports["node"], workdir, args, max(args.fans) + args.capacity, database_url
+        )
         stack.callback(stop_server, process, chain_dir(workdir))  # before the database is dropped
         database = "PostgreSQL (a scratch database)" if postgres else "SQLite (the embedded default)"
         try:
@@ -831,24 +1004,34 @@ async def run(args: argparse.Namespace, workdir: Path, limits_note: str) -> bool
                 print("\nserver log, warnings and errors:\n" + "\n".join(f"  {line}" for line in problems[:20]))
 
 
-async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], ports: dict[str, int],
-                  workdir: Path, notes: str) -> bool:
+async def measure(
+    args: argparse.Namespace, process: subprocess.Popen[bytes], ports: dict[str, int], workdir: Path, notes: str
+) -> bool:
     backend, node = f"http://127.0.0.1:{ports['backend']}", f"http://127.0.0.1:{ports['node']}"
-    print(f"Chat load: levels {', '.join(f'{n:,}' for n in args.fans)} fans, {args.avatars} avatar(s); offline "
-          f"model at {args.tokens_per_second:g} tokens/s; chat capacity {args.capacity} streams per node (one "
-          f"node); {os.cpu_count()} CPUs, Python {platform.python_version()}; {notes}", flush=True)
+    print(
+        f"Chat load: levels {', '.join(f'{n:,}' for n in args.fans)} fans, {args.avatars} avatar(s); offline "
+        f"model at {args.tokens_per_second:g} tokens/s; chat capacity {args.capacity} streams per node (one "
+        f"node); {os.cpu_count()} CPUs, Python {platform.python_version()}; {notes}",
+        flush=True,
+    )
     async with httpx.AsyncClient(base_url=backend, timeout=60) as client:
         await wait_ready(client, f"{backend}/readyz", process, workdir / "server.log")
         await wait_ready(client, f"{node}/healthz", process, workdir / "server.log")
         busiest = max(args.fans)
         world = await set_up(client, busiest + args.capacity + 1, args.avatars)
     watch = ProcessWatch(process.pid)
-    print("  setup (not measured): " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in world.setup_s.items())
-          + f"; server RSS after setup {watch.rss() / 2**20:,.0f} MiB", flush=True)
+    print(
+        "  setup (not measured): "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in world.setup_s.items())
+        + f"; server RSS after setup {watch.rss() / 2**20:,.0f} MiB",
+        flush=True,
+    )
     if world.sign_ins_refused:
         refusals = {status: world.sign_ins_refused.count(status) for status in set(world.sign_ins_refused)}
-        print("  sign-in answers retried: " + ", ".join(f"{status} ×{count}" for status, count in refusals.items()),
-              flush=True)
+        print(
+            "  sign-in answers retried: " + ", ".join(f"{status} ×{count}" for status, count in refusals.items()),
+            flush=True,
+        )
 
     # Below capacity: one fan alone, then as many fans as there are streams (nobody waits), each sending
     # --rounds messages in turn; then each level's fans all at once, one message each. Pools do not overlap
@@ -856,7 +1039,7 @@ async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], po
     indexed = list(enumerate(world.fans))
     plan = [Level("1 (alone)", 1, args.rounds), Level(f"{args.capacity} (= capacity)", args.capacity, args.rounds)]
     plan += [Level(f"{n:,}", n, 1) for n in args.fans]
-    pools = [indexed[-1:], indexed[busiest:busiest + args.capacity]] + [indexed[:n] for n in args.fans]
+    pools = [indexed[-1:], indexed[busiest : busiest + args.capacity]] + [indexed[:n] for n in args.fans]
     exchanges: Exchanges = {}
     payer = NodePayer()
     budget = Settings.model_construct().chat_history_token_budget
@@ -872,10 +1055,14 @@ async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], po
         before = load()
         level.phases["chat"] = await chat_phase(ws_base, pool, level.rounds, step0, exchanges, watch, level.spread_s)
         chat = level.phases["chat"]
-        print(f"  {level.name}: sockets opened in {chat.open_s:.1f} s (not measured), chat done in "
-              f"{chat.seconds:.1f} s", file=sys.stderr, flush=True)
-        level.phases["direct"] = await direct_phase(node, pool, level.rounds, step0, exchanges, args.capacity, payer,
-                                                    budget, watch, level.spread_s)
+        print(
+            f"  {level.name}: sockets opened in {chat.open_s:.1f} s (not measured), chat done in {chat.seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        level.phases["direct"] = await direct_phase(
+            node, pool, level.rounds, step0, exchanges, args.capacity, payer, budget, watch, level.spread_s
+        )
         print(f"  {level.name}: direct done in {level.phases['direct'].seconds:.1f} s", file=sys.stderr, flush=True)
         level.machine_load = f"{before} before, {load()} after"
     print_results(plan, args.capacity)
@@ -886,8 +1073,12 @@ async def measure(args: argparse.Namespace, process: subprocess.Popen[bytes], po
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fans", type=int, nargs="+", default=[100, 500, 1000], help="fans per level")
-    parser.add_argument("--capacity", type=int, default=16,
-                        help="concurrent streams the chat layer runs on its node (TWIN_CHAT_STREAMS_PER_NODE)")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=16,
+        help="concurrent streams the chat layer runs on its node (TWIN_CHAT_STREAMS_PER_NODE)",
+    )
     parser.add_argument("--tokens-per-second", type=float, default=50.0, help="pace of the offline model")
     parser.add_argument("--rounds", type=int, default=5, help="messages each fan sends below capacity, in turn")
     parser.add_argument("--avatars", type=int, default=1, help="avatars the fans hold keys of (round robin)")

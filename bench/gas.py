@@ -95,8 +95,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="twin-gas-bench-") as state_dir:
         rows, node = measure(Path(state_dir))
     one, five, fifteen = os.getloadavg()
-    print(f"TwinKeys gasUsed measured on {node} (this run; load {one:.2f} {five:.2f} {fifteen:.2f}) beside "
-          "friend.tech's published reference figures for FriendtechSharesV1 (constants, not measured here)\n")
+    print(
+        f"TwinKeys gasUsed measured on {node} (this run; load {one:.2f} {five:.2f} {fifteen:.2f}) beside "
+        "friend.tech's published reference figures for FriendtechSharesV1 (constants, not measured here)\n"
+    )
     header = f"{'TwinKeys operation':<30} {'gas (anvil)':>11} {'friend.tech (published)':>24} {'ratio':>7}"
     print(f"{header}  goal")
     for name, gas in rows.items():

@@ -138,13 +138,15 @@ class Market:
     seconds: float
 
 
-def plan_transactions(accounts: Sequence[LocalAccount], nonces: dict[str, int], simulation: Simulation,
-                      trades: int, rng: random.Random) -> tuple[list[bytes], list[TxPlan]]:
+def plan_transactions(
+    accounts: Sequence[LocalAccount], nonces: dict[str, int], simulation: Simulation, trades: int, rng: random.Random
+) -> tuple[list[bytes], list[TxPlan]]:
     """AVATARS createAvatar calls (each also a trade: the creator's free first key), then buys and sells."""
-    traders = list(accounts[1:1 + TRADERS])
+    traders = list(accounts[1 : 1 + TRADERS])
     # Each avatar's id is bound to its creator (trader i creates avatar i), as TwinKeys requires.
-    avatar_ids = [bytes.fromhex(avatar_id_for(traders[index].address, rng.randrange(2**32))[2:])
-                  for index in range(AVATARS)]
+    avatar_ids = [
+        bytes.fromhex(avatar_id_for(traders[index].address, rng.randrange(2**32))[2:]) for index in range(AVATARS)
+    ]
     plans: list[TxPlan] = []
 
     def plan(trader: int, function: str, args: tuple[Any, ...], value: int = 0) -> None:
@@ -160,15 +162,15 @@ def plan_transactions(accounts: Sequence[LocalAccount], nonces: dict[str, int], 
         avatar, trader, amount = rng.randrange(AVATARS), rng.randrange(TRADERS), rng.randint(1, 3)
         supply, held = simulation.supply[avatar], simulation.balance.get((avatar, trader), 0)
         if held >= amount and amount < supply and rng.random() < SELL_PROBABILITY:
-            proceeds = curve.sell_proceeds(supply, amount, simulation.divisor, simulation.protocol_fee,
-                                           simulation.creator_fee)
+            proceeds = curve.sell_proceeds(
+                supply, amount, simulation.divisor, simulation.protocol_fee, simulation.creator_fee
+            )
             plan(trader, "sellKeys", (avatar_ids[avatar], amount, proceeds, FAR_DEADLINE))
             simulation.supply[avatar] -= amount
             simulation.balance[avatar, trader] = held - amount
             simulation.sells += 1
         else:
-            total = curve.buy_total(supply, amount, simulation.divisor, simulation.protocol_fee,
-                                    simulation.creator_fee)
+            total = curve.buy_total(supply, amount, simulation.divisor, simulation.protocol_fee, simulation.creator_fee)
             plan(trader, "buyKeys", (avatar_ids[avatar], amount, total, FAR_DEADLINE), total)
             simulation.supply[avatar] += amount
             simulation.balance[avatar, trader] = held + amount
@@ -179,8 +181,11 @@ def plan_transactions(accounts: Sequence[LocalAccount], nonces: dict[str, int], 
 @cache
 def _twin_keys_functions() -> dict[str, tuple[bytes, list[str]]]:
     """TwinKeys' functions by name: (selector, argument types)."""
-    return {abi["name"]: (function_abi_to_4byte_selector(abi), [item["type"] for item in abi["inputs"]])
-            for abi in load_artifact("TwinKeys").abi if abi.get("type") == "function"}
+    return {
+        abi["name"]: (function_abi_to_4byte_selector(abi), [item["type"] for item in abi["inputs"]])
+        for abi in load_artifact("TwinKeys").abi
+        if abi.get("type") == "function"
+    }
 
 
 def calldata(function: str, args: Sequence[Any]) -> str:
@@ -199,8 +204,13 @@ class NodeRpc:
         return self.batch([(method, list(params))])[0]
 
     def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        answers = self._http.post("", json=[{"jsonrpc": "2.0", "id": index, "method": method, "params": params}
-                                            for index, (method, params) in enumerate(calls)]).json()
+        answers = self._http.post(
+            "",
+            json=[
+                {"jsonrpc": "2.0", "id": index, "method": method, "params": params}
+                for index, (method, params) in enumerate(calls)
+            ],
+        ).json()
         results: list[Any] = [None] * len(calls)
         for answer in answers:
             if "error" in answer:
@@ -216,12 +226,29 @@ def send_block(node: NodeRpc, to: str, plans: Sequence[TxPlan]) -> None:
     """Mine ``plans``, in order, into one new block, sent from the node's unlocked dev accounts; any
     failure stops the benchmark. With automine off the node orders a block by tip, so the tips fall
     by one wei per transaction: the block executes exactly in the planned order."""
-    sends = [("eth_sendTransaction", [{
-        "from": plan.sender, "to": to, "nonce": hex(plan.nonce), "value": hex(plan.value), "gas": hex(TX_GAS),
-        "maxFeePerGas": hex(MAX_FEE_PER_GAS), "maxPriorityFeePerGas": hex(len(plans) - index),
-        "data": calldata(plan.function, plan.args)}]) for index, plan in enumerate(plans)]
-    hashes = [tx_hash for start in range(0, len(sends), SEND_BATCH)
-              for tx_hash in node.batch(sends[start:start + SEND_BATCH])]
+    sends = [
+        (
+            "eth_sendTransaction",
+            [
+                {
+                    "from": plan.sender,
+                    "to": to,
+                    "nonce": hex(plan.nonce),
+                    "value": hex(plan.value),
+                    "gas": hex(TX_GAS),
+                    "maxFeePerGas": hex(MAX_FEE_PER_GAS),
+                    "maxPriorityFeePerGas": hex(len(plans) - index),
+                    "data": calldata(plan.function, plan.args),
+                }
+            ],
+        )
+        for index, plan in enumerate(plans)
+    ]
+    hashes = [
+        tx_hash
+        for start in range(0, len(sends), SEND_BATCH)
+        for tx_hash in node.batch(sends[start : start + SEND_BATCH])
+    ]
     node.call("evm_mine")
     receipts = node.call("eth_getBlockReceipts", "latest")
     if [receipt["transactionHash"] for receipt in receipts] != hashes:
@@ -233,16 +260,18 @@ def send_block(node: NodeRpc, to: str, plans: Sequence[TxPlan]) -> None:
 
 def chunks(items: Sequence[TxPlan], size: int) -> Iterator[Sequence[TxPlan]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def generate_market(chain: EmbeddedChain, trades: int, per_block: int) -> Market:
     started = time.perf_counter()
     w3 = chain.w3
     tk = w3.eth.contract(address=chain.addresses.twin_keys, abi=load_artifact("TwinKeys").abi)
-    simulation = Simulation(divisor=tk.functions.curveDivisor().call(),
-                            protocol_fee=tk.functions.protocolFeePercent().call(),
-                            creator_fee=tk.functions.creatorFeePercent().call())
+    simulation = Simulation(
+        divisor=tk.functions.curveDivisor().call(),
+        protocol_fee=tk.functions.protocolFeePercent().call(),
+        creator_fee=tk.functions.creatorFeePercent().call(),
+    )
     nonces = {account.address: w3.eth.get_transaction_count(account.address) for account in chain.accounts}
     avatar_ids, plans = plan_transactions(chain.accounts, nonces, simulation, trades, random.Random(SEED))
     blocks = list(chunks(plans, per_block))
@@ -254,9 +283,17 @@ def generate_market(chain: EmbeddedChain, trades: int, per_block: int) -> Market
     finally:
         node.call("evm_setAutomine", True)
         node.close()
-    return Market(avatar_ids=avatar_ids, traders=list(chain.accounts[1:1 + TRADERS]), trades=trades,
-                  buys=simulation.buys, sells=simulation.sells, blocks=len(blocks), start=chain.deployment.block,
-                  head=w3.eth.block_number, seconds=time.perf_counter() - started)
+    return Market(
+        avatar_ids=avatar_ids,
+        traders=list(chain.accounts[1 : 1 + TRADERS]),
+        trades=trades,
+        buys=simulation.buys,
+        sells=simulation.sells,
+        blocks=len(blocks),
+        start=chain.deployment.block,
+        head=w3.eth.block_number,
+        seconds=time.perf_counter() - started,
+    )
 
 
 # ---------------------------------------------------------------- indexing
@@ -303,8 +340,10 @@ def migrate_quietly(database_url: str) -> None:
 
 def ranges(market: Market) -> list[tuple[int, int]]:
     """The indexer's ranges from the deployment block to the head."""
-    return [(first, min(first + INDEXER_BATCH_BLOCKS - 1, market.head))
-            for first in range(market.start, market.head + 1, INDEXER_BATCH_BLOCKS)]
+    return [
+        (first, min(first + INDEXER_BATCH_BLOCKS - 1, market.head))
+        for first in range(market.start, market.head + 1, INDEXER_BATCH_BLOCKS)
+    ]
 
 
 async def rpc_result(chain: Chain, method: str, *params: Any) -> Any:
@@ -320,11 +359,13 @@ async def read_raw(chain: Chain, market: Market) -> tuple[Rate, list[dict[str, A
     how many headers were read."""
     address, logs, headers, started = chain.addresses.twin_keys, [], 0, time.perf_counter()
     for first, last in ranges(market):
-        found = await rpc_result(chain, "eth_getLogs", {"fromBlock": hex(first), "toBlock": hex(last),
-                                                        "address": address})
+        found = await rpc_result(
+            chain, "eth_getLogs", {"fromBlock": hex(first), "toBlock": hex(last), "address": address}
+        )
         untimed = sorted({int(entry["blockNumber"], 16) for entry in found if entry.get("blockTimestamp") is None})
-        await asyncio.gather(*(rpc_result(chain, "eth_getBlockByNumber", hex(number), False)
-                               for number in [*untimed, last]))
+        await asyncio.gather(
+            *(rpc_result(chain, "eth_getBlockByNumber", hex(number), False) for number in [*untimed, last])
+        )
         logs.extend(found)
         headers += len(untimed) + 1
     return Rate(len(logs), time.perf_counter() - started), logs, headers
@@ -343,9 +384,11 @@ async def read_formatted(chain: Chain, market: Market) -> Rate:
 
 def decode_logs(chain: Chain, logs: Sequence[dict[str, Any]]) -> Rate:
     """The indexer's decoding step alone: each log through its event's decoder."""
-    decoders = {"0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(abi, getattr(chain.twin_keys.events,
-                                                                                     abi["name"]))
-                for abi in chain.twin_keys.abi if abi.get("type") == "event"}
+    decoders = {
+        "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(abi, getattr(chain.twin_keys.events, abi["name"]))
+        for abi in chain.twin_keys.abi
+        if abi.get("type") == "event"
+    }
     started = time.perf_counter()
     for entry in logs:
         decoders[entry["topics"][0]].decode(entry)
@@ -394,8 +437,10 @@ async def verify_index(chain: Chain, sessions: async_sessionmaker[AsyncSession],
             balance = await functions.keysBalance(raw_id, trader.address).call()
             holders += balance > 0
             if holdings.get((avatar_id, trader.address), 0) != balance:
-                problems.append(f"{avatar_id} {trader.address}: index holds "
-                                f"{holdings.get((avatar_id, trader.address), 0)} keys, chain {balance}")
+                problems.append(
+                    f"{avatar_id} {trader.address}: index holds "
+                    f"{holdings.get((avatar_id, trader.address), 0)} keys, chain {balance}"
+                )
         onchain["holders"] = holders
         for name, value in onchain.items():
             if getattr(indexed, name) != value:
@@ -420,8 +465,9 @@ async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
         await admin.dispose()
 
 
-async def bench_indexing(chain: Chain, market: Market, workdir: Path, postgres_url: str | None
-                         ) -> tuple[list[IndexRun], Rate, Rate, Rate, str, int]:
+async def bench_indexing(
+    chain: Chain, market: Market, workdir: Path, postgres_url: str | None
+) -> tuple[list[IndexRun], Rate, Rate, Rate, str, int]:
     runs = [await index_into(chain, market, f"sqlite+aiosqlite:///{workdir / 'index.db'}", "SQLite")]
     raw, logs, headers = await read_raw(chain, market)
     raw_load = load()
@@ -479,8 +525,13 @@ def start_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     }
     twin = Path(sys.executable).with_name("twin")
     with (workdir / "server.log").open("wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([str(twin), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                cwd=workdir, stdout=subprocess.DEVNULL, stderr=log)
+        return subprocess.Popen(
+            [str(twin), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 def server_chain_dir(workdir: Path) -> Path:
@@ -548,9 +599,19 @@ async def send_through_rpc(client: httpx.AsyncClient, account: LocalAccount, to:
     gas = int(await rpc(client, "eth_estimateGas", call), 16)
     tip = int(await rpc(client, "eth_maxPriorityFeePerGas"), 16)
     base_fee = int((await rpc(client, "eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-    signed = account.sign_transaction({"type": 2, "chainId": chain_id, "nonce": nonce, "to": to, "data": data,
-                                       "value": value, "gas": gas, "maxPriorityFeePerGas": tip,
-                                       "maxFeePerGas": 2 * base_fee + tip})
+    signed = account.sign_transaction(
+        {
+            "type": 2,
+            "chainId": chain_id,
+            "nonce": nonce,
+            "to": to,
+            "data": data,
+            "value": value,
+            "gas": gas,
+            "maxPriorityFeePerGas": tip,
+            "maxFeePerGas": 2 * base_fee + tip,
+        }
+    )
     tx_hash = await rpc(client, "eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
     receipt = await rpc(client, "eth_getTransactionReceipt", tx_hash)
     if not receipt or receipt["status"] != "0x1":
@@ -561,13 +622,15 @@ async def launch_on_server(client: httpx.AsyncClient, creator: LocalAccount, buy
     """Create an avatar from ``creator`` and buy ``buys`` keys, all through /rpc; return its id."""
     address = await server_twin_keys(client)
     raw_id = bytes.fromhex(avatar_id_for(creator.address, int.from_bytes(os.urandom(4), "big"))[2:])
-    await send_through_rpc(client, creator, address,
-                           calldata("createAvatar", [raw_id, "bench://quote", 1, 0, FAR_DEADLINE]), 0)
+    await send_through_rpc(
+        client, creator, address, calldata("createAvatar", [raw_id, "bench://quote", 1, 0, FAR_DEADLINE]), 0
+    )
     for amount in buys:
         price_call = calldata("getBuyPriceAfterFee", [raw_id, amount])
         total = int(await rpc(client, "eth_call", {"to": address, "data": price_call}, "latest"), 16)
-        await send_through_rpc(client, creator, address, calldata("buyKeys", [raw_id, amount, total, FAR_DEADLINE]),
-                               total)
+        await send_through_rpc(
+            client, creator, address, calldata("buyKeys", [raw_id, amount, total, FAR_DEADLINE]), total
+        )
     return avatar_id_hex(raw_id)
 
 
@@ -580,6 +643,7 @@ async def hammer(base_url: str, path: str, seconds: float) -> tuple[Load, str | 
     errors: list[str] = []
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+
         async def get() -> tuple[int, bytes]:
             async with http.get(path) as response:
                 return response.status, await response.read()
@@ -622,8 +686,13 @@ def curve_quote(supply: int, amount: int, divisor: int, protocol_fee: int, creat
     price = curve.price(supply, amount, divisor)
     protocol, creator = curve.fees(price, protocol_fee, creator_fee)
     total = price + protocol + creator
-    return {"price": price, "protocol_fee": protocol, "creator_fee": creator, "total": total,
-            "max_total_cost": total * (10_000 + SLIPPAGE_BPS) // 10_000}
+    return {
+        "price": price,
+        "protocol_fee": protocol,
+        "creator_fee": creator,
+        "total": total,
+        "max_total_cost": total * (10_000 + SLIPPAGE_BPS) // 10_000,
+    }
 
 
 def measure_rate(step: Callable[[], object], seconds: float = RAW_SECONDS) -> Rate:
@@ -663,8 +732,13 @@ async def bench_quote(chain: Chain, market: Market, workdir: Path, seconds: floa
             first.raise_for_status()
             body = first.json()
             divisor = settings.chain_curve_divisor
-            expected = curve_quote(body["supply"], QUOTE_AMOUNT, divisor, settings.chain_protocol_fee_percent,
-                                   settings.chain_creator_fee_percent)
+            expected = curve_quote(
+                body["supply"],
+                QUOTE_AMOUNT,
+                divisor,
+                settings.chain_protocol_fee_percent,
+                settings.chain_creator_fee_percent,
+            )
             verified = body["supply"] == 1 + 2 + 3 + 4 and quote_matches(body, expected)
             load_before, cpu_before = load(), (process_cpu(process.pid), own_cpu())
             served, first_error = await hammer(base_url, path, seconds)
@@ -673,19 +747,38 @@ async def bench_quote(chain: Chain, market: Market, workdir: Path, seconds: floa
     finally:
         stop_server(process, server_chain_dir(workdir))
     supply = body["supply"]
-    curve_rate = measure_rate(lambda: curve_quote(supply, QUOTE_AMOUNT, divisor, settings.chain_protocol_fee_percent,
-                                                  settings.chain_creator_fee_percent))
+    curve_rate = measure_rate(
+        lambda: curve_quote(
+            supply, QUOTE_AMOUNT, divisor, settings.chain_protocol_fee_percent, settings.chain_creator_fee_percent
+        )
+    )
     raw_id = market.avatar_ids[0]
     price_after_fee = chain.twin_keys.functions.getBuyPriceAfterFee(raw_id, QUOTE_AMOUNT)
     eth_call_rate = await measure_async_rate(price_after_fee.call)
     reader = TwinKeysReader(chain.twin_keys)
-    service_rate = await measure_async_rate(functools.partial(
-        quote, reader, avatar_id=avatar_id_hex(raw_id), side=Side.buy, amount=QUOTE_AMOUNT,
-        slippage_bps=SLIPPAGE_BPS))
-    cpu = (f"CPU over the load: server {100 * server_cpu / served.seconds:.0f} %, this client "
-           f"{100 * client_cpu / served.seconds:.0f} % of one core")
-    return QuoteBench(served, first_error, verified, curve_rate, eth_call_rate, service_rate,
-                      f"{load_before} before, {load_after} after; {cpu}")
+    service_rate = await measure_async_rate(
+        functools.partial(
+            quote,
+            reader,
+            avatar_id=avatar_id_hex(raw_id),
+            side=Side.buy,
+            amount=QUOTE_AMOUNT,
+            slippage_bps=SLIPPAGE_BPS,
+        )
+    )
+    cpu = (
+        f"CPU over the load: server {100 * server_cpu / served.seconds:.0f} %, this client "
+        f"{100 * client_cpu / served.seconds:.0f} % of one core"
+    )
+    return QuoteBench(
+        served,
+        first_error,
+        verified,
+        curve_rate,
+        eth_call_rate,
+        service_rate,
+        f"{load_before} before, {load_after} after; {cpu}",
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -696,8 +789,10 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
     print(f"\n{title}")
     for row in [header, ["-" * width for width in widths], *rows]:
-        cells = [cell.ljust(width) if index in text_columns else cell.rjust(width)
-                 for index, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            cell.ljust(width) if index in text_columns else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
         print("  " + "  ".join(cells).rstrip())
 
 
@@ -705,28 +800,57 @@ def number(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
-def print_indexing(market: Market, runs: Sequence[IndexRun], raw: Rate, decoded: Rate, formatted: Rate,
-                   raw_load: str, headers: int) -> None:
-    rows = [[f"Indexer.sync + MarketProjection → {run.database}", f"{run.rate.count:,}", f"{run.rate.seconds:.2f}",
-             number(run.rate.per_second), "eth_getLogs + range-end headers, same ranges", f"{raw.count:,}",
-             f"{raw.seconds:.2f}", number(raw.per_second), f"{run.rate.per_second / raw.per_second:.3f}"]
-            for run in runs]
+def print_indexing(
+    market: Market, runs: Sequence[IndexRun], raw: Rate, decoded: Rate, formatted: Rate, raw_load: str, headers: int
+) -> None:
+    rows = [
+        [
+            f"Indexer.sync + MarketProjection → {run.database}",
+            f"{run.rate.count:,}",
+            f"{run.rate.seconds:.2f}",
+            number(run.rate.per_second),
+            "eth_getLogs + range-end headers, same ranges",
+            f"{raw.count:,}",
+            f"{raw.seconds:.2f}",
+            number(raw.per_second),
+            f"{run.rate.per_second / raw.per_second:.3f}",
+        ]
+        for run in runs
+    ]
     print_table(
         f"1. Indexing throughput: blocks {market.start} → {market.head} in ranges of {INDEXER_BATCH_BLOCKS:,} blocks, "
         f"{raw.count:,} TwinKeys events ({market.trades:,} trades)",
-        ["measured", "events", "seconds", "events/s", "raw step (same run)", "events", "seconds", "events/s",
-         "measured/raw"], rows, text_columns={0, 4})
+        [
+            "measured",
+            "events",
+            "seconds",
+            "events/s",
+            "raw step (same run)",
+            "events",
+            "seconds",
+            "events/s",
+            "measured/raw",
+        ],
+        rows,
+        text_columns={0, 4},
+    )
     for run in runs:
         rest = run.rate.seconds - raw.seconds - decoded.seconds - run.projection_seconds
-        print(f"  {run.database} {run.rate.seconds:.2f} s ≈ reads {raw.seconds:.2f} + decoding {decoded.seconds:.2f} "
-              f"(both measured apart) + MarketProjection.apply {run.projection_seconds:.2f} "
-              f"({number(run.rate.count / run.projection_seconds)} events/s) + the rest {rest:.2f} "
-              f"(block hashes, cursor, commit); {run.load}")
-    print(f"  raw reads: {len(ranges(market))} eth_getLogs and {headers} headers; {raw_load}. Logs that carry their "
-          "block's timestamp (blockTimestamp) spare the header of their block")
-    print("  (informative) the same logs through web3's formatting helpers + a formatted get_block per block with "
-          f"logs (the indexer's reads before it read plain JSON): {formatted.seconds:.2f} s, "
-          f"{number(formatted.per_second)} events/s")
+        print(
+            f"  {run.database} {run.rate.seconds:.2f} s ≈ reads {raw.seconds:.2f} + decoding {decoded.seconds:.2f} "
+            f"(both measured apart) + MarketProjection.apply {run.projection_seconds:.2f} "
+            f"({number(run.rate.count / run.projection_seconds)} events/s) + the rest {rest:.2f} "
+            f"(block hashes, cursor, commit); {run.load}"
+        )
+    print(
+        f"  raw reads: {len(ranges(market))} eth_getLogs and {headers} headers; {raw_load}. Logs that carry their "
+        "block's timestamp (blockTimestamp) spare the header of their block"
+    )
+    print(
+        "  (informative) the same logs through web3's formatting helpers + a formatted get_block per block with "
+        f"logs (the indexer's reads before it read plain JSON): {formatted.seconds:.2f} s, "
+        f"{number(formatted.per_second)} events/s"
+    )
     goal = min(run.rate.per_second / raw.per_second for run in runs)
     print(f"  goal: indexer ≥ 0.8× the raw reads: {goal:.2f}× ({'met' if goal >= 0.8 else 'NOT met'})")
     for run in runs:
@@ -735,30 +859,49 @@ def print_indexing(market: Market, runs: Sequence[IndexRun], raw: Rate, decoded:
             for problem in run.problems[:8]:
                 print(f"    {problem}")
         else:
-            print(f"  index verified ({run.database}): {market.trades:,} Trade rows; supply, holders and fees of the "
-                  f"{AVATARS} avatars and all {AVATARS * TRADERS} key balances equal the chain")
+            print(
+                f"  index verified ({run.database}): {market.trades:,} Trade rows; supply, holders and fees of the "
+                f"{AVATARS} avatars and all {AVATARS * TRADERS} key balances equal the chain"
+            )
 
 
 def print_quote(result: QuoteBench, seconds: float) -> None:
     served = result.served
-    figure = (f"{number(served.per_second)} req/s, p50 {served.percentile(50) * 1000:.1f} ms, "
-              f"p99 {served.percentile(99) * 1000:.1f} ms, {served.errors} errors")
+    figure = (
+        f"{number(served.per_second)} req/s, p50 {served.percentile(50) * 1000:.1f} ms, "
+        f"p99 {served.percentile(99) * 1000:.1f} ms, {served.errors} errors"
+    )
     measured = f"GET …/quote?side=buy&amount={QUOTE_AMOUNT}, {CONCURRENCY} concurrent, {seconds:g} s"
     raw_steps = [
         ("quote from app.market.curve in-process (price + fees + bounds)", result.curve_rate),
         ("(informative) one eth_call getBuyPriceAfterFee from this process", result.eth_call_rate),
         ("(informative) service.quote from this process, one at a time", result.service_rate),
     ]
-    rows = [[measured if index == 0 else "", figure if index == 0 else "", step, f"{number(rate.per_second)}/s",
-             f"{served.per_second / rate.per_second:.4g}"] for index, (step, rate) in enumerate(raw_steps)]
-    print_table("2. Quote endpoint (twin serve subprocess, SQLite, its own anvil node)",
-                ["measured", "figure", "raw step (same run)", "rate", "req/s ÷ rate"], rows, text_columns={0, 1, 2})
-    print(f"  {served.requests:,} requests in {served.seconds:.2f} s; quote "
-          f"{'verified against app.market.curve' if result.verified else 'DIFFERS from app.market.curve'}; "
-          f"{result.machine_load}")
+    rows = [
+        [
+            measured if index == 0 else "",
+            figure if index == 0 else "",
+            step,
+            f"{number(rate.per_second)}/s",
+            f"{served.per_second / rate.per_second:.4g}",
+        ]
+        for index, (step, rate) in enumerate(raw_steps)
+    ]
+    print_table(
+        "2. Quote endpoint (twin serve subprocess, SQLite, its own anvil node)",
+        ["measured", "figure", "raw step (same run)", "rate", "req/s ÷ rate"],
+        rows,
+        text_columns={0, 1, 2},
+    )
+    print(
+        f"  {served.requests:,} requests in {served.seconds:.2f} s; quote "
+        f"{'verified against app.market.curve' if result.verified else 'DIFFERS from app.market.curve'}; "
+        f"{result.machine_load}"
+    )
     rate_ok, p50_ok = served.per_second >= 1000, served.percentile(50) <= 0.020
-    print(f"  goal: ≥ 1,000 req/s ({'met' if rate_ok else 'NOT met'}) and p50 ≤ 20 ms "
-          f"({'met' if p50_ok else 'NOT met'})")
+    print(
+        f"  goal: ≥ 1,000 req/s ({'met' if rate_ok else 'NOT met'}) and p50 ≤ 20 ms ({'met' if p50_ok else 'NOT met'})"
+    )
     if result.first_error:
         print(f"  first error: {result.first_error}")
 
@@ -780,24 +923,37 @@ def arguments() -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> bool:
-    print(f"Twin market benchmark: {args.trades:,} trades, quote load {args.seconds:g} s at concurrency "
-          f"{CONCURRENCY} ({os.cpu_count()} CPUs, Python {platform.python_version()}; {load()})", flush=True)
+    print(
+        f"Twin market benchmark: {args.trades:,} trades, quote load {args.seconds:g} s at concurrency "
+        f"{CONCURRENCY} ({os.cpu_count()} CPUs, Python {platform.python_version()}; {load()})",
+        flush=True,
+    )
     # A throwaway chain: no state dumps while it runs (at 10,000 trades each is ~40 MB of JSON, a core's worth
     # of work every 2 s that would land on whatever is being measured).
-    embedded = await asyncio.to_thread(EmbeddedChain.start, Settings(
-        database_url=f"sqlite:///{workdir / 'unused.db'}", chain_state_dir=workdir / "chain",
-        chain_dev_accounts=1 + TRADERS, chain_state_interval_s=3600))
+    embedded = await asyncio.to_thread(
+        EmbeddedChain.start,
+        Settings(
+            database_url=f"sqlite:///{workdir / 'unused.db'}",
+            chain_state_dir=workdir / "chain",
+            chain_dev_accounts=1 + TRADERS,
+            chain_state_interval_s=3600,
+        ),
+    )
     try:
         market = await asyncio.to_thread(generate_market, embedded, args.trades, args.per_block)
-        print(f"  generated: {AVATARS} avatars, {TRADERS} traders, {market.trades:,} trades ({market.buys:,} buys, "
-              f"{market.sells:,} sells, {AVATARS} creations) in {market.blocks} blocks of {args.per_block} in "
-              f"{market.seconds:.1f} s ({number(market.trades / market.seconds)} trades/s)", flush=True)
+        print(
+            f"  generated: {AVATARS} avatars, {TRADERS} traders, {market.trades:,} trades ({market.buys:,} buys, "
+            f"{market.sells:,} sells, {AVATARS} creations) in {market.blocks} blocks of {args.per_block} in "
+            f"{market.seconds:.1f} s ({number(market.trades / market.seconds)} trades/s)",
+            flush=True,
+        )
         chain = chain_from_embedded(embedded)
         try:
             postgres = os.environ.get("TWIN_BENCH_DATABASE_URL")
             postgres_url = Settings(database_url=postgres).database_url if postgres else None  # the async driver
-            runs, raw, decoded, formatted, raw_load, headers = await bench_indexing(chain, market, workdir,
-                                                                                    postgres_url)
+            runs, raw, decoded, formatted, raw_load, headers = await bench_indexing(
+                chain, market, workdir, postgres_url
+            )
             print_indexing(market, runs, raw, decoded, formatted, raw_load, headers)
             print(flush=True)
             result = await bench_quote(chain, market, workdir, args.seconds)

@@ -69,12 +69,37 @@ PLANT_EVERY = 40  # once, never and contradicted facts take turns: each kind eve
 ONCE_ASKED_AFTER, CONTRADICTED_AFTER, CONTRADICTION_ASKED_AFTER = 200, 300, 20
 BULK_ROWS = 5_000
 SETTINGS = Settings()
-CORE = [("call me Sam", "what is my name again?", "Their name is Sam"),
-        ("I live in Lyon", "where do I live again?", "They live in Lyon"),
-        ("I'm training for a marathon", "how should I train for the marathon this week?",
-         "They are training for a marathon")]
-FILLER_WORDS = ("weather", "coffee", "music", "weekend", "work", "movie", "garden", "book", "city", "dinner",
-                "friends", "morning", "travel", "idea", "project", "walk", "rain", "sunday", "news", "game")
+CORE = [
+    ("call me Sam", "what is my name again?", "Their name is Sam"),
+    ("I live in Lyon", "where do I live again?", "They live in Lyon"),
+    (
+        "I'm training for a marathon",
+        "how should I train for the marathon this week?",
+        "They are training for a marathon",
+    ),
+]
+FILLER_WORDS = (
+    "weather",
+    "coffee",
+    "music",
+    "weekend",
+    "work",
+    "movie",
+    "garden",
+    "book",
+    "city",
+    "dinner",
+    "friends",
+    "morning",
+    "travel",
+    "idea",
+    "project",
+    "walk",
+    "rain",
+    "sunday",
+    "news",
+    "game",
+)
 
 
 def word(rng: random.Random) -> str:
@@ -128,8 +153,15 @@ def script(size: int, seed: int = 16) -> Script:
         if kind == "contradicted" and index + CONTRADICTED_AFTER < size:
             said = index + CONTRADICTED_AFTER + 3
             messages[said] = f"I hate {taste}"
-            plan.says[said] = Fact(f"I hate {taste}", "contradiction", f"They hate {taste}", fact.question, START,
-                                   old_text=fact.text, old_subject=fact.subject)
+            plan.says[said] = Fact(
+                f"I hate {taste}",
+                "contradiction",
+                f"They hate {taste}",
+                fact.question,
+                START,
+                old_text=fact.text,
+                old_subject=fact.subject,
+            )
             if said + CONTRADICTION_ASKED_AFTER < size:
                 messages[said + CONTRADICTION_ASKED_AFTER] = fact.question
                 plan.asks[said + CONTRADICTION_ASKED_AFTER] = plan.says[said]
@@ -153,13 +185,29 @@ async def write_history(sessions: async_sessionmaker[AsyncSession], plan: Script
     for index, content in enumerate(plan.messages):
         at = START + index * STEP
         common = {"avatar_id": AVATAR, "fan": FAN, "created_at": at, "completed_at": at, "cost_wei": 0}
-        rows.append({**common, "id": 2 * index + 1, "role": Role.user, "content": content,
-                     "client_msg_id": f"m{index}", "status": MessageStatus.answered})
-        rows.append({**common, "id": 2 * index + 2, "role": Role.assistant, "content": "Noted, thank you.",
-                     "reply_to": 2 * index + 1, "status": MessageStatus.complete})
+        rows.append(
+            {
+                **common,
+                "id": 2 * index + 1,
+                "role": Role.user,
+                "content": content,
+                "client_msg_id": f"m{index}",
+                "status": MessageStatus.answered,
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "id": 2 * index + 2,
+                "role": Role.assistant,
+                "content": "Noted, thank you.",
+                "reply_to": 2 * index + 1,
+                "status": MessageStatus.complete,
+            }
+        )
     async with sessions() as session:
         for start in range(0, len(rows), BULK_ROWS):
-            await session.execute(insert(ChatMessage), rows[start:start + BULK_ROWS])
+            await session.execute(insert(ChatMessage), rows[start : start + BULK_ROWS])
         await session.commit()
 
 
@@ -172,8 +220,9 @@ async def drive_memory(sessions: async_sessionmaker[AsyncSession], plan: Script)
         content = plan.messages[index]
         async with sessions() as session:  # one transaction where chat takes two: the bench's only shortcut
             await lock_thread(session, AVATAR, FAN)
-            found = await recall(session, AVATAR, FAN, content, at, half_life_s=half_life,
-                                 budget_tokens=SETTINGS.memory_token_budget)
+            found = await recall(
+                session, AVATAR, FAN, content, at, half_life_s=half_life, budget_tokens=SETTINGS.memory_token_budget
+            )
             if (fact := plan.asks.get(index)) is not None:
                 texts = {memory.text for memory in found.memories}
                 outcome.asked += 1
@@ -185,8 +234,17 @@ async def drive_memory(sessions: async_sessionmaker[AsyncSession], plan: Script)
             await reinforce_used(session, used_by(found, content, ""), at, half_life)
             if (said := plan.says.get(index)) is not None:
                 said.last_mentioned = at
-                await merge_facts(session, avatar_id=AVATAR, fan=FAN, facts=parse_facts(extract_facts(content)),
-                                  message_id=2 * index + 1, said=content, said_at=at, now=at, half_life_s=half_life)
+                await merge_facts(
+                    session,
+                    avatar_id=AVATAR,
+                    fan=FAN,
+                    facts=parse_facts(extract_facts(content)),
+                    message_id=2 * index + 1,
+                    said=content,
+                    said_at=at,
+                    now=at,
+                    half_life_s=half_life,
+                )
                 await session.flush()
             await prune_thread(session, AVATAR, FAN, at, SETTINGS)
             await session.commit()
@@ -197,16 +255,23 @@ async def baseline_search(session: AsyncSession, question: str) -> list[str]:
     """Every message of the thread the question matches, best first: what a kept thread puts in the context."""
     terms = query_terms(question)
     if session.bind.dialect.name == "postgresql":
-        rows = await session.execute(text(
-            "SELECT content FROM chat_message, to_tsquery('english', :query) query WHERE avatar_id = :avatar "
-            "AND fan = :fan AND to_tsvector('english', content) @@ query "
-            "ORDER BY ts_rank(to_tsvector('english', content), query) DESC"),
-            {"query": " | ".join(terms), "avatar": AVATAR, "fan": FAN})
+        rows = await session.execute(
+            text(
+                "SELECT content FROM chat_message, to_tsquery('english', :query) query WHERE avatar_id = :avatar "
+                "AND fan = :fan AND to_tsvector('english', content) @@ query "
+                "ORDER BY ts_rank(to_tsvector('english', content), query) DESC"
+            ),
+            {"query": " | ".join(terms), "avatar": AVATAR, "fan": FAN},
+        )
     else:
         words = " OR ".join(f'"{term}"' for term in terms)
-        rows = await session.execute(text(
-            "SELECT content FROM bench_thread_fts WHERE bench_thread_fts MATCH :query ORDER BY bm25(bench_thread_fts)"),
-            {"query": f'thread:"{thread_token(AVATAR, FAN)}" AND content:({words})'})
+        rows = await session.execute(
+            text(
+                "SELECT content FROM bench_thread_fts WHERE bench_thread_fts MATCH :query"
+                " ORDER BY bm25(bench_thread_fts)"
+            ),
+            {"query": f'thread:"{thread_token(AVATAR, FAN)}" AND content:({words})'},
+        )
     return [content for (content,) in rows]
 
 
@@ -214,14 +279,19 @@ async def index_thread(sessions: async_sessionmaker[AsyncSession]) -> None:
     """The baseline's full-text index over the whole thread (same engines as the memory's)."""
     async with sessions() as session:
         if session.bind.dialect.name == "postgresql":
-            await session.execute(text("CREATE INDEX bench_thread_tsvector ON chat_message "
-                                       "USING gin (to_tsvector('english', content))"))
+            await session.execute(
+                text("CREATE INDEX bench_thread_tsvector ON chat_message USING gin (to_tsvector('english', content))")
+            )
         else:
-            await session.execute(text("CREATE VIRTUAL TABLE bench_thread_fts USING fts5(content, thread, "
-                                       "tokenize = 'porter unicode61')"))
-            await session.execute(text(
-                "INSERT INTO bench_thread_fts(rowid, content, thread) SELECT id, content, 't' || "
-                "lower(substr(avatar_id, 3)) || lower(substr(fan, 3)) FROM chat_message"))
+            await session.execute(
+                text("CREATE VIRTUAL TABLE bench_thread_fts USING fts5(content, thread, tokenize = 'porter unicode61')")
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO bench_thread_fts(rowid, content, thread) SELECT id, content, 't' || "
+                    "lower(substr(avatar_id, 3)) || lower(substr(fan, 3)) FROM chat_message"
+                )
+            )
         await session.commit()
 
 
@@ -277,9 +347,15 @@ async def measure(database_url: str, size: int, probes: int) -> Row:
             question, said, old_said = questions[probe % len(questions)]
             async with sessions() as session:
                 started = time.perf_counter()
-                found: Recall = await recall(session, AVATAR, FAN, question, end,
-                                             half_life_s=SETTINGS.memory_half_life_s,
-                                             budget_tokens=SETTINGS.memory_token_budget)
+                found: Recall = await recall(
+                    session,
+                    AVATAR,
+                    FAN,
+                    question,
+                    end,
+                    half_life_s=SETTINGS.memory_half_life_s,
+                    budget_tokens=SETTINGS.memory_token_budget,
+                )
                 memory_times.append((time.perf_counter() - started) * 1000)
             memory_tokens.append(found.tokens)
             async with sessions() as session:
@@ -292,8 +368,11 @@ async def measure(database_url: str, size: int, probes: int) -> Row:
                 if old_said is not None:
                     baseline_contradicted += 1
                     baseline_wrong += old_said in kept
-        stale = [fact for fact in plan.facts + [s for s in plan.says.values() if s.kind == "contradiction"]
-                 if end - fact.last_mentioned >= STALE_AFTER]
+        stale = [
+            fact
+            for fact in plan.facts + [s for s in plan.says.values() if s.kind == "contradiction"]
+            if end - fact.last_mentioned >= STALE_AFTER
+        ]
         async with sessions() as session:
             remembered = set(await session.scalars(text("SELECT text FROM memory")))
         forgotten = sum(fact.text not in remembered for fact in stale)
@@ -302,14 +381,20 @@ async def measure(database_url: str, size: int, probes: int) -> Row:
         def share(part: int, whole: int) -> float:
             return part / whole if whole else float("nan")
 
-        return Row(size, (statistics.mean(memory_tokens), statistics.mean(baseline_tokens)),
-                   (statistics.median(memory_times), statistics.median(baseline_times)),
-                   (percentile(memory_times, 0.99), percentile(baseline_times, 0.99)),
-                   (memory_bytes, thread_bytes),
-                   (share(outcome.recalled, outcome.asked), share(baseline_hits, len(questions))),
-                   (share(forgotten, len(stale)), 0.0 if stale else float("nan")),
-                   (share(outcome.contradicted_wrong, outcome.contradicted_asked),
-                    share(baseline_wrong, baseline_contradicted)), drive_s)
+        return Row(
+            size,
+            (statistics.mean(memory_tokens), statistics.mean(baseline_tokens)),
+            (statistics.median(memory_times), statistics.median(baseline_times)),
+            (percentile(memory_times, 0.99), percentile(baseline_times, 0.99)),
+            (memory_bytes, thread_bytes),
+            (share(outcome.recalled, outcome.asked), share(baseline_hits, len(questions))),
+            (share(forgotten, len(stale)), 0.0 if stale else float("nan")),
+            (
+                share(outcome.contradicted_wrong, outcome.contradicted_asked),
+                share(baseline_wrong, baseline_contradicted),
+            ),
+            drive_s,
+        )
     finally:
         await engine.dispose()
 
@@ -334,25 +419,32 @@ def pct(value: float) -> str:
 
 def header(engine_name: str) -> None:
     print(f"\n{engine_name}: memory | whole thread searched")
-    print(f"{'messages':>9} {'ctx tokens':>17} {'p50 ms':>15} {'p99 ms':>15} {'size KiB':>17} "
-          f"{'recall used':>17} {'stale forgot':>15} {'contra. wrong':>15} {'drive s':>8}")
+    print(
+        f"{'messages':>9} {'ctx tokens':>17} {'p50 ms':>15} {'p99 ms':>15} {'size KiB':>17} "
+        f"{'recall used':>17} {'stale forgot':>15} {'contra. wrong':>15} {'drive s':>8}"
+    )
 
 
 def report_row(row: Row) -> None:
     """One size's line, printed as soon as it is measured."""
-    print(f"{row.size:>9,} {row.tokens[0]:>7.0f} | {row.tokens[1]:<7.0f} {row.p50[0]:>6.2f} | {row.p50[1]:<6.2f} "
-          f"{row.p99[0]:>6.2f} | {row.p99[1]:<6.2f} {row.bytes_[0] / 1024:>7.0f} | {row.bytes_[1] / 1024:<7.0f} "
-          f"{pct(row.recall[0]):>7} | {pct(row.recall[1]):<7} {pct(row.forgotten[0]):>7} | "
-          f"{pct(row.forgotten[1]):<5} {pct(row.wrong[0]):>6} | {pct(row.wrong[1]):<6} {row.drive_s:>8.1f}", flush=True)
+    print(
+        f"{row.size:>9,} {row.tokens[0]:>7.0f} | {row.tokens[1]:<7.0f} {row.p50[0]:>6.2f} | {row.p50[1]:<6.2f} "
+        f"{row.p99[0]:>6.2f} | {row.p99[1]:<6.2f} {row.bytes_[0] / 1024:>7.0f} | {row.bytes_[1] / 1024:<7.0f} "
+        f"{pct(row.recall[0]):>7} | {pct(row.recall[1]):<7} {pct(row.forgotten[0]):>7} | "
+        f"{pct(row.forgotten[1]):<5} {pct(row.wrong[0]):>6} | {pct(row.wrong[1]):<6} {row.drive_s:>8.1f}",
+        flush=True,
+    )
 
 
 def summary(rows: list[Row]) -> None:
     if len(rows) >= 2 and rows[0].size < 1000 <= rows[-1].size:
         base = next(row for row in rows if row.size >= 1000)
         last = rows[-1]
-        print(f"  {base.size:,} → {last.size:,} messages: context tokens ×{last.tokens[0] / base.tokens[0]:.2f} "
-              f"(baseline ×{last.tokens[1] / max(base.tokens[1], 1):.1f}), retrieval p50 "
-              f"×{last.p50[0] / base.p50[0]:.2f} (baseline ×{last.p50[1] / base.p50[1]:.1f})")
+        print(
+            f"  {base.size:,} → {last.size:,} messages: context tokens ×{last.tokens[0] / base.tokens[0]:.2f} "
+            f"(baseline ×{last.tokens[1] / max(base.tokens[1], 1):.1f}), retrieval p50 "
+            f"×{last.p50[0] / base.p50[0]:.2f} (baseline ×{last.p50[1] / base.p50[1]:.1f})"
+        )
 
 
 async def main() -> None:
@@ -363,9 +455,11 @@ async def main() -> None:
     servers = [("SQLite", None)]
     if os.environ.get("TWIN_BENCH_DATABASE_URL"):
         servers.append(("PostgreSQL", os.environ["TWIN_BENCH_DATABASE_URL"]))
-    print(f"memory settings: budget {SETTINGS.memory_token_budget} tokens, half-life "
-          f"{SETTINGS.memory_half_life_s / 86_400:g} days, threshold {SETTINGS.memory_forget_threshold}, cap "
-          f"{SETTINGS.memory_max_per_thread}; one message an hour; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"memory settings: budget {SETTINGS.memory_token_budget} tokens, half-life "
+        f"{SETTINGS.memory_half_life_s / 86_400:g} days, threshold {SETTINGS.memory_forget_threshold}, cap "
+        f"{SETTINGS.memory_max_per_thread}; one message an hour; load average {os.getloadavg()[0]:.2f}"
+    )
     with tempfile.TemporaryDirectory(prefix="twin-bench-memory-") as workdir:
         for name, server in servers:
             header(name)

@@ -85,14 +85,27 @@ class Data:
     """Rows in chunks, and the rollups they make."""
 
     now: datetime
-    avatar_days: dict[tuple[str, date], dict[str, int]] = field(default_factory=lambda: defaultdict(
-        lambda: {"chats": 0, "chatters": 0, "trades": 0, "volume": 0, "creator_fees": 0}))
+    avatar_days: dict[tuple[str, date], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(
+            lambda: {"chats": 0, "chatters": 0, "trades": 0, "volume": 0, "creator_fees": 0}
+        )
+    )
     day_fans: dict[tuple[str, date], set[int]] = field(default_factory=lambda: defaultdict(set))
-    model_days: dict[tuple[str, date], dict[str, int]] = field(default_factory=lambda: defaultdict(
-        lambda: {"replies": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0,
-                 "paid_replies": 0}))
-    node_days: dict[tuple[str, date], dict[str, int]] = field(default_factory=lambda: defaultdict(
-        lambda: {"replies": 0, "failures": 0, "earned": 0}))
+    model_days: dict[tuple[str, date], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(
+            lambda: {
+                "replies": 0,
+                "failed": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "spend": 0,
+                "paid_replies": 0,
+            }
+        )
+    )
+    node_days: dict[tuple[str, date], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: {"replies": 0, "failures": 0, "earned": 0})
+    )
     chatters: dict[int, list[date]] = field(default_factory=dict)
     pair_days: dict[tuple[str, int], set[date]] = field(default_factory=lambda: defaultdict(set))
     pair_chats: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
@@ -106,8 +119,13 @@ async def bulk(session: AsyncSession, table: Any, rows: list[dict[str, Any]]) ->
         connection = await session.connection()
         raw = (await connection.get_raw_connection()).driver_connection
         columns = list(rows[0])
-        records = [tuple(Decimal(value) if table.c[column].type.__class__.__name__ == "Wei" else value
-                         for column, value in row.items()) for row in rows]
+        records = [
+            tuple(
+                Decimal(value) if table.c[column].type.__class__.__name__ == "Wei" else value
+                for column, value in row.items()
+            )
+            for row in rows
+        ]
         await raw.copy_records_to_table(table.name, records=records, columns=columns)
     else:
         await session.execute(insert(table), rows)
@@ -132,19 +150,43 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
     async with sessions() as session:
         avatar_rows, market_rows = [], []
         for n, identifier in enumerate(ids):
-            avatar_rows.append({"id": identifier, "handle": f"avatar{n}", "name": f"Avatar {n}", "bio": "",
-                                "persona": "You are a bench avatar.", "model": models[identifier],
-                                "verification_level": "signature", "image_url": "", "creator": creators[identifier],
-                                "metadata_uri": f"https://twin.example/{identifier}", "listed_at": created[identifier],
-                                "created_at": created[identifier], "updated_at": created[identifier]})
-            market_rows.append({"avatar_id": identifier, "creator": creators[identifier],
-                                "metadata_uri": f"https://twin.example/{identifier}", "created_block": n + 1,
-                                "created_at": created[identifier], "supply": 1, "holders": 1, "trade_count": 0,
-                                "volume": 0, "creator_fees": 0, "protocol_fees": 0,
-                                "market_cap": rng.randrange(10**21), "last_trade_at": None})
+            avatar_rows.append(
+                {
+                    "id": identifier,
+                    "handle": f"avatar{n}",
+                    "name": f"Avatar {n}",
+                    "bio": "",
+                    "persona": "You are a bench avatar.",
+                    "model": models[identifier],
+                    "verification_level": "signature",
+                    "image_url": "",
+                    "creator": creators[identifier],
+                    "metadata_uri": f"https://twin.example/{identifier}",
+                    "listed_at": created[identifier],
+                    "created_at": created[identifier],
+                    "updated_at": created[identifier],
+                }
+            )
+            market_rows.append(
+                {
+                    "avatar_id": identifier,
+                    "creator": creators[identifier],
+                    "metadata_uri": f"https://twin.example/{identifier}",
+                    "created_block": n + 1,
+                    "created_at": created[identifier],
+                    "supply": 1,
+                    "holders": 1,
+                    "trade_count": 0,
+                    "volume": 0,
+                    "creator_fees": 0,
+                    "protocol_fees": 0,
+                    "market_cap": rng.randrange(10**21),
+                    "last_trade_at": None,
+                }
+            )
         for start in range(0, avatars, CHUNK):
-            await bulk(session, Avatar.__table__, avatar_rows[start:start + CHUNK])
-            await bulk(session, MarketAvatar.__table__, market_rows[start:start + CHUNK])
+            await bulk(session, Avatar.__table__, avatar_rows[start : start + CHUNK])
+            await bulk(session, MarketAvatar.__table__, market_rows[start : start + CHUNK])
 
         trade_rows = []
         for n in range(trades):
@@ -153,15 +195,29 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             at = created[identifier] if n < avatars else moment_after(created[identifier])
             price = rng.randrange(10**14, 10**18)
             fee = price // 20
-            trade_rows.append({"tx_hash": "0x" + f"{n:064x}", "log_index": 0, "block_number": n + 1, "timestamp": at,
-                               "avatar_id": identifier, "trader": trader, "is_buy": True, "amount": 1,
-                               "eth_amount": price, "protocol_fee": fee, "creator_fee": fee, "supply_after": 2})
+            trade_rows.append(
+                {
+                    "tx_hash": "0x" + f"{n:064x}",
+                    "log_index": 0,
+                    "block_number": n + 1,
+                    "timestamp": at,
+                    "avatar_id": identifier,
+                    "trader": trader,
+                    "is_buy": True,
+                    "amount": 1,
+                    "eth_amount": price,
+                    "protocol_fee": fee,
+                    "creator_fee": fee,
+                    "supply_after": 2,
+                }
+            )
             row = data.avatar_days[identifier, at.date()]
             row["trades"] += 1
             row["volume"] += price
             row["creator_fees"] += fee
-            if trader != creators[identifier] and (identifier not in data.first_outside
-                                                   or at < data.first_outside[identifier]):
+            if trader != creators[identifier] and (
+                identifier not in data.first_outside or at < data.first_outside[identifier]
+            ):
                 data.first_outside[identifier] = at
             if len(trade_rows) == CHUNK:
                 await bulk(session, Trade.__table__, trade_rows)
@@ -182,17 +238,46 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             cost = PRICE_WEI if ok else 0
             message_id += 2
             fan_address = address(2, fan)
-            messages.append({"id": message_id - 1, "avatar_id": identifier, "fan": fan_address, "role": Role.user,
-                             "client_msg_id": f"m{message_id}", "reply_to": None, "content": "Hello there",
-                             "status": MessageStatus.answered if ok else MessageStatus.failed, "error_code": None,
-                             "model": None, "prompt_tokens": None, "completion_tokens": None, "cost_wei": 0,
-                             "payment_tx": None, "created_at": at, "completed_at": at})
-            messages.append({"id": message_id, "avatar_id": identifier, "fan": fan_address,
-                             "role": Role.assistant, "client_msg_id": None, "reply_to": message_id - 1,
-                             "content": "A reply of a few words.",
-                             "status": MessageStatus.complete if ok else MessageStatus.failed, "error_code": None,
-                             "model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                             "cost_wei": cost, "payment_tx": None, "created_at": at, "completed_at": at})
+            messages.append(
+                {
+                    "id": message_id - 1,
+                    "avatar_id": identifier,
+                    "fan": fan_address,
+                    "role": Role.user,
+                    "client_msg_id": f"m{message_id}",
+                    "reply_to": None,
+                    "content": "Hello there",
+                    "status": MessageStatus.answered if ok else MessageStatus.failed,
+                    "error_code": None,
+                    "model": None,
+                    "prompt_tokens": None,
+                    "completion_tokens": None,
+                    "cost_wei": 0,
+                    "payment_tx": None,
+                    "created_at": at,
+                    "completed_at": at,
+                }
+            )
+            messages.append(
+                {
+                    "id": message_id,
+                    "avatar_id": identifier,
+                    "fan": fan_address,
+                    "role": Role.assistant,
+                    "client_msg_id": None,
+                    "reply_to": message_id - 1,
+                    "content": "A reply of a few words.",
+                    "status": MessageStatus.complete if ok else MessageStatus.failed,
+                    "error_code": None,
+                    "model": model,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "cost_wei": cost,
+                    "payment_tx": None,
+                    "created_at": at,
+                    "completed_at": at,
+                }
+            )
             row = data.avatar_days[identifier, day]
             row["chats"] += 1
             data.day_fans[identifier, day].add(fan)
@@ -226,40 +311,89 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
         for identifier, fan in pairs:
             rating = rng.choices((1, 2, 3, 4, 5), (1, 1, 2, 4, 4))[0]
             stars[identifier].append(rating)
-            review_rows.append({"avatar_id": identifier, "reviewer": address(2, fan), "rating": rating,
-                                "text": "Good.", "signed_at": int(now.timestamp()), "signature": "0x" + "11" * 65,
-                                "created_at": now, "updated_at": now, "answer": None, "answered_at": None,
-                                "hidden_reason": None, "hidden_at": None})
+            review_rows.append(
+                {
+                    "avatar_id": identifier,
+                    "reviewer": address(2, fan),
+                    "rating": rating,
+                    "text": "Good.",
+                    "signed_at": int(now.timestamp()),
+                    "signature": "0x" + "11" * 65,
+                    "created_at": now,
+                    "updated_at": now,
+                    "answer": None,
+                    "answered_at": None,
+                    "hidden_reason": None,
+                    "hidden_at": None,
+                }
+            )
         for start in range(0, len(review_rows), CHUNK):
-            await bulk(session, Review.__table__, review_rows[start:start + CHUNK])
+            await bulk(session, Review.__table__, review_rows[start : start + CHUNK])
         await write_rollups(session, data, ids, creators, created, stars)
         await session.commit()
     return data
 
 
-async def write_rollups(session: AsyncSession, data: Data, ids: list[str], creators: dict[str, str],
-                        created: dict[str, datetime], stars: dict[str, list[int]]) -> None:
+async def write_rollups(
+    session: AsyncSession,
+    data: Data,
+    ids: list[str],
+    creators: dict[str, str],
+    created: dict[str, datetime],
+    stars: dict[str, list[int]],
+) -> None:
     for key, fans in data.day_fans.items():
         data.avatar_days[key]["chatters"] = len(fans)
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
         (AvatarDay.__table__, [{"avatar_id": a, "day": d, **row} for (a, d), row in data.avatar_days.items()]),
         (ModelDay.__table__, [{"model": m, "day": d, **row} for (m, d), row in data.model_days.items()]),
         (NodeDay.__table__, [{"node": n, "day": d, **row} for (n, d), row in data.node_days.items()]),
-        (Chatter.__table__, [{"fan": address(2, fan), "first_day": first, "last_day": last}
-                             for fan, (first, last) in data.chatters.items()]),
-        (AvatarChatter.__table__, [{"avatar_id": a, "fan": address(2, fan), "first_day": min(days),
-                                    "last_day": max(days), "active_days": len(days), "chats": data.pair_chats[a, fan]}
-                                   for (a, fan), days in data.pair_days.items()]),
+        (
+            Chatter.__table__,
+            [
+                {"fan": address(2, fan), "first_day": first, "last_day": last}
+                for fan, (first, last) in data.chatters.items()
+            ],
+        ),
+        (
+            AvatarChatter.__table__,
+            [
+                {
+                    "avatar_id": a,
+                    "fan": address(2, fan),
+                    "first_day": min(days),
+                    "last_day": max(days),
+                    "active_days": len(days),
+                    "chats": data.pair_chats[a, fan],
+                }
+                for (a, fan), days in data.pair_days.items()
+            ],
+        ),
         (NetworkDay.__table__, [{"day": day, "chatters": len(fans)} for day, fans in data.network_fans.items()]),
-        (NetworkAvatar.__table__, [{"avatar_id": a, "creator": creators[a], "listed_at": created[a],
-                                    "first_chat_at": data.first_chat.get(a),
-                                    "first_outside_buy_at": data.first_outside.get(a)} for a in ids]),
-        (AvatarRating.__table__, [{"avatar_id": a, "count": len(s), "total": sum(s),
-                                   **{f"stars_{n}": s.count(n) for n in range(1, 6)}} for a, s in stars.items()]),
+        (
+            NetworkAvatar.__table__,
+            [
+                {
+                    "avatar_id": a,
+                    "creator": creators[a],
+                    "listed_at": created[a],
+                    "first_chat_at": data.first_chat.get(a),
+                    "first_outside_buy_at": data.first_outside.get(a),
+                }
+                for a in ids
+            ],
+        ),
+        (
+            AvatarRating.__table__,
+            [
+                {"avatar_id": a, "count": len(s), "total": sum(s), **{f"stars_{n}": s.count(n) for n in range(1, 6)}}
+                for a, s in stars.items()
+            ],
+        ),
     ]
     for table, rows in tables:
         for start in range(0, len(rows), CHUNK):
-            await bulk(session, table, rows[start:start + CHUNK])
+            await bulk(session, table, rows[start : start + CHUNK])
 
 
 # ---------------------------------------------------------------- the same figures from the raw tables
@@ -269,19 +403,35 @@ async def usage_from_raw(session: AsyncSession, window: network.Window, today: d
     """What /api/network/usage answers, counted from chat messages, trades and avatars (nodes aside: their
     failures are in no raw table)."""
     start = datetime.combine(window.first_day(today), datetime.min.time(), UTC)
-    asked = (ChatMessage.role == Role.user) & (ChatMessage.status != MessageStatus.pending) \
+    asked = (
+        (ChatMessage.role == Role.user)
+        & (ChatMessage.status != MessageStatus.pending)
         & (ChatMessage.created_at >= start)
-    per_avatar = [count for (count,) in await session.execute(
-        select(func.count()).where(asked).group_by(ChatMessage.avatar_id))]
+    )
+    per_avatar = [
+        count for (count,) in await session.execute(select(func.count()).where(asked).group_by(ChatMessage.avatar_id))
+    ]
     chatters = await session.scalar(select(func.count(ChatMessage.fan.distinct())).where(asked))
     day = func.date(ChatMessage.created_at)
-    daily = (await session.execute(select(day, func.count(), func.count(ChatMessage.fan.distinct()),
-                                          func.count(ChatMessage.avatar_id.distinct()))
-                                   .where(asked).group_by(day))).all()
+    daily = (
+        await session.execute(
+            select(
+                day, func.count(), func.count(ChatMessage.fan.distinct()), func.count(ChatMessage.avatar_id.distinct())
+            )
+            .where(asked)
+            .group_by(day)
+        )
+    ).all()
     models: dict[str, list[int]] = defaultdict(lambda: [0] * 5)
     for model, status, prompt, completion, cost in await session.execute(
-            select(ChatMessage.model, ChatMessage.status, ChatMessage.prompt_tokens, ChatMessage.completion_tokens,
-                   ChatMessage.cost_wei).where(ChatMessage.role == Role.assistant, ChatMessage.created_at >= start)):
+        select(
+            ChatMessage.model,
+            ChatMessage.status,
+            ChatMessage.prompt_tokens,
+            ChatMessage.completion_tokens,
+            ChatMessage.cost_wei,
+        ).where(ChatMessage.role == Role.assistant, ChatMessage.created_at >= start)
+    ):
         sums = models[model]
         sums[0 if status == MessageStatus.complete else 1] += 1
         sums[2] += prompt or 0
@@ -290,25 +440,39 @@ async def usage_from_raw(session: AsyncSession, window: network.Window, today: d
     fees: dict[str, int] = defaultdict(int)
     volume: dict[date, int] = defaultdict(int)
     for creator, at, amount, fee in await session.execute(
-            select(Avatar.creator, Trade.timestamp, Trade.eth_amount, Trade.creator_fee)
-            .join(Avatar, Avatar.id == Trade.avatar_id).where(Trade.timestamp >= start)):
+        select(Avatar.creator, Trade.timestamp, Trade.eth_amount, Trade.creator_fee)
+        .join(Avatar, Avatar.id == Trade.avatar_id)
+        .where(Trade.timestamp >= start)
+    ):
         fees[creator] += fee
         volume[at.date()] += amount
     new = await session.scalar(select(func.count()).select_from(MarketAvatar).where(MarketAvatar.created_at >= start))
     amounts = sorted(fees.values())
-    return {"chats": sum(per_avatar), "chatters": chatters, "hhi": network.hhi(per_avatar),
-            "lorenz": network.lorenz(per_avatar), "daily": daily, "models": dict(models),
-            "fees": (network.gini(amounts), network.quantile(amounts, 0.5)), "volume": dict(volume), "new": new}
+    return {
+        "chats": sum(per_avatar),
+        "chatters": chatters,
+        "hhi": network.hhi(per_avatar),
+        "lorenz": network.lorenz(per_avatar),
+        "daily": daily,
+        "models": dict(models),
+        "fees": (network.gini(amounts), network.quantile(amounts, 0.5)),
+        "volume": dict(volume),
+        "new": new,
+    }
 
 
 async def rating_ranking_from_raw(session: AsyncSession, prior: Prior, limit: int = 20) -> list[str]:
     """The first page of sort=rating from the reviews themselves."""
-    rows = await session.execute(select(Review.avatar_id, func.count(), func.sum(Review.rating))
-                                 .where(Review.hidden_at.is_(None)).group_by(Review.avatar_id))
+    rows = await session.execute(
+        select(Review.avatar_id, func.count(), func.sum(Review.rating))
+        .where(Review.hidden_at.is_(None))
+        .group_by(Review.avatar_id)
+    )
     ranked = sorted(((prior.score(count, total) or 0, avatar) for avatar, count, total in rows), reverse=True)
     top = [avatar for _, avatar in ranked[:limit]]
-    await session.execute(select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id)
-                          .where(Avatar.id.in_(top)))
+    await session.execute(
+        select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id).where(Avatar.id.in_(top))
+    )
     return top
 
 
@@ -330,31 +494,52 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
     engine = create_engine(database_url)
     started = time.perf_counter()
     await populate(engine, scale)
-    print(f"[{name}] bulk-inserted in {time.perf_counter() - started:.0f} s "
-          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    print(
+        f"[{name}] bulk-inserted in {time.perf_counter() - started:.0f} s (load average {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     sessions = session_factory(engine)
     today = datetime.now(UTC).date()
     prior = Prior(3.0, 5)
     results = []
     for cache_s in (0, 15):
-        settings = Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, autoscale_tick_s=0,
-                            network_usage_cache_s=cache_s)
+        settings = Settings(
+            database_url=database_url,
+            auto_migrate=False,
+            indexer_poll_s=0,
+            autoscale_tick_s=0,
+            network_usage_cache_s=cache_s,
+        )
         app = create_app(settings, chain=chain)
         async with AsyncTestClient(app=app) as client:
+
             async def get(path: str, client: AsyncTestClient[Any] = client) -> None:
                 response = await client.get(path)
                 assert response.status_code == 200, response.text
 
             label = "computed from the rollups" if cache_s == 0 else "served (cached 15 s)"
-            results.append((f"GET /api/network/usage?window=30d, {label}",
-                            await p50_ms(lambda: get("/api/network/usage?window=30d"), repeat)))
+            results.append(
+                (
+                    f"GET /api/network/usage?window=30d, {label}",
+                    await p50_ms(lambda: get("/api/network/usage?window=30d"), repeat),
+                )
+            )
             if cache_s == 0:
-                results.append(("GET /api/network/usage?window=24h, from the rollups",
-                                await p50_ms(lambda: get("/api/network/usage?window=24h"), repeat)))
-                results.append(("GET /api/avatars?sort=rating",
-                                await p50_ms(lambda: get("/api/avatars?sort=rating"), repeat)))
-                results.append(("GET /api/avatars?sort=market_cap (existing path, for reference)",
-                                await p50_ms(lambda: get("/api/avatars?sort=market_cap"), max(3, repeat // 5))))
+                results.append(
+                    (
+                        "GET /api/network/usage?window=24h, from the rollups",
+                        await p50_ms(lambda: get("/api/network/usage?window=24h"), repeat),
+                    )
+                )
+                results.append(
+                    ("GET /api/avatars?sort=rating", await p50_ms(lambda: get("/api/avatars?sort=rating"), repeat))
+                )
+                results.append(
+                    (
+                        "GET /api/avatars?sort=market_cap (existing path, for reference)",
+                        await p50_ms(lambda: get("/api/avatars?sort=market_cap"), max(3, repeat // 5)),
+                    )
+                )
 
     async def raw_usage() -> None:
         async with sessions() as session:
@@ -368,14 +553,26 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
         async with sessions() as session:
             await rating_ranking_from_raw(session, prior)
 
-    raw = {"30d": await p50_ms(raw_usage, max(3, repeat // 5)), "24h": await p50_ms(raw_usage_day, max(3, repeat // 5)),
-           "rating": await p50_ms(raw_rating, max(3, repeat // 5))}
+    raw = {
+        "30d": await p50_ms(raw_usage, max(3, repeat // 5)),
+        "24h": await p50_ms(raw_usage_day, max(3, repeat // 5)),
+        "rating": await p50_ms(raw_rating, max(3, repeat // 5)),
+    }
     await engine.dispose()
-    print(f"[{name}] p50 over {repeat} requests each (goal ≤ 20 ms; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores):")
+    print(
+        f"[{name}] p50 over {repeat} requests each (goal ≤ 20 ms; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores):"
+    )
     for label, ms in results:
-        baseline = raw["rating"] if "rating" in label else raw["24h"] if "24h" in label else raw["30d"] \
-            if "usage" in label else None
+        baseline = (
+            raw["rating"]
+            if "rating" in label
+            else raw["24h"]
+            if "24h" in label
+            else raw["30d"]
+            if "usage" in label
+            else None
+        )
         beside = f"   raw tables {baseline:8.1f} ms  ({baseline / ms:5.1f}× the rollups)" if baseline else ""
         print(f"  {label:<66} {ms:8.1f} ms{beside}")
 
@@ -385,8 +582,11 @@ async def run(args: argparse.Namespace) -> None:
         embedded = EmbeddedChain.start(Settings(chain_state_dir=Path(workdir) / "chain"))
         try:
             chain = chain_from_embedded(embedded)
-            print(f"scale {args.scale}: {int(AVATARS * args.scale):,} avatars, {int(TRADES * args.scale):,} trades, "
-                  f"{2 * int(TURNS * args.scale):,} messages, {int(REVIEWS * args.scale):,} reviews", flush=True)
+            print(
+                f"scale {args.scale}: {int(AVATARS * args.scale):,} avatars, {int(TRADES * args.scale):,} trades, "
+                f"{2 * int(TURNS * args.scale):,} messages, {int(REVIEWS * args.scale):,} reviews",
+                flush=True,
+            )
             await measure("SQLite", f"sqlite+aiosqlite:///{workdir}/bench.db", chain, args.scale, args.repeat)
             if server_url := os.environ.get("TWIN_BENCH_DATABASE_URL"):
                 url = make_url(server_url)
@@ -396,8 +596,13 @@ async def run(args: argparse.Namespace) -> None:
                     await connection.execution_options(isolation_level="AUTOCOMMIT")
                     await connection.execute(text(f'CREATE DATABASE "{scratch}"'))
                 try:
-                    await measure("PostgreSQL", url.set(database=scratch).render_as_string(hide_password=False),
-                                  chain, args.scale, args.repeat)
+                    await measure(
+                        "PostgreSQL",
+                        url.set(database=scratch).render_as_string(hide_password=False),
+                        chain,
+                        args.scale,
+                        args.repeat,
+                    )
                 finally:
                     async with admin.connect() as connection:
                         await connection.execution_options(isolation_level="AUTOCOMMIT")

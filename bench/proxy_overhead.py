@@ -75,8 +75,13 @@ def fake_upstream_app(tokens: int, interval: float) -> Callable[..., Awaitable[N
             await send({"type": "http.response.body", "body": frame(head | {"choices": [delta]}), "more_body": True})
         tail = frame(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (request.get("stream_options") or {}).get("include_usage"):
-            tail += frame(head | {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": tokens,
-                                                           "total_tokens": 5 + tokens}})
+            tail += frame(
+                head
+                | {
+                    "choices": [],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens},
+                }
+            )
         await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n", "more_body": False})
 
     return app
@@ -85,8 +90,7 @@ def fake_upstream_app(tokens: int, interval: float) -> Callable[..., Awaitable[N
 def serve_fake_upstream(port: int, tokens: int, interval: float) -> None:
     import uvicorn
 
-    uvicorn.run(fake_upstream_app(tokens, interval), host="127.0.0.1", port=port, log_level="warning",
-                backlog=4096)
+    uvicorn.run(fake_upstream_app(tokens, interval), host="127.0.0.1", port=port, log_level="warning", backlog=4096)
 
 
 # -- processes ----------------------------------------------------------------------------------------
@@ -127,16 +131,42 @@ def litellm_binary() -> Path:
 
 def start_litellm(port: int, upstream: str, workdir: Path) -> subprocess.Popen[bytes]:
     config = workdir / "litellm.yaml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "model_list": [{"model_name": MODEL, "litellm_params": {
-            "model": f"openai/{MODEL}", "api_base": f"{upstream}/v1", "api_key": "bench-key"}}],
-        "litellm_settings": {"telemetry": False, "drop_params": True},
-        "general_settings": {"master_key": LITELLM_MASTER_KEY},
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "model_list": [
+                    {
+                        "model_name": MODEL,
+                        "litellm_params": {
+                            "model": f"openai/{MODEL}",
+                            "api_base": f"{upstream}/v1",
+                            "api_key": "bench-key",
+                        },
+                    }
+                ],
+                "litellm_settings": {"telemetry": False, "drop_params": True},
+                "general_settings": {"master_key": LITELLM_MASTER_KEY},
+            }
+        )
+    )
     env = os.environ | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_DOCS": "True"}
-    return subprocess.Popen([str(litellm_binary()), "--config", str(config), "--host", "127.0.0.1",
-                             "--port", str(port), "--num_workers", "1"], env=env, cwd=workdir,
-                            stdout=subprocess.DEVNULL, stderr=(workdir / "litellm.log").open("wb"))
+    return subprocess.Popen(
+        [
+            str(litellm_binary()),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "litellm.log").open("wb"),
+    )
 
 
 def chain_dir(workdir: Path) -> Path:
@@ -149,13 +179,20 @@ def start_node(port: int, upstream: str, workdir: Path) -> subprocess.Popen[byte
         "TWIN_CHAIN_STATE_DIR": str(chain_dir(workdir)),
         "TWIN_PROXY_UPSTREAMS": json.dumps({"fake": {"kind": "openai", "base_url": f"{upstream}/v1"}}),
         "TWIN_PROXY_MODELS": json.dumps({MODEL: {"upstreams": ["fake"], "price_wei": str(10**15)}}),
-        "TWIN_PROXY_CAPACITY": "1000", "TWIN_LOG_LEVEL": "warning",
+        "TWIN_PROXY_CAPACITY": "1000",
+        "TWIN_LOG_LEVEL": "warning",
         # Everything shares two cores here; at 200 streams a connect can queue for seconds (LiteLLM waits 600 s).
-        "TWIN_PROXY_CONNECT_TIMEOUT_SECONDS": "60", "TWIN_PROXY_FIRST_TOKEN_TIMEOUT_SECONDS": "120",
+        "TWIN_PROXY_CONNECT_TIMEOUT_SECONDS": "60",
+        "TWIN_PROXY_FIRST_TOKEN_TIMEOUT_SECONDS": "120",
     }
     twin = Path(sys.executable).with_name("twin")
-    return subprocess.Popen([str(twin), "proxy", "serve", "--port", str(port)], env=env, cwd=workdir,
-                            stdout=subprocess.DEVNULL, stderr=(workdir / "node.log").open("wb"))
+    return subprocess.Popen(
+        [str(twin), "proxy", "serve", "--port", str(port)],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "node.log").open("wb"),
+    )
 
 
 # -- load --------------------------------------------------------------------------------------------
@@ -216,12 +253,15 @@ async def one_stream(http: aiohttp.ClientSession, headers: dict[str, str]) -> Sa
     return Sample(first - started, time.perf_counter() - started)
 
 
-async def run_level(base_url: str, concurrency: int, rounds: int, payer: NodePayer | None,
-                    auth: dict[str, str]) -> list[Sample | Failure]:
+async def run_level(
+    base_url: str, concurrency: int, rounds: int, payer: NodePayer | None, auth: dict[str, str]
+) -> list[Sample | Failure]:
     # aiohttp, not httpx: at 50 streams httpx's own pool put ~600 ms on every TTFT here, the direct one too.
     connector = aiohttp.TCPConnector(limit=concurrency + 10)
-    async with aiohttp.ClientSession(base_url, connector=connector, headers=auth,
-                                     timeout=aiohttp.ClientTimeout(total=120)) as http:
+    async with aiohttp.ClientSession(
+        base_url, connector=connector, headers=auth, timeout=aiohttp.ClientTimeout(total=120)
+    ) as http:
+
         async def worker() -> list[Sample | Failure]:
             samples: list[Sample | Failure] = []
             for _ in range(rounds):
@@ -238,17 +278,29 @@ async def run_level(base_url: str, concurrency: int, rounds: int, payer: NodePay
 
 
 def p(values: list[float], quantile: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(quantile * 100) - 1] if len(values) > 1 \
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(quantile * 100) - 1]
+        if len(values) > 1
         else values[0]
+    )
 
 
 def main(arguments: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     ports = {name: free_port() for name in ("upstream", "node", "litellm")}
     upstream = f"http://127.0.0.1:{ports['upstream']}"
-    processes = {"the fake upstream": subprocess.Popen([
-        sys.executable, __file__, "--fake-upstream", str(ports["upstream"]), str(arguments.tokens),
-        str(arguments.interval_ms / 1000)])}
+    processes = {
+        "the fake upstream": subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--fake-upstream",
+                str(ports["upstream"]),
+                str(arguments.tokens),
+                str(arguments.interval_ms / 1000),
+            ]
+        )
+    }
     processes["our node"] = start_node(ports["node"], upstream, workdir)
     litellm_error = None
     try:
@@ -256,8 +308,11 @@ def main(arguments: argparse.Namespace) -> None:
     except (OSError, subprocess.CalledProcessError) as error:
         litellm_error = f"LiteLLM could not be installed or started: {error}"
     try:
-        urls = {"direct": upstream, "ours": f"http://127.0.0.1:{ports['node']}",
-                "litellm": f"http://127.0.0.1:{ports['litellm']}"}
+        urls = {
+            "direct": upstream,
+            "ours": f"http://127.0.0.1:{ports['node']}",
+            "litellm": f"http://127.0.0.1:{ports['litellm']}",
+        }
         asyncio.run(measure(arguments, urls, processes, litellm_error, workdir))
     finally:
         for process in processes.values():
@@ -281,8 +336,13 @@ def stop_chain(state_dir: Path) -> None:
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
-async def measure(arguments: argparse.Namespace, urls: dict[str, str], processes: dict[str, subprocess.Popen[bytes]],
-                  litellm_error: str | None, workdir: Path) -> None:
+async def measure(
+    arguments: argparse.Namespace,
+    urls: dict[str, str],
+    processes: dict[str, subprocess.Popen[bytes]],
+    litellm_error: str | None,
+    workdir: Path,
+) -> None:
     await wait_until_up(f"{urls['direct']}/", processes["the fake upstream"], "the fake upstream")
     await wait_until_up(f"{urls['ours']}/healthz", processes["our node"], "our node")
     targets = {"direct": urls["direct"], "ours": urls["ours"]}
@@ -293,8 +353,10 @@ async def measure(arguments: argparse.Namespace, urls: dict[str, str], processes
         except RuntimeError as error:
             litellm_error = f"{error}; see {workdir / 'litellm.log'}"
     payer = NodePayer()
-    print(f"fake upstream: {arguments.tokens} tokens, one every {arguments.interval_ms:g} ms; "
-          f"{arguments.rounds} streams per client per level; {os.cpu_count()} cores\n")
+    print(
+        f"fake upstream: {arguments.tokens} tokens, one every {arguments.interval_ms:g} ms; "
+        f"{arguments.rounds} streams per client per level; {os.cpu_count()} cores\n"
+    )
     rows = []
     for concurrency in CONCURRENCY_LEVELS:
         stats = {}
@@ -308,8 +370,13 @@ async def measure(arguments: argparse.Namespace, urls: dict[str, str], processes
                 print(f"  {name} at {concurrency}: {len(failures)} failed, e.g. {failures[0]}", file=sys.stderr)
             ttfts, totals = [s.ttft for s in samples], [s.total for s in samples]
             print(f"  {concurrency:>3} streams via {name}: done", file=sys.stderr)
-            stats[name] = {"ttft50": p(ttfts, 0.5) * 1000, "ttft95": p(ttfts, 0.95) * 1000,
-                           "total50": p(totals, 0.5) * 1000, "n": len(samples), "failed": len(failures)}
+            stats[name] = {
+                "ttft50": p(ttfts, 0.5) * 1000,
+                "ttft95": p(ttfts, 0.95) * 1000,
+                "total50": p(totals, 0.5) * 1000,
+                "n": len(samples),
+                "failed": len(failures),
+            }
         rows.append((concurrency, stats, f"{before} before, {load()} after"))
     print_table(rows, litellm_error)
 
@@ -328,17 +395,25 @@ def versus_litellm(stats: Stats) -> tuple[str, bool]:
     direct, ours, theirs = stats["direct"], stats["ours"], stats["litellm"]
     ours_added, theirs_added = ours["ttft50"] - direct["ttft50"], theirs["ttft50"] - direct["ttft50"]
     if theirs_added > 0:
-        return (f"added TTFT p50: ours {ours_added:+.1f} ms, LiteLLM {theirs_added:+.1f} ms, ours/LiteLLM "
-                f"{ours_added / theirs_added:.2f}", ours_added < theirs_added)
-    return (f"LiteLLM's added TTFT p50 is {theirs_added:+.1f} ms (not above 0: no ratio); TTFT p50 ours "
-            f"{ours['ttft50']:.1f} ms vs LiteLLM {theirs['ttft50']:.1f} ms; compared on total p50: ours "
-            f"{ours['total50']:.1f} ms vs LiteLLM {theirs['total50']:.1f} ms, ours/LiteLLM "
-            f"{ours['total50'] / theirs['total50']:.2f}", ours["total50"] < theirs["total50"])
+        return (
+            f"added TTFT p50: ours {ours_added:+.1f} ms, LiteLLM {theirs_added:+.1f} ms, ours/LiteLLM "
+            f"{ours_added / theirs_added:.2f}",
+            ours_added < theirs_added,
+        )
+    return (
+        f"LiteLLM's added TTFT p50 is {theirs_added:+.1f} ms (not above 0: no ratio); TTFT p50 ours "
+        f"{ours['ttft50']:.1f} ms vs LiteLLM {theirs['ttft50']:.1f} ms; compared on total p50: ours "
+        f"{ours['total50']:.1f} ms vs LiteLLM {theirs['total50']:.1f} ms, ours/LiteLLM "
+        f"{ours['total50'] / theirs['total50']:.2f}",
+        ours["total50"] < theirs["total50"],
+    )
 
 
 def print_table(rows: list[tuple[int, Stats, str]], litellm_error: str | None) -> None:
-    header = (f"{'streams':>7} {'target':<8} {'ok':>5} {'failed':>6} {'TTFT p50':>9} {'TTFT p95':>9} "
-              f"{'total p50':>10} {'added TTFT p50':>15} {'added total p50':>16}")
+    header = (
+        f"{'streams':>7} {'target':<8} {'ok':>5} {'failed':>6} {'TTFT p50':>9} {'TTFT p95':>9} "
+        f"{'total p50':>10} {'added TTFT p50':>15} {'added total p50':>16}"
+    )
     print(header)
     print("-" * len(header))
     below: dict[int, bool] = {}
@@ -347,19 +422,25 @@ def print_table(rows: list[tuple[int, Stats, str]], litellm_error: str | None) -
         for name, row in stats.items():
             added = "" if name == "direct" else f"{row['ttft50'] - direct['ttft50']:+.1f} ms"
             added_total = "" if name == "direct" else f"{row['total50'] - direct['total50']:+.1f} ms"
-            print(f"{concurrency:>7} {name:<8} {row['n']:>5} {row['failed']:>6} {row['ttft50']:>7.1f}ms "
-                  f"{row['ttft95']:>7.1f}ms "
-                  f"{row['total50']:>8.1f}ms {added:>15} {added_total:>16}")
+            print(
+                f"{concurrency:>7} {name:<8} {row['n']:>5} {row['failed']:>6} {row['ttft50']:>7.1f}ms "
+                f"{row['ttft95']:>7.1f}ms "
+                f"{row['total50']:>8.1f}ms {added:>15} {added_total:>16}"
+            )
         if "litellm" in stats:
             comparison, below[concurrency] = versus_litellm(stats)
             print(f"{'':>7} {comparison}")
         print(f"{'':>7} {measured_at}\n")
     ours_added = rows[0][1]["ours"]["ttft50"] - rows[0][1]["direct"]["ttft50"]
-    print(f"goal, ≤ 5 ms added TTFT p50 at {rows[0][0]} stream: {ours_added:+.1f} ms "
-          f"({'met' if ours_added <= 5 else 'NOT met'})")
+    print(
+        f"goal, ≤ 5 ms added TTFT p50 at {rows[0][0]} stream: {ours_added:+.1f} ms "
+        f"({'met' if ours_added <= 5 else 'NOT met'})"
+    )
     if below:
-        print("goal, below LiteLLM at every level: " + ", ".join(
-            f"{concurrency} streams {'met' if ok else 'NOT met'}" for concurrency, ok in below.items()))
+        print(
+            "goal, below LiteLLM at every level: "
+            + ", ".join(f"{concurrency} streams {'met' if ok else 'NOT met'}" for concurrency, ok in below.items())
+        )
     if litellm_error:
         print(f"LiteLLM not measured: {litellm_error}")
 

@@ -88,8 +88,9 @@ class Process:
 
     def start(self, args: Sequence[str], env: dict[str, str], cwd: Path) -> None:
         with self.log.open("wb") as log:  # the child keeps its own descriptor
-            self.popen = subprocess.Popen([str(TWIN), *args, "--port", str(self.port)], env=env, cwd=cwd,
-                                          stdout=log, stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(
+                [str(TWIN), *args, "--port", str(self.port)], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+            )
 
     @property
     def alive(self) -> bool:
@@ -131,9 +132,12 @@ class Process:
 def chain_env(chain: EmbeddedChain) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
     return env | {
-        "TWIN_CHAIN_RPC_URL": chain.url, "TWIN_TWIN_KEYS_ADDRESS": chain.addresses.twin_keys,
-        "TWIN_OPG_ADDRESS": chain.addresses.opg, "TWIN_NODE_REGISTRY_ADDRESS": chain.addresses.node_registry,
-        "TWIN_CHAIN_DEPLOYMENT_BLOCK": str(chain.deployment.block), "TWIN_LOG_LEVEL": "warning",
+        "TWIN_CHAIN_RPC_URL": chain.url,
+        "TWIN_TWIN_KEYS_ADDRESS": chain.addresses.twin_keys,
+        "TWIN_OPG_ADDRESS": chain.addresses.opg,
+        "TWIN_NODE_REGISTRY_ADDRESS": chain.addresses.node_registry,
+        "TWIN_CHAIN_DEPLOYMENT_BLOCK": str(chain.deployment.block),
+        "TWIN_LOG_LEVEL": "warning",
     }
 
 
@@ -213,14 +217,20 @@ class Phase:
         return len(self.ok) / self.seconds
 
 
-async def chat_phase(name: str, ws_base: str, fans: Sequence[Fan], rounds: int,
-                     started_replies: asyncio.Event | None = None) -> Phase:
+async def chat_phase(
+    name: str, ws_base: str, fans: Sequence[Fan], rounds: int, started_replies: asyncio.Event | None = None
+) -> Phase:
     from websockets.asyncio.client import connect
 
     async def open_socket(index: int) -> Any:
         fan = fans[index]
-        return await connect(f"{ws_base}/ws/avatars/{fan.avatar_id}/chat", additional_headers={"Cookie": fan.cookie},
-                             open_timeout=60, close_timeout=5, max_queue=None)
+        return await connect(
+            f"{ws_base}/ws/avatars/{fan.avatar_id}/chat",
+            additional_headers={"Cookie": fan.cookie},
+            open_timeout=60,
+            close_timeout=5,
+            max_queue=None,
+        )
 
     sockets = await concurrently(len(fans), SETUP_CONCURRENCY, open_socket)
     first_tokens = 0
@@ -258,8 +268,10 @@ async def killing_the_leader(workers: Sequence[Process], started_replies: asynci
         if time.perf_counter() - killed > 10 * LEASE_S:
             return killed, f"{leader.name} (leader) killed; {survivor.name} not leader after {10 * LEASE_S:.0f} s"
         await asyncio.sleep(0.05)
-    return killed, (f"{leader.name} (leader) killed with SIGKILL; {survivor.name} led "
-                    f"{time.perf_counter() - killed:.2f} s later (lease {LEASE_S:.0f} s)")
+    return killed, (
+        f"{leader.name} (leader) killed with SIGKILL; {survivor.name} led "
+        f"{time.perf_counter() - killed:.2f} s later (lease {LEASE_S:.0f} s)"
+    )
 
 
 # ---------------------------------------------------------------- the run
@@ -274,22 +286,34 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         async with scratch_postgres(args.database_url) as database_url:
             await asyncio.to_thread(migrate.upgrade, database_url)
             base_env = chain_env(chain)
-            node.start(["proxy", "serve"], base_env | {
-                "TWIN_PROXY_PAYMENT_PRIVATE_KEY": "0x" + chain.accounts[-1].key.hex(),
-                "TWIN_PROXY_OFFLINE_TOKENS_PER_SECOND": str(args.tokens_per_second),
-                "TWIN_PROXY_CAPACITY": str(args.fans * 2 + 64), "TWIN_PROXY_HEARTBEAT_SECONDS": "5",
-            }, workdir)
+            node.start(
+                ["proxy", "serve"],
+                base_env
+                | {
+                    "TWIN_PROXY_PAYMENT_PRIVATE_KEY": "0x" + chain.accounts[-1].key.hex(),
+                    "TWIN_PROXY_OFFLINE_TOKENS_PER_SECOND": str(args.tokens_per_second),
+                    "TWIN_PROXY_CAPACITY": str(args.fans * 2 + 64),
+                    "TWIN_PROXY_HEARTBEAT_SECONDS": "5",
+                },
+                workdir,
+            )
             await node.wait_ready("/healthz")
             worker_env = base_env | {
-                "TWIN_DATABASE_URL": database_url, "TWIN_AUTO_MIGRATE": "false", "TWIN_REDIS_URL": args.redis_url,
-                "TWIN_REDIS_NAMESPACE": namespace, "TWIN_LEADER_LEASE_S": str(LEASE_S),
-                "TWIN_INDEXER_POLL_S": "0.2", "TWIN_CHAT_JOURNAL_DIR": str(workdir / "journal"),
+                "TWIN_DATABASE_URL": database_url,
+                "TWIN_AUTO_MIGRATE": "false",
+                "TWIN_REDIS_URL": args.redis_url,
+                "TWIN_REDIS_NAMESPACE": namespace,
+                "TWIN_LEADER_LEASE_S": str(LEASE_S),
+                "TWIN_INDEXER_POLL_S": "0.2",
+                "TWIN_CHAT_JOURNAL_DIR": str(workdir / "journal"),
                 "TWIN_PUBLIC_DOMAIN": "bench.local",  # the SIWE domain (required off the embedded chain)
                 "TWIN_PROXY_PLATFORM_WALLET_KEY": "0x" + chain.accounts[-2].key.hex(),
                 "TWIN_PROXY_TRUSTED_MEASUREMENTS": json.dumps([code_measurement()]),
                 "TWIN_PROXY_ALLOW_PRIVATE_ENDPOINTS": "true",
-                "TWIN_CHAT_STREAMS_PER_NODE": str(args.capacity), "TWIN_CHAT_MAX_WAITING": str(args.fans * 2 + 64),
-                "TWIN_CHAT_MESSAGES_PER_MINUTE": "60000", "TWIN_CHAT_MAX_SOCKETS_PER_ADDRESS": str(args.fans * 2 + 64),
+                "TWIN_CHAT_STREAMS_PER_NODE": str(args.capacity),
+                "TWIN_CHAT_MAX_WAITING": str(args.fans * 2 + 64),
+                "TWIN_CHAT_MESSAGES_PER_MINUTE": "60000",
+                "TWIN_CHAT_MAX_SOCKETS_PER_ADDRESS": str(args.fans * 2 + 64),
             }
             for worker in workers:
                 worker.start(["serve"], worker_env, workdir)
@@ -322,8 +346,11 @@ async def measure(args: argparse.Namespace, workers: Sequence[Process]) -> None:
         killed = await chat_phase("2 workers, leader killed", ws_base, world.fans, args.rounds, started_replies)
         started_replies.set()  # (too few replies to kill mid-phase: killed after it)
         killed_at, note = await killer
-        when = f"{killed.ended - killed_at:.1f} s before the phase ended" if killed_at < killed.ended \
+        when = (
+            f"{killed.ended - killed_at:.1f} s before the phase ended"
+            if killed_at < killed.ended
             else "after the phase ended"
+        )
         killed.note = f"{note}; killed {when}"
         phases.append(killed)
     print_results(args, phases)
@@ -331,13 +358,26 @@ async def measure(args: argparse.Namespace, workers: Sequence[Process]) -> None:
 
 def print_results(args: argparse.Namespace, phases: Sequence[Phase]) -> None:
     baseline = phases[0]
-    rows = [[phase.name, f"{len(phase.ok):,}", f"{phase.replies_per_s:,.1f}", ms(phase.ttft(50)), ms(phase.ttft(99)),
-             f"{sum(phase.errors.values()):,}", f"{ratio(phase.replies_per_s, baseline.replies_per_s):.2f}",
-             f"{ratio(phase.ttft(50), baseline.ttft(50)):.2f}"] for phase in phases]
-    print_table(f"{args.fans} fans x {args.rounds} messages, one offline node at {args.tokens_per_second} tokens/s, "
-                f"{args.capacity} streams (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
-                ["phase", "replies", "replies/s", "TTFT p50 ms", "TTFT p99 ms", "errors", "replies/s vs 1",
-                 "TTFT p50 vs 1"], rows, {0})
+    rows = [
+        [
+            phase.name,
+            f"{len(phase.ok):,}",
+            f"{phase.replies_per_s:,.1f}",
+            ms(phase.ttft(50)),
+            ms(phase.ttft(99)),
+            f"{sum(phase.errors.values()):,}",
+            f"{ratio(phase.replies_per_s, baseline.replies_per_s):.2f}",
+            f"{ratio(phase.ttft(50), baseline.ttft(50)):.2f}",
+        ]
+        for phase in phases
+    ]
+    print_table(
+        f"{args.fans} fans x {args.rounds} messages, one offline node at {args.tokens_per_second} tokens/s, "
+        f"{args.capacity} streams (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+        ["phase", "replies", "replies/s", "TTFT p50 ms", "TTFT p99 ms", "errors", "replies/s vs 1", "TTFT p50 vs 1"],
+        rows,
+        {0},
+    )
     for phase in phases:
         if phase.errors:
             print(f"  {phase.name} errors: {phase.errors}")
@@ -352,8 +392,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--capacity", type=int, default=32, help="TWIN_CHAT_STREAMS_PER_NODE")
     parser.add_argument("--tokens-per-second", type=float, default=200)
     args = parser.parse_args()
-    args.database_url = os.environ.get("TWIN_BENCH_DATABASE_URL",
-                                       "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    args.database_url = os.environ.get(
+        "TWIN_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    )
     args.redis_url = os.environ.get("TWIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     return args
 

@@ -42,8 +42,9 @@ def wait_for_demo(base_url: str) -> list[dict[str, object]]:
     raise SystemExit("the demo world was not built in time")
 
 
-async def shoot(browser: Browser, base_url: str, path: str, name: str, *, account_index: int | None = None,
-                then: str | None = None) -> None:
+async def shoot(
+    browser: Browser, base_url: str, path: str, name: str, *, account_index: int | None = None, then: str | None = None
+) -> None:
     accounts = dev_accounts(Settings().chain_dev_mnemonic, 10)
     for suffix, viewport in SIZES.items():
         context = await browser.new_context(base_url=base_url, viewport=viewport)
@@ -68,8 +69,14 @@ async def shoot_all(base_url: str, ranked: dict[str, str]) -> None:
         await shoot(browser, base_url, "/", "marketplace")
         await shoot(browser, base_url, f"/avatars/{chef}", "avatar", account_index=holder)
         await shoot(browser, base_url, f"/avatars/{chef}/chat", "chat", account_index=holder)
-        await shoot(browser, base_url, f"/avatars/{chef}/chat", "chat-attestation", account_index=holder,
-                    then=".message.assistant button.badge")
+        await shoot(
+            browser,
+            base_url,
+            f"/avatars/{chef}/chat",
+            "chat-attestation",
+            account_index=holder,
+            then=".message.assistant button.badge",
+        )
         await shoot(browser, base_url, "/portfolio", "portfolio", account_index=holder)
         await shoot(browser, base_url, "/dashboard", "dashboard", account_index=CAST[0].creator_account)
         await shoot(browser, base_url, "/operations", "operations")
@@ -80,10 +87,17 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="twin-screenshots-") as scratch:
-        env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{scratch}/twin.db",
-                                             "TWIN_DEMO_WORLD": "true"}
-        process = subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env,  # noqa: S603 - our command
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True)
+        env = env_without_twin_settings() | {
+            "TWIN_DATABASE_URL": f"sqlite:///{scratch}/twin.db",
+            "TWIN_DEMO_WORLD": "true",
+        }
+        process = subprocess.Popen(  # noqa: S603 - our command
+            [str(TWIN), "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         base_url = f"http://127.0.0.1:{port}"
         try:
             if wait_until_ready(base_url, process) is None:

@@ -84,8 +84,9 @@ def settings(database_url: str) -> Settings:
     # database from theirs: no pooled connection may cross loops, and tests index explicitly
     # (`await app.state.services.indexer.sync()`) and tick the autoscaler (`await app.state.services.autoscale.tick()`)
     # rather than through background tasks.
-    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0,
-                    autoscale_tick_s=0)
+    return Settings(
+        database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0, autoscale_tick_s=0
+    )
 
 
 @pytest.fixture(scope="session")

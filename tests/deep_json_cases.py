@@ -40,9 +40,13 @@ async def test_backend_bodies(client: AsyncTestClient[Litestar], chain: Chain) -
     await sign_in(client, chain.dev_accounts[1])
     json_type = {"content-type": "application/json"}
 
-    for method, path, body in [("POST", "/api/auth/verify", DEEP), ("POST", "/api/auth/verify", DEEP_OBJECT),
-                               ("POST", "/rpc", DEEP), ("POST", "/api/avatars", DEEP),
-                               ("PATCH", f"/api/avatars/0x{'ab' * 16}", DEEP)]:
+    for method, path, body in [
+        ("POST", "/api/auth/verify", DEEP),
+        ("POST", "/api/auth/verify", DEEP_OBJECT),
+        ("POST", "/rpc", DEEP),
+        ("POST", "/api/avatars", DEEP),
+        ("PATCH", f"/api/avatars/0x{'ab' * 16}", DEEP),
+    ]:
         assert_bad_body(await client.request(method, path, content=body, headers=json_type))
 
     assert (await client.get("/healthz")).status_code == 200
@@ -71,10 +75,16 @@ async def test_proxy_node(chain: Chain) -> None:
     deep_header = base64.b64encode(DEEP).decode()
     async with AsyncTestClient(app=app) as node:
         body = await node.post("/v1/chat/completions", content=DEEP, headers={"content-type": "application/json"})
-        signature = await node.post("/v1/chat/completions", content=CHAT_BODY,
-                                    headers={"content-type": "application/json", "PAYMENT-SIGNATURE": deep_header})
-        x_payment = await node.post("/v1/chat/completions", content=CHAT_BODY,
-                                    headers={"content-type": "application/json", "X-PAYMENT": deep_header})
+        signature = await node.post(
+            "/v1/chat/completions",
+            content=CHAT_BODY,
+            headers={"content-type": "application/json", "PAYMENT-SIGNATURE": deep_header},
+        )
+        x_payment = await node.post(
+            "/v1/chat/completions",
+            content=CHAT_BODY,
+            headers={"content-type": "application/json", "X-PAYMENT": deep_header},
+        )
         alive = await node.get("/healthz")
 
     assert body.status_code == 400, body.text

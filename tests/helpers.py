@@ -40,14 +40,23 @@ def env_without_twin_settings() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TWIN_")}
     state_dir = tempfile.mkdtemp(prefix="twin-test-chain-")
     CHAIN_STATE_DIRS.append(Path(state_dir))
-    return env | {"TWIN_CHAIN_STATE_DIR": state_dir, "TWIN_CHAT_JOURNAL_DIR": f"{state_dir}/journal",
-                  "TWIN_DEMO_WORLD": "false"}
+    return env | {
+        "TWIN_CHAIN_STATE_DIR": state_dir,
+        "TWIN_CHAT_JOURNAL_DIR": f"{state_dir}/journal",
+        "TWIN_DEMO_WORLD": "false",
+    }
 
 
 def run_twin(env: dict[str, str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the `twin` command with only the given TWIN_* settings."""
-    return subprocess.run([str(TWIN), *args], env=env_without_twin_settings() | env, capture_output=True,
-                          text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [str(TWIN), *args],
+        env=env_without_twin_settings() | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -80,12 +89,24 @@ def stop(process: subprocess.Popen[str], timeout_s: float = 15) -> None:
         process.kill()
 
 
-def siwe_message(account: LocalAccount, *, nonce: str, domain: str = "testserver.local", chain_id: int,
-                 expires_in: timedelta | None = timedelta(minutes=5), **overrides: Any) -> str:
+def siwe_message(
+    account: LocalAccount,
+    *,
+    nonce: str,
+    domain: str = "testserver.local",
+    chain_id: int,
+    expires_in: timedelta | None = timedelta(minutes=5),
+    **overrides: Any,
+) -> str:
     now = datetime.now(UTC)
     fields: dict[str, Any] = {
-        "domain": domain, "address": account.address, "uri": f"http://{domain}", "version": "1",
-        "chain_id": chain_id, "nonce": nonce, "issued_at": now.isoformat().replace("+00:00", "Z"),
+        "domain": domain,
+        "address": account.address,
+        "uri": f"http://{domain}",
+        "version": "1",
+        "chain_id": chain_id,
+        "nonce": nonce,
+        "issued_at": now.isoformat().replace("+00:00", "Z"),
         "statement": "Sign in to Twin market",
     }
     if expires_in is not None:
@@ -139,21 +160,37 @@ def view(chain: Chain, function_name: str, *args: Any) -> Any:
     return getattr(sync_twin_keys(chain).functions, function_name)(*args).call()
 
 
-async def launch(client: AsyncTestClient[Litestar], chain: Chain, creator: LocalAccount, handle: str,
-                 first_keys: int = 1) -> str:
+async def launch(
+    client: AsyncTestClient[Litestar], chain: Chain, creator: LocalAccount, handle: str, first_keys: int = 1
+) -> str:
     """Launch an avatar through the API and create it on-chain from the creator's wallet; return its id."""
     await sign_in(client, creator)
-    response = await client.post("/api/avatars", json={
-        "name": handle.title(), "handle": handle, "persona": f"You are {handle}, terse and kind.",
-        "model": "twin-offline-demo", "bio": f"{handle}'s twin",
-    })
+    response = await client.post(
+        "/api/avatars",
+        json={
+            "name": handle.title(),
+            "handle": handle,
+            "persona": f"You are {handle}, terse and kind.",
+            "model": "twin-offline-demo",
+            "bio": f"{handle}'s twin",
+        },
+    )
     assert response.status_code == 201, response.text
     launched = response.json()
     avatar_id = launched["id"]
     # The first key is free; more cost what the curve says at supply 0.
     total = 0 if first_keys == 1 else _first_buy_total(chain, first_keys)
-    transact(chain, creator, "createAvatar", avatar_bytes(avatar_id), launched["metadata_uri"], first_keys, total,
-             FAR_DEADLINE, value=total)
+    transact(
+        chain,
+        creator,
+        "createAvatar",
+        avatar_bytes(avatar_id),
+        launched["metadata_uri"],
+        first_keys,
+        total,
+        FAR_DEADLINE,
+        value=total,
+    )
     return avatar_id
 
 
@@ -167,8 +204,12 @@ async def index(app: Litestar) -> int:
     return await app.state.services.indexer.sync()
 
 
-async def index_differences(client: AsyncTestClient[Litestar] | httpx.AsyncClient, contract: Contract,
-                            avatar_ids: list[str], wallets: list[LocalAccount]) -> list[str]:
+async def index_differences(
+    client: AsyncTestClient[Litestar] | httpx.AsyncClient,
+    contract: Contract,
+    avatar_ids: list[str],
+    wallets: list[LocalAccount],
+) -> list[str]:
     """Where the index (as the API shows it) differs from the chain (TwinKeys as ``contract`` reads it):
     supply, each wallet's balance, creator fees, and the trades (none missing, none twice)."""
     on_chain_trades = contract.events.Trade().get_logs(from_block=0)
@@ -187,8 +228,11 @@ async def index_differences(client: AsyncTestClient[Litestar] | httpx.AsyncClien
             if holders.get(wallet.address, 0) != expected:
                 problems.append(f"{avatar_id} {wallet.address} holds {expected}, index {holders.get(wallet.address)}")
         indexed = await all_pages(client, f"/api/avatars/{avatar_id}/trades")
-        expected_hashes = sorted("0x" + bytes(log["transactionHash"]).hex() for log in on_chain_trades
-                                 if "0x" + bytes(log["args"]["id"]).hex() == avatar_id)
+        expected_hashes = sorted(
+            "0x" + bytes(log["transactionHash"]).hex()
+            for log in on_chain_trades
+            if "0x" + bytes(log["args"]["id"]).hex() == avatar_id
+        )
         if sorted(trade["tx_hash"] for trade in indexed) != expected_hashes:
             problems.append(f"{avatar_id} trades {len(indexed)} indexed, {len(expected_hashes)} on-chain")
     return problems

@@ -59,8 +59,12 @@ def test_embedded_sqlite_migrates_itself_and_postgres_does_not() -> None:
 
 
 SECRET = "hunter2secret"
-ADDRESSES = {"TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20, "TWIN_OPG_ADDRESS": "0x" + "22" * 20,
-             "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20, "TWIN_PUBLIC_DOMAIN": "twin.example.org"}
+ADDRESSES = {
+    "TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20,
+    "TWIN_OPG_ADDRESS": "0x" + "22" * 20,
+    "TWIN_NODE_REGISTRY_ADDRESS": "0x" + "33" * 20,
+    "TWIN_PUBLIC_DOMAIN": "twin.example.org",
+}
 
 
 @pytest.mark.parametrize(
@@ -73,12 +77,17 @@ ADDRESSES = {"TWIN_TWIN_KEYS_ADDRESS": "0x" + "11" * 20, "TWIN_OPG_ADDRESS": "0x
         ("TWIN_PUBLIC_BASE_URL", f"ftp://admin:{SECRET}@twin.example.org", ("db", "upgrade"), 2),
         ("TWIN_CHAIN_RPC_URL", f"ws://admin:{SECRET}@rpc.example.org", ("serve", "--port", "1"), 1),
         ("TWIN_PROXY_PUBLIC_URL", f"ftp://admin:{SECRET}@node.example.org", ("proxy", "serve"), 2),
-        ("TWIN_PROXY_UPSTREAMS", json.dumps({"own": {"kind": "openai", "base_url": f"ftp://u:{SECRET}@llm.example"}}),
-         ("proxy", "serve"), 2),
+        (
+            "TWIN_PROXY_UPSTREAMS",
+            json.dumps({"own": {"kind": "openai", "base_url": f"ftp://u:{SECRET}@llm.example"}}),
+            ("proxy", "serve"),
+            2,
+        ),
     ],
 )
-def test_a_bad_url_setting_never_prints_its_password(variable: str, value: str, command: tuple[str, ...],
-                                                     status: int) -> None:
+def test_a_bad_url_setting_never_prints_its_password(
+    variable: str, value: str, command: tuple[str, ...], status: int
+) -> None:
     result = run_twin({variable: value, **(ADDRESSES if variable == "TWIN_CHAIN_RPC_URL" else {})}, *command)
 
     assert result.returncode == status, result.stderr

@@ -55,12 +55,14 @@ class Served:
     def start(self) -> None:
         env = env_without_twin_settings() | {
             "TWIN_DATABASE_URL": f"sqlite:///{self.tmp / 'twin.db'}",
-            "TWIN_CHAIN_STATE_DIR": str(self.tmp / "chain"), "TWIN_CHAIN_STATE_INTERVAL_S": "1",
+            "TWIN_CHAIN_STATE_DIR": str(self.tmp / "chain"),
+            "TWIN_CHAIN_STATE_INTERVAL_S": "1",
             "TWIN_INDEXER_POLL_S": "0.2",
         }
         log = (self.tmp / "server.log").open("a")
-        self.process = subprocess.Popen([str(TWIN), "serve", "--port", str(self.port)], env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            [str(TWIN), "serve", "--port", str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
         ready = wait_until_ready(self.base, self.process)
         assert ready is not None, (self.tmp / "server.log").read_text()[-3000:]
         assert ready.status_code == 200, ready.text
@@ -99,8 +101,14 @@ def transact(contract: Contract, account: LocalAccount, function: str, *args: ob
     # Fees against the node's next base fee (its gas price), not twice the latest block's: the server's
     # upkeep may raise the next base fee at any moment (hold_base_fee), e.g. right after a node restart.
     transaction = getattr(contract.functions, function)(*args).build_transaction(
-        {"from": account.address, "value": value, "nonce": w3.eth.get_transaction_count(account.address, "pending"),
-         "maxPriorityFeePerGas": 0, "maxFeePerGas": 2 * w3.eth.gas_price})
+        {
+            "from": account.address,
+            "value": value,
+            "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+            "maxPriorityFeePerGas": 0,
+            "maxFeePerGas": 2 * w3.eth.gas_price,
+        }
+    )
     tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(transaction).raw_transaction)
     assert w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)["status"] == 1
 
@@ -113,10 +121,20 @@ def buy(contract: Contract, account: LocalAccount, avatar_id: str, amount: int) 
 
 def launch(served: Served, creator: LocalAccount, handle: str) -> str:
     http = signed_in(served.base, creator)
-    launched = http.post("/api/avatars", json={"name": handle.title(), "handle": handle, "model": "twin-offline-demo",
-                                               "persona": f"You are {handle}."}).json()
-    transact(served.contract(), creator, "createAvatar", bytes.fromhex(launched["id"][2:]), launched["metadata_uri"],
-             1, 0, FAR_DEADLINE)
+    launched = http.post(
+        "/api/avatars",
+        json={"name": handle.title(), "handle": handle, "model": "twin-offline-demo", "persona": f"You are {handle}."},
+    ).json()
+    transact(
+        served.contract(),
+        creator,
+        "createAvatar",
+        bytes.fromhex(launched["id"][2:]),
+        launched["metadata_uri"],
+        1,
+        0,
+        FAR_DEADLINE,
+    )
     return str(launched["id"])
 
 
@@ -129,8 +147,11 @@ def wait_until_indexed(served: Served, avatar_id: str, supply: int, timeout_s: f
 
 def chat_once(served: Served, http: httpx.Client, avatar_id: str, text: str) -> dict:
     cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
-    with connect(f"ws://127.0.0.1:{served.port}/ws/avatars/{avatar_id}/chat",
-                 additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+    with connect(
+        f"ws://127.0.0.1:{served.port}/ws/avatars/{avatar_id}/chat",
+        additional_headers={"Cookie": cookie},
+        open_timeout=10,
+    ) as ws:
         ws.send(json.dumps({"type": "message", "client_msg_id": text, "content": text}))
         while True:
             frame = json.loads(ws.recv(timeout=30))
@@ -175,7 +196,9 @@ def test_a_stop_and_start_keeps_avatars_keys_fees_trades_and_chats(served: Serve
     fan_http = signed_in(served.base, fan)
     thread = fan_http.get(f"/api/avatars/{avatar_id}/messages").json()["items"]
     assert [m["role"] for m in thread][-2:] == ["user", "assistant"] or [m["role"] for m in thread][:2] == [
-        "assistant", "user"]
+        "assistant",
+        "user",
+    ]
     assert any(m["content"] == "Still there after a restart?" for m in thread)
     assert wait_until_agreeing(served, [avatar_id]) == []
     assert chat_once(served, fan_http, avatar_id, "And again?")["type"] == "done"
@@ -197,7 +220,8 @@ def test_sigkill_of_the_server_mid_traffic_loses_nothing(served: Served) -> None
     # Trades go straight to the node while the server is killed and comes back.
     node_port = json.loads((served.tmp / "chain" / "node.json").read_text())["port"]
     contract = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{node_port}")).eth.contract(
-        address=contract.address, abi=contract.abi)
+        address=contract.address, abi=contract.abi
+    )
     trader = threading.Thread(target=trade)
     trader.start()
     try:

@@ -29,9 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_deeply_nested_json_at_every_entry_point_is_a_400_not_a_crash() -> None:
     """100,000 levels of nesting after a dependency (py_ecc) raised the recursion limit used to segfault (exit -11)."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(ROOT / "tests" / "deep_json_cases.py")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "deep_json_cases.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "3 passed" in result.stdout
@@ -89,8 +94,10 @@ async def _served(settings: Settings) -> AsyncIterator[int]:
 async def test_a_body_that_never_arrives_is_answered_408_in_time() -> None:
     async with _served(Settings(body_read_timeout_s=0.5)) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{\"a\": ")
+        writer.write(
+            b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"a": '
+        )
         await writer.drain()
         async with asyncio.timeout(5):
             answer = await reader.read()  # the server closes the connection after its answer

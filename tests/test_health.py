@@ -70,8 +70,7 @@ async def test_malformed_json_body_is_json_400(app: Litestar) -> None:
 
     app.register(echo_count)
     async with AsyncTestClient(app=app) as client:
-        malformed = await client.post("/echo-count", content=b"{not json",
-                                      headers={"content-type": "application/json"})
+        malformed = await client.post("/echo-count", content=b"{not json", headers={"content-type": "application/json"})
         wrong_type = await client.post("/echo-count", json={"a": "not a number"})
         fine = await client.post("/echo-count", json={"a": 1})
 

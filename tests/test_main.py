@@ -22,17 +22,21 @@ async def opg_balance(chain: Chain, address: str) -> int:
     return await chain.opg.functions.balanceOf(address).call()
 
 
-async def test_backend_gets_a_paid_attested_reply(client: AsyncTestClient[Litestar], app: Litestar,
-                                                  chain: Chain) -> None:
+async def test_backend_gets_a_paid_attested_reply(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     proxy_settings = load_proxy_settings()
     node_address = node_payment_account(proxy_settings, chain).address
     price = proxy_settings.models["twin-offline-demo"].price_wei
     before = await opg_balance(chain, node_address)
 
-    result = await app.state.services.proxy_client.chat(model="twin-offline-demo", messages=[
-        {"role": "system", "content": "You are Ada, a patient maths tutor."},
-        {"role": "user", "content": "What is a prime?"},
-    ])
+    result = await app.state.services.proxy_client.chat(
+        model="twin-offline-demo",
+        messages=[
+            {"role": "system", "content": "You are Ada, a patient maths tutor."},
+            {"role": "user", "content": "What is a prime?"},
+        ],
+    )
 
     assert result.text
     assert "offline" in result.model
@@ -56,16 +60,23 @@ structlog.get_logger().warning("our-warning-line")
 """
 
 
-@pytest.mark.parametrize(("level", "shown", "hidden"), [
-    ("warning", {"library-warning-line", "our-warning-line"}, {"library-info-line", "our-info-line"}),
-    ("info", {"library-info-line", "library-warning-line", "our-info-line", "our-warning-line"}, set()),
-])
-def test_log_level_applies_to_our_lines_and_the_libraries(tmp_path: Path, level: str, shown: set[str],
-                                                          hidden: set[str]) -> None:
-    env = env_without_twin_settings() | {"TWIN_LOG_LEVEL": level,
-                                         "TWIN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/twin.db"}
-    run = subprocess.run([sys.executable, "-c", LOG_LINES], env=env, capture_output=True, text=True, timeout=60,
-                         check=True)
+@pytest.mark.parametrize(
+    ("level", "shown", "hidden"),
+    [
+        ("warning", {"library-warning-line", "our-warning-line"}, {"library-info-line", "our-info-line"}),
+        ("info", {"library-info-line", "library-warning-line", "our-info-line", "our-warning-line"}, set()),
+    ],
+)
+def test_log_level_applies_to_our_lines_and_the_libraries(
+    tmp_path: Path, level: str, shown: set[str], hidden: set[str]
+) -> None:
+    env = env_without_twin_settings() | {
+        "TWIN_LOG_LEVEL": level,
+        "TWIN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/twin.db",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", LOG_LINES], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     events = {json.loads(line)["event"] for line in (run.stdout + run.stderr).splitlines() if line.startswith("{")}
 
     assert shown <= events

@@ -57,12 +57,19 @@ class Install:
 def docker_context(destination: Path) -> Path:
     """A copy of what `docker build .` sends: the checkout less what .dockerignore excludes (its patterns
     are paths from the top or ``**/name``, matched here as Docker matches them)."""
-    patterns = [line.strip() for line in (CHECKOUT_ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (CHECKOUT_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
     def excluded(relative: Path) -> bool:
-        return any(fnmatch.fnmatch(relative.name, pattern.removeprefix("**/")) if pattern.startswith("**/")
-                   else fnmatch.fnmatch(relative.as_posix(), pattern) for pattern in patterns)
+        return any(
+            fnmatch.fnmatch(relative.name, pattern.removeprefix("**/"))
+            if pattern.startswith("**/")
+            else fnmatch.fnmatch(relative.as_posix(), pattern)
+            for pattern in patterns
+        )
 
     def ignored(directory: str, names: list[str]) -> set[str]:
         relative = Path(directory).relative_to(CHECKOUT_ROOT)
@@ -194,8 +201,12 @@ def test_the_image_runs_as_an_unprivileged_user_with_the_npm_packages_the_app_se
 
 def test_what_the_builder_copies_is_in_the_docker_context(installed: Install) -> None:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
-    sources = [source for line in text.splitlines() if line.startswith("COPY ") and "--from=" not in line
-               for source in line.split()[1:-1]]
+    sources = [
+        source
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
     assert "app" in sources
     assert all((installed.context / source).exists() for source in sources)
     assert not (installed.context / "node_modules").exists()  # npm ci installs them inside the image
@@ -205,8 +216,12 @@ def test_infra_and_the_readme_deploy_the_image_this_dockerfile_builds_as_its_use
     version = tomllib.loads((CHECKOUT_ROOT / "pyproject.toml").read_text())["project"]["version"]
     image = f"twin-market:{version}"
     assert f"docker build -t {image} ." in (CHECKOUT_ROOT / "README.md").read_text()
-    documents = [document for path in sorted((CHECKOUT_ROOT / "infra").glob("*.yaml"))
-                 for document in yaml.safe_load_all(path.read_text()) if document]
+    documents = [
+        document
+        for path in sorted((CHECKOUT_ROOT / "infra").glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
     [kustomization] = [document for document in documents if document["kind"] == "Kustomization"]
     assert kustomization["images"] == [{"name": "twin-market", "newTag": version}]
     (program, *_), _ = image_command_and_env(DOCKERFILE)

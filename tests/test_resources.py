@@ -30,7 +30,8 @@ def test_anvil_comes_from_the_configured_node_modules(tmp_path: Path) -> None:
 
 
 async def test_vendored_libraries_are_served_from_the_configured_node_modules(
-        settings: Settings, chain: Chain, tmp_path: Path) -> None:
+    settings: Settings, chain: Chain, tmp_path: Path
+) -> None:
     (tmp_path / "ethers" / "dist").mkdir(parents=True)
     (tmp_path / "ethers" / "dist" / "ethers.min.js").write_text("// ethers from elsewhere\n")
     app = create_app(settings.model_copy(update={"node_modules_dir": tmp_path}), chain=chain)

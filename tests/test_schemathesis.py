@@ -41,8 +41,12 @@ from app.proxy.node.app import create_proxy_app
 from tests.helpers import sign, siwe_message
 
 EXAMPLES = 25
-CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance, st_checks.content_type_conformance,
-          st_checks.response_schema_conformance]
+CHECKS = [
+    st_checks.not_a_server_error,
+    st_checks.status_code_conformance,
+    st_checks.content_type_conformance,
+    st_checks.response_schema_conformance,
+]
 EXCLUDED = {"POST /rpc": "a JSON-RPC 2.0 passthrough, answering in JSON-RPC's own shape (tests/chain)"}
 # Signed in, logging out would sign the rest of the run out (it is run anonymously).
 EXCLUDED_SIGNED_IN = EXCLUDED | {"POST /api/auth/logout": "it ends the session the run uses"}
@@ -76,8 +80,9 @@ def _send(client: TestClient[Litestar], case: Any) -> Any:
     return client.request(headers=headers, **kwargs)
 
 
-def run_schemathesis(client: TestClient[Litestar], document: dict[str, Any], *,
-                     excluded: dict[str, str] = EXCLUDED) -> tuple[Counter[str], list[str]]:
+def run_schemathesis(
+    client: TestClient[Litestar], document: dict[str, Any], *, excluded: dict[str, str] = EXCLUDED
+) -> tuple[Counter[str], list[str]]:
     """Every operation of ``document`` but ``excluded`` against ``client``: the statuses answered and the failures."""
     schema = schemathesis.openapi.from_dict(document)
     cases: Counter[str] = Counter()
@@ -97,12 +102,19 @@ def run_schemathesis(client: TestClient[Litestar], document: dict[str, Any], *,
     return cases, failures
 
 
-def _run_operation(client: TestClient[Litestar], operation: Any, label: str, mode: GenerationMode,
-                   cases: Counter[str]) -> None:
+def _run_operation(
+    client: TestClient[Litestar], operation: Any, label: str, mode: GenerationMode, cases: Counter[str]
+) -> None:
     """``EXAMPLES`` cases of one operation in one mode; raises what the checks found (shrunk)."""
 
-    @hypothesis.settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                         suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink])
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def check(case: Any) -> None:
         response = _send(client, case)
@@ -152,8 +164,9 @@ def test_backend_signed_in_conforms(backend: TestClient[Litestar], chain: Chain)
     _report("backend, signed in", cases, started, failures)
 
 
-def test_no_route_documents_litestars_own_error_shape(backend: TestClient[Litestar],
-                                                      node: TestClient[Litestar]) -> None:
+def test_no_route_documents_litestars_own_error_shape(
+    backend: TestClient[Litestar], node: TestClient[Litestar]
+) -> None:
     """Litestar documents 400 as ``{status_code, detail, extra}`` unless a route says otherwise;
     neither app ever answers that shape."""
     for client in (backend, node):

@@ -50,8 +50,14 @@ class CSRFGuard(ASGIMiddleware):
 
     def check(self, headers: Headers) -> None:
         if not origin_allowed(headers, self.settings):
-            raise Forbidden("a request from another site may not use this session; send it from the "
-                            "service's own pages or an origin in TWIN_CORS_ORIGINS", code="csrf")
+            raise Forbidden(
+                "a request from another site may not use this session; send it from the "
+                "service's own pages or an origin in TWIN_CORS_ORIGINS",
+                code="csrf",
+            )
         if has_body(headers) and not is_json(headers.get("content-type", "")):
-            raise AppError("with a session, request bodies are JSON: send content-type: application/json",
-                           code="unsupported_media_type", status_code=415)
+            raise AppError(
+                "with a session, request bodies are JSON: send content-type: application/json",
+                code="unsupported_media_type",
+                status_code=415,
+            )

@@ -45,8 +45,7 @@ def _parse(message_text: str) -> siwe.SiweMessage:
     try:
         return siwe.SiweMessage.from_message(message=message_text)
     except Exception as error:  # noqa: BLE001 - the parser raises many kinds; all mean "malformed"
-        raise Unauthorized(f"the message is not an EIP-4361 message: {error}"[:300],
-                           code="malformed_message") from None
+        raise Unauthorized(f"the message is not an EIP-4361 message: {error}"[:300], code="malformed_message") from None
 
 
 def _moment(value: object) -> datetime:
@@ -59,13 +58,13 @@ def _check_lifetime(message: siwe.SiweMessage, now: datetime) -> None:
     if issued_at > now + CLOCK_SKEW:
         raise Unauthorized("issued_at: the message is issued in the future", code="not_yet_valid")
     if issued_at < now - NONCE_TTL:
-        raise Unauthorized(f"issued_at: the message is older than a nonce lives ({NONCE_TTL}); sign a new one",
-                           code="expired_message")
+        raise Unauthorized(
+            f"issued_at: the message is older than a nonce lives ({NONCE_TTL}); sign a new one", code="expired_message"
+        )
     if message.expiration_time is None:
         raise Unauthorized("expiration_time: required", code="malformed_message")
     if _moment(message.expiration_time) - issued_at > MAX_MESSAGE_LIFETIME:
-        raise Unauthorized(f"expiration_time: at most {MAX_MESSAGE_LIFETIME} after issued_at",
-                           code="malformed_message")
+        raise Unauthorized(f"expiration_time: at most {MAX_MESSAGE_LIFETIME} after issued_at", code="malformed_message")
 
 
 async def _consume_nonce(session: AsyncSession, nonce: str) -> None:
@@ -77,17 +76,18 @@ async def _consume_nonce(session: AsyncSession, nonce: str) -> None:
         .values(used_at=now)
     )
     if cast("CursorResult[Any]", result).rowcount != 1:
-        raise Unauthorized("the nonce is unknown, expired or already used; ask for a new one",
-                           code="bad_nonce")
+        raise Unauthorized("the nonce is unknown, expired or already used; ask for a new one", code="bad_nonce")
 
 
-async def verify_sign_in(session: AsyncSession, *, message_text: str, signature: str,
-                         expected_domain: str, chain_id: int) -> str:
+async def verify_sign_in(
+    session: AsyncSession, *, message_text: str, signature: str, expected_domain: str, chain_id: int
+) -> str:
     """Check an EIP-4361 message and its signature; return the signer's checksummed address."""
     message = _parse(message_text)
     if int(message.chain_id) != chain_id:
-        raise Unauthorized(f"the message is for chain {message.chain_id}, this service is on chain {chain_id}",
-                           code="wrong_chain")
+        raise Unauthorized(
+            f"the message is for chain {message.chain_id}, this service is on chain {chain_id}", code="wrong_chain"
+        )
     now = datetime.now(UTC)
     _check_lifetime(message, now)
     try:

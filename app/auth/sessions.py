@@ -42,8 +42,9 @@ class SessionBackend(ServerSideSessionBackend):
         rotated: str | None = _scope(connection).get(_ROTATED_ID)
         return rotated or super().get_session_id(connection)
 
-    async def store_in_message(self, scope_session: ScopeSession, message: Message,
-                               connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    async def store_in_message(
+        self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> None:
         sent_id = connection.cookies.get(self.config.key)
         if scope_session is Empty or not scope_session:
             if sent_id and sent_id != "null":

@@ -36,6 +36,7 @@ the count only as far as the reactive count does, or the arrival rate alone beyo
 and its headroom. A decision keeps its ``decision_id`` while the count holds; every change gets a
 new one, with its reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -120,8 +121,9 @@ class ModelForecast:
     def proven_streams(self) -> float:
         """The forecast without what is only foreseen: the recent rate, or the new holders' chat as far as
         the evidence goes, and the backlog."""
-        proven_rate = max(self.demand.figures.arrivals_per_s,
-                          self.leading_arrivals_per_s - self.unproven_arrivals_per_s)
+        proven_rate = max(
+            self.demand.figures.arrivals_per_s, self.leading_arrivals_per_s - self.unproven_arrivals_per_s
+        )
         return min(self.forecast_arrivals_per_s, proven_rate) * self.mean_service_s + self.backlog_streams
 
 
@@ -181,8 +183,11 @@ def forecast_model(demand: ModelDemand, policy: ScalingPolicy, engagement_prior:
     unproven_rate = 0.0
     for avatar in demand.avatars:
         weight = avatar.holders_before + policy.prior_holders
-        per_holder = (avatar.figures.earlier_arrivals_per_s + engagement_prior * policy.prior_holders) / weight \
-            if weight else 0.0
+        per_holder = (
+            (avatar.figures.earlier_arrivals_per_s + engagement_prior * policy.prior_holders) / weight
+            if weight
+            else 0.0
+        )
         # New holders of the last minute are believed in full: none of them could have chatted yet. Older
         # silent ones, and those a buying spree goes on to bring, as far as the evidence goes.
         young = min(avatar.silent_new_holders, avatar.new_holders_per_s * SHORT_WINDOW_S)
@@ -192,13 +197,18 @@ def forecast_model(demand: ModelDemand, policy: ScalingPolicy, engagement_prior:
         leading += promised
         # Only what the cohort's chat backs is remembered through the stabilization window: the warm pool
         # held for silent buyers goes with them (speculators cost a lead window, not a lead window and more).
-        backed = (believed - policy.warm_pool_share) / (1 - policy.warm_pool_share) if policy.warm_pool_share < 1 \
-            else 1.0
+        backed = (
+            (believed - policy.warm_pool_share) / (1 - policy.warm_pool_share) if policy.warm_pool_share < 1 else 1.0
+        )
         unproven_rate += promised * (1 - backed)
     rate = max(trend, leading)
     return ModelForecast(
-        model=demand.model, demand=demand, mean_service_s=service_s, trend_arrivals_per_s=trend,
-        leading_arrivals_per_s=leading, unproven_arrivals_per_s=unproven_rate,
+        model=demand.model,
+        demand=demand,
+        mean_service_s=service_s,
+        trend_arrivals_per_s=trend,
+        leading_arrivals_per_s=leading,
+        unproven_arrivals_per_s=unproven_rate,
         forecast_arrivals_per_s=rate,
         rate_streams=rate * service_s,
         backlog_streams=figures.queue_depth * service_s / policy.cold_start_s,
@@ -256,15 +266,21 @@ class Forecaster:
             by_rate = policy.nodes_for(sum(model.rate_streams for model in models))
             if by_rate > previous * (1 + policy.headroom) and by_rate >= reactive:
                 desired = by_rate
-                reason = (f"up again: the arrival rate alone now needs {by_rate} nodes, more than "
-                                            f"the {previous} still joining")
+                reason = (
+                    f"up again: the arrival rate alone now needs {by_rate} nodes, more than "
+                    f"the {previous} still joining"
+                )
             elif reactive > previous:
                 desired = reactive
-                reason = (f"up again: {sum(model.demand_streams for model in models)} streams "
-                          f"in flight and waiting need {reactive} nodes now")
+                reason = (
+                    f"up again: {sum(model.demand_streams for model in models)} streams "
+                    f"in flight and waiting need {reactive} nodes now"
+                )
             else:
-                reason = (f"hold: {previous - current_nodes} of {previous} nodes still joining will serve the "
-                          f"{sum(model.demand.figures.queue_depth for model in models)} fans queued meanwhile")
+                reason = (
+                    f"hold: {previous - current_nodes} of {previous} nodes still joining will serve the "
+                    f"{sum(model.demand.figures.queue_depth for model in models)} fans queued meanwhile"
+                )
         elif wanted < previous:
             highest = max(nodes for _, nodes in self._wanted)
             waiting = sum(model.demand.figures.queue_depth for model in models)
@@ -272,19 +288,29 @@ class Forecaster:
                 reason = f"hold: {waiting} fans wait for a stream"
             elif highest < previous:
                 desired = highest
-                reason = (f"down: {forecast:.1f} streams forecast; {highest} nodes were the most "
-                                            f"wanted in the last {policy.stabilization_s:g} s")
+                reason = (
+                    f"down: {forecast:.1f} streams forecast; {highest} nodes were the most "
+                    f"wanted in the last {policy.stabilization_s:g} s"
+                )
             else:
-                reason = (f"hold: {wanted} nodes would do now, but {highest} were wanted within the last "
-                          f"{policy.stabilization_s:g} s")
+                reason = (
+                    f"hold: {wanted} nodes would do now, but {highest} were wanted within the last "
+                    f"{policy.stabilization_s:g} s"
+                )
         if desired > previous:
             self._scale_up = _ScaleUp(desired, now + policy.cold_start_s)
         direction: Direction = "up" if desired > previous else "down" if desired < previous else "hold"
         same = self._last is not None and direction == "hold"
         decision = Decision(
             decision_id=self._last.decision_id if same and self._last else uuid.uuid4().hex,
-            at=now, desired_nodes=desired, current_nodes=current_nodes, previous_nodes=previous,
-            direction=direction, reason=reason, policy=policy, models=models,
+            at=now,
+            desired_nodes=desired,
+            current_nodes=current_nodes,
+            previous_nodes=previous,
+            direction=direction,
+            reason=reason,
+            policy=policy,
+            models=models,
         )
         self._last = decision
         return decision
@@ -298,6 +324,8 @@ class Forecaster:
             if model.forecast_arrivals_per_s <= model.demand.figures.arrivals_per_s:
                 continue
             driver = "new key holders" if model.leading_arrivals_per_s >= model.trend_arrivals_per_s else "the trend"
-            parts.append(f"{model.model} {model.demand.figures.arrivals_per_s:.2f} → "
-                         f"{model.forecast_arrivals_per_s:.2f} arrivals/s from {driver}")
+            parts.append(
+                f"{model.model} {model.demand.figures.arrivals_per_s:.2f} → "
+                f"{model.forecast_arrivals_per_s:.2f} arrivals/s from {driver}"
+            )
         return "; ".join(parts)

@@ -127,10 +127,12 @@ class _Stats:
         waits = [seconds for at, seconds in self.waits if at >= recent]
         ttfts = [seconds for at, seconds in self.ttft if at >= recent]
         served_long = self.served.last(now, LONG_WINDOW_S)
-        refusals = {reason: count for reason, counts in self.refusals.items()
-                    if (count := counts.last(now, SHORT_WINDOW_S))}
+        refusals = {
+            reason: count for reason, counts in self.refusals.items() if (count := counts.last(now, SHORT_WINDOW_S))
+        }
         return DemandFigures(
-            queue_depth=self.waiting, in_flight=self.in_flight,
+            queue_depth=self.waiting,
+            in_flight=self.in_flight,
             arrivals_short=self.arrivals.last(now, SHORT_WINDOW_S),
             # Before a whole window has run, its empty start would read as a climb.
             arrivals_series=self.arrivals.series(now, TREND_WINDOW_S) if covered_s > TREND_WINDOW_S else (),
@@ -138,8 +140,11 @@ class _Stats:
             tokens_per_s=self.tokens.last(now, SHORT_WINDOW_S) / SHORT_WINDOW_S,
             mean_service_s=sum(self.service) / len(self.service) if self.service else None,
             price_wei=self.paid_wei.last(now, LONG_WINDOW_S) // served_long if served_long else None,
-            ttft_p50_s=percentile(ttfts, 0.5), ttft_p95_s=percentile(ttfts, 0.95),
-            wait_p50_s=percentile(waits, 0.5), wait_p95_s=percentile(waits, 0.95), wait_p99_s=percentile(waits, 0.99),
+            ttft_p50_s=percentile(ttfts, 0.5),
+            ttft_p95_s=percentile(ttfts, 0.95),
+            wait_p50_s=percentile(waits, 0.5),
+            wait_p95_s=percentile(waits, 0.95),
+            wait_p99_s=percentile(waits, 0.99),
             refusals=refusals,
         )
 
@@ -245,8 +250,9 @@ class MeteredStream:
             stats.arrivals.add(now)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._release()
 
     def admitted(self) -> None:
@@ -338,16 +344,26 @@ class DemandMeter:
         by_model: defaultdict[str, list[AvatarDemand]] = defaultdict(list)
         for avatar_id, avatar in self._avatars.items():
             if avatar.model is not None:
-                by_model[avatar.model].append(AvatarDemand(
-                    avatar_id, avatar.figures(now, covered), key_buys=avatar.buys.last(now, LEAD_WINDOW_S),
-                    new_holders=avatar.new_holders.last(now, LEAD_WINDOW_S),
-                    silent_new_holders=avatar.silent_new_holders(now),
-                    new_holders_per_s=avatar.new_holders.last(now, SHORT_WINDOW_S) / SHORT_WINDOW_S,
-                    holders=avatar.holders))
+                by_model[avatar.model].append(
+                    AvatarDemand(
+                        avatar_id,
+                        avatar.figures(now, covered),
+                        key_buys=avatar.buys.last(now, LEAD_WINDOW_S),
+                        new_holders=avatar.new_holders.last(now, LEAD_WINDOW_S),
+                        silent_new_holders=avatar.silent_new_holders(now),
+                        new_holders_per_s=avatar.new_holders.last(now, SHORT_WINDOW_S) / SHORT_WINDOW_S,
+                        holders=avatar.holders,
+                    )
+                )
         for model in [model for model, stats in self._models.items() if stats.idle(now) and model not in by_model]:
             del self._models[model]
-        return DemandSnapshot(now, {model: ModelDemand(model, stats.figures(now, covered), tuple(by_model[model]))
-                                    for model, stats in self._models.items()})
+        return DemandSnapshot(
+            now,
+            {
+                model: ModelDemand(model, stats.figures(now, covered), tuple(by_model[model]))
+                for model, stats in self._models.items()
+            },
+        )
 
     def _model(self, model: str) -> _Stats:
         stats = self._models.get(model)

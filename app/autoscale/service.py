@@ -57,11 +57,13 @@ SECONDS_PER_HOUR = 3_600
 
 DESIRED_NODES = Gauge("twin_autoscale_desired_nodes", "Inference nodes the autoscaler asks for")
 CURRENT_NODES = Gauge("twin_autoscale_current_nodes", "Inference nodes serving, per the registry")
-FORECAST_STREAMS = Gauge("twin_autoscale_forecast_streams",
-                         "Concurrent chat streams forecast a cold start ahead", ["model"])
+FORECAST_STREAMS = Gauge(
+    "twin_autoscale_forecast_streams", "Concurrent chat streams forecast a cold start ahead", ["model"]
+)
 QUEUE_DEPTH = Gauge("twin_autoscale_queue_depth", "Chat messages waiting for a stream slot (this worker)", ["model"])
-DECISIONS = Counter("twin_autoscale_decisions", "Decisions that changed the desired node count",
-                    ["direction"])  # direction: up, down
+DECISIONS = Counter(
+    "twin_autoscale_decisions", "Decisions that changed the desired node count", ["direction"]
+)  # direction: up, down
 ACKS = Counter("twin_autoscale_acks", "Operators' acknowledgements of decisions", ["action"])
 OPERATORS = Gauge("twin_autoscale_operators", "Operators' websockets subscribed to decisions (this worker)")
 
@@ -89,7 +91,7 @@ def parse_operator_frame(raw: str | bytes | None) -> AckFrame:
         if field is None:
             raise OperatorFrameError("bad_frame", f"a frame is a JSON object: {ACK_EXAMPLE}") from None
         if field == "type":
-            raise OperatorFrameError("unknown_type", "the only frame type is \"ack\"", field="type") from None
+            raise OperatorFrameError("unknown_type", 'the only frame type is "ack"', field="type") from None
         raise OperatorFrameError("invalid_ack", str(error), field=field) from None
     except (msgspec.DecodeError, RecursionError):  # RecursionError: nested past the decoder's depth guard
         raise OperatorFrameError("bad_frame", f"not JSON: send {ACK_EXAMPLE}") from None
@@ -109,15 +111,23 @@ class AckBook:
     def record(self, ack: AckFrame) -> None:
         acks = self._decisions.get(ack.decision_id)
         if acks is None:
-            raise OperatorFrameError("unknown_decision", f"no recent decision {ack.decision_id}; acknowledge one of "
-                                                         f"the last {RECENT_DECISIONS} pushed", field="decision_id")
+            raise OperatorFrameError(
+                "unknown_decision",
+                f"no recent decision {ack.decision_id}; acknowledge one of the last {RECENT_DECISIONS} pushed",
+                field="decision_id",
+            )
         acks.pop(ack.operator, None)
         acks[ack.operator] = ack
         while len(acks) > ACKS_PER_DECISION:
             acks.popitem(last=False)
         ACKS.labels(action=ack.action.value).inc()
-        log.info("autoscale_ack", decision_id=ack.decision_id, operator=ack.operator, action=ack.action.value,
-                 nodes=ack.nodes)
+        log.info(
+            "autoscale_ack",
+            decision_id=ack.decision_id,
+            operator=ack.operator,
+            action=ack.action.value,
+            nodes=ack.nodes,
+        )
 
     def counts(self, decision_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -145,41 +155,66 @@ def expected_earnings(decision: Decision) -> Earnings:
     forecast_streams = sum(m.rate_streams for m in decision.models)
     served = min(1.0, nodes * decision.policy.streams_per_node / forecast_streams) if forecast_streams else 1.0
     return Earnings(
-        current=_per_node_hour(((m.demand.figures.arrivals_per_s, m.demand.figures.price_wei)
-                                for m in decision.models), decision.current_nodes),
-        forecast=_per_node_hour(((m.forecast_arrivals_per_s * served, m.demand.figures.price_wei)
-                                 for m in decision.models), nodes),
+        current=_per_node_hour(
+            ((m.demand.figures.arrivals_per_s, m.demand.figures.price_wei) for m in decision.models),
+            decision.current_nodes,
+        ),
+        forecast=_per_node_hour(
+            ((m.forecast_arrivals_per_s * served, m.demand.figures.price_wei) for m in decision.models), nodes
+        ),
     )
 
 
 def _model_signal(forecast: ModelForecast, policy: ScalingPolicy) -> ModelSignal:
     demand = forecast.demand
     figures = demand.figures
-    leaders = sorted(demand.avatars, key=lambda avatar: (avatar.new_holders, avatar.figures.arrivals_short),
-                     reverse=True)[:TOP_AVATARS]
+    leaders = sorted(
+        demand.avatars, key=lambda avatar: (avatar.new_holders, avatar.figures.arrivals_short), reverse=True
+    )[:TOP_AVATARS]
     return ModelSignal(
-        model=forecast.model, desired_nodes=policy.nodes_wanted(forecast.forecast_streams),
-        demand_streams=forecast.demand_streams, forecast_streams=round(forecast.forecast_streams, 3),
-        queue_depth=figures.queue_depth, in_flight=figures.in_flight,
+        model=forecast.model,
+        desired_nodes=policy.nodes_wanted(forecast.forecast_streams),
+        demand_streams=forecast.demand_streams,
+        forecast_streams=round(forecast.forecast_streams, 3),
+        queue_depth=figures.queue_depth,
+        in_flight=figures.in_flight,
         arrivals_per_s=round(figures.arrivals_per_s, 4),
         forecast_arrivals_per_s=round(forecast.forecast_arrivals_per_s, 4),
         leading_arrivals_per_s=round(forecast.leading_arrivals_per_s, 4),
-        tokens_per_s=round(figures.tokens_per_s, 3), mean_service_s=round(forecast.mean_service_s, 3),
+        tokens_per_s=round(figures.tokens_per_s, 3),
+        mean_service_s=round(forecast.mean_service_s, 3),
         ttft_s=Latency(figures.ttft_p50_s, figures.ttft_p95_s),
         queue_wait_s=Latency(figures.wait_p50_s, figures.wait_p95_s, figures.wait_p99_s),
         refusals=figures.refusals,
-        top_avatars=[AvatarSignal(avatar.avatar_id, round(avatar.figures.arrivals_per_s, 4), avatar.key_buys,
-                                  avatar.new_holders, avatar.silent_new_holders, avatar.holders)
-                     for avatar in leaders],
+        top_avatars=[
+            AvatarSignal(
+                avatar.avatar_id,
+                round(avatar.figures.arrivals_per_s, 4),
+                avatar.key_buys,
+                avatar.new_holders,
+                avatar.silent_new_holders,
+                avatar.holders,
+            )
+            for avatar in leaders
+        ],
     )
 
 
 class AutoscaleService:
     """Meter, forecaster, history and publication of one backend process (``Services.autoscale``)."""
 
-    def __init__(self, meter: DemandMeter, forecaster: Forecaster, channels: ChannelsPlugin, channel: str, *,
-                 sessions: async_sessionmaker[AsyncSession], current_nodes: Callable[[], Awaitable[int]],
-                 known_models: Iterable[str], tick_s: float) -> None:
+    def __init__(
+        self,
+        meter: DemandMeter,
+        forecaster: Forecaster,
+        channels: ChannelsPlugin,
+        channel: str,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        current_nodes: Callable[[], Awaitable[int]],
+        known_models: Iterable[str],
+        tick_s: float,
+    ) -> None:
         self.meter = meter
         self.forecaster = forecaster
         self.acks = AckBook()
@@ -223,8 +258,13 @@ class AutoscaleService:
                 self.acks.open(decision.decision_id)
                 if decision.direction != "hold":
                     DECISIONS.labels(direction=decision.direction).inc()
-                log.info("autoscale_decision", decision_id=decision.decision_id, desired=decision.desired_nodes,
-                         current=current, reason=decision.reason)
+                log.info(
+                    "autoscale_decision",
+                    decision_id=decision.decision_id,
+                    desired=decision.desired_nodes,
+                    current=current,
+                    reason=decision.reason,
+                )
                 await self._channels.wait_published(msgspec.json.encode(self._frame(decision)), self.channel)
             return decision
 
@@ -238,8 +278,9 @@ class AutoscaleService:
         decision = None if leaders is not None else await self.latest()
         metered = leaders.models if leaders is not None else decision.models  # type: ignore[union-attr]
         if model is not None and model not in self._known_models | {m.model for m in metered}:
-            raise NotFound(f"unknown model {model!r}; known: {', '.join(sorted(self._known_models))}",
-                           code="unknown_model")
+            raise NotFound(
+                f"unknown model {model!r}; known: {', '.join(sorted(self._known_models))}", code="unknown_model"
+            )
         return narrowed(leaders, model) if leaders is not None else self._signal(decision, model)  # type: ignore[arg-type]
 
     @contextlib.contextmanager
@@ -270,19 +311,31 @@ class AutoscaleService:
         models = [forecast for forecast in decision.models if model is None or forecast.model == model]
         earnings = expected_earnings(decision)
         return Signal(
-            decision_id=decision.decision_id, decided_at=_moment(decision.at), desired_nodes=decision.desired_nodes,
-            current_nodes=decision.current_nodes, previous_nodes=decision.previous_nodes,
-            direction=decision.direction, reason=decision.reason, demand_streams=decision.demand_streams,
-            forecast_streams=round(decision.forecast_streams, 3), streams_per_node=per_node,
-            expected_earnings_wei_per_node_hour=earnings, acks=self.acks.counts(decision.decision_id),
+            decision_id=decision.decision_id,
+            decided_at=_moment(decision.at),
+            desired_nodes=decision.desired_nodes,
+            current_nodes=decision.current_nodes,
+            previous_nodes=decision.previous_nodes,
+            direction=decision.direction,
+            reason=decision.reason,
+            demand_streams=decision.demand_streams,
+            forecast_streams=round(decision.forecast_streams, 3),
+            streams_per_node=per_node,
+            expected_earnings_wei_per_node_hour=earnings,
+            acks=self.acks.counts(decision.decision_id),
             models=[_model_signal(forecast, decision.policy) for forecast in models],
         )
 
     def _record(self, decision: Decision) -> None:
-        self._history.append(HistoryPoint(
-            timestamp=_moment(decision.at), demand=decision.demand_streams,
-            forecast=round(decision.forecast_streams, 3), desired=decision.desired_nodes,
-            current=decision.current_nodes))
+        self._history.append(
+            HistoryPoint(
+                timestamp=_moment(decision.at),
+                demand=decision.demand_streams,
+                forecast=round(decision.forecast_streams, 3),
+                desired=decision.desired_nodes,
+                current=decision.current_nodes,
+            )
+        )
         DESIRED_NODES.set(decision.desired_nodes)
         CURRENT_NODES.set(decision.current_nodes)
         metered = {forecast.model for forecast in decision.models}
@@ -321,29 +374,44 @@ def decisions_channel(settings: Settings) -> str:
 
 def policy_from(settings: Settings) -> ScalingPolicy:
     return ScalingPolicy(
-        streams_per_node=settings.chat_streams_per_node, headroom=settings.autoscale_headroom,
-        min_nodes=settings.autoscale_min_nodes, max_nodes=settings.autoscale_max_nodes,
-        cold_start_s=settings.autoscale_cold_start_s, stabilization_s=settings.autoscale_stabilization_s,
+        streams_per_node=settings.chat_streams_per_node,
+        headroom=settings.autoscale_headroom,
+        min_nodes=settings.autoscale_min_nodes,
+        max_nodes=settings.autoscale_max_nodes,
+        cold_start_s=settings.autoscale_cold_start_s,
+        stabilization_s=settings.autoscale_stabilization_s,
     )
 
 
 @asynccontextmanager
-async def running_autoscaler(settings: Settings, channels: ChannelsPlugin, sessions: async_sessionmaker[AsyncSession],
-                             current_nodes: Callable[[], Awaitable[int]], known_models: Iterable[str],
-                             leadership: Leadership | None = None) -> AsyncIterator[AutoscaleService]:
+async def running_autoscaler(
+    settings: Settings,
+    channels: ChannelsPlugin,
+    sessions: async_sessionmaker[AsyncSession],
+    current_nodes: Callable[[], Awaitable[int]],
+    known_models: Iterable[str],
+    leadership: Leadership | None = None,
+) -> AsyncIterator[AutoscaleService]:
     """The process's autoscaler, ticking every ``TWIN_AUTOSCALE_TICK_S`` (never at 0: tests tick it themselves)."""
-    autoscale = AutoscaleService(DemandMeter(), Forecaster(policy_from(settings)), channels,
-                                 decisions_channel(settings), sessions=sessions,
-                                 current_nodes=current_nodes, known_models=known_models,
-                                 tick_s=settings.autoscale_tick_s)
+    autoscale = AutoscaleService(
+        DemandMeter(),
+        Forecaster(policy_from(settings)),
+        channels,
+        decisions_channel(settings),
+        sessions=sessions,
+        current_nodes=current_nodes,
+        known_models=known_models,
+        tick_s=settings.autoscale_tick_s,
+    )
     task = None
     if leadership is not None:  # one worker decides (app/cluster/leader.py); the others show its signal
         autoscale.shared = shared_signal(settings, leadership)
         if settings.autoscale_tick_s:
             leadership.singleton("autoscale", autoscale.run)
         if autoscale.shared.redis is not None and settings.autoscale_tick_s:
-            autoscale.shared_meter = SharedMeter(autoscale.shared.redis, settings.redis_namespace, autoscale.meter,
-                                                 tick_s=settings.autoscale_tick_s)
+            autoscale.shared_meter = SharedMeter(
+                autoscale.shared.redis, settings.redis_namespace, autoscale.meter, tick_s=settings.autoscale_tick_s
+            )
             task = asyncio.create_task(autoscale.shared_meter.run(), name="autoscale-meter")
     elif settings.autoscale_tick_s:
         task = asyncio.create_task(autoscale.run(), name="autoscale")

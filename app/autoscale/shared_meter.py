@@ -66,27 +66,34 @@ def combine_figures(figures: Sequence[DemandFigures]) -> DemandFigures:
         return _worst(_present(read(one) for one in figures))
 
     return DemandFigures(
-        queue_depth=sum(one.queue_depth for one in figures), in_flight=sum(one.in_flight for one in figures),
+        queue_depth=sum(one.queue_depth for one in figures),
+        in_flight=sum(one.in_flight for one in figures),
         arrivals_short=sum(one.arrivals_short for one in figures),
         arrivals_series=_series([one.arrivals_series for one in figures]),
         arrivals_earlier=sum(one.arrivals_earlier for one in figures),
         tokens_per_s=sum(one.tokens_per_s for one in figures),
         mean_service_s=_mean_or_none(_present(one.mean_service_s for one in figures)),
         price_wei=sum(prices) // len(prices) if prices else None,
-        ttft_p50_s=worst(lambda one: one.ttft_p50_s), ttft_p95_s=worst(lambda one: one.ttft_p95_s),
-        wait_p50_s=worst(lambda one: one.wait_p50_s), wait_p95_s=worst(lambda one: one.wait_p95_s),
-        wait_p99_s=worst(lambda one: one.wait_p99_s), refusals=dict(refusals),
+        ttft_p50_s=worst(lambda one: one.ttft_p50_s),
+        ttft_p95_s=worst(lambda one: one.ttft_p95_s),
+        wait_p50_s=worst(lambda one: one.wait_p50_s),
+        wait_p95_s=worst(lambda one: one.wait_p95_s),
+        wait_p99_s=worst(lambda one: one.wait_p99_s),
+        refusals=dict(refusals),
     )
 
 
 def _combine_avatars(avatar_id: str, avatars: Sequence[AvatarDemand]) -> AvatarDemand:
     holders = _present(avatar.holders for avatar in avatars)
     return AvatarDemand(
-        avatar_id, combine_figures([avatar.figures for avatar in avatars]),
-        key_buys=max(avatar.key_buys for avatar in avatars), new_holders=max(avatar.new_holders for avatar in avatars),
+        avatar_id,
+        combine_figures([avatar.figures for avatar in avatars]),
+        key_buys=max(avatar.key_buys for avatar in avatars),
+        new_holders=max(avatar.new_holders for avatar in avatars),
         silent_new_holders=max(avatar.silent_new_holders for avatar in avatars),
         new_holders_per_s=max(avatar.new_holders_per_s for avatar in avatars),
-        holders=max(holders) if holders else None)
+        holders=max(holders) if holders else None,
+    )
 
 
 def combine(snapshots: Sequence[DemandSnapshot]) -> DemandSnapshot:
@@ -101,9 +108,11 @@ def combine(snapshots: Sequence[DemandSnapshot]) -> DemandSnapshot:
         for demand in demands:
             for avatar in demand.avatars:
                 by_avatar[avatar.avatar_id].append(avatar)
-        models[model] = ModelDemand(model, combine_figures([demand.figures for demand in demands]),
-                                    tuple(_combine_avatars(avatar_id, avatars)
-                                          for avatar_id, avatars in by_avatar.items()))
+        models[model] = ModelDemand(
+            model,
+            combine_figures([demand.figures for demand in demands]),
+            tuple(_combine_avatars(avatar_id, avatars) for avatar_id, avatars in by_avatar.items()),
+        )
     return DemandSnapshot(snapshots[0].at, models)
 
 
@@ -122,8 +131,11 @@ class SharedMeter:
         await self._redis.set(self._prefix + self._worker, snapshot, px=int(SNAPSHOT_TTL_TICKS * self._tick_s * 1000))
 
     async def others(self) -> list[DemandSnapshot]:
-        keys = [key async for key in self._redis.scan_iter(match=self._prefix + "*")
-                if (key.decode() if isinstance(key, bytes) else key) != self._prefix + self._worker]
+        keys = [
+            key
+            async for key in self._redis.scan_iter(match=self._prefix + "*")
+            if (key.decode() if isinstance(key, bytes) else key) != self._prefix + self._worker
+        ]
         raws = await self._redis.mget(keys) if keys else []
         return [msgspec.json.decode(raw, type=DemandSnapshot) for raw in raws if raw is not None]
 

@@ -35,9 +35,14 @@ def new_avatar_id(creator: str) -> str:
     return avatar_id_for(creator, secrets.randbits(32))
 
 
-
-async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCreate, public_base_url: str,
-                        launch_ttl_s: int = DEFAULT_LAUNCH_TTL_S) -> Avatar:
+async def create_avatar(
+    session: AsyncSession,
+    *,
+    creator: str,
+    data: AvatarCreate,
+    public_base_url: str,
+    launch_ttl_s: int = DEFAULT_LAUNCH_TTL_S,
+) -> Avatar:
     """A new avatar, or the creator's own avatar of that handle that the chain does not hold (its
     launch never reached the chain, or the chain lost it): launched again under the same id.
 
@@ -54,13 +59,17 @@ async def create_avatar(session: AsyncSession, *, creator: str, data: AvatarCrea
             await session.flush()
             return existing
         if aware(existing.updated_at) > utc_now() - timedelta(seconds=launch_ttl_s):
-            raise Conflict(f"handle: @{data.handle} is taken (an unfinished launch holds it for up to "
-                           f"{launch_ttl_s} s)", extra={"field": "handle"})
+            raise Conflict(
+                f"handle: @{data.handle} is taken (an unfinished launch holds it for up to {launch_ttl_s} s)",
+                extra={"field": "handle"},
+            )
         await session.delete(existing)  # abandoned: its id stays bound to its creator, the handle is free
         await session.flush()
     avatar_id = new_avatar_id(creator)
     avatar = Avatar(
-        id=avatar_id, creator=creator, metadata_uri=f"{public_base_url.rstrip('/')}/api/avatars/{avatar_id}/metadata",
+        id=avatar_id,
+        creator=creator,
+        metadata_uri=f"{public_base_url.rstrip('/')}/api/avatars/{avatar_id}/metadata",
         **msgspec.structs.asdict(data),
     )
     session.add(avatar)
@@ -125,6 +134,13 @@ async def avatars_by_ids(session: AsyncSession, avatar_ids: list[str]) -> dict[s
 
 
 def metadata_of(avatar: Avatar) -> AvatarMetadata:
-    return AvatarMetadata(id=avatar.id, name=avatar.name, handle=avatar.handle, bio=avatar.bio,
-                          image=avatar.image_url, model=avatar.model,
-                          verification_level=avatar.verification_level, creator=avatar.creator)
+    return AvatarMetadata(
+        id=avatar.id,
+        name=avatar.name,
+        handle=avatar.handle,
+        bio=avatar.bio,
+        image=avatar.image_url,
+        model=avatar.model,
+        verification_level=avatar.verification_level,
+        creator=avatar.creator,
+    )

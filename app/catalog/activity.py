@@ -26,10 +26,19 @@ LISTENER_BACKLOG = 100  # a socket that reads slower than trades come keeps only
 
 
 def event_json(event: ActivityEvent, divisor: int) -> dict[str, Any]:
-    return {"key": event.key, "kind": event.kind, "at": event.at.isoformat(), "avatar_id": event.avatar_id,
-            "handle": event.handle, "name": event.name, "actor": event.actor, "amount": event.amount,
-            "eth_amount": str(event.eth_amount), "supply": event.supply_after,
-            "next_key_price": str(curve.price(event.supply_after, 1, divisor))}
+    return {
+        "key": event.key,
+        "kind": event.kind,
+        "at": event.at.isoformat(),
+        "avatar_id": event.avatar_id,
+        "handle": event.handle,
+        "name": event.name,
+        "actor": event.actor,
+        "amount": event.amount,
+        "eth_amount": str(event.eth_amount),
+        "supply": event.supply_after,
+        "next_key_price": str(curve.price(event.supply_after, 1, divisor)),
+    }
 
 
 class ActivityFeed:

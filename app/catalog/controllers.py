@@ -88,8 +88,9 @@ class CatalogController(Controller):
             int, Parameter(description="items per page, 1–100", schema_extra={"minimum": 1, "maximum": 100})
         ] = 20,
     ) -> Page[RankedAvatar]:
-        return await service.ranked_page(db_session, reader, Prior.of(settings), sort=sort, q=q, cursor=cursor,
-                                         limit=limit)
+        return await service.ranked_page(
+            db_session, reader, Prior.of(settings), sort=sort, q=q, cursor=cursor, limit=limit
+        )
 
     @get(
         "/api/avatars/{avatar_id:str}",

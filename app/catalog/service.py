@@ -24,17 +24,27 @@ def market_stats(figures: market.MarketFigures, chats: tuple[int, int]) -> Marke
     return MarketStats(**dataclasses.asdict(figures), chats_24h=chats[0], chatters_24h=chats[1])
 
 
-async def avatar_profile(session: AsyncSession, reader: market.TwinKeysReader, avatar: Avatar,
-                         viewer: str | None) -> AvatarProfile:
+async def avatar_profile(
+    session: AsyncSession, reader: market.TwinKeysReader, avatar: Avatar, viewer: str | None
+) -> AvatarProfile:
     """The public profile; the persona only for its creator."""
     since = datetime.now(UTC) - market.DAY
     figures = await market.figures_of(session, await reader.divisor(), avatar.id, since)
     chats = (await chat.chat_activity_since(session, since, [avatar.id])).get(avatar.id, NO_CHATS)
     return AvatarProfile(
-        id=avatar.id, handle=avatar.handle, name=avatar.name, bio=avatar.bio, image_url=avatar.image_url,
-        model=avatar.model, verification_level=avatar.verification_level, creator=avatar.creator,
-        metadata_uri=avatar.metadata_uri, listed=avatar.listed_at is not None, created_at=avatar.created_at,
-        market=market_stats(figures, chats), persona=avatar.persona if viewer == avatar.creator else None,
+        id=avatar.id,
+        handle=avatar.handle,
+        name=avatar.name,
+        bio=avatar.bio,
+        image_url=avatar.image_url,
+        model=avatar.model,
+        verification_level=avatar.verification_level,
+        creator=avatar.creator,
+        metadata_uri=avatar.metadata_uri,
+        listed=avatar.listed_at is not None,
+        created_at=avatar.created_at,
+        market=market_stats(figures, chats),
+        persona=avatar.persona if viewer == avatar.creator else None,
     )
 
 
@@ -54,29 +64,48 @@ def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int
             raise AssertionError("sort=rating is ranked by the reviews domain")
 
 
-async def ranked_page(session: AsyncSession, reader: market.TwinKeysReader, prior: Prior, *, sort: RankingSort,
-                      q: str | None, cursor: str | None, limit: int) -> Page[RankedAvatar]:
+async def ranked_page(
+    session: AsyncSession,
+    reader: market.TwinKeysReader,
+    prior: Prior,
+    *,
+    sort: RankingSort,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[RankedAvatar]:
     """Listed avatars, best first by ``sort`` (ties by id), with keyset pagination, each with its rating: one page
     of the rankings, as the API and the marketplace page show them."""
     limit = pagination.check_limit(limit)
     divisor = await reader.divisor()
     if sort is RankingSort.rating:  # ranked in SQL by the reviews domain
         rows, next_cursor = await ratings.by_rating(session, prior, divisor=divisor, q=q, cursor=cursor, limit=limit)
-        page = Page(items=[_ranked(avatar, market_stats(figures, chats)) for avatar, figures, chats in rows],
-                    next_cursor=next_cursor)
+        page = Page(
+            items=[_ranked(avatar, market_stats(figures, chats)) for avatar, figures, chats in rows],
+            next_cursor=next_cursor,
+        )
     else:
         page = await _ranked_by_market(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
     return await ratings.with_ratings(session, page, prior)
 
 
 def _ranked(avatar: Avatar, stats: MarketStats) -> RankedAvatar:
-    return RankedAvatar(id=avatar.id, handle=avatar.handle, name=avatar.name, image_url=avatar.image_url,
-                        model=avatar.model, verification_level=avatar.verification_level, creator=avatar.creator,
-                        created_at=avatar.created_at, market=stats)
+    return RankedAvatar(
+        id=avatar.id,
+        handle=avatar.handle,
+        name=avatar.name,
+        image_url=avatar.image_url,
+        model=avatar.model,
+        verification_level=avatar.verification_level,
+        creator=avatar.creator,
+        created_at=avatar.created_at,
+        market=stats,
+    )
 
 
-async def _ranked_by_market(session: AsyncSession, divisor: int, *, sort: RankingSort, q: str | None,
-                            cursor: str | None, limit: int) -> Page[RankedAvatar]:
+async def _ranked_by_market(
+    session: AsyncSession, divisor: int, *, sort: RankingSort, q: str | None, cursor: str | None, limit: int
+) -> Page[RankedAvatar]:
     since = datetime.now(UTC) - market.DAY
     listed = await market.listed_markets(session, divisor, since, q=q)
     activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _ in listed])
@@ -95,13 +124,20 @@ async def _ranked_by_market(session: AsyncSession, divisor: int, *, sort: Rankin
     return Page(items=items, next_cursor=next_cursor)
 
 
-async def creator_dashboard(session: AsyncSession, reader: market.TwinKeysReader,
-                            creator: str) -> list[CreatorAvatarStats]:
+async def creator_dashboard(
+    session: AsyncSession, reader: market.TwinKeysReader, creator: str
+) -> list[CreatorAvatarStats]:
     """Per avatar of ``creator``: the market's totals and daily figures with the chat's daily messages and
     inference spend (the API and the dashboard page show them)."""
     markets = await market.creator_markets(session, reader, creator)
     avatar_ids = [row.avatar_id for row in markets]
     messages = await chat.messages_by_day(session, avatar_ids)
     spend = await chat.inference_spend_by_day(session, avatar_ids)
-    return [CreatorAvatarStats(**dataclasses.asdict(row), chat_messages_by_day=messages.get(row.avatar_id, {}),
-                               inference_spend_by_day=spend.get(row.avatar_id, {})) for row in markets]
+    return [
+        CreatorAvatarStats(
+            **dataclasses.asdict(row),
+            chat_messages_by_day=messages.get(row.avatar_id, {}),
+            inference_spend_by_day=spend.get(row.avatar_id, {}),
+        )
+        for row in markets
+    ]

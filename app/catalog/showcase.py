@@ -37,7 +37,10 @@ async def showcase(session: AsyncSession, rankings: Page[RankedAvatar], divisor:
     cards = []
     for avatar in rankings.items:
         movement = movements.get(avatar.id, Movement(0, 0))
-        cards.append(Card(avatar, movement.change_bps(int(avatar.market.next_key_price)),
-                          movement.buys + avatar.market.chats_24h))
+        cards.append(
+            Card(
+                avatar, movement.change_bps(int(avatar.market.next_key_price)), movement.buys + avatar.market.chats_24h
+            )
+        )
     trending = sorted((card for card in cards if card.trend_score), key=lambda card: -card.trend_score)[:TRENDING]
     return Showcase(cards, trending, await recent_activity(session, limit=ACTIVITY_SHOWN))

@@ -72,8 +72,9 @@ def anvil_binary(node_modules_dir: Path) -> Path:
     arch = _ARCHITECTURES.get(platform.machine().lower(), platform.machine().lower())
     binary = node_modules_dir / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
     if not binary.is_file():
-        raise NodeError(f"anvil is not installed ({binary} is missing): run `npm ci` (./dev.sh does) or set "
-                        "TWIN_NODE_MODULES_DIR")
+        raise NodeError(
+            f"anvil is not installed ({binary} is missing): run `npm ci` (./dev.sh does) or set TWIN_NODE_MODULES_DIR"
+        )
     return binary
 
 
@@ -83,8 +84,9 @@ _http = httpx.Client()  # one connection pool for every call: a client per call 
 def rpc(url: str, method: str, params: list[object] | None = None, *, timeout_s: float = PROBE_TIMEOUT_S) -> object:
     """One JSON-RPC call; raise NodeError on a transport failure or an error answer."""
     try:
-        answer = _http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []},
-                            timeout=timeout_s).json()
+        answer = _http.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}, timeout=timeout_s
+        ).json()
     except (httpx.HTTPError, ValueError) as error:
         raise NodeError(f"{url} did not answer {method}: {type(error).__name__}") from None
     if "error" in answer:
@@ -228,26 +230,48 @@ class AnvilNode:
         port = _free_port(port or options.port, wait_s=5.0 if port else 0.0)
         state_file = options.state_dir / "state.json"
         command = [
-            str(anvil_binary(options.node_modules_dir)), "--host", "127.0.0.1", "--port", str(port),
-            "--chain-id", str(options.chain_id), "--mnemonic", options.mnemonic,
-            "--accounts", str(options.accounts), "--balance", str(options.balance_eth),
-            "--block-base-fee-per-gas", str(options.base_fee_wei), "--disable-min-priority-fee",
-            "--state", str(state_file), "--state-interval", str(options.state_interval_s),
+            str(anvil_binary(options.node_modules_dir)),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chain-id",
+            str(options.chain_id),
+            "--mnemonic",
+            options.mnemonic,
+            "--accounts",
+            str(options.accounts),
+            "--balance",
+            str(options.balance_eth),
+            "--block-base-fee-per-gas",
+            str(options.base_fee_wei),
+            "--disable-min-priority-fee",
+            "--state",
+            str(state_file),
+            "--state-interval",
+            str(options.state_interval_s),
         ]
         if options.genesis_timestamp is not None and not state_file.exists():
             command += ["--timestamp", str(options.genesis_timestamp)]
         log_file = (options.state_dir / "anvil.log").open("ab")
         # A session of its own: it outlives a killed server, and a terminal's ^C spares it.
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,  # noqa: S603 - our binary
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(  # noqa: S603 - our binary
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log_file.close()
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if process.poll() is not None:
                 tail = (options.state_dir / "anvil.log").read_text(errors="replace").strip().splitlines()[-1:]
-                raise NodeError(f"anvil exited at start with status {process.returncode}: "
-                                f"{tail[0] if tail else 'no output'} (log: {options.state_dir / 'anvil.log'})")
+                raise NodeError(
+                    f"anvil exited at start with status {process.returncode}: "
+                    f"{tail[0] if tail else 'no output'} (log: {options.state_dir / 'anvil.log'})"
+                )
             try:
                 rpc(url, "eth_chainId", timeout_s=0.5)
                 break

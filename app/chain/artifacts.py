@@ -1,8 +1,8 @@
 """The committed build artifacts in ``contracts/build/`` (written by ``twin contracts build``).
 
-    from app.chain.artifacts import load_artifact
-    twin_keys = load_artifact("TwinKeys")
-    contract = w3.eth.contract(abi=twin_keys.abi, bytecode=twin_keys.bytecode)
+from app.chain.artifacts import load_artifact
+twin_keys = load_artifact("TwinKeys")
+contract = w3.eth.contract(abi=twin_keys.abi, bytecode=twin_keys.bytecode)
 """
 
 from __future__ import annotations

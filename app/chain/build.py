@@ -180,6 +180,5 @@ def build_contracts(binary: Path | None = None) -> list[Path]:
 def stale_artifacts(binary: Path | None = None) -> list[Path]:
     """Artifacts that a fresh compile would change (or create); empty when the build is reproduced."""
     return sorted(
-        path for path, text in rendered_artifacts(binary).items()
-        if not path.is_file() or path.read_text() != text
+        path for path, text in rendered_artifacts(binary).items() if not path.is_file() or path.read_text() != text
     )

@@ -88,14 +88,23 @@ def build(check: bool) -> None:
     metavar="VAR",
     help="Name of the environment variable holding the deployer's private key (never the key itself).",
 )
-@click.option("--owner", metavar="ADDR", help="Offer ownership of all three contracts to ADDR (it must then "
-                                             "call acceptOwnership on each).")
+@click.option(
+    "--owner",
+    metavar="ADDR",
+    help="Offer ownership of all three contracts to ADDR (it must then call acceptOwnership on each).",
+)
 @click.option("--treasury", metavar="ADDR", help="Make ADDR TwinKeys' treasury (receiver of protocol fees).")
-@click.option("--opg-cap", type=click.IntRange(min=1), default=10**9, show_default=True,
-              help="OPG's supply cap in whole tokens, fixed for ever.")
+@click.option(
+    "--opg-cap",
+    type=click.IntRange(min=1),
+    default=10**9,
+    show_default=True,
+    help="OPG's supply cap in whole tokens, fixed for ever.",
+)
 @with_settings
-def deploy(settings: Settings, rpc_url: str, private_key_env: str, owner: str | None, treasury: str | None,
-           opg_cap: int) -> None:
+def deploy(
+    settings: Settings, rpc_url: str, private_key_env: str, owner: str | None, treasury: str | None, opg_cap: int
+) -> None:
     """Deploy TwinKeys, OPG and NodeRegistry; print TWIN_*_ADDRESS lines to paste into the environment.
 
     TwinKeys takes TWIN_CHAIN_CURVE_DIVISOR and the TWIN_CHAIN_*_FEE_PERCENT settings. The deployer
@@ -129,8 +138,9 @@ def deploy(settings: Settings, rpc_url: str, private_key_env: str, owner: str | 
     click.echo(f"deploying from {deployer.address} to chain {w3.eth.chain_id}", err=True)
     before = w3.eth.block_number  # nothing of the contracts can happen at or before this block
     try:
-        addresses = deploy_contracts(w3, deployer,
-                                     DeploymentParameters.from_settings(settings, opg_cap=opg_cap * 10**18))
+        addresses = deploy_contracts(
+            w3, deployer, DeploymentParameters.from_settings(settings, opg_cap=opg_cap * 10**18)
+        )
     except DeploymentError as error:
         click.echo(f"twin: {error}", err=True)
         sys.exit(1)

@@ -60,8 +60,12 @@ class KeepAliveHTTPProvider(AsyncHTTPProvider):
     user."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        super().__init__(url, request_kwargs={"timeout": ClientTimeout(total=timeout_s)},
-                         exception_retry_configuration=None, **CHAIN_ID_CACHED)
+        super().__init__(
+            url,
+            request_kwargs={"timeout": ClientTimeout(total=timeout_s)},
+            exception_retry_configuration=None,
+            **CHAIN_ID_CACHED,
+        )
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self.watch = ChainWatch(ChainUnavailable)
 
@@ -75,8 +79,11 @@ class KeepAliveHTTPProvider(AsyncHTTPProvider):
     async def _post(self, method: RPCEndpoint, request_data: bytes) -> bytes:
         loop = asyncio.get_running_loop()
         if self._session_loop is not loop:  # sessions belong to one event loop
-            await self.cache_async_session(ClientSession(
-                raise_for_status=True, connector=TCPConnector(limit=RPC_CONNECTIONS, keepalive_timeout=30)))
+            await self.cache_async_session(
+                ClientSession(
+                    raise_for_status=True, connector=TCPConnector(limit=RPC_CONNECTIONS, keepalive_timeout=30)
+                )
+            )
             self._session_loop = loop
         try:
             return await super()._make_request(method, request_data)
@@ -138,18 +145,28 @@ class Contracts(TypedDict):
 
 def contracts_at(w3: AsyncWeb3, addresses: ContractAddresses) -> Contracts:
     """The three contracts at ``addresses``."""
-    return cast(Contracts, {
-        field: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
-        for field, name, _ in _CONTRACTS
-    })
+    return cast(
+        Contracts,
+        {
+            field: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
+            for field, name, _ in _CONTRACTS
+        },
+    )
 
 
 def chain_from_embedded(embedded: EmbeddedChain, *, timeout_s: float = 5.0, owns_node: bool = False) -> Chain:
     """A Chain over a running embedded chain (tests share one per session)."""
     w3 = rpc_web3(embedded.url, timeout_s)
-    return Chain(w3=w3, chain_id=embedded.deployment.chain_id, addresses=embedded.addresses,
-                 rpc_url=embedded.url, deployment_block=embedded.deployment.block, embedded=embedded,
-                 owns_node=owns_node, **contracts_at(w3, embedded.addresses))
+    return Chain(
+        w3=w3,
+        chain_id=embedded.deployment.chain_id,
+        addresses=embedded.addresses,
+        rpc_url=embedded.url,
+        deployment_block=embedded.deployment.block,
+        embedded=embedded,
+        owns_node=owns_node,
+        **contracts_at(w3, embedded.addresses),
+    )
 
 
 async def connect_chain(settings: Settings, *, genesis_timestamp: int | None = None) -> Chain:
@@ -175,8 +192,14 @@ async def connect_chain(settings: Settings, *, genesis_timestamp: int | None = N
     except Exception as error:  # noqa: BLE001 - any transport or JSON-RPC failure means "unreachable"
         await w3.provider.disconnect()
         raise ChainError(redact(f"TWIN_CHAIN_RPC_URL: cannot reach {url}: {type(error).__name__}: {error}")) from None
-    return Chain(w3=w3, chain_id=chain_id, addresses=addresses, rpc_url=url,
-                 deployment_block=settings.chain_deployment_block, **contracts_at(w3, addresses))
+    return Chain(
+        w3=w3,
+        chain_id=chain_id,
+        addresses=addresses,
+        rpc_url=url,
+        deployment_block=settings.chain_deployment_block,
+        **contracts_at(w3, addresses),
+    )
 
 
 def configured_addresses(settings: Settings) -> ContractAddresses:
@@ -239,8 +262,9 @@ async def watch_chain(chain: Chain, settings: Settings) -> None:
     """Probe the node for stalls while the app runs (a lifespan task; see :mod:`app.chain.watch`)."""
     provider = chain.w3.provider
     assert isinstance(provider, KeepAliveHTTPProvider)
-    await provider.watch.run(provider.probe, interval_s=settings.chain_probe_interval_s,
-                             timeout_s=settings.chain_stall_timeout_s)
+    await provider.watch.run(
+        provider.probe, interval_s=settings.chain_probe_interval_s, timeout_s=settings.chain_stall_timeout_s
+    )
 
 
 def chain_watch(chain: Chain) -> ChainWatch | None:

@@ -119,15 +119,18 @@ def deploy_contracts(w3: Web3, deployer: LocalAccount, parameters: DeploymentPar
     )
 
 
-def hand_over(w3: Web3, deployer: LocalAccount, addresses: ContractAddresses, *, owner: str | None,
-              treasury: str | None) -> list[str]:
+def hand_over(
+    w3: Web3, deployer: LocalAccount, addresses: ContractAddresses, *, owner: str | None, treasury: str | None
+) -> list[str]:
     """Give the deployment to its operators: TwinKeys' treasury becomes ``treasury``, and ownership of
     all three contracts is offered to ``owner`` (Ownable2Step: the deployer stays owner until ``owner``
     calls ``acceptOwnership`` on each). Returns what remains for the new owner to do."""
     from eth_utils import to_checksum_address
 
-    contracts = {name: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
-                 for name, field in (("TwinKeys", "twin_keys"), ("OPG", "opg"), ("NodeRegistry", "node_registry"))}
+    contracts = {
+        name: w3.eth.contract(address=getattr(addresses, field), abi=load_artifact(name).abi)
+        for name, field in (("TwinKeys", "twin_keys"), ("OPG", "opg"), ("NodeRegistry", "node_registry"))
+    }
 
     def call(name: str, function: str, *args: Any) -> None:
         contract = contracts[name]

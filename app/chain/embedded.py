@@ -51,10 +51,15 @@ def dev_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
 
 def node_options(settings: Settings, genesis_timestamp: int | None = None) -> NodeOptions:
     return NodeOptions(
-        state_dir=settings.chain_state_dir, chain_id=settings.chain_id, base_fee_wei=settings.chain_base_fee_wei,
-        mnemonic=settings.chain_dev_mnemonic, accounts=settings.chain_dev_accounts,
-        balance_eth=DEV_ETH_BALANCE // 10**18, port=settings.chain_node_port,
-        state_interval_s=settings.chain_state_interval_s, node_modules_dir=settings.node_modules_dir,
+        state_dir=settings.chain_state_dir,
+        chain_id=settings.chain_id,
+        base_fee_wei=settings.chain_base_fee_wei,
+        mnemonic=settings.chain_dev_mnemonic,
+        accounts=settings.chain_dev_accounts,
+        balance_eth=DEV_ETH_BALANCE // 10**18,
+        port=settings.chain_node_port,
+        state_interval_s=settings.chain_state_interval_s,
+        node_modules_dir=settings.node_modules_dir,
         genesis_timestamp=genesis_timestamp,
     )
 
@@ -69,15 +74,22 @@ class Deployment:
     block_hash: str
 
     def to_json(self) -> str:
-        return json.dumps({"chain_id": self.chain_id, "block": self.block, "block_hash": self.block_hash,
-                           "addresses": {field: getattr(self.addresses, field)
-                                         for field in ("twin_keys", "opg", "node_registry")}}, indent=2)
+        return json.dumps(
+            {
+                "chain_id": self.chain_id,
+                "block": self.block,
+                "block_hash": self.block_hash,
+                "addresses": {field: getattr(self.addresses, field) for field in ("twin_keys", "opg", "node_registry")},
+            },
+            indent=2,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Deployment:
         data = json.loads(text)
-        addresses = ContractAddresses(**{field: to_checksum_address(value)
-                                         for field, value in data["addresses"].items()})
+        addresses = ContractAddresses(
+            **{field: to_checksum_address(value) for field, value in data["addresses"].items()}
+        )
         return cls(int(data["chain_id"]), addresses, int(data["block"]), str(data["block_hash"]))
 
 
@@ -105,8 +117,14 @@ class EmbeddedChain:
         ``genesis_timestamp`` dates a node started without saved state (see NodeOptions)."""
         node = AnvilNode.acquire(node_options(settings, genesis_timestamp))
         try:
-            w3 = Web3(HTTPProvider(node.url, request_kwargs={"timeout": SYNC_RPC_TIMEOUT_S},
-                                   cache_allowed_requests=True, cacheable_requests={"eth_chainId"}))
+            w3 = Web3(
+                HTTPProvider(
+                    node.url,
+                    request_kwargs={"timeout": SYNC_RPC_TIMEOUT_S},
+                    cache_allowed_requests=True,
+                    cacheable_requests={"eth_chainId"},
+                )
+            )
             accounts = dev_accounts(settings.chain_dev_mnemonic, settings.chain_dev_accounts)
             with exclusive_lock(settings.chain_state_dir / "deploy.lock"):  # one deployment if two start at once
                 deployment, state_lost = _load_or_deploy(w3, settings, accounts)
@@ -184,8 +202,7 @@ class EmbeddedChain:
             self.call("anvil_setNextBlockBaseFeePerGas", hex(wanted))
 
 
-def _load_or_deploy(w3: Web3, settings: Settings,
-                    accounts: list[LocalAccount]) -> tuple[Deployment, bool]:
+def _load_or_deploy(w3: Web3, settings: Settings, accounts: list[LocalAccount]) -> tuple[Deployment, bool]:
     record = settings.chain_state_dir / "deployment.json"
     recorded: Deployment | None = None
     existed = record.exists()
@@ -196,9 +213,13 @@ def _load_or_deploy(w3: Web3, settings: Settings,
             recorded = None
         if recorded is not None and _still_there(w3, recorded):
             return recorded, False
-        log.warning("chain_state_lost", detail="the embedded chain no longer holds the recorded deployment "
-                    "(its state file was deleted or is from another chain): deploying the contracts again; "
-                    "the index follows the new chain", recorded_block=recorded.block if recorded else None)
+        log.warning(
+            "chain_state_lost",
+            detail="the embedded chain no longer holds the recorded deployment "
+            "(its state file was deleted or is from another chain): deploying the contracts again; "
+            "the index follows the new chain",
+            recorded_block=recorded.block if recorded else None,
+        )
     deployment = _deploy(w3, settings, accounts)
     record.write_text(deployment.to_json())
     return deployment, existed
@@ -209,7 +230,8 @@ def _still_there(w3: Web3, deployment: Deployment) -> bool:
         return False
     block = w3.eth.get_block(deployment.block)
     return "0x" + bytes(block["hash"]).hex() == deployment.block_hash and all(
-        w3.eth.get_code(getattr(deployment.addresses, field)) for field in ("twin_keys", "opg", "node_registry"))
+        w3.eth.get_code(getattr(deployment.addresses, field)) for field in ("twin_keys", "opg", "node_registry")
+    )
 
 
 def _deploy(w3: Web3, settings: Settings, accounts: list[LocalAccount]) -> Deployment:
@@ -223,6 +245,8 @@ def _deploy(w3: Web3, settings: Settings, accounts: list[LocalAccount]) -> Deplo
         receipt = send_transaction(w3, deployer, {"to": addresses.opg, "data": mint})
     assert receipt is not None  # there is always at least one account
     block = w3.eth.get_block(receipt["blockNumber"])
-    log.info("chain_contracts_deployed", **{field: getattr(addresses, field)
-                                             for field in ("twin_keys", "opg", "node_registry")})
+    log.info(
+        "chain_contracts_deployed",
+        **{field: getattr(addresses, field) for field in ("twin_keys", "opg", "node_registry")},
+    )
     return Deployment(w3.eth.chain_id, addresses, block["number"], "0x" + bytes(block["hash"]).hex())

@@ -48,10 +48,10 @@ INDEXER_HEAD = Gauge("twin_indexer_cursor_block", "Last block the indexer has ap
 HEADER_BATCH = 100  # headers per JSON-RPC batch (providers cap batches; the backend's own /rpc at 100)
 
 
-
 def _events(abi: Iterable[ABIElement]) -> list[ABIEvent]:
     """The event entries of a contract's ABI."""
     return [cast(ABIEvent, entry) for entry in abi if entry.get("type") == "event"]
+
 
 class ChainReadError(Exception):
     """The node answered a read with a JSON-RPC error."""
@@ -96,11 +96,22 @@ async def _no_fence(session: AsyncSession) -> None:
 
 
 class Indexer:
-    def __init__(self, w3: AsyncWeb3, contract: AsyncContract, sink: EventSink,
-                 sessions: async_sessionmaker[AsyncSession], *, name: str = "twin_keys", confirmations: int = 0,
-                 start_block: int = 0, batch_blocks: int = 2000, reorg_window: int = 256,
-                 poll_interval_s: float = 1.0, max_blocks_per_s: float = float("inf"),
-                 fence: Fence | None = None) -> None:
+    def __init__(
+        self,
+        w3: AsyncWeb3,
+        contract: AsyncContract,
+        sink: EventSink,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        name: str = "twin_keys",
+        confirmations: int = 0,
+        start_block: int = 0,
+        batch_blocks: int = 2000,
+        reorg_window: int = 256,
+        poll_interval_s: float = 1.0,
+        max_blocks_per_s: float = float("inf"),
+        fence: Fence | None = None,
+    ) -> None:
         self._w3 = w3
         self._contract = contract
         self._sink = sink
@@ -115,7 +126,8 @@ class Indexer:
         self._fence = fence or _no_fence
         self._decoders = {
             "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(dict(abi), getattr(contract.events, abi["name"]))
-            for abi in _events(contract.abi) if not abi.get("anonymous")
+            for abi in _events(contract.abi)
+            if not abi.get("anonymous")
         }
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one pass at a time: the poller and an explicit sync() may meet
@@ -198,8 +210,9 @@ class Indexer:
         return int(state.value) if state else self._start_block - 1
 
     async def _read_range(self, start: int, end: int) -> _RangeRead:
-        logs = await self._call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end),
-                                                 "address": self._contract.address}])
+        logs = await self._call(
+            "eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self._contract.address}]
+        )
         hashes = {end: ""}  # block → hash: every block with logs, and the range's last one
         timestamps: dict[int, int] = {}
         for entry in logs:
@@ -224,11 +237,17 @@ class Indexer:
             await self._sink.apply(session, events)
             # Only hashes inside the re-org window are kept: older ones would be deleted right away.
             window = end - self._reorg_window
-            await session.execute(delete(IndexedBlock).where(
-                (col(IndexedBlock.number) < window) | (col(IndexedBlock.number) >= start)))
-            await session.execute(insert(table_of(IndexedBlock)), [
-                {"number": number, "hash": block_hash} for number, block_hash in sorted(hashes.items())
-                if number >= window])
+            await session.execute(
+                delete(IndexedBlock).where((col(IndexedBlock.number) < window) | (col(IndexedBlock.number) >= start))
+            )
+            await session.execute(
+                insert(table_of(IndexedBlock)),
+                [
+                    {"number": number, "hash": block_hash}
+                    for number, block_hash in sorted(hashes.items())
+                    if number >= window
+                ],
+            )
             await self._fence(session)
             await session.merge(AppState(key=self._cursor_key, value=str(end)))
         return len(events)
@@ -241,9 +260,15 @@ class Indexer:
         """The headers of ``numbers``: one call for one block, else JSON-RPC batches."""
         if len(numbers) == 1:
             return [await self._block(numbers[0])]
-        batches = [numbers[index:index + HEADER_BATCH] for index in range(0, len(numbers), HEADER_BATCH)]
-        answers = await asyncio.gather(*(self._w3.provider.make_batch_request(
-            [(RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]) for number in batch]) for batch in batches))
+        batches = [numbers[index : index + HEADER_BATCH] for index in range(0, len(numbers), HEADER_BATCH)]
+        answers = await asyncio.gather(
+            *(
+                self._w3.provider.make_batch_request(
+                    [(RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]) for number in batch]
+                )
+                for batch in batches
+            )
+        )
         headers: list[dict[str, Any]] = []
         for answer in answers:
             if not isinstance(answer, list):  # the whole batch was refused
@@ -262,15 +287,18 @@ class Indexer:
             return None
         number = int(entry["blockNumber"], 16)
         return ChainEvent(
-            name=decoder.name, args=decoder.decode(entry), block_number=number,
-            block_hash=entry["blockHash"].lower(), tx_hash=entry["transactionHash"].lower(),
-            log_index=int(entry["logIndex"], 16), timestamp=_datetime(timestamps[number]),
+            name=decoder.name,
+            args=decoder.decode(entry),
+            block_number=number,
+            block_hash=entry["blockHash"].lower(),
+            tx_hash=entry["transactionHash"].lower(),
+            log_index=int(entry["logIndex"], 16),
+            timestamp=_datetime(timestamps[number]),
         )
 
     async def _rewind_if_reorganised(self) -> None:
         async with self._sessions() as session:
-            stored = (await session.scalars(
-                select(IndexedBlock).order_by(col(IndexedBlock.number).desc()))).all()
+            stored = (await session.scalars(select(IndexedBlock).order_by(col(IndexedBlock.number).desc()))).all()
         if not stored:
             return
         if await self._matches(stored[0]):
@@ -346,7 +374,7 @@ def _word_decoder(abi_type: str) -> Callable[[str], Any] | None:
         return _int
     if match := re.fullmatch(r"bytes(\d+)", abi_type):
         size = int(match.group(1))
-        return lambda word: bytes.fromhex(word[:2 * size])
+        return lambda word: bytes.fromhex(word[: 2 * size])
     return None
 
 
@@ -367,15 +395,20 @@ class EventDecoder:
     def decode(self, entry: dict[str, Any]) -> dict[str, Any]:
         topics = entry["topics"]
         if not self._words:
-            return dict(self._event().process_log(
-                {**entry, "topics": [HexBytes(topic) for topic in topics], "data": HexBytes(entry["data"])})["args"])
+            return dict(
+                self._event().process_log(
+                    {**entry, "topics": [HexBytes(topic) for topic in topics], "data": HexBytes(entry["data"])}
+                )["args"]
+            )
         data = entry["data"][2:]
         if len(topics) != 1 + len(self._indexed) or len(data) != 64 * len(self._data):
-            raise ValueError(f"{self.name}: the log does not match the event's ABI "
-                             f"({len(topics)} topics, {len(data) // 2} bytes of data)")
+            raise ValueError(
+                f"{self.name}: the log does not match the event's ABI "
+                f"({len(topics)} topics, {len(data) // 2} bytes of data)"
+            )
         args: dict[str, Any] = {}
         for (name, read), topic in zip(self._indexed, topics[1:], strict=True):
             args[name] = read(topic[2:])  # type: ignore[misc]
         for index, (name, read) in enumerate(self._data):
-            args[name] = read(data[64 * index:64 * index + 64])  # type: ignore[misc]
+            args[name] = read(data[64 * index : 64 * index + 64])  # type: ignore[misc]
         return args

@@ -16,13 +16,32 @@ from web3.types import RPCEndpoint
 
 from app.chain.deploy import TIP_BLOCKS, median_tip
 
-ALLOWED_METHODS = frozenset({
-    "web3_clientVersion", "net_version", "net_listening", "eth_chainId", "eth_blockNumber", "eth_gasPrice",
-    "eth_maxPriorityFeePerGas", "eth_feeHistory", "eth_getBalance", "eth_getCode", "eth_getStorageAt",
-    "eth_getTransactionCount", "eth_call", "eth_estimateGas", "eth_sendRawTransaction", "eth_getTransactionByHash",
-    "eth_getTransactionReceipt", "eth_getBlockByNumber", "eth_getBlockByHash", "eth_getLogs", "eth_accounts",
-    "eth_syncing",
-})
+ALLOWED_METHODS = frozenset(
+    {
+        "web3_clientVersion",
+        "net_version",
+        "net_listening",
+        "eth_chainId",
+        "eth_blockNumber",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        "eth_getBalance",
+        "eth_getCode",
+        "eth_getStorageAt",
+        "eth_getTransactionCount",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_sendRawTransaction",
+        "eth_getTransactionByHash",
+        "eth_getTransactionReceipt",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_getLogs",
+        "eth_accounts",
+        "eth_syncing",
+    }
+)
 MAX_BATCH = 100
 MAX_LOG_BLOCKS = 10_000
 
@@ -106,7 +125,10 @@ async def handle(w3: AsyncWeb3, payload: Any) -> dict[str, Any] | list[dict[str,
     """Answer one request or a batch, per JSON-RPC 2.0; errors are answers, never exceptions."""
     if isinstance(payload, list):
         if not payload or len(payload) > MAX_BATCH:
-            return {"jsonrpc": "2.0", "id": None,
-                    "error": {"code": INVALID_REQUEST, "message": f"a batch holds 1 to {MAX_BATCH} requests"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {"code": INVALID_REQUEST, "message": f"a batch holds 1 to {MAX_BATCH} requests"},
+            }
         return [await handle_one(w3, request) for request in payload]
     return await handle_one(w3, payload)

@@ -41,9 +41,10 @@ def chain_facts(chain: Chain, public_base_url: str) -> ChainFacts:
     """The chain as a browser wallet or a standalone node joins it: through this service's /rpc."""
     addresses = chain.addresses
     return ChainFacts(
-        chain_id=chain.chain_id, embedded=chain.is_embedded, rpc_url=f"{public_base_url.rstrip('/')}/rpc",
-        contracts=ContractsOut(twin_keys=addresses.twin_keys, opg=addresses.opg,
-                               node_registry=addresses.node_registry),
+        chain_id=chain.chain_id,
+        embedded=chain.is_embedded,
+        rpc_url=f"{public_base_url.rstrip('/')}/rpc",
+        contracts=ContractsOut(twin_keys=addresses.twin_keys, opg=addresses.opg, node_registry=addresses.node_registry),
         deployment_block=chain.deployment_block,
         state_lost=bool(chain.embedded and chain.embedded.state_lost),
     )
@@ -65,11 +66,15 @@ def settings_joining(settings: Settings, backend_url: str) -> Settings:
         facts = msgspec.json.decode(response.content, type=ChainFacts)
     except (httpx.HTTPError, msgspec.DecodeError, msgspec.ValidationError) as error:
         raise ChainFactsError(f"cannot read the chain from {url}: {type(error).__name__}: {error}"[:300]) from None
-    return settings.model_copy(update={
-        "chain_rpc_url": facts.rpc_url, "twin_keys_address": facts.contracts.twin_keys,
-        "opg_address": facts.contracts.opg, "node_registry_address": facts.contracts.node_registry,
-        "chain_deployment_block": facts.deployment_block,
-    })
+    return settings.model_copy(
+        update={
+            "chain_rpc_url": facts.rpc_url,
+            "twin_keys_address": facts.contracts.twin_keys,
+            "opg_address": facts.contracts.opg,
+            "node_registry_address": facts.contracts.node_registry,
+            "chain_deployment_block": facts.deployment_block,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,9 @@ async def fund(chain: Chain, address: str) -> Funded:
     await chain.w3.provider.make_request("anvil_setBalance", [address, hex(eth_balance)])
     deployer = chain.dev_accounts[0]
     mint = chain.opg.encode_abi("mint", args=[address, FAUCET_OPG])
-    await sender_for(chain.w3, chain.chain_id, deployer).send(chain.addresses.opg, mint, gas=GAS_LIMITS["mint"],
-                                                              wait_s=FAUCET_WAIT_S)
+    await sender_for(chain.w3, chain.chain_id, deployer).send(
+        chain.addresses.opg, mint, gas=GAS_LIMITS["mint"], wait_s=FAUCET_WAIT_S
+    )
     opg_balance = await chain.opg.functions.balanceOf(address).call()
     return Funded(FAUCET_ETH, FAUCET_OPG, eth_balance, opg_balance)
 

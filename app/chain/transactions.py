@@ -24,8 +24,14 @@ from app.chain.deploy import TIP_BLOCKS, median_tip
 # Fixed limits instead of a gas estimate per transaction: an estimate costs a full execution.
 REVERTED = (ContractLogicError,)
 
-GAS_LIMITS = {"transferWithAuthorization": 150_000, "registerNode": 1_000_000, "updateNode": 500_000,
-              "heartbeat": 60_000, "setNodeEnabled": 60_000, "mint": 100_000}
+GAS_LIMITS = {
+    "transferWithAuthorization": 150_000,
+    "registerNode": 1_000_000,
+    "updateNode": 500_000,
+    "heartbeat": 60_000,
+    "setNodeEnabled": 60_000,
+    "mint": 100_000,
+}
 
 
 class TransactionFailed(Exception):
@@ -46,15 +52,23 @@ class TransactionSender:
 
     async def _broadcast(self, to: str, data: bytes | str, gas: int) -> HexBytes:
         nonce, base_fee, history = await asyncio.gather(
-            self._w3.eth.get_transaction_count(self.account.address, "pending"), self._w3.eth.gas_price,
-            self._w3.eth.fee_history(TIP_BLOCKS, "latest", [50]))
+            self._w3.eth.get_transaction_count(self.account.address, "pending"),
+            self._w3.eth.gas_price,
+            self._w3.eth.fee_history(TIP_BLOCKS, "latest", [50]),
+        )
         # Twice the next block's base fee, as wallets offer: a base fee that rises before the
         # transaction is mined (EIP-1559 lets it rise 12.5 % a block) does not price it out. It pays
         # only the base fee of the block that includes it; the tip is what recent blocks paid.
         tip = median_tip(history) or 0
         transaction: dict[str, Any] = {
-            "to": to, "data": data, "gas": gas, "chainId": self._chain_id, "nonce": nonce,
-            "maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip, "value": 0,
+            "to": to,
+            "data": data,
+            "gas": gas,
+            "chainId": self._chain_id,
+            "nonce": nonce,
+            "maxFeePerGas": 2 * base_fee + tip,
+            "maxPriorityFeePerGas": tip,
+            "value": 0,
         }
         return await self._w3.eth.send_raw_transaction(self.account.sign_transaction(transaction).raw_transaction)
 
@@ -70,8 +84,7 @@ class TransactionSender:
                 # transaction was refused, so sending it again with a fresh nonce is safe.
                 tx_hash = await self._broadcast(to, data, gas)
         try:
-            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_s,
-                                                                      poll_latency=0.05)
+            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_s, poll_latency=0.05)
         except TimeExhausted:
             raise TransactionFailed(f"not mined within {wait_s:g}s", _hex(tx_hash)) from None
         if receipt["status"] != 1:

@@ -108,8 +108,9 @@ class ChainWatch:
         return stall
 
     def _error(self) -> Exception:
-        return self._unavailable(f"the chain node has not answered for {self.stalled_for_s():.0f} s "
-                                 f"({self.cause or 'no answer'})")
+        return self._unavailable(
+            f"the chain node has not answered for {self.stalled_for_s():.0f} s ({self.cause or 'no answer'})"
+        )
 
 
 def _resolve(stall: asyncio.Future[None]) -> None:

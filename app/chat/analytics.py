@@ -16,12 +16,15 @@ from app.db.models import utc_now
 from app.lib.time import aware
 
 
-async def chat_activity_since(session: AsyncSession, since: datetime,
-                              avatar_ids: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
+async def chat_activity_since(
+    session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
+) -> dict[str, tuple[int, int]]:
     """Per avatar: fans' messages since ``since`` and how many distinct fans sent them."""
-    query = select(col(ChatMessage.avatar_id), func.count(), func.count(col(ChatMessage.fan).distinct())) \
-        .where(col(ChatMessage.role) == Role.user, col(ChatMessage.created_at) >= since) \
+    query = (
+        select(col(ChatMessage.avatar_id), func.count(), func.count(col(ChatMessage.fan).distinct()))
+        .where(col(ChatMessage.role) == Role.user, col(ChatMessage.created_at) >= since)
         .group_by(col(ChatMessage.avatar_id))
+    )
     if avatar_ids is not None:
         query = query.where(col(ChatMessage.avatar_id).in_(avatar_ids))
     return {avatar_id: (messages, chatters) for avatar_id, messages, chatters in await session.execute(query)}
@@ -41,26 +44,38 @@ def _totals_by_day(rows: Result[str, datetime, int]) -> dict[str, dict[str, int]
     return {avatar_id: dict(sorted(days_.items())) for avatar_id, days_ in totals.items()}
 
 
-async def messages_by_day(session: AsyncSession, avatar_ids: Sequence[str], *,
-                          days: int = 30) -> dict[str, dict[str, int]]:
+async def messages_by_day(
+    session: AsyncSession, avatar_ids: Sequence[str], *, days: int = 30
+) -> dict[str, dict[str, int]]:
     """Per avatar: fans' messages per UTC day (``YYYY-MM-DD``) over the last ``days`` days (empty days left out)."""
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(col(ChatMessage.avatar_id), col(ChatMessage.created_at), literal(1)).where(
-        col(ChatMessage.role) == Role.user, col(ChatMessage.avatar_id).in_(avatar_ids),
-        col(ChatMessage.created_at) >= _window_start(days)))
+    rows = await session.execute(
+        select(col(ChatMessage.avatar_id), col(ChatMessage.created_at), literal(1)).where(
+            col(ChatMessage.role) == Role.user,
+            col(ChatMessage.avatar_id).in_(avatar_ids),
+            col(ChatMessage.created_at) >= _window_start(days),
+        )
+    )
     return _totals_by_day(rows)
 
 
-async def inference_spend_by_day(session: AsyncSession, avatar_ids: Sequence[str], *,
-                                 days: int = 30) -> dict[str, dict[str, str]]:
+async def inference_spend_by_day(
+    session: AsyncSession, avatar_ids: Sequence[str], *, days: int = 30
+) -> dict[str, dict[str, str]]:
     """Per avatar: wei paid to inference nodes for its replies per UTC day over the last ``days`` days (days without
     a paid reply left out). A reply that failed verification counts: the node was paid for it."""
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(
-        col(ChatMessage.avatar_id), col(ChatMessage.created_at), col(ChatMessage.cost_wei)).where(
-        col(ChatMessage.role) == Role.assistant, col(ChatMessage.avatar_id).in_(avatar_ids),
-        col(ChatMessage.created_at) >= _window_start(days)))
-    return {avatar_id: {day: str(wei) for day, wei in spend.items() if wei}
-            for avatar_id, spend in _totals_by_day(rows).items() if any(spend.values())}
+    rows = await session.execute(
+        select(col(ChatMessage.avatar_id), col(ChatMessage.created_at), col(ChatMessage.cost_wei)).where(
+            col(ChatMessage.role) == Role.assistant,
+            col(ChatMessage.avatar_id).in_(avatar_ids),
+            col(ChatMessage.created_at) >= _window_start(days),
+        )
+    )
+    return {
+        avatar_id: {day: str(wei) for day, wei in spend.items() if wei}
+        for avatar_id, spend in _totals_by_day(rows).items()
+        if any(spend.values())
+    }

@@ -23,13 +23,25 @@ async def recent_history(session: AsyncSession, avatar_id: str, fan: str, budget
     """The latest complete exchanges of the fan's thread that fit ``budget_tokens``, oldest first."""
     if budget_tokens <= 0:
         return []
-    replies = (await session.scalars(
-        select(ChatMessage).where(col(ChatMessage.avatar_id) == avatar_id, col(ChatMessage.fan) == fan,
-                                  col(ChatMessage.role) == Role.assistant,
-                                  col(ChatMessage.status) == MessageStatus.complete)
-        .order_by(col(ChatMessage.id).desc()).limit(HISTORY_SCAN_LIMIT))).all()
-    prompts = {message.id: message for message in await session.scalars(
-        select(ChatMessage).where(col(ChatMessage.id).in_([reply.reply_to for reply in replies])))}
+    replies = (
+        await session.scalars(
+            select(ChatMessage)
+            .where(
+                col(ChatMessage.avatar_id) == avatar_id,
+                col(ChatMessage.fan) == fan,
+                col(ChatMessage.role) == Role.assistant,
+                col(ChatMessage.status) == MessageStatus.complete,
+            )
+            .order_by(col(ChatMessage.id).desc())
+            .limit(HISTORY_SCAN_LIMIT)
+        )
+    ).all()
+    prompts = {
+        message.id: message
+        for message in await session.scalars(
+            select(ChatMessage).where(col(ChatMessage.id).in_([reply.reply_to for reply in replies]))
+        )
+    }
     exchanges: list[dict[str, str]] = []
     used = 0
     for reply in replies:

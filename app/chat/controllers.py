@@ -84,8 +84,16 @@ class ChatController(Controller):
         # Counted before the handshake completes, so a client never sees a socket open that is not counted yet.
         try:
             with chat_sockets.holding(socket.cookies.get(SESSION_COOKIE), _client_address(socket)):
-                chat = ChatService(sessions, proxy_client, settings, chat_gate, meter=autoscale.meter, memory=memory,
-                                   journal=reply_journal, chain_watch=chain_watch(chain))
+                chat = ChatService(
+                    sessions,
+                    proxy_client,
+                    settings,
+                    chat_gate,
+                    meter=autoscale.meter,
+                    memory=memory,
+                    journal=reply_journal,
+                    chain_watch=chain_watch(chain),
+                )
                 await self._open(socket, settings, chat, avatar_id)
         except TooManySockets as refused:  # raised on entry only: nothing was served
             await socket.accept()

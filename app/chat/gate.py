@@ -43,8 +43,9 @@ def _refused(refusal: AdmissionRefused) -> ChatRefused:
 class ChatGate:
     """The chat service's admission (``Services.chat_gate``) and the autoscaler's view of the queue."""
 
-    def __init__(self, queue: AdmissionQueue, limiter: RateLimiter, *, large_holder_keys: int,
-                 streams_per_node: int) -> None:
+    def __init__(
+        self, queue: AdmissionQueue, limiter: RateLimiter, *, large_holder_keys: int, streams_per_node: int
+    ) -> None:
         self.queue = queue
         self.limiter = limiter
         self.streams_per_node = streams_per_node
@@ -58,9 +59,11 @@ class ChatGate:
             raise _refused(refusal) from None
 
     @asynccontextmanager
-    async def admit(self, *, fan: str, is_creator: bool, keys_held: int,
-                    on_wait: Callable[[int, int], Awaitable[None]]) -> AsyncIterator[Slot]:
+    async def admit(
+        self, *, fan: str, is_creator: bool, keys_held: int, on_wait: Callable[[int, int], Awaitable[None]]
+    ) -> AsyncIterator[Slot]:
         """A stream slot for the block, after waiting in the fan's band if every slot is taken."""
+
         async def waiting(place: Waiting) -> None:
             await on_wait(place.position, place.eta_s)
 
@@ -83,8 +86,9 @@ class ChatGate:
 @asynccontextmanager
 async def open_gate(settings: Settings, nodes: int) -> AsyncIterator[ChatGate]:
     """The process's gate, sized for ``nodes`` nodes; closed (and its Redis connection too) on exit."""
-    policy = AdmissionPolicy(max_waiting=settings.chat_max_waiting,
-                             fairness_half_life_s=settings.chat_fairness_half_life_s)
+    policy = AdmissionPolicy(
+        max_waiting=settings.chat_max_waiting, fairness_half_life_s=settings.chat_fairness_half_life_s
+    )
     capacity = nodes * settings.chat_streams_per_node
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     queue: AdmissionQueue
@@ -97,8 +101,12 @@ async def open_gate(settings: Settings, nodes: int) -> AsyncIterator[ChatGate]:
         queue = RedisAdmission(redis, capacity, policy, prefix=prefix, lease_s=settings.chat_slot_lease_s)
         limiter = RedisRateLimiter(redis, settings.chat_messages_per_minute, prefix=prefix)
     try:
-        yield ChatGate(queue, limiter, large_holder_keys=settings.chat_large_holder_keys,
-                       streams_per_node=settings.chat_streams_per_node)
+        yield ChatGate(
+            queue,
+            limiter,
+            large_holder_keys=settings.chat_large_holder_keys,
+            streams_per_node=settings.chat_streams_per_node,
+        )
     finally:
         await queue.aclose()
         if redis is not None:

@@ -73,11 +73,19 @@ class TurnEnd(msgspec.Struct, frozen=True):
 
     def rows(self) -> tuple[ChatMessage, ReplyAttestation | None]:
         """The reply and its attestation as they are to be stored (not attached to a session)."""
-        reply = ChatMessage(id=self.reply_id, reply_to=self.prompt_id, avatar_id="", fan="", role=Role.assistant,
-                            content=self.content, status=self.status)
+        reply = ChatMessage(
+            id=self.reply_id,
+            reply_to=self.prompt_id,
+            avatar_id="",
+            fan="",
+            role=Role.assistant,
+            content=self.content,
+            status=self.status,
+        )
         self._apply(reply)
-        attestation = None if self.attestation is None else \
-            ReplyAttestation(message_id=self.reply_id, **self.attestation)
+        attestation = (
+            None if self.attestation is None else ReplyAttestation(message_id=self.reply_id, **self.attestation)
+        )
         return reply, attestation
 
     def _apply(self, reply: ChatMessage) -> None:
@@ -91,9 +99,9 @@ class TurnEnd(msgspec.Struct, frozen=True):
 
 def payment_fields(payment: SettleResponse | None) -> dict[str, Any]:
     """The reply's cost: the x402 amount the node settled on-chain (wei) and its transaction, or nothing."""
-    paid = payment is not None and payment.success and payment.amount
-    return {"cost_wei": int(payment.amount) if paid else 0,  # type: ignore[union-attr,arg-type]
-            "payment_tx": payment.transaction if paid else None}  # type: ignore[union-attr]
+    if payment is None or not payment.success or not payment.amount:
+        return {"cost_wei": 0, "payment_tx": None}
+    return {"cost_wei": int(payment.amount), "payment_tx": payment.transaction}
 
 
 def attestation_fields(result: ChatResult) -> dict[str, Any] | None:
@@ -101,10 +109,17 @@ def attestation_fields(result: ChatResult) -> dict[str, Any] | None:
     signed = result.attestation
     if signed is None:
         return None
-    return {"request_body": json.dumps(result.request_body), "verification_level": result.verification,
-            "request_hash": signed.request_hash, "output_hash": signed.output_hash, "signature": signed.signature,
-            "timestamp": signed.timestamp, "tee_id": signed.tee_id, "node_endpoint": result.node.endpoint,
-            "node_public_key_der": base64.b64encode(result.node.signing_public_key).decode()}
+    return {
+        "request_body": json.dumps(result.request_body),
+        "verification_level": result.verification,
+        "request_hash": signed.request_hash,
+        "output_hash": signed.output_hash,
+        "signature": signed.signature,
+        "timestamp": signed.timestamp,
+        "tee_id": signed.tee_id,
+        "node_endpoint": result.node.endpoint,
+        "node_public_key_der": base64.b64encode(result.node.signing_public_key).decode(),
+    }
 
 
 async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessage, ReplyAttestation | None] | None:
@@ -130,9 +145,17 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
     prompt.status = MessageStatus.answered if answered else end.status
     prompt.error_code, prompt.completed_at = end.error_code, end.ended_at
     # The network's rollups count the turn in the transaction that ends it, so once whichever write stores it.
-    await network.record_turn(session, avatar_id=prompt.avatar_id, fan=prompt.fan, model=reply.model,
-                              ended_at=end.ended_at, replied=answered, prompt_tokens=reply.prompt_tokens,
-                              completion_tokens=reply.completion_tokens, paid_wei=reply.cost_wei)
+    await network.record_turn(
+        session,
+        avatar_id=prompt.avatar_id,
+        fan=prompt.fan,
+        model=reply.model,
+        ended_at=end.ended_at,
+        replied=answered,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        paid_wei=reply.cost_wei,
+    )
     attestation = None
     if end.attestation is not None:
         attestation = ReplyAttestation(message_id=end.reply_id, **end.attestation)
@@ -144,8 +167,9 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
 Write = Callable[[Callable[[AsyncSession], Awaitable[Any]]], Awaitable[Any]]
 
 
-async def settle(end: TurnEnd, journal: ReplyJournal | None,
-                 write: Write) -> tuple[ChatMessage, ReplyAttestation | None] | None:
+async def settle(
+    end: TurnEnd, journal: ReplyJournal | None, write: Write
+) -> tuple[ChatMessage, ReplyAttestation | None] | None:
     """Journal ``end``, then store it. A store that fails leaves it in the journal, to be replayed, and
     answers the rows as they will be stored; without a journal the failure is raised."""
     if journal is not None:
@@ -155,8 +179,14 @@ async def settle(end: TurnEnd, journal: ReplyJournal | None,
     except Exception as error:
         if journal is None:
             raise
-        log.warning("chat_turn_journaled", reply_id=end.reply_id, status=end.status, cost_wei=str(end.cost_wei),
-                    payment_tx=end.payment_tx, error=repr(error)[:200])
+        log.warning(
+            "chat_turn_journaled",
+            reply_id=end.reply_id,
+            status=end.status,
+            cost_wei=str(end.cost_wei),
+            payment_tx=end.payment_tx,
+            error=repr(error)[:200],
+        )
         return None if end.status == WITHDRAWN else end.rows()
     if journal is not None:
         await journal.forget(end.reply_id)
@@ -193,8 +223,11 @@ class ReplyJournal:
             return connection.execute(statement, parameters).fetchall()
 
     async def append(self, end: TurnEnd) -> None:
-        await asyncio.to_thread(self._run, "INSERT OR REPLACE INTO turn_end VALUES (?, ?)",
-                                (end.reply_id, msgspec.json.encode(end).decode()))
+        await asyncio.to_thread(
+            self._run,
+            "INSERT OR REPLACE INTO turn_end VALUES (?, ?)",
+            (end.reply_id, msgspec.json.encode(end).decode()),
+        )
 
     async def forget(self, reply_id: int) -> None:
         await asyncio.to_thread(self._run, "DELETE FROM turn_end WHERE reply_id = ?", (reply_id,))

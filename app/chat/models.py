@@ -67,8 +67,11 @@ class ReplyAttestation(SQLModel, table=True):
 
     __tablename__ = "chat_reply_attestation"
 
-    message_id: int = Field(primary_key=True, sa_column_args=[ForeignKey("chat_message.id", ondelete="CASCADE")],
-                            sa_column_kwargs={"autoincrement": False})
+    message_id: int = Field(
+        primary_key=True,
+        sa_column_args=[ForeignKey("chat_message.id", ondelete="CASCADE")],
+        sa_column_kwargs={"autoincrement": False},
+    )
     request_body: str = Field(sa_type=Text)  # the chat-completions body as sent, JSON
     verification_level: str = Field(max_length=16)
     request_hash: str = Field(max_length=64)

@@ -50,8 +50,9 @@ class TurnRows:
     reply_id: int
 
 
-async def write_retrying(sessions: async_sessionmaker[AsyncSession],
-                         write: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def write_retrying(
+    sessions: async_sessionmaker[AsyncSession], write: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
     """Run one short write transaction, again while the database is busy (SQLite's single writer, the
     pool's wait): the end of a turn, often a paid one, must be stored."""
     for attempt in range(STORE_ATTEMPTS):
@@ -62,7 +63,7 @@ async def write_retrying(sessions: async_sessionmaker[AsyncSession],
         except DATABASE_UNAVAILABLE:
             if attempt == STORE_ATTEMPTS - 1:
                 raise
-            await asyncio.sleep(STORE_RETRY_S * 2 ** attempt)
+            await asyncio.sleep(STORE_RETRY_S * 2**attempt)
     raise AssertionError("unreachable")
 
 
@@ -70,20 +71,39 @@ def _writer(sessions: async_sessionmaker[AsyncSession]) -> Write:
     return lambda write: write_retrying(sessions, write)
 
 
-async def end_failed(sessions: async_sessionmaker[AsyncSession], journal: ReplyJournal | None, rows: TurnRows,
-                     code: str, partial: str, payment: SettleResponse | None = None) -> None:
+async def end_failed(
+    sessions: async_sessionmaker[AsyncSession],
+    journal: ReplyJournal | None,
+    rows: TurnRows,
+    code: str,
+    partial: str,
+    payment: SettleResponse | None = None,
+) -> None:
     """End the turn without a verified reply: ``incomplete`` with the text that came, else ``failed``;
     with what the node was paid, if it was. If even that cannot be stored, it stays in the journal and
     is stored when the database is back (without one, the rows stay pending and the line logged says
     what was lost)."""
     status = MessageStatus.incomplete if partial else MessageStatus.failed
-    end = TurnEnd(rows.prompt_id, rows.reply_id, status, partial, code, completed_at=utc_now().timestamp(),
-                  **payment_fields(payment))
+    end = TurnEnd(
+        rows.prompt_id,
+        rows.reply_id,
+        status,
+        partial,
+        code,
+        completed_at=utc_now().timestamp(),
+        **payment_fields(payment),
+    )
     try:
         await settle(end, journal, _writer(sessions))
     except Exception as error:  # the fan still gets the turn's error frame
-        log.exception("chat_store_error", stage="fail", reply_id=rows.reply_id, code=code,
-                      payment_tx=payment.transaction if payment else None, error=repr(error))
+        log.exception(
+            "chat_store_error",
+            stage="fail",
+            reply_id=rows.reply_id,
+            code=code,
+            payment_tx=payment.transaction if payment else None,
+            error=repr(error),
+        )
 
 
 async def withdraw(sessions: async_sessionmaker[AsyncSession], journal: ReplyJournal | None, rows: TurnRows) -> None:
@@ -94,35 +114,58 @@ async def withdraw(sessions: async_sessionmaker[AsyncSession], journal: ReplyJou
         log.exception("chat_store_error", stage="withdraw", reply_id=rows.reply_id, error=repr(error))
 
 
-async def complete(sessions: async_sessionmaker[AsyncSession], journal: ReplyJournal | None, rows: TurnRows,
-                   result: ChatResult) -> tuple[ChatMessage, ReplyAttestation | None]:
+async def complete(
+    sessions: async_sessionmaker[AsyncSession], journal: ReplyJournal | None, rows: TurnRows, result: ChatResult
+) -> tuple[ChatMessage, ReplyAttestation | None]:
     """The verified reply stored with its usage, its cost and, when signed, its attestation; with a journal,
     written there first so that it is stored even if the database is down now (the fan's done frame then
     shows it as it will be stored)."""
     usage = result.usage or {}
-    end = TurnEnd(rows.prompt_id, rows.reply_id, MessageStatus.complete, result.text, model=result.model,
-                  prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
-                  completed_at=utc_now().timestamp(), **payment_fields(result.payment),
-                  attestation=attestation_fields(result))
+    end = TurnEnd(
+        rows.prompt_id,
+        rows.reply_id,
+        MessageStatus.complete,
+        result.text,
+        model=result.model,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        completed_at=utc_now().timestamp(),
+        **payment_fields(result.payment),
+        attestation=attestation_fields(result),
+    )
     stored = await settle(end, journal, _writer(sessions))
     assert stored is not None  # the turn's rows are gone only when withdrawn
     return stored
 
 
-async def store_message(session: AsyncSession, avatar: Avatar, fan: str,
-                         incoming: IncomingMessage) -> tuple[int, int] | None:
+async def store_message(
+    session: AsyncSession, avatar: Avatar, fan: str, incoming: IncomingMessage
+) -> tuple[int, int] | None:
     """The fan's message and its pending reply: their ids, or None if this ``client_msg_id`` was just
     stored by another connection."""
-    prompt = ChatMessage(avatar_id=avatar.id, fan=fan, role=Role.user, content=incoming.content,
-                         client_msg_id=incoming.client_msg_id, status=MessageStatus.pending)
+    prompt = ChatMessage(
+        avatar_id=avatar.id,
+        fan=fan,
+        role=Role.user,
+        content=incoming.content,
+        client_msg_id=incoming.client_msg_id,
+        status=MessageStatus.pending,
+    )
     session.add(prompt)
     try:
         await session.flush()
     except IntegrityError:
         await session.rollback()
         return None
-    reply = ChatMessage(avatar_id=avatar.id, fan=fan, role=Role.assistant, content="", reply_to=prompt.id,
-                        status=MessageStatus.pending, model=avatar.model)
+    reply = ChatMessage(
+        avatar_id=avatar.id,
+        fan=fan,
+        role=Role.assistant,
+        content="",
+        reply_to=prompt.id,
+        status=MessageStatus.pending,
+        model=avatar.model,
+    )
     session.add(reply)
     await session.commit()
     assert prompt.id is not None
@@ -131,9 +174,13 @@ async def store_message(session: AsyncSession, avatar: Avatar, fan: str,
 
 
 async def sent_before(session: AsyncSession, avatar_id: str, fan: str, client_msg_id: str) -> ChatMessage | None:
-    return await session.scalar(select(ChatMessage).where(
-        col(ChatMessage.avatar_id) == avatar_id, col(ChatMessage.fan) == fan,
-        col(ChatMessage.client_msg_id) == client_msg_id))
+    return await session.scalar(
+        select(ChatMessage).where(
+            col(ChatMessage.avatar_id) == avatar_id,
+            col(ChatMessage.fan) == fan,
+            col(ChatMessage.client_msg_id) == client_msg_id,
+        )
+    )
 
 
 async def settle_abandoned(session: AsyncSession, prompt: ChatMessage, reply: ChatMessage | None) -> None:
@@ -154,8 +201,10 @@ async def settle_all_pending(session: AsyncSession) -> int:
     still starts (and stays live) so an orchestrator sees why."""
     try:
         result = await session.execute(
-            update(ChatMessage).where(col(ChatMessage.status) == MessageStatus.pending)
-            .values(status=MessageStatus.failed, error_code="abandoned", completed_at=utc_now()))
+            update(ChatMessage)
+            .where(col(ChatMessage.status) == MessageStatus.pending)
+            .values(status=MessageStatus.failed, error_code="abandoned", completed_at=utc_now())
+        )
         await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("chat_settle_pending_skipped", error=str(error))

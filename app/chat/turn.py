@@ -70,15 +70,43 @@ class Outcome:
 
 
 FAILURES: tuple[tuple[type[Exception] | tuple[type[Exception], ...], Outcome], ...] = (
-    (ReplyRejected, Outcome("verification_failed", lambda _: "the reply's attestation did not verify; discard the "
-                            "text shown", keeps_text=False, warning="chat_reply_rejected")),
-    (ReplyFailed, Outcome("upstream_failed", lambda error: f"the model failed mid-reply ({error}); nothing was "
-                          "charged for it", keeps_text=True, retry_after_s=UNAVAILABLE_RETRY_S)),
-    ((NoNodeAvailable, PaymentRefused), Outcome("unavailable", lambda _: "no inference node can answer now",
-                                                keeps_text=False, retry_after_s=UNAVAILABLE_RETRY_S,
-                                                warning="chat_unavailable")),
-    (RequestRejected, Outcome("request_rejected", lambda error: f"the inference node refused the request: {error}",
-                              keeps_text=False, warning="chat_request_rejected")),
+    (
+        ReplyRejected,
+        Outcome(
+            "verification_failed",
+            lambda _: "the reply's attestation did not verify; discard the text shown",
+            keeps_text=False,
+            warning="chat_reply_rejected",
+        ),
+    ),
+    (
+        ReplyFailed,
+        Outcome(
+            "upstream_failed",
+            lambda error: f"the model failed mid-reply ({error}); nothing was charged for it",
+            keeps_text=True,
+            retry_after_s=UNAVAILABLE_RETRY_S,
+        ),
+    ),
+    (
+        (NoNodeAvailable, PaymentRefused),
+        Outcome(
+            "unavailable",
+            lambda _: "no inference node can answer now",
+            keeps_text=False,
+            retry_after_s=UNAVAILABLE_RETRY_S,
+            warning="chat_unavailable",
+        ),
+    ),
+    (
+        RequestRejected,
+        Outcome(
+            "request_rejected",
+            lambda error: f"the inference node refused the request: {error}",
+            keeps_text=False,
+            warning="chat_request_rejected",
+        ),
+    ),
 )
 # Anything else: the fan gets a frame, the error a log line with its traceback, the rows an end.
 INTERNAL_ERROR = Outcome("internal_error", lambda _: "the reply failed; the error was logged", keeps_text=True)
@@ -103,9 +131,18 @@ class _Turn:
 class ChatService:
     """Answers fans' messages; one per connection, shared state lives in the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings,
-                 gate: ChatGate | None = None, *, meter: DemandMeter, memory: MemoryService | None = None,
-                 journal: ReplyJournal | None = None, chain_watch: ChainWatch | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        proxy: ProxyClient,
+        settings: Settings,
+        gate: ChatGate | None = None,
+        *,
+        meter: DemandMeter,
+        memory: MemoryService | None = None,
+        journal: ReplyJournal | None = None,
+        chain_watch: ChainWatch | None = None,
+    ) -> None:
         self._sessions = sessions
         self._memory = memory
         self._journal = journal  # turn ends are written ahead there (app/chat/journal.py)
@@ -130,15 +167,27 @@ class ChatService:
         try:
             turn = await self._begin(avatar_id, fan, incoming, send)
         except ChatRefused as refused:
-            await send(ErrorFrame(code=refused.code, detail=refused.detail, retry_after_s=refused.retry_after_s,
-                                  client_msg_id=incoming.client_msg_id))
+            await send(
+                ErrorFrame(
+                    code=refused.code,
+                    detail=refused.detail,
+                    retry_after_s=refused.retry_after_s,
+                    client_msg_id=incoming.client_msg_id,
+                )
+            )
             return
         except ClientGone:
             raise
         except Exception as error:  # the store failed before anything was stored: tell the fan, log the rest
             log.exception("chat_message_error", avatar_id=avatar_id, error=repr(error))
-            await send(ErrorFrame(code="internal_error", detail="the message could not be taken; the error was "
-                                  "logged", retry_after_s=UNAVAILABLE_RETRY_S, client_msg_id=incoming.client_msg_id))
+            await send(
+                ErrorFrame(
+                    code="internal_error",
+                    detail="the message could not be taken; the error was logged",
+                    retry_after_s=UNAVAILABLE_RETRY_S,
+                    client_msg_id=incoming.client_msg_id,
+                )
+            )
             return
         if turn is not None:
             await self._answer(turn, send)
@@ -158,11 +207,19 @@ class ChatService:
         if sent is None:
             recalled = await self._memory.recall(avatar_id, fan, incoming.content) if self._memory else NOTHING_RECALLED
             stored = await store.write_retrying(
-                self._sessions, lambda session: store.store_message(session, avatar, fan, incoming))
+                self._sessions, lambda session: store.store_message(session, avatar, fan, incoming)
+            )
             if stored is not None:
-                return _Turn(avatar, fan, keys, incoming.client_msg_id, store.TurnRows(*stored),
-                             with_memories(context_messages(avatar.persona, history, incoming.content), recalled),
-                             incoming.content, recalled)
+                return _Turn(
+                    avatar,
+                    fan,
+                    keys,
+                    incoming.client_msg_id,
+                    store.TurnRows(*stored),
+                    with_memories(context_messages(avatar.persona, history, incoming.content), recalled),
+                    incoming.content,
+                    recalled,
+                )
         async with self._sessions() as session:  # sent before, or at the same moment on another connection
             sent = await store.sent_before(session, avatar_id, fan, incoming.client_msg_id)
             assert sent is not None
@@ -181,12 +238,18 @@ class ChatService:
             await send(TokenFrame(client_msg_id=client_msg_id, message_id=reply.id, text=reply.content))
             await send(done_frame(reply, client_msg_id, attestation))
         elif prompt.status == MessageStatus.pending:
-            raise ChatRefused("in_progress", "this client_msg_id's reply is still being written; "
-                                             "it is in the history once done", retry_after_s=UNAVAILABLE_RETRY_S)
+            raise ChatRefused(
+                "in_progress",
+                "this client_msg_id's reply is still being written; it is in the history once done",
+                retry_after_s=UNAVAILABLE_RETRY_S,
+            )
         else:
-            raise ChatRefused("previously_failed", f"this client_msg_id was sent before and its reply is "
-                                                   f"{prompt.status} ({prompt.error_code}); send the message again "
-                                                   "with a new client_msg_id")
+            raise ChatRefused(
+                "previously_failed",
+                f"this client_msg_id was sent before and its reply is "
+                f"{prompt.status} ({prompt.error_code}); send the message again "
+                "with a new client_msg_id",
+            )
 
     async def _answer(self, turn: _Turn, send: Send) -> None:
         with self._meter.track(turn.avatar.model, turn.avatar.id, turn.fan) as metered:  # demand, for the autoscaler
@@ -197,47 +260,81 @@ class ChatService:
         try:
             async with self._admitted(turn, send) as slot:
                 metered.admitted()
-                async with self._proxy.stream_chat(model=turn.avatar.model, messages=turn.messages,
-                                                   verification=VerificationLevel(turn.avatar.verification_level),
-                                                   ) as stream:
+                async with self._proxy.stream_chat(
+                    model=turn.avatar.model,
+                    messages=turn.messages,
+                    verification=VerificationLevel(turn.avatar.verification_level),
+                ) as stream:
                     async for delta in stream:
                         if not text:
                             metered.first_token()
                         text.append(delta)
-                        await send(TokenFrame(client_msg_id=turn.client_msg_id, message_id=turn.rows.reply_id,
-                                              text=delta))
+                        await send(
+                            TokenFrame(client_msg_id=turn.client_msg_id, message_id=turn.rows.reply_id, text=delta)
+                        )
                 result = stream.result
                 tokens = (result.usage or {}).get("completion_tokens", estimate_tokens(result.text))
                 if slot is not None:  # what this fan was served, for fairness inside the band
                     slot.tokens_used = tokens
         except (asyncio.CancelledError, ClientGone):
-            await asyncio.shield(store.end_failed(self._sessions, self._journal, turn.rows, "disconnected",
-                                                  "".join(text)))
+            await asyncio.shield(
+                store.end_failed(self._sessions, self._journal, turn.rows, "disconnected", "".join(text))
+            )
             raise
         except ChatRefused as refused:  # no stream slot: the message was never answered, so it is not kept
             metered.refused(refused.code)
             await store.withdraw(self._sessions, self._journal, turn.rows)
-            await send(ErrorFrame(code=refused.code, detail=refused.detail, retry_after_s=refused.retry_after_s,
-                                  client_msg_id=turn.client_msg_id))
+            await send(
+                ErrorFrame(
+                    code=refused.code,
+                    detail=refused.detail,
+                    retry_after_s=refused.retry_after_s,
+                    client_msg_id=turn.client_msg_id,
+                )
+            )
         except Exception as error:  # noqa: BLE001 - every failure ends by the table (unknown ones logged in full)
             await self._end_failed(turn, send, error, "".join(text))
         else:
             try:
                 reply, attestation = await store.complete(self._sessions, self._journal, turn.rows, result)
             except Exception as error:  # the fan saw the text; say it was not kept, log what was paid
-                log.exception("chat_store_error", stage="complete", reply_id=turn.rows.reply_id,
-                              payment_tx=result.payment.transaction if result.payment else None, error=repr(error))
-                await self._error(turn, send, "internal_error", "the reply could not be stored; the error was "
-                                                                "logged", UNAVAILABLE_RETRY_S)
+                log.exception(
+                    "chat_store_error",
+                    stage="complete",
+                    reply_id=turn.rows.reply_id,
+                    payment_tx=result.payment.transaction if result.payment else None,
+                    error=repr(error),
+                )
+                await self._error(
+                    turn,
+                    send,
+                    "internal_error",
+                    "the reply could not be stored; the error was logged",
+                    UNAVAILABLE_RETRY_S,
+                )
                 return
             metered.finished(tokens=tokens, paid_wei=reply.cost_wei)
             if self._memory is not None:  # reinforce, prune, extract: in the background
-                self._memory.after_reply(CompletedTurn(
-                    turn.avatar.id, turn.fan, turn.avatar.model, turn.avatar.verification_level, turn.rows.prompt_id,
-                    turn.rows.reply_id, turn.content, result.text, turn.recalled))
-            await send(msgspec.structs.replace(done_frame(reply, turn.client_msg_id, attestation),
-                                               memories_used=len(turn.recalled.memories),
-                                               memory_tokens=turn.recalled.tokens))
+                self._memory.after_reply(
+                    CompletedTurn(
+                        turn.avatar.id,
+                        turn.fan,
+                        turn.avatar.model,
+                        turn.avatar.verification_level,
+                        turn.rows.prompt_id,
+                        turn.rows.reply_id,
+                        turn.content,
+                        result.text,
+                        turn.recalled,
+                    )
+                )
+            await send(
+                msgspec.structs.replace(
+                    done_frame(reply, turn.client_msg_id, attestation),
+                    memories_used=len(turn.recalled.memories),
+                    memory_tokens=turn.recalled.tokens,
+                )
+            )
 
     async def _end_failed(self, turn: _Turn, send: Send, error: Exception, partial: str) -> None:
         """The reply failed: stored as its :func:`outcome_of` says (with what the node was paid for a reply that
@@ -248,8 +345,9 @@ class ChatService:
         elif outcome.warning is not None:
             log.warning(outcome.warning, avatar_id=turn.avatar.id, error=str(error))
         payment = error.payment if isinstance(error, ReplyRejected) else None  # the text is discarded, the cost kept
-        await store.end_failed(self._sessions, self._journal, turn.rows, outcome.code,
-                               partial if outcome.keeps_text else "", payment)
+        await store.end_failed(
+            self._sessions, self._journal, turn.rows, outcome.code, partial if outcome.keeps_text else "", payment
+        )
         await self._error(turn, send, outcome.code, outcome.detail(error), outcome.retry_after_s)
 
     @asynccontextmanager
@@ -261,13 +359,21 @@ class ChatService:
         async def queued(position: int, eta_s: int) -> None:
             await send(QueuedFrame(client_msg_id=turn.client_msg_id, position=position, eta_s=eta_s))
 
-        async with self._gate.admit(fan=turn.fan, is_creator=turn.fan == turn.avatar.creator,
-                                    keys_held=turn.keys, on_wait=queued) as slot:
+        async with self._gate.admit(
+            fan=turn.fan, is_creator=turn.fan == turn.avatar.creator, keys_held=turn.keys, on_wait=queued
+        ) as slot:
             yield slot
 
     async def _error(self, turn: _Turn, send: Send, code: str, detail: str, retry_after_s: int | None = None) -> None:
-        await send(ErrorFrame(code=code, detail=detail, retry_after_s=retry_after_s,
-                              client_msg_id=turn.client_msg_id, message_id=turn.rows.reply_id))
+        await send(
+            ErrorFrame(
+                code=code,
+                detail=detail,
+                retry_after_s=retry_after_s,
+                client_msg_id=turn.client_msg_id,
+                message_id=turn.rows.reply_id,
+            )
+        )
 
 
 async def _avatar(session: AsyncSession, avatar_id: str) -> Avatar:

@@ -226,8 +226,11 @@ class Leadership:
             return
         if self.token is None:
             raise NotLeader("this worker does not lead")
-        result = await session.execute(update(AppState).where(
-            col(AppState.key) == FENCE_KEY, col(AppState.value) == str(self.token)).values(value=str(self.token)))
+        result = await session.execute(
+            update(AppState)
+            .where(col(AppState.key) == FENCE_KEY, col(AppState.value) == str(self.token))
+            .values(value=str(self.token))
+        )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise NotLeader(f"a newer leader raised the fence past token {self.token}")
 
@@ -293,8 +296,9 @@ def lease_for(settings: Settings) -> Lease:
     lock_file = settings.leader_lock_file
     if lock_file is None:
         database = settings.database_url.partition(":///")[2] if settings.is_sqlite else ""
-        lock_file = Path(f"{database}.leader.lock") if database and database != ":memory:" \
-            else DEFAULT_VAR_DIR / "leader.lock"
+        lock_file = (
+            Path(f"{database}.leader.lock") if database and database != ":memory:" else DEFAULT_VAR_DIR / "leader.lock"
+        )
     return FileLease(lock_file)
 
 

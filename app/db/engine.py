@@ -112,8 +112,7 @@ class SqliteWriterSession(AsyncSession):
             async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
                 await self._writer_lock.acquire()
         except TimeoutError:
-            raise OperationalError("queued for the SQLite writer", None,
-                                   Exception("database is locked")) from None
+            raise OperationalError("queued for the SQLite writer", None, Exception("database is locked")) from None
         self._writing = True
 
     def _release(self, *_: Any) -> None:

@@ -21,7 +21,9 @@ class DemoAvatar:
 
 CAST: tuple[DemoAvatar, ...] = (
     DemoAvatar(
-        handle="chef_ines", name="Chef Inès", creator_account=1,
+        handle="chef_ines",
+        name="Chef Inès",
+        creator_account=1,
         bio="Lisbon-born chef. Twenty years of market mornings, one rule: cook what is in season.",
         persona=(
             "You are Chef Inès, a warm, blunt chef from Lisbon who ran a small seafood restaurant for twenty years.\n"
@@ -31,10 +33,14 @@ CAST: tuple[DemoAvatar, ...] = (
             "Bread, olive oil and a ripe tomato are a meal if the ingredients are good enough.\n"
             "Knife skills matter more than gadgets: a sharp chef's knife and a heavy pan cover most of cooking.\n"
             "Rest meat after cooking so the juices settle; cutting it at once floods the board.\n"
-            "Rice for arroz de marisco should stay loose and brothy, never dry like a paella."),
-        questions=("How do I get a proper sear on fish?", "What should I cook this weekend?")),
+            "Rice for arroz de marisco should stay loose and brothy, never dry like a paella."
+        ),
+        questions=("How do I get a proper sear on fish?", "What should I cook this weekend?"),
+    ),
     DemoAvatar(
-        handle="coach_rui", name="Coach Rui", creator_account=2,
+        handle="coach_rui",
+        name="Coach Rui",
+        creator_account=2,
         bio="Marathon coach. Slow runs, long plans, no shortcuts.",
         persona=(
             "You are Coach Rui, a calm marathon coach who has trained beginners and Olympians alike.\n"
@@ -44,10 +50,14 @@ CAST: tuple[DemoAvatar, ...] = (
             "A marathon plan takes sixteen to twenty weeks for someone who already runs three times a week.\n"
             "Strength work twice a week, squats and calf raises, keeps knees and Achilles tendons healthy.\n"
             "On race day start slower than you think; the first half should feel too easy.\n"
-            "Eat carbohydrates every forty minutes in a long race, practised in training first."),
-        questions=("How should I start training for my first marathon?", "My knees hurt after long runs.")),
+            "Eat carbohydrates every forty minutes in a long race, practised in training first."
+        ),
+        questions=("How should I start training for my first marathon?", "My knees hurt after long runs."),
+    ),
     DemoAvatar(
-        handle="astro_mei", name="Dr. Mei", creator_account=3,
+        handle="astro_mei",
+        name="Dr. Mei",
+        creator_account=3,
         bio="Astrophysicist. Explains black holes, telescopes and the night sky without the jargon.",
         persona=(
             "You are Dr. Mei, an astrophysicist who loves explaining the universe with everyday comparisons.\n"
@@ -57,10 +67,14 @@ CAST: tuple[DemoAvatar, ...] = (
             "Stars like the Sun end as white dwarfs; only much heavier stars collapse into black holes.\n"
             "To see the Milky Way, get away from city lights and give your eyes twenty minutes to adapt.\n"
             "Planets around other stars are found by the tiny dip in starlight when they pass in front.\n"
-            "The universe has no centre: every galaxy sees the others moving away as space expands."),
-        questions=("What happens if you fall into a black hole?", "How do we find planets around other stars?")),
+            "The universe has no centre: every galaxy sees the others moving away as space expands."
+        ),
+        questions=("What happens if you fall into a black hole?", "How do we find planets around other stars?"),
+    ),
     DemoAvatar(
-        handle="dev_sam", name="Sam the Builder", creator_account=4,
+        handle="dev_sam",
+        name="Sam the Builder",
+        creator_account=4,
         bio="Indie developer shipping small apps. Boring tech, fast feedback, honest numbers.",
         persona=(
             "You are Sam, a pragmatic indie developer who has shipped a dozen small products.\n"
@@ -70,10 +84,14 @@ CAST: tuple[DemoAvatar, ...] = (
             "Pricing is a feature: charge early, because free users tell you little about value.\n"
             "Automate deployment on day one so releasing is dull and frequent.\n"
             "Most startups die of building what nobody wants, not of scaling problems.\n"
-            "Keep a changelog; users forgive bugs faster when they can see you fix them."),
-        questions=("Which database should I pick for my first product?", "When should I start charging?")),
+            "Keep a changelog; users forgive bugs faster when they can see you fix them."
+        ),
+        questions=("Which database should I pick for my first product?", "When should I start charging?"),
+    ),
     DemoAvatar(
-        handle="poet_lina", name="Lina Verse", creator_account=5,
+        handle="poet_lina",
+        name="Lina Verse",
+        creator_account=5,
         bio="Poet and writing teacher. Short lines, sharp images, daily pages.",
         persona=(
             "You are Lina Verse, a poet who teaches writing with gentleness and precise images.\n"
@@ -83,20 +101,41 @@ CAST: tuple[DemoAvatar, ...] = (
             "Cut the first stanza of a draft; the poem usually starts where you stopped warming up.\n"
             "Rejection letters are part of the work; send poems out in batches and keep writing.\n"
             "A haiku holds one moment and one turn, seventeen syllables or fewer.\n"
-            "Writer's block is often fear of writing badly; give yourself permission to write a bad page."),
-        questions=("How do I get past writer's block?", "Can you teach me to write a haiku?")),
+            "Writer's block is often fear of writing badly; give yourself permission to write a bad page."
+        ),
+        questions=("How do I get past writer's block?", "Can you teach me to write a haiku?"),
+    ),
 )
 
 # (hours before now, dev account, avatar handle, keys: positive buys, negative sells), oldest first.
 # The last 24 hours favour a few avatars, so trending, 24 h change and the charts all have a shape.
 TRADES: tuple[tuple[float, int, str, int], ...] = (
-    (150, 6, "chef_ines", 3), (144, 7, "astro_mei", 2), (140, 2, "chef_ines", 1), (132, 6, "coach_rui", 2),
-    (120, 3, "dev_sam", 2), (118, 7, "chef_ines", 2), (110, 1, "poet_lina", 1), (100, 6, "chef_ines", -1),
-    (96, 4, "astro_mei", 3), (90, 5, "dev_sam", 2), (84, 7, "coach_rui", 1), (72, 6, "astro_mei", 2),
-    (66, 1, "dev_sam", 3), (60, 7, "poet_lina", 2), (54, 2, "astro_mei", 1), (48, 3, "dev_sam", -2),
-    (40, 3, "chef_ines", 2), (30, 7, "astro_mei", -1), (20, 6, "astro_mei", 4), (16, 7, "dev_sam", 2),
-    (12, 1, "astro_mei", 2), (9, 5, "chef_ines", 1), (6, 6, "coach_rui", -1), (4, 2, "astro_mei", 3),
-    (2, 3, "poet_lina", 1), (1, 7, "dev_sam", 1),
+    (150, 6, "chef_ines", 3),
+    (144, 7, "astro_mei", 2),
+    (140, 2, "chef_ines", 1),
+    (132, 6, "coach_rui", 2),
+    (120, 3, "dev_sam", 2),
+    (118, 7, "chef_ines", 2),
+    (110, 1, "poet_lina", 1),
+    (100, 6, "chef_ines", -1),
+    (96, 4, "astro_mei", 3),
+    (90, 5, "dev_sam", 2),
+    (84, 7, "coach_rui", 1),
+    (72, 6, "astro_mei", 2),
+    (66, 1, "dev_sam", 3),
+    (60, 7, "poet_lina", 2),
+    (54, 2, "astro_mei", 1),
+    (48, 3, "dev_sam", -2),
+    (40, 3, "chef_ines", 2),
+    (30, 7, "astro_mei", -1),
+    (20, 6, "astro_mei", 4),
+    (16, 7, "dev_sam", 2),
+    (12, 1, "astro_mei", 2),
+    (9, 5, "chef_ines", 1),
+    (6, 6, "coach_rui", -1),
+    (4, 2, "astro_mei", 3),
+    (2, 3, "poet_lina", 1),
+    (1, 7, "dev_sam", 1),
 )
 
 # How long ago each avatar was launched, in hours.

@@ -66,8 +66,16 @@ class _Event:
 
 
 def _history(now: int) -> list[_Event]:
-    launches = [_Event(now - int(hours * HOUR_S), next(a.creator_account for a in CAST if a.handle == handle),
-                       handle, 1, launch=True) for handle, hours in LAUNCHED_HOURS_AGO.items()]
+    launches = [
+        _Event(
+            now - int(hours * HOUR_S),
+            next(a.creator_account for a in CAST if a.handle == handle),
+            handle,
+            1,
+            launch=True,
+        )
+        for handle, hours in LAUNCHED_HOURS_AGO.items()
+    ]
     trades = [_Event(now - int(hours * HOUR_S), account, handle, keys) for hours, account, handle, keys in TRADES]
     return sorted(launches + trades, key=lambda event: event.at)
 
@@ -81,8 +89,9 @@ class DemoWorld:
 
     Either step logs and gives up on failure: the product works the same without a demo world."""
 
-    def __init__(self, settings: Settings, chain: Chain, sessions: async_sessionmaker[AsyncSession],
-                 base_url: str) -> None:
+    def __init__(
+        self, settings: Settings, chain: Chain, sessions: async_sessionmaker[AsyncSession], base_url: str
+    ) -> None:
         self._settings = settings
         self._chain = chain
         self._sessions = sessions
@@ -129,8 +138,14 @@ async def _create_avatars(session: AsyncSession, chain: Chain, base_url: str) ->
     ids = {}
     for avatar in CAST:
         creator = chain.dev_accounts[avatar.creator_account].address
-        row = await create_avatar(session, creator=creator, public_base_url=base_url, data=AvatarCreate(
-            name=avatar.name, handle=avatar.handle, persona=avatar.persona, model=OFFLINE_DEMO_MODEL, bio=avatar.bio))
+        row = await create_avatar(
+            session,
+            creator=creator,
+            public_base_url=base_url,
+            data=AvatarCreate(
+                name=avatar.name, handle=avatar.handle, persona=avatar.persona, model=OFFLINE_DEMO_MODEL, bio=avatar.bio
+            ),
+        )
         row.created_at = row.updated_at = datetime.now(UTC) - timedelta(hours=LAUNCHED_HOURS_AGO[avatar.handle])
         ids[avatar.handle] = row.id
     return ids
@@ -148,14 +163,21 @@ def _mine_history(embedded: EmbeddedChain, chain: Chain, ids: dict[str, str]) ->
         avatar_id = bytes.fromhex(ids[event.handle][2:])
         if event.keys > 0:
             cost = twin_keys.functions.getBuyPriceAfterFee(avatar_id, event.keys).call()
-            call = (twin_keys.functions.createAvatar(avatar_id, metadata[event.handle], event.keys, cost, FAR_DEADLINE)
-                    if event.launch else twin_keys.functions.buyKeys(avatar_id, event.keys, cost, FAR_DEADLINE))
+            call = (
+                twin_keys.functions.createAvatar(avatar_id, metadata[event.handle], event.keys, cost, FAR_DEADLINE)
+                if event.launch
+                else twin_keys.functions.buyKeys(avatar_id, event.keys, cost, FAR_DEADLINE)
+            )
             transaction = call.build_transaction({"from": account.address, "value": cost})
         else:
             transaction = twin_keys.functions.sellKeys(avatar_id, -event.keys, 0, FAR_DEADLINE).build_transaction(
-                {"from": account.address})
-        send_transaction(embedded.w3, account, {"to": transaction["to"], "data": transaction["data"],
-                                                "value": Wei(transaction.get("value", 0))})
+                {"from": account.address}
+            )
+        send_transaction(
+            embedded.w3,
+            account,
+            {"to": transaction["to"], "data": transaction["data"], "value": Wei(transaction.get("value", 0))},
+        )
 
 
 def _clock_to_now(embedded: EmbeddedChain) -> None:

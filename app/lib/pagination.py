@@ -53,8 +53,11 @@ def decode_cursor(cursor: str | None, *shape: Callable[[Any], bool]) -> list[Any
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadInput("cursor", "not a cursor this API returned") from None
-    if not isinstance(values, list) or len(values) != len(shape) \
-            or not all(check(value) for check, value in zip(shape, values, strict=True)):
+    if (
+        not isinstance(values, list)
+        or len(values) != len(shape)
+        or not all(check(value) for check, value in zip(shape, values, strict=True))
+    ):
         raise BadInput("cursor", "not a cursor this API returned")
     return values
 

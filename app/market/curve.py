@@ -41,17 +41,13 @@ def fees(curve_price: int, protocol_fee_percent: int, creator_fee_percent: int) 
     )
 
 
-def buy_total(
-    supply: int, amount: int, divisor: int, protocol_fee_percent: int, creator_fee_percent: int
-) -> int:
+def buy_total(supply: int, amount: int, divisor: int, protocol_fee_percent: int, creator_fee_percent: int) -> int:
     """What buying ``amount`` keys at ``supply`` costs: curve price plus both fees (getBuyPriceAfterFee)."""
     curve_price = price(supply, amount, divisor)
     return curve_price + sum(fees(curve_price, protocol_fee_percent, creator_fee_percent))
 
 
-def sell_proceeds(
-    supply: int, amount: int, divisor: int, protocol_fee_percent: int, creator_fee_percent: int
-) -> int:
+def sell_proceeds(supply: int, amount: int, divisor: int, protocol_fee_percent: int, creator_fee_percent: int) -> int:
     """What selling ``amount`` keys at ``supply`` pays: curve price minus both fees (getSellPriceAfterFee)."""
     if amount > supply:
         raise ValueError("cannot sell more keys than exist")

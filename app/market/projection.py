@@ -45,8 +45,15 @@ class _Totals:
 
     @classmethod
     def of(cls, market: MarketAvatar) -> _Totals:
-        return cls(market.supply, market.holders, market.trade_count, market.volume, market.creator_fees,
-                   market.protocol_fees, market.last_trade_at)
+        return cls(
+            market.supply,
+            market.holders,
+            market.trade_count,
+            market.volume,
+            market.creator_fees,
+            market.protocol_fees,
+            market.last_trade_at,
+        )
 
 
 @dataclass
@@ -86,9 +93,14 @@ class MarketProjection:
         await self._write(session, book)
 
     async def revert_above(self, session: AsyncSession, block_number: int) -> None:
-        trades = [dict(row) for row in (await session.execute(
-            select(table_of(Trade)).where(col(Trade.block_number) > block_number)
-            .order_by(col(Trade.id).desc()))).mappings()]
+        trades = [
+            dict(row)
+            for row in (
+                await session.execute(
+                    select(table_of(Trade)).where(col(Trade.block_number) > block_number).order_by(col(Trade.id).desc())
+                )
+            ).mappings()
+        ]
         book = await self._load(session, trades)
         for trade in trades:
             self._fold(book, trade, direction=-1)
@@ -101,9 +113,11 @@ class MarketProjection:
             market = book.markets.get(avatar_id)
             if market is not None:
                 market.last_trade_at = await session.scalar(
-                    select(func.max(col(Trade.timestamp))).where(col(Trade.avatar_id) == avatar_id))
-        orphaned = (await session.scalars(
-            select(MarketAvatar).where(col(MarketAvatar.created_block) > block_number))).all()
+                    select(func.max(col(Trade.timestamp))).where(col(Trade.avatar_id) == avatar_id)
+                )
+        orphaned = (
+            await session.scalars(select(MarketAvatar).where(col(MarketAvatar.created_block) > block_number))
+        ).all()
         for market in orphaned:
             await avatars.unmark_listed(session, market.avatar_id)
             await network.record_listed(session, avatar_id=market.avatar_id, creator=market.creator, at=None)
@@ -115,28 +129,46 @@ class MarketProjection:
     async def _on_AvatarCreated(self, session: AsyncSession, event: ChainEvent) -> MarketAvatar:
         avatar_id = avatar_id_hex(event.args["id"])
         market = MarketAvatar(
-            avatar_id=avatar_id, creator=event.args["creator"], metadata_uri=event.args["metadataURI"],
-            created_block=event.block_number, created_at=event.timestamp,
+            avatar_id=avatar_id,
+            creator=event.args["creator"],
+            metadata_uri=event.args["metadataURI"],
+            created_block=event.block_number,
+            created_at=event.timestamp,
         )
         session.add(market)
-        await avatars.mark_listed(session, avatar_id=avatar_id, onchain_creator=event.args["creator"],
-                                  at=event.timestamp)
+        await avatars.mark_listed(
+            session, avatar_id=avatar_id, onchain_creator=event.args["creator"], at=event.timestamp
+        )
         await network.record_listed(session, avatar_id=avatar_id, creator=event.args["creator"], at=event.timestamp)
         return market
 
     async def _on_CreatorFeesWithdrawn(self, session: AsyncSession, event: ChainEvent) -> None:
-        session.add(FeeWithdrawal(
-            tx_hash=event.tx_hash, log_index=event.log_index, block_number=event.block_number,
-            timestamp=event.timestamp, avatar_id=avatar_id_hex(event.args["id"]), account=event.args["creator"],
-            recipient=event.args["to"], amount=event.args["amount"],
-        ))
+        session.add(
+            FeeWithdrawal(
+                tx_hash=event.tx_hash,
+                log_index=event.log_index,
+                block_number=event.block_number,
+                timestamp=event.timestamp,
+                avatar_id=avatar_id_hex(event.args["id"]),
+                account=event.args["creator"],
+                recipient=event.args["to"],
+                amount=event.args["amount"],
+            )
+        )
 
     async def _on_ProtocolFeesWithdrawn(self, session: AsyncSession, event: ChainEvent) -> None:
-        session.add(FeeWithdrawal(
-            tx_hash=event.tx_hash, log_index=event.log_index, block_number=event.block_number,
-            timestamp=event.timestamp, avatar_id=avatar_id_hex(event.args["id"]), account=event.args["treasury"],
-            recipient=event.args["to"], amount=event.args["amount"],
-        ))
+        session.add(
+            FeeWithdrawal(
+                tx_hash=event.tx_hash,
+                log_index=event.log_index,
+                block_number=event.block_number,
+                timestamp=event.timestamp,
+                avatar_id=avatar_id_hex(event.args["id"]),
+                account=event.args["treasury"],
+                recipient=event.args["to"],
+                amount=event.args["amount"],
+            )
+        )
 
     # ---------------------------------------------------------------- the one place totals change
 
@@ -173,7 +205,8 @@ class MarketProjection:
         pairs = sorted({(trade["avatar_id"], trade["trader"]) for trade in trades})
         for chunk in _chunks(pairs):
             for holding in await session.scalars(
-                    select(Holding).where(tuple_(col(Holding.avatar_id), col(Holding.holder)).in_(chunk))):
+                select(Holding).where(tuple_(col(Holding.avatar_id), col(Holding.holder)).in_(chunk))
+            ):
                 book.rows[holding.avatar_id, holding.holder] = holding
                 book.balances[holding.avatar_id, holding.holder] = holding.balance
         return book
@@ -205,10 +238,17 @@ def _trade_row(event: ChainEvent) -> dict[str, Any]:
     """A Trade event as a ``trade`` row."""
     args = event.args
     return {
-        "tx_hash": event.tx_hash, "log_index": event.log_index, "block_number": event.block_number,
-        "timestamp": event.timestamp, "avatar_id": avatar_id_hex(args["id"]), "trader": args["trader"],
-        "is_buy": args["isBuy"], "amount": args["shareAmount"], "eth_amount": args["ethAmount"],
-        "protocol_fee": args["protocolEthAmount"], "creator_fee": args["subjectEthAmount"],
+        "tx_hash": event.tx_hash,
+        "log_index": event.log_index,
+        "block_number": event.block_number,
+        "timestamp": event.timestamp,
+        "avatar_id": avatar_id_hex(args["id"]),
+        "trader": args["trader"],
+        "is_buy": args["isBuy"],
+        "amount": args["shareAmount"],
+        "eth_amount": args["ethAmount"],
+        "protocol_fee": args["protocolEthAmount"],
+        "creator_fee": args["subjectEthAmount"],
         "supply_after": args["supply"],
     }
 
@@ -217,14 +257,20 @@ def _creators(book: _Book) -> dict[str, str]:
     return {avatar_id: market.creator for avatar_id, market in book.markets.items()}
 
 
-async def _first_outside_buys(session: AsyncSession, trades: Sequence[Mapping[str, Any]],
-                              creators: Mapping[str, str]) -> dict[str, datetime | None]:
+async def _first_outside_buys(
+    session: AsyncSession, trades: Sequence[Mapping[str, Any]], creators: Mapping[str, str]
+) -> dict[str, datetime | None]:
     """Each traded avatar's first buy by someone other than its creator, among the trades that remain."""
-    return {avatar_id: await session.scalar(select(func.min(col(Trade.timestamp))).where(
-        col(Trade.avatar_id) == avatar_id, col(Trade.is_buy), col(Trade.trader) != creators.get(avatar_id, "")))
-        for avatar_id in sorted({trade["avatar_id"] for trade in trades})}
+    return {
+        avatar_id: await session.scalar(
+            select(func.min(col(Trade.timestamp))).where(
+                col(Trade.avatar_id) == avatar_id, col(Trade.is_buy), col(Trade.trader) != creators.get(avatar_id, "")
+            )
+        )
+        for avatar_id in sorted({trade["avatar_id"] for trade in trades})
+    }
 
 
 def _chunks(items: Sequence[Any], size: int = LOAD_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]

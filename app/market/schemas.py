@@ -38,8 +38,6 @@ class Quote(Struct):
     min_proceeds: str | None = None
 
 
-
-
 class TradeOut(Struct):
     id: int
     tx_hash: str

@@ -113,14 +113,17 @@ class TwinKeysReader:
         functions = self.contract.functions
 
         async def read() -> FeeLevels:
-            protocol, creator = await asyncio.gather(functions.protocolFeePercent().call(block_identifier=block),
-                                                     functions.creatorFeePercent().call(block_identifier=block))
+            protocol, creator = await asyncio.gather(
+                functions.protocolFeePercent().call(block_identifier=block),
+                functions.creatorFeePercent().call(block_identifier=block),
+            )
             return FeeLevels(protocol=protocol, creator=creator)
 
         return await self._at_block(block, "fees", read) if isinstance(block, int) else await read()
 
     async def paused(self, block: BlockIdentifier = "latest") -> bool:
         """Whether creation and buys are paused (sells never are)."""
+
         def read() -> Awaitable[bool]:
             return self.contract.functions.paused().call(block_identifier=block)
 
@@ -142,21 +145,30 @@ async def quote(reader: TwinKeysReader, *, avatar_id: str, side: Side, amount: i
         raise BadInput("slippage_bps", f"must be between 0 and {MAX_SLIPPAGE_BPS}")
     head = await reader.head()
     supply, fees, divisor, paused = await asyncio.gather(
-        reader.supply(avatar_id, head.number), reader.fee_levels(head.number), reader.divisor(),
-        reader.paused(head.number))
+        reader.supply(avatar_id, head.number),
+        reader.fee_levels(head.number),
+        reader.divisor(),
+        reader.paused(head.number),
+    )
     if supply == 0:
         raise NotFound(f"no avatar {avatar_id} on-chain")
     if paused and side is Side.buy:  # the buy would revert with EnforcedPause; sells still work
-        raise Conflict("the market is paused: buys and launches are stopped for now (sells still work)",
-                       code="paused")
+        raise Conflict("the market is paused: buys and launches are stopped for now (sells still work)", code="paused")
     if side is Side.sell and amount >= supply:
         raise BadInput("amount", f"at most {supply - 1} keys can be sold (the last key stays with the curve)")
     price = curve.price(supply - amount, amount, divisor) if side is Side.sell else curve.price(supply, amount, divisor)
     protocol_fee, creator_fee = curve.fees(price, fees.protocol, fees.creator)
     total = price + protocol_fee + creator_fee if side is Side.buy else price - protocol_fee - creator_fee
     result = Quote(
-        avatar_id=avatar_id, side=side, amount=amount, block_number=head.number, supply=supply, price=str(price),
-        protocol_fee=str(protocol_fee), creator_fee=str(creator_fee), total=str(total),
+        avatar_id=avatar_id,
+        side=side,
+        amount=amount,
+        block_number=head.number,
+        supply=supply,
+        price=str(price),
+        protocol_fee=str(protocol_fee),
+        creator_fee=str(creator_fee),
+        total=str(total),
         slippage_bps=slippage_bps,
         # The contract checks the deadline against block time, which can run ahead of ours (ChainClock).
         deadline=max(int(time.time()), head.timestamp) + QUOTE_TTL_S,
@@ -175,8 +187,9 @@ async def market_of(session: AsyncSession, avatar_id: str) -> MarketAvatar | Non
     return await session.get(MarketAvatar, avatar_id)
 
 
-async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
-                        ) -> dict[str, int]:
+async def volumes_since(
+    session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
+) -> dict[str, int]:
     """Traded wei per avatar since ``since``, summed in Python: exact on every database."""
     query = select(col(Trade.avatar_id), col(Trade.eth_amount)).where(col(Trade.timestamp) >= since)
     if avatar_ids is not None:
@@ -185,7 +198,6 @@ async def volumes_since(session: AsyncSession, since: datetime, avatar_ids: Sequ
     for avatar_id, amount in await session.execute(query):
         totals[avatar_id] += amount
     return totals
-
 
 
 @dataclass(frozen=True)
@@ -206,9 +218,12 @@ class MarketFigures:
 def market_figures(market: MarketAvatar | None, divisor: int, volume_24h: int) -> MarketFigures:
     supply = market.supply if market else 0
     return MarketFigures(
-        supply=supply, holders=market.holders if market else 0,
-        next_key_price=str(curve.price(supply, 1, divisor)), market_cap=str(market.market_cap if market else 0),
-        volume_total=str(market.volume if market else 0), volume_24h=str(volume_24h),
+        supply=supply,
+        holders=market.holders if market else 0,
+        next_key_price=str(curve.price(supply, 1, divisor)),
+        market_cap=str(market.market_cap if market else 0),
+        volume_total=str(market.volume if market else 0),
+        volume_24h=str(volume_24h),
         trade_count=market.trade_count if market else 0,
         creator_fees_earned=str(market.creator_fees if market else 0),
         last_trade_at=market.last_trade_at if market else None,
@@ -221,12 +236,16 @@ async def figures_of(session: AsyncSession, divisor: int, avatar_id: str, since:
     return market_figures(await market_of(session, avatar_id), divisor, volume)
 
 
-async def listed_markets(session: AsyncSession, divisor: int, since: datetime, *,
-                         q: str | None) -> list[tuple[Avatar, MarketFigures]]:
+async def listed_markets(
+    session: AsyncSession, divisor: int, since: datetime, *, q: str | None
+) -> list[tuple[Avatar, MarketFigures]]:
     """Every listed avatar whose handle or name contains ``q`` (all without it) with its market figures, its volume
     counted from ``since``. Unordered: the rankings sort them."""
-    query = select(Avatar, MarketAvatar).join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id)) \
+    query = (
+        select(Avatar, MarketAvatar)
+        .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
         .where(col(Avatar.listed_at).is_not(None))
+    )
     if q:
         pattern = f"%{q.lower()}%"
         query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))
@@ -240,15 +259,24 @@ async def listed_markets(session: AsyncSession, divisor: int, since: datetime, *
 
 def trade_out(trade: Trade) -> TradeOut:
     return TradeOut(
-        id=trade.id or 0, tx_hash=trade.tx_hash, block_number=trade.block_number, timestamp=trade.timestamp,
-        avatar_id=trade.avatar_id, trader=trade.trader, side=Side.buy if trade.is_buy else Side.sell,
-        amount=trade.amount, price=str(trade.eth_amount), protocol_fee=str(trade.protocol_fee),
-        creator_fee=str(trade.creator_fee), supply_after=trade.supply_after,
+        id=trade.id or 0,
+        tx_hash=trade.tx_hash,
+        block_number=trade.block_number,
+        timestamp=trade.timestamp,
+        avatar_id=trade.avatar_id,
+        trader=trade.trader,
+        side=Side.buy if trade.is_buy else Side.sell,
+        amount=trade.amount,
+        price=str(trade.eth_amount),
+        protocol_fee=str(trade.protocol_fee),
+        creator_fee=str(trade.creator_fee),
+        supply_after=trade.supply_after,
     )
 
 
-async def trades_page(session: AsyncSession, *, avatar_id: str | None = None, trader: str | None = None,
-                      cursor: str | None, limit: int) -> Page[TradeOut]:
+async def trades_page(
+    session: AsyncSession, *, avatar_id: str | None = None, trader: str | None = None, cursor: str | None, limit: int
+) -> Page[TradeOut]:
     """Newest first; the cursor is the id of the last trade of the previous page."""
     query = select(Trade).order_by(col(Trade.id).desc()).limit(limit + 1)
     if avatar_id is not None:
@@ -282,15 +310,17 @@ async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) 
     if not rows:
         return []
     avatar_ids = [row.avatar_id for row in rows]
-    markets = {m.avatar_id: m for m in await session.scalars(
-        select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(avatar_ids)))}
+    markets = {
+        m.avatar_id: m
+        for m in await session.scalars(select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(avatar_ids)))
+    }
     profiles = await avatars_by_ids(session, avatar_ids)
     spent: dict[str, int] = defaultdict(int)
-    for trade in await session.scalars(select(Trade).where(col(Trade.trader) == address,
-                                                           col(Trade.avatar_id).in_(avatar_ids))):
+    for trade in await session.scalars(
+        select(Trade).where(col(Trade.trader) == address, col(Trade.avatar_id).in_(avatar_ids))
+    ):
         trade_fees = trade.protocol_fee + trade.creator_fee
-        spent[trade.avatar_id] += (trade.eth_amount + trade_fees if trade.is_buy
-                                   else -(trade.eth_amount - trade_fees))
+        spent[trade.avatar_id] += trade.eth_amount + trade_fees if trade.is_buy else -(trade.eth_amount - trade_fees)
     fees = await reader.fee_levels()
     divisor = await reader.divisor()
     result = []
@@ -300,11 +330,17 @@ async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) 
         price = curve.price(supply - sellable, sellable, divisor)
         protocol_fee, creator_fee = curve.fees(price, fees.protocol, fees.creator)
         profile = profiles.get(row.avatar_id)
-        result.append(HoldingOut(
-            avatar_id=row.avatar_id, handle=profile.handle if profile else "", name=profile.name if profile else "",
-            balance=row.balance, sellable=sellable, sell_value=str(price - protocol_fee - creator_fee),
-            cost_basis=str(spent[row.avatar_id]),
-        ))
+        result.append(
+            HoldingOut(
+                avatar_id=row.avatar_id,
+                handle=profile.handle if profile else "",
+                name=profile.name if profile else "",
+                balance=row.balance,
+                sellable=sellable,
+                sell_value=str(price - protocol_fee - creator_fee),
+                cost_basis=str(spent[row.avatar_id]),
+            )
+        )
     return result
 
 
@@ -323,8 +359,9 @@ class Portfolio:
         return self.value - self.cost_basis
 
 
-async def portfolio(session: AsyncSession, reader: TwinKeysReader, address: str, *, cursor: str | None,
-                    limit: int) -> Portfolio:
+async def portfolio(
+    session: AsyncSession, reader: TwinKeysReader, address: str, *, cursor: str | None, limit: int
+) -> Portfolio:
     held = await holdings(session, reader, address)
     trades = await trades_page(session, trader=address, cursor=cursor, limit=limit)
     named = await avatars_by_ids(session, list({trade.avatar_id for trade in trades.items}))
@@ -332,7 +369,8 @@ async def portfolio(session: AsyncSession, reader: TwinKeysReader, address: str,
         holdings=[(holding, int(holding.sell_value) - int(holding.cost_basis)) for holding in held],
         value=sum(int(holding.sell_value) for holding in held),
         cost_basis=sum(int(holding.cost_basis) for holding in held),
-        trades=trades, avatar_names={avatar_id: avatar.name for avatar_id, avatar in named.items()},
+        trades=trades,
+        avatar_names={avatar_id: avatar.name for avatar_id, avatar in named.items()},
     )
 
 
@@ -343,16 +381,21 @@ async def balance_of(session: AsyncSession, avatar_id: str, holder: str) -> int:
 
 async def balances_of(session: AsyncSession, avatar_id: str, holders: Sequence[str]) -> dict[str, int]:
     """Keys of the avatar each of ``holders`` holds now (those holding none left out)."""
-    rows = await session.execute(select(col(Holding.holder), col(Holding.balance))
-                                 .where(col(Holding.avatar_id) == avatar_id, col(Holding.holder).in_(holders)))
+    rows = await session.execute(
+        select(col(Holding.holder), col(Holding.balance)).where(
+            col(Holding.avatar_id) == avatar_id, col(Holding.holder).in_(holders)
+        )
+    )
     return {holder: balance for holder, balance in rows}
 
 
 async def first_buys(session: AsyncSession, avatar_id: str, traders: Sequence[str]) -> dict[str, datetime]:
     """When each of ``traders`` first bought a key of the avatar."""
-    rows = await session.execute(select(col(Trade.trader), func.min(col(Trade.timestamp))).where(
-        col(Trade.avatar_id) == avatar_id, col(Trade.trader).in_(traders), col(Trade.is_buy))
-        .group_by(col(Trade.trader)))
+    rows = await session.execute(
+        select(col(Trade.trader), func.min(col(Trade.timestamp)))
+        .where(col(Trade.avatar_id) == avatar_id, col(Trade.trader).in_(traders), col(Trade.is_buy))
+        .group_by(col(Trade.trader))
+    )
     return {trader: aware(first) for trader, first in rows}
 
 
@@ -375,19 +418,28 @@ async def trade_id_before(session: AsyncSession, since: datetime) -> int:
 async def key_buys_after(session: AsyncSession, after_id: int, limit: int = 1_000) -> list[KeyBuy]:
     """Buys with a trade id above ``after_id``, oldest first, each saying whether it was the buyer's first."""
     earlier = aliased(Trade)
-    first_buy = ~exists().where(col(earlier.avatar_id) == col(Trade.avatar_id),
-                                col(earlier.trader) == col(Trade.trader), col(earlier.id) < col(Trade.id))
-    rows = await session.execute(select(col(Trade.id), col(Trade.avatar_id), col(Trade.trader), first_buy)
-                                 .where(col(Trade.is_buy), col(Trade.id) > after_id).order_by(col(Trade.id))
-                                 .limit(limit))
+    first_buy = ~exists().where(
+        col(earlier.avatar_id) == col(Trade.avatar_id),
+        col(earlier.trader) == col(Trade.trader),
+        col(earlier.id) < col(Trade.id),
+    )
+    rows = await session.execute(
+        select(col(Trade.id), col(Trade.avatar_id), col(Trade.trader), first_buy)
+        .where(col(Trade.is_buy), col(Trade.id) > after_id)
+        .order_by(col(Trade.id))
+        .limit(limit)
+    )
     return [KeyBuy(trade_id or 0, avatar_id, trader, bool(first)) for trade_id, avatar_id, trader, first in rows]
 
 
 async def holder_counts(session: AsyncSession, avatar_ids: Sequence[str]) -> dict[str, int]:
     if not avatar_ids:
         return {}
-    rows = await session.execute(select(col(MarketAvatar.avatar_id), col(MarketAvatar.holders))
-                                 .where(col(MarketAvatar.avatar_id).in_(avatar_ids)))
+    rows = await session.execute(
+        select(col(MarketAvatar.avatar_id), col(MarketAvatar.holders)).where(
+            col(MarketAvatar.avatar_id).in_(avatar_ids)
+        )
+    )
     return {avatar_id: holders for avatar_id, holders in rows}
 
 
@@ -398,20 +450,31 @@ async def candles(session: AsyncSession, divisor: int, avatar_id: str, interval:
     """OHLC of the spot key price (the next key's price after each trade) and traded volume."""
     seconds = INTERVAL_SECONDS[interval.value]
     since = datetime.now(UTC) - timedelta(seconds=seconds * MAX_CANDLES)
-    trades = (await session.scalars(
-        select(Trade).where(col(Trade.avatar_id) == avatar_id, col(Trade.timestamp) >= since)
-        .order_by(col(Trade.id)))).all()
+    trades = (
+        await session.scalars(
+            select(Trade)
+            .where(col(Trade.avatar_id) == avatar_id, col(Trade.timestamp) >= since)
+            .order_by(col(Trade.id))
+        )
+    ).all()
     buckets: dict[int, list[Trade]] = defaultdict(list)
     for trade in trades:
         buckets[int(aware(trade.timestamp).timestamp()) // seconds * seconds].append(trade)
     result = []
     for start, group in sorted(buckets.items()):
         prices = [curve.price(trade.supply_after, 1, divisor) for trade in group]
-        result.append(Candle(start=datetime.fromtimestamp(start, UTC), open=str(prices[0]), high=str(max(prices)),
-                             low=str(min(prices)), close=str(prices[-1]),
-                             volume=str(sum(trade.eth_amount for trade in group)), trades=len(group)))
+        result.append(
+            Candle(
+                start=datetime.fromtimestamp(start, UTC),
+                open=str(prices[0]),
+                high=str(max(prices)),
+                low=str(min(prices)),
+                close=str(prices[-1]),
+                volume=str(sum(trade.eth_amount for trade in group)),
+                trades=len(group),
+            )
+        )
     return result
-
 
 
 # ---------------------------------------------------------------- creators
@@ -475,34 +538,47 @@ class CreatorMarket:
     fees_by_day: dict[str, str]
 
 
-async def creator_markets(session: AsyncSession, reader: TwinKeysReader, creator: str, *,
-                          days: int = CREATOR_CHART_DAYS) -> list[CreatorMarket]:
+async def creator_markets(
+    session: AsyncSession, reader: TwinKeysReader, creator: str, *, days: int = CREATOR_CHART_DAYS
+) -> list[CreatorMarket]:
     """Per avatar of ``creator``: totals and daily figures of the market over the last ``days`` days."""
-    avatars = (await session.scalars(select(Avatar).where(col(Avatar.creator) == creator)
-                                     .order_by(col(Avatar.created_at)))).all()
+    avatars = (
+        await session.scalars(select(Avatar).where(col(Avatar.creator) == creator).order_by(col(Avatar.created_at)))
+    ).all()
     ids = [avatar.id for avatar in avatars]
     trades: dict[str, list[Trade]] = defaultdict(list)
     for trade in await session.scalars(select(Trade).where(col(Trade.avatar_id).in_(ids)).order_by(col(Trade.id))):
         trades[trade.avatar_id].append(trade)
     first_day = datetime.now(UTC).date() - timedelta(days=days - 1)
-    markets = {m.avatar_id: m for m in await session.scalars(
-        select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(ids)))}
+    markets = {
+        m.avatar_id: m for m in await session.scalars(select(MarketAvatar).where(col(MarketAvatar.avatar_id).in_(ids)))
+    }
     claimed: dict[str, int] = defaultdict(int)
     for avatar_id, amount in await session.execute(
-            select(cast("ColumnElement[str]", col(FeeWithdrawal.avatar_id)), col(FeeWithdrawal.amount))
-            .where(col(FeeWithdrawal.avatar_id).in_(ids))):  # a withdrawal of a listed avatar has its id
+        select(cast("ColumnElement[str]", col(FeeWithdrawal.avatar_id)), col(FeeWithdrawal.amount)).where(
+            col(FeeWithdrawal.avatar_id).in_(ids)
+        )
+    ):  # a withdrawal of a listed avatar has its id
         claimed[avatar_id] += amount
     result = []
     for avatar in avatars:
         market = markets.get(avatar.id)
         daily = daily_market(trades[avatar.id], first_day, days)
-        result.append(CreatorMarket(
-            avatar_id=avatar.id, handle=avatar.handle, name=avatar.name, listed=avatar.listed_at is not None,
-            holders=market.holders if market else 0, supply=market.supply if market else 0,
-            volume_total=str(market.volume if market else 0),
-            fees_earned=str(market.creator_fees if market else 0), fees_claimed=str(claimed[avatar.id]),
-            fees_claimable=str(await reader.creator_fees(avatar.id) if market else 0),
-            holders_by_day=daily.holders, volume_by_day=_wei_strings(daily.volume),
-            fees_by_day=_wei_strings(daily.creator_fees),
-        ))
+        result.append(
+            CreatorMarket(
+                avatar_id=avatar.id,
+                handle=avatar.handle,
+                name=avatar.name,
+                listed=avatar.listed_at is not None,
+                holders=market.holders if market else 0,
+                supply=market.supply if market else 0,
+                volume_total=str(market.volume if market else 0),
+                fees_earned=str(market.creator_fees if market else 0),
+                fees_claimed=str(claimed[avatar.id]),
+                fees_claimable=str(await reader.creator_fees(avatar.id) if market else 0),
+                holders_by_day=daily.holders,
+                volume_by_day=_wei_strings(daily.volume),
+                fees_by_day=_wei_strings(daily.creator_fees),
+            )
+        )
     return result

@@ -32,8 +32,11 @@ class MemoryController(Controller):
     tags = ["memory"]
     dependencies = {"address": Provide(provide_current_address)}
 
-    @get("/", summary="What the avatar remembers about the signed-in fan, with the message each came from",
-         responses=error_responses(400, 401, 404, 503))
+    @get(
+        "/",
+        summary="What the avatar remembers about the signed-in fan, with the message each came from",
+        responses=error_responses(400, 401, 404, 503),
+    )
     async def list_memories(
         self,
         memory: NamedDependency[MemoryService],
@@ -43,8 +46,11 @@ class MemoryController(Controller):
     ) -> list[MemoryOut]:
         return await memory.list_memories(db_session, await _avatar_id(db_session, avatar_id), address)
 
-    @patch("/{memory_id:int}", summary="Edit or pin one of the signed-in fan's memories",
-           responses=error_responses(400, 401, 404, 503, *SESSION_WRITE))
+    @patch(
+        "/{memory_id:int}",
+        summary="Edit or pin one of the signed-in fan's memories",
+        responses=error_responses(400, 401, 404, 503, *SESSION_WRITE),
+    )
     async def edit(
         self,
         memory: NamedDependency[MemoryService],
@@ -58,8 +64,11 @@ class MemoryController(Controller):
             raise BadInput("body", "give text, pinned or both")
         return await memory.edit(db_session, await _avatar_id(db_session, avatar_id), address, memory_id, data)
 
-    @delete("/{memory_id:int}", summary="Forget one of the signed-in fan's memories",
-            responses=error_responses(400, 401, 404, 503, *SESSION_WRITE))
+    @delete(
+        "/{memory_id:int}",
+        summary="Forget one of the signed-in fan's memories",
+        responses=error_responses(400, 401, 404, 503, *SESSION_WRITE),
+    )
     async def forget(
         self,
         memory: NamedDependency[MemoryService],
@@ -70,8 +79,12 @@ class MemoryController(Controller):
     ) -> None:
         await memory.forget(db_session, await _avatar_id(db_session, avatar_id), address, memory_id)
 
-    @delete("/", summary="Forget everything the avatar remembers about the signed-in fan", status_code=200,
-            responses=error_responses(400, 401, 404, 503, *SESSION_WRITE))
+    @delete(
+        "/",
+        summary="Forget everything the avatar remembers about the signed-in fan",
+        status_code=200,
+        responses=error_responses(400, 401, 404, 503, *SESSION_WRITE),
+    )
     async def forget_everything(
         self,
         memory: NamedDependency[MemoryService],

@@ -65,7 +65,7 @@ def _json_object(output: str) -> object:
     if start < 0 or end < start:
         raise MalformedExtraction("no JSON object in the answer")
     try:
-        return json.loads(output[start:end + 1])
+        return json.loads(output[start : end + 1])
     except (ValueError, RecursionError) as error:
         raise MalformedExtraction(f"not JSON: {error}") from None
 
@@ -90,10 +90,12 @@ def parse_facts(output: str) -> list[Fact]:
     return parsed
 
 
-async def extract(proxy: ProxyClient, *, model: str, verification: VerificationLevel, said: str) -> tuple[
-        list[Fact], int]:
+async def extract(
+    proxy: ProxyClient, *, model: str, verification: VerificationLevel, said: str
+) -> tuple[list[Fact], int]:
     """The facts in what the fan said and the wei paid for asking (raises what the proxy client raises)."""
-    result = await proxy.chat(model=model, messages=extraction_messages(said), verification=verification,
-                              max_tokens=EXTRACTION_MAX_TOKENS)
+    result = await proxy.chat(
+        model=model, messages=extraction_messages(said), verification=verification, max_tokens=EXTRACTION_MAX_TOKENS
+    )
     paid = result.payment is not None and result.payment.success and result.payment.amount
     return parse_facts(result.text), int(result.payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]

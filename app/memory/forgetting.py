@@ -44,8 +44,9 @@ def reinforce(memory: Memory, now: datetime, half_life_s: float) -> None:
     memory.use_count += 1
 
 
-def to_forget(memories: Sequence[Memory], now: datetime, *, half_life_s: float, threshold: float,
-              cap: int) -> dict[int, str]:
+def to_forget(
+    memories: Sequence[Memory], now: datetime, *, half_life_s: float, threshold: float, cap: int
+) -> dict[int, str]:
     """The ids of a thread's memories to delete, with why: ``decay`` (below the threshold) or ``cap`` (the weakest
     beyond the thread's cap, pinned memories kept longest)."""
     doomed: dict[int, str] = {}

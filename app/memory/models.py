@@ -45,7 +45,8 @@ class Memory(SQLModel, table=True):
     text: str = Field(max_length=MAX_FACT_CHARS)
     # The fan's message it came from (kept as text too: the thread may be paged away or deleted).
     source_message_id: int | None = Field(
-        default=None, sa_column_args=[ForeignKey("chat_message.id", ondelete="SET NULL")])
+        default=None, sa_column_args=[ForeignKey("chat_message.id", ondelete="SET NULL")]
+    )
     source_text: str = Field(default="", sa_type=Text)
     # Since when this value holds: its message's time, or the fan's edit. Older statements never overwrite it.
     valid_from: datetime = Field(default_factory=utc_now)
@@ -75,8 +76,11 @@ class Extraction(SQLModel, table=True):
     __tablename__ = "memory_extraction"
     __table_args__ = (Index("ix_memory_extraction_next_attempt_at", "next_attempt_at"),)
 
-    reply_id: int = Field(primary_key=True, sa_column_args=[ForeignKey("chat_message.id", ondelete="CASCADE")],
-                          sa_column_kwargs={"autoincrement": False})
+    reply_id: int = Field(
+        primary_key=True,
+        sa_column_args=[ForeignKey("chat_message.id", ondelete="CASCADE")],
+        sa_column_kwargs={"autoincrement": False},
+    )
     source_message_id: int
     avatar_id: str = Field(max_length=34)
     fan: str = Field(max_length=42)

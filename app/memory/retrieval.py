@@ -36,11 +36,52 @@ MAX_QUERY_TERMS = 16
 MEMORY_HEADER = "What you remember about this fan from earlier conversations (use it naturally, never recite it):"
 
 _WORD = re.compile(r"[a-z0-9]{3,}")
-_STOPWORDS = frozenset({
-    "and", "are", "but", "can", "did", "for", "from", "had", "has", "have", "her", "him", "his", "how", "its",
-    "just", "not", "now", "our", "she", "that", "the", "their", "them", "then", "there", "they", "this", "was",
-    "were", "what", "when", "who", "why", "will", "with", "you", "your", "about", "would", "could", "should",
-})
+_STOPWORDS = frozenset(
+    {
+        "and",
+        "are",
+        "but",
+        "can",
+        "did",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "her",
+        "him",
+        "his",
+        "how",
+        "its",
+        "just",
+        "not",
+        "now",
+        "our",
+        "she",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "they",
+        "this",
+        "was",
+        "were",
+        "what",
+        "when",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "about",
+        "would",
+        "could",
+        "should",
+    }
+)
 
 
 def estimate_tokens(text_: str) -> int:
@@ -61,27 +102,35 @@ def thread_token(avatar_id: str, fan: str) -> str:
     return f"t{avatar_id[2:].lower()}{fan[2:].lower()}"
 
 
-async def matching_terms(session: AsyncSession, avatar_id: str, fan: str,
-                         terms: Sequence[str]) -> list[tuple[int, int]]:
+async def matching_terms(
+    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str]
+) -> list[tuple[int, int]]:
     """(memory id, term index) for each term a memory of this thread matches, by the database's full-text search
     (stemmed: "training" finds "train")."""
     if session.get_bind().dialect.name == "postgresql":
-        rows = await session.execute(text(
-            "SELECT memory.id, term.index - 1 FROM memory, unnest(CAST(:terms AS text[])) WITH ORDINALITY "
-            "AS term(word, index) WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan "
-            "AND to_tsvector('english', memory.text) @@ plainto_tsquery('english', term.word)"),
-            {"terms": list(terms), "avatar_id": avatar_id, "fan": fan})
+        rows = await session.execute(
+            text(
+                "SELECT memory.id, term.index - 1 FROM memory, unnest(CAST(:terms AS text[])) WITH ORDINALITY "
+                "AS term(word, index) WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan "
+                "AND to_tsvector('english', memory.text) @@ plainto_tsquery('english', term.word)"
+            ),
+            {"terms": list(terms), "avatar_id": avatar_id, "fan": fan},
+        )
     else:
         thread = f'thread:"{thread_token(avatar_id, fan)}"'
-        union = " UNION ALL ".join(f"SELECT rowid, {index} FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - only numbers
-                                   for index in range(len(terms)))
-        rows = await session.execute(text(union), {f"q{index}": f'{thread} AND text:"{term}"'
-                                                    for index, term in enumerate(terms)})
+        union = " UNION ALL ".join(
+            f"SELECT rowid, {index} FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - only numbers
+            for index in range(len(terms))
+        )
+        rows = await session.execute(
+            text(union), {f"q{index}": f'{thread} AND text:"{term}"' for index, term in enumerate(terms)}
+        )
     return [(memory_id, index) for memory_id, index in rows]
 
 
-async def text_ranks(session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str],
-                     thread_size: int) -> tuple[dict[int, float], set[int]]:
+async def text_ranks(
+    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str], thread_size: int
+) -> tuple[dict[int, float], set[int]]:
     """Memory id → relevance to the terms: the sum over the terms it matches of log(1 + memories / memories matching
     that term), so a rare word ("marathon") counts for more than one every memory has ("love"); and the memories
     that match a distinctive term (one that at most a tenth of the thread, or two memories, match)."""
@@ -116,8 +165,15 @@ class Recall:
 NOTHING_RECALLED = Recall()
 
 
-def choose(memories: Sequence[Memory], ranks: dict[int, float], distinctive: set[int], now: datetime, *,
-           half_life_s: float, budget_tokens: int) -> Recall:
+def choose(
+    memories: Sequence[Memory],
+    ranks: dict[int, float],
+    distinctive: set[int],
+    now: datetime,
+    *,
+    half_life_s: float,
+    budget_tokens: int,
+) -> Recall:
     """The best-scoring memories whose lines fit ``budget_tokens`` (header included)."""
     best = max(ranks.values(), default=0.0) or 1.0
 
@@ -138,18 +194,26 @@ def choose(memories: Sequence[Memory], ranks: dict[int, float], distinctive: set
         used += cost
     if not chosen:
         return Recall(asked_at=now)
-    about = frozenset(m.id for m in chosen
-                      if m.id in distinctive and ranks[m.id] >= ABOUT_SHARE * best)
+    about = frozenset(m.id for m in chosen if m.id in distinctive and ranks[m.id] >= ABOUT_SHARE * best)
     return Recall(chosen, about, used, now)
 
 
-async def recall(session: AsyncSession, avatar_id: str, fan: str, message: str, now: datetime, *,
-                 half_life_s: float, budget_tokens: int) -> Recall:
+async def recall(
+    session: AsyncSession,
+    avatar_id: str,
+    fan: str,
+    message: str,
+    now: datetime,
+    *,
+    half_life_s: float,
+    budget_tokens: int,
+) -> Recall:
     """What to remind the avatar of before it answers ``message`` (nothing with a zero budget)."""
     if budget_tokens <= 0:
         return Recall(asked_at=now)
-    memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
-                                                           col(Memory.fan) == fan))).all()
+    memories = (
+        await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan))
+    ).all()
     if not memories:
         return Recall(asked_at=now)
     ranks, distinctive = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))

@@ -9,8 +9,15 @@ from msgspec import Meta, Struct
 
 from app.memory.models import MAX_FACT_CHARS
 
-FactText = Annotated[str, Meta(min_length=1, max_length=MAX_FACT_CHARS, pattern=r"\S",
-                               description=f"the fact, 1–{MAX_FACT_CHARS} characters, not only spaces")]
+FactText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_FACT_CHARS,
+        pattern=r"\S",
+        description=f"the fact, 1–{MAX_FACT_CHARS} characters, not only spaces",
+    ),
+]
 
 
 class MemoryOut(Struct):

@@ -39,6 +39,7 @@ from app.memory.models import MAX_FACT_CHARS, Extraction, ForgottenKey, Memory
 from app.memory.retrieval import NOTHING_RECALLED, Recall, query_terms, recall
 from app.memory.schemas import MemoryOut, MemoryPatch
 from app.proxy.client.client import ProxyClient
+from app.proxy.protocol import VerificationLevel
 
 log = structlog.get_logger()
 
@@ -46,8 +47,9 @@ FORGET_EVERYTHING = "*"
 RETRY_BATCH = 20
 ERROR_CHARS = 300
 # Words every fact's sentence has: the reply saying them does not show it used that fact.
-_SENTENCE_WORDS = frozenset({"name", "training", "live", "love", "like", "hate", "enjoy", "dislike", "goal",
-                             "promised", "remind"})
+_SENTENCE_WORDS = frozenset(
+    {"name", "training", "live", "love", "like", "hate", "enjoy", "dislike", "goal", "promised", "remind"}
+)
 
 EXTRACTIONS = Counter("twin_memory_extractions_total", "Memory extractions, by outcome", ["outcome"])
 
@@ -74,8 +76,9 @@ def _aware(moment: datetime) -> datetime:
 async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
     """Serialise the writers of one thread's memories until the transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:thread, 16))"),
-                              {"thread": f"memory:{avatar_id}:{fan}"})
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:thread, 16))"), {"thread": f"memory:{avatar_id}:{fan}"}
+        )
     else:
         await claim_writer(session)
 
@@ -83,16 +86,26 @@ async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
 def used_by(recalled: Recall, said: str, reply: str) -> list[int]:
     """The recalled memories this turn used: the message is about them, or the reply speaks of what they say."""
     spoken = set(query_terms(f"{said} {reply}"))
-    return [memory.id for memory in recalled.memories if memory.id is not None and (
-        memory.id in recalled.about_ids or (set(query_terms(memory.text)) - _SENTENCE_WORDS) & spoken)]
+    return [
+        memory.id
+        for memory in recalled.memories
+        if memory.id is not None
+        and (memory.id in recalled.about_ids or (set(query_terms(memory.text)) - _SENTENCE_WORDS) & spoken)
+    ]
 
 
 async def prune_thread(session: AsyncSession, avatar_id: str, fan: str, now: datetime, settings: Settings) -> int:
     """Delete the thread's memories that decayed below the threshold and those beyond its cap; how many."""
-    memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
-                                                           col(Memory.fan) == fan))).all()
-    doomed = forgetting.to_forget(memories, now, half_life_s=settings.memory_half_life_s,
-                                  threshold=settings.memory_forget_threshold, cap=settings.memory_max_per_thread)
+    memories = (
+        await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan))
+    ).all()
+    doomed = forgetting.to_forget(
+        memories,
+        now,
+        half_life_s=settings.memory_half_life_s,
+        threshold=settings.memory_forget_threshold,
+        cap=settings.memory_max_per_thread,
+    )
     if doomed:
         await session.execute(delete(Memory).where(col(Memory.id).in_(doomed)))
         forgetting.count_forgotten(doomed)
@@ -106,29 +119,61 @@ async def reinforce_used(session: AsyncSession, memory_ids: Sequence[int], now: 
             forgetting.reinforce(memory, now, half_life_s)
 
 
-async def merge_facts(session: AsyncSession, *, avatar_id: str, fan: str, facts: Iterable[Fact], message_id: int | None,
-                      said: str, said_at: datetime, now: datetime, half_life_s: float) -> list[Memory]:
+async def merge_facts(
+    session: AsyncSession,
+    *,
+    avatar_id: str,
+    fan: str,
+    facts: Iterable[Fact],
+    message_id: int | None,
+    said: str,
+    said_at: datetime,
+    now: datetime,
+    half_life_s: float,
+) -> list[Memory]:
     """Store what the fan said at ``said_at``: a fact already known is reinforced, one whose key holds another value
     is replaced (unless the value holds from later: an edit, a newer statement), and a key the fan had the avatar
     forget after ``said_at`` is left forgotten. The caller holds the thread's lock."""
-    forgotten = {row.key: _aware(row.forgotten_at) for row in await session.scalars(
-        select(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan))}
+    forgotten = {
+        row.key: _aware(row.forgotten_at)
+        for row in await session.scalars(
+            select(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan)
+        )
+    }
     by_key: dict[str, Fact] = {}
     for fact in facts:
-        if said_at > max(forgotten.get(fact.key, datetime.min.replace(tzinfo=UTC)),
-                         forgotten.get(FORGET_EVERYTHING, datetime.min.replace(tzinfo=UTC))):
+        if said_at > max(
+            forgotten.get(fact.key, datetime.min.replace(tzinfo=UTC)),
+            forgotten.get(FORGET_EVERYTHING, datetime.min.replace(tzinfo=UTC)),
+        ):
             by_key[fact.key] = fact  # the same key twice in one message: the last one holds
     if not by_key:
         return []
-    known = {memory.key: memory for memory in await session.scalars(select(Memory).where(
-        col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan, col(Memory.key).in_(by_key)))}
+    known = {
+        memory.key: memory
+        for memory in await session.scalars(
+            select(Memory).where(
+                col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan, col(Memory.key).in_(by_key)
+            )
+        )
+    }
     stored: list[Memory] = []
     for key, fact in by_key.items():
         memory = known.get(key)
         if memory is None:
-            memory = Memory(avatar_id=avatar_id, fan=fan, kind=fact.kind, key=key, text=fact.text,
-                            source_message_id=message_id, source_text=said, valid_from=said_at, created_at=now,
-                            last_used_at=now, strength=forgetting.NEW_STRENGTH)
+            memory = Memory(
+                avatar_id=avatar_id,
+                fan=fan,
+                kind=fact.kind,
+                key=key,
+                text=fact.text,
+                source_message_id=message_id,
+                source_text=said,
+                valid_from=said_at,
+                created_at=now,
+                last_used_at=now,
+                strength=forgetting.NEW_STRENGTH,
+            )
             session.add(memory)
         elif said_at > _aware(memory.valid_from):
             if memory.text.casefold() != fact.text.casefold():  # contradicted: the new value replaces the old
@@ -163,9 +208,15 @@ class MemoryService:
         asked_at = utc_now()
         try:
             async with self._sessions() as session:
-                return await recall(session, avatar_id, fan, message, asked_at,
-                                    half_life_s=self._settings.memory_half_life_s,
-                                    budget_tokens=self._settings.memory_token_budget)
+                return await recall(
+                    session,
+                    avatar_id,
+                    fan,
+                    message,
+                    asked_at,
+                    half_life_s=self._settings.memory_half_life_s,
+                    budget_tokens=self._settings.memory_token_budget,
+                )
         except Exception as error:  # noqa: BLE001 - a reply without memories beats no reply
             log.warning("memory_recall_failed", avatar_id=avatar_id, error=repr(error))
             return Recall(asked_at=asked_at)
@@ -179,13 +230,23 @@ class MemoryService:
         now = utc_now()
         async with self._sessions() as session:
             await lock_thread(session, turn.avatar_id, turn.fan)
-            await reinforce_used(session, used_by(turn.recalled, turn.said, turn.reply), now,
-                                 self._settings.memory_half_life_s)
+            await reinforce_used(
+                session, used_by(turn.recalled, turn.said, turn.reply), now, self._settings.memory_half_life_s
+            )
             await prune_thread(session, turn.avatar_id, turn.fan, now, self._settings)
-            session.add(Extraction(reply_id=turn.reply_id, source_message_id=turn.message_id,
-                                   avatar_id=turn.avatar_id, fan=turn.fan, model=turn.model,
-                                   verification_level=turn.verification_level, said=turn.said,
-                                   said_at=turn.recalled.asked_at, next_attempt_at=now))
+            session.add(
+                Extraction(
+                    reply_id=turn.reply_id,
+                    source_message_id=turn.message_id,
+                    avatar_id=turn.avatar_id,
+                    fan=turn.fan,
+                    model=turn.model,
+                    verification_level=turn.verification_level,
+                    said=turn.said,
+                    said_at=turn.recalled.asked_at,
+                    next_attempt_at=now,
+                )
+            )
             await session.commit()
         await self._run(turn.reply_id)
 
@@ -215,10 +276,17 @@ class MemoryService:
     async def retry_due(self) -> int:
         """Run the extractions whose time has come (after a failure, or queued by a worker that stopped)."""
         async with self._sessions() as session:
-            due = list(await session.scalars(
-                select(col(Extraction.reply_id)).where(col(Extraction.next_attempt_at) <= utc_now(),
-                                                  col(Extraction.attempts) < self._settings.memory_extraction_attempts)
-                .order_by(col(Extraction.next_attempt_at)).limit(RETRY_BATCH)))
+            due = list(
+                await session.scalars(
+                    select(col(Extraction.reply_id))
+                    .where(
+                        col(Extraction.next_attempt_at) <= utc_now(),
+                        col(Extraction.attempts) < self._settings.memory_extraction_attempts,
+                    )
+                    .order_by(col(Extraction.next_attempt_at))
+                    .limit(RETRY_BATCH)
+                )
+            )
         for reply_id in due:
             await self._run(reply_id)
         return len(due)
@@ -240,10 +308,14 @@ class MemoryService:
         async with self._sessions() as session:
             await claim_writer(session)
             claimed = await session.execute(
-                update(Extraction).where(col(Extraction.reply_id) == reply_id,
-                                         col(Extraction.next_attempt_at) <= now,
-                                         col(Extraction.attempts) < self._settings.memory_extraction_attempts)
-                .values(next_attempt_at=now + lease, attempts=Extraction.attempts + 1))
+                update(Extraction)
+                .where(
+                    col(Extraction.reply_id) == reply_id,
+                    col(Extraction.next_attempt_at) <= now,
+                    col(Extraction.attempts) < self._settings.memory_extraction_attempts,
+                )
+                .values(next_attempt_at=now + lease, attempts=Extraction.attempts + 1)
+            )
             await session.commit()
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 return None
@@ -255,8 +327,9 @@ class MemoryService:
             return
         try:
             async with asyncio.timeout(self._settings.memory_extraction_timeout_s):
-                facts, paid_wei = await extract(self._proxy, model=job.model, said=job.said,
-                                                verification=job.verification_level)  # type: ignore[arg-type]
+                facts, paid_wei = await extract(
+                    self._proxy, model=job.model, said=job.said, verification=VerificationLevel(job.verification_level)
+                )
         except MalformedExtraction as error:
             log.warning("memory_extraction_malformed", reply_id=reply_id, error=str(error))
             EXTRACTIONS.labels(outcome="malformed").inc()
@@ -274,17 +347,28 @@ class MemoryService:
         backoff = self._settings.memory_retry_s * 2 ** (job.attempts - 1)
         async with self._sessions() as session:
             await claim_writer(session)
-            await session.execute(update(Extraction).where(col(Extraction.reply_id) == job.reply_id).values(
-                next_attempt_at=utc_now() + timedelta(seconds=backoff), last_error=error[:ERROR_CHARS]))
+            await session.execute(
+                update(Extraction)
+                .where(col(Extraction.reply_id) == job.reply_id)
+                .values(next_attempt_at=utc_now() + timedelta(seconds=backoff), last_error=error[:ERROR_CHARS])
+            )
             await session.commit()
 
     async def _finish(self, job: Extraction, facts: list[Fact]) -> None:
         now = utc_now()
         async with self._sessions() as session:
             await lock_thread(session, job.avatar_id, job.fan)
-            await merge_facts(session, avatar_id=job.avatar_id, fan=job.fan, facts=facts,
-                              message_id=job.source_message_id, said=job.said, said_at=_aware(job.said_at), now=now,
-                              half_life_s=self._settings.memory_half_life_s)
+            await merge_facts(
+                session,
+                avatar_id=job.avatar_id,
+                fan=job.fan,
+                facts=facts,
+                message_id=job.source_message_id,
+                said=job.said,
+                said_at=_aware(job.said_at),
+                now=now,
+                half_life_s=self._settings.memory_half_life_s,
+            )
             await session.flush()
             await prune_thread(session, job.avatar_id, job.fan, now, self._settings)
             await session.execute(delete(Extraction).where(col(Extraction.reply_id) == job.reply_id))
@@ -294,17 +378,26 @@ class MemoryService:
 
     def _out(self, memory: Memory, now: datetime) -> MemoryOut:
         assert memory.id is not None
-        return MemoryOut(id=memory.id, kind=memory.kind, key=memory.key, text=memory.text, pinned=memory.pinned,
-                         strength=round(forgetting.current_strength(memory, now, self._settings.memory_half_life_s), 4),
-                         use_count=memory.use_count, created_at=_aware(memory.created_at),
-                         last_used_at=_aware(memory.last_used_at), source_message_id=memory.source_message_id,
-                         source_text=memory.source_text)
+        return MemoryOut(
+            id=memory.id,
+            kind=memory.kind,
+            key=memory.key,
+            text=memory.text,
+            pinned=memory.pinned,
+            strength=round(forgetting.current_strength(memory, now, self._settings.memory_half_life_s), 4),
+            use_count=memory.use_count,
+            created_at=_aware(memory.created_at),
+            last_used_at=_aware(memory.last_used_at),
+            source_message_id=memory.source_message_id,
+            source_text=memory.source_text,
+        )
 
     async def list_memories(self, session: AsyncSession, avatar_id: str, fan: str) -> list[MemoryOut]:
         """The fan's memories with the avatar, pinned first, then strongest."""
         now = utc_now()
-        memories = (await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id,
-                                                               col(Memory.fan) == fan))).all()
+        memories = (
+            await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan))
+        ).all()
         outs = [self._out(memory, now) for memory in memories]
         return sorted(outs, key=lambda out: (not out.pinned, -out.strength, -out.id))
 
@@ -314,8 +407,9 @@ class MemoryService:
             raise NotFound(f"no memory {memory_id} in your thread with this avatar")
         return memory
 
-    async def edit(self, session: AsyncSession, avatar_id: str, fan: str, memory_id: int,
-                   patch: MemoryPatch) -> MemoryOut:
+    async def edit(
+        self, session: AsyncSession, avatar_id: str, fan: str, memory_id: int, patch: MemoryPatch
+    ) -> MemoryOut:
         now = utc_now()
         await lock_thread(session, avatar_id, fan)
         memory = await self._owned(session, avatar_id, fan, memory_id)
@@ -344,24 +438,30 @@ class MemoryService:
         await lock_thread(session, avatar_id, fan)
         thread = (col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan)
         count = await session.scalar(select(func.count()).select_from(Memory).where(*thread)) or 0
-        await session.execute(delete(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id,
-                                                         col(ForgottenKey.fan) == fan))
+        await session.execute(
+            delete(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan)
+        )
         await self._tombstone(session, avatar_id, fan, FORGET_EVERYTHING)
         await session.execute(delete(Memory).where(*thread))
-        await session.execute(delete(Extraction).where(col(Extraction.avatar_id) == avatar_id,
-                                                       col(Extraction.fan) == fan))
+        await session.execute(
+            delete(Extraction).where(col(Extraction.avatar_id) == avatar_id, col(Extraction.fan) == fan)
+        )
         await session.commit()
         forgetting.FORGOTTEN.labels(reason="fan").inc(count)
         return count
 
 
 @contextlib.asynccontextmanager
-async def running_memory(sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient,
-                         settings: Settings) -> AsyncIterator[MemoryService]:
+async def running_memory(
+    sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings
+) -> AsyncIterator[MemoryService]:
     """The process's memory service, with its retry loop when ``TWIN_MEMORY_RETRY_S`` > 0."""
     memory = MemoryService(sessions, proxy, settings)
-    loop = asyncio.create_task(memory.run_retries(), name="memory-retries") \
-        if settings.memory_retry_s and memory.enabled else None
+    loop = (
+        asyncio.create_task(memory.run_retries(), name="memory-retries")
+        if settings.memory_retry_s and memory.enabled
+        else None
+    )
     try:
         yield memory
     finally:

@@ -28,11 +28,21 @@ from app.network.usage import (
 )
 from app.validation import AvatarIdParam, BadInput, parse_avatar_id
 
-WindowParam = Annotated[str, Parameter(description="24h, 7d or 30d: whole UTC days ending today",
-                                       schema_extra={"enum": [window.value for window in Window]})]
+WindowParam = Annotated[
+    str,
+    Parameter(
+        description="24h, 7d or 30d: whole UTC days ending today",
+        schema_extra={"enum": [window.value for window in Window]},
+    ),
+]
 FormatParam = Annotated[str, Parameter(description="json or csv", schema_extra={"enum": ["json", "csv"]})]
-SectionParam = Annotated[str, Parameter(description="with format=csv: daily, models or nodes",
-                                        schema_extra={"enum": [section.value for section in CsvSection]})]
+SectionParam = Annotated[
+    str,
+    Parameter(
+        description="with format=csv: daily, models or nodes",
+        schema_extra={"enum": [section.value for section in CsvSection]},
+    ),
+]
 USAGE_STORE = "network_usage"
 
 
@@ -71,28 +81,44 @@ class UsageOperation(Operation):
 class NetworkController(Controller):
     tags = ["network"]
 
-    @get("/api/network/usage", summary="The network's usage over a window: chats, spread, models, nodes, fees, "
-                                       "new avatars, per day", responses=error_responses(400, 503),
-         operation_class=UsageOperation)
-    async def usage(self, request: Request[Any, Any, Any], settings: NamedDependency[Settings],
-                    db_session: NamedDependency[AsyncSession],
-                    window: WindowParam = "24h", format: FormatParam = "json",
-                    section: SectionParam = "daily") -> Response[NetworkUsage]:
+    @get(
+        "/api/network/usage",
+        summary="The network's usage over a window: chats, spread, models, nodes, fees, new avatars, per day",
+        responses=error_responses(400, 503),
+        operation_class=UsageOperation,
+    )
+    async def usage(
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        db_session: NamedDependency[AsyncSession],
+        window: WindowParam = "24h",
+        format: FormatParam = "json",
+        section: SectionParam = "daily",
+    ) -> Response[NetworkUsage]:
         chosen = parse_choice(Window, window, "window")
         if format not in ("json", "csv"):
             raise BadInput("format", "json or csv")
         chosen_section = parse_choice(CsvSection, section, "section")
-        usage = await cached_usage(request.app.stores.get(USAGE_STORE), db_session, chosen,
-                                   settings.network_usage_cache_s)
+        usage = await cached_usage(
+            request.app.stores.get(USAGE_STORE), db_session, chosen, settings.network_usage_cache_s
+        )
         if format == "csv":
             name = f"twin-network-{chosen.value}-{chosen_section.value}.csv"
-            return Response(usage_csv(usage, chosen_section), media_type="text/csv",  # type: ignore[arg-type]
-                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+            return Response(
+                usage_csv(usage, chosen_section),  # type: ignore[arg-type]
+                media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
         return Response(usage, media_type=MediaType.JSON)
 
-    @get("/api/avatars/{avatar_id:str}/usage", summary="An avatar's chats per day, chatters and returning chatters",
-         responses=error_responses(400, 404, 503))
-    async def avatar(self, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam,
-                     window: WindowParam = "30d") -> AvatarUsage:
+    @get(
+        "/api/avatars/{avatar_id:str}/usage",
+        summary="An avatar's chats per day, chatters and returning chatters",
+        responses=error_responses(400, 404, 503),
+    )
+    async def avatar(
+        self, db_session: NamedDependency[AsyncSession], avatar_id: AvatarIdParam, window: WindowParam = "30d"
+    ) -> AvatarUsage:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
         return await avatar_usage(db_session, avatar.id, parse_choice(Window, window, "window"), utc_now().date())

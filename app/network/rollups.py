@@ -42,18 +42,27 @@ async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
     return (await session.scalars(query)).one()
 
 
-async def _locked_rows(session: AsyncSession, table: type[Row], columns: tuple[str, ...],
-                       keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], Row]:
+async def _locked_rows(
+    session: AsyncSession, table: type[Row], columns: tuple[str, ...], keys: Sequence[tuple[Any, ...]]
+) -> dict[tuple[Any, ...], Row]:
     """:func:`_locked` for many rows at once (a batch of trades): two statements per thousand rows."""
     dialect = postgresql if _dialect_name(session) == "postgresql" else sqlite
     key_columns = [getattr(table, column) for column in columns]
     rows: dict[tuple[Any, ...], Row] = {}
     for start in range(0, len(keys), BATCH):
-        chunk = sorted(keys[start:start + BATCH])
-        await session.execute(dialect.insert(table).values([dict(zip(columns, key, strict=True)) for key in chunk])
-                              .on_conflict_do_nothing())
-        query = select(table).where(tuple_(*key_columns).in_(chunk)).order_by(*key_columns).with_for_update() \
+        chunk = sorted(keys[start : start + BATCH])
+        await session.execute(
+            dialect.insert(table)
+            .values([dict(zip(columns, key, strict=True)) for key in chunk])
+            .on_conflict_do_nothing()
+        )
+        query = (
+            select(table)
+            .where(tuple_(*key_columns).in_(chunk))
+            .order_by(*key_columns)
+            .with_for_update()
             .execution_options(populate_existing=True)
+        )
         for row in await session.scalars(query):
             rows[tuple(getattr(row, column) for column in columns)] = row
     return rows
@@ -62,8 +71,18 @@ async def _locked_rows(session: AsyncSession, table: type[Row], columns: tuple[s
 # ---------------------------------------------------------------- chats
 
 
-async def record_turn(session: AsyncSession, *, avatar_id: str, fan: str, model: str | None, ended_at: datetime,
-                      replied: bool, prompt_tokens: int | None, completion_tokens: int | None, paid_wei: int) -> None:
+async def record_turn(
+    session: AsyncSession,
+    *,
+    avatar_id: str,
+    fan: str,
+    model: str | None,
+    ended_at: datetime,
+    replied: bool,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    paid_wei: int,
+) -> None:
     """A fan's message whose turn ended at ``ended_at``: with a verified reply (``replied``) or not; paid or not."""
     day = utc_day(ended_at)
     firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)  # first: the lock order (module doc)
@@ -123,8 +142,9 @@ async def record_listed(session: AsyncSession, *, avatar_id: str, creator: str, 
     firsts.creator, firsts.listed_at = creator, at
 
 
-async def apply_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]], *, direction: int,
-                       creators: Mapping[str, str]) -> None:
+async def apply_trades(
+    session: AsyncSession, trades: Sequence[Mapping[str, Any]], *, direction: int, creators: Mapping[str, str]
+) -> None:
     """Trade rows (as the projection stores them) added to the day rollups (``direction`` +1), or taken back
     out when a re-org removed their blocks (-1, after they were deleted and :func:`reset_first_outside_buys`
     was told what remains). ``creators``: each traded avatar's creator, to tell an outside buyer's first key."""
@@ -141,8 +161,9 @@ async def apply_trades(session: AsyncSession, trades: Sequence[Mapping[str, Any]
         avatar_day.creator_fees += direction * sum(trade["creator_fee"] for trade in group)
 
 
-async def _first_outside_buys(session: AsyncSession, trades: Sequence[Mapping[str, Any]], *,
-                              creators: Mapping[str, str]) -> None:
+async def _first_outside_buys(
+    session: AsyncSession, trades: Sequence[Mapping[str, Any]], *, creators: Mapping[str, str]
+) -> None:
     """Each avatar's first outside buy: set by the first one seen."""
     outside: dict[str, datetime] = {}
     for trade in trades:

@@ -185,52 +185,101 @@ async def has_chatted(session: AsyncSession, avatar_id: str, fan: str) -> bool:
 async def network_usage(session: AsyncSession, window: Window, today: date) -> NetworkUsage:
     start = window.first_day(today)
     in_window = col(AvatarDay.day) >= start
-    chats_per_avatar = [chats for (chats,) in await session.execute(
-        select(func.sum(col(AvatarDay.chats))).where(in_window, col(AvatarDay.chats) > 0)
-        .group_by(col(AvatarDay.avatar_id)))]
+    chats_per_avatar = [
+        chats
+        for (chats,) in await session.execute(
+            select(func.sum(col(AvatarDay.chats)))
+            .where(in_window, col(AvatarDay.chats) > 0)
+            .group_by(col(AvatarDay.avatar_id))
+        )
+    ]
     chatters = await session.scalar(select(func.count()).select_from(Chatter).where(col(Chatter.last_day) >= start))
     daily = await _daily(session, start, today)
     return NetworkUsage(
-        window=window.value, first_day=start, last_day=today, chats=sum(chats_per_avatar), chatters=chatters or 0,
-        distribution=Distribution(active_avatars=len(chats_per_avatar), top_shares=top_shares(chats_per_avatar),
-                                  hhi=hhi(chats_per_avatar), gini=gini(chats_per_avatar),
-                                  lorenz=lorenz(chats_per_avatar)),
-        models=await _models(session, start), nodes=await _nodes(session, start),
-        creator_fees=await _fee_earnings(session, start), new_avatars=await _new_avatars(session, start),
+        window=window.value,
+        first_day=start,
+        last_day=today,
+        chats=sum(chats_per_avatar),
+        chatters=chatters or 0,
+        distribution=Distribution(
+            active_avatars=len(chats_per_avatar),
+            top_shares=top_shares(chats_per_avatar),
+            hhi=hhi(chats_per_avatar),
+            gini=gini(chats_per_avatar),
+            lorenz=lorenz(chats_per_avatar),
+        ),
+        models=await _models(session, start),
+        nodes=await _nodes(session, start),
+        creator_fees=await _fee_earnings(session, start),
+        new_avatars=await _new_avatars(session, start),
         daily=daily,
     )
 
 
 async def _daily(session: AsyncSession, start: date, today: date) -> list[DayUsage]:
-    counts = {day: (chats, active, trades) for day, chats, active, trades in await session.execute(
-        select(col(AvatarDay.day), func.sum(col(AvatarDay.chats)), func.count().filter(col(AvatarDay.chats) > 0),
-               func.sum(col(AvatarDay.trades))).where(col(AvatarDay.day) >= start).group_by(col(AvatarDay.day)))}
+    counts = {
+        day: (chats, active, trades)
+        for day, chats, active, trades in await session.execute(
+            select(
+                col(AvatarDay.day),
+                func.sum(col(AvatarDay.chats)),
+                func.count().filter(col(AvatarDay.chats) > 0),
+                func.sum(col(AvatarDay.trades)),
+            )
+            .where(col(AvatarDay.day) >= start)
+            .group_by(col(AvatarDay.day))
+        )
+    }
     volume: dict[date, int] = defaultdict(int)
     fees: dict[date, int] = defaultdict(int)
     for day, day_volume, day_fees in await session.execute(  # wei: summed here, exact on every database
-            select(col(AvatarDay.day), col(AvatarDay.volume), col(AvatarDay.creator_fees))
-            .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)):
+        select(col(AvatarDay.day), col(AvatarDay.volume), col(AvatarDay.creator_fees)).where(
+            col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0
+        )
+    ):
         volume[day] += day_volume
         fees[day] += day_fees
     replies: dict[date, int] = defaultdict(int)
     spend: dict[date, int] = defaultdict(int)
     for day, day_replies, day_spend in await session.execute(
-            select(col(ModelDay.day), col(ModelDay.replies), col(ModelDay.spend)).where(col(ModelDay.day) >= start)):
+        select(col(ModelDay.day), col(ModelDay.replies), col(ModelDay.spend)).where(col(ModelDay.day) >= start)
+    ):
         replies[day] += day_replies
         spend[day] += day_spend
-    chatters = dict((await session.execute(select(col(NetworkDay.day), col(NetworkDay.chatters))
-                                           .where(col(NetworkDay.day) >= start))).all())
+    chatters = dict(
+        (
+            await session.execute(
+                select(col(NetworkDay.day), col(NetworkDay.chatters)).where(col(NetworkDay.day) >= start)
+            )
+        ).all()
+    )
     listed_day = func.date(col(NetworkAvatar.listed_at))
-    new = {_as_date(day): count for day, count in await session.execute(
-        select(listed_day, func.count()).where(col(NetworkAvatar.listed_at) >= _midnight(start)).group_by(listed_day))}
+    new = {
+        _as_date(day): count
+        for day, count in await session.execute(
+            select(listed_day, func.count())
+            .where(col(NetworkAvatar.listed_at) >= _midnight(start))
+            .group_by(listed_day)
+        )
+    }
     result = []
     for offset in range((today - start).days + 1):
         day = start + timedelta(days=offset)
         chats, active, trades = counts.get(day, (0, 0, 0))
-        result.append(DayUsage(day=day, chats=chats or 0, chatters=chatters.get(day, 0), active_avatars=active or 0,
-                               trades=trades or 0, volume_wei=str(volume[day]), creator_fees_wei=str(fees[day]),
-                               replies=replies[day], inference_spend_wei=str(spend[day]),
-                               new_avatars=new.get(day, 0)))
+        result.append(
+            DayUsage(
+                day=day,
+                chats=chats or 0,
+                chatters=chatters.get(day, 0),
+                active_avatars=active or 0,
+                trades=trades or 0,
+                volume_wei=str(volume[day]),
+                creator_fees_wei=str(fees[day]),
+                replies=replies[day],
+                inference_spend_wei=str(spend[day]),
+                new_avatars=new.get(day, 0),
+            )
+        )
     return result
 
 
@@ -238,13 +287,24 @@ async def _models(session: AsyncSession, start: date) -> list[ModelUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 6)
     for row in await session.scalars(select(ModelDay).where(col(ModelDay.day) >= start)):
         sums = totals[row.model]
-        for index, value in enumerate((row.replies, row.failed, row.prompt_tokens, row.completion_tokens, row.spend,
-                                       row.paid_replies)):
+        for index, value in enumerate(
+            (row.replies, row.failed, row.prompt_tokens, row.completion_tokens, row.spend, row.paid_replies)
+        ):
             sums[index] += value
-    return [ModelUsage(model=model, replies=replies, failed=failed, prompt_tokens=prompt, completion_tokens=completion,
-                       spend_wei=str(spend), price_per_reply_wei=str(spend // paid if paid else 0))
-            for model, (replies, failed, prompt, completion, spend, paid)
-            in sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))]
+    return [
+        ModelUsage(
+            model=model,
+            replies=replies,
+            failed=failed,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            spend_wei=str(spend),
+            price_per_reply_wei=str(spend // paid if paid else 0),
+        )
+        for model, (replies, failed, prompt, completion, spend, paid) in sorted(
+            totals.items(), key=lambda item: (-item[1][0], item[0])
+        )
+    ]
 
 
 async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
@@ -254,51 +314,81 @@ async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
         sums[0] += row.replies
         sums[1] += row.failures
         sums[2] += row.earned
-    return [NodeUsage(node=node, replies=replies, failures=failures, earned_wei=str(earned))
-            for node, (replies, failures, earned) in sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))]
+    return [
+        NodeUsage(node=node, replies=replies, failures=failures, earned_wei=str(earned))
+        for node, (replies, failures, earned) in sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
+    ]
 
 
 async def _fee_earnings(session: AsyncSession, start: date) -> FeeEarnings:
     earned: dict[str, int] = defaultdict(int)
     for creator, fees in await session.execute(
-            select(col(NetworkAvatar.creator), col(AvatarDay.creator_fees))
-            .join(NetworkAvatar, col(NetworkAvatar.avatar_id) == col(AvatarDay.avatar_id))
-            .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)):
+        select(col(NetworkAvatar.creator), col(AvatarDay.creator_fees))
+        .join(NetworkAvatar, col(NetworkAvatar.avatar_id) == col(AvatarDay.avatar_id))
+        .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)
+    ):
         earned[creator or ""] += fees
     amounts = sorted(amount for amount in earned.values() if amount > 0)
-    return FeeEarnings(creators=len(amounts), total_wei=str(sum(amounts)), median_wei=str(quantile(amounts, 0.5)),
-                       p90_wei=str(quantile(amounts, 0.9)), max_wei=str(amounts[-1] if amounts else 0),
-                       top_10_share=top_shares(amounts)["10"], hhi=hhi(amounts), gini=gini(amounts))
+    return FeeEarnings(
+        creators=len(amounts),
+        total_wei=str(sum(amounts)),
+        median_wei=str(quantile(amounts, 0.5)),
+        p90_wei=str(quantile(amounts, 0.9)),
+        max_wei=str(amounts[-1] if amounts else 0),
+        top_10_share=top_shares(amounts)["10"],
+        hhi=hhi(amounts),
+        gini=gini(amounts),
+    )
 
 
 async def _new_avatars(session: AsyncSession, start: date) -> NewAvatars:
-    listed, chatted, bought = (await session.execute(
-        select(func.count(), func.count(col(NetworkAvatar.first_chat_at)),
-               func.count(col(NetworkAvatar.first_outside_buy_at)))
-        .where(col(NetworkAvatar.listed_at) >= _midnight(start)))).one()
+    listed, chatted, bought = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count(col(NetworkAvatar.first_chat_at)),
+                func.count(col(NetworkAvatar.first_outside_buy_at)),
+            ).where(col(NetworkAvatar.listed_at) >= _midnight(start))
+        )
+    ).one()
     return NewAvatars(listed=listed, first_chat=chatted, first_outside_buyer=bought)
 
 
 async def avatar_usage(session: AsyncSession, avatar_id: str, window: Window, today: date) -> AvatarUsage:
     start = window.first_day(today)
     chart_start = today - timedelta(days=AVATAR_DAYS - 1)
-    by_day = {day: chats for day, chats in await session.execute(
-        select(col(AvatarDay.day), col(AvatarDay.chats)).where(col(AvatarDay.avatar_id) == avatar_id,
-                                                               col(AvatarDay.day) >= min(start, chart_start)))}
-    chatters, returning = (await session.execute(
-        select(func.count(), func.count().filter(col(AvatarChatter.active_days) >= 2))
-        .where(col(AvatarChatter.avatar_id) == avatar_id, col(AvatarChatter.last_day) >= start))).one()
-    return AvatarUsage(avatar_id=avatar_id, window=window.value,
-                       chats=sum(chats for day, chats in by_day.items() if day >= start), chatters=chatters,
-                       returning_chatters=returning,
-                       chats_by_day={day.isoformat(): chats for day, chats in sorted(by_day.items())
-                                     if day >= chart_start and chats})
+    by_day = {
+        day: chats
+        for day, chats in await session.execute(
+            select(col(AvatarDay.day), col(AvatarDay.chats)).where(
+                col(AvatarDay.avatar_id) == avatar_id, col(AvatarDay.day) >= min(start, chart_start)
+            )
+        )
+    }
+    chatters, returning = (
+        await session.execute(
+            select(func.count(), func.count().filter(col(AvatarChatter.active_days) >= 2)).where(
+                col(AvatarChatter.avatar_id) == avatar_id, col(AvatarChatter.last_day) >= start
+            )
+        )
+    ).one()
+    return AvatarUsage(
+        avatar_id=avatar_id,
+        window=window.value,
+        chats=sum(chats for day, chats in by_day.items() if day >= start),
+        chatters=chatters,
+        returning_chatters=returning,
+        chats_by_day={day.isoformat(): chats for day, chats in sorted(by_day.items()) if day >= chart_start and chats},
+    )
 
 
 def usage_csv(usage: NetworkUsage, section: CsvSection) -> str:
     """One section of the usage as CSV: the days, the models or the nodes, one row each."""
-    by_section: dict[CsvSection, Sequence[Struct]] = {CsvSection.daily: usage.daily, CsvSection.models: usage.models,
-                                                      CsvSection.nodes: usage.nodes}
+    by_section: dict[CsvSection, Sequence[Struct]] = {
+        CsvSection.daily: usage.daily,
+        CsvSection.models: usage.models,
+        CsvSection.nodes: usage.nodes,
+    }
     rows = by_section[section]
     fields = {CsvSection.daily: DayUsage, CsvSection.models: ModelUsage, CsvSection.nodes: NodeUsage}[section]
     out = io.StringIO()

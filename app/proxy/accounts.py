@@ -24,8 +24,7 @@ def node_payment_account(settings: ProxySettings, chain: Chain) -> LocalAccount:
 
 
 def platform_wallet(settings: ProxySettings, chain: Chain) -> LocalAccount:
-    return _account(settings.platform_wallet_key, chain, PLATFORM_DEV_ACCOUNT,
-                    "TWIN_PROXY_PLATFORM_WALLET_KEY")
+    return _account(settings.platform_wallet_key, chain, PLATFORM_DEV_ACCOUNT, "TWIN_PROXY_PLATFORM_WALLET_KEY")
 
 
 def _account(key: SecretStr | None, chain: Chain, dev_index: int, variable: str) -> LocalAccount:

@@ -26,8 +26,12 @@ def proxy() -> None:
 @proxy.command("serve")
 @click.option("--host", default=None, help="Interface to bind (default TWIN_PROXY_HOST).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default TWIN_PROXY_PORT).")
-@click.option("--backend", default=None, metavar="URL",
-              help="A Twin market backend whose chain to join: its RPC and contract addresses come from URL/api/chain.")
+@click.option(
+    "--backend",
+    default=None,
+    metavar="URL",
+    help="A Twin market backend whose chain to join: its RPC and contract addresses come from URL/api/chain.",
+)
 @with_settings
 def serve(settings: Settings, host: str | None, port: int | None, backend: str | None) -> None:
     """Serve a node against the chain in settings (or the backend's, with --backend), else the

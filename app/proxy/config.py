@@ -146,8 +146,11 @@ class ProxySettings(BaseSettings):
     def _check_measurements(cls, values: list[str]) -> list[str]:
         for value in values:
             digits = value.removeprefix("0x")
-            if not value.startswith("0x") or len(digits) != 64 or any(c not in "0123456789abcdefABCDEF"
-                                                                      for c in digits):
+            if (
+                not value.startswith("0x")
+                or len(digits) != 64
+                or any(c not in "0123456789abcdefABCDEF" for c in digits)
+            ):
                 raise ValueError(f"each must be a 0x-prefixed 32-byte hex measurement (got {value[:80]!r})")
         return [value.lower() for value in values]
 
@@ -173,8 +176,9 @@ class ProxySettings(BaseSettings):
                     known = ", ".join(sorted(upstreams))
                     raise ValueError(f"{model}: unknown upstream {name!r} (known: {known})")
                 if upstream.api_key_env and not upstream.api_key():
-                    raise ValueError(f"{model}: upstream {name!r} reads its API key from "
-                                     f"{upstream.api_key_env}, which is not set")
+                    raise ValueError(
+                        f"{model}: upstream {name!r} reads its API key from {upstream.api_key_env}, which is not set"
+                    )
         return models
 
     @property
@@ -186,8 +190,10 @@ class ProxySettings(BaseSettings):
     def routes(self) -> dict[str, list[UpstreamTarget]]:
         """Each model's failover list, with the upstream's own model name resolved."""
         return {
-            model: [UpstreamTarget(upstream=entry.partition(":")[0], model=entry.partition(":")[2] or model)
-                    for entry in route.upstreams]
+            model: [
+                UpstreamTarget(upstream=entry.partition(":")[0], model=entry.partition(":")[2] or model)
+                for entry in route.upstreams
+            ]
             for model, route in self.models.items()
         }
 

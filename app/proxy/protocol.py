@@ -15,5 +15,6 @@ class VerificationLevel(StrEnum):
 
 
 VERIFICATION_HEADER = "X-Twin-Verification"
-SIGNATURE_SCHEME = ("RSA-PSS(SHA-256, MGF1-SHA-256, salt 32) over "
-                    "keccak256(request_hash || output_hash || uint256(timestamp))")
+SIGNATURE_SCHEME = (
+    "RSA-PSS(SHA-256, MGF1-SHA-256, salt 32) over keccak256(request_hash || output_hash || uint256(timestamp))"
+)

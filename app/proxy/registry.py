@@ -19,14 +19,24 @@ PAGE_SIZE = 100
 
 
 REGISTRATION_TYPEHASH = keccak(
-    b"TwinNodeRegistration(uint256 chainId,address registry,address operator,string endpoint)")
+    b"TwinNodeRegistration(uint256 chainId,address registry,address operator,string endpoint)"
+)
 
 
 def registration_digest(chain_id: int, registry: str, operator: str, endpoint: str) -> bytes:
     """What a node key signs to prove its record (``NodeRegistry.registrationDigest``)."""
-    return keccak(encode(["bytes32", "uint256", "address", "address", "bytes32"],
-                         [REGISTRATION_TYPEHASH, chain_id, to_checksum_address(registry),
-                          to_checksum_address(operator), keccak(endpoint.encode())]))
+    return keccak(
+        encode(
+            ["bytes32", "uint256", "address", "address", "bytes32"],
+            [
+                REGISTRATION_TYPEHASH,
+                chain_id,
+                to_checksum_address(registry),
+                to_checksum_address(operator),
+                keccak(endpoint.encode()),
+            ],
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,19 @@ class NodeRecord:
     @classmethod
     def from_chain(cls, node: Any) -> NodeRecord:
         tee_id, owner, payment, enabled, approved, registered, heartbeat, measurement, endpoint, key, proof = node
-        return cls("0x" + bytes(tee_id).hex(), owner, payment, enabled, registered, heartbeat,
-                   "0x" + bytes(measurement).hex(), endpoint, bytes(key), approved, bytes(proof))
+        return cls(
+            "0x" + bytes(tee_id).hex(),
+            owner,
+            payment,
+            enabled,
+            registered,
+            heartbeat,
+            "0x" + bytes(measurement).hex(),
+            endpoint,
+            bytes(key),
+            approved,
+            bytes(proof),
+        )
 
 
 async def list_nodes(registry: AsyncContract) -> list[NodeRecord]:

@@ -65,14 +65,18 @@ class Attestation:
             raise AttestationError(f"tee_timestamp must be a non-negative integer (got {timestamp!r})")
         strings = [reply[name] for name in ("tee_signature", "tee_request_hash", "tee_output_hash", "tee_id")]
         if not all(isinstance(value, str) for value in strings):
-            raise AttestationError("tee_signature, tee_request_hash, tee_output_hash and tee_id must be "
-                                   "strings")
+            raise AttestationError("tee_signature, tee_request_hash, tee_output_hash and tee_id must be strings")
         signature, request_hash, output_hash, tee_id = strings
         return cls(signature, request_hash, output_hash, timestamp, tee_id)
 
     def as_fields(self) -> dict[str, Any]:
-        return {"tee_signature": self.signature, "tee_request_hash": self.request_hash,
-                "tee_output_hash": self.output_hash, "tee_timestamp": self.timestamp, "tee_id": self.tee_id}
+        return {
+            "tee_signature": self.signature,
+            "tee_request_hash": self.request_hash,
+            "tee_output_hash": self.output_hash,
+            "tee_timestamp": self.timestamp,
+            "tee_id": self.tee_id,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +111,7 @@ def _canonical_message(message: Mapping[str, Any]) -> dict[str, Any]:
             canonical["tool_calls"] = [_canonical_tool_call(call) for call in message["tool_calls"]]
         return canonical
     if role == "tool":
-        return {"role": "tool", "content": message.get("content"),
-                "tool_call_id": message.get("tool_call_id")}
+        return {"role": "tool", "content": message.get("content"), "tool_call_id": message.get("tool_call_id")}
     raise ValueError(f"unknown message role: {role!r}")
 
 
@@ -137,16 +140,20 @@ def _canonical_user_content(content: Any) -> Any:
 
 def _canonical_tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
     function = call.get("function") or {}
-    return {"id": call.get("id", ""), "type": call.get("type", "function"),
-            "function": {"name": function.get("name", ""), "arguments": function.get("arguments", "")}}
+    return {
+        "id": call.get("id", ""),
+        "type": call.get("type", "function"),
+        "function": {"name": function.get("name", ""), "arguments": function.get("arguments", "")},
+    }
 
 
 def canonical_request_bytes(canonical: Mapping[str, Any]) -> bytes:
     return json.dumps(canonical, sort_keys=True).encode("utf-8")
 
 
-def output_for_hash(text: str, tool_calls: Sequence[Mapping[str, Any]] | None = None,
-                    finish_reason: str | None = "tool_calls") -> str:
+def output_for_hash(
+    text: str, tool_calls: Sequence[Mapping[str, Any]] | None = None, finish_reason: str | None = "tool_calls"
+) -> str:
     """What the output hash covers: the tool calls when the reply finished as a tool call, else the text."""
     return json.dumps(list(tool_calls), sort_keys=True) if tool_calls and finish_reason == "tool_calls" else text
 
@@ -161,8 +168,7 @@ def output_hash(output: str) -> str:
 
 def signed_digest(request_hash_hex: str, output_hash_hex: str, timestamp: int) -> bytes:
     """``keccak256(request_hash ‖ output_hash ‖ uint256(timestamp))``, the bytes RSA-PSS signs."""
-    return keccak(bytes.fromhex(request_hash_hex) + bytes.fromhex(output_hash_hex)
-                  + timestamp.to_bytes(32, "big"))
+    return keccak(bytes.fromhex(request_hash_hex) + bytes.fromhex(output_hash_hex) + timestamp.to_bytes(32, "big"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,8 +194,11 @@ def load_public_key(key: RSAPublicKey | bytes | str) -> RSAPublicKey:
     if isinstance(key, RSAPublicKey):
         return key
     try:
-        loaded = (serialization.load_pem_public_key(key.encode()) if isinstance(key, str)
-                  else serialization.load_der_public_key(bytes(key)))
+        loaded = (
+            serialization.load_pem_public_key(key.encode())
+            if isinstance(key, str)
+            else serialization.load_der_public_key(bytes(key))
+        )
     except ValueError as error:
         raise AttestationError(f"the signing key cannot be read: {error}") from None
     if not isinstance(loaded, RSAPublicKey):
@@ -207,12 +216,19 @@ def sign_reply(key: RSAPrivateKey, body: Mapping[str, Any], output: str, timesta
     request_hex = request_hash(body)
     output_hex = output_hash(output)
     signature = key.sign(signed_digest(request_hex, output_hex, timestamp), PSS_PADDING, hashes.SHA256())
-    return Attestation(base64.b64encode(signature).decode(), request_hex, output_hex, timestamp,
-                       tee_id_for(key.public_key()))
+    return Attestation(
+        base64.b64encode(signature).decode(), request_hex, output_hex, timestamp, tee_id_for(key.public_key())
+    )
 
 
-def verify_reply(*, body: Mapping[str, Any], output: str, attestation: Attestation,
-                 public_key: RSAPublicKey | bytes | str, expected_tee_id: str | None = None) -> Attestation:
+def verify_reply(
+    *,
+    body: Mapping[str, Any],
+    output: str,
+    attestation: Attestation,
+    public_key: RSAPublicKey | bytes | str,
+    expected_tee_id: str | None = None,
+) -> Attestation:
     """Check a reply against the request really sent and the output really received.
 
     ``public_key`` is the key the caller trusts for this node (pinned from the registry); the
@@ -222,22 +238,22 @@ def verify_reply(*, body: Mapping[str, Any], output: str, attestation: Attestati
     key = load_public_key(public_key)
     key_tee_id = tee_id_for(key)
     if _bare(attestation.tee_id) != _bare(key_tee_id):
-        raise AttestationError(f"signed by another key: the reply names {attestation.tee_id}, "
-                               f"the pinned key is {key_tee_id}")
+        raise AttestationError(
+            f"signed by another key: the reply names {attestation.tee_id}, the pinned key is {key_tee_id}"
+        )
     if expected_tee_id is not None and _bare(expected_tee_id) != _bare(key_tee_id):
         raise AttestationError(f"the pinned key is {key_tee_id}, the registry names {expected_tee_id}")
     request_hex = request_hash(body)
     if request_hex != _bare(attestation.request_hash):
-        raise AttestationError(f"request hash mismatch: sent {request_hex}, "
-                               f"signed {attestation.request_hash}")
+        raise AttestationError(f"request hash mismatch: sent {request_hex}, signed {attestation.request_hash}")
     output_hex = output_hash(output)
     if output_hex != _bare(attestation.output_hash):
-        raise AttestationError(f"output hash mismatch: received {output_hex}, "
-                               f"signed {attestation.output_hash}")
+        raise AttestationError(f"output hash mismatch: received {output_hex}, signed {attestation.output_hash}")
     try:
         signature = base64.b64decode(attestation.signature, validate=True)
-        key.verify(signature, signed_digest(request_hex, output_hex, attestation.timestamp), PSS_PADDING,
-                   hashes.SHA256())
+        key.verify(
+            signature, signed_digest(request_hex, output_hex, attestation.timestamp), PSS_PADDING, hashes.SHA256()
+        )
     except (InvalidSignature, binascii.Error, ValueError):
         raise AttestationError("the RSA-PSS signature does not verify") from None
     return Attestation(attestation.signature, request_hex, output_hex, attestation.timestamp, key_tee_id)

@@ -46,8 +46,9 @@ class Signing:
     twin_keys: str
 
     def typed_data(self, avatar_id: str, rating: int, text: str, time: int) -> dict[str, Any]:
-        return review_typed_data(chain_id=self.chain_id, twin_keys=self.twin_keys, avatar_id=avatar_id,
-                                 rating=rating, text=text, time=time)
+        return review_typed_data(
+            chain_id=self.chain_id, twin_keys=self.twin_keys, avatar_id=avatar_id, rating=rating, text=text, time=time
+        )
 
 
 # ---------------------------------------------------------------- ratings
@@ -69,21 +70,31 @@ class Prior:
         """The Bayesian average in thousandths of a star, as an integer SQL expression (-1 without reviews)."""
         prior = literal(round(self.mean * 1000) * self.weight)
         count = func.coalesce(col(AvatarRating.count), 0)
-        return case((count > 0, cast((prior + col(AvatarRating.total) * 1000) / (self.weight + count), Integer)),
-                    else_=-1)
+        return case(
+            (count > 0, cast((prior + col(AvatarRating.total) * 1000) / (self.weight + count), Integer)), else_=-1
+        )
 
 
 def rating_out(row: AvatarRating | None, prior: Prior) -> RatingOut:
     count, total = (row.count, row.total) if row else (0, 0)
     score = prior.score(count, total)
-    return RatingOut(score=None if score is None else round(score, 3),
-                     mean=round(total / count, 3) if count else None, count=count,
-                     distribution={str(stars): getattr(row, f"stars_{stars}") if row else 0 for stars in STARS})
+    return RatingOut(
+        score=None if score is None else round(score, 3),
+        mean=round(total / count, 3) if count else None,
+        count=count,
+        distribution={str(stars): getattr(row, f"stars_{stars}") if row else 0 for stars in STARS},
+    )
 
 
 async def ratings_of(session: AsyncSession, avatar_ids: list[str], prior: Prior) -> dict[str, RatingOut]:
-    rows = {row.avatar_id: row for row in await session.scalars(
-        select(AvatarRating).where(col(AvatarRating.avatar_id).in_(avatar_ids)))} if avatar_ids else {}
+    rows = (
+        {
+            row.avatar_id: row
+            for row in await session.scalars(select(AvatarRating).where(col(AvatarRating.avatar_id).in_(avatar_ids)))
+        }
+        if avatar_ids
+        else {}
+    )
     return {avatar_id: rating_out(rows.get(avatar_id), prior) for avatar_id in avatar_ids}
 
 
@@ -113,8 +124,16 @@ def _check_text(text: str, field: str, limit: int = MAX_TEXT_CHARS) -> str:
     return text
 
 
-async def submit(session: AsyncSession, *, avatar: Avatar, author: str, data: ReviewIn, signing: Signing,
-                 window_s: int, now: datetime | None = None) -> Review:
+async def submit(
+    session: AsyncSession,
+    *,
+    avatar: Avatar,
+    author: str,
+    data: ReviewIn,
+    signing: Signing,
+    window_s: int,
+    now: datetime | None = None,
+) -> Review:
     """Write ``author``'s review of ``avatar``, or replace their earlier one with a later signed one."""
     if not 1 <= data.rating <= 5:
         raise BadInput("rating", "a whole number of stars, 1–5")
@@ -124,27 +143,36 @@ async def submit(session: AsyncSession, *, avatar: Avatar, author: str, data: Re
         raise BadInput("time", f"the signed time must be within {window_s} s of now ({moment})")
     signer = recover_signer(signing.typed_data(avatar.id, data.rating, data.text, data.time), data.signature)
     if signer != author:
-        raise BadInput("signature", f"signed by {signer}, not by the signed-in wallet {author}: the signature does "
-                                    "not match this review's avatar, rating, text and time")
+        raise BadInput(
+            "signature",
+            f"signed by {signer}, not by the signed-in wallet {author}: the signature does "
+            "not match this review's avatar, rating, text and time",
+        )
     if await market.balance_of(session, avatar.id, author) < 1:
         raise Forbidden(f"only holders review: hold at least one key of @{avatar.handle}", code="no_key")
     if not await network.has_chatted(session, avatar.id, author):
         raise Forbidden(f"only fans who chatted review: chat with @{avatar.handle} first", code="no_chat")
-    review = await session.scalar(select(Review)
-                                  .where(col(Review.avatar_id) == avatar.id, col(Review.reviewer) == author)
-                                  .with_for_update())
+    review = await session.scalar(
+        select(Review).where(col(Review.avatar_id) == avatar.id, col(Review.reviewer) == author).with_for_update()
+    )
     if review is not None and data.time <= review.signed_at:
-        raise Conflict("a review signed at this time or later is already stored: sign the edit anew",
-                       code="replayed")
+        raise Conflict("a review signed at this time or later is already stored: sign the edit anew", code="replayed")
     if review is None:
-        review = Review(avatar_id=avatar.id, reviewer=author, rating=data.rating, text=data.text,
-                        signed_at=data.time, signature=data.signature)
+        review = Review(
+            avatar_id=avatar.id,
+            reviewer=author,
+            rating=data.rating,
+            text=data.text,
+            signed_at=data.time,
+            signature=data.signature,
+        )
         session.add(review)
         try:
             await session.flush()
         except IntegrityError:  # the same author's review, written a moment ago by another request
-            raise Conflict("another review by this wallet was just stored; reload and edit it",
-                           code="replayed") from None
+            raise Conflict(
+                "another review by this wallet was just stored; reload and edit it", code="replayed"
+            ) from None
     else:
         if review.hidden_at is None:
             await _count(session, avatar.id, review.rating, -1)
@@ -181,8 +209,9 @@ async def answer(session: AsyncSession, *, avatar: Avatar, review_id: int, creat
     return review
 
 
-async def hide(session: AsyncSession, *, avatar_id: str, review_id: int, by: str, protocol_owner: str,
-               reason: str) -> Review:
+async def hide(
+    session: AsyncSession, *, avatar_id: str, review_id: int, by: str, protocol_owner: str, reason: str
+) -> Review:
     """The protocol owner (TwinKeys' owner) hides a review for abuse: it stays listed, with the reason."""
     if by != protocol_owner:
         raise Forbidden("only the protocol owner (TwinKeys' owner) hides reviews")
@@ -197,8 +226,9 @@ async def hide(session: AsyncSession, *, avatar_id: str, review_id: int, by: str
 # ---------------------------------------------------------------- reading
 
 
-async def reviews_page(session: AsyncSession, *, avatar_id: str, signing: Signing, prior: Prior, cursor: str | None,
-                       limit: int) -> ReviewsPage:
+async def reviews_page(
+    session: AsyncSession, *, avatar_id: str, signing: Signing, prior: Prior, cursor: str | None, limit: int
+) -> ReviewsPage:
     """Newest first (by id); the cursor is the last review's id."""
     query = select(Review).where(col(Review.avatar_id) == avatar_id).order_by(col(Review.id).desc()).limit(limit + 1)
     after = pagination.decode_cursor(cursor, pagination.cursor_id)
@@ -207,42 +237,57 @@ async def reviews_page(session: AsyncSession, *, avatar_id: str, signing: Signin
     rows = (await session.scalars(query)).all()
     page = rows[:limit]
     rating = (await ratings_of(session, [avatar_id], prior))[avatar_id]
-    return ReviewsPage(rating=rating, items=await described(session, avatar_id, page, signing),
-                       next_cursor=pagination.encode_cursor(page[-1].id) if len(rows) > limit else None)
+    return ReviewsPage(
+        rating=rating,
+        items=await described(session, avatar_id, page, signing),
+        next_cursor=pagination.encode_cursor(page[-1].id) if len(rows) > limit else None,
+    )
 
 
-async def described(session: AsyncSession, avatar_id: str, reviews: Sequence[Review], signing: Signing
-                    ) -> list[ReviewOut]:
+async def described(
+    session: AsyncSession, avatar_id: str, reviews: Sequence[Review], signing: Signing
+) -> list[ReviewOut]:
     """Reviews of one avatar as the API shows them, with their authors' keys held now and since when."""
     authors = [review.reviewer for review in reviews]
     held = await market.balances_of(session, avatar_id, authors)
     since = await market.first_buys(session, avatar_id, authors)
-    return [review_out(review, signing, held.get(review.reviewer, 0), since.get(review.reviewer))
-            for review in reviews]
+    return [review_out(review, signing, held.get(review.reviewer, 0), since.get(review.reviewer)) for review in reviews]
 
 
 def review_out(review: Review, signing: Signing, keys_held: int, holder_since: datetime | None) -> ReviewOut:
     assert review.id is not None
     hidden = review.hidden_at is not None
     return ReviewOut(
-        id=review.id, avatar_id=review.avatar_id, reviewer=review.reviewer,
-        rating=None if hidden else review.rating, text=None if hidden else review.text,
-        created_at=review.created_at, updated_at=review.updated_at,
+        id=review.id,
+        avatar_id=review.avatar_id,
+        reviewer=review.reviewer,
+        rating=None if hidden else review.rating,
+        text=None if hidden else review.text,
+        created_at=review.created_at,
+        updated_at=review.updated_at,
         reviewer_holding=ReviewerHolding(keys_held=keys_held, holder_since=holder_since, holds_none=keys_held < 1),
-        answer=review.answer, answered_at=review.answered_at, hidden=hidden, hidden_reason=review.hidden_reason,
-        typed_data=None if hidden else signing.typed_data(review.avatar_id, review.rating, review.text,
-                                                          review.signed_at),
+        answer=review.answer,
+        answered_at=review.answered_at,
+        hidden=hidden,
+        hidden_reason=review.hidden_reason,
+        typed_data=None
+        if hidden
+        else signing.typed_data(review.avatar_id, review.rating, review.text, review.signed_at),
         signature=None if hidden else review.signature,
     )
 
 
-async def by_rating(session: AsyncSession, prior: Prior, *, q: str | None, cursor: str | None,
-                    limit: int) -> tuple[list[tuple[Avatar, MarketAvatar]], str | None]:
+async def by_rating(
+    session: AsyncSession, prior: Prior, *, q: str | None, cursor: str | None, limit: int
+) -> tuple[list[tuple[Avatar, MarketAvatar]], str | None]:
     """One page of listed avatars, best rated first (unrated last, ties by id), keyset-paged in SQL."""
     score = prior.milli_score().label("score")
-    query = select(Avatar, MarketAvatar, score).join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id)) \
-        .outerjoin(AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id)) \
+    query = (
+        select(Avatar, MarketAvatar, score)
+        .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
+        .outerjoin(AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id))
         .where(col(Avatar.listed_at).is_not(None))
+    )
     if q:
         pattern = f"%{q.lower()}%"
         query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))

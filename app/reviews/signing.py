@@ -21,10 +21,18 @@ SIGNATURE_PATTERN = re.compile(r"^0x[0-9a-fA-F]{130}$")
 DOMAIN_NAME = "Twin market"
 DOMAIN_VERSION = "1"
 REVIEW_TYPES = {
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                     {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-    "Review": [{"name": "avatarId", "type": "bytes16"}, {"name": "rating", "type": "uint8"},
-               {"name": "textHash", "type": "bytes32"}, {"name": "time", "type": "uint64"}],
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "Review": [
+        {"name": "avatarId", "type": "bytes16"},
+        {"name": "rating", "type": "uint8"},
+        {"name": "textHash", "type": "bytes32"},
+        {"name": "time", "type": "uint64"},
+    ],
 }
 
 
@@ -32,14 +40,19 @@ def text_hash(text: str) -> str:
     return "0x" + keccak(text.encode("utf-8")).hex()
 
 
-def review_typed_data(*, chain_id: int, twin_keys: str, avatar_id: str, rating: int, text: str,
-                      time: int) -> dict[str, Any]:
+def review_typed_data(
+    *, chain_id: int, twin_keys: str, avatar_id: str, rating: int, text: str, time: int
+) -> dict[str, Any]:
     """The typed data a review's author signs (and anyone verifies), as ``eth_signTypedData_v4`` takes it."""
     return {
         "types": REVIEW_TYPES,
         "primaryType": "Review",
-        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id,
-                   "verifyingContract": to_checksum_address(twin_keys)},
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(twin_keys),
+        },
         "message": {"avatarId": avatar_id, "rating": rating, "textHash": text_hash(text), "time": time},
     }
 

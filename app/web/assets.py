@@ -34,8 +34,9 @@ def _add_filters(engine: JinjaTemplateEngine) -> None:
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    return TemplateConfig(directory=FRONTEND_DIR / "templates", engine=JinjaTemplateEngine,
-                          engine_callback=_add_filters)
+    return TemplateConfig(
+        directory=FRONTEND_DIR / "templates", engine=JinjaTemplateEngine, engine_callback=_add_filters
+    )
 
 
 def no_nul_in_path(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -54,12 +55,22 @@ VENDORED_MAX_AGE_S = 86_400
 
 def static_routers(settings: Settings) -> list[Router]:
     return [
-        create_static_files_router(path="/static", directories=[FRONTEND_DIR / "static"], guards=[no_nul_in_path],
-                                   middleware=COMPRESSED,
-                                   cache_control=CacheControlHeader(max_age=OWN_FILES_MAX_AGE_S)),
-        *(create_static_files_router(path=path, directories=[settings.node_modules_dir / package],
-                                     name=path.strip("/").replace("/", "-"), guards=[no_nul_in_path],
-                                     middleware=COMPRESSED,
-                                     cache_control=CacheControlHeader(max_age=VENDORED_MAX_AGE_S))
-          for path, package in VENDORED_PACKAGES.items()),
+        create_static_files_router(
+            path="/static",
+            directories=[FRONTEND_DIR / "static"],
+            guards=[no_nul_in_path],
+            middleware=COMPRESSED,
+            cache_control=CacheControlHeader(max_age=OWN_FILES_MAX_AGE_S),
+        ),
+        *(
+            create_static_files_router(
+                path=path,
+                directories=[settings.node_modules_dir / package],
+                name=path.strip("/").replace("/", "-"),
+                guards=[no_nul_in_path],
+                middleware=COMPRESSED,
+                cache_control=CacheControlHeader(max_age=VENDORED_MAX_AGE_S),
+            )
+            for path, package in VENDORED_PACKAGES.items()
+        ),
     ]

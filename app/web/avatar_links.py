@@ -21,5 +21,8 @@ class AvatarLinksController(Controller):
     @get("/avatars/{avatar_id:str}/portrait.svg")
     async def portrait(self, db_session: NamedDependency[AsyncSession], avatar_id: FromPath[str]) -> Response[str]:
         avatar = await get_avatar(db_session, parse_avatar_id(avatar_id))
-        return Response(portrait_svg(avatar.id, f"Portrait of {avatar.name}"), media_type="image/svg+xml",
-                        headers={"cache-control": f"public, max-age={PORTRAIT_MAX_AGE_S}"})
+        return Response(
+            portrait_svg(avatar.id, f"Portrait of {avatar.name}"),
+            media_type="image/svg+xml",
+            headers={"cache-control": f"public, max-age={PORTRAIT_MAX_AGE_S}"},
+        )

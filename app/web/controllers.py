@@ -125,7 +125,12 @@ class WebController(Controller):
         holders = await market.holders(db_session, avatar.id, cursor=None, limit=TOP_HOLDERS)
         points = curve_points(details.market.supply, await reader.divisor())
         return page(
-            chain, "avatar.html", avatar=details, trades=trades.items, holders=holders.items, curve_points=points,
+            chain,
+            "avatar.html",
+            avatar=details,
+            trades=trades.items,
+            holders=holders.items,
+            curve_points=points,
             **await avatar_page_extras(db_session, signing(chain), Prior.of(settings), avatar.id),
         )
 

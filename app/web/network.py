@@ -25,10 +25,20 @@ class NetworkPageController(Controller):
     exception_handlers = {AppError: error_page}
 
     @get("/network")
-    async def network_page(self, request: Request[Any, Any, Any], chain: NamedDependency[Chain],
-                           settings: NamedDependency[Settings], db_session: NamedDependency[AsyncSession],
-                           window: Annotated[str, Parameter(max_length=8)] = "7d") -> Template:
-        usage = await cached_usage(request.app.stores.get(USAGE_STORE), db_session,
-                                   parse_choice(Window, window, "window"), settings.network_usage_cache_s)
-        return page(chain, "network.html", usage=usage,
-                    lorenz_points=lorenz_svg_points(usage.distribution.lorenz, LORENZ_BOX))
+    async def network_page(
+        self,
+        request: Request[Any, Any, Any],
+        chain: NamedDependency[Chain],
+        settings: NamedDependency[Settings],
+        db_session: NamedDependency[AsyncSession],
+        window: Annotated[str, Parameter(max_length=8)] = "7d",
+    ) -> Template:
+        usage = await cached_usage(
+            request.app.stores.get(USAGE_STORE),
+            db_session,
+            parse_choice(Window, window, "window"),
+            settings.network_usage_cache_s,
+        )
+        return page(
+            chain, "network.html", usage=usage, lorenz_points=lorenz_svg_points(usage.distribution.lorenz, LORENZ_BOX)
+        )

@@ -9,8 +9,16 @@ from html import escape
 # (skin, hair) pairs and backgrounds, chosen to read well in light and dark themes alike.
 SKINS = ("#f1c7a5", "#e0a981", "#c68642", "#8d5524", "#f6d7c3", "#a86b4a")
 HAIRS = ("#2b1b12", "#5a3a22", "#a0522d", "#d8b26e", "#1f1f1f", "#7b7b7b", "#b5432f")
-BACKGROUNDS = (("#6366f1", "#a5b4fc"), ("#0ea5e9", "#7dd3fc"), ("#10b981", "#6ee7b7"), ("#f59e0b", "#fcd34d"),
-               ("#ec4899", "#f9a8d4"), ("#8b5cf6", "#c4b5fd"), ("#ef4444", "#fca5a5"), ("#14b8a6", "#5eead4"))
+BACKGROUNDS = (
+    ("#6366f1", "#a5b4fc"),
+    ("#0ea5e9", "#7dd3fc"),
+    ("#10b981", "#6ee7b7"),
+    ("#f59e0b", "#fcd34d"),
+    ("#ec4899", "#f9a8d4"),
+    ("#8b5cf6", "#c4b5fd"),
+    ("#ef4444", "#fca5a5"),
+    ("#14b8a6", "#5eead4"),
+)
 SHIRTS = ("#1e293b", "#334155", "#7c2d12", "#14532d", "#1e3a8a", "#581c87", "#f8fafc")
 HAIR_SHAPES = (
     "M26 44c0-18 10-28 24-28s24 10 24 28c-4-8-10-12-24-12s-20 4-24 12z",  # short
@@ -45,8 +53,10 @@ def portrait_svg(seed: str, label: str) -> str:
 
 
 def _glasses(eye_y: int) -> str:
-    return (f'<g fill="none" stroke="#1f1f1f" stroke-width="1.6"><circle cx="42" cy="{eye_y}" r="6"/>'
-            f'<circle cx="58" cy="{eye_y}" r="6"/><path d="M48 {eye_y}h4"/></g>')
+    return (
+        f'<g fill="none" stroke="#1f1f1f" stroke-width="1.6"><circle cx="42" cy="{eye_y}" r="6"/>'
+        f'<circle cx="58" cy="{eye_y}" r="6"/><path d="M48 {eye_y}h4"/></g>'
+    )
 
 
 def portrait_url(avatar_id: str, image_url: str) -> str:

@@ -28,19 +28,23 @@ def text_plain(origin: str | None = None, **extra: str) -> dict[str, str]:
     return {"content-type": "text/plain", **({"Origin": origin} if origin else {}), **extra}
 
 
-async def test_a_foreign_page_cannot_launch_or_edit_with_the_session(client: AsyncTestClient[Litestar],
-                                                                     creator: LocalAccount) -> None:
+async def test_a_foreign_page_cannot_launch_or_edit_with_the_session(
+    client: AsyncTestClient[Litestar], creator: LocalAccount
+) -> None:
     await sign_in(client, creator)
     launched = (await client.post("/api/avatars", json=AVATAR)).json()
     edit = json.dumps({"bio": "pwned"})
 
-    posted = await client.post("/api/avatars", content=json.dumps(AVATAR | {"handle": "evil"}),
-                               headers=text_plain(EVIL))
+    posted = await client.post(
+        "/api/avatars", content=json.dumps(AVATAR | {"handle": "evil"}), headers=text_plain(EVIL)
+    )
     patched = await client.patch(f"/api/avatars/{launched['id']}", content=edit, headers=text_plain(EVIL))
-    as_json = await client.patch(f"/api/avatars/{launched['id']}", content=edit,
-                                 headers={"content-type": "application/json", "Origin": EVIL})
-    fetch_metadata = await client.patch(f"/api/avatars/{launched['id']}", json={"bio": "pwned"},
-                                        headers={"Sec-Fetch-Site": "cross-site"})
+    as_json = await client.patch(
+        f"/api/avatars/{launched['id']}", content=edit, headers={"content-type": "application/json", "Origin": EVIL}
+    )
+    fetch_metadata = await client.patch(
+        f"/api/avatars/{launched['id']}", json={"bio": "pwned"}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
     logout = await client.post("/api/auth/logout", headers={"Origin": "null"})
 
     for response in (posted, patched, as_json, fetch_metadata, logout):
@@ -50,16 +54,19 @@ async def test_a_foreign_page_cannot_launch_or_edit_with_the_session(client: Asy
     assert (await client.get("/api/auth/me")).status_code == 200
 
 
-async def test_the_own_origin_works_with_json_and_gets_415_otherwise(client: AsyncTestClient[Litestar],
-                                                                     creator: LocalAccount) -> None:
+async def test_the_own_origin_works_with_json_and_gets_415_otherwise(
+    client: AsyncTestClient[Litestar], creator: LocalAccount
+) -> None:
     await sign_in(client, creator)
     json_own = {"content-type": "application/json", "Origin": OWN, "Sec-Fetch-Site": "same-origin"}
 
     posted = await client.post("/api/avatars", content=json.dumps(AVATAR), headers=json_own)
-    patched = await client.patch(f"/api/avatars/{posted.json()['id']}", content=json.dumps({"bio": "edited"}),
-                                 headers=json_own)
-    plain = await client.patch(f"/api/avatars/{posted.json()['id']}", content=json.dumps({"bio": "plain"}),
-                               headers=text_plain(OWN))
+    patched = await client.patch(
+        f"/api/avatars/{posted.json()['id']}", content=json.dumps({"bio": "edited"}), headers=json_own
+    )
+    plain = await client.patch(
+        f"/api/avatars/{posted.json()['id']}", content=json.dumps({"bio": "plain"}), headers=text_plain(OWN)
+    )
 
     assert posted.status_code == 201, posted.text
     assert patched.status_code == 200, patched.text
@@ -69,13 +76,15 @@ async def test_the_own_origin_works_with_json_and_gets_415_otherwise(client: Asy
 
 
 async def test_clients_without_origin_or_cookie_are_not_browsers_acting_for_a_page(
-        client: AsyncTestClient[Litestar], creator: LocalAccount) -> None:
+    client: AsyncTestClient[Litestar], creator: LocalAccount
+) -> None:
     """curl, servers and the official SDKs send neither Origin nor Sec-Fetch-Site."""
     await sign_in(client, creator)
     posted = await client.post("/api/avatars", json=AVATAR)
     client.cookies.clear()
-    faucet = await client.post("/api/dev/faucet", content=json.dumps({"address": creator.address}),
-                               headers=text_plain(EVIL))  # no session: acts for nobody
+    faucet = await client.post(
+        "/api/dev/faucet", content=json.dumps({"address": creator.address}), headers=text_plain(EVIL)
+    )  # no session: acts for nobody
 
     assert posted.status_code == 201, posted.text
     assert faucet.status_code == 200, faucet.text

@@ -75,8 +75,7 @@ async def closed(served: Served, path: str, headers: dict[str, str]) -> tuple[in
     return refused.value.rcvd.code, refused.value.rcvd.reason
 
 
-async def test_chat_websocket_refuses_a_foreign_origin_with_a_valid_cookie(served: Served,
-                                                                          fan: LocalAccount) -> None:
+async def test_chat_websocket_refuses_a_foreign_origin_with_a_valid_cookie(served: Served, fan: LocalAccount) -> None:
     http = await served.signed_in(fan)
     cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
     path = f"/ws/avatars/0x{'ab' * 16}/chat"  # no such avatar: the origin is checked first

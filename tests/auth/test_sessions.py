@@ -29,8 +29,9 @@ def stamp(moment: datetime) -> str:
 
 async def verify(client: AsyncTestClient[Litestar], fan: LocalAccount, **overrides: object) -> httpx.Response:
     issued = (await client.get("/api/auth/nonce")).json()
-    message = siwe_message(fan, nonce=issued["nonce"], chain_id=issued["chain_id"], domain=issued["domain"],
-                           **overrides)  # type: ignore[arg-type]
+    message = siwe_message(
+        fan, nonce=issued["nonce"], chain_id=issued["chain_id"], domain=issued["domain"], **overrides
+    )  # type: ignore[arg-type]
     return await client.post("/api/auth/verify", json={"message": message, "signature": sign(fan, message)})
 
 
@@ -59,8 +60,9 @@ async def test_sign_in_rotates_a_planted_session_id(client: AsyncTestClient[Lite
     assert (await client.get("/api/auth/me")).status_code == 401
 
 
-async def test_the_session_route_says_who_is_signed_in_without_a_401(client: AsyncTestClient[Litestar],
-                                                                      fan: LocalAccount) -> None:
+async def test_the_session_route_says_who_is_signed_in_without_a_401(
+    client: AsyncTestClient[Litestar], fan: LocalAccount
+) -> None:
     signed_out = await client.get("/api/auth/session")
     use_cookie(client, (await verify(client, fan)).cookies["session"])
     signed_in = await client.get("/api/auth/session")
@@ -71,7 +73,8 @@ async def test_the_session_route_says_who_is_signed_in_without_a_401(client: Asy
 
 
 async def test_a_signed_in_session_planted_in_a_browser_ends_at_the_next_sign_in(
-        client: AsyncTestClient[Litestar], chain: Chain, fan: LocalAccount) -> None:
+    client: AsyncTestClient[Litestar], chain: Chain, fan: LocalAccount
+) -> None:
     await sign_in(client, chain.dev_accounts[4])  # the attacker's own session
     planted = client.cookies["session"]
     use_cookie(client, planted)
@@ -82,14 +85,18 @@ async def test_a_signed_in_session_planted_in_a_browser_ends_at_the_next_sign_in
     assert (await client.get("/api/auth/me")).status_code == 401  # not the fan: the old id is gone
 
 
-@pytest.mark.parametrize(("overrides", "code", "field"), [
-    ({"issued_at": stamp(datetime.now(UTC) + timedelta(minutes=5))}, "not_yet_valid", "issued_at"),
-    ({"issued_at": stamp(datetime.now(UTC) - timedelta(minutes=11))}, "expired_message", "issued_at"),
-    ({"expires_in": None}, "malformed_message", "expiration_time"),
-    ({"expires_in": timedelta(days=30)}, "malformed_message", "expiration_time"),
-])
-async def test_sign_in_messages_are_fresh_and_expire_soon(client: AsyncTestClient[Litestar], fan: LocalAccount,
-                                                          overrides: dict, code: str, field: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "code", "field"),
+    [
+        ({"issued_at": stamp(datetime.now(UTC) + timedelta(minutes=5))}, "not_yet_valid", "issued_at"),
+        ({"issued_at": stamp(datetime.now(UTC) - timedelta(minutes=11))}, "expired_message", "issued_at"),
+        ({"expires_in": None}, "malformed_message", "expiration_time"),
+        ({"expires_in": timedelta(days=30)}, "malformed_message", "expiration_time"),
+    ],
+)
+async def test_sign_in_messages_are_fresh_and_expire_soon(
+    client: AsyncTestClient[Litestar], fan: LocalAccount, overrides: dict, code: str, field: str
+) -> None:
     response = await verify(client, fan, **overrides)
     body = response.json()
 
@@ -111,7 +118,11 @@ def test_a_real_chain_needs_the_public_domain(tmp_path: Path) -> None:
     check_backend_settings(remote.model_copy(update={"public_domain": "twin.example.org"}))
     check_backend_settings(Settings())  # embedded: the Host is the domain
 
-    result = run_twin({"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}", "TWIN_CHAIN_RPC_URL": "http://127.0.0.1:9"},
-                      "serve", "--port", str(free_port()))
+    result = run_twin(
+        {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path / 'twin.db'}", "TWIN_CHAIN_RPC_URL": "http://127.0.0.1:9"},
+        "serve",
+        "--port",
+        str(free_port()),
+    )
     assert result.returncode == 2
     assert "TWIN_PUBLIC_DOMAIN" in result.stderr

@@ -54,8 +54,9 @@ async def test_nonce_names_domain_and_chain(client: AsyncTestClient[Litestar], c
         ("garbage_signature", "bad_signature"),
     ],
 )
-async def test_sign_in_refusals(client: AsyncTestClient[Litestar], chain: Chain, fan: LocalAccount,
-                                case: str, code: str) -> None:
+async def test_sign_in_refusals(
+    client: AsyncTestClient[Litestar], chain: Chain, fan: LocalAccount, case: str, code: str
+) -> None:
     issued = await nonce(client)
     kwargs: dict = {"nonce": issued["nonce"], "chain_id": chain.chain_id}
     signer = fan

@@ -50,7 +50,6 @@ class Traffic:
                 self._streams.append((self.clock.now + self.service_s, stream))
 
 
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

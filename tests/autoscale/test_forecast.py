@@ -13,8 +13,9 @@ from tests.autoscale.conftest import MODEL, FakeClock, Traffic
 
 AVATAR = "0x" + "ab" * 16
 QUIET = "0x" + "cd" * 16
-POLICY = ScalingPolicy(streams_per_node=8, headroom=0.25, min_nodes=1, max_nodes=100, cold_start_s=120,
-                       stabilization_s=300)
+POLICY = ScalingPolicy(
+    streams_per_node=8, headroom=0.25, min_nodes=1, max_nodes=100, cold_start_s=120, stabilization_s=300
+)
 
 
 @pytest.fixture
@@ -26,8 +27,9 @@ def decide(forecaster: Forecaster, meter: DemandMeter, current_nodes: int) -> De
     return forecaster.decide(meter.snapshot(), current_nodes)
 
 
-def test_steady_demand_holds_its_count_and_its_decision(forecaster: Forecaster, meter: DemandMeter,
-                                                         traffic: Traffic) -> None:
+def test_steady_demand_holds_its_count_and_its_decision(
+    forecaster: Forecaster, meter: DemandMeter, traffic: Traffic
+) -> None:
     traffic.run(300, 0.4, AVATAR)  # 0.4 messages/s x 20 s = 8 streams, x 1.25 headroom = 10 → 2 nodes of 8
     first = decide(forecaster, meter, 2)
     traffic.run(60, 0.4, AVATAR)
@@ -49,8 +51,9 @@ def test_a_spike_is_met_in_one_decision(forecaster: Forecaster, meter: DemandMet
     assert decision.reason.startswith("up: ")
 
 
-def test_scale_down_waits_out_the_stabilization_window(forecaster: Forecaster, meter: DemandMeter, traffic: Traffic,
-                                                       clock: FakeClock) -> None:
+def test_scale_down_waits_out_the_stabilization_window(
+    forecaster: Forecaster, meter: DemandMeter, traffic: Traffic, clock: FakeClock
+) -> None:
     traffic.run(300, 2.0, AVATAR)  # 40 streams → 7 nodes
     high = decide(forecaster, meter, 7)
     assert high.desired_nodes == 7
@@ -69,7 +72,8 @@ def test_scale_down_waits_out_the_stabilization_window(forecaster: Forecaster, m
 
 
 def test_while_nodes_join_the_count_follows_the_queue_as_a_reactive_hpa_would(
-        forecaster: Forecaster, meter: DemandMeter, traffic: Traffic, clock: FakeClock) -> None:
+    forecaster: Forecaster, meter: DemandMeter, traffic: Traffic, clock: FakeClock
+) -> None:
     traffic.run(300, 0.4, AVATAR)
     decide(forecaster, meter, 2)
     traffic.run(30, 2.0, AVATAR, queue=True)
@@ -83,12 +87,14 @@ def test_while_nodes_join_the_count_follows_the_queue_as_a_reactive_hpa_would(
     # Never fewer than an HPA on streams in flight and waiting asks for, at any tick.
     assert all(decision.desired_nodes >= POLICY.nodes_for(decision.demand_streams) for decision in joining)
     assert joining[-1].desired_nodes > spike.desired_nodes
-    assert any(decision.reason.startswith("up again: ") and "in flight and waiting" in decision.reason
-               for decision in joining)
+    assert any(
+        decision.reason.startswith("up again: ") and "in flight and waiting" in decision.reason for decision in joining
+    )
 
 
-def test_a_bigger_spike_while_nodes_join_scales_up_again(forecaster: Forecaster, meter: DemandMeter,
-                                                         traffic: Traffic) -> None:
+def test_a_bigger_spike_while_nodes_join_scales_up_again(
+    forecaster: Forecaster, meter: DemandMeter, traffic: Traffic
+) -> None:
     traffic.run(300, 0.4, AVATAR)
     decide(forecaster, meter, 2)
     traffic.run(30, 2.0, AVATAR, queue=True)
@@ -209,8 +215,9 @@ def test_the_earnings_signal_rises_ahead_of_the_peak() -> None:
     assert int(ahead.forecast) <= POLICY.streams_per_node * 3_600 // 20 * 10**15 * 1.01
 
 
-def test_no_node_goes_while_fans_wait(forecaster: Forecaster, meter: DemandMeter, traffic: Traffic,
-                                      clock: FakeClock) -> None:
+def test_no_node_goes_while_fans_wait(
+    forecaster: Forecaster, meter: DemandMeter, traffic: Traffic, clock: FakeClock
+) -> None:
     traffic.run(300, 2.0, AVATAR)  # 40 streams → 7 nodes
     assert decide(forecaster, meter, 7).desired_nodes == 7
     traffic.run(1, 1.0, AVATAR, queue=True)  # one fan waits, and keeps waiting

@@ -29,8 +29,13 @@ from tests.test_readme import known_variables
 
 INFRA = CHECKOUT_ROOT / "infra"
 NAMESPACE = "twin"
-EXPOSED_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
-                    "gauge": ("",), "summary": ("", "_count", "_sum", "_created"), "info": ("_info",)}
+EXPOSED_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
 KEDA_METRIC_TYPES = {"AverageValue", "Value", "Utilization"}
 
 
@@ -69,10 +74,18 @@ def exposed_metric_names() -> set[str]:
 
 
 def promql_expressions() -> list[str]:
-    trigger_queries = [trigger["metadata"]["query"] for scaled in objects("ScaledObject")
-                       for trigger in scaled["spec"]["triggers"] if trigger["type"] == "prometheus"]
-    alert_exprs = [rule["expr"] for rules in objects("PrometheusRule") for group in rules["spec"]["groups"]
-                   for rule in group["rules"]]
+    trigger_queries = [
+        trigger["metadata"]["query"]
+        for scaled in objects("ScaledObject")
+        for trigger in scaled["spec"]["triggers"]
+        if trigger["type"] == "prometheus"
+    ]
+    alert_exprs = [
+        rule["expr"]
+        for rules in objects("PrometheusRule")
+        for group in rules["spec"]["groups"]
+        for rule in group["rules"]
+    ]
     return trigger_queries + alert_exprs
 
 
@@ -89,8 +102,17 @@ def proxy_node(chain: Chain) -> Litestar:
 def test_every_manifest_names_its_kind_and_lives_in_the_namespace() -> None:
     found = list(manifests())
     assert {document["kind"] for _, document in found} >= {
-        "Namespace", "ConfigMap", "Secret", "Deployment", "Service", "ScaledObject", "ServiceMonitor",
-        "PrometheusRule", "Kustomization", "HorizontalPodAutoscaler"}
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "ScaledObject",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "Kustomization",
+        "HorizontalPodAutoscaler",
+    }
     for path, document in found:
         assert document.get("apiVersion"), path
         if document["kind"] == "Kustomization":
@@ -141,8 +163,11 @@ def test_probes_and_scrapes_hit_routes_the_apps_serve(backend: Litestar, proxy_n
 def test_services_route_to_a_deployment_port() -> None:
     for service in objects("Service"):
         selector = service["spec"]["selector"].items()
-        (deployment,) = [deployment for deployment in objects("Deployment")
-                         if selector <= deployment["spec"]["template"]["metadata"]["labels"].items()]
+        (deployment,) = [
+            deployment
+            for deployment in objects("Deployment")
+            if selector <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        ]
         ports = {port["name"] for container in containers(deployment) for port in container.get("ports", [])}
         assert {port["targetPort"] for port in service["spec"]["ports"]} <= ports
 
@@ -155,14 +180,20 @@ def test_settings_given_to_the_pods_are_real_and_valid() -> None:
         given |= secret["stringData"]
     for deployment in objects("Deployment"):
         for container in containers(deployment):
-            given |= {env["name"]: env.get("value", "") for env in container.get("env", [])
-                      if env["name"].startswith("TWIN_")}
+            given |= {
+                env["name"]: env.get("value", "") for env in container.get("env", []) if env["name"].startswith("TWIN_")
+            }
     twin = {name: value for name, value in given.items() if name.startswith("TWIN_")}
     assert set(twin) - known_variables() == set()
     placeholders = {name: value for name, value in twin.items() if "change-me" in value or "$(" in value}
-    assert set(placeholders) <= {"TWIN_CHAIN_RPC_URL", "TWIN_DATABASE_URL", "TWIN_REDIS_URL",
-                                 "TWIN_PROXY_PLATFORM_WALLET_KEY", "TWIN_PROXY_PAYMENT_PRIVATE_KEY",
-                                 "TWIN_PROXY_PUBLIC_URL"}
+    assert set(placeholders) <= {
+        "TWIN_CHAIN_RPC_URL",
+        "TWIN_DATABASE_URL",
+        "TWIN_REDIS_URL",
+        "TWIN_PROXY_PLATFORM_WALLET_KEY",
+        "TWIN_PROXY_PAYMENT_PRIVATE_KEY",
+        "TWIN_PROXY_PUBLIC_URL",
+    }
     settable = {name: value for name, value in twin.items() if name not in placeholders}
     with mock.patch.dict(os.environ, settable):  # what the pods get passes the apps' own validation
         settings = load_settings()
@@ -180,7 +211,10 @@ def test_the_backend_runs_several_replicas_scaled_on_cpu() -> None:
     assert 2 <= hpa["spec"]["minReplicas"] <= backend["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
     (metric,) = hpa["spec"]["metrics"]
     assert (metric["type"], metric["resource"]["name"], metric["resource"]["target"]["type"]) == (
-        "Resource", "cpu", "Utilization")
+        "Resource",
+        "cpu",
+        "Utilization",
+    )
     assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100
     (container,) = backend["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["requests"]["cpu"]  # utilization is measured against the request
@@ -241,14 +275,24 @@ def test_the_signal_trigger_reads_the_real_route_and_field(backend: Litestar) ->
 
 def test_queries_and_alerts_name_metrics_the_code_defines(backend: Litestar, proxy_node: Litestar) -> None:
     exposed = exposed_metric_names()
-    named_in_queries = {name for expression in promql_expressions()
-                        for name in re.findall(r"\b(twin_[a-z0-9_]+)\b", expression)}
-    assert named_in_queries >= {"twin_chat_queue_depth", "twin_chat_queue_wait_seconds_bucket",
-                                "twin_indexer_lag_blocks", "twin_proxy_payments_total",
-                                "twin_autoscale_desired_nodes"}
+    named_in_queries = {
+        name for expression in promql_expressions() for name in re.findall(r"\b(twin_[a-z0-9_]+)\b", expression)
+    }
+    assert named_in_queries >= {
+        "twin_chat_queue_depth",
+        "twin_chat_queue_wait_seconds_bucket",
+        "twin_indexer_lag_blocks",
+        "twin_proxy_payments_total",
+        "twin_autoscale_desired_nodes",
+    }
     assert named_in_queries - exposed == set()
-    buckets = {sample.labels["le"] for metric in REGISTRY.collect() if metric.name == "twin_chat_queue_wait_seconds"
-               for sample in metric.samples if sample.name.endswith("_bucket")}
+    buckets = {
+        sample.labels["le"]
+        for metric in REGISTRY.collect()
+        if metric.name == "twin_chat_queue_wait_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_bucket")
+    }
     for expression in promql_expressions():
         for bound in re.findall(r'twin_chat_queue_wait_seconds_bucket\{le="([^"]+)"\}', expression):
             assert bound in buckets

@@ -67,8 +67,9 @@ def test_refusals_are_counted_by_reason_and_free_the_place(meter: DemandMeter) -
     assert figures(meter).queue_depth == 0
 
 
-def test_rates_cover_their_windows_and_idle_avatars_are_forgotten(meter: DemandMeter, traffic: Traffic,
-                                                                  clock: FakeClock) -> None:
+def test_rates_cover_their_windows_and_idle_avatars_are_forgotten(
+    meter: DemandMeter, traffic: Traffic, clock: FakeClock
+) -> None:
     traffic.run(SHORT_WINDOW_S, 2.0, AVATAR)
     assert figures(meter).arrivals_per_s == 2.0
     traffic.run(SHORT_WINDOW_S, 0.0, AVATAR)

@@ -33,8 +33,12 @@ async def served(request: pytest.FixtureRequest, settings: Settings, chain: Chai
         async with serving(settings, chain) as running:
             yield running
         return
-    async with isolated_redis() as redis, serving(
-            settings.model_copy(update={"redis_url": redis.url, "redis_namespace": redis.namespace}), chain) as running:
+    async with (
+        isolated_redis() as redis,
+        serving(
+            settings.model_copy(update={"redis_url": redis.url, "redis_namespace": redis.namespace}), chain
+        ) as running,
+    ):
         yield running
 
 
@@ -75,10 +79,15 @@ async def test_acknowledgements_are_recorded_per_operator(served: Served) -> Non
     async with operator(served) as socket:
         decision_id = (await receive(socket))["decision_id"]
         for name, action in (("op-1", "joining"), ("op-2", "declined"), ("op-1", "seen"), ("op-3", "joining")):
-            await socket.send(json.dumps({"type": "ack", "decision_id": decision_id, "operator": name,
-                                          "action": action, "nodes": 2}))
-            assert await receive(socket) == {"type": "ack_recorded", "decision_id": decision_id, "operator": name,
-                                             "action": action}
+            await socket.send(
+                json.dumps({"type": "ack", "decision_id": decision_id, "operator": name, "action": action, "nodes": 2})
+            )
+            assert await receive(socket) == {
+                "type": "ack_recorded",
+                "decision_id": decision_id,
+                "operator": name,
+                "action": action,
+            }
     signal = (await http.get("/api/autoscale/signal")).json()
     assert signal["acks"] == {"declined": 1, "seen": 1, "joining": 1}  # op-1's latest word replaced its first
     metrics = (await http.get("/metrics")).text
@@ -91,18 +100,36 @@ MALFORMED = [
     ("[1, 2]", "bad_frame", None),
     (json.dumps({"type": "subscribe"}), "unknown_type", "type"),
     (json.dumps({"type": "ack"}), "invalid_ack", "decision_id"),
-    (json.dumps({"type": "ack", "decision_id": "zz", "operator": "op", "action": "seen"}), "invalid_ack",
-     "decision_id"),
-    (json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "maybe"}), "invalid_ack",
-     "action"),
-    (json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "o" * 65, "action": "seen"}), "invalid_ack",
-     "operator"),
-    (json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "seen", "nodes": -1}),
-     "invalid_ack", "nodes"),
-    (json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "seen", "extra": 1}),
-     "invalid_ack", "extra"),
-    (json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "seen"}), "unknown_decision",
-     "decision_id"),
+    (
+        json.dumps({"type": "ack", "decision_id": "zz", "operator": "op", "action": "seen"}),
+        "invalid_ack",
+        "decision_id",
+    ),
+    (
+        json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "maybe"}),
+        "invalid_ack",
+        "action",
+    ),
+    (
+        json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "o" * 65, "action": "seen"}),
+        "invalid_ack",
+        "operator",
+    ),
+    (
+        json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "seen", "nodes": -1}),
+        "invalid_ack",
+        "nodes",
+    ),
+    (
+        json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "seen", "extra": 1}),
+        "invalid_ack",
+        "extra",
+    ),
+    (
+        json.dumps({"type": "ack", "decision_id": "0" * 32, "operator": "op", "action": "seen"}),
+        "unknown_decision",
+        "decision_id",
+    ),
     (json.dumps({"type": "ack", "padding": "x" * 5000}), "frame_too_large", None),
 ]
 
@@ -155,17 +182,29 @@ async def test_an_operator_who_never_reads_keeps_only_the_newest_decisions(setti
 async def stalled_operator_keeps_the_newest(served: Served) -> None:
     autoscale = autoscale_of(served)
     stalled = StalledOperator()
-    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
-             "path": "/ws/autoscale", "raw_path": b"/ws/autoscale", "root_path": "", "query_string": b"",
-             "headers": [], "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "subprotocols": []}
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": "/ws/autoscale",
+        "raw_path": b"/ws/autoscale",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+        "subprotocols": [],
+    }
     connection = asyncio.create_task(served.app(scope, stalled.receive, stalled.send))
     async with asyncio.timeout(RECEIVE_TIMEOUT_S):
         await stalled.first_frame.wait()
     channels = served.app.plugins.get(ChannelsPlugin)
     published = [uuid.uuid4().hex for _ in range(10 * OPERATOR_BACKLOG)]
     for decision_id in published:
-        await channels.wait_published(json.dumps({"type": "decision", "decision_id": decision_id}).encode(),
-                                      autoscale.channel)
+        await channels.wait_published(
+            json.dumps({"type": "decision", "decision_id": decision_id}).encode(), autoscale.channel
+        )
     (subscriber,) = autoscale.operators
     async with asyncio.timeout(RECEIVE_TIMEOUT_S):  # the decisions reach the subscription, which keeps the newest
         while subscriber.qsize < OPERATOR_BACKLOG - 1:  # noqa: ASYNC110 - the backlog is a queue inside Litestar
@@ -180,7 +219,7 @@ async def stalled_operator_keeps_the_newest(served: Served) -> None:
     # The decision being sent when the operator stalled, then the newest ones the backlog held; the rest dropped.
     assert len(pushed) <= OPERATOR_BACKLOG + 1
     assert pushed == sorted(pushed)
-    assert pushed[-(OPERATOR_BACKLOG - 1):] == list(range(len(published) - OPERATOR_BACKLOG + 1, len(published)))
+    assert pushed[-(OPERATOR_BACKLOG - 1) :] == list(range(len(published) - OPERATOR_BACKLOG + 1, len(published)))
     stalled.leave.set()
     await connection
     assert autoscale.operators == set()

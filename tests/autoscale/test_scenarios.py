@@ -41,8 +41,10 @@ def test_surges_without_buys_have_none(family: str) -> None:
         trace = FAMILIES[family](seed)
         assert trace.buys == []
         assert trace.lead_s is None
-        busiest = max(sum(1 for chat in trace.chats if start <= chat.at < start + 300)
-                      for start in range(int(WARM_UP_S), int(DURATION_S) - 300, 60))
+        busiest = max(
+            sum(1 for chat in trace.chats if start <= chat.at < start + 300)
+            for start in range(int(WARM_UP_S), int(DURATION_S) - 300, 60)
+        )
         assert busiest > 1.5 * trace.steady_rate * 300  # and yet chat surges
 
 
@@ -99,8 +101,13 @@ def test_nodes_fail_only_in_their_family_and_during_the_spike() -> None:
 
 
 def test_the_report_runs_end_to_end() -> None:
-    run = subprocess.run([sys.executable, str(BENCH), "--scenarios", "1", "--families", "false_alarm", "--jobs", "1"],
-                         capture_output=True, text=True, check=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--scenarios", "1", "--families", "false_alarm", "--jobs", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     lines = run.stdout.splitlines()
     assert any(line.startswith("| false_alarm (1) |") for line in lines)  # the fixed-seed table
     family = next(line.split() for line in lines if line.startswith("false_alarm "))

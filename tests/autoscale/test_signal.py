@@ -21,9 +21,21 @@ from tests.chat.conftest import Served, serving
 from tests.helpers import buy, launch
 
 AVATAR = "0x" + "ab" * 16
-SIGNAL_FIELDS = {"decision_id", "decided_at", "desired_nodes", "current_nodes", "previous_nodes", "direction",
-                 "reason", "demand_streams", "forecast_streams", "streams_per_node",
-                 "expected_earnings_wei_per_node_hour", "acks", "models"}
+SIGNAL_FIELDS = {
+    "decision_id",
+    "decided_at",
+    "desired_nodes",
+    "current_nodes",
+    "previous_nodes",
+    "direction",
+    "reason",
+    "demand_streams",
+    "forecast_streams",
+    "streams_per_node",
+    "expected_earnings_wei_per_node_hour",
+    "acks",
+    "models",
+}
 
 
 @pytest.fixture
@@ -101,8 +113,9 @@ async def test_queued_fans_raise_the_signal(served: Served, clock: LaterClock) -
     assert model["top_avatars"][0]["avatar_id"] == AVATAR
 
 
-async def test_the_signal_narrows_to_a_known_model_and_refuses_an_unknown_one(served: Served,
-                                                                             clock: LaterClock) -> None:
+async def test_the_signal_narrows_to_a_known_model_and_refuses_an_unknown_one(
+    served: Served, clock: LaterClock
+) -> None:
     http = await served.signed_in(served.chain.dev_accounts[3])
     with queued(served, clock, 5):
         await autoscale_of(served).tick()
@@ -125,8 +138,9 @@ async def test_history_has_a_point_per_tick(served: Served, clock: LaterClock) -
         await autoscale_of(served).tick()
         await autoscale_of(served).tick()
     history = (await http.get("/api/autoscale/history")).json()
-    assert [set(point) for point in history["points"]] == [{"timestamp", "demand", "forecast", "desired",
-                                                            "current"}] * 3
+    assert [set(point) for point in history["points"]] == [
+        {"timestamp", "demand", "forecast", "desired", "current"}
+    ] * 3
     assert [point["demand"] for point in history["points"]] == [0, 24, 24]
     moments = [datetime.fromisoformat(point["timestamp"]) for point in history["points"]]
     assert moments == sorted(moments)
@@ -164,8 +178,14 @@ async def test_key_buys_on_chain_reach_the_signal(served: Served) -> None:
     (model,) = (await http.get("/api/autoscale/signal")).json()["models"]
     assert model["model"] == "twin-offline-demo"
     (avatar,) = model["top_avatars"]
-    assert avatar == {"avatar_id": avatar_id, "arrivals_per_s": 0.0, "key_buys": 5, "new_holders": 4,
-                      "silent_new_holders": 4, "holders": 4}
+    assert avatar == {
+        "avatar_id": avatar_id,
+        "arrivals_per_s": 0.0,
+        "key_buys": 5,
+        "new_holders": 4,
+        "silent_new_holders": 4,
+        "holders": 4,
+    }
     buy(chain, chain.dev_accounts[5], avatar_id, 1)
     await served.index()
     await autoscale_of(served).tick()

@@ -62,7 +62,8 @@ def logged_events() -> Iterator[list[dict[str, Any]]]:
 
 
 async def test_a_stalled_node_fails_fast_everywhere_and_the_indexer_resumes_after_it(
-        settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     async with connected_chain_of_its_own(tmp_path_factory) as chain:
         creator, fan = chain.dev_accounts[1], chain.dev_accounts[2]
         async with serving(settings.model_copy(update=PROBE), chain) as served:
@@ -90,8 +91,9 @@ async def stall_and_resume(served: Served, chain: Chain, creator: LocalAccount, 
         os.kill(pid, signal.SIGSTOP)
         try:
             # A quote asked at the moment of the stall waits only until the probe sees it, not 5 s.
-            took, status, body, retry_after = await timed_get(served, f"/api/avatars/{avatar_id}/quote",
-                                                              side="buy", amount=1)
+            took, status, body, retry_after = await timed_get(
+                served, f"/api/avatars/{avatar_id}/quote", side="buy", amount=1
+            )
             assert (status, body["error"]) == (503, "chain_unavailable"), body
             assert int(retry_after) > 0
             assert took < provider._request_kwargs["timeout"].total, took

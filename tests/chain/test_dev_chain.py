@@ -19,7 +19,8 @@ async def rpc(client: AsyncTestClient[Litestar], method: str, *params: object) -
 
 
 async def test_faucet_funds_a_fresh_wallet_that_then_transacts_over_rpc(
-        client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], chain: Chain
+) -> None:
     wallet = Account.create()
     funded = await client.post("/api/dev/faucet", json={"address": wallet.address})
     assert funded.status_code == 200
@@ -32,10 +33,17 @@ async def test_faucet_funds_a_fresh_wallet_that_then_transacts_over_rpc(
     block = (await rpc(client, "eth_getBlockByNumber", "latest", False))["result"]
     assert len(block["logsBloom"]) == 2 + 512
     recipient = Account.create().address
-    signed = wallet.sign_transaction({
-        "to": recipient, "value": 12345, "gas": 21_000, "nonce": nonce, "chainId": chain_id,
-        "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * int(block["baseFeePerGas"], 16) + 10**9,
-    })
+    signed = wallet.sign_transaction(
+        {
+            "to": recipient,
+            "value": 12345,
+            "gas": 21_000,
+            "nonce": nonce,
+            "chainId": chain_id,
+            "maxPriorityFeePerGas": 10**9,
+            "maxFeePerGas": 2 * int(block["baseFeePerGas"], 16) + 10**9,
+        }
+    )
     sent = await rpc(client, "eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
     receipt = (await rpc(client, "eth_getTransactionReceipt", sent["result"]))["result"]
 
@@ -44,8 +52,9 @@ async def test_faucet_funds_a_fresh_wallet_that_then_transacts_over_rpc(
 
 
 @pytest.mark.parametrize("method", ["eth_call", "eth_estimateGas"])  # wallets estimate before they send
-async def test_rpc_reports_reverts_with_their_data(client: AsyncTestClient[Litestar], chain: Chain,
-                                                   method: str) -> None:
+async def test_rpc_reports_reverts_with_their_data(
+    client: AsyncTestClient[Litestar], chain: Chain, method: str
+) -> None:
     # sellKeys on an avatar that does not exist reverts with AvatarNotFound(id)
     data = chain.twin_keys.encode_abi("sellKeys", args=[b"\x01" * 16, 1, 0, 2**63])
     answer = await rpc(client, method, {"to": chain.addresses.twin_keys, "data": data}, "latest")
@@ -66,8 +75,10 @@ async def test_rpc_refuses_what_it_does_not_offer(client: AsyncTestClient[Litest
     assert wrong_shape.json()["error"]["code"] == -32600
     empty_batch = await client.post("/rpc", json=[])
     assert empty_batch.json()["error"]["code"] == -32600
-    batch = await client.post("/rpc", json=[{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"},
-                                            {"jsonrpc": "2.0", "id": 2, "method": "nope"}])
+    batch = await client.post(
+        "/rpc",
+        json=[{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"}, {"jsonrpc": "2.0", "id": 2, "method": "nope"}],
+    )
     assert [("result" in item, "error" in item) for item in batch.json()] == [(True, False), (False, True)]
 
 
@@ -78,13 +89,29 @@ async def test_faucet_refuses_a_malformed_address(client: AsyncTestClient[Litest
     assert "address" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("method", [
-    "anvil_setBalance", "anvil_mine", "anvil_reorg", "anvil_impersonateAccount", "evm_snapshot", "evm_revert",
-    "evm_setNextBlockTimestamp", "hardhat_setBalance", "debug_traceTransaction", "personal_sign",
-    "personal_unlockAccount", "eth_sendTransaction", "eth_sign", "txpool_content", "admin_nodeInfo",
-])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "anvil_setBalance",
+        "anvil_mine",
+        "anvil_reorg",
+        "anvil_impersonateAccount",
+        "evm_snapshot",
+        "evm_revert",
+        "evm_setNextBlockTimestamp",
+        "hardhat_setBalance",
+        "debug_traceTransaction",
+        "personal_sign",
+        "personal_unlockAccount",
+        "eth_sendTransaction",
+        "eth_sign",
+        "txpool_content",
+        "admin_nodeInfo",
+    ],
+)
 async def test_rpc_keeps_the_nodes_dev_and_admin_methods_from_the_public(
-        client: AsyncTestClient[Litestar], chain: Chain, method: str) -> None:
+    client: AsyncTestClient[Litestar], chain: Chain, method: str
+) -> None:
     head = chain.embedded.w3.eth.block_number
     answer = await rpc(client, method, chain.dev_accounts[1].address, "0x1")
 
@@ -109,14 +136,18 @@ async def test_chain_facts_let_a_wallet_or_node_join(client: AsyncTestClient[Lit
     assert facts["chain_id"] == chain.chain_id == 31337
     assert facts["embedded"] is True
     assert facts["rpc_url"].endswith("/rpc")
-    assert facts["contracts"] == {"twin_keys": chain.addresses.twin_keys, "opg": chain.addresses.opg,
-                                  "node_registry": chain.addresses.node_registry}
+    assert facts["contracts"] == {
+        "twin_keys": chain.addresses.twin_keys,
+        "opg": chain.addresses.opg,
+        "node_registry": chain.addresses.node_registry,
+    }
     assert facts["deployment_block"] == chain.embedded.deployment.block > 0
     assert facts["state_lost"] is False
 
 
 async def test_wallets_are_told_the_tip_recent_blocks_paid_not_anvils_fixed_gwei(
-        client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], chain: Chain
+) -> None:
     tip = int((await rpc(client, "eth_maxPriorityFeePerGas"))["result"], 16)
 
     assert chain.embedded.call("eth_maxPriorityFeePerGas") == hex(10**9)  # what the node itself says

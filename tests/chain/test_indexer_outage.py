@@ -30,7 +30,8 @@ async def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
 
 
 async def test_a_stalled_node_pauses_indexing_and_answers_503_then_everything_catches_up(
-        settings: Settings, chain: Chain, client: AsyncTestClient[Litestar]) -> None:
+    settings: Settings, chain: Chain, client: AsyncTestClient[Litestar]
+) -> None:
     assert chain.embedded is not None
     avatar_id = await launch(client, chain, chain.dev_accounts[1], "outage")
     impatient = chain_from_embedded(chain.embedded, timeout_s=STALL_TIMEOUT_S)
@@ -52,8 +53,7 @@ async def test_a_stalled_node_pauses_indexing_and_answers_503_then_everything_ca
                 assert (await stalled_client.get("/healthz")).status_code == 200
 
                 started = time.monotonic()
-                quote = await stalled_client.get(f"/api/avatars/{avatar_id}/quote",
-                                                 params={"side": "buy", "amount": 1})
+                quote = await stalled_client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 1})
                 assert time.monotonic() - started < 5 * STALL_TIMEOUT_S + 2  # a deadline, not a hang
                 assert quote.status_code == 503
                 assert quote.json()["error"] == "chain_unavailable"

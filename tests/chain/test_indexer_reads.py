@@ -23,15 +23,16 @@ from tests.helpers import FAR_DEADLINE, avatar_bytes, buy, sell, transact
 def create(chain: Chain, creator_index: int = 1) -> str:
     creator = chain.dev_accounts[creator_index]
     avatar_id = avatar_id_for(creator.address, int.from_bytes(os.urandom(4), "big"))  # bound to its creator
-    transact(chain, creator, "createAvatar", avatar_bytes(avatar_id), "ipfs://meta", 1, 0,
-             FAR_DEADLINE)
+    transact(chain, creator, "createAvatar", avatar_bytes(avatar_id), "ipfs://meta", 1, 0, FAR_DEADLINE)
     return avatar_id
 
 
 def plain_logs(chain: Chain) -> list[dict[str, Any]]:
     assert chain.embedded is not None
-    return chain.embedded.call("eth_getLogs", {"fromBlock": hex(chain.deployment_block), "toBlock": "latest",
-                                               "address": chain.addresses.twin_keys})
+    return chain.embedded.call(
+        "eth_getLogs",
+        {"fromBlock": hex(chain.deployment_block), "toBlock": "latest", "address": chain.addresses.twin_keys},
+    )
 
 
 async def test_every_twin_keys_event_decodes_as_web3_decodes_it(chain: Chain) -> None:
@@ -50,17 +51,27 @@ async def test_every_twin_keys_event_decodes_as_web3_decodes_it(chain: Chain) ->
     sync_keys = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
     formatted = sync_keys.w3.eth.get_logs({"fromBlock": chain.deployment_block, "address": chain.addresses.twin_keys})
     plain = plain_logs(chain)
-    decoders = {"0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(abi, getattr(chain.twin_keys.events,
-                                                                                      abi["name"]))
-                for abi in chain.twin_keys.abi if abi.get("type") == "event"}
+    decoders = {
+        "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(abi, getattr(chain.twin_keys.events, abi["name"]))
+        for abi in chain.twin_keys.abi
+        if abi.get("type") == "event"
+    }
     seen = set()
     for raw, web3_log in zip(plain, formatted, strict=True):
         decoder = decoders[raw["topics"][0]]
         expected = sync_keys.events[decoder.name]().process_log(web3_log)
         assert decoder.decode(raw) == dict(expected["args"]), decoder.name
         seen.add(decoder.name)
-    assert {"AvatarCreated", "Trade", "CreatorFeesWithdrawn", "ProtocolFeesWithdrawn", "ProtocolFeePercentUpdated",
-            "CreatorFeePercentUpdated", "Paused", "Unpaused"} <= seen
+    assert {
+        "AvatarCreated",
+        "Trade",
+        "CreatorFeesWithdrawn",
+        "ProtocolFeesWithdrawn",
+        "ProtocolFeePercentUpdated",
+        "CreatorFeePercentUpdated",
+        "Paused",
+        "Unpaused",
+    } <= seen
 
 
 class UndatedLogs(Indexer):
@@ -88,20 +99,24 @@ async def test_logs_without_timestamps_are_dated_from_their_block_headers(chain:
     engine = create_engine(database_url)
     try:
         sessions = session_factory(engine)
-        indexer = UndatedLogs(chain.w3, chain.twin_keys, MarketProjection(1_600_000), sessions,
-                              start_block=first, batch_blocks=3)
+        indexer = UndatedLogs(
+            chain.w3, chain.twin_keys, MarketProjection(1_600_000), sessions, start_block=first, batch_blocks=3
+        )
         assert await indexer.sync() == 6  # the creation and its trade, then four buys
         async with sessions() as session:
             trades = (await session.scalars(select(Trade))).all()
             hashes = {row.number: row.hash for row in await session.scalars(select(IndexedBlock))}
     finally:
         await engine.dispose()
-    blocks = {number: chain.embedded.w3.eth.get_block(number)
-              for number in range(first, chain.embedded.w3.eth.block_number + 1)}
+    blocks = {
+        number: chain.embedded.w3.eth.get_block(number)
+        for number in range(first, chain.embedded.w3.eth.block_number + 1)
+    }
     assert len(trades) == 5
     assert indexer.header_reads == len({trade.block_number for trade in trades}) == 5  # each read once, in batches
     for trade in trades:
-        assert trade.timestamp.replace(tzinfo=UTC) == datetime.fromtimestamp(blocks[trade.block_number]["timestamp"],
-                                                                              UTC)
+        assert trade.timestamp.replace(tzinfo=UTC) == datetime.fromtimestamp(
+            blocks[trade.block_number]["timestamp"], UTC
+        )
     assert set(hashes) == set(blocks)
     assert all(block_hash == "0x" + bytes(blocks[number]["hash"]).hex() for number, block_hash in hashes.items())

@@ -49,18 +49,17 @@ class Served:
         self.clients.append(client)
         nonce = (await client.get("/api/auth/nonce")).json()
         message = siwe_message(account, nonce=nonce["nonce"], chain_id=nonce["chain_id"], domain=nonce["domain"])
-        response = await client.post("/api/auth/verify",
-                                     json={"message": message, "signature": sign(account, message)})
+        response = await client.post("/api/auth/verify", json={"message": message, "signature": sign(account, message)})
         assert response.status_code == 201, response.text
         return client
 
-    def chat(self, avatar_id: str, http: httpx.AsyncClient | None = None,
-             **headers: str) -> Any:
+    def chat(self, avatar_id: str, http: httpx.AsyncClient | None = None, **headers: str) -> Any:
         """A websocket to the avatar's chat, carrying ``http``'s session cookie."""
         if http is not None:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
-        return connect(f"{self.ws_base}/ws/avatars/{avatar_id}/chat", additional_headers=headers,
-                       open_timeout=10, close_timeout=5)
+        return connect(
+            f"{self.ws_base}/ws/avatars/{avatar_id}/chat", additional_headers=headers, open_timeout=10, close_timeout=5
+        )
 
     @property
     def node_address(self) -> str:
@@ -88,8 +87,13 @@ def free_port() -> socket.socket:
 
 
 @asynccontextmanager
-async def serving(settings: Settings, chain: Chain, *, tokens_per_second: float = 0.0,
-                  prepare: Callable[[Litestar], None] | None = None) -> AsyncIterator[Served]:
+async def serving(
+    settings: Settings,
+    chain: Chain,
+    *,
+    tokens_per_second: float = 0.0,
+    prepare: Callable[[Litestar], None] | None = None,
+) -> AsyncIterator[Served]:
     """``create_app`` under uvicorn in this event loop, until the block exits."""
     proxy_settings = ProxySettings(offline_tokens_per_second=tokens_per_second)
     app = create_app(settings, chain=chain, proxy_settings=proxy_settings)

@@ -8,8 +8,9 @@ from tests.chat.conftest import Served, holding_fan, reply_frames, send_message
 from tests.helpers import launch
 
 
-async def test_rankings_by_chats_and_creator_stats_count_real_chats(served: Served, creator: LocalAccount,
-                                                                    fan: LocalAccount) -> None:
+async def test_rankings_by_chats_and_creator_stats_count_real_chats(
+    served: Served, creator: LocalAccount, fan: LocalAccount
+) -> None:
     http = await served.signed_in(creator)
     quiet = await launch(http, served.chain, creator, "quiet")  # type: ignore[arg-type]
     busy = await launch(http, served.chain, creator, "busy")  # type: ignore[arg-type]
@@ -26,7 +27,9 @@ async def test_rankings_by_chats_and_creator_stats_count_real_chats(served: Serv
     stats = {row["avatar_id"]: row for row in (await http.get("/api/creators/me/stats")).json()}
 
     assert [(row["handle"], row["market"]["chats_24h"], row["market"]["chatters_24h"]) for row in ranked] == [
-        ("busy", 3, 2), ("quiet", 1, 1)]
+        ("busy", 3, 2),
+        ("quiet", 1, 1),
+    ]
     assert (profile["market"]["chats_24h"], profile["market"]["chatters_24h"]) == (3, 2)
     assert list(stats[busy]["chat_messages_by_day"].values()) == [3]
     assert list(stats[quiet]["chat_messages_by_day"].values()) == [1]

@@ -81,8 +81,9 @@ async def make_queue(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncI
             if redis is None:
                 return MemoryAdmission(capacity, policy(**overrides), clock=clock)
             client, prefix = redis
-            return RedisAdmission(client, capacity, policy(**overrides), prefix=prefix, poll_s=0.005,
-                                  lease_s=3600, clock=clock)  # leases: their own tests
+            return RedisAdmission(
+                client, capacity, policy(**overrides), prefix=prefix, poll_s=0.005, lease_s=3600, clock=clock
+            )  # leases: their own tests
 
         yield make
         await end_visits()
@@ -108,8 +109,16 @@ async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
 class Visit:
     """One fan's message going through ``admit()`` in a task of its own, holding its slot until ``finish()``."""
 
-    def __init__(self, queue: AdmissionQueue, ticket: Ticket, admitted: list[str], name: str, *,
-                 hold: bool = True, tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        queue: AdmissionQueue,
+        ticket: Ticket,
+        admitted: list[str],
+        name: str,
+        *,
+        hold: bool = True,
+        tokens: int | None = None,
+    ) -> None:
         VISITS.append(self)
         self.queue = queue
         self.name = name
@@ -167,8 +176,9 @@ def ticket(fan: str, band: Band = Band.HOLDER, est_tokens: int = 100) -> Ticket:
     return Ticket(fan, band, est_tokens)
 
 
-async def queued(queue: AdmissionQueue, name: str, admitted: list[str], band: Band = Band.HOLDER,
-                 **visit: Any) -> Visit:
+async def queued(
+    queue: AdmissionQueue, name: str, admitted: list[str], band: Band = Band.HOLDER, **visit: Any
+) -> Visit:
     """A visit that has joined the queue (heard its first position) before the next one starts."""
     waiting = Visit(queue, ticket(name, band), admitted, name, **visit)
     await until(lambda: bool(waiting.updates))
@@ -204,15 +214,18 @@ def test_bands() -> None:
     assert order_score(Band.CREATOR, 2e9, 1e6) < order_score(Band.LARGE_HOLDER, 0.0, 0.0)
 
 
-@pytest.mark.parametrize(("position", "capacity", "elapsed", "expected"), [
-    (1, 2, [4.0, 1.0], 6.0),  # the stream running longest ends first
-    (2, 2, [4.0, 1.0], 9.0),
-    (3, 2, [4.0, 1.0], 16.0),  # a round later
-    (1, 2, [12.0, 1.0], 0.0),  # an overrunning stream may end any moment
-    (1, 3, [4.0], 0.0),  # an idle slot: about to be filled
-    (1, 1, [4.0, 1.0], 9.0),  # capacity cut to 1: the first stream to end frees nothing
-    (2, 0, [], 10.0),  # no capacity yet: one slot assumed
-])
+@pytest.mark.parametrize(
+    ("position", "capacity", "elapsed", "expected"),
+    [
+        (1, 2, [4.0, 1.0], 6.0),  # the stream running longest ends first
+        (2, 2, [4.0, 1.0], 9.0),
+        (3, 2, [4.0, 1.0], 16.0),  # a round later
+        (1, 2, [12.0, 1.0], 0.0),  # an overrunning stream may end any moment
+        (1, 3, [4.0], 0.0),  # an idle slot: about to be filled
+        (1, 1, [4.0, 1.0], 9.0),  # capacity cut to 1: the first stream to end frees nothing
+        (2, 0, [], 10.0),  # no capacity yet: one slot assumed
+    ],
+)
 def test_estimated_wait(position: int, capacity: int, elapsed: list[float], expected: float) -> None:
     assert estimate_wait_s(position, capacity, elapsed, SERVICE_S) == pytest.approx(expected)
 
@@ -280,8 +293,9 @@ async def test_sooner_bands_go_first(make_queue: QueueFactory, clock: FakeClock)
     assert admitted == ["blocker", "creator", "large", "holder"]
 
 
-async def test_tokens_served_recently_push_a_fan_back_without_starving_it(make_queue: QueueFactory,
-                                                                          clock: FakeClock) -> None:
+async def test_tokens_served_recently_push_a_fan_back_without_starving_it(
+    make_queue: QueueFactory, clock: FakeClock
+) -> None:
     queue = make_queue(1)
     await serve_one(queue, "heavy", tokens=2000, seconds=SERVICE_S, clock=clock)  # the only reply: one average one
     admitted: list[str] = []
@@ -439,8 +453,10 @@ async def test_estimates_follow_measured_service_times(make_queue: QueueFactory,
 
 async def test_two_workers_never_exceed_capacity_together(clock: FakeClock) -> None:
     async with redis_namespace() as (client, prefix), redis_namespace() as (other_client, _):  # two connections
-        workers = [RedisAdmission(redis, 3, policy(), prefix=prefix, poll_s=0.005, clock=clock)
-                   for redis in (client, other_client)]
+        workers = [
+            RedisAdmission(redis, 3, policy(), prefix=prefix, poll_s=0.005, clock=clock)
+            for redis in (client, other_client)
+        ]
         running, most = 0, 0
 
         async def one(worker: RedisAdmission, fan: str) -> None:
@@ -510,8 +526,10 @@ async def test_a_long_stream_keeps_its_slot_by_renewing_the_lease(clock: FakeClo
 
 
 @pytest.fixture(params=BACKENDS)
-async def make_limiter(request: pytest.FixtureRequest, clock: FakeClock,
-                       ) -> AsyncIterator[Callable[[int], RateLimiter]]:
+async def make_limiter(
+    request: pytest.FixtureRequest,
+    clock: FakeClock,
+) -> AsyncIterator[Callable[[int], RateLimiter]]:
     async with backend_redis(request.param) as redis:
 
         def make(per_minute: int) -> RateLimiter:
@@ -523,8 +541,9 @@ async def make_limiter(request: pytest.FixtureRequest, clock: FakeClock,
         yield make
 
 
-async def test_rate_limit_refuses_with_retry_after_then_recovers(make_limiter: Callable[[int], RateLimiter],
-                                                                  clock: FakeClock) -> None:
+async def test_rate_limit_refuses_with_retry_after_then_recovers(
+    make_limiter: Callable[[int], RateLimiter], clock: FakeClock
+) -> None:
     limiter = make_limiter(3)
     for _ in range(3):
         await limiter.check("0xFan")

@@ -39,7 +39,8 @@ async def launched(served: Served, creator: LocalAccount) -> str:
 
 
 async def test_a_burst_beyond_capacity_waits_with_falling_positions_and_estimates(
-        gated: Settings, chain: Chain, creator: LocalAccount) -> None:
+    gated: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     fans = chain.dev_accounts[2:6]
     async with serving(gated, chain, tokens_per_second=SLOW_TOKENS_PER_S) as served:
         avatar_id = await launched(served, creator)
@@ -71,15 +72,19 @@ async def test_a_burst_beyond_capacity_waits_with_falling_positions_and_estimate
 
 
 async def test_the_creator_is_served_before_fans_who_waited_longer(
-        gated: Settings, chain: Chain, creator: LocalAccount) -> None:
+    gated: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     first_fan, waiting_fan = chain.dev_accounts[2:4]
     async with serving(gated, chain, tokens_per_second=SLOW_TOKENS_PER_S) as served:
         avatar_id = await launched(served, creator)
         streaming_http = await holding_fan(served, first_fan, avatar_id)
         waiting_http = await holding_fan(served, waiting_fan, avatar_id)
         creator_http = await served.signed_in(creator)
-        async with served.chat(avatar_id, streaming_http) as streaming, \
-                served.chat(avatar_id, waiting_http) as waiting, served.chat(avatar_id, creator_http) as own:
+        async with (
+            served.chat(avatar_id, streaming_http) as streaming,
+            served.chat(avatar_id, waiting_http) as waiting,
+            served.chat(avatar_id, creator_http) as own,
+        ):
             await send_message(streaming, "a", "Hello")
             assert (await receive(streaming))["type"] == "token"
             await send_message(waiting, "b", "Hello")
@@ -94,22 +99,27 @@ async def test_the_creator_is_served_before_fans_who_waited_longer(
                 finished.append(name)
                 return frames
 
-            _, waited, _ = await asyncio.gather(finish("first fan", streaming), finish("waiting fan", waiting),
-                                                finish("creator", own))
+            _, waited, _ = await asyncio.gather(
+                finish("first fan", streaming), finish("waiting fan", waiting), finish("creator", own)
+            )
 
     assert finished == ["first fan", "creator", "waiting fan"]
     assert next(frame["position"] for frame in waited if frame["type"] == "queued") == 2  # pushed back once
 
 
 async def test_a_full_queue_refuses_at_once_with_a_time_to_retry_and_keeps_nothing(
-        gated: Settings, chain: Chain, creator: LocalAccount) -> None:
+    gated: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     settings = gated.model_copy(update={"chat_max_waiting": 1})
     fans = chain.dev_accounts[2:5]
     async with serving(settings, chain, tokens_per_second=SLOW_TOKENS_PER_S) as served:
         avatar_id = await launched(served, creator)
         https = [await holding_fan(served, fan, avatar_id) for fan in fans]
-        async with served.chat(avatar_id, https[0]) as streaming, served.chat(avatar_id, https[1]) as waiting, \
-                served.chat(avatar_id, https[2]) as refused:
+        async with (
+            served.chat(avatar_id, https[0]) as streaming,
+            served.chat(avatar_id, https[1]) as waiting,
+            served.chat(avatar_id, https[2]) as refused,
+        ):
             await send_message(streaming, "a", "Hello")
             assert (await receive(streaming))["type"] == "token"
             await send_message(waiting, "b", "Hello")
@@ -128,7 +138,8 @@ async def test_a_full_queue_refuses_at_once_with_a_time_to_retry_and_keeps_nothi
 
 
 async def test_a_fan_over_the_rate_limit_is_refused_with_a_time_to_retry(
-        gated: Settings, chain: Chain, creator: LocalAccount) -> None:
+    gated: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     settings = gated.model_copy(update={"chat_messages_per_minute": 2})
     async with serving(settings, chain) as served:
         avatar_id = await launched(served, creator)

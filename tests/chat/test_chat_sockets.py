@@ -33,8 +33,9 @@ async def chat_when_admitted(served: Served, avatar_id: str, http: httpx.AsyncCl
                 await asyncio.sleep(0.05)
 
 
-async def test_sockets_beyond_the_session_and_address_caps_are_refused(settings: Settings, chain: Chain,
-                                                                       creator: LocalAccount) -> None:
+async def test_sockets_beyond_the_session_and_address_caps_are_refused(
+    settings: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     capped = settings.model_copy(update={"chat_max_sockets_per_session": 2, "chat_max_sockets_per_address": 3})
     async with serving(capped, chain) as served, AsyncExitStack() as sockets:
         first = await served.signed_in(creator)

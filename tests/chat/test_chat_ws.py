@@ -64,8 +64,9 @@ async def test_no_session_is_refused_with_policy_violation(served: Served, avata
     assert "sign in" in reason
 
 
-async def test_fan_without_a_key_is_refused_with_policy_violation(served: Served, avatar_id: str,
-                                                                  fan: LocalAccount) -> None:
+async def test_fan_without_a_key_is_refused_with_policy_violation(
+    served: Served, avatar_id: str, fan: LocalAccount
+) -> None:
     code, reason = await closed_with(served, avatar_id, await served.signed_in(fan))
 
     assert code == POLICY_VIOLATION
@@ -95,8 +96,9 @@ async def test_origin_not_allowed_is_refused(settings: Settings, chain: Chain, c
     assert frames[-1]["type"] == "done"
 
 
-async def test_fan_who_sold_the_last_key_is_refused_the_next_message(served: Served, avatar_id: str,
-                                                                     fan: LocalAccount) -> None:
+async def test_fan_who_sold_the_last_key_is_refused_the_next_message(
+    served: Served, avatar_id: str, fan: LocalAccount
+) -> None:
     buy(served.chain, fan, avatar_id, 1)  # supply 2: the fan's key can be sold back
     await served.index()
     http = await served.signed_in(fan)
@@ -124,8 +126,9 @@ async def test_fan_who_sold_the_last_key_is_refused_the_next_message(served: Ser
 # ---------------------------------------------------------------- a reply
 
 
-async def test_creator_gets_tokens_then_a_verified_paid_reply(served: Served, avatar_id: str,
-                                                              creator: LocalAccount) -> None:
+async def test_creator_gets_tokens_then_a_verified_paid_reply(
+    served: Served, avatar_id: str, creator: LocalAccount
+) -> None:
     http = await served.signed_in(creator)  # the creator holds the free first key, and may chat regardless
     before = await served.node_opg_balance()
     async with served.chat(avatar_id, http) as ws:
@@ -154,7 +157,8 @@ async def test_creator_gets_tokens_then_a_verified_paid_reply(served: Served, av
 
 
 async def test_an_avatar_at_level_none_gets_paid_unattested_replies_marked_unverified(
-        served: Served, avatar_id: str, creator: LocalAccount) -> None:
+    served: Served, avatar_id: str, creator: LocalAccount
+) -> None:
     http = await served.signed_in(creator)
     patched = await http.patch(f"/api/avatars/{avatar_id}", json={"verification_level": "none"})
     assert patched.status_code == 200, patched.text
@@ -168,7 +172,8 @@ async def test_an_avatar_at_level_none_gets_paid_unattested_replies_marked_unver
 
 
 async def test_a_resent_client_msg_id_gets_the_stored_reply_and_is_paid_once(
-        served: Served, avatar_id: str, fan: LocalAccount) -> None:
+    served: Served, avatar_id: str, fan: LocalAccount
+) -> None:
     http = await holding_fan(served, fan, avatar_id)
     before = await served.node_opg_balance()
     async with served.chat(avatar_id, http) as ws:
@@ -185,8 +190,9 @@ async def test_a_resent_client_msg_id_gets_the_stored_reply_and_is_paid_once(
     assert len((await thread(http, avatar_id))["items"]) == 2
 
 
-async def test_the_thread_goes_with_each_message_as_context(served: Served, avatar_id: str,
-                                                            creator: LocalAccount) -> None:
+async def test_the_thread_goes_with_each_message_as_context(
+    served: Served, avatar_id: str, creator: LocalAccount
+) -> None:
     http = await served.signed_in(creator)
     async with served.chat(avatar_id, http) as ws:
         await send_message(ws, "a", "First question")
@@ -196,32 +202,41 @@ async def test_the_thread_goes_with_each_message_as_context(served: Served, avat
 
     sent = (await http.get(second[-1]["attestation"]["url"])).json()["request_body"]["messages"]
     first_reply = "".join(frame["text"] for frame in first[:-1])
-    assert sent == [{"role": "system", "content": "You are ada, terse and kind."},
-                    {"role": "user", "content": "First question"},
-                    {"role": "assistant", "content": first_reply},
-                    {"role": "user", "content": "Second question"}]
+    assert sent == [
+        {"role": "system", "content": "You are ada, terse and kind."},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": first_reply},
+        {"role": "user", "content": "Second question"},
+    ]
 
 
 # ---------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(("frame", "code", "field"), [
-    ("not json", "bad_frame", None),
-    ("[1, 2]", "bad_frame", None),
-    (b"\x00\x01", "bad_frame", None),
-    (json.dumps({"type": "message", "client_msg_id": "x", "content": "a" * 17_000}), "frame_too_large", None),
-    (json.dumps({"type": "typing"}), "unknown_type", "type"),
-    (json.dumps({"content": "hi", "client_msg_id": "x"}), "unknown_type", "type"),
-    (json.dumps({"type": "message", "client_msg_id": "x", "content": "   "}), "invalid_message", "content"),
-    (json.dumps({"type": "message", "client_msg_id": "x", "content": "a" * 4_001}), "invalid_message", "content"),
-    (json.dumps({"type": "message", "client_msg_id": "x", "content": 7}), "invalid_message", "content"),
-    (json.dumps({"type": "message", "client_msg_id": "", "content": "hi"}), "invalid_message", "client_msg_id"),
-    (json.dumps({"type": "message", "client_msg_id": "x" * 65, "content": "hi"}), "invalid_message", "client_msg_id"),
-    (json.dumps({"type": "message", "content": "hi"}), "invalid_message", "client_msg_id"),
-])
+@pytest.mark.parametrize(
+    ("frame", "code", "field"),
+    [
+        ("not json", "bad_frame", None),
+        ("[1, 2]", "bad_frame", None),
+        (b"\x00\x01", "bad_frame", None),
+        (json.dumps({"type": "message", "client_msg_id": "x", "content": "a" * 17_000}), "frame_too_large", None),
+        (json.dumps({"type": "typing"}), "unknown_type", "type"),
+        (json.dumps({"content": "hi", "client_msg_id": "x"}), "unknown_type", "type"),
+        (json.dumps({"type": "message", "client_msg_id": "x", "content": "   "}), "invalid_message", "content"),
+        (json.dumps({"type": "message", "client_msg_id": "x", "content": "a" * 4_001}), "invalid_message", "content"),
+        (json.dumps({"type": "message", "client_msg_id": "x", "content": 7}), "invalid_message", "content"),
+        (json.dumps({"type": "message", "client_msg_id": "", "content": "hi"}), "invalid_message", "client_msg_id"),
+        (
+            json.dumps({"type": "message", "client_msg_id": "x" * 65, "content": "hi"}),
+            "invalid_message",
+            "client_msg_id",
+        ),
+        (json.dumps({"type": "message", "content": "hi"}), "invalid_message", "client_msg_id"),
+    ],
+)
 async def test_a_bad_frame_gets_an_error_and_the_connection_stays_usable(
-        served: Served, avatar_id: str, creator: LocalAccount, frame: str | bytes, code: str,
-        field: str | None) -> None:
+    served: Served, avatar_id: str, creator: LocalAccount, frame: str | bytes, code: str, field: str | None
+) -> None:
     http = await served.signed_in(creator)
     async with served.chat(avatar_id, http) as ws:
         await ws.send(frame)
@@ -236,8 +251,9 @@ async def test_a_bad_frame_gets_an_error_and_the_connection_stays_usable(
     assert len((await thread(http, avatar_id))["items"]) == 2  # the bad frame stored nothing
 
 
-async def test_a_second_message_while_a_reply_streams_is_told_to_wait(settings: Settings, chain: Chain,
-                                                                      creator: LocalAccount) -> None:
+async def test_a_second_message_while_a_reply_streams_is_told_to_wait(
+    settings: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     async with serving(settings, chain, tokens_per_second=50) as served:
         http = await served.signed_in(creator)
         avatar_id = await launch(http, chain, creator, "ada")  # type: ignore[arg-type]
@@ -259,8 +275,9 @@ async def test_a_second_message_while_a_reply_streams_is_told_to_wait(settings: 
 # ---------------------------------------------------------------- faults
 
 
-async def test_a_reply_signed_by_another_key_is_rejected_and_not_kept(served: Served, avatar_id: str,
-                                                                      creator: LocalAccount) -> None:
+async def test_a_reply_signed_by_another_key_is_rejected_and_not_kept(
+    served: Served, avatar_id: str, creator: LocalAccount
+) -> None:
     http = await served.signed_in(creator)
     node = served.node_completions()
     genuine, node._identity = node._identity, EnclaveIdentity.generate()
@@ -288,7 +305,8 @@ async def test_a_reply_signed_by_another_key_is_rejected_and_not_kept(served: Se
 
 
 async def test_a_disconnect_mid_reply_keeps_the_partial_text_as_incomplete_and_pays_nothing(
-        settings: Settings, chain: Chain, creator: LocalAccount) -> None:
+    settings: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     async with serving(settings, chain, tokens_per_second=20) as served:
         http = await served.signed_in(creator)
         avatar_id = await launch(http, chain, creator, "ada")  # type: ignore[arg-type]
@@ -316,7 +334,8 @@ async def test_a_disconnect_mid_reply_keeps_the_partial_text_as_incomplete_and_p
 
 
 async def test_a_node_failing_mid_reply_ends_with_an_error_and_no_charge(
-        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def breaking(self: OfflineDemoUpstream, request: Any, model: str) -> AsyncIterator[Any]:
         for word in ("Half ", "a ", "thought"):
             yield TextDelta(word)
@@ -340,8 +359,9 @@ async def test_a_node_failing_mid_reply_ends_with_an_error_and_no_charge(
 # ---------------------------------------------------------------- history and attestations
 
 
-async def test_history_pages_newest_first_and_is_the_fans_own(served: Served, avatar_id: str, creator: LocalAccount,
-                                                              fan: LocalAccount) -> None:
+async def test_history_pages_newest_first_and_is_the_fans_own(
+    served: Served, avatar_id: str, creator: LocalAccount, fan: LocalAccount
+) -> None:
     http = await served.signed_in(creator)
     async with served.chat(avatar_id, http) as ws:
         for number in range(3):
@@ -367,8 +387,9 @@ async def test_history_pages_newest_first_and_is_the_fans_own(served: Served, av
     assert (bad.status_code, bad.json()["field"]) == (400, "cursor")
 
 
-async def test_an_attestation_from_the_api_verifies_independently(served: Served, avatar_id: str,
-                                                                  creator: LocalAccount, fan: LocalAccount) -> None:
+async def test_an_attestation_from_the_api_verifies_independently(
+    served: Served, avatar_id: str, creator: LocalAccount, fan: LocalAccount
+) -> None:
     http = await holding_fan(served, fan, avatar_id)
     async with served.chat(avatar_id, http) as ws:
         await send_message(ws, "v1", "Can I check your work?")
@@ -377,27 +398,43 @@ async def test_an_attestation_from_the_api_verifies_independently(served: Served
     response = await http.get(f"/api/messages/{done['message_id']}/attestation")
     assert response.status_code == 200, response.text
     document = response.json()
-    attestation = Attestation(document["signature"], document["request_hash"], document["output_hash"],
-                              document["timestamp"], document["tee_id"])
-    verified = verify_reply(body=document["request_body"], output=document["output"], attestation=attestation,
-                            public_key=document["node_public_key_pem"], expected_tee_id=document["tee_id"])
+    attestation = Attestation(
+        document["signature"],
+        document["request_hash"],
+        document["output_hash"],
+        document["timestamp"],
+        document["tee_id"],
+    )
+    verified = verify_reply(
+        body=document["request_body"],
+        output=document["output"],
+        attestation=attestation,
+        public_key=document["node_public_key_pem"],
+        expected_tee_id=document["tee_id"],
+    )
     assert verified.tee_id == done["attestation"]["tee_id"]
     (record,) = [node for node in await list_nodes(served.chain.node_registry) if node.tee_id == document["tee_id"]]
     assert base64.b64decode(document["node_public_key_der_base64"]) == record.signing_public_key
     assert document["canonical_request"]["messages"][0] == {"role": "system", "content": "You are ada, terse and kind."}
     with pytest.raises(AttestationError, match="output hash mismatch"):
-        verify_reply(body=document["request_body"], output=document["output"] + " (edited)", attestation=attestation,
-                     public_key=record.signing_public_key)
+        verify_reply(
+            body=document["request_body"],
+            output=document["output"] + " (edited)",
+            attestation=attestation,
+            public_key=record.signing_public_key,
+        )
 
     creator_view = await (await served.signed_in(creator)).get(f"/api/messages/{done['message_id']}/attestation")
     stranger_view = await (await served.signed_in(served.chain.dev_accounts[3])).get(
-        f"/api/messages/{done['message_id']}/attestation")
+        f"/api/messages/{done['message_id']}/attestation"
+    )
     assert creator_view.status_code == 200
     assert stranger_view.status_code == 404
 
 
 async def test_a_store_failure_before_the_reply_is_an_error_frame_not_a_dead_socket(
-        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.chat import turn
 
     async def broken(*_: Any, **__: Any) -> list[dict[str, str]]:
@@ -437,7 +474,8 @@ def busy_database(failures: int | None) -> Any:
 
 
 async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_reply_kept(
-        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.chat import journal
 
     http = await served.signed_in(creator)
@@ -453,7 +491,8 @@ async def test_a_busy_database_when_the_reply_ends_is_waited_out_and_the_paid_re
 
 
 async def test_a_paid_reply_the_database_refuses_is_done_from_the_journal_and_stored_once_it_accepts(
-        served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: Served, avatar_id: str, creator: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.chat import journal as journal_module
 
     http = await served.signed_in(creator)
@@ -475,17 +514,21 @@ async def test_a_paid_reply_the_database_refuses_is_done_from_the_journal_and_st
     async def replayed() -> bool:
         messages = (await thread(http, avatar_id))["items"]
         return {m["client_msg_id"]: m["status"] for m in messages if m["role"] == "user"} == {
-            "unstored": "answered", "stored": "answered"}
+            "unstored": "answered",
+            "stored": "answered",
+        }
 
     await eventually(replayed)
     assert await journal.entries() == []
     replies = [m for m in (await thread(http, avatar_id))["items"] if m["role"] == "assistant"]
     assert [(m["status"], m["cost_wei"], m["attested"]) for m in replies] == [
-        ("complete", str(served.price_wei), True)] * 2
+        ("complete", str(served.price_wei), True)
+    ] * 2
 
 
 async def test_a_stalled_chain_refuses_a_turn_promptly_and_chat_resumes_after(
-        settings: Settings, chain: Chain, creator: LocalAccount) -> None:
+    settings: Settings, chain: Chain, creator: LocalAccount
+) -> None:
     assert chain.embedded is not None
     impatient = chain_from_embedded(chain.embedded, timeout_s=0.5)
     async with serving(settings, impatient) as served:

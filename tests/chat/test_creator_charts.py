@@ -12,7 +12,8 @@ from tests.helpers import launch
 
 
 async def test_creator_stats_chart_today_s_holders_volume_fees_messages_and_spend(
-        served: Served, creator: LocalAccount, fan: LocalAccount) -> None:
+    served: Served, creator: LocalAccount, fan: LocalAccount
+) -> None:
     http = await served.signed_in(creator)
     avatar_id = await launch(http, served.chain, creator, "charted")  # type: ignore[arg-type]
     await served.index()

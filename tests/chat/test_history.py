@@ -32,14 +32,39 @@ async def session(database_url: str) -> AsyncIterator[AsyncSession]:
     await engine.dispose()
 
 
-async def exchange(session: AsyncSession, question: str, answer: str, *, status: str = MessageStatus.complete,
-                   avatar_id: str = AVATAR, fan: str = FAN, at: datetime = NOW, cost_wei: int = 0) -> None:
-    prompt = ChatMessage(avatar_id=avatar_id, fan=fan, role=Role.user, content=question, created_at=at,
-                         status=MessageStatus.answered if status == MessageStatus.complete else status)
+async def exchange(
+    session: AsyncSession,
+    question: str,
+    answer: str,
+    *,
+    status: str = MessageStatus.complete,
+    avatar_id: str = AVATAR,
+    fan: str = FAN,
+    at: datetime = NOW,
+    cost_wei: int = 0,
+) -> None:
+    prompt = ChatMessage(
+        avatar_id=avatar_id,
+        fan=fan,
+        role=Role.user,
+        content=question,
+        created_at=at,
+        status=MessageStatus.answered if status == MessageStatus.complete else status,
+    )
     session.add(prompt)
     await session.flush()
-    session.add(ChatMessage(avatar_id=avatar_id, fan=fan, role=Role.assistant, content=answer, reply_to=prompt.id,
-                            status=status, created_at=at, cost_wei=cost_wei))
+    session.add(
+        ChatMessage(
+            avatar_id=avatar_id,
+            fan=fan,
+            role=Role.assistant,
+            content=answer,
+            reply_to=prompt.id,
+            status=status,
+            created_at=at,
+            cost_wei=cost_wei,
+        )
+    )
     await session.commit()
 
 
@@ -85,21 +110,27 @@ async def test_inference_spend_sums_what_replies_cost_by_avatar_and_day(session:
 
     spend = await inference_spend_by_day(session, [AVATAR, OTHER])
 
-    assert spend == {AVATAR: {(NOW - timedelta(days=1)).date().isoformat(): str(2 * 10**15),
-                              NOW.date().isoformat(): str(5 * 10**15)}}
+    assert spend == {
+        AVATAR: {(NOW - timedelta(days=1)).date().isoformat(): str(2 * 10**15), NOW.date().isoformat(): str(5 * 10**15)}
+    }
     assert await inference_spend_by_day(session, []) == {}
 
 
 async def test_the_only_worker_starting_marks_replies_left_pending_as_abandoned(
-        session: AsyncSession, settings: Settings, chain: Chain) -> None:
+    session: AsyncSession, settings: Settings, chain: Chain
+) -> None:
     await exchange(session, "Still there?", "Half a", status=MessageStatus.pending)
     await exchange(session, "Hello", "Hi", status=MessageStatus.complete)
 
     async with AsyncTestClient(create_app(settings, chain=chain)):
         pass
 
-    rows = (await session.scalars(select(ChatMessage).order_by(ChatMessage.id).execution_options(
-        populate_existing=True))).all()
+    rows = (
+        await session.scalars(select(ChatMessage).order_by(ChatMessage.id).execution_options(populate_existing=True))
+    ).all()
     assert [(row.status, row.error_code) for row in rows] == [
-        (MessageStatus.failed, "abandoned"), (MessageStatus.failed, "abandoned"),
-        (MessageStatus.answered, None), (MessageStatus.complete, None)]
+        (MessageStatus.failed, "abandoned"),
+        (MessageStatus.failed, "abandoned"),
+        (MessageStatus.answered, None),
+        (MessageStatus.complete, None),
+    ]

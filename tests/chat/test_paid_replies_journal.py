@@ -39,12 +39,22 @@ class ThrowawayPostgres:
         self._as_postgres(PG_BIN / "initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
 
     def _as_postgres(self, *command: str | Path) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *map(str, command)], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *map(str, command)], check=True, capture_output=True, timeout=120
+        )
 
     def start(self) -> None:
-        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.dir / "data", "-w", "-l", self.dir / "log",
-                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+        self._as_postgres(
+            PG_BIN / "pg_ctl",
+            "-D",
+            self.dir / "data",
+            "-w",
+            "-l",
+            self.dir / "log",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
 
     def stop(self) -> None:
         self._as_postgres(PG_BIN / "pg_ctl", "-D", self.dir / "data", "-w", "-m", "fast", "stop")
@@ -67,10 +77,18 @@ def postgres() -> Iterator[ThrowawayPostgres]:
 
 
 async def test_replies_paid_while_the_database_is_down_are_all_stored_once_it_is_back(
-        postgres: ThrowawayPostgres, chain: Chain, tmp_path: Path) -> None:
-    settings = Settings(database_url=postgres.url, auto_migrate=False, indexer_poll_s=0, autoscale_tick_s=0,
-                        database_pool_size=2, chat_journal_dir=tmp_path / "journal", chat_journal_replay_s=0.5,
-                        chat_history_token_budget=0)
+    postgres: ThrowawayPostgres, chain: Chain, tmp_path: Path
+) -> None:
+    settings = Settings(
+        database_url=postgres.url,
+        auto_migrate=False,
+        indexer_poll_s=0,
+        autoscale_tick_s=0,
+        database_pool_size=2,
+        chat_journal_dir=tmp_path / "journal",
+        chat_journal_replay_s=0.5,
+        chat_history_token_budget=0,
+    )
     async with serving(settings, chain, tokens_per_second=15) as served:
         creator = chain.dev_accounts[1]
         http = await served.signed_in(creator)
@@ -118,8 +136,9 @@ async def stored_once(url: str, done: list[dict[str, object]], served: Served) -
     async with engine.connect() as connection:
         replies = (await connection.execute(select(ChatMessage).where(ChatMessage.role == Role.assistant))).all()
         attested = set((await connection.execute(select(ReplyAttestation.message_id))).scalars())
-        pending = (await connection.execute(select(ChatMessage.id).where(
-            ChatMessage.status == MessageStatus.pending))).all()
+        pending = (
+            await connection.execute(select(ChatMessage.id).where(ChatMessage.status == MessageStatus.pending))
+        ).all()
     await engine.dispose()
     assert pending == []
     by_id = {reply.id: reply for reply in replies}

@@ -36,12 +36,17 @@ async def test_the_slot_of_a_killed_worker_returns_within_its_lease() -> None:
 
 
 async def killed_holders_slot_returns(redis_url: str, namespace: str) -> None:
-    env = {**os.environ, "TWIN_REDIS_URL": redis_url, "TWIN_REDIS_NAMESPACE": namespace,
-           "TWIN_CHAT_STREAMS_PER_NODE": "1", "TWIN_CHAT_SLOT_LEASE_S": str(LEASE_S)}
-    settings = Settings(redis_url=redis_url, redis_namespace=namespace, chat_streams_per_node=1,
-                        chat_slot_lease_s=LEASE_S)
-    holder = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, env=env,
-                                                  stdout=asyncio.subprocess.PIPE)
+    env = {
+        **os.environ,
+        "TWIN_REDIS_URL": redis_url,
+        "TWIN_REDIS_NAMESPACE": namespace,
+        "TWIN_CHAT_STREAMS_PER_NODE": "1",
+        "TWIN_CHAT_SLOT_LEASE_S": str(LEASE_S),
+    }
+    settings = Settings(
+        redis_url=redis_url, redis_namespace=namespace, chat_streams_per_node=1, chat_slot_lease_s=LEASE_S
+    )
+    holder = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, env=env, stdout=asyncio.subprocess.PIPE)
     try:
         assert holder.stdout is not None
         line = await asyncio.wait_for(holder.stdout.readline(), 60)

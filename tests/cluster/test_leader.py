@@ -63,8 +63,9 @@ async def test_a_paused_leader_cannot_write_once_another_took_over(database_url:
     await engine.dispose()
 
 
-async def second_takes_over(first: Leadership, second: Leadership, namespace: str,
-                            sessions: async_sessionmaker[AsyncSession]) -> None:
+async def second_takes_over(
+    first: Leadership, second: Leadership, namespace: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
     async with sessions() as session, session.begin():
         await first.fence(session)  # the leader's writes pass
     await asyncio.sleep(1)
@@ -130,8 +131,14 @@ class Worker:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            str(TWIN), "serve", "--port", str(self.port), env=self._env,
-            stdout=self._log.open("a"), stderr=asyncio.subprocess.STDOUT)
+            str(TWIN),
+            "serve",
+            "--port",
+            str(self.port),
+            env=self._env,
+            stdout=self._log.open("a"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
 
     async def readiness(self) -> dict[str, object] | None:
         assert self.process is not None
@@ -163,17 +170,26 @@ async def eventually(check: object, timeout_s: float = 30) -> None:
 
 
 async def test_two_workers_one_leader_then_the_follower_takes_over_when_it_is_killed(
-        database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     async with connected_chain_of_its_own(tmp_path_factory) as chain, redis_namespace() as namespace:
         assert chain.embedded is not None
         env = env_without_twin_settings() | {
-            "TWIN_DATABASE_URL": database_url, "TWIN_AUTO_MIGRATE": "false", "TWIN_REDIS_URL": redis_url_for_tests(),
-            "TWIN_REDIS_NAMESPACE": namespace, "TWIN_CHAIN_RPC_URL": chain.rpc_url,
-            "TWIN_TWIN_KEYS_ADDRESS": chain.addresses.twin_keys, "TWIN_OPG_ADDRESS": chain.addresses.opg,
+            "TWIN_DATABASE_URL": database_url,
+            "TWIN_AUTO_MIGRATE": "false",
+            "TWIN_REDIS_URL": redis_url_for_tests(),
+            "TWIN_REDIS_NAMESPACE": namespace,
+            "TWIN_CHAIN_RPC_URL": chain.rpc_url,
+            "TWIN_TWIN_KEYS_ADDRESS": chain.addresses.twin_keys,
+            "TWIN_OPG_ADDRESS": chain.addresses.opg,
             "TWIN_NODE_REGISTRY_ADDRESS": chain.addresses.node_registry,
-            "TWIN_CHAIN_DEPLOYMENT_BLOCK": str(chain.deployment_block), "TWIN_PUBLIC_DOMAIN": "testserver.local",
-            "TWIN_INDEXER_POLL_S": "0.2", "TWIN_AUTOSCALE_TICK_S": "0.5", "TWIN_LEADER_LEASE_S": str(LEASE_S),
-            "TWIN_DATABASE_POOL_SIZE": "2", "TWIN_PROXY_PLATFORM_WALLET_KEY": "0x" + chain.dev_accounts[5].key.hex(),
+            "TWIN_CHAIN_DEPLOYMENT_BLOCK": str(chain.deployment_block),
+            "TWIN_PUBLIC_DOMAIN": "testserver.local",
+            "TWIN_INDEXER_POLL_S": "0.2",
+            "TWIN_AUTOSCALE_TICK_S": "0.5",
+            "TWIN_LEADER_LEASE_S": str(LEASE_S),
+            "TWIN_DATABASE_POOL_SIZE": "2",
+            "TWIN_PROXY_PLATFORM_WALLET_KEY": "0x" + chain.dev_accounts[5].key.hex(),
         }
         workers = [Worker(env, tmp_path / f"worker{index}.log") for index in range(2)]
         try:
@@ -188,8 +204,7 @@ async def test_two_workers_one_leader_then_the_follower_takes_over_when_it_is_ki
             async with httpx.AsyncClient(base_url=follower.base, timeout=30) as client:
                 avatar_id = await launch(client, chain, creator, "leader")  # type: ignore[arg-type]
                 buy(chain, fan, avatar_id, 2)
-                contract = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys,
-                                                          abi=chain.twin_keys.abi)
+                contract = chain.embedded.w3.eth.contract(address=chain.addresses.twin_keys, abi=chain.twin_keys.abi)
                 await eventually(lambda: matches(client, contract, avatar_id, [creator, fan]))
                 await eventually(lambda: same_signal(workers))
 

@@ -105,9 +105,7 @@ def test_sell_proceeds_and_withdrawal_callbacks_cannot_reenter(
     assert twin_keys.functions.creatorFees(avatar).call() == 0
 
 
-def test_front_runner_cannot_push_a_buy_above_max_total_cost(
-    twin_keys: Contract, accounts: list[LocalAccount]
-) -> None:
+def test_front_runner_cannot_push_a_buy_above_max_total_cost(twin_keys: Contract, accounts: list[LocalAccount]) -> None:
     creator, victim, attacker = accounts[1], accounts[2], accounts[3]
     send(twin_keys.functions.createAvatar(AVATAR, "uri", 1, 0, FAR_DEADLINE), creator)
     quoted = quote_buy(twin_keys, 5)
@@ -119,9 +117,7 @@ def test_front_runner_cannot_push_a_buy_above_max_total_cost(
     assert twin_keys.functions.keysBalance(AVATAR, victim.address).call() == 0
 
 
-def test_front_runner_cannot_push_a_sell_below_min_proceeds(
-    twin_keys: Contract, accounts: list[LocalAccount]
-) -> None:
+def test_front_runner_cannot_push_a_sell_below_min_proceeds(twin_keys: Contract, accounts: list[LocalAccount]) -> None:
     creator, victim, attacker = accounts[1], accounts[2], accounts[3]
     send(twin_keys.functions.createAvatar(AVATAR, "uri", 1, 0, FAR_DEADLINE), creator)
     for trader in (victim, attacker):

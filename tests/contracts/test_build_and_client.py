@@ -27,9 +27,7 @@ def no_native_solc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_solcjs_shim_answers_like_native_solc() -> None:
-    assert solcx.wrapper.get_solc_version(build.SOLCJS_SHIM, with_commit_hash=True) == Version(
-        "0.8.28+commit.7893614a"
-    )
+    assert solcx.wrapper.get_solc_version(build.SOLCJS_SHIM, with_commit_hash=True) == Version("0.8.28+commit.7893614a")
 
 
 def test_native_solc_is_preferred_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,8 +91,9 @@ async def test_verify_code_names_the_wrong_address(chain: EmbeddedChain) -> None
         swapped = ContractAddresses(twin_keys=addresses.opg, opg=addresses.opg, node_registry=addresses.node_registry)
         with pytest.raises(ChainError, match=r"TWIN_TWIN_KEYS_ADDRESS: 0x\w+ holds a different contract"):
             await verify_code(w3, swapped)
-        empty = ContractAddresses(twin_keys=addresses.twin_keys, opg=chain.accounts[5].address,
-                                  node_registry=addresses.node_registry)
+        empty = ContractAddresses(
+            twin_keys=addresses.twin_keys, opg=chain.accounts[5].address, node_registry=addresses.node_registry
+        )
         with pytest.raises(ChainError, match=r"TWIN_OPG_ADDRESS: 0x\w+ holds no contract"):
             await verify_code(w3, empty)
     finally:
@@ -130,8 +129,13 @@ async def test_connect_chain_joins_the_embedded_node_by_default(chain: EmbeddedC
     ],
 )
 async def test_connect_chain_fails_with_one_line(overrides: dict[str, Any], message: str) -> None:
-    fields = {"chain_rpc_url": "http://127.0.0.1:9", "twin_keys_address": "0x" + "11" * 20,
-              "opg_address": "0x" + "22" * 20, "node_registry_address": "0x" + "33" * 20, **overrides}
+    fields = {
+        "chain_rpc_url": "http://127.0.0.1:9",
+        "twin_keys_address": "0x" + "11" * 20,
+        "opg_address": "0x" + "22" * 20,
+        "node_registry_address": "0x" + "33" * 20,
+        **overrides,
+    }
     with pytest.raises(ChainError) as failure:
         await connect_chain(Settings(**fields))
     assert str(failure.value).startswith(message)
@@ -139,8 +143,12 @@ async def test_connect_chain_fails_with_one_line(overrides: dict[str, Any], mess
 
 
 def remote_settings(url: str, addresses: ContractAddresses) -> Settings:
-    return Settings(chain_rpc_url=url, twin_keys_address=addresses.twin_keys, opg_address=addresses.opg,
-                    node_registry_address=addresses.node_registry)
+    return Settings(
+        chain_rpc_url=url,
+        twin_keys_address=addresses.twin_keys,
+        opg_address=addresses.opg,
+        node_registry_address=addresses.node_registry,
+    )
 
 
 async def test_connect_chain_over_rpc_verifies_the_code_at_each_address(chain: EmbeddedChain) -> None:
@@ -157,11 +165,18 @@ async def test_connect_chain_over_rpc_verifies_the_code_at_each_address(chain: E
 
     addresses = chain.addresses
     wrong = [
-        (ContractAddresses(twin_keys=addresses.twin_keys, opg=addresses.node_registry,
-                           node_registry=addresses.node_registry),
-         r"TWIN_OPG_ADDRESS: 0x\w+ holds a different contract, not contracts/build/OPG.json"),
-        (ContractAddresses(twin_keys=addresses.twin_keys, opg=addresses.opg, node_registry=chain.accounts[5].address),
-         r"TWIN_NODE_REGISTRY_ADDRESS: 0x\w+ holds no contract, not contracts/build/NodeRegistry.json"),
+        (
+            ContractAddresses(
+                twin_keys=addresses.twin_keys, opg=addresses.node_registry, node_registry=addresses.node_registry
+            ),
+            r"TWIN_OPG_ADDRESS: 0x\w+ holds a different contract, not contracts/build/OPG.json",
+        ),
+        (
+            ContractAddresses(
+                twin_keys=addresses.twin_keys, opg=addresses.opg, node_registry=chain.accounts[5].address
+            ),
+            r"TWIN_NODE_REGISTRY_ADDRESS: 0x\w+ holds no contract, not contracts/build/NodeRegistry.json",
+        ),
     ]
     for wrong_addresses, message in wrong:
         with pytest.raises(ChainError, match=message) as failure:
@@ -172,12 +187,17 @@ async def test_connect_chain_over_rpc_verifies_the_code_at_each_address(chain: E
 async def test_deploy_command_then_connect_over_rpc(chain: EmbeddedChain, monkeypatch: pytest.MonkeyPatch) -> None:
     deployer = chain.accounts[4]
     monkeypatch.setenv("DEPLOYER_KEY", deployer.key.hex())
-    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", chain.url,
-                                      "--private-key-env", "DEPLOYER_KEY"])
+    result = CliRunner().invoke(
+        cli, ["contracts", "deploy", "--rpc-url", chain.url, "--private-key-env", "DEPLOYER_KEY"]
+    )
     assert result.exit_code == 0, result.output
     lines = dict(line.split("=", 1) for line in result.stdout.strip().splitlines())
-    assert set(lines) == {"TWIN_TWIN_KEYS_ADDRESS", "TWIN_OPG_ADDRESS", "TWIN_NODE_REGISTRY_ADDRESS",
-                          "TWIN_CHAIN_DEPLOYMENT_BLOCK"}
+    assert set(lines) == {
+        "TWIN_TWIN_KEYS_ADDRESS",
+        "TWIN_OPG_ADDRESS",
+        "TWIN_NODE_REGISTRY_ADDRESS",
+        "TWIN_CHAIN_DEPLOYMENT_BLOCK",
+    }
     assert lines["TWIN_TWIN_KEYS_ADDRESS"] != chain.addresses.twin_keys
     # The block printed precedes the deployment: none of the contracts is there yet, all are at the head.
     before = int(lines["TWIN_CHAIN_DEPLOYMENT_BLOCK"])
@@ -185,8 +205,9 @@ async def test_deploy_command_then_connect_over_rpc(chain: EmbeddedChain, monkey
         assert chain.w3.eth.get_code(lines[name], block_identifier=before) == b""
         assert chain.w3.eth.get_code(lines[name]) != b""
 
-    settings = Settings(chain_rpc_url=chain.url, **{name.removeprefix("TWIN_").lower(): value
-                                                    for name, value in lines.items()})
+    settings = Settings(
+        chain_rpc_url=chain.url, **{name.removeprefix("TWIN_").lower(): value for name, value in lines.items()}
+    )
     client = await connect_chain(settings)
     try:
         assert not client.is_embedded
@@ -205,36 +226,65 @@ def test_deploy_command_hands_everything_over(chain: EmbeddedChain, monkeypatch:
 
     deployer, new_owner, treasury = chain.accounts[4], chain.accounts[5], chain.accounts[6]
     monkeypatch.setenv("DEPLOYER_KEY", deployer.key.hex())
-    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", chain.url,
-                                      "--private-key-env", "DEPLOYER_KEY", "--owner", new_owner.address,
-                                      "--treasury", treasury.address, "--opg-cap", "5000000"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "contracts",
+            "deploy",
+            "--rpc-url",
+            chain.url,
+            "--private-key-env",
+            "DEPLOYER_KEY",
+            "--owner",
+            new_owner.address,
+            "--treasury",
+            treasury.address,
+            "--opg-cap",
+            "5000000",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = dict(line.split("=", 1) for line in result.stdout.strip().splitlines())
     assert result.stderr.count("must call acceptOwnership() on") == 3
-    contracts = {name: chain.w3.eth.contract(address=lines[f"TWIN_{variable}_ADDRESS"], abi=load_artifact(name).abi)
-                 for name, variable in (("TwinKeys", "TWIN_KEYS"), ("OPG", "OPG"), ("NodeRegistry", "NODE_REGISTRY"))}
+    contracts = {
+        name: chain.w3.eth.contract(address=lines[f"TWIN_{variable}_ADDRESS"], abi=load_artifact(name).abi)
+        for name, variable in (("TwinKeys", "TWIN_KEYS"), ("OPG", "OPG"), ("NodeRegistry", "NODE_REGISTRY"))
+    }
     assert contracts["TwinKeys"].functions.treasury().call() == treasury.address
     assert contracts["OPG"].functions.cap().call() == 5_000_000 * 10**18
     for name, contract in contracts.items():
         assert contract.functions.owner().call() == deployer.address  # until the new owner accepts
         assert contract.functions.pendingOwner().call() == new_owner.address
         assert f"on {name} at {contract.address}" in result.stderr
-        send_transaction(chain.w3, new_owner, {"to": contract.address,
-                                               "data": contract.encode_abi("acceptOwnership", args=[])})
+        send_transaction(
+            chain.w3, new_owner, {"to": contract.address, "data": contract.encode_abi("acceptOwnership", args=[])}
+        )
         assert contract.functions.owner().call() == new_owner.address
 
 
 def test_deploy_command_refuses_a_bad_owner(chain: EmbeddedChain, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPLOYER_KEY", chain.accounts[4].key.hex())
-    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", chain.url,
-                                      "--private-key-env", "DEPLOYER_KEY", "--owner", "0x" + "00" * 20])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "contracts",
+            "deploy",
+            "--rpc-url",
+            chain.url,
+            "--private-key-env",
+            "DEPLOYER_KEY",
+            "--owner",
+            "0x" + "00" * 20,
+        ],
+    )
     assert result.exit_code == 2
     assert "--owner must be a non-zero address" in result.output
 
 
 def test_deploy_command_needs_the_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)
-    result = CliRunner().invoke(cli, ["contracts", "deploy", "--rpc-url", "http://127.0.0.1:9",
-                                      "--private-key-env", "NO_SUCH_KEY"])
+    result = CliRunner().invoke(
+        cli, ["contracts", "deploy", "--rpc-url", "http://127.0.0.1:9", "--private-key-env", "NO_SUCH_KEY"]
+    )
     assert result.exit_code == 2
     assert "NO_SUCH_KEY is not set" in result.output

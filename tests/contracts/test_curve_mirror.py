@@ -37,8 +37,13 @@ def test_price_is_path_independent(supply: int, amount: int, split: int) -> None
 @settings(max_examples=40, **SHARED_CHAIN)
 @given(supply=st.integers(1, 60), amount=st.integers(1, 60), protocol_fee=fee_percents, creator_fee=fee_percents)
 def test_quotes_with_fees_equal_the_contract(
-    chain: EmbeddedChain, twin_keys: Contract, owner: LocalAccount, supply: int, amount: int,
-    protocol_fee: int, creator_fee: int,
+    chain: EmbeddedChain,
+    twin_keys: Contract,
+    owner: LocalAccount,
+    supply: int,
+    amount: int,
+    protocol_fee: int,
+    creator_fee: int,
 ) -> None:
     snapshot = chain.take_snapshot()
     try:

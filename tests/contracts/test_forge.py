@@ -18,7 +18,11 @@ def test_forge_build_gives_the_committed_bytecode(tmp_path: Path) -> None:
     out, cache = tmp_path / "out", tmp_path / "cache"
     result = subprocess.run(
         [FORGE, "build", "--skip", "test/**", "--out", out, "--cache-path", cache],
-        cwd=CONTRACTS_DIR, capture_output=True, text=True, timeout=1_200, check=False,
+        cwd=CONTRACTS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=1_200,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in CONTRACT_NAMES:

@@ -87,8 +87,12 @@ class TwinKeysMachine(RuleBasedStateMachine):
         self._trade(self.markets[avatar], account.address, amount)
 
     @precondition(lambda self: self.markets)
-    @rule(trader=st.integers(0, TRADER_COUNT - 1), index=st.integers(0, MAX_AVATARS - 1),
-          amount=st.integers(1, 30), overpay=st.integers(0, 10**15))
+    @rule(
+        trader=st.integers(0, TRADER_COUNT - 1),
+        index=st.integers(0, MAX_AVATARS - 1),
+        amount=st.integers(1, 30),
+        overpay=st.integers(0, 10**15),
+    )
     def buy(self, trader: int, index: int, amount: int, overpay: int) -> None:
         account = self.traders[trader]
         avatar, market = self._avatar(index)

@@ -51,22 +51,37 @@ def register(registry: Contract, operator: LocalAccount, public_key: bytes, endp
     return Web3.keccak(public_key)
 
 
-def test_register_node(
-    w3: Web3, node_registry: Contract, operator: LocalAccount, public_keys: list[bytes]
-) -> None:
+def test_register_node(w3: Web3, node_registry: Contract, operator: LocalAccount, public_keys: list[bytes]) -> None:
     public_key = public_keys[0]
     function = node_registry.functions.registerNode(operator.address, ENDPOINT, public_key, MEASUREMENT, PROOF)
     assert function.call({"from": operator.address}) == Web3.keccak(public_key)
     receipt = send(function, operator)
     tee_id = Web3.keccak(public_key)
     timestamp = w3.eth.get_block(receipt["blockNumber"])["timestamp"]
-    assert events(node_registry, "NodeRegistered", receipt) == [{
-        "teeId": tee_id, "owner": operator.address, "paymentAddress": operator.address, "endpoint": ENDPOINT,
-        "signingPublicKey": public_key, "codeMeasurement": MEASUREMENT,
-    }]
+    assert events(node_registry, "NodeRegistered", receipt) == [
+        {
+            "teeId": tee_id,
+            "owner": operator.address,
+            "paymentAddress": operator.address,
+            "endpoint": ENDPOINT,
+            "signingPublicKey": public_key,
+            "codeMeasurement": MEASUREMENT,
+        }
+    ]
     node = node_registry.functions.getNode(tee_id).call()
-    assert node == (tee_id, operator.address, operator.address, True, False, timestamp, timestamp, MEASUREMENT,
-                    ENDPOINT, public_key, PROOF)
+    assert node == (
+        tee_id,
+        operator.address,
+        operator.address,
+        True,
+        False,
+        timestamp,
+        timestamp,
+        MEASUREMENT,
+        ENDPOINT,
+        public_key,
+        PROOF,
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,12 +94,19 @@ def test_register_node(
     ],
 )
 def test_register_rejects_bad_records(
-    node_registry: Contract, operator: LocalAccount, public_keys: list[bytes], payment: str | None, endpoint: str,
-    key_index: int | None, proof: bytes, error: str,
+    node_registry: Contract,
+    operator: LocalAccount,
+    public_keys: list[bytes],
+    payment: str | None,
+    endpoint: str,
+    key_index: int | None,
+    proof: bytes,
+    error: str,
 ) -> None:
     public_key = b"" if key_index is None else public_keys[key_index]
-    function = node_registry.functions.registerNode(payment or operator.address, endpoint, public_key, MEASUREMENT,
-                                                    proof)
+    function = node_registry.functions.registerNode(
+        payment or operator.address, endpoint, public_key, MEASUREMENT, proof
+    )
     reverts(function, operator, error)
 
 
@@ -97,22 +119,34 @@ def test_a_key_registers_once(
 
 
 def test_only_the_owner_changes_a_node(
-    chain: EmbeddedChain, node_registry: Contract, operator: LocalAccount, stranger: LocalAccount,
+    chain: EmbeddedChain,
+    node_registry: Contract,
+    operator: LocalAccount,
+    stranger: LocalAccount,
     public_keys: list[bytes],
 ) -> None:
     tee_id = register(node_registry, operator, public_keys[0])
     functions = node_registry.functions
     new_measurement = bytes.fromhex("cd" * 32)
     new_proof = b"\x02" * 256
-    receipt = send(functions.updateNode(tee_id, stranger.address, "https://moved.example", new_measurement, new_proof),
-                   operator)
-    assert events(node_registry, "NodeUpdated", receipt) == [{
-        "teeId": tee_id, "paymentAddress": stranger.address, "endpoint": "https://moved.example",
-        "codeMeasurement": new_measurement,
-    }]
+    receipt = send(
+        functions.updateNode(tee_id, stranger.address, "https://moved.example", new_measurement, new_proof), operator
+    )
+    assert events(node_registry, "NodeUpdated", receipt) == [
+        {
+            "teeId": tee_id,
+            "paymentAddress": stranger.address,
+            "endpoint": "https://moved.example",
+            "codeMeasurement": new_measurement,
+        }
+    ]
     node = functions.getNode(tee_id).call()
-    assert (node[2], node[7], node[8], node[10]) == (stranger.address, new_measurement, "https://moved.example",
-                                                     new_proof)
+    assert (node[2], node[7], node[8], node[10]) == (
+        stranger.address,
+        new_measurement,
+        "https://moved.example",
+        new_proof,
+    )
 
     receipt = send(functions.setNodeEnabled(tee_id, False), operator)
     assert events(node_registry, "NodeEnabledSet", receipt) == [{"teeId": tee_id, "enabled": False}]
@@ -161,8 +195,10 @@ def test_unknown_nodes(node_registry: Contract, operator: LocalAccount) -> None:
 
 
 def test_enumeration(node_registry: Contract, accounts: list[LocalAccount], public_keys: list[bytes]) -> None:
-    ids = [register(node_registry, accounts[index + 1], key, f"https://node-{index}.example")
-           for index, key in enumerate(public_keys)]
+    ids = [
+        register(node_registry, accounts[index + 1], key, f"https://node-{index}.example")
+        for index, key in enumerate(public_keys)
+    ]
     functions = node_registry.functions
     assert functions.nodeCount().call() == 3
     assert [functions.nodeIdAt(index).call() for index in range(3)] == ids
@@ -187,7 +223,10 @@ def test_the_deployer_owns_the_registry_in_two_steps(
 
 
 def test_only_the_registry_owner_approves_and_revokes(
-    node_registry: Contract, owner: LocalAccount, operator: LocalAccount, stranger: LocalAccount,
+    node_registry: Contract,
+    owner: LocalAccount,
+    operator: LocalAccount,
+    stranger: LocalAccount,
     public_keys: list[bytes],
 ) -> None:
     tee_id = register(node_registry, operator, public_keys[0])
@@ -212,7 +251,10 @@ def test_only_the_registry_owner_approves_and_revokes(
 
 
 def test_handing_a_record_over_clears_its_approval(
-    node_registry: Contract, owner: LocalAccount, operator: LocalAccount, stranger: LocalAccount,
+    node_registry: Contract,
+    owner: LocalAccount,
+    operator: LocalAccount,
+    stranger: LocalAccount,
     public_keys: list[bytes],
 ) -> None:
     tee_id = register(node_registry, operator, public_keys[0])
@@ -223,7 +265,10 @@ def test_handing_a_record_over_clears_its_approval(
 
 
 def test_a_squatted_key_is_removed_and_its_operator_registers(
-    node_registry: Contract, owner: LocalAccount, operator: LocalAccount, stranger: LocalAccount,
+    node_registry: Contract,
+    owner: LocalAccount,
+    operator: LocalAccount,
+    stranger: LocalAccount,
     public_keys: list[bytes],
 ) -> None:
     """A squatter registers the operator's public key first (the contract cannot check the RSA proof):
@@ -260,5 +305,6 @@ def test_registration_digest_is_the_one_nodes_sign(
 
     on_chain = node_registry.functions.registrationDigest(operator.address, ENDPOINT).call()
     assert on_chain == registration_digest(chain.w3.eth.chain_id, node_registry.address, operator.address, ENDPOINT)
-    assert on_chain != registration_digest(chain.w3.eth.chain_id, node_registry.address, operator.address,
-                                           ENDPOINT + "/")
+    assert on_chain != registration_digest(
+        chain.w3.eth.chain_id, node_registry.address, operator.address, ENDPOINT + "/"
+    )

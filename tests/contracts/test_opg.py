@@ -46,8 +46,14 @@ def sign(opg: Contract, signer: LocalAccount, primary_type: str, message: dict[s
 
 
 def authorization(payer: LocalAccount, payee: str, valid_after: int = 0, valid_before: int = FAR_DEADLINE) -> dict:
-    return {"from": payer.address, "to": payee, "value": AMOUNT, "validAfter": valid_after,
-            "validBefore": valid_before, "nonce": os.urandom(32)}
+    return {
+        "from": payer.address,
+        "to": payee,
+        "value": AMOUNT,
+        "validAfter": valid_after,
+        "validBefore": valid_before,
+        "nonce": os.urandom(32),
+    }
 
 
 def with_vrs(opg: Contract, name: str, message: dict[str, Any], signed: Any) -> ContractFunction:
@@ -75,7 +81,9 @@ def now(w3: Web3) -> int:
 
 def test_token_metadata_and_dev_balances(opg: Contract, owner: LocalAccount, accounts: list[LocalAccount]) -> None:
     assert (opg.functions.name().call(), opg.functions.symbol().call(), opg.functions.decimals().call()) == (
-        "OPG", "OPG", 18,
+        "OPG",
+        "OPG",
+        18,
     )
     assert opg.functions.owner().call() == owner.address
     assert all(opg.functions.balanceOf(account.address).call() == DEV_OPG_BALANCE for account in accounts)
@@ -103,11 +111,23 @@ def test_minting_stops_at_the_cap_fixed_at_construction(opg: Contract, owner: Lo
 def test_permit(opg: Contract, payer: LocalAccount, payee: LocalAccount, accounts: list[LocalAccount]) -> None:
     def permit(signer: LocalAccount, deadline: int) -> ContractFunction:
         nonce = opg.functions.nonces(payer.address).call()
-        message = {"owner": payer.address, "spender": payee.address, "value": AMOUNT, "nonce": nonce,
-                   "deadline": deadline}
+        message = {
+            "owner": payer.address,
+            "spender": payee.address,
+            "value": AMOUNT,
+            "nonce": nonce,
+            "deadline": deadline,
+        }
         signed = sign(opg, signer, "Permit", message)
-        return opg.functions.permit(payer.address, payee.address, AMOUNT, deadline, signed.v,
-                                    signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+        return opg.functions.permit(
+            payer.address,
+            payee.address,
+            AMOUNT,
+            deadline,
+            signed.v,
+            signed.r.to_bytes(32, "big"),
+            signed.s.to_bytes(32, "big"),
+        )
 
     valid = permit(payer, FAR_DEADLINE)
     send(valid, payee)
@@ -148,8 +168,9 @@ def test_transfer_with_authorization_rejects_bad_authorizations(
         reverts(with_vrs(opg, "transferWithAuthorization", message, signed), payee, error)
     tampered = authorization(payer, payee.address)
     signed = sign(opg, payer, "TransferWithAuthorization", tampered)
-    reverts(with_vrs(opg, "transferWithAuthorization", {**tampered, "value": AMOUNT + 1}, signed), payee,
-            "InvalidSignature")
+    reverts(
+        with_vrs(opg, "transferWithAuthorization", {**tampered, "value": AMOUNT + 1}, signed), payee, "InvalidSignature"
+    )
     assert opg.functions.balanceOf(payee.address).call() == DEV_OPG_BALANCE
 
 
@@ -174,8 +195,9 @@ def test_cancel_authorization(
     opg: Contract, payer: LocalAccount, payee: LocalAccount, accounts: list[LocalAccount], use_bytes: bool
 ) -> None:
     message = authorization(payer, payee.address)
-    transfer = with_vrs(opg, "transferWithAuthorization", message,
-                        sign(opg, payer, "TransferWithAuthorization", message))
+    transfer = with_vrs(
+        opg, "transferWithAuthorization", message, sign(opg, payer, "TransferWithAuthorization", message)
+    )
 
     def cancel(signer: LocalAccount) -> ContractFunction:
         signed = sign(opg, signer, "CancelAuthorization", {"authorizer": payer.address, "nonce": message["nonce"]})
@@ -183,8 +205,9 @@ def test_cancel_authorization(
             function = opg.get_function_by_signature("cancelAuthorization(address,bytes32,bytes)")
             return function(payer.address, message["nonce"], signed.signature)
         function = opg.get_function_by_signature(f"cancelAuthorization(address,bytes32,{VRS})")
-        return function(payer.address, message["nonce"], signed.v, signed.r.to_bytes(32, "big"),
-                        signed.s.to_bytes(32, "big"))
+        return function(
+            payer.address, message["nonce"], signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+        )
 
     reverts(cancel(accounts[4]), payee, "InvalidSignature")
     receipt = send(cancel(payer), payee)

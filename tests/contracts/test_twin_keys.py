@@ -83,7 +83,12 @@ def test_deployment_parameters(twin_keys: Contract, owner: LocalAccount) -> None
     ],
 )
 def test_constructor_rejects_bad_parameters(
-    w3: Web3, owner: LocalAccount, divisor: int, protocol_fee: int, creator_fee: int, zero_treasury: bool,
+    w3: Web3,
+    owner: LocalAccount,
+    divisor: int,
+    protocol_fee: int,
+    creator_fee: int,
+    zero_treasury: bool,
     error: str,
 ) -> None:
     treasury = ZERO_ADDRESS if zero_treasury else owner.address
@@ -120,9 +125,7 @@ def test_price_views_follow_the_curve(twin_keys: Contract, creator: LocalAccount
 # ---------------------------------------------------------------- createAvatar
 
 
-def test_create_avatar_with_a_multi_key_first_buy(
-    w3: Web3, twin_keys: Contract, creator: LocalAccount
-) -> None:
+def test_create_avatar_with_a_multi_key_first_buy(w3: Web3, twin_keys: Contract, creator: LocalAccount) -> None:
     """friend.tech's first buy of several shares underflowed; here the creator buys 5 at once."""
     cost = buy_cost(0, 5)
     receipt = send(twin_keys.functions.createAvatar(AVATAR, URI, 5, cost, FAR_DEADLINE), creator, value=cost)
@@ -132,8 +135,14 @@ def test_create_avatar_with_a_multi_key_first_buy(
     price = curve.price(0, 5, DIVISOR)
     protocol_fee, creator_fee = curve.fees(price, DEFAULT_FEE, DEFAULT_FEE)
     assert dict(trade) == {
-        "trader": creator.address, "id": AVATAR, "isBuy": True, "shareAmount": 5, "ethAmount": price,
-        "protocolEthAmount": protocol_fee, "subjectEthAmount": creator_fee, "supply": 5,
+        "trader": creator.address,
+        "id": AVATAR,
+        "isBuy": True,
+        "shareAmount": 5,
+        "ethAmount": price,
+        "protocolEthAmount": protocol_fee,
+        "subjectEthAmount": creator_fee,
+        "supply": 5,
     }
     assert twin_keys.functions.keysSupply(AVATAR).call() == 5
     assert twin_keys.functions.keysBalance(AVATAR, creator.address).call() == 5
@@ -163,8 +172,13 @@ def test_create_avatar_refunds_overpayment(w3: Web3, twin_keys: Contract, creato
     ],
 )
 def test_create_avatar_reverts(
-    twin_keys: Contract, creator: LocalAccount, avatar: bytes, amount: int, max_cost_delta: int,
-    value_delta: int, error: str,
+    twin_keys: Contract,
+    creator: LocalAccount,
+    avatar: bytes,
+    amount: int,
+    max_cost_delta: int,
+    value_delta: int,
+    error: str,
 ) -> None:
     cost = buy_cost(0, amount) if amount < 2**32 else 0
     function = twin_keys.functions.createAvatar(avatar, URI, amount, cost + max_cost_delta, FAR_DEADLINE)
@@ -188,8 +202,12 @@ def test_an_id_issued_to_one_creator_cannot_be_created_by_another(
     issued = bytes.fromhex(new_avatar_id(creator.address)[2:])
     cost = buy_cost(0, 2)
     for squatter_id in (issued, AVATAR, bytes(16), bytes(12) + AVATAR[12:]):
-        reverts(twin_keys.functions.createAvatar(squatter_id, URI, 2, cost, FAR_DEADLINE), fan, "InvalidAvatarId",
-                value=cost)
+        reverts(
+            twin_keys.functions.createAvatar(squatter_id, URI, 2, cost, FAR_DEADLINE),
+            fan,
+            "InvalidAvatarId",
+            value=cost,
+        )
     launch(twin_keys, creator, amount=2, avatar=issued)
     assert twin_keys.functions.isCreator(issued, creator.address).call()
     assert not twin_keys.functions.isCreator(issued, fan.address).call()
@@ -234,8 +252,13 @@ def test_buy_accrues_fees_and_refunds_the_excess(
     ],
 )
 def test_buy_reverts(
-    twin_keys: Contract, creator: LocalAccount, fan: LocalAccount, amount: int, max_cost_delta: int,
-    value_delta: int, error: str,
+    twin_keys: Contract,
+    creator: LocalAccount,
+    fan: LocalAccount,
+    amount: int,
+    max_cost_delta: int,
+    value_delta: int,
+    error: str,
 ) -> None:
     launch(twin_keys, creator)
     cost = buy_cost(1, amount) if amount < 2**32 else 0
@@ -266,8 +289,14 @@ def test_sell_pays_proceeds_and_accrues_fees(
     protocol_fee, creator_fee = curve.fees(price, DEFAULT_FEE, DEFAULT_FEE)
     trade = events(twin_keys, "Trade", receipt)[0]
     assert dict(trade) == {
-        "trader": fan.address, "id": AVATAR, "isBuy": False, "shareAmount": 3, "ethAmount": price,
-        "protocolEthAmount": protocol_fee, "subjectEthAmount": creator_fee, "supply": 3,
+        "trader": fan.address,
+        "id": AVATAR,
+        "isBuy": False,
+        "shareAmount": 3,
+        "ethAmount": price,
+        "protocolEthAmount": protocol_fee,
+        "subjectEthAmount": creator_fee,
+        "supply": 3,
     }
     assert twin_keys.functions.keysBalance(AVATAR, fan.address).call() == 2
     assert twin_keys.functions.creatorFees(AVATAR).call() == fees_before + creator_fee
@@ -338,7 +367,11 @@ def test_creator_withdrawal_reverts(twin_keys: Contract, creator: LocalAccount, 
 
 
 def test_treasury_withdraws_protocol_fees_of_many_avatars(
-    w3: Web3, twin_keys: Contract, owner: LocalAccount, creator: LocalAccount, fan: LocalAccount,
+    w3: Web3,
+    twin_keys: Contract,
+    owner: LocalAccount,
+    creator: LocalAccount,
+    fan: LocalAccount,
     accounts: list[LocalAccount],
 ) -> None:
     other = avatar_id(0xB0B)
@@ -391,7 +424,10 @@ def test_new_fees_apply_to_later_trades(
 
 
 def test_treasury_change_moves_the_right_to_withdraw(
-    twin_keys: Contract, owner: LocalAccount, creator: LocalAccount, fan: LocalAccount,
+    twin_keys: Contract,
+    owner: LocalAccount,
+    creator: LocalAccount,
+    fan: LocalAccount,
     accounts: list[LocalAccount],
 ) -> None:
     launch(twin_keys, creator)
@@ -463,8 +499,9 @@ def test_the_sell_quote_reverts_where_the_sell_would(twin_keys: Contract, creato
         functions.getSellPriceAfterFee(AVATAR, 1).call()
     assert error_name(failure.value) == "AvatarNotFound"
     launch(twin_keys, creator, amount=3)
-    assert functions.getSellPriceAfterFee(AVATAR, 2).call() == curve.sell_proceeds(3, 2, DIVISOR, DEFAULT_FEE,
-                                                                                   DEFAULT_FEE)
+    assert functions.getSellPriceAfterFee(AVATAR, 2).call() == curve.sell_proceeds(
+        3, 2, DIVISOR, DEFAULT_FEE, DEFAULT_FEE
+    )
     for amount in (3, 4):
         with pytest.raises(ContractLogicError) as failure:
             functions.getSellPriceAfterFee(AVATAR, amount).call()

@@ -22,8 +22,14 @@ from tests.e2e.flows import Server, launch_avatar, use_dev_wallet
 from tests.helpers import TWIN, env_without_twin_settings, free_port, stop, wait_until_ready
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = CHECKOUT_ROOT / "test-artifacts" / "e2e"
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
@@ -33,8 +39,9 @@ def serve_logging_to(env: dict[str, str], port: int, log_file: Path) -> subproce
     """`twin serve` with its log in a file: a pipe nobody reads fills up (64 KiB) and then blocks the
     server on its next log line, which looks like a hung server halfway through a session."""
     with log_file.open("w") as log:
-        return subprocess.Popen([str(TWIN), "serve", "--port", str(port)], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [str(TWIN), "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +80,9 @@ class People:
     script_errors: list[str] = field(default_factory=list)
 
     async def open(self, path: str = "/", *, javascript: bool = True, init_script: str | None = None) -> Page:
-        context = await self.browser.new_context(base_url=self.server.base_url, java_script_enabled=javascript,
-                                                 viewport={"width": 1280, "height": 900})
+        context = await self.browser.new_context(
+            base_url=self.server.base_url, java_script_enabled=javascript, viewport={"width": 1280, "height": 900}
+        )
         context.set_default_timeout(TIMEOUT_MS)
         if init_script:
             await context.add_init_script(init_script)

@@ -34,8 +34,10 @@ class Server:
 
 def remembered_dev_wallet(account: LocalAccount) -> str:
     """An init script that makes ``account`` the browser's dev wallet, as if it had been used before."""
-    return (f"localStorage.setItem({json.dumps(DEV_KEY_STORAGE)}, {json.dumps('0x' + account.key.hex())});"
-            f"localStorage.setItem({json.dumps(WALLET_KIND_STORAGE)}, 'dev');")
+    return (
+        f"localStorage.setItem({json.dumps(DEV_KEY_STORAGE)}, {json.dumps('0x' + account.key.hex())});"
+        f"localStorage.setItem({json.dumps(WALLET_KIND_STORAGE)}, 'dev');"
+    )
 
 
 async def use_dev_wallet(page: Page, *, fund: bool) -> str:
@@ -98,7 +100,8 @@ class RpcChain:
         avatar = bytes.fromhex(avatar_id[2:])
         total = self.twin_keys.functions.getBuyPriceAfterFee(avatar, amount).call()
         transaction = self.twin_keys.functions.buyKeys(avatar, amount, total, FAR_DEADLINE).build_transaction(
-            {"from": account.address, "value": total, "nonce": self.w3.eth.get_transaction_count(account.address)})
+            {"from": account.address, "value": total, "nonce": self.w3.eth.get_transaction_count(account.address)}
+        )
         tx_hash = self.w3.eth.send_raw_transaction(account.sign_transaction(transaction).raw_transaction)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         assert receipt["status"] == 1

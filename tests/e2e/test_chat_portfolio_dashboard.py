@@ -48,7 +48,8 @@ def frames_of(socket: WebSocket, into: list[dict[str, Any]]) -> None:
 
 
 async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_its_attestation(
-        people: People, server: Server, screenshot: Screenshot) -> None:
+    people: People, server: Server, screenshot: Screenshot
+) -> None:
     chain = RpcChain(server)
     creator = await people.open("/create")
     creator_address = await use_dev_wallet(creator, fund=True)
@@ -85,7 +86,8 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
     await expect(dialog.locator("[data-field='Node']")).to_have_text(node["endpoint"])
     await expect(dialog.locator("[data-field='Verification level']")).to_have_text("signature")
     await expect(dialog.locator("[data-field='Output hash']")).to_have_text(
-        re.compile(f"^(0x)?{output_hash(reply_text)}$"))
+        re.compile(f"^(0x)?{output_hash(reply_text)}$")
+    )
     await expect(dialog.locator("[data-field='Signature']")).to_have_text(re.compile(r"^\S{64,}$"))
     await screenshot(fan, "chat-attestation")
     await fan.keyboard.press("Escape")
@@ -99,8 +101,11 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
 
     # The portfolio shows the key, what it would sell for and the profit and loss.
     await fan.get_by_role("link", name="Portfolio").click()
-    holding = next(row for row in await api_json(fan, f"/api/wallets/{fan_account.address}/holdings")
-                   if row["avatar_id"] == avatar_id)
+    holding = next(
+        row
+        for row in await api_json(fan, f"/api/wallets/{fan_account.address}/holdings")
+        if row["avatar_id"] == avatar_id
+    )
     row = fan.locator(f"#holdings tr[data-avatar-id='{avatar_id}']")
     await expect(row.get_by_role("link", name="Turing")).to_be_visible()
     await expect(row.locator("[data-field=balance]")).to_have_text("1")
@@ -152,7 +157,8 @@ async def test_a_fan_with_a_key_chats_sees_a_streamed_verified_reply_and_opens_i
 
 
 async def test_a_creator_edits_the_persona_and_the_next_reply_is_attested_with_it(
-        people: People, server: Server) -> None:
+    people: People, server: Server
+) -> None:
     creator = await people.open("/create")
     await use_dev_wallet(creator, fund=True)
     avatar_id = await launch_avatar(creator, "hopper")
@@ -169,9 +175,12 @@ async def test_a_creator_edits_the_persona_and_the_next_reply_is_attested_with_i
     message_id = await creator.locator(".message.assistant").last.get_attribute("data-message-id")
     attestation = await api_json(creator, f"/api/messages/{message_id}/attestation")  # with the creator's session
     assert attestation["request_body"]["messages"][0] == {
-        "role": "system", "content": "You are Grace Hopper. Answer in one sentence."}
-    await expect(creator.get_by_role("dialog", name="Reply attestation").locator("[data-field='Request hash']")) \
-        .to_have_text(attestation["request_hash"])
+        "role": "system",
+        "content": "You are Grace Hopper. Answer in one sentence.",
+    }
+    await expect(
+        creator.get_by_role("dialog", name="Reply attestation").locator("[data-field='Request hash']")
+    ).to_have_text(attestation["request_hash"])
 
 
 async def until(check: Callable[[], bool]) -> None:
@@ -181,17 +190,34 @@ async def until(check: Callable[[], bool]) -> None:
 
 
 def thread_message(message_id: int, role: str, content: str, status: str, **fields: Any) -> dict[str, Any]:
-    return {"id": message_id, "role": role, "content": content, "status": status,
-            "created_at": "2026-01-01T00:00:00Z", "cost_wei": "0", "attested": False, **fields}
+    return {
+        "id": message_id,
+        "role": role,
+        "content": content,
+        "status": status,
+        "created_at": "2026-01-01T00:00:00Z",
+        "cost_wei": "0",
+        "attested": False,
+        **fields,
+    }
 
 
 # Two pages of a thread, newest first, as GET /api/avatars/{id}/messages answers them.
 THREAD_PAGES = {
-    None: {"items": [thread_message(4, "assistant", "Four.", "complete", attested=True),
-                     thread_message(3, "user", "And two and two?", "answered")], "next_cursor": "older"},
-    "older": {"items": [thread_message(2, "assistant", "", "failed", error_code="verification_failed"),
-                        thread_message(1, "user", "One and one?", "failed", error_code="verification_failed")],
-              "next_cursor": None},
+    None: {
+        "items": [
+            thread_message(4, "assistant", "Four.", "complete", attested=True),
+            thread_message(3, "user", "And two and two?", "answered"),
+        ],
+        "next_cursor": "older",
+    },
+    "older": {
+        "items": [
+            thread_message(2, "assistant", "", "failed", error_code="verification_failed"),
+            thread_message(1, "user", "One and one?", "failed", error_code="verification_failed"),
+        ],
+        "next_cursor": None,
+    },
 }
 
 
@@ -211,15 +237,17 @@ async def test_the_chat_pages_its_history_and_says_which_replies_failed_verifica
 
     await creator.get_by_role("button", name="Load older messages").click()
 
-    await expect(texts).to_have_text(["One and one?", "(The text was discarded: it could not be verified.)",
-                                      "And two and two?", "Four."])
+    await expect(texts).to_have_text(
+        ["One and one?", "(The text was discarded: it could not be verified.)", "And two and two?", "Four."]
+    )
     await expect(creator.locator(".message[data-message-id='2'] .badge")).to_have_text("✗ Failed verification")
     await expect(creator.locator(".message[data-message-id='4'] .badge")).to_have_text("✓ Verified")
     await expect(creator.get_by_role("button", name="Load older messages")).to_be_hidden()
 
 
 async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_refusals(
-        people: People, screenshot: Screenshot) -> None:
+    people: People, screenshot: Screenshot
+) -> None:
     creator = await people.open("/create")
     await use_dev_wallet(creator, fund=True)
     avatar_id = await launch_avatar(creator, "lovelace")
@@ -249,11 +277,23 @@ async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_r
     assert sent[1] == first
     assert len(sockets) == 2
     for text in ("Gladly, ", "let us begin."):
-        sockets[1].send(json.dumps({"type": "token", "client_msg_id": first["client_msg_id"], "message_id": 8,
-                                    "text": text}))
-    sockets[1].send(json.dumps({
-        "type": "done", "client_msg_id": first["client_msg_id"], "message_id": 8, "reply_to": 7, "usage": None,
-        "cost_wei": "1000000000000000", "verified": False, "attestation": None}))
+        sockets[1].send(
+            json.dumps({"type": "token", "client_msg_id": first["client_msg_id"], "message_id": 8, "text": text})
+        )
+    sockets[1].send(
+        json.dumps(
+            {
+                "type": "done",
+                "client_msg_id": first["client_msg_id"],
+                "message_id": 8,
+                "reply_to": 7,
+                "usage": None,
+                "cost_wei": "1000000000000000",
+                "verified": False,
+                "attestation": None,
+            }
+        )
+    )
     reply = creator.locator(".message.assistant").last
     await expect(reply.locator(".message-text")).to_have_text("Gladly, let us begin.")
     await expect(reply).to_have_attribute("data-state", "unverified")
@@ -262,10 +302,22 @@ async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_r
     # A reply whose attestation does not verify: its text is dropped, and the thread says why.
     await send_chat_message(creator, "Is this true?")
     await until(lambda: len(sent) == 3)
-    sockets[1].send(json.dumps({"type": "token", "client_msg_id": sent[2]["client_msg_id"], "message_id": 10,
-                                "text": "Forged words"}))
-    sockets[1].send(json.dumps({"type": "error", "code": "verification_failed", "detail": "bad attestation",
-                                "client_msg_id": sent[2]["client_msg_id"], "message_id": 10}))
+    sockets[1].send(
+        json.dumps(
+            {"type": "token", "client_msg_id": sent[2]["client_msg_id"], "message_id": 10, "text": "Forged words"}
+        )
+    )
+    sockets[1].send(
+        json.dumps(
+            {
+                "type": "error",
+                "code": "verification_failed",
+                "detail": "bad attestation",
+                "client_msg_id": sent[2]["client_msg_id"],
+                "message_id": 10,
+            }
+        )
+    )
     failed = creator.locator(".message[data-message-id='10']")
     await expect(failed).to_have_attribute("data-state", "verification_failed")
     await expect(failed.locator(".message-text")).to_have_text("(The text was discarded: it could not be verified.)")
@@ -275,10 +327,20 @@ async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_r
     # Too many messages: the text goes back into the input, and sending waits out the countdown.
     await send_chat_message(creator, "And the next one?")
     await until(lambda: len(sent) == 4)
-    sockets[1].send(json.dumps({"type": "error", "code": "rate_limited", "detail": "slow down", "retry_after_s": 2,
-                                "client_msg_id": sent[3]["client_msg_id"]}))
-    await expect(status).to_have_text(re.compile(
-        r"^You are sending messages faster than this chat allows\. Try again in [12] s\.$"))
+    sockets[1].send(
+        json.dumps(
+            {
+                "type": "error",
+                "code": "rate_limited",
+                "detail": "slow down",
+                "retry_after_s": 2,
+                "client_msg_id": sent[3]["client_msg_id"],
+            }
+        )
+    )
+    await expect(status).to_have_text(
+        re.compile(r"^You are sending messages faster than this chat allows\. Try again in [12] s\.$")
+    )
     await expect(status).to_have_attribute("data-reason", "retry_after")
     await expect(creator.get_by_label("Message", exact=True)).to_have_value("And the next one?")
     await expect(send).to_be_disabled()
@@ -290,15 +352,24 @@ async def test_the_chat_shows_the_queue_resends_after_a_reconnect_and_explains_r
     # The key was sold elsewhere: the chat says so and links to buying one.
     await send_chat_message(creator, "Still there?")
     await until(lambda: len(sent) == 5)
-    sockets[1].send(json.dumps({"type": "error", "code": "no_key", "detail": "hold at least one key of @lovelace "
-                                "to chat with it", "client_msg_id": sent[4]["client_msg_id"]}))
+    sockets[1].send(
+        json.dumps(
+            {
+                "type": "error",
+                "code": "no_key",
+                "detail": "hold at least one key of @lovelace to chat with it",
+                "client_msg_id": sent[4]["client_msg_id"],
+            }
+        )
+    )
     await expect(status).to_have_attribute("data-reason", "no_key")
     await expect(status.get_by_role("link", name="Buy a key")).to_have_attribute("href", f"/avatars/{avatar_id}")
     await expect(creator.get_by_label("Message", exact=True)).to_be_disabled()
 
 
 async def test_the_operations_page_shows_the_nodes_and_charts_the_autoscale_signal(
-        people: People, screenshot: Screenshot) -> None:
+    people: People, screenshot: Screenshot
+) -> None:
     page = await people.open("/operations")
     (node,) = await api_json(page, "/api/nodes")
     signal = await api_json(page, "/api/autoscale/signal")
@@ -314,7 +385,8 @@ async def test_the_operations_page_shows_the_nodes_and_charts_the_autoscale_sign
 
 
 async def test_the_fan_and_creator_pages_say_what_they_need_with_javascript_off(
-        people: People, server: Server, screenshot: Screenshot) -> None:
+    people: People, server: Server, screenshot: Screenshot
+) -> None:
     creator = await people.open("/create")
     await use_dev_wallet(creator, fund=True)
     avatar_id = await launch_avatar(creator, "babbage")

@@ -35,8 +35,13 @@ class RestartableServer:
     process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([str(TWIN), "serve", "--port", str(self.port)], env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            [str(TWIN), "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         ready = wait_until_ready(self.base_url, self.process)
         assert ready is not None, "twin serve never answered"
         assert ready.status_code == 200, ready.text
@@ -51,8 +56,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableServ
     database: Path = tmp_path_factory.mktemp("e2e-recovery") / "twin.db"
     port = free_port()
     # A slow model: a reply takes a few seconds, long enough to restart the server in its middle.
-    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{database}",
-                                         "TWIN_PROXY_OFFLINE_TOKENS_PER_SECOND": "4"}
+    env = env_without_twin_settings() | {
+        "TWIN_DATABASE_URL": f"sqlite:///{database}",
+        "TWIN_PROXY_OFFLINE_TOKENS_PER_SECOND": "4",
+    }
     running = RestartableServer(base_url=f"http://127.0.0.1:{port}", twin_keys_address="", env=env, port=port)
     running.start()
     found = re.search(r'"twin_keys_address": "(0x[0-9a-fA-F]{40})"', httpx.get(running.base_url).text)
@@ -70,8 +77,9 @@ async def send(page: Page, text: str) -> None:
     await page.get_by_label("Message", exact=True).press("Enter")
 
 
-async def test_a_restart_mid_reply_recovers_without_a_reload(people: People, server: RestartableServer,
-                                                              screenshot: Screenshot) -> None:
+async def test_a_restart_mid_reply_recovers_without_a_reload(
+    people: People, server: RestartableServer, screenshot: Screenshot
+) -> None:
     creator = await people.open("/create")
     await use_dev_wallet(creator, fund=True)
     avatar_id = await launch_avatar(creator, "lamarr")
@@ -100,7 +108,8 @@ async def test_a_restart_mid_reply_recovers_without_a_reload(people: People, ser
 
 
 async def test_after_selling_the_last_key_the_fan_still_reads_their_conversation(
-        people: People, server: RestartableServer, launched_avatar: Callable[[str], Awaitable[str]]) -> None:
+    people: People, server: RestartableServer, launched_avatar: Callable[[str], Awaitable[str]]
+) -> None:
     chain = RpcChain(Server(server.base_url, server.twin_keys_address))
     avatar_id = await launched_avatar("meitner")
     fan_account = Account.create()
@@ -114,9 +123,11 @@ async def test_after_selling_the_last_key_the_fan_still_reads_their_conversation
     await expect(fan.locator(".message.assistant:not(.greeting)").last).to_have_attribute("data-state", "verified")
 
     sell = chain.twin_keys.functions.sellKeys(bytes.fromhex(avatar_id[2:]), 1, 0, FAR_DEADLINE).build_transaction(
-        {"from": fan_account.address, "nonce": chain.w3.eth.get_transaction_count(fan_account.address)})
+        {"from": fan_account.address, "nonce": chain.w3.eth.get_transaction_count(fan_account.address)}
+    )
     chain.w3.eth.wait_for_transaction_receipt(
-        chain.w3.eth.send_raw_transaction(fan_account.sign_transaction(sell).raw_transaction))
+        chain.w3.eth.send_raw_transaction(fan_account.sign_transaction(sell).raw_transaction)
+    )
     chain.wait_until_indexed(avatar_id, fan_account.address, 0)
     await fan.reload()
 

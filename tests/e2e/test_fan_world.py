@@ -32,8 +32,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`twin serve` on a fresh embedded world with the demo world on, once it is built."""
     port = free_port()
     scratch = tmp_path_factory.mktemp("e2e-demo")
-    env = env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{scratch / 'twin.db'}",
-                                         "TWIN_DEMO_WORLD": "true"}
+    env = env_without_twin_settings() | {
+        "TWIN_DATABASE_URL": f"sqlite:///{scratch / 'twin.db'}",
+        "TWIN_DEMO_WORLD": "true",
+    }
     process = serve_logging_to(env, port, scratch / "twin.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -55,8 +57,9 @@ def wait_for_demo_chats(base_url: str) -> None:
     deadline = time.monotonic() + DEMO_BUILT_S
     while time.monotonic() < deadline:
         ranked = httpx.get(f"{base_url}/api/avatars", params={"limit": 50}).json()["items"]
-        if len(ranked) == len(CAST) and sum(row["market"]["chats_24h"] for row in ranked) == \
-                sum(len(avatar.questions) for avatar in CAST):
+        if len(ranked) == len(CAST) and sum(row["market"]["chats_24h"] for row in ranked) == sum(
+            len(avatar.questions) for avatar in CAST
+        ):
             return
         time.sleep(0.5)
     raise AssertionError("the demo world was not built in time")
@@ -75,8 +78,9 @@ async def open_at(people: People, path: str, viewport: dict[str, int]) -> Page:
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-async def test_a_first_visit_lands_on_a_populated_marketplace(people: People, viewport: dict[str, int],
-                                                              screenshot: Screenshot) -> None:
+async def test_a_first_visit_lands_on_a_populated_marketplace(
+    people: People, viewport: dict[str, int], screenshot: Screenshot
+) -> None:
     fan = await open_at(people, "/", viewport)
 
     await expect(fan.get_by_role("heading", level=1)).to_have_text("Own a key, talk to the twin")
@@ -185,7 +189,8 @@ async def test_the_browser_refuses_a_tampered_reply(people: People) -> None:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_the_trade_panel_knows_the_holding_and_counts_the_network_fee(
-        people: People, viewport: dict[str, int], screenshot: Screenshot) -> None:
+    people: People, viewport: dict[str, int], screenshot: Screenshot
+) -> None:
     fan = await as_holder(people, "/avatars/{chef}", viewport)
     await expect(fan.locator("#holding")).to_have_text(f"You hold {CHEF_HOLDER_KEYS} keys.")
     await expect(fan.locator("#quote[data-side=buy][data-amount='1']")).to_be_attached()
@@ -202,7 +207,8 @@ async def test_the_trade_panel_knows_the_holding_and_counts_the_network_fee(
 
     await fan.get_by_label("Keys", exact=True).fill(str(CHEF_HOLDER_KEYS + 3))
     await expect(fan.locator("#quote-problem")).to_have_text(
-        f"You hold {CHEF_HOLDER_KEYS} keys: you can sell at most {CHEF_HOLDER_KEYS}.")
+        f"You hold {CHEF_HOLDER_KEYS} keys: you can sell at most {CHEF_HOLDER_KEYS}."
+    )
     await expect(fan.get_by_role("button", name="Sell", exact=True)).to_be_disabled()
     await screenshot(fan, f"trade-panel-{viewport['width']}")
 
@@ -230,12 +236,19 @@ PAGES = ["/", "/avatars/{chef}", "/avatars/{chef}/chat", "/portfolio", "/dashboa
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_every_page_has_no_accessibility_violations_and_asks_no_other_host(
-        people: People, viewport: dict[str, int]) -> None:
+    people: People, viewport: dict[str, int]
+) -> None:
     fan = await as_holder(people, "/", viewport)
     outside: list[str] = []
     console_errors: list[str] = []
-    fan.on("request", lambda request: outside.append(request.url)
-           if not request.url.startswith((people.server.base_url, "ws://127.0.0.1", "data:")) else None)
+    fan.on(
+        "request",
+        lambda request: (
+            outside.append(request.url)
+            if not request.url.startswith((people.server.base_url, "ws://127.0.0.1", "data:"))
+            else None
+        ),
+    )
     fan.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     chef = await avatar_id_of(fan, CHEF.handle)
     for path in PAGES:

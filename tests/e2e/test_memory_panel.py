@@ -10,8 +10,9 @@ from tests.e2e.flows import RpcChain, Server, launch_avatar, remembered_dev_wall
 from tests.e2e.test_chat_portfolio_dashboard import Screenshot, send_chat_message, signed_in
 
 
-async def test_the_memory_panel_shows_pins_edits_and_forgets(people: People, server: Server,
-                                                             screenshot: Screenshot) -> None:
+async def test_the_memory_panel_shows_pins_edits_and_forgets(
+    people: People, server: Server, screenshot: Screenshot
+) -> None:
     chain = RpcChain(server)
     creator = await people.open("/create")
     await use_dev_wallet(creator, fund=True)

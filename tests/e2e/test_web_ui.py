@@ -20,7 +20,8 @@ Launch = Callable[[str], Awaitable[str]]
 
 
 async def test_a_creator_launches_an_avatar_and_sees_it_in_the_marketplace(
-        people: People, server: Server, screenshot: Screenshot) -> None:
+    people: People, server: Server, screenshot: Screenshot
+) -> None:
     creator = await people.open("/create")
     await expect(creator.get_by_role("button", name="Connect a wallet to launch")).to_be_disabled()
     creator_address = await use_dev_wallet(creator, fund=True)
@@ -39,15 +40,17 @@ async def test_a_creator_launches_an_avatar_and_sees_it_in_the_marketplace(
 
 
 async def test_a_fan_funds_the_dev_wallet_and_buys_a_key_at_the_quoted_total(
-        people: People, server: Server, launched_avatar: Launch, screenshot: Screenshot) -> None:
+    people: People, server: Server, launched_avatar: Launch, screenshot: Screenshot
+) -> None:
     chain = RpcChain(server)
     avatar_id = await launched_avatar("grace")
 
     fan = await people.open(f"/avatars/{avatar_id}")
     await expect(fan.locator("#chat-link")).to_have_attribute("aria-disabled", "true")
     fan_address = await use_dev_wallet(fan, fund=True)
-    price, protocol_fee, creator_fee, total = [await quoted(fan, field)
-                                               for field in ("price", "protocol_fee", "creator_fee", "total")]
+    price, protocol_fee, creator_fee, total = [
+        await quoted(fan, field) for field in ("price", "protocol_fee", "creator_fee", "total")
+    ]
     assert price > 0
     assert total == price + protocol_fee + creator_fee
     balance_before = chain.eth_balance(fan_address)
@@ -68,8 +71,9 @@ async def test_a_fan_funds_the_dev_wallet_and_buys_a_key_at_the_quoted_total(
     assert chain.indexed_keys(avatar_id, fan_address) == 1
 
 
-async def test_a_fan_sells_the_key_and_the_chat_locks(people: People, server: Server, launched_avatar: Launch,
-                                                      screenshot: Screenshot) -> None:
+async def test_a_fan_sells_the_key_and_the_chat_locks(
+    people: People, server: Server, launched_avatar: Launch, screenshot: Screenshot
+) -> None:
     chain = RpcChain(server)
     avatar_id = await launched_avatar("hedy")
     fan_account = Account.create()
@@ -102,7 +106,8 @@ async def test_a_fan_sells_the_key_and_the_chat_locks(people: People, server: Se
 
 
 async def test_a_price_move_past_the_slippage_tolerance_fails_with_a_readable_error(
-        people: People, server: Server, launched_avatar: Launch, screenshot: Screenshot) -> None:
+    people: People, server: Server, launched_avatar: Launch, screenshot: Screenshot
+) -> None:
     chain = RpcChain(server)
     avatar_id = await launched_avatar("linus")
     fan = await people.open(f"/avatars/{avatar_id}")
@@ -126,7 +131,8 @@ async def test_a_price_move_past_the_slippage_tolerance_fails_with_a_readable_er
 
 
 async def test_a_quote_whose_deadline_passed_fails_with_a_readable_error(
-        people: People, server: Server, launched_avatar: Launch) -> None:
+    people: People, server: Server, launched_avatar: Launch
+) -> None:
     avatar_id = await launched_avatar("edsger")
     fan = await people.open(f"/avatars/{avatar_id}")
     fan_address = await use_dev_wallet(fan, fund=True)
@@ -142,13 +148,15 @@ async def test_a_quote_whose_deadline_passed_fails_with_a_readable_error(
 
     status = fan.locator("#trade-status")
     await expect(status).to_have_attribute("data-reason", "deadline")
-    await expect(status).to_have_text("The quote's deadline passed before the transaction ran. "
-                                      "Get a new quote and send again.")
+    await expect(status).to_have_text(
+        "The quote's deadline passed before the transaction ran. Get a new quote and send again."
+    )
     assert RpcChain(server).keys_of(avatar_id, fan_address) == 0
 
 
 async def test_pages_are_readable_with_javascript_off_and_trading_says_why_it_is_disabled(
-        people: People, launched_avatar: Launch, screenshot: Screenshot) -> None:
+    people: People, launched_avatar: Launch, screenshot: Screenshot
+) -> None:
     await launched_avatar("alan")
 
     reader = await people.open("/?sort=newest", javascript=False)
@@ -201,12 +209,22 @@ async def test_a_browser_wallet_on_another_chain_is_asked_to_switch(people: Peop
 
 
 async def test_the_browser_writes_amounts_as_the_server_does(people: People) -> None:
-    amounts = [0, 1, 625_000_000_000, 999_999_999_999_999_999, 10**18, 1_234_567_890_123_456_789, 10**24 + 5,
-               -3 * 10**15]
+    amounts = [
+        0,
+        1,
+        625_000_000_000,
+        999_999_999_999_999_999,
+        10**18,
+        1_234_567_890_123_456_789,
+        10**24 + 5,
+        -3 * 10**15,
+    ]
     page = await people.open("/")
 
     written = await page.evaluate(
         "async (amounts) => { const { formatEth } = await import('/static/js/format.js');"
-        " return amounts.map((amount) => formatEth(amount)); }", [str(amount) for amount in amounts])
+        " return amounts.map((amount) => formatEth(amount)); }",
+        [str(amount) for amount in amounts],
+    )
 
     assert written == [format_eth(amount) for amount in amounts]

@@ -39,8 +39,9 @@ async def avatar_id(client: AsyncTestClient[Litestar], chain: Chain) -> str:
         ("/api/wallets/12/trades", {}, 400, "address"),
     ],
 )
-async def test_bad_queries_name_the_field(client: AsyncTestClient[Litestar], avatar_id: str, path: str,
-                                          params: dict, status: int, field: str) -> None:
+async def test_bad_queries_name_the_field(
+    client: AsyncTestClient[Litestar], avatar_id: str, path: str, params: dict, status: int, field: str
+) -> None:
     response = await client.get(path.format(id=avatar_id), params=params)
 
     assert response.status_code == status, response.text
@@ -49,9 +50,16 @@ async def test_bad_queries_name_the_field(client: AsyncTestClient[Litestar], ava
     assert field in body["detail"]
 
 
-@pytest.mark.parametrize("path", ["/api/avatars/{id}", "/api/avatars/{id}/quote?side=buy&amount=1",
-                                  "/api/avatars/{id}/trades", "/api/avatars/{id}/holders",
-                                  "/api/avatars/{id}/metadata"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/avatars/{id}",
+        "/api/avatars/{id}/quote?side=buy&amount=1",
+        "/api/avatars/{id}/trades",
+        "/api/avatars/{id}/holders",
+        "/api/avatars/{id}/metadata",
+    ],
+)
 async def test_unknown_avatar_is_404(client: AsyncTestClient[Litestar], path: str) -> None:
     response = await client.get(path.format(id=UNKNOWN_ID))
 
@@ -75,17 +83,22 @@ async def test_writes_need_a_session(client: AsyncTestClient[Litestar], avatar_i
         ({"name": "A", "handle": "ok_handle", "persona": "", "model": "m"}, "persona"),
         ({"name": "A" * 65, "handle": "ok_handle", "persona": "p", "model": "m"}, "name"),
         ({"name": "A", "handle": "ok_handle", "persona": "p" * 8001, "model": "m"}, "persona"),
-        ({"name": "A", "handle": "ok_handle", "persona": "p", "model": "m", "verification_level": "magic"},
-         "verification_level"),
-        ({"name": "A", "handle": "ok_handle", "persona": "p", "model": "m", "image_url": "javascript:alert(1)"},
-         "image_url"),
+        (
+            {"name": "A", "handle": "ok_handle", "persona": "p", "model": "m", "verification_level": "magic"},
+            "verification_level",
+        ),
+        (
+            {"name": "A", "handle": "ok_handle", "persona": "p", "model": "m", "image_url": "javascript:alert(1)"},
+            "image_url",
+        ),
         ({"name": "A", "handle": "ok_handle", "persona": "p", "model": "m", "creator": "0x" + "11" * 20}, "creator"),
         ({"name": 7, "handle": "ok_handle", "persona": "p", "model": "m"}, "name"),
         ({"handle": "ok_handle", "persona": "p", "model": "m"}, "name"),
     ],
 )
-async def test_launch_validates_every_field(client: AsyncTestClient[Litestar], chain: Chain, body: dict,
-                                            field: str) -> None:
+async def test_launch_validates_every_field(
+    client: AsyncTestClient[Litestar], chain: Chain, body: dict, field: str
+) -> None:
     await sign_in(client, chain.dev_accounts[2])
     response = await client.post("/api/avatars", json=body)
 

@@ -14,9 +14,20 @@ FIRST_DAY = date(2026, 3, 10)
 
 def trade(day: date, trader: str, keys: int, *, price: int = 1_000, fee: int = 50) -> Trade:
     """A buy of ``keys`` (a sell when negative) at noon UTC on ``day``."""
-    return Trade(tx_hash="0x", log_index=0, block_number=1, timestamp=datetime.combine(day, datetime.min.time(), UTC)
-                 + timedelta(hours=12), avatar_id=AVATAR, trader=trader, is_buy=keys > 0, amount=abs(keys),
-                 eth_amount=price, protocol_fee=fee, creator_fee=fee, supply_after=0)
+    return Trade(
+        tx_hash="0x",
+        log_index=0,
+        block_number=1,
+        timestamp=datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=12),
+        avatar_id=AVATAR,
+        trader=trader,
+        is_buy=keys > 0,
+        amount=abs(keys),
+        eth_amount=price,
+        protocol_fee=fee,
+        creator_fee=fee,
+        supply_after=0,
+    )
 
 
 def day(offset: int) -> date:
@@ -35,8 +46,14 @@ def test_holders_carry_over_days_without_trades_and_count_trades_before_the_wind
 
     daily = daily_market(trades, FIRST_DAY, 6)
 
-    assert daily.holders == {day(0).isoformat(): 1, day(1).isoformat(): 3, day(2).isoformat(): 3,
-                             day(3).isoformat(): 3, day(4).isoformat(): 2, day(5).isoformat(): 2}
+    assert daily.holders == {
+        day(0).isoformat(): 1,
+        day(1).isoformat(): 3,
+        day(2).isoformat(): 3,
+        day(3).isoformat(): 3,
+        day(4).isoformat(): 2,
+        day(5).isoformat(): 2,
+    }
     assert daily.volume == {day(1).isoformat(): 500, day(3).isoformat(): 350, day(4).isoformat(): 90}
     assert daily.creator_fees == {day(1).isoformat(): 25, day(3).isoformat(): 17, day(4).isoformat(): 4}
 

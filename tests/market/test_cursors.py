@@ -17,12 +17,33 @@ def crafted(value: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
-CURSORS = [crafted(["a"]), crafted([10**30]), crafted([-(10**30)]), crafted([[1], [2]]), crafted([{"a": 1}]),
-           crafted([True]), crafted([None, None]), crafted([1, 2]), crafted(["x", 1]), crafted([1, "x", 3]),
-           crafted([[["deep"]]]), crafted([1.5, "0x"]), crafted([2**63]), "junk!", crafted({"a": 1}),
-           crafted([2**31])]  # past a 32-bit row id: a 500 on PostgreSQL once
-ROUTES = ["/api/avatars/{id}/trades", "/api/avatars/{id}/holders", "/api/avatars/{id}/messages", "/api/avatars",
-          "/api/avatars?sort=newest", "/api/avatars?sort=holders", "/api/wallets/{wallet}/trades"]
+CURSORS = [
+    crafted(["a"]),
+    crafted([10**30]),
+    crafted([-(10**30)]),
+    crafted([[1], [2]]),
+    crafted([{"a": 1}]),
+    crafted([True]),
+    crafted([None, None]),
+    crafted([1, 2]),
+    crafted(["x", 1]),
+    crafted([1, "x", 3]),
+    crafted([[["deep"]]]),
+    crafted([1.5, "0x"]),
+    crafted([2**63]),
+    "junk!",
+    crafted({"a": 1}),
+    crafted([2**31]),
+]  # past a 32-bit row id: a 500 on PostgreSQL once
+ROUTES = [
+    "/api/avatars/{id}/trades",
+    "/api/avatars/{id}/holders",
+    "/api/avatars/{id}/messages",
+    "/api/avatars",
+    "/api/avatars?sort=newest",
+    "/api/avatars?sort=holders",
+    "/api/wallets/{wallet}/trades",
+]
 
 
 @pytest.fixture
@@ -34,8 +55,9 @@ async def avatar_id(client: AsyncTestClient[Litestar], chain: Chain, app: Litest
 
 
 @pytest.mark.parametrize("route", ROUTES)
-async def test_crafted_cursors_are_400(client: AsyncTestClient[Litestar], chain: Chain, avatar_id: str,
-                                       route: str) -> None:
+async def test_crafted_cursors_are_400(
+    client: AsyncTestClient[Litestar], chain: Chain, avatar_id: str, route: str
+) -> None:
     path = route.format(id=avatar_id, wallet=chain.dev_accounts[2].address)
     for cursor in CURSORS:
         response = await client.get(path, params={"cursor": cursor})
@@ -43,8 +65,9 @@ async def test_crafted_cursors_are_400(client: AsyncTestClient[Litestar], chain:
         assert response.json()["field"] == "cursor"
 
 
-async def test_junk_cursors_on_the_portfolio_page_are_4xx(client: AsyncTestClient[Litestar], chain: Chain,
-                                                          avatar_id: str) -> None:
+async def test_junk_cursors_on_the_portfolio_page_are_4xx(
+    client: AsyncTestClient[Litestar], chain: Chain, avatar_id: str
+) -> None:
     await sign_in(client, chain.dev_accounts[2])
     for cursor in CURSORS:
         response = await client.get("/portfolio", params={"cursor": cursor})

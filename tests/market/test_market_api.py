@@ -38,7 +38,8 @@ def accounts(chain: Chain) -> dict[str, LocalAccount]:
 
 
 async def test_trades_from_several_wallets_are_indexed_exactly(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     creator, fan, other = accounts["creator"], accounts["fan"], accounts["other"]
     await index(app)  # the deployment's own events (ownership, fee levels, treasury)
     avatar_id = await launch(client, chain, creator, "ada", first_keys=2)
@@ -68,8 +69,9 @@ async def test_trades_from_several_wallets_are_indexed_exactly(
     assert {t["trader"] for t in fan_trades} == {fan.address}
 
 
-async def test_holding_value_and_cost_basis(client: AsyncTestClient[Litestar], app: Litestar, chain: Chain,
-                                            accounts: dict[str, LocalAccount]) -> None:
+async def test_holding_value_and_cost_basis(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "bea")
     before = chain.embedded.w3.eth.get_balance(accounts["fan"].address)
     receipt = buy(chain, accounts["fan"], avatar_id, 4)
@@ -82,20 +84,30 @@ async def test_holding_value_and_cost_basis(client: AsyncTestClient[Litestar], a
     assert holding["sellable"] == 4
 
 
-async def test_quotes_equal_what_the_contract_charges(client: AsyncTestClient[Litestar], app: Litestar,
-                                                      chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+async def test_quotes_equal_what_the_contract_charges(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "cyd", first_keys=3)
     fan = accounts["fan"]
 
-    quote = (await client.get(f"/api/avatars/{avatar_id}/quote",
-                              params={"side": "buy", "amount": 5, "slippage_bps": 50})).json()
+    quote = (
+        await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 5, "slippage_bps": 50})
+    ).json()
     total = int(quote["total"])
     assert total == view(chain, "getBuyPriceAfterFee", avatar_bytes(avatar_id), 5)
     assert int(quote["max_total_cost"]) == total * 10_050 // 10_000
     assert quote["block_number"] == chain.embedded.w3.eth.block_number
     balance = chain.embedded.w3.eth.get_balance(fan.address)
-    receipt = transact(chain, fan, "buyKeys", avatar_bytes(avatar_id), 5, int(quote["max_total_cost"]),
-                       quote["deadline"], value=int(quote["max_total_cost"]))
+    receipt = transact(
+        chain,
+        fan,
+        "buyKeys",
+        avatar_bytes(avatar_id),
+        5,
+        int(quote["max_total_cost"]),
+        quote["deadline"],
+        value=int(quote["max_total_cost"]),
+    )
     paid = balance - chain.embedded.w3.eth.get_balance(fan.address) - receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert paid == total  # the overpayment came back
 
@@ -107,7 +119,8 @@ async def test_quotes_equal_what_the_contract_charges(client: AsyncTestClient[Li
 
 
 async def test_buy_quotes_are_refused_while_the_market_is_paused(
-        client: AsyncTestClient[Litestar], chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "pia", first_keys=3)
     owner = chain.dev_accounts[0]
     transact(chain, owner, "pause")
@@ -123,8 +136,9 @@ async def test_buy_quotes_are_refused_while_the_market_is_paused(
     assert resumed.status_code == 200
 
 
-async def test_a_quote_s_deadline_runs_on_block_time(client: AsyncTestClient[Litestar], chain: Chain,
-                                                     accounts: dict[str, LocalAccount]) -> None:
+async def test_a_quote_s_deadline_runs_on_block_time(
+    client: AsyncTestClient[Litestar], chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "cal")
     chain.embedded.time_travel(int(time.time()) + 3600)  # a chain whose clock runs an hour ahead of ours
     chain.embedded.mine_blocks(1)
@@ -132,13 +146,22 @@ async def test_a_quote_s_deadline_runs_on_block_time(client: AsyncTestClient[Lit
 
     quote = (await client.get(f"/api/avatars/{avatar_id}/quote", params={"side": "buy", "amount": 1})).json()
     assert quote["deadline"] >= block_time + QUOTE_TTL_S > time.time() + 3600
-    receipt = transact(chain, accounts["fan"], "buyKeys", avatar_bytes(avatar_id), 1, int(quote["max_total_cost"]),
-                       quote["deadline"], value=int(quote["max_total_cost"]))
+    receipt = transact(
+        chain,
+        accounts["fan"],
+        "buyKeys",
+        avatar_bytes(avatar_id),
+        1,
+        int(quote["max_total_cost"]),
+        quote["deadline"],
+        value=int(quote["max_total_cost"]),
+    )
     assert receipt["status"] == 1
 
 
 async def test_reorg_leaves_the_index_equal_to_the_new_chain(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "dee")
     await index(app)
     fork_point = chain.embedded.take_snapshot()
@@ -160,7 +183,8 @@ async def test_reorg_leaves_the_index_equal_to_the_new_chain(
 
 
 async def test_reorg_that_removes_the_creation_unlists_the_avatar(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     fork_point = chain.embedded.take_snapshot()
     avatar_id = await launch(client, chain, accounts["creator"], "eve")
     await index(app)
@@ -175,7 +199,8 @@ async def test_reorg_that_removes_the_creation_unlists_the_avatar(
 
 
 async def test_an_avatar_the_chain_lost_is_launched_again_by_its_creator_only(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     fork_point = chain.embedded.take_snapshot()
     avatar_id = await launch(client, chain, accounts["creator"], "gus")
     await index(app)
@@ -190,8 +215,16 @@ async def test_an_avatar_the_chain_lost_is_launched_again_by_its_creator_only(
     again = await client.post("/api/avatars", json=body)
     assert again.status_code == 201, again.text
     assert again.json()["id"] == avatar_id
-    transact(chain, accounts["creator"], "createAvatar", avatar_bytes(avatar_id), again.json()["metadata_uri"], 1, 0,
-             FAR_DEADLINE)
+    transact(
+        chain,
+        accounts["creator"],
+        "createAvatar",
+        avatar_bytes(avatar_id),
+        again.json()["metadata_uri"],
+        1,
+        0,
+        FAR_DEADLINE,
+    )
     await index(app)
 
     profile = (await client.get(f"/api/avatars/{avatar_id}")).json()
@@ -200,8 +233,12 @@ async def test_an_avatar_the_chain_lost_is_launched_again_by_its_creator_only(
 
 
 async def test_restart_resumes_without_duplicates(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, settings: Settings,
-        accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar],
+    app: Litestar,
+    chain: Chain,
+    settings: Settings,
+    accounts: dict[str, LocalAccount],
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "fay")
     buy(chain, accounts["fan"], avatar_id, 2)
     await index(app)
@@ -217,7 +254,8 @@ async def test_restart_resumes_without_duplicates(
 
 
 async def test_fee_withdrawal_moves_fees_from_claimable_to_claimed(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     creator = accounts["creator"]
     avatar_id = await launch(client, chain, creator, "gus")
     buy(chain, accounts["fan"], avatar_id, 5)
@@ -237,8 +275,9 @@ async def test_fee_withdrawal_moves_fees_from_claimable_to_claimed(
     assert stats[0]["holders"] == 2
 
 
-async def test_rankings_order_and_pagination(client: AsyncTestClient[Litestar], app: Litestar, chain: Chain,
-                                             accounts: dict[str, LocalAccount]) -> None:
+async def test_rankings_order_and_pagination(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     ids = {}
     for handle, keys in (("small", 1), ("large", 6), ("medium", 3)):
         ids[handle] = await launch(client, chain, accounts["creator"], handle, first_keys=keys)
@@ -248,8 +287,9 @@ async def test_rankings_order_and_pagination(client: AsyncTestClient[Litestar], 
     by_cap = (await client.get("/api/avatars", params={"sort": "market_cap"})).json()["items"]
     assert [a["handle"] for a in by_cap] == ["large", "medium", "small"]
     caps = [int(a["market"]["market_cap"]) for a in by_cap]
-    assert caps == [view(chain, "getSellPrice", avatar_bytes(ids[a["handle"]]), a["market"]["supply"] - 1)
-                    for a in by_cap]
+    assert caps == [
+        view(chain, "getSellPrice", avatar_bytes(ids[a["handle"]]), a["market"]["supply"] - 1) for a in by_cap
+    ]
     by_holders = (await client.get("/api/avatars", params={"sort": "holders"})).json()["items"]
     assert by_holders[0]["handle"] == "small"
     newest = (await client.get("/api/avatars", params={"sort": "newest"})).json()["items"]
@@ -269,8 +309,9 @@ async def test_rankings_order_and_pagination(client: AsyncTestClient[Litestar], 
     assert seen[0] == "large"  # the creator's 6-key first buy is the largest volume
 
 
-async def test_candles_follow_the_spot_price(client: AsyncTestClient[Litestar], app: Litestar, chain: Chain,
-                                             accounts: dict[str, LocalAccount]) -> None:
+async def test_candles_follow_the_spot_price(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "hal")
     buy(chain, accounts["fan"], avatar_id, 2)
     sell(chain, accounts["fan"], avatar_id, 1)
@@ -283,8 +324,9 @@ async def test_candles_follow_the_spot_price(client: AsyncTestClient[Litestar], 
     assert int(last["high"]) >= int(last["close"]) >= int(last["low"])
 
 
-async def test_persona_is_shown_only_to_its_creator(client: AsyncTestClient[Litestar], app: Litestar, chain: Chain,
-                                                    accounts: dict[str, LocalAccount]) -> None:
+async def test_persona_is_shown_only_to_its_creator(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "ivy")
     assert "terse and kind" in (await client.get(f"/api/avatars/{avatar_id}")).json()["persona"]
 
@@ -297,8 +339,9 @@ async def test_persona_is_shown_only_to_its_creator(client: AsyncTestClient[Lite
     assert metadata["handle"] == "ivy"
 
 
-async def test_creator_edits_and_others_cannot(client: AsyncTestClient[Litestar], chain: Chain,
-                                               accounts: dict[str, LocalAccount]) -> None:
+async def test_creator_edits_and_others_cannot(
+    client: AsyncTestClient[Litestar], chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "jon")
     edited = await client.patch(f"/api/avatars/{avatar_id}", json={"bio": "new bio", "persona": "You are new."})
     assert edited.status_code == 200
@@ -311,27 +354,48 @@ async def test_creator_edits_and_others_cannot(client: AsyncTestClient[Litestar]
     assert (await client.get(f"/api/avatars/{avatar_id}")).json()["bio"] == "new bio"
 
 
-async def test_creation_by_another_wallet_does_not_list(client: AsyncTestClient[Litestar], app: Litestar,
-                                                        chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+async def test_creation_by_another_wallet_does_not_list(
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     await sign_in(client, accounts["creator"])
-    launched = (await client.post("/api/avatars", json={
-        "name": "Kim", "handle": "kim", "persona": "p", "model": "twin-offline-demo"})).json()
+    launched = (
+        await client.post(
+            "/api/avatars", json={"name": "Kim", "handle": "kim", "persona": "p", "model": "twin-offline-demo"}
+        )
+    ).json()
     # The id is bound to its creator (TwinKeys.avatarIdFor): another wallet cannot even create it.
     with pytest.raises(ContractLogicError):
-        transact(chain, accounts["stranger"], "createAvatar", avatar_bytes(launched["id"]), launched["metadata_uri"],
-                 1, 0, FAR_DEADLINE)
+        transact(
+            chain,
+            accounts["stranger"],
+            "createAvatar",
+            avatar_bytes(launched["id"]),
+            launched["metadata_uri"],
+            1,
+            0,
+            FAR_DEADLINE,
+        )
     await index(app)
 
     assert (await client.get(f"/api/avatars/{launched['id']}")).json()["listed"] is False
     assert (await client.get("/api/avatars")).json()["items"] == []
-    transact(chain, accounts["creator"], "createAvatar", avatar_bytes(launched["id"]), launched["metadata_uri"], 1, 0,
-             FAR_DEADLINE)
+    transact(
+        chain,
+        accounts["creator"],
+        "createAvatar",
+        avatar_bytes(launched["id"]),
+        launched["metadata_uri"],
+        1,
+        0,
+        FAR_DEADLINE,
+    )
     await index(app)
     assert (await client.get(f"/api/avatars/{launched['id']}")).json()["listed"] is True
 
 
 async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     from datetime import timedelta
 
     from sqlalchemy import update
@@ -354,8 +418,9 @@ async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
     ttl = app.state.services.settings.avatar_launch_ttl_s
     assert ttl == 86_400
     async with app.state.services.sessions() as session:  # a day passes; the launch never reached the chain
-        await session.execute(update(Avatar).where(Avatar.id == first["id"])
-                              .values(updated_at=utc_now() - timedelta(seconds=ttl + 1)))
+        await session.execute(
+            update(Avatar).where(Avatar.id == first["id"]).values(updated_at=utc_now() - timedelta(seconds=ttl + 1))
+        )
         await session.commit()
     second = await client.post("/api/avatars", json=body)
     assert second.status_code == 201
@@ -364,20 +429,23 @@ async def test_an_abandoned_launch_releases_its_handle_after_the_ttl(
     assert released["id"] == avatar_id_for(stranger.address, int(released["id"][-8:], 16))
     assert (await client.get(f"/api/avatars/{first['id']}")).status_code == 404
 
-    transact(chain, stranger, "createAvatar", avatar_bytes(released["id"]), released["metadata_uri"], 1, 0,
-             FAR_DEADLINE)
+    transact(
+        chain, stranger, "createAvatar", avatar_bytes(released["id"]), released["metadata_uri"], 1, 0, FAR_DEADLINE
+    )
     await index(app)
     assert (await client.get(f"/api/avatars/{released['id']}")).json()["listed"] is True
     async with app.state.services.sessions() as session:  # a listed handle is never released
-        await session.execute(update(Avatar).where(Avatar.id == released["id"])
-                              .values(updated_at=utc_now() - timedelta(days=30)))
+        await session.execute(
+            update(Avatar).where(Avatar.id == released["id"]).values(updated_at=utc_now() - timedelta(days=30))
+        )
         await session.commit()
     await sign_in(client, creator)
     assert (await client.post("/api/avatars", json=body)).status_code == 409
 
 
 async def test_catch_up_over_many_ranges_reads_ahead_and_stores_each_once(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, accounts: dict[str, LocalAccount]
+) -> None:
     avatar_id = await launch(client, chain, accounts["creator"], "ivy")
     for _ in range(4):
         buy(chain, accounts["fan"], avatar_id, 2)

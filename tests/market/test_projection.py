@@ -39,8 +39,17 @@ class Tape:
 
     def _event(self, name: str, args: dict[str, object]) -> None:
         index = len(self.events)
-        self.events.append(ChainEvent(name=name, args=args, block_number=1 + index, block_hash=f"0x{index:064x}",
-                                      tx_hash=f"0x{index:064x}", log_index=0, timestamp=AT))
+        self.events.append(
+            ChainEvent(
+                name=name,
+                args=args,
+                block_number=1 + index,
+                block_hash=f"0x{index:064x}",
+                tx_hash=f"0x{index:064x}",
+                log_index=0,
+                timestamp=AT,
+            )
+        )
 
     def create(self) -> None:
         self._event("AvatarCreated", {"id": AVATAR, "creator": CREATOR, "metadataURI": "ipfs://m"})
@@ -49,9 +58,19 @@ class Tape:
         lowest_supply = self.supply if buy else self.supply - amount  # the curve segment the keys span
         self.supply += amount if buy else -amount
         price = curve.price(lowest_supply, amount, DIVISOR)
-        self._event("Trade", {"id": AVATAR, "trader": trader, "isBuy": buy, "shareAmount": amount,
-                              "ethAmount": price, "protocolEthAmount": 0, "subjectEthAmount": 0,
-                              "supply": self.supply})
+        self._event(
+            "Trade",
+            {
+                "id": AVATAR,
+                "trader": trader,
+                "isBuy": buy,
+                "shareAmount": amount,
+                "ethAmount": price,
+                "protocolEthAmount": 0,
+                "subjectEthAmount": 0,
+                "supply": self.supply,
+            },
+        )
 
 
 async def balances(session: AsyncSession) -> dict[str, int]:

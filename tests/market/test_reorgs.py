@@ -32,7 +32,8 @@ async def chain(own_node: EmbeddedChain) -> AsyncIterator[Chain]:
 
 @pytest.mark.parametrize("depth", [1, 5, 64])
 async def test_a_reorg_while_trading_leaves_the_index_equal_to_the_chain(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, depth: int) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain, depth: int
+) -> None:
     creator, *fans = chain.dev_accounts[1:5]
     avatar_id = await launch(client, chain, creator, f"reorg{depth}")
     for step in range(depth + 4):  # more blocks of trades than the re-org replaces, indexed as they come

@@ -29,13 +29,16 @@ def test_name_and_training_goal_from_one_message() -> None:
     ]
 
 
-@pytest.mark.parametrize(("message", "expected"), [
-    ("My name is lucia.", ("name", "name", "Their name is Lucia")),
-    ("my goal is to run a marathon", ("goal", "goal:marathon", "Their goal is to run a marathon")),
-    ("I love sushi and I hate olives", ("preference", "preference:sushi", "They love sushi")),
-    ("I live in Lyon now", ("place", "home", "They live in Lyon now")),
-    ("please remind me to stretch", ("promise", "promise:stretch", "You promised to remind them to stretch")),
-])
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("My name is lucia.", ("name", "name", "Their name is Lucia")),
+        ("my goal is to run a marathon", ("goal", "goal:marathon", "Their goal is to run a marathon")),
+        ("I love sushi and I hate olives", ("preference", "preference:sushi", "They love sushi")),
+        ("I live in Lyon now", ("place", "home", "They live in Lyon now")),
+        ("please remind me to stretch", ("promise", "promise:stretch", "You promised to remind them to stretch")),
+    ],
+)
 def test_each_pattern_gives_its_fact(message: str, expected: tuple[str, str, str]) -> None:
     assert expected in facts_of(message)
 
@@ -65,32 +68,39 @@ def test_the_demo_reply_uses_a_remembered_name_and_goal() -> None:
 
 def test_the_demo_reply_never_takes_a_memory_for_the_persona_s_own_line() -> None:
     """The offline model answers from the persona's most relevant lines: the memory block is not one of them."""
-    persona = ("You are Ada, a coach. Long runs build the base for every race.\n\n" + MEMORY_HEADER
-               + "\n- They love sushi after long runs\n- They live in Lyon")
+    persona = (
+        "You are Ada, a coach. Long runs build the base for every race.\n\n"
+        + MEMORY_HEADER
+        + "\n- They love sushi after long runs\n- They live in Lyon"
+    )
     reply = compose_reply(persona, "How long should my long runs be?")
     assert "Long runs build the base for every race." in reply
     assert "sushi" not in reply
     assert "Lyon" not in reply
 
 
-@pytest.mark.parametrize("output", [
-    "I think their name is Sam",  # no JSON at all
-    '{"facts": "Sam"}',  # not a list
-    '{"facts": [{"kind": "name", "key": "name"}]}',  # no text
-    '{"facts": [{"kind": "mood", "key": "mood", "text": "Happy"}]}',  # unknown kind
-    '{"facts": [{"kind": "name", "key": "name", "text": "   "}]}',  # empty text
-    '{"facts": [{"kind": "name", "key": "name", "text": "' + "x" * 201 + '"}]}',  # too long
-    '{"facts": [1, 2]}',
-    "{" * 5000 + "}" * 5000,  # nested past any sane depth
-])
+@pytest.mark.parametrize(
+    "output",
+    [
+        "I think their name is Sam",  # no JSON at all
+        '{"facts": "Sam"}',  # not a list
+        '{"facts": [{"kind": "name", "key": "name"}]}',  # no text
+        '{"facts": [{"kind": "mood", "key": "mood", "text": "Happy"}]}',  # unknown kind
+        '{"facts": [{"kind": "name", "key": "name", "text": "   "}]}',  # empty text
+        '{"facts": [{"kind": "name", "key": "name", "text": "' + "x" * 201 + '"}]}',  # too long
+        '{"facts": [1, 2]}',
+        "{" * 5000 + "}" * 5000,  # nested past any sane depth
+    ],
+)
 def test_malformed_answers_are_refused(output: str) -> None:
     with pytest.raises(MalformedExtraction):
         parse_facts(output)
 
 
 def test_an_answer_in_a_code_fence_is_read() -> None:
-    fenced = "```json\n" + json.dumps({"facts": [{"kind": "Place", "key": " Home ", "text": "They live in Oslo"}]}) \
-        + "\n```"
+    fenced = (
+        "```json\n" + json.dumps({"facts": [{"kind": "Place", "key": " Home ", "text": "They live in Oslo"}]}) + "\n```"
+    )
     (fact,) = parse_facts(fenced)
     assert (fact.kind, fact.key) == (MemoryKind.place, "home")
 

@@ -15,9 +15,17 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def memory(memory_id: int, *, days_unused: float, strength: float = 1.0, pinned: bool = False) -> Memory:
-    return Memory(id=memory_id, avatar_id="0x" + "a" * 32, fan="0x" + "b" * 40, kind="fact", key=f"k{memory_id}",
-                  text=f"fact {memory_id}", strength=strength, pinned=pinned,
-                  last_used_at=NOW - timedelta(days=days_unused))
+    return Memory(
+        id=memory_id,
+        avatar_id="0x" + "a" * 32,
+        fan="0x" + "b" * 40,
+        kind="fact",
+        key=f"k{memory_id}",
+        text=f"fact {memory_id}",
+        strength=strength,
+        pinned=pinned,
+        last_used_at=NOW - timedelta(days=days_unused),
+    )
 
 
 def test_strength_halves_every_half_life() -> None:
@@ -45,12 +53,19 @@ def test_strength_is_capped() -> None:
 
 
 def test_below_the_threshold_is_forgotten_pinned_never() -> None:
-    fresh, stale, stale_pinned = memory(1, days_unused=10), memory(2, days_unused=100), \
-        memory(3, days_unused=1000, pinned=True)
+    fresh, stale, stale_pinned = (
+        memory(1, days_unused=10),
+        memory(2, days_unused=100),
+        memory(3, days_unused=1000, pinned=True),
+    )
     assert to_forget([fresh, stale, stale_pinned], NOW, half_life_s=HALF_LIFE, threshold=0.1, cap=10) == {2: "decay"}
 
 
 def test_beyond_the_cap_the_weakest_go_first_and_pinned_last() -> None:
-    memories = [memory(1, days_unused=1), memory(2, days_unused=20), memory(3, days_unused=5),
-                memory(4, days_unused=60, pinned=True, strength=0.2)]
+    memories = [
+        memory(1, days_unused=1),
+        memory(2, days_unused=20),
+        memory(3, days_unused=5),
+        memory(4, days_unused=60, pinned=True, strength=0.2),
+    ]
     assert to_forget(memories, NOW, half_life_s=HALF_LIFE, threshold=0.1, cap=2) == {2: "cap", 3: "cap"}

@@ -21,15 +21,27 @@ from app.services import services_of
 from tests.chat.conftest import Served, holding_fan, reply_frames, send_message, serving
 from tests.helpers import launch
 
-FILLERS = ("What should I cook tonight?", "Tell me about the weather on the coast.", "Which book are you reading?",
-           "How do volcanoes form?", "Any thoughts on modern architecture?")
+FILLERS = (
+    "What should I cook tonight?",
+    "Tell me about the weather on the coast.",
+    "Which book are you reading?",
+    "How do volcanoes form?",
+    "Any thoughts on modern architecture?",
+)
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     # As the suite's, with a rate limit that lets a hundred messages through and no retry loop (tests retry).
-    return Settings(database_url=database_url, auto_migrate=False, indexer_poll_s=0, database_pool_size=0,
-                    autoscale_tick_s=0, chat_messages_per_minute=10_000, memory_retry_s=0)
+    return Settings(
+        database_url=database_url,
+        auto_migrate=False,
+        indexer_poll_s=0,
+        database_pool_size=0,
+        autoscale_tick_s=0,
+        chat_messages_per_minute=10_000,
+        memory_retry_s=0,
+    )
 
 
 @pytest.fixture
@@ -51,7 +63,7 @@ async def chat(served: Served, avatar_id: str, http: httpx.AsyncClient, messages
     done = []
     async with served.chat(avatar_id, http) as ws:
         for index, content in enumerate(messages):
-            await send_message(ws, f"m-{index}-{hash(content) & 0xffff}", content)
+            await send_message(ws, f"m-{index}-{hash(content) & 0xFFFF}", content)
             frames = await reply_frames(ws)
             assert frames[-1]["type"] == "done", frames[-1]
             done.append(frames[-1])
@@ -66,7 +78,8 @@ async def memories(http: httpx.AsyncClient, avatar_id: str) -> list[dict[str, An
 
 
 async def test_called_sam_and_asked_about_training_a_hundred_messages_later(
-        served: Served, avatar_id: str, fan: LocalAccount) -> None:
+    served: Served, avatar_id: str, fan: LocalAccount
+) -> None:
     http = await holding_fan(served, fan, avatar_id)
     first = await chat(served, avatar_id, http, ["call me Sam, I'm training for a marathon"])
     assert first[0]["memories_used"] == 0
@@ -90,8 +103,9 @@ async def test_called_sam_and_asked_about_training_a_hundred_messages_later(
     assert {m["key"]: m for m in await memories(http, avatar_id)}["name"]["use_count"] >= 99
 
 
-async def test_the_panel_api_is_the_fans_alone(served: Served, avatar_id: str, fan: LocalAccount,
-                                               creator: LocalAccount) -> None:
+async def test_the_panel_api_is_the_fans_alone(
+    served: Served, avatar_id: str, fan: LocalAccount, creator: LocalAccount
+) -> None:
     http = await holding_fan(served, fan, avatar_id)
     await chat(served, avatar_id, http, ["my name is Robin and I love jazz"])
     (jazz,) = [m for m in await memories(http, avatar_id) if m["key"] == "preference:jazz"]
@@ -118,12 +132,21 @@ async def test_the_panel_api_is_the_fans_alone(served: Served, avatar_id: str, f
     assert await memories(http, avatar_id) == []
 
 
-@pytest.mark.parametrize("body", [
-    {}, {"text": ""}, {"text": "   "}, {"text": "x" * 201}, {"text": 5}, {"pinned": "yes"}, {"strength": 9},
-    [1, 2], {"text": None, "pinned": None},
-])
-async def test_bad_edits_are_refused_with_400(served: Served, avatar_id: str, fan: LocalAccount,
-                                              body: Any) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"text": ""},
+        {"text": "   "},
+        {"text": "x" * 201},
+        {"text": 5},
+        {"pinned": "yes"},
+        {"strength": 9},
+        [1, 2],
+        {"text": None, "pinned": None},
+    ],
+)
+async def test_bad_edits_are_refused_with_400(served: Served, avatar_id: str, fan: LocalAccount, body: Any) -> None:
     http = await holding_fan(served, fan, avatar_id)
     await chat(served, avatar_id, http, ["call me Sam"])
     (name,) = await memories(http, avatar_id)
@@ -141,8 +164,9 @@ async def test_bad_ids_are_4xx(served: Served, avatar_id: str, fan: LocalAccount
     assert (await http.get("/api/avatars/0x12/memories")).status_code == 400
 
 
-async def test_a_failed_extraction_loses_no_message_and_is_retried(served: Served, avatar_id: str,
-                                                                   fan: LocalAccount) -> None:
+async def test_a_failed_extraction_loses_no_message_and_is_retried(
+    served: Served, avatar_id: str, fan: LocalAccount
+) -> None:
     http = await holding_fan(served, fan, avatar_id)
     (upstream,) = [u for u in served.node_completions()._router._upstreams.values() if u.kind == "offline"]
     real_stream = upstream.stream

@@ -35,26 +35,40 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
     await engine.dispose()
 
 
-async def say(sessions: async_sessionmaker[AsyncSession], message: str, at: datetime, *, avatar_id: str = AVATAR,
-              fan: str = FAN) -> list[Memory]:
+async def say(
+    sessions: async_sessionmaker[AsyncSession], message: str, at: datetime, *, avatar_id: str = AVATAR, fan: str = FAN
+) -> list[Memory]:
     """What the demo model extracts from ``message``, merged as the service merges it."""
     async with sessions() as session:
         await lock_thread(session, avatar_id, fan)
-        stored = await merge_facts(session, avatar_id=avatar_id, fan=fan, facts=parse_facts(extract_facts(message)),
-                                   message_id=None, said=message, said_at=at, now=at, half_life_s=HALF_LIFE)
+        stored = await merge_facts(
+            session,
+            avatar_id=avatar_id,
+            fan=fan,
+            facts=parse_facts(extract_facts(message)),
+            message_id=None,
+            said=message,
+            said_at=at,
+            now=at,
+            half_life_s=HALF_LIFE,
+        )
         await session.commit()
         return stored
 
 
-async def thread(sessions: async_sessionmaker[AsyncSession], *, avatar_id: str = AVATAR,
-                 fan: str = FAN) -> dict[str, Memory]:
+async def thread(
+    sessions: async_sessionmaker[AsyncSession], *, avatar_id: str = AVATAR, fan: str = FAN
+) -> dict[str, Memory]:
     async with sessions() as session:
-        return {m.key: m for m in await session.scalars(
-            select(Memory).where(Memory.avatar_id == avatar_id, Memory.fan == fan))}
+        return {
+            m.key: m
+            for m in await session.scalars(select(Memory).where(Memory.avatar_id == avatar_id, Memory.fan == fan))
+        }
 
 
-async def recalled_texts(sessions: async_sessionmaker[AsyncSession], message: str, at: datetime,
-                         budget: int = 300) -> list[str]:
+async def recalled_texts(
+    sessions: async_sessionmaker[AsyncSession], message: str, at: datetime, budget: int = 300
+) -> list[str]:
     async with sessions() as session:
         found = await recall(session, AVATAR, FAN, message, at, half_life_s=HALF_LIFE, budget_tokens=budget)
     return [memory.text for memory in found.memories]
@@ -64,7 +78,9 @@ async def test_facts_are_stored_with_their_source(sessions: async_sessionmaker[A
     await say(sessions, "call me Sam, I'm training for a marathon", T0)
     memories = await thread(sessions)
     assert {key: m.text for key, m in memories.items()} == {
-        "name": "Their name is Sam", "goal:marathon": "They are training for a marathon"}
+        "name": "Their name is Sam",
+        "goal:marathon": "They are training for a marathon",
+    }
     assert memories["name"].source_text == "call me Sam, I'm training for a marathon"
     assert memories["name"].strength == 2.0
 
@@ -121,7 +137,8 @@ async def test_retrieval_prefers_the_stronger_of_unrelated_memories(sessions: as
 
 
 async def test_weak_memories_come_only_when_the_message_touches_them(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await say(sessions, "I love sushi", T0)
     a_month_later = T0 + timedelta(days=30)  # strength 1: weak
     assert await recalled_texts(sessions, "what a day", a_month_later) == []
@@ -132,8 +149,7 @@ async def test_recalled_memories_go_after_the_persona(sessions: async_sessionmak
     await say(sessions, "call me Sam", T0)
     async with sessions() as session:
         found = await recall(session, AVATAR, FAN, "hi", T0, half_life_s=HALF_LIFE, budget_tokens=300)
-    messages = with_memories([{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "hi"}],
-                             found)
+    messages = with_memories([{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "hi"}], found)
     assert [m["role"] for m in messages] == ["system", "system", "user"]
     assert "- Their name is Sam" in messages[1]["content"]
     assert found.tokens > 0
@@ -143,10 +159,12 @@ async def test_a_used_memory_is_reinforced_an_unused_one_decays(sessions: async_
     await say(sessions, "I love sushi and I love jazz", T0)
     later = T0 + timedelta(days=30)
     async with sessions() as session:
-        found = await recall(session, AVATAR, FAN, "any sushi place you like?", later, half_life_s=HALF_LIFE,
-                             budget_tokens=300)
-        await reinforce_used(session, used_by(found, "any sushi place you like?", "Try the one downtown."), later,
-                             HALF_LIFE)
+        found = await recall(
+            session, AVATAR, FAN, "any sushi place you like?", later, half_life_s=HALF_LIFE, budget_tokens=300
+        )
+        await reinforce_used(
+            session, used_by(found, "any sushi place you like?", "Try the one downtown."), later, HALF_LIFE
+        )
         await session.commit()
     memories = await thread(sessions)
     assert memories["preference:sushi"].strength == pytest.approx(2.0)  # 2 halved in 30 days, plus 1
@@ -190,7 +208,8 @@ async def test_the_fan_edits_pins_and_forgets(sessions: async_sessionmaker[Async
 
 
 async def test_a_memory_deleted_while_a_reply_was_written_never_comes_back(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     await say(sessions, "call me Sam", T0)
     said_at = datetime.now(UTC)  # the fan sends "I live in Oslo, call me Sam": the reply is being written…
     memory = service(sessions)
@@ -225,4 +244,3 @@ async def test_nobody_else_reaches_a_fans_memory(sessions: async_sessionmaker[As
             assert await memory.list_memories(session, avatar_id, fan) == []
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Memory)) == 1
-

@@ -30,16 +30,20 @@ def _nonzero(rows: dict[Any, dict[str, int]]) -> dict[Any, dict[str, int]]:
 
 async def recount(session: AsyncSession) -> dict[str, Any]:
     avatar_days: dict[tuple[str, date], dict[str, int]] = defaultdict(
-        lambda: {"chats": 0, "chatters": 0, "trades": 0, "volume": 0, "creator_fees": 0})
+        lambda: {"chats": 0, "chatters": 0, "trades": 0, "volume": 0, "creator_fees": 0}
+    )
     fans_per_day: dict[tuple[str, date], set[str]] = defaultdict(set)
     model_days: dict[tuple[str, date], dict[str, int]] = defaultdict(
-        lambda: {"replies": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0,
-                 "paid_replies": 0})
+        lambda: {"replies": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0, "paid_replies": 0}
+    )
     network_days: dict[date, set[str]] = defaultdict(set)
     first_chat: dict[str, date] = {}
     prompt = aliased(ChatMessage)
-    turns = await session.execute(select(prompt, ChatMessage).join(ChatMessage, ChatMessage.reply_to == prompt.id)
-                                  .where(prompt.role == Role.user, prompt.status != MessageStatus.pending))
+    turns = await session.execute(
+        select(prompt, ChatMessage)
+        .join(ChatMessage, ChatMessage.reply_to == prompt.id)
+        .where(prompt.role == Role.user, prompt.status != MessageStatus.pending)
+    )
     for asked, reply in turns:
         day = day_of(asked.completed_at)
         avatar_days[asked.avatar_id, day]["chats"] += 1
@@ -65,19 +69,21 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
             first_outside.setdefault(trade.avatar_id, trade.timestamp)
     # A node's verified replies (its failures, and what a rejected reply was paid, only the proxy client saw).
     nodes: dict[tuple[str, date], int] = defaultdict(int)
-    for reply, attestation in (await session.execute(
-            select(ChatMessage, ReplyAttestation).join(ReplyAttestation,
-                                                       ReplyAttestation.message_id == ChatMessage.id))):
+    for reply, attestation in await session.execute(
+        select(ChatMessage, ReplyAttestation).join(ReplyAttestation, ReplyAttestation.message_id == ChatMessage.id)
+    ):
         nodes[attestation.node_endpoint, day_of(reply.completed_at)] += 1
     chatters: dict[str, list[date]] = {}
     for day, fans in network_days.items():
         for fan in fans:
             chatters.setdefault(fan, []).append(day)
     return {
-        "avatar_days": _nonzero(dict(avatar_days)), "model_days": _nonzero(dict(model_days)),
+        "avatar_days": _nonzero(dict(avatar_days)),
+        "model_days": _nonzero(dict(model_days)),
         "network_days": {day: len(fans) for day, fans in network_days.items()},
         "chatters": {fan: (min(days), max(days)) for fan, days in chatters.items()},
-        "first_chat": first_chat, "first_outside_buy": {key: aware(value) for key, value in first_outside.items()},
+        "first_chat": first_chat,
+        "first_outside_buy": {key: aware(value) for key, value in first_outside.items()},
         "nodes": dict(nodes),
     }
 
@@ -86,18 +92,36 @@ async def rollups(session: AsyncSession) -> dict[str, Any]:
     """The same figures as the rollups hold them."""
     firsts = (await session.scalars(select(NetworkAvatar))).all()
     return {
-        "avatar_days": _nonzero({(row.avatar_id, row.day): {
-            "chats": row.chats, "chatters": row.chatters, "trades": row.trades, "volume": row.volume,
-            "creator_fees": row.creator_fees} for row in await session.scalars(select(AvatarDay))}),
-        "model_days": _nonzero({(row.model, row.day): {
-            "replies": row.replies, "failed": row.failed, "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens, "spend": row.spend, "paid_replies": row.paid_replies}
-            for row in await session.scalars(select(ModelDay))}),
+        "avatar_days": _nonzero(
+            {
+                (row.avatar_id, row.day): {
+                    "chats": row.chats,
+                    "chatters": row.chatters,
+                    "trades": row.trades,
+                    "volume": row.volume,
+                    "creator_fees": row.creator_fees,
+                }
+                for row in await session.scalars(select(AvatarDay))
+            }
+        ),
+        "model_days": _nonzero(
+            {
+                (row.model, row.day): {
+                    "replies": row.replies,
+                    "failed": row.failed,
+                    "prompt_tokens": row.prompt_tokens,
+                    "completion_tokens": row.completion_tokens,
+                    "spend": row.spend,
+                    "paid_replies": row.paid_replies,
+                }
+                for row in await session.scalars(select(ModelDay))
+            }
+        ),
         "network_days": {row.day: row.chatters for row in await session.scalars(select(NetworkDay))},
         "chatters": {row.fan: (row.first_day, row.last_day) for row in await session.scalars(select(Chatter))},
         "first_chat": {row.avatar_id: day_of(row.first_chat_at) for row in firsts if row.first_chat_at},
-        "first_outside_buy": {row.avatar_id: aware(row.first_outside_buy_at) for row in firsts
-                              if row.first_outside_buy_at},
+        "first_outside_buy": {
+            row.avatar_id: aware(row.first_outside_buy_at) for row in firsts if row.first_outside_buy_at
+        },
         "nodes": {(row.node, row.day): row.replies for row in await session.scalars(select(NodeDay)) if row.replies},
     }
-

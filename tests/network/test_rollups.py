@@ -48,7 +48,8 @@ async def chat(served: Served, http: object, avatar_id: str, count: int, prefix:
 
 
 async def test_rollups_equal_a_recount_after_trades_chats_a_failure_and_a_reorg(
-        served: Served, settings: Settings, creator: LocalAccount, fan: LocalAccount) -> None:
+    served: Served, settings: Settings, creator: LocalAccount, fan: LocalAccount
+) -> None:
     chain = served.chain
     other = chain.dev_accounts[3]
     creator_http = await served.signed_in(creator)
@@ -87,22 +88,24 @@ async def test_rollups_equal_a_recount_after_trades_chats_a_failure_and_a_reorg(
     restarted = create_app(settings, chain=chain)  # a restart reads the same figures from the same rows
     async with AsyncTestClient(app=restarted) as client:
         usage = (await client.get("/api/network/usage", params={"window": "7d"})).json()
-        daily_csv = (await client.get("/api/network/usage", params={"window": "7d", "format": "csv"}))
-        models_csv = (await client.get("/api/network/usage",
-                                       params={"window": "7d", "format": "csv", "section": "models"}))
+        daily_csv = await client.get("/api/network/usage", params={"window": "7d", "format": "csv"})
+        models_csv = await client.get(
+            "/api/network/usage", params={"window": "7d", "format": "csv", "section": "models"}
+        )
         avatar = (await client.get(f"/api/avatars/{busy}/usage")).json()
         page = (await client.get("/network")).text
 
     assert (usage["chats"], usage["chatters"]) == (5, 2)
     assert usage["distribution"]["active_avatars"] == 2
     assert usage["distribution"]["top_shares"]["1"] == 0.8
-    assert usage["distribution"]["hhi"] == pytest.approx(0.8 ** 2 + 0.2 ** 2)
+    assert usage["distribution"]["hhi"] == pytest.approx(0.8**2 + 0.2**2)
     assert usage["new_avatars"] == {"listed": 2, "first_chat": 2, "first_outside_buyer": 1}
     assert [(row["model"], row["replies"], row["failed"]) for row in usage["models"]] == [("twin-offline-demo", 4, 1)]
     assert int(usage["models"][0]["spend_wei"]) == 5 * served.price_wei  # the rejected reply was paid too
     assert usage["models"][0]["price_per_reply_wei"] == str(served.price_wei)
     assert [(row["replies"], row["failures"], int(row["earned_wei"])) for row in usage["nodes"]] == [
-        (4, 1, 5 * served.price_wei)]
+        (4, 1, 5 * served.price_wei)
+    ]
     assert daily_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(daily_csv.text)))
     assert len(rows) == 7

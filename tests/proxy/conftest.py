@@ -31,15 +31,24 @@ from tests.conftest import connected_chain_of_its_own
 from tests.proxy.fakes import FakeProviders, serving
 
 PRICE_WEI = 10**15
-FAKE_KEYS = {"FAKE_OPENAI_KEY": "sk-fakeopenai-0123456789abcdef", "FAKE_ANTHROPIC_KEY": "sk-ant-fake-0123456789abcdef",
-             "FAKE_GEMINI_KEY": "AIzaFakeGemini0123456789abcdef"}
+FAKE_KEYS = {
+    "FAKE_OPENAI_KEY": "sk-fakeopenai-0123456789abcdef",
+    "FAKE_ANTHROPIC_KEY": "sk-ant-fake-0123456789abcdef",
+    "FAKE_GEMINI_KEY": "AIzaFakeGemini0123456789abcdef",
+}
 MODEL_ROUTES = {
     "twin-offline-demo": ["offline"],
-    "gpt-fake": ["openai:ok"], "claude-fake": ["anthropic:ok"], "gemini-fake": ["gemini:ok"],
-    "gpt-midstream": ["openai:midstream"], "claude-midstream": ["anthropic:midstream"],
+    "gpt-fake": ["openai:ok"],
+    "claude-fake": ["anthropic:ok"],
+    "gemini-fake": ["gemini:ok"],
+    "gpt-midstream": ["openai:midstream"],
+    "claude-midstream": ["anthropic:midstream"],
     "gemini-midstream": ["gemini:midstream"],
-    "failover": ["openai:fail", "anthropic:fail", "gemini:ok"], "all-fail": ["openai:fail", "anthropic:fail"],
-    "gpt-hang": ["openai:hang"], "gpt-slow": ["openai:slow", "anthropic:ok"], "gpt-tools": ["openai:tools"],
+    "failover": ["openai:fail", "anthropic:fail", "gemini:ok"],
+    "all-fail": ["openai:fail", "anthropic:fail"],
+    "gpt-hang": ["openai:hang"],
+    "gpt-slow": ["openai:slow", "anthropic:ok"],
+    "gpt-tools": ["openai:tools"],
 }
 
 
@@ -51,8 +60,12 @@ def node_settings(upstream_url: str, **overrides: Any) -> ProxySettings:
         "gemini": {"kind": "gemini", "base_url": upstream_url, "api_key_env": "FAKE_GEMINI_KEY"},
     }
     models = {model: {"upstreams": routes, "price_wei": PRICE_WEI} for model, routes in MODEL_ROUTES.items()}
-    defaults: dict[str, Any] = {"offline_tokens_per_second": 0, "first_token_timeout_seconds": 1.0,
-                                "idle_timeout_seconds": 1.0, "heartbeat_seconds": 3600}
+    defaults: dict[str, Any] = {
+        "offline_tokens_per_second": 0,
+        "first_token_timeout_seconds": 1.0,
+        "idle_timeout_seconds": 1.0,
+        "heartbeat_seconds": 3600,
+    }
     return ProxySettings(upstreams=upstreams, models=models, **(defaults | overrides))
 
 
@@ -110,34 +123,48 @@ async def terms(http: httpx.AsyncClient, body: dict[str, Any]) -> PaymentRequire
     return required
 
 
-def authorization_header(account: LocalAccount, chain: Chain, requirements: PaymentRequirements, *,
-                         signed_for: PaymentRequirements | None = None, valid_after: int = 0,
-                         valid_before: int | None = None, nonce: str | None = None,
-                         claimed: PaymentRequirements | None = None) -> dict[str, str]:
+def authorization_header(
+    account: LocalAccount,
+    chain: Chain,
+    requirements: PaymentRequirements,
+    *,
+    signed_for: PaymentRequirements | None = None,
+    valid_after: int = 0,
+    valid_before: int | None = None,
+    nonce: str | None = None,
+    claimed: PaymentRequirements | None = None,
+) -> dict[str, str]:
     """A ``PAYMENT-SIGNATURE`` header signing ``signed_for`` (default: the real terms) with any window.
 
     ``claimed`` is what the payload says it accepted (default: what was signed).
     """
     signed_for = signed_for or requirements
     authorization = ExactEIP3009Authorization(
-        from_address=account.address, to=signed_for.pay_to, value=signed_for.amount,
-        valid_after=str(valid_after), valid_before=str(valid_before or int(time.time()) + 300),
+        from_address=account.address,
+        to=signed_for.pay_to,
+        value=signed_for.amount,
+        valid_after=str(valid_after),
+        valid_before=str(valid_before or int(time.time()) + 300),
         nonce=nonce or create_nonce(),
     )
     chain_id = int(signed_for.network.partition(":")[2])
-    typed = build_typed_data_for_signing(authorization, chain_id, signed_for.asset, signed_for.extra["name"],
-                                         signed_for.extra["version"])
+    typed = build_typed_data_for_signing(
+        authorization, chain_id, signed_for.asset, signed_for.extra["name"], signed_for.extra["version"]
+    )
     signature = EthAccountSigner(account).sign_typed_data(*typed)
-    payload = PaymentPayload(payload=ExactEIP3009Payload(authorization, "0x" + signature.hex()).to_dict(),
-                             accepted=claimed or signed_for)
+    payload = PaymentPayload(
+        payload=ExactEIP3009Payload(authorization, "0x" + signature.hex()).to_dict(), accepted=claimed or signed_for
+    )
     return {"PAYMENT-SIGNATURE": encode_payment_signature_header(payload)}
 
 
-async def paid_post(http: httpx.AsyncClient, account: LocalAccount, chain: Chain, body: dict[str, Any],
-                    **headers: str) -> httpx.Response:
+async def paid_post(
+    http: httpx.AsyncClient, account: LocalAccount, chain: Chain, body: dict[str, Any], **headers: str
+) -> httpx.Response:
     required = await terms(http, body)
-    return await http.post("/v1/chat/completions", json=body,
-                           headers=authorization_header(account, chain, required.accepts[0]) | headers)
+    return await http.post(
+        "/v1/chat/completions", json=body, headers=authorization_header(account, chain, required.accepts[0]) | headers
+    )
 
 
 async def opg_balance(chain: Chain, address: str) -> int:

@@ -62,8 +62,7 @@ class FakeProviders:
             await _respond(send, status, json.dumps(error).encode(), "application/json")
             return
         frames = {"openai": _openai_frames, "anthropic": _anthropic_frames, "gemini": _gemini_frames}[provider]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         streaming = asyncio.create_task(self._stream(send, frames(model, request), model))
         watching = asyncio.create_task(_wait_for_disconnect(receive))
         done, _ = await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -112,10 +111,14 @@ def _openai_frames(model: str, request: dict[str, Any]) -> list[bytes | float | 
     frames: list[bytes | float | None] = []
     if model == "tools":
         first = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
-        for fragment in (first, {"index": 0, "function": {"arguments": '{"q": '}},
-                         {"index": 0, "function": {"arguments": '"weather"}'}}):
-            frames.append(_data(head | {"choices": [{"index": 0, "delta": {"tool_calls": [fragment]},
-                                                      "finish_reason": None}]}))
+        for fragment in (
+            first,
+            {"index": 0, "function": {"arguments": '{"q": '}},
+            {"index": 0, "function": {"arguments": '"weather"}'}},
+        ):
+            frames.append(
+                _data(head | {"choices": [{"index": 0, "delta": {"tool_calls": [fragment]}, "finish_reason": None}]})
+            )
         frames.append(_data(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}))
     else:
         for token in _tokens_for(model):
@@ -127,35 +130,72 @@ def _openai_frames(model: str, request: dict[str, Any]) -> list[bytes | float | 
         frames.append(_data(head | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     if (request.get("stream_options") or {}).get("include_usage"):
         completion = 3 if model == "tools" else len(REPLY_TOKENS)
-        frames.append(_data(head | {"choices": [], "usage": {"prompt_tokens": PROMPT_TOKENS,
-                                                             "completion_tokens": completion,
-                                                             "total_tokens": PROMPT_TOKENS + completion}}))
+        frames.append(
+            _data(
+                head
+                | {
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": PROMPT_TOKENS,
+                        "completion_tokens": completion,
+                        "total_tokens": PROMPT_TOKENS + completion,
+                    },
+                }
+            )
+        )
     return [*frames, b"data: [DONE]\n\n"]
 
 
 def _anthropic_frames(model: str, request: dict[str, Any]) -> list[bytes | float | None]:
     frames: list[bytes | float | None] = [
-        _data({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
-                                                    "content": [], "model": model, "stop_reason": None,
-                                                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}},
-              "message_start"),
-        _data({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-              "content_block_start"),
+        _data(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": model,
+                    "stop_reason": None,
+                    "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
+                },
+            },
+            "message_start",
+        ),
+        _data(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
         _data({"type": "ping"}, "ping"),
     ]
     for token in _tokens_for(model):
-        frames.append(_data({"type": "content_block_delta", "index": 0,
-                             "delta": {"type": "text_delta", "text": token}}, "content_block_delta"))
+        frames.append(
+            _data(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": token}},
+                "content_block_delta",
+            )
+        )
     if model == "midstream":
-        return [*frames, _data({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-                               "error")]
+        return [
+            *frames,
+            _data({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error"),
+        ]
     if model == "hang":
         return [*frames, None]
-    return [*frames,
-            _data({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-            _data({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                   "usage": {"output_tokens": len(REPLY_TOKENS)}}, "message_delta"),
-            _data({"type": "message_stop"}, "message_stop")]
+    return [
+        *frames,
+        _data({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        _data(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(REPLY_TOKENS)},
+            },
+            "message_delta",
+        ),
+        _data({"type": "message_stop"}, "message_stop"),
+    ]
 
 
 def _gemini_frames(model: str, request: dict[str, Any]) -> list[bytes | float | None]:
@@ -163,10 +203,12 @@ def _gemini_frames(model: str, request: dict[str, Any]) -> list[bytes | float | 
     frames: list[bytes | float | None] = []
     for index, token in enumerate(tokens):
         last = index == len(tokens) - 1 and model not in ("midstream", "hang")
-        chunk: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [{"text": token}]},
-                                                 **({"finishReason": "STOP"} if last else {})}],
-                                 "usageMetadata": {"promptTokenCount": PROMPT_TOKENS,
-                                                   "candidatesTokenCount": index + 1}}
+        chunk: dict[str, Any] = {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": token}]}, **({"finishReason": "STOP"} if last else {})}
+            ],
+            "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": index + 1},
+        }
         frames.append(_data(chunk))
     if model == "midstream":
         return [*frames, _data({"error": {"code": 503, "message": "fake overload", "status": "UNAVAILABLE"}})]
@@ -195,8 +237,9 @@ async def serving(make_app: Callable[[str], Any]) -> AsyncIterator[str]:
     """Serve ``make_app(base_url)`` on a free 127.0.0.1 port (lifespan included); yield the base URL."""
     sock = free_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = _QuietServer(uvicorn.Config(make_app(base_url), lifespan="on", log_level="warning",
-                                         timeout_graceful_shutdown=2))
+    server = _QuietServer(
+        uvicorn.Config(make_app(base_url), lifespan="on", log_level="warning", timeout_graceful_shutdown=2)
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

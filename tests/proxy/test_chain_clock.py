@@ -45,13 +45,15 @@ async def test_chain_clock_reports_its_lead_over_ours(chain: Chain) -> None:
 
 
 async def test_replies_are_paid_while_the_chain_clock_runs_an_hour_ahead(
-        chain: Chain, fake_upstream: tuple[str, FakeProviders]) -> None:
+    chain: Chain, fake_upstream: tuple[str, FakeProviders]
+) -> None:
     settings = node_settings(fake_upstream[0])
     wallet = platform_wallet(settings, chain)
     before = await opg_balance(chain, wallet.address)
     async with in_process_node(settings, chain) as node:
-        client = ProxyClient(chain, wallet, settings, transports={node.endpoint: node.transport},
-                             own_tee_ids=[node.tee_id])
+        client = ProxyClient(
+            chain, wallet, settings, transports={node.endpoint: node.transport}, own_tee_ids=[node.tee_id]
+        )
         try:
             first = await client.chat(model="gpt-fake", messages=MESSAGES)  # its terms are cached now
             await jump_ahead(chain, HOUR)

@@ -19,8 +19,11 @@ from tests.helpers import TWIN, env_without_twin_settings, free_port, run_twin, 
     [
         ("TWIN_PROXY_PORT", "0", "greater than or equal to 1"),
         ("TWIN_PROXY_MODELS", '{"gpt-4o": {"upstreams": ["nowhere"], "price_wei": 1}}', "unknown upstream 'nowhere'"),
-        ("TWIN_PROXY_MODELS", '{"gpt-4o": {"upstreams": ["openai"], "price_wei": 1}}',
-         "OPENAI_API_KEY, which is not set"),
+        (
+            "TWIN_PROXY_MODELS",
+            '{"gpt-4o": {"upstreams": ["openai"], "price_wei": 1}}',
+            "OPENAI_API_KEY, which is not set",
+        ),
         ("TWIN_PROXY_MODELS", '{"m": {"upstreams": ["offline"], "price_wei": -1}}', "greater than 0"),
         ("TWIN_PROXY_UPSTREAMS", '{"local": {"kind": "vllm"}}', "'openai', 'anthropic', 'gemini' or 'offline'"),
         ("TWIN_PROXY_DEFAULT_VERIFICATION", "maybe", "'none', 'signature' or 'tee'"),
@@ -48,19 +51,29 @@ def test_private_keys_are_never_echoed() -> None:
 
 def test_a_standalone_node_joins_a_backends_chain_from_its_url(tmp_path: Path) -> None:
     backend_port, node_port = free_port(), free_port()
-    backend = subprocess.Popen([str(TWIN), "serve", "--port", str(backend_port)], text=True,
-                               env=env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path}/t.db"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backend = subprocess.Popen(
+        [str(TWIN), "serve", "--port", str(backend_port)],
+        text=True,
+        env=env_without_twin_settings() | {"TWIN_DATABASE_URL": f"sqlite:///{tmp_path}/t.db"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{backend_port}"
     node = None
     try:
         assert wait_until_ready(base, backend) is not None
         operator = dev_accounts(Settings().chain_dev_mnemonic, 6)[5]
         node = subprocess.Popen(
-            [str(TWIN), "proxy", "serve", "--port", str(node_port), "--backend", base], text=True,
-            env=env_without_twin_settings() | {"TWIN_PROXY_PAYMENT_PRIVATE_KEY": "0x" + operator.key.hex(),
-                                               "TWIN_PROXY_PLATFORM_WALLET_KEY": "0x" + operator.key.hex()},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [str(TWIN), "proxy", "serve", "--port", str(node_port), "--backend", base],
+            text=True,
+            env=env_without_twin_settings()
+            | {
+                "TWIN_PROXY_PAYMENT_PRIVATE_KEY": "0x" + operator.key.hex(),
+                "TWIN_PROXY_PLATFORM_WALLET_KEY": "0x" + operator.key.hex(),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         endpoint = f"http://127.0.0.1:{node_port}"
         deadline = time.monotonic() + 60
         while endpoint not in {row["endpoint"] for row in httpx.get(f"{base}/api/nodes").json()}:

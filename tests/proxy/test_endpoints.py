@@ -22,28 +22,47 @@ MESSAGES = [{"role": "system", "content": "PRIVATE PERSONA"}, {"role": "user", "
 def resolving_to(*addresses: str):
     async def resolver(host: str, port: int) -> list[str]:
         return list(addresses)
+
     return resolver
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1", "http://10.0.0.1", "http://169.254.169.254", "http://[::1]",
-    "https://127.0.0.1:8443", "https://10.0.0.1", "https://172.16.0.9", "https://192.168.1.1",
-    "https://169.254.169.254/latest/meta-data", "https://[::1]", "https://[::ffff:127.0.0.1]",
-    "https://[fe80::1]", "https://[fd00::1]", "https://0.0.0.0", "https://100.64.0.1", "https://224.0.0.1",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1",
+        "http://10.0.0.1",
+        "http://169.254.169.254",
+        "http://[::1]",
+        "https://127.0.0.1:8443",
+        "https://10.0.0.1",
+        "https://172.16.0.9",
+        "https://192.168.1.1",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]",
+        "https://[::ffff:127.0.0.1]",
+        "https://[fe80::1]",
+        "https://[fd00::1]",
+        "https://0.0.0.0",
+        "https://100.64.0.1",
+        "https://224.0.0.1",
+    ],
+)
 async def test_non_public_addresses_are_refused(url: str) -> None:
     problem = await endpoint_problem(url, allow_private=False, resolver=resolving_to("93.184.216.34"))
     assert problem is not None
     assert await endpoint_problem(url, allow_private=True) is None  # the embedded default
 
 
-@pytest.mark.parametrize(("addresses", "refused"), [
-    (("10.0.0.5",), "10.0.0.5 is a private"),
-    (("93.184.216.34", "127.0.0.1"), "127.0.0.1 is a loopback"),  # any answer that is not public
-    (("169.254.169.254",), "link-local"),
-    (("::1",), "loopback"),
-    (("93.184.216.34", "2606:2800:220:1::1"), None),
-])
+@pytest.mark.parametrize(
+    ("addresses", "refused"),
+    [
+        (("10.0.0.5",), "10.0.0.5 is a private"),
+        (("93.184.216.34", "127.0.0.1"), "127.0.0.1 is a loopback"),  # any answer that is not public
+        (("169.254.169.254",), "link-local"),
+        (("::1",), "loopback"),
+        (("93.184.216.34", "2606:2800:220:1::1"), None),
+    ],
+)
 async def test_names_are_checked_after_resolution(addresses: tuple[str, ...], refused: str | None) -> None:
     problem = await endpoint_problem("https://node.example", allow_private=False, resolver=resolving_to(*addresses))
     if refused is None:
@@ -56,17 +75,22 @@ async def test_names_are_checked_after_resolution(addresses: tuple[str, ...], re
 
 async def test_https_is_required_and_names_must_resolve() -> None:
     public = resolving_to("93.184.216.34")
-    assert await endpoint_problem("http://node.example", allow_private=False, resolver=public) == \
-        "the endpoint must use https"
+    assert (
+        await endpoint_problem("http://node.example", allow_private=False, resolver=public)
+        == "the endpoint must use https"
+    )
     assert await endpoint_problem("ftp://node.example", allow_private=False, resolver=public) is not None
     assert await endpoint_problem("https://user:pw@node.example", allow_private=False, resolver=public) is not None
-    assert "does not resolve" in (await endpoint_problem("https://node.example", allow_private=False,
-                                                         resolver=resolving_to()) or "")
+    assert "does not resolve" in (
+        await endpoint_problem("https://node.example", allow_private=False, resolver=resolving_to()) or ""
+    )
 
     async def failing(host: str, port: int) -> list[str]:
         raise OSError("no such host")
-    assert "does not resolve" in (await endpoint_problem("https://x.invalid", allow_private=False,
-                                                         resolver=failing) or "")
+
+    assert "does not resolve" in (
+        await endpoint_problem("https://x.invalid", allow_private=False, resolver=failing) or ""
+    )
 
 
 async def test_a_trusted_node_at_a_private_endpoint_is_not_routed_to(chain: Chain, node_url: str) -> None:
@@ -99,8 +123,13 @@ async def test_redirects_are_not_followed(chain: Chain, fake_upstream: tuple[str
 
     settings = node_settings(fake_upstream[0])
     async with in_process_node(settings, chain, name="redirecting") as node:
-        client = ProxyClient(chain, platform_wallet(settings, chain), settings,
-                             transports={node.endpoint: httpx.MockTransport(redirect)}, own_tee_ids=[node.tee_id])
+        client = ProxyClient(
+            chain,
+            platform_wallet(settings, chain),
+            settings,
+            transports={node.endpoint: httpx.MockTransport(redirect)},
+            own_tee_ids=[node.tee_id],
+        )
         try:
             with pytest.raises(NoNodeAvailable, match="HTTP 307"):
                 await client.chat(model="gpt-fake", messages=MESSAGES)

@@ -18,7 +18,8 @@ from app.proxy.registry import NodeRecord
 
 
 async def test_the_backend_s_in_process_node_is_listed_enabled_and_healthy(
-        client: AsyncTestClient[Litestar], chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], chain: Chain
+) -> None:
     response = await client.get("/api/nodes")
 
     assert response.status_code == 200
@@ -37,9 +38,17 @@ def test_a_node_is_healthy_only_while_enabled_and_heartbeating(chain: Chain) -> 
     settings = ProxySettings(node_stale_after_seconds=60)
     client = ProxyClient(chain, platform_wallet(settings, chain), settings)
     now = int(time.time())
-    beating = NodeRecord(tee_id="0x" + "ab" * 32, owner="0x" + "11" * 20, payment_address="0x" + "11" * 20,
-                         enabled=True, registered_at=now - 3600, last_heartbeat=now - 30,
-                         code_measurement="0x" + "00" * 32, endpoint="http://node.invalid", signing_public_key=b"")
+    beating = NodeRecord(
+        tee_id="0x" + "ab" * 32,
+        owner="0x" + "11" * 20,
+        payment_address="0x" + "11" * 20,
+        enabled=True,
+        registered_at=now - 3600,
+        last_heartbeat=now - 30,
+        code_measurement="0x" + "00" * 32,
+        endpoint="http://node.invalid",
+        signing_public_key=b"",
+    )
 
     assert client.is_healthy(beating)
     assert not client.is_healthy(replace(beating, enabled=False))

@@ -8,15 +8,19 @@ from app.proxy.node.chat_request import parse_chat_request
 from app.proxy.node.upstreams.base import Finished, TextDelta, Usage
 from app.proxy.node.upstreams.offline import OfflineDemoUpstream, compose_reply, estimate_prompt_tokens
 
-PERSONA = ("You are Ada Lovelace, a mathematician who wrote the first program. Speak warmly.\n"
-           "A loop repeats the same steps until its condition says stop.\n"
-           "A function is a recipe with a name: give it ingredients and it hands back a dish.\n"
-           "The Analytical Engine would weave algebraic patterns as the Jacquard loom weaves flowers.")
+PERSONA = (
+    "You are Ada Lovelace, a mathematician who wrote the first program. Speak warmly.\n"
+    "A loop repeats the same steps until its condition says stop.\n"
+    "A function is a recipe with a name: give it ingredients and it hands back a dish.\n"
+    "The Analytical Engine would weave algebraic patterns as the Jacquard loom weaves flowers."
+)
 
 
 def request(user: str, **fields: object):
-    body = {"model": "twin-offline-demo",
-            "messages": [{"role": "system", "content": PERSONA}, {"role": "user", "content": user}]} | fields
+    body = {
+        "model": "twin-offline-demo",
+        "messages": [{"role": "system", "content": PERSONA}, {"role": "user", "content": user}],
+    } | fields
     return parse_chat_request(body, known_models={"twin-offline-demo": None}, max_completion_tokens=4096)
 
 

@@ -23,18 +23,22 @@ def retyped(header: str, change: Any) -> str:
 
 
 @pytest.mark.parametrize("name", ["PAYMENT-SIGNATURE", "X-PAYMENT"])
-@pytest.mark.parametrize("change", [
-    lambda p: p.update(authorization="0xabc"),
-    lambda p: p.update(signature=12345),
-    lambda p: p.update(authorization=None),
-    lambda p: p["authorization"].update(value=["1"]),
-    lambda p: p["authorization"].update(validBefore={"n": 1}),
-    lambda p: p["authorization"].update(nonce=7),
-    lambda p: p.pop("authorization"),
-    lambda p: p.clear(),
-])
-async def test_wrong_json_types_in_the_payment_are_402(http: httpx.AsyncClient, payer: LocalAccount, chain: Chain,
-                                                       name: str, change: Any) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p.update(authorization="0xabc"),
+        lambda p: p.update(signature=12345),
+        lambda p: p.update(authorization=None),
+        lambda p: p["authorization"].update(value=["1"]),
+        lambda p: p["authorization"].update(validBefore={"n": 1}),
+        lambda p: p["authorization"].update(nonce=7),
+        lambda p: p.pop("authorization"),
+        lambda p: p.clear(),
+    ],
+)
+async def test_wrong_json_types_in_the_payment_are_402(
+    http: httpx.AsyncClient, payer: LocalAccount, chain: Chain, name: str, change: Any
+) -> None:
     required = await terms(http, BODY)
     header = authorization_header(payer, chain, required.accepts[0])["PAYMENT-SIGNATURE"]
 

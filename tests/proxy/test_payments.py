@@ -54,12 +54,14 @@ async def test_unpaid_request_gets_402_with_v2_terms(http: httpx.AsyncClient, ch
     assert {"PAYMENT-REQUIRED", "PAYMENT-RESPONSE"} <= set(h.strip() for h in exposed.split(","))
 
 
-async def test_official_x402_client_pays_and_the_transfer_lands(node_url: str, payer: LocalAccount,
-                                                                chain: Chain) -> None:
+async def test_official_x402_client_pays_and_the_transfer_lands(
+    node_url: str, payer: LocalAccount, chain: Chain
+) -> None:
     pay_to = chain.dev_accounts[-1].address
     before = (await opg_balance(chain, payer.address), await opg_balance(chain, pay_to))
-    async with httpx.AsyncClient(base_url=node_url, transport=x402AsyncTransport(official_x402_client(payer)),
-                                 timeout=10) as paying:
+    async with httpx.AsyncClient(
+        base_url=node_url, transport=x402AsyncTransport(official_x402_client(payer)), timeout=10
+    ) as paying:
         response = await paying.post("/v1/chat/completions", json=BODY)
     settlement = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
 
@@ -78,8 +80,9 @@ async def test_v1_x_payment_header_is_accepted(http: httpx.AsyncClient, payer: L
     inner = json.loads(base64.b64decode(v2))["payload"]
     v1 = PaymentPayloadV1(scheme="exact", network=offer.network, payload=inner)
 
-    response = await http.post("/v1/chat/completions", json=BODY,
-                               headers={"X-PAYMENT": encode_payment_signature_header(v1)})
+    response = await http.post(
+        "/v1/chat/completions", json=BODY, headers={"X-PAYMENT": encode_payment_signature_header(v1)}
+    )
 
     assert response.status_code == 200
     assert json.loads(base64.b64decode(response.headers["X-PAYMENT-RESPONSE"]))["success"] is True
@@ -95,12 +98,15 @@ async def test_replayed_payment_is_refused(http: httpx.AsyncClient, payer: Local
     assert replay.json()["error"] == "invalid_exact_evm_nonce_already_used"
 
 
-async def test_payment_in_flight_cannot_pay_twice(http: httpx.AsyncClient, payer: LocalAccount, chain: Chain,
-                                                  node_url: str) -> None:
+async def test_payment_in_flight_cannot_pay_twice(
+    http: httpx.AsyncClient, payer: LocalAccount, chain: Chain, node_url: str
+) -> None:
     body = {"model": "gpt-hang", "messages": BODY["messages"], "stream": True}
     header = authorization_header(payer, chain, (await terms(http, body)).accepts[0])
-    async with httpx.AsyncClient(base_url=node_url, timeout=10) as other, \
-            other.stream("POST", "/v1/chat/completions", json=body, headers=header) as holding:
+    async with (
+        httpx.AsyncClient(base_url=node_url, timeout=10) as other,
+        other.stream("POST", "/v1/chat/completions", json=body, headers=header) as holding,
+    ):
         assert holding.status_code == 200
         concurrent = await http.post("/v1/chat/completions", json=body, headers=header)
 
@@ -124,14 +130,16 @@ async def test_payment_in_flight_cannot_pay_twice(http: httpx.AsyncClient, payer
     ],
 )
 async def test_bad_payments_are_refused_with_the_reason_and_nothing_goes_upstream(
-        http: httpx.AsyncClient, payer: LocalAccount, chain: Chain, fake_upstream: tuple, tamper: str,
-        reason: str) -> None:
+    http: httpx.AsyncClient, payer: LocalAccount, chain: Chain, fake_upstream: tuple, tamper: str, reason: str
+) -> None:
     offer = (await terms(http, BODY)).accepts[0]
     now = int(time.time())
     variants = {
         "underpaid": {"signed_for": offer.model_copy(update={"amount": str(PRICE_WEI - 1)})},
-        "underpaid_claiming_full_price": {"signed_for": offer.model_copy(update={"amount": str(PRICE_WEI - 1)}),
-                                          "claimed": offer},
+        "underpaid_claiming_full_price": {
+            "signed_for": offer.model_copy(update={"amount": str(PRICE_WEI - 1)}),
+            "claimed": offer,
+        },
         "wrong_network": {"signed_for": offer.model_copy(update={"network": "eip155:1"})},
         "wrong_asset": {"signed_for": offer.model_copy(update={"asset": ELSEWHERE})},
         "wrong_asset_claiming_opg": {"signed_for": offer.model_copy(update={"asset": ELSEWHERE}), "claimed": offer},
@@ -160,27 +168,31 @@ async def test_bad_payments_are_refused_with_the_reason_and_nothing_goes_upstrea
 
 async def test_payer_without_enough_opg_is_refused(http: httpx.AsyncClient, chain: Chain) -> None:
     broke = Account.create()
-    response = await http.post("/v1/chat/completions", json=BODY,
-                               headers=authorization_header(broke, chain, (await terms(http, BODY)).accepts[0]))
+    response = await http.post(
+        "/v1/chat/completions",
+        json=BODY,
+        headers=authorization_header(broke, chain, (await terms(http, BODY)).accepts[0]),
+    )
 
     assert response.status_code == 402
     assert response.json()["error"] == "invalid_exact_evm_insufficient_balance"
 
 
-async def test_balance_must_cover_every_payment_in_flight(http: httpx.AsyncClient, chain: Chain,
-                                                          node_url: str) -> None:
+async def test_balance_must_cover_every_payment_in_flight(http: httpx.AsyncClient, chain: Chain, node_url: str) -> None:
     """A payer holding one price's worth cannot have two requests in flight at once."""
     owner = chain.dev_accounts[0]
     thrifty = Account.create()
     await _send_opg(chain, owner, thrifty.address, PRICE_WEI)
     body = {"model": "gpt-hang", "messages": BODY["messages"], "stream": True}
     offer = (await terms(http, body)).accepts[0]
-    async with httpx.AsyncClient(base_url=node_url, timeout=10) as other, \
-            other.stream("POST", "/v1/chat/completions", json=body,
-                         headers=authorization_header(thrifty, chain, offer)) as holding:
+    async with (
+        httpx.AsyncClient(base_url=node_url, timeout=10) as other,
+        other.stream(
+            "POST", "/v1/chat/completions", json=body, headers=authorization_header(thrifty, chain, offer)
+        ) as holding,
+    ):
         assert holding.status_code == 200
-        second = await http.post("/v1/chat/completions", json=body,
-                                 headers=authorization_header(thrifty, chain, offer))
+        second = await http.post("/v1/chat/completions", json=body, headers=authorization_header(thrifty, chain, offer))
 
     assert second.status_code == 402
     assert second.json()["error"] == "invalid_exact_evm_insufficient_balance"
@@ -193,31 +205,41 @@ async def test_payload_nonce_must_be_32_bytes(http: httpx.AsyncClient, payer: Lo
     evm.authorization.nonce = "0x1234"
     payload["payload"] = evm.to_dict()
 
-    response = await http.post("/v1/chat/completions", json=BODY, headers={
-        "PAYMENT-SIGNATURE": base64.b64encode(json.dumps(payload).encode()).decode()})
+    response = await http.post(
+        "/v1/chat/completions",
+        json=BODY,
+        headers={"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(payload).encode()).decode()},
+    )
 
     assert response.status_code == 402
     assert response.json()["error"] == "invalid_exact_evm_payload"
 
 
 async def _send_opg(chain: Chain, sender: LocalAccount, to: str, amount: int) -> None:
-    transaction = await chain.opg.functions.transfer(to, amount).build_transaction({
-        "from": sender.address, "nonce": await chain.w3.eth.get_transaction_count(sender.address)})
+    transaction = await chain.opg.functions.transfer(to, amount).build_transaction(
+        {"from": sender.address, "nonce": await chain.w3.eth.get_transaction_count(sender.address)}
+    )
     signed = sender.sign_transaction(transaction)
     await chain.w3.eth.wait_for_transaction_receipt(await chain.w3.eth.send_raw_transaction(signed.raw_transaction))
 
 
-async def test_chain_outage_during_payment_check_is_503_not_500(chain: Chain, payer: LocalAccount,
-                                                                fake_upstream: tuple) -> None:
-    async with in_process_node(node_settings(fake_upstream[0]), chain, name="outage") as node, \
-            httpx.AsyncClient(transport=node.transport, base_url=node.endpoint) as http:
+async def test_chain_outage_during_payment_check_is_503_not_500(
+    chain: Chain, payer: LocalAccount, fake_upstream: tuple
+) -> None:
+    async with (
+        in_process_node(node_settings(fake_upstream[0]), chain, name="outage") as node,
+        httpx.AsyncClient(transport=node.transport, base_url=node.endpoint) as http,
+    ):
 
         async def chain_down(*_: object) -> bytes:
             raise OSError("connection refused")
 
         node.app.state.node.payments._facilitator._call = chain_down
-        response = await http.post("/v1/chat/completions", json=BODY,
-                                   headers=authorization_header(payer, chain, (await terms(http, BODY)).accepts[0]))
+        response = await http.post(
+            "/v1/chat/completions",
+            json=BODY,
+            headers=authorization_header(payer, chain, (await terms(http, BODY)).accepts[0]),
+        )
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "payment_check_unavailable"

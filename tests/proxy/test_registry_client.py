@@ -29,8 +29,10 @@ from tests.conftest import connected_chain_of_its_own
 from tests.proxy.conftest import PRICE_WEI, approve_node, node_settings, opg_balance
 from tests.proxy.fakes import REPLY_TEXT, FakeProviders
 
-MESSAGES = [{"role": "system", "content": "You are Ada Lovelace, a mathematician."},
-            {"role": "user", "content": "What is an algorithm?"}]
+MESSAGES = [
+    {"role": "system", "content": "You are Ada Lovelace, a mathematician."},
+    {"role": "user", "content": "What is an algorithm?"},
+]
 
 
 class Unreachable(httpx.AsyncBaseTransport):
@@ -57,8 +59,10 @@ def settings(fake_upstream: tuple[str, FakeProviders]) -> ProxySettings:
 
 @pytest.fixture(scope="module")
 async def nodes(own_chain: Chain, settings: ProxySettings) -> AsyncIterator[tuple[InProcessNode, InProcessNode]]:
-    async with in_process_node(settings, own_chain, name="node-a") as a, \
-            in_process_node(settings, own_chain, name="node-b") as b:
+    async with (
+        in_process_node(settings, own_chain, name="node-a") as a,
+        in_process_node(settings, own_chain, name="node-b") as b,
+    ):
         for node in (a, b):  # admitted by the registry's owner: the client routes only to trusted nodes
             approve_node(own_chain, node.tee_id)
         yield a, b
@@ -69,8 +73,9 @@ def client_for(chain: Chain, settings: ProxySettings, **transports: httpx.AsyncB
 
 
 @pytest.fixture
-async def client(own_chain: Chain, settings: ProxySettings,
-                 nodes: tuple[InProcessNode, InProcessNode]) -> AsyncIterator[ProxyClient]:
+async def client(
+    own_chain: Chain, settings: ProxySettings, nodes: tuple[InProcessNode, InProcessNode]
+) -> AsyncIterator[ProxyClient]:
     proxy = client_for(own_chain, settings, **{node.endpoint: node.transport for node in nodes})
     yield proxy
     await proxy.aclose()
@@ -81,7 +86,8 @@ def record_of(records: list[NodeRecord], node: InProcessNode) -> NodeRecord:
 
 
 async def test_nodes_register_their_key_measurement_and_payment_address(
-        own_chain: Chain, nodes: tuple[InProcessNode, InProcessNode]) -> None:
+    own_chain: Chain, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     records = await list_nodes(own_chain.node_registry)
     identity = nodes[0].app.state.node.identity
     record = record_of(records, nodes[0])
@@ -113,8 +119,7 @@ async def test_a_stopped_node_disables_its_record(own_chain: Chain, settings: Pr
     assert record_of(await list_nodes(own_chain.node_registry), node).enabled is False
 
 
-async def test_client_pays_streams_and_verifies(client: ProxyClient, own_chain: Chain,
-                                                settings: ProxySettings) -> None:
+async def test_client_pays_streams_and_verifies(client: ProxyClient, own_chain: Chain, settings: ProxySettings) -> None:
     wallet = platform_wallet(settings, own_chain).address
     before = await opg_balance(own_chain, wallet)
     async with client.stream_chat(model="twin-offline-demo", messages=MESSAGES, max_tokens=200) as reply:
@@ -132,24 +137,27 @@ async def test_client_pays_streams_and_verifies(client: ProxyClient, own_chain: 
     assert await opg_balance(own_chain, wallet) == before - PRICE_WEI
 
 
-async def test_client_balances_load_across_healthy_nodes(client: ProxyClient,
-                                                         nodes: tuple[InProcessNode, InProcessNode]) -> None:
+async def test_client_balances_load_across_healthy_nodes(
+    client: ProxyClient, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     served = [(await client.chat(model="gpt-fake", messages=MESSAGES)).node.endpoint for _ in range(4)]
 
     assert set(served) == {nodes[0].endpoint, nodes[1].endpoint}
     assert served[0] != served[1]
 
 
-async def test_concurrent_replies_spread_over_nodes(client: ProxyClient,
-                                                    nodes: tuple[InProcessNode, InProcessNode]) -> None:
+async def test_concurrent_replies_spread_over_nodes(
+    client: ProxyClient, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     results = await asyncio.gather(*(client.chat(model="gpt-fake", messages=MESSAGES) for _ in range(6)))
 
     assert {result.text for result in results} == {REPLY_TEXT}
     assert {result.node.endpoint for result in results} == {nodes[0].endpoint, nodes[1].endpoint}
 
 
-async def test_client_fails_over_when_a_node_stops_answering(own_chain: Chain, settings: ProxySettings,
-                                                             nodes: tuple[InProcessNode, InProcessNode]) -> None:
+async def test_client_fails_over_when_a_node_stops_answering(
+    own_chain: Chain, settings: ProxySettings, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     dead = Unreachable()
     proxy = client_for(own_chain, settings, **{nodes[0].endpoint: dead, nodes[1].endpoint: nodes[1].transport})
     try:
@@ -161,30 +169,34 @@ async def test_client_fails_over_when_a_node_stops_answering(own_chain: Chain, s
     assert dead.attempts == 1  # then cooled down, not retried on every reply
 
 
-async def test_no_node_answering_is_reported_with_each_failure(own_chain: Chain, settings: ProxySettings,
-                                                               nodes: tuple[InProcessNode, InProcessNode]) -> None:
+async def test_no_node_answering_is_reported_with_each_failure(
+    own_chain: Chain, settings: ProxySettings, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     proxy = client_for(own_chain, settings, **{node.endpoint: Unreachable() for node in nodes})
     with pytest.raises(NoNodeAvailable, match=r"node-a\.in-process\.invalid.*node-b\.in-process\.invalid"):
         await proxy.chat(model="gpt-fake", messages=MESSAGES)
     await proxy.aclose()
 
 
-async def test_reply_signed_by_another_key_is_rejected(client: ProxyClient,
-                                                       nodes: tuple[InProcessNode, InProcessNode]) -> None:
+async def test_reply_signed_by_another_key_is_rejected(
+    client: ProxyClient, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     impostor = nodes[1].app.state.node.completions
     genuine = impostor._identity
     impostor._identity = EnclaveIdentity.generate()  # the node now signs with a key the registry never saw
     try:
-        outcomes = await asyncio.gather(*(client.chat(model="gpt-fake", messages=MESSAGES) for _ in range(4)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(client.chat(model="gpt-fake", messages=MESSAGES) for _ in range(4)), return_exceptions=True
+        )
     finally:
         impostor._identity = genuine
 
     rejected = [outcome for outcome in outcomes if isinstance(outcome, ReplyRejected)]
     assert rejected
     assert all("signed by another key" in str(outcome) for outcome in rejected)
-    assert all(outcome.node.endpoint == nodes[0].endpoint for outcome in outcomes
-               if not isinstance(outcome, BaseException))
+    assert all(
+        outcome.node.endpoint == nodes[0].endpoint for outcome in outcomes if not isinstance(outcome, BaseException)
+    )
 
 
 async def test_bad_request_is_not_retried_elsewhere(client: ProxyClient) -> None:
@@ -204,8 +216,9 @@ async def test_tee_level_is_refused_while_only_dev_evidence_exists(client: Proxy
         await client.chat(model="gpt-fake", messages=MESSAGES, verification="tee")
 
 
-async def test_stale_cached_terms_are_replaced_and_paid_once_more(client: ProxyClient,
-                                                                   nodes: tuple[InProcessNode, InProcessNode]) -> None:
+async def test_stale_cached_terms_are_replaced_and_paid_once_more(
+    client: ProxyClient, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
     first = await client.chat(model="gpt-fake", messages=MESSAGES)  # caches this node's terms
     key = (first.node.tee_id, "gpt-fake")
     stale = client._prices[key]
@@ -217,10 +230,12 @@ async def test_stale_cached_terms_are_replaced_and_paid_once_more(client: ProxyC
     assert client._prices[key].accepts[0].amount == str(PRICE_WEI)
 
 
-async def test_a_wallet_without_opg_gets_payment_refused(own_chain: Chain, settings: ProxySettings,
-                                                         nodes: tuple[InProcessNode, InProcessNode]) -> None:
-    broke = ProxyClient(own_chain, Account.create(), settings,
-                        transports={node.endpoint: node.transport for node in nodes})
+async def test_a_wallet_without_opg_gets_payment_refused(
+    own_chain: Chain, settings: ProxySettings, nodes: tuple[InProcessNode, InProcessNode]
+) -> None:
+    broke = ProxyClient(
+        own_chain, Account.create(), settings, transports={node.endpoint: node.transport for node in nodes}
+    )
     with pytest.raises(PaymentRefused, match="insufficient_balance"):
         await broke.chat(model="gpt-fake", messages=MESSAGES)
     await broke.aclose()

@@ -30,13 +30,28 @@ OPERATOR, OTHER = "0x" + "11" * 20, "0x" + "22" * 20
 ENDPOINT = "https://node.example"
 
 
-def signed_record(identity: EnclaveIdentity, *, owner: str = OPERATOR, endpoint: str = ENDPOINT,
-                  proof_for: tuple[int, str, str, str] | None = None, **fields: object) -> NodeRecord:
+def signed_record(
+    identity: EnclaveIdentity,
+    *,
+    owner: str = OPERATOR,
+    endpoint: str = ENDPOINT,
+    proof_for: tuple[int, str, str, str] | None = None,
+    **fields: object,
+) -> NodeRecord:
     chain_id, registry, operator, signed_endpoint = proof_for or (CHAIN_ID, REGISTRY, owner, endpoint)
     proof = identity.sign_digest(registration_digest(chain_id, registry, operator, signed_endpoint))
-    record = NodeRecord(tee_id=identity.tee_id, owner=owner, payment_address=owner, enabled=True, registered_at=0,
-                        last_heartbeat=0, code_measurement="0x" + "ab" * 32, endpoint=endpoint,
-                        signing_public_key=identity.public_key_der, key_proof=proof)
+    record = NodeRecord(
+        tee_id=identity.tee_id,
+        owner=owner,
+        payment_address=owner,
+        enabled=True,
+        registered_at=0,
+        last_heartbeat=0,
+        code_measurement="0x" + "ab" * 32,
+        endpoint=endpoint,
+        signing_public_key=identity.public_key_der,
+        key_proof=proof,
+    )
     return replace(record, **fields)  # type: ignore[arg-type]
 
 
@@ -66,10 +81,13 @@ def test_a_key_proof_binds_owner_endpoint_registry_and_chain(identity: EnclaveId
     other_key = EnclaveIdentity.generate()
     stolen = replace(signed_record(other_key), signing_public_key=identity.public_key_der)
     assert key_proof_problem(stolen, CHAIN_ID, REGISTRY) is not None  # teeId no longer matches
-    assert key_proof_problem(replace(signed_record(identity), key_proof=b""), CHAIN_ID, REGISTRY) == \
-        "the record carries no key proof"
-    assert "cannot be read" in (key_proof_problem(replace(signed_record(identity), signing_public_key=b"junk"),
-                                                  CHAIN_ID, REGISTRY) or "")
+    assert (
+        key_proof_problem(replace(signed_record(identity), key_proof=b""), CHAIN_ID, REGISTRY)
+        == "the record carries no key proof"
+    )
+    assert "cannot be read" in (
+        key_proof_problem(replace(signed_record(identity), signing_public_key=b"junk"), CHAIN_ID, REGISTRY) or ""
+    )
 
 
 def test_trust_reasons(identity: EnclaveIdentity) -> None:
@@ -118,10 +136,10 @@ def _fresh_directory(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_an_unapproved_node_gets_no_persona_until_the_registry_owner_approves_it(
-        own_chain: Chain, settings: ProxySettings, node: InProcessNode) -> None:
+    own_chain: Chain, settings: ProxySettings, node: InProcessNode
+) -> None:
     counted = Counting(node.transport)
-    client = ProxyClient(own_chain, platform_wallet(settings, own_chain), settings,
-                         transports={node.endpoint: counted})
+    client = ProxyClient(own_chain, platform_wallet(settings, own_chain), settings, transports={node.endpoint: counted})
     try:
         (record,) = [record for record in await client.registered_nodes() if record.tee_id == node.tee_id]
         trust = client.trust_of(record)
@@ -131,7 +149,6 @@ async def test_an_unapproved_node_gets_no_persona_until_the_registry_owner_appro
             await client.chat(model="gpt-fake", messages=MESSAGES)
         assert isinstance(refused.value, NoNodeAvailable)  # the chat answers `unavailable`
         assert counted.requests == 0  # not even asked for its price: the persona never left
-
 
         approve_node(own_chain, node.tee_id)
         result = await client.chat(model="gpt-fake", messages=MESSAGES)
@@ -146,10 +163,12 @@ async def test_an_unapproved_node_gets_no_persona_until_the_registry_owner_appro
 
 
 async def test_an_allowlisted_measurement_is_trusted_without_approval(
-        own_chain: Chain, settings: ProxySettings, node: InProcessNode) -> None:
+    own_chain: Chain, settings: ProxySettings, node: InProcessNode
+) -> None:
     listed = settings.model_copy(update={"trusted_measurements": [node.app.state.node.identity.measurement]})
-    client = ProxyClient(own_chain, platform_wallet(listed, own_chain), listed,
-                         transports={node.endpoint: node.transport})
+    client = ProxyClient(
+        own_chain, platform_wallet(listed, own_chain), listed, transports={node.endpoint: node.transport}
+    )
     try:
         result = await client.chat(model="gpt-fake", messages=MESSAGES)
         assert client.trust_of(result.node).reason == "measurement"
@@ -158,7 +177,8 @@ async def test_an_allowlisted_measurement_is_trusted_without_approval(
 
 
 async def test_a_squatter_s_record_is_untrusted_and_the_registry_owner_frees_the_key(
-        own_chain: Chain, settings: ProxySettings) -> None:
+    own_chain: Chain, settings: ProxySettings
+) -> None:
     """The squatter copies a real node's public key and proof into a record of its own: the proof names
     the real operator, so the record is never trusted; the registry owner removes it, the operator registers."""
     assert own_chain.embedded is not None
@@ -170,8 +190,9 @@ async def test_a_squatter_s_record_is_untrusted_and_the_registry_owner_frees_the
     measurement = bytes.fromhex(victim.measurement[2:])
 
     def register(account: LocalAccount) -> None:
-        data = registry.encode_abi("registerNode", args=[account.address, ENDPOINT, victim.public_key_der,
-                                                         measurement, proof])
+        data = registry.encode_abi(
+            "registerNode", args=[account.address, ENDPOINT, victim.public_key_der, measurement, proof]
+        )
         send_transaction(w3, account, {"to": registry.address, "data": data, "gas": 1_000_000})
 
     register(squatter)
@@ -183,8 +204,10 @@ async def test_a_squatter_s_record_is_untrusted_and_the_registry_owner_frees_the
     squatted = await record()
     assert squatted.owner == squatter.address
     registry_owner_sends(own_chain, "approveNode", bytes.fromhex(victim.tee_id[2:]))  # even if approved by mistake
-    assert (policy.assess(await record()).trusted, "not the node key's signature" in
-            policy.assess(await record()).detail) == (False, True)
+    assert (
+        policy.assess(await record()).trusted,
+        "not the node key's signature" in policy.assess(await record()).detail,
+    ) == (False, True)
     registry_owner_sends(own_chain, "revokeNode", bytes.fromhex(victim.tee_id[2:]))
     registry_owner_sends(own_chain, "removeNode", bytes.fromhex(victim.tee_id[2:]))
 

@@ -21,8 +21,13 @@ from tests.proxy.fakes import PROMPT_TOKENS, REPLY_TEXT, REPLY_TOKENS, FakeProvi
 
 
 def chat_request(**fields: object) -> ChatRequest:
-    body = {"model": "m", "messages": [{"role": "system", "content": "You are Ada Lovelace, a mathematician."},
-                                       {"role": "user", "content": "Hello?"}]} | fields
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "You are Ada Lovelace, a mathematician."},
+            {"role": "user", "content": "Hello?"},
+        ],
+    } | fields
     return parse_chat_request(body, known_models={"m": None}, max_completion_tokens=512)
 
 
@@ -37,8 +42,9 @@ def adapters(fake_upstream: tuple[str, FakeProviders], http_client: httpx.AsyncC
     url = fake_upstream[0]
     return {
         "openai": OpenAIUpstream("openai", f"{url}/v1", FAKE_KEYS["FAKE_OPENAI_KEY"], http_client),
-        "anthropic": AnthropicUpstream("anthropic", url, FAKE_KEYS["FAKE_ANTHROPIC_KEY"], http_client,
-                                       default_max_tokens=256),
+        "anthropic": AnthropicUpstream(
+            "anthropic", url, FAKE_KEYS["FAKE_ANTHROPIC_KEY"], http_client, default_max_tokens=256
+        ),
         "gemini": GeminiUpstream("gemini", url, FAKE_KEYS["FAKE_GEMINI_KEY"], http_client),
         "offline": OfflineDemoUpstream("offline", tokens_per_second=0),
     }
@@ -57,8 +63,9 @@ async def test_streams_text_usage_and_finish(adapters: dict[str, Upstream], prov
     assert events[-1] == Finished("stop")
 
 
-async def test_each_provider_gets_its_own_request_shape_and_key(adapters: dict[str, Upstream],
-                                                                fake_upstream: tuple[str, FakeProviders]) -> None:
+async def test_each_provider_gets_its_own_request_shape_and_key(
+    adapters: dict[str, Upstream], fake_upstream: tuple[str, FakeProviders]
+) -> None:
     providers = fake_upstream[1]
     for name in ("openai", "anthropic", "gemini"):
         await collect(adapters[name].stream(chat_request(temperature=1.5, max_tokens=64, stop="END"), "ok"))
@@ -78,19 +85,28 @@ async def test_each_provider_gets_its_own_request_shape_and_key(adapters: dict[s
     assert gemini["body"]["generationConfig"] == {"temperature": 1.5, "maxOutputTokens": 64, "stopSequences": ["END"]}
 
 
-@pytest.mark.parametrize(("provider", "reason"), [("openai", "HTTP 500"), ("anthropic", "HTTP 529: overloaded_error"),
-                                                  ("gemini", "HTTP 500")])
-async def test_failure_before_first_token_is_an_upstream_error(adapters: dict[str, Upstream], provider: str,
-                                                               reason: str) -> None:
+@pytest.mark.parametrize(
+    ("provider", "reason"),
+    [("openai", "HTTP 500"), ("anthropic", "HTTP 529: overloaded_error"), ("gemini", "HTTP 500")],
+)
+async def test_failure_before_first_token_is_an_upstream_error(
+    adapters: dict[str, Upstream], provider: str, reason: str
+) -> None:
     with pytest.raises(UpstreamError, match=reason):
         await collect(adapters[provider].stream(chat_request(), "fail"))
 
 
-@pytest.mark.parametrize(("provider", "reason"), [("openai", "fake failure mid-stream"),
-                                                  ("anthropic", "overloaded_error: Overloaded"),
-                                                  ("gemini", "UNAVAILABLE: fake overload")])
-async def test_mid_stream_error_event_raises_after_the_tokens(adapters: dict[str, Upstream], provider: str,
-                                                              reason: str) -> None:
+@pytest.mark.parametrize(
+    ("provider", "reason"),
+    [
+        ("openai", "fake failure mid-stream"),
+        ("anthropic", "overloaded_error: Overloaded"),
+        ("gemini", "UNAVAILABLE: fake overload"),
+    ],
+)
+async def test_mid_stream_error_event_raises_after_the_tokens(
+    adapters: dict[str, Upstream], provider: str, reason: str
+) -> None:
     seen: list[str] = []
 
     async def read_all() -> None:
@@ -106,8 +122,12 @@ async def test_mid_stream_error_event_raises_after_the_tokens(adapters: dict[str
 async def test_openai_tool_call_fragments_are_joined(adapters: dict[str, Upstream]) -> None:
     events = await collect(adapters["openai"].stream(chat_request(), "tools"))
 
-    assert ToolCalls([{"id": "call_1", "type": "function",
-                       "function": {"name": "lookup", "arguments": '{"q": "weather"}'}}]) in events
+    assert (
+        ToolCalls(
+            [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "weather"}'}}]
+        )
+        in events
+    )
     assert events[-1] == Finished("tool_calls")
 
 
@@ -123,8 +143,9 @@ async def test_failover_before_the_first_token_reaches_the_next_upstream(adapter
     assert "".join([e.text async for e in stream.events() if isinstance(e, TextDelta)]) == REPLY_TEXT
 
 
-async def test_a_silent_first_token_times_out_and_fails_over(adapters: dict[str, Upstream],
-                                                             fake_upstream: tuple[str, FakeProviders]) -> None:
+async def test_a_silent_first_token_times_out_and_fails_over(
+    adapters: dict[str, Upstream], fake_upstream: tuple[str, FakeProviders]
+) -> None:
     stream = await router(adapters, "openai:slow", "anthropic:ok", first_token_timeout=0.3).open(chat_request())
 
     assert stream.upstream == "anthropic"
@@ -148,8 +169,9 @@ async def test_no_switching_after_the_first_token(adapters: dict[str, Upstream])
     assert stream.upstream == "anthropic"
 
 
-async def test_silence_between_tokens_ends_the_stream(adapters: dict[str, Upstream],
-                                                      fake_upstream: tuple[str, FakeProviders]) -> None:
+async def test_silence_between_tokens_ends_the_stream(
+    adapters: dict[str, Upstream], fake_upstream: tuple[str, FakeProviders]
+) -> None:
     disconnects = fake_upstream[1].disconnects
     before = disconnects.count("openai:hang")
     stream = await router(adapters, "openai:hang").open(chat_request())

@@ -32,13 +32,24 @@ OG_VECTOR_BODY = {
     "model": "gpt-4.1",
     "messages": [
         {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Hi"},
-                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Hi"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
         {"role": "tool", "content": "42", "tool_call_id": "c1"},
     ],
-    "max_tokens": 50, "stop": ["\n\n"], "top_p": 0.9, "stream": True,
+    "max_tokens": 50,
+    "stop": ["\n\n"],
+    "top_p": 0.9,
+    "stream": True,
 }
 # json.dumps(canonical, sort_keys=True), written out by hand from the documented algorithm.
 OG_VECTOR_CANONICAL = (
@@ -71,12 +82,20 @@ def test_canonical_request_matches_opengradient_byte_for_byte() -> None:
 
 def test_a_reply_signed_the_gateway_way_verifies() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    fields = {"tee_signature": og_style_signature(key, OG_VECTOR_REQUEST_HASH, OG_VECTOR_OUTPUT_HASH, 1_700_000_000),
-              "tee_request_hash": OG_VECTOR_REQUEST_HASH, "tee_output_hash": OG_VECTOR_OUTPUT_HASH,
-              "tee_timestamp": 1_700_000_000, "tee_id": "0x" + keccak(public_key_der(key.public_key())).hex()}
+    fields = {
+        "tee_signature": og_style_signature(key, OG_VECTOR_REQUEST_HASH, OG_VECTOR_OUTPUT_HASH, 1_700_000_000),
+        "tee_request_hash": OG_VECTOR_REQUEST_HASH,
+        "tee_output_hash": OG_VECTOR_OUTPUT_HASH,
+        "tee_timestamp": 1_700_000_000,
+        "tee_id": "0x" + keccak(public_key_der(key.public_key())).hex(),
+    }
 
-    proof = verify_reply(body=OG_VECTOR_BODY, output=OUTPUT, attestation=Attestation.from_reply(fields),
-                         public_key=public_key_der(key.public_key()))
+    proof = verify_reply(
+        body=OG_VECTOR_BODY,
+        output=OUTPUT,
+        attestation=Attestation.from_reply(fields),
+        public_key=public_key_der(key.public_key()),
+    )
 
     assert proof.request_hash == OG_VECTOR_REQUEST_HASH
     assert proof.tee_id == tee_id_for(key.public_key())
@@ -85,14 +104,25 @@ def test_a_reply_signed_the_gateway_way_verifies() -> None:
 def test_node_signature_verifies_the_gateway_way() -> None:
     identity = EnclaveIdentity.generate()
     attestation = identity.sign(BODY, OUTPUT, 1_700_000_123)
-    proof = verify_reply(body=BODY, output=OUTPUT, attestation=attestation,
-                              public_key=identity.public_key_der, expected_tee_id=identity.tee_id)
+    proof = verify_reply(
+        body=BODY,
+        output=OUTPUT,
+        attestation=attestation,
+        public_key=identity.public_key_der,
+        expected_tee_id=identity.tee_id,
+    )
 
-    digest = keccak(bytes.fromhex(attestation.request_hash) + bytes.fromhex(attestation.output_hash)
-                    + attestation.timestamp.to_bytes(32, "big"))
+    digest = keccak(
+        bytes.fromhex(attestation.request_hash)
+        + bytes.fromhex(attestation.output_hash)
+        + attestation.timestamp.to_bytes(32, "big")
+    )
     serialization.load_der_public_key(identity.public_key_der).verify(  # type: ignore[union-attr]
-base64.b64decode(attestation.signature), digest,
-                  padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+        base64.b64decode(attestation.signature),
+        digest,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+        hashes.SHA256(),
+    )
     assert proof.tee_id == "0x" + keccak(identity.public_key_der).hex()
     assert attestation.output_hash == OG_VECTOR_OUTPUT_HASH
 
@@ -118,12 +148,17 @@ def _flip_last_char(text: str) -> str:
         (BODY, OUTPUT, {"tee_id": "0x" + "00" * 32}, "signed by another key"),
     ],
 )
-def test_tampering_with_any_part_fails(signed: tuple[EnclaveIdentity, Attestation], body: dict, output: str,
-                                       change: dict, message: str) -> None:
+def test_tampering_with_any_part_fails(
+    signed: tuple[EnclaveIdentity, Attestation], body: dict, output: str, change: dict, message: str
+) -> None:
     identity, attestation = signed
     with pytest.raises(AttestationError, match=message):
-        verify_reply(body=body, output=output, attestation=dataclasses.replace(attestation, **change),
-                     public_key=identity.public_key_der)
+        verify_reply(
+            body=body,
+            output=output,
+            attestation=dataclasses.replace(attestation, **change),
+            public_key=identity.public_key_der,
+        )
 
 
 def test_one_flipped_signature_byte_fails(signed: tuple[EnclaveIdentity, Attestation]) -> None:
@@ -143,8 +178,12 @@ def test_another_key_fails_even_with_its_own_tee_id(signed: tuple[EnclaveIdentit
     with pytest.raises(AttestationError, match="signed by another key"):
         verify_reply(body=BODY, output=OUTPUT, attestation=attestation, public_key=other.public_key_der)
     with pytest.raises(AttestationError, match="signature does not verify"):
-        verify_reply(body=BODY, output=OUTPUT, attestation=dataclasses.replace(attestation, tee_id=other.tee_id),
-                     public_key=other.public_key_der)
+        verify_reply(
+            body=BODY,
+            output=OUTPUT,
+            attestation=dataclasses.replace(attestation, tee_id=other.tee_id),
+            public_key=other.public_key_der,
+        )
 
 
 def test_missing_fields_are_named() -> None:
@@ -156,7 +195,8 @@ def test_tool_call_output_is_hashed_as_sorted_json() -> None:
     calls = [{"type": "function", "id": "c1", "function": {"name": "f", "arguments": "{}"}}]
 
     assert output_for_hash("ignored", calls) == (
-        '[{"function": {"arguments": "{}", "name": "f"}, "id": "c1", "type": "function"}]')
+        '[{"function": {"arguments": "{}", "name": "f"}, "id": "c1", "type": "function"}]'
+    )
     assert output_for_hash("text only") == "text only"
 
 
@@ -175,7 +215,9 @@ def test_attestation_document_says_dev_and_names_the_code() -> None:
 def test_a_tool_call_reply_hashes_as_opengradient_does_whatever_its_finish_reason() -> None:
     calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
     # OpenGradient's verifier hashes the tool calls only when the reply finished as a tool call.
-    assert output_hash(output_for_hash("Sure.", calls, "tool_calls")) == keccak(
-        json.dumps(calls, sort_keys=True).encode()).hex()
+    assert (
+        output_hash(output_for_hash("Sure.", calls, "tool_calls"))
+        == keccak(json.dumps(calls, sort_keys=True).encode()).hex()
+    )
     assert output_hash(output_for_hash("Sure.", calls, "stop")) == keccak(b"Sure.").hex()
     assert output_hash(output_for_hash("Sure.", None, "stop")) == keccak(b"Sure.").hex()

@@ -13,15 +13,30 @@ from app.reviews.signing import review_typed_data
 from tests.chat.conftest import Served, holding_fan, reply_frames, send_message
 
 
-def signed_review(served: Served, account: LocalAccount, avatar_id: str, rating: int, text: str, *,
-                  at: int | None = None, sent: dict[str, Any] | None = None) -> dict[str, Any]:
+def signed_review(
+    served: Served,
+    account: LocalAccount,
+    avatar_id: str,
+    rating: int,
+    text: str,
+    *,
+    at: int | None = None,
+    sent: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The body of a review signed by ``account`` (``sent`` changes the body after signing)."""
     moment = int(time.time()) if at is None else at
-    typed = review_typed_data(chain_id=served.chain.chain_id, twin_keys=served.chain.addresses.twin_keys,
-                              avatar_id=avatar_id, rating=rating, text=text, time=moment)
+    typed = review_typed_data(
+        chain_id=served.chain.chain_id,
+        twin_keys=served.chain.addresses.twin_keys,
+        avatar_id=avatar_id,
+        rating=rating,
+        text=text,
+        time=moment,
+    )
     signature = Account.sign_typed_data(account.key, full_message=typed).signature.hex()
-    return {"rating": rating, "text": text, "time": moment, "signature": "0x" + signature.removeprefix("0x")} \
-        | (sent or {})
+    return {"rating": rating, "text": text, "time": moment, "signature": "0x" + signature.removeprefix("0x")} | (
+        sent or {}
+    )
 
 
 async def chatted_holder(served: Served, account: LocalAccount, avatar_id: str) -> httpx.AsyncClient:

@@ -38,19 +38,26 @@ def rating_row(avatar_id: str, stars: list[int]) -> AvatarRating:
 
 
 async def test_sort_by_rating_puts_many_good_reviews_above_a_few_perfect_ones_and_unrated_last(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     creator = chain.dev_accounts[1]
-    ids = {handle: await launch(client, chain, creator, handle) for handle in
-           ("perfect", "loved", "poor", "unrated", "average")}
+    ids = {
+        handle: await launch(client, chain, creator, handle)
+        for handle in ("perfect", "loved", "poor", "unrated", "average")
+    }
     await index(app)
-    await set_ratings(app, {ids["perfect"]: [5, 5], ids["loved"]: [5] * 80 + [4] * 20, ids["poor"]: [1] * 10,
-                            ids["average"]: [3] * 4})
+    await set_ratings(
+        app, {ids["perfect"]: [5, 5], ids["loved"]: [5] * 80 + [4] * 20, ids["poor"]: [1] * 10, ids["average"]: [3] * 4}
+    )
 
     ranked = (await client.get("/api/avatars", params={"sort": "rating"})).json()["items"]
     paged, cursor = [], None
     while True:
-        page = (await client.get("/api/avatars", params={"sort": "rating", "limit": 2,
-                                                         **({"cursor": cursor} if cursor else {})})).json()
+        page = (
+            await client.get(
+                "/api/avatars", params={"sort": "rating", "limit": 2, **({"cursor": cursor} if cursor else {})}
+            )
+        ).json()
         paged += page["items"]
         if not (cursor := page["next_cursor"]):
             break
@@ -60,13 +67,16 @@ async def test_sort_by_rating_puts_many_good_reviews_above_a_few_perfect_ones_an
     assert [row["handle"] for row in paged] == [row["handle"] for row in ranked]
     assert ranked[0]["rating"]["count"] == 100
     assert ranked[0]["rating"]["mean"] == 4.8
-    assert ranked[-1]["rating"] == {"score": None, "mean": None, "count": 0,
-                                    "distribution": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0}}
+    assert ranked[-1]["rating"] == {
+        "score": None,
+        "mean": None,
+        "count": 0,
+        "distribution": {"1": 0, "2": 0, "3": 0, "4": 0, "5": 0},
+    }
     assert {row["handle"]: row["rating"]["count"] for row in by_cap}["poor"] == 10  # every sort shows ratings
 
 
-async def test_sorts_and_windows_outside_the_list_are_400_naming_the_field(
-        client: AsyncTestClient[Litestar]) -> None:
+async def test_sorts_and_windows_outside_the_list_are_400_naming_the_field(client: AsyncTestClient[Litestar]) -> None:
     sort = await client.get("/api/avatars", params={"sort": "best"})
     window = await client.get("/api/network/usage", params={"window": "1y"})
     fmt = await client.get("/api/network/usage", params={"format": "xml"})

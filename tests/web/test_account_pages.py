@@ -51,15 +51,19 @@ async def test_the_chat_page_says_who_may_chat(client: AsyncTestClient[Litestar]
 
 
 async def test_the_portfolio_shows_keys_value_profit_and_loss_and_pages_trades(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     creator, fan = chain.dev_accounts[1:3]
     avatar_id = await launch(client, chain, creator, "valued")
     for _ in range(TRADES_PAGE_SIZE):
         buy(chain, fan, avatar_id, 1)
     sell(chain, fan, avatar_id, 1)  # 26 trades, 24 keys
     await index(app)
-    holding = next(row for row in (await client.get(f"/api/wallets/{fan.address}/holdings")).json()
-                   if row["avatar_id"] == avatar_id)
+    holding = next(
+        row
+        for row in (await client.get(f"/api/wallets/{fan.address}/holdings")).json()
+        if row["avatar_id"] == avatar_id
+    )
     await sign_in(client, fan)
 
     first = (await client.get("/portfolio")).text
@@ -81,7 +85,8 @@ async def test_the_portfolio_shows_keys_value_profit_and_loss_and_pages_trades(
 
 
 async def test_the_dashboard_shows_the_creator_s_avatars_figures_charts_and_persona(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     creator, fan, stranger = chain.dev_accounts[1:4]
     first = await launch(client, chain, creator, "first_born")
     second = await launch(client, chain, creator, "second_born")

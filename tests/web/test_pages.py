@@ -26,22 +26,26 @@ def listed_ids(html: str) -> list[str]:
     return re.findall(r'<li class="card" data-avatar-id="(0x[0-9a-f]{32})">', rankings[0]) if rankings else []
 
 
-@pytest.mark.parametrize(("wei", "text"), [
-    (0, "0 ETH"),
-    (1, "0.000000000000000001 ETH"),
-    (625_000_000_000, "0.000000625 ETH"),
-    (999_999_999_999_999_999, "0.9999 ETH"),
-    (1_234_500_000_000_000_000, "1.2345 ETH"),
-    (12_345 * 10**18 + 1, "12,345 ETH"),
-    (-5 * 10**15, "-0.005 ETH"),
-])
+@pytest.mark.parametrize(
+    ("wei", "text"),
+    [
+        (0, "0 ETH"),
+        (1, "0.000000000000000001 ETH"),
+        (625_000_000_000, "0.000000625 ETH"),
+        (999_999_999_999_999_999, "0.9999 ETH"),
+        (1_234_500_000_000_000_000, "1.2345 ETH"),
+        (12_345 * 10**18 + 1, "12,345 ETH"),
+        (-5 * 10**15, "-0.005 ETH"),
+    ],
+)
 def test_eth_amounts_read_as_people_expect(wei: int, text: str) -> None:
     assert format_eth(wei) == text
     assert format_eth(str(wei)) == text
 
 
 async def test_the_marketplace_ranks_searches_and_links_like_the_api(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     creator, fan = chain.dev_accounts[1:3]
     small = await launch(client, chain, creator, "small_one")
     big = await launch(client, chain, creator, "big_one", first_keys=4)
@@ -68,7 +72,8 @@ async def test_the_marketplace_ranks_searches_and_links_like_the_api(
 
 
 async def test_an_avatar_has_a_drawn_portrait_and_a_share_link_by_handle(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     avatar_id = await launch(client, chain, chain.dev_accounts[1], "pictured")
     await index(app)
 
@@ -88,7 +93,8 @@ async def test_an_avatar_has_a_drawn_portrait_and_a_share_link_by_handle(
 
 
 async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curve(
-        client: AsyncTestClient[Litestar], app: Litestar, chain: Chain) -> None:
+    client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
+) -> None:
     creator, fan = chain.dev_accounts[1:3]
     avatar_id = await launch(client, chain, creator, "curvy", first_keys=3)
     buy(chain, fan, avatar_id, 1)
@@ -102,7 +108,7 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     assert f">{format_eth(curve.price(4, 1, divisor))}</dd>" in html
     trades = re.search(r'<tbody id="trades">(.*?)</tbody>', html, flags=re.DOTALL)[1]
     assert trades.count("<tr>") == 2
-    assert trades.index(">buy</td><td class=\"num\">1</td>") < trades.index(">buy</td><td class=\"num\">3</td>")
+    assert trades.index('>buy</td><td class="num">1</td>') < trades.index('>buy</td><td class="num">3</td>')
     # The price column is per key: the buy of key 3 (supply 3 → 4) cost exactly that key's price.
     assert f'<td class="num">1</td><td class="num">{format_eth(curve.price(3, 1, divisor))}</td>' in trades
     curve_data = json.loads(re.search(r'<script type="application/json" id="curve-data">(.*?)</script>', html)[1])
@@ -120,7 +126,8 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
 
 
 async def test_a_browser_gets_a_page_for_what_does_not_exist_and_api_clients_get_json(
-        client: AsyncTestClient[Litestar]) -> None:
+    client: AsyncTestClient[Litestar],
+) -> None:
     unknown_page = await client.get("/no/such/page", headers=BROWSER)
     unknown_avatar = await client.get(f"/avatars/0x{'ab' * 16}", headers=BROWSER)
     malformed_avatar = await client.get("/avatars/ada", headers=BROWSER)
@@ -139,8 +146,7 @@ async def test_a_browser_gets_a_page_for_what_does_not_exist_and_api_clients_get
     assert api_route_in_a_browser.json()["error"] == "not_found"
 
 
-async def test_pages_stay_out_of_the_openapi_document_and_the_abi_is_served(
-        client: AsyncTestClient[Litestar]) -> None:
+async def test_pages_stay_out_of_the_openapi_document_and_the_abi_is_served(client: AsyncTestClient[Litestar]) -> None:
     paths = (await client.get("/schema/openapi.json")).json()["paths"]
     abi = await client.get("/abi/TwinKeys.json")
 

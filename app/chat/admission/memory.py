@@ -31,8 +31,13 @@ class MemoryAdmission(AdmissionQueue):
     each to send a frame, would cost more than the streams they wait for).
     """
 
-    def __init__(self, capacity: int, policy: AdmissionPolicy = AdmissionPolicy(), *, clock: Clock = time.time,
-                 ) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        policy: AdmissionPolicy = AdmissionPolicy(),
+        *,
+        clock: Clock = time.time,
+    ) -> None:
         super().__init__(policy, clock)
         self._capacity = checked_capacity(capacity)
         self._queue: list[tuple[float, int]] = []  # (score, id), sorted
@@ -104,5 +109,6 @@ class MemoryAdmission(AdmissionQueue):
         elif ticket_id is not None and ticket_id in self._scores:
             status = Status.WAITING
             position = bisect_left(self._queue, (self._scores[ticket_id], ticket_id)) + 1
-        return QueueState(status, position, len(self._queue), self._capacity, tuple(self._started.values()),
-                          tuple(self._samples))
+        return QueueState(
+            status, position, len(self._queue), self._capacity, tuple(self._started.values()), tuple(self._samples)
+        )

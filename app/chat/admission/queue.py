@@ -24,10 +24,14 @@ BAND_SPAN_S = 1e12  # larger than any arrival time plus delay: every band sorts 
 
 QUEUE_DEPTH = Gauge("twin_chat_queue_depth", "Fans of this worker waiting for a stream slot (sum over workers)")
 IN_FLIGHT = Gauge("twin_chat_streams_in_flight", "Chat streams this worker holds a slot for (sum over workers)")
-WAIT_SECONDS = Histogram("twin_chat_queue_wait_seconds", "From asking for a stream slot to getting it",
-                         buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
-REFUSALS = Counter("twin_chat_admission_refusals", "Chat messages refused before streaming",
-                   ["reason"])  # reason: full, rate_limited, expired
+WAIT_SECONDS = Histogram(
+    "twin_chat_queue_wait_seconds",
+    "From asking for a stream slot to getting it",
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+REFUSALS = Counter(
+    "twin_chat_admission_refusals", "Chat messages refused before streaming", ["reason"]
+)  # reason: full, rate_limited, expired
 
 
 class Band(IntEnum):
@@ -152,8 +156,9 @@ def decayed_tokens(history: Iterable[tuple[float, int]], now: float, half_life_s
     return sum(tokens * 0.5 ** (max(0.0, now - at) / half_life_s) for at, tokens in history)
 
 
-def fairness_delay_s(recent_tokens: float, mean_reply_tokens: float, mean_service_s: float,
-                     depth: int, capacity: int) -> float:
+def fairness_delay_s(
+    recent_tokens: float, mean_reply_tokens: float, mean_service_s: float, depth: int, capacity: int
+) -> float:
     """How much later than its arrival a fan's ticket is placed, for tokens served to it recently.
 
     A *round* is the time the queue as it stands needs to give everyone in it one stream
@@ -210,8 +215,11 @@ class AdmissionQueue(ABC):
         self._cleanups: set[asyncio.Future[None]] = set()
 
     @asynccontextmanager
-    async def admit(self, ticket: Ticket, on_wait: Callable[[Waiting], Awaitable[None]] | None = None,
-                    ) -> AsyncIterator[Slot]:
+    async def admit(
+        self,
+        ticket: Ticket,
+        on_wait: Callable[[Waiting], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[Slot]:
         """Hold a stream slot for the block, waiting for one first if none is free.
 
         ``on_wait`` hears every change of position or estimated wait (whole seconds), starting
@@ -293,8 +301,9 @@ class AdmissionQueue(ABC):
             raise QueueFull(self._estimate(state, state.depth, now).eta_s)
         return ticket_id, state
 
-    async def _wait_turn(self, ticket_id: int, state: QueueState,
-                         on_wait: Callable[[Waiting], Awaitable[None]] | None) -> None:
+    async def _wait_turn(
+        self, ticket_id: int, state: QueueState, on_wait: Callable[[Waiting], Awaitable[None]] | None
+    ) -> None:
         shown: Waiting | None = None
         with QUEUE_DEPTH.track_inprogress():
             while state.status is Status.WAITING:
@@ -327,6 +336,7 @@ class AdmissionQueue(ABC):
         return _mean([seconds for seconds, _ in state.samples], self.policy.default_service_s)
 
     def _estimate(self, state: QueueState, position: int, now: float) -> Waiting:
-        eta = estimate_wait_s(position, state.capacity, [now - start for start in state.started],
-                              self._mean_service_s(state))
+        eta = estimate_wait_s(
+            position, state.capacity, [now - start for start in state.started], self._mean_service_s(state)
+        )
         return Waiting(position, math.ceil(round(eta, 3)))

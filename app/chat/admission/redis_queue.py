@@ -67,9 +67,17 @@ class RedisAdmission(AdmissionQueue):
     Keys live under ``{prefix}:``, one hash slot on a Redis Cluster.
     """
 
-    def __init__(self, redis: Redis, capacity: int, policy: AdmissionPolicy = AdmissionPolicy(), *,
-                 prefix: str = "twin:chat", lease_s: float = 30.0, poll_s: float = 0.1, clock: Clock = time.time,
-                 ) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        capacity: int,
+        policy: AdmissionPolicy = AdmissionPolicy(),
+        *,
+        prefix: str = "twin:chat",
+        lease_s: float = 30.0,
+        poll_s: float = 0.1,
+        clock: Clock = time.time,
+    ) -> None:
         super().__init__(policy, clock)
         if lease_s <= 3 * max(poll_s, policy.refresh_s) or poll_s <= 0:
             raise ValueError("lease_s must exceed three polls (poll_s and refresh_s), and poll_s be > 0")
@@ -88,8 +96,9 @@ class RedisAdmission(AdmissionQueue):
         await self._poll(None, self._clock())
 
     async def _join(self, score: float, now: float) -> tuple[int, QueueState]:
-        return self._parse(await self._join_script(keys=self._keys,
-                                                   args=[*self._args(now), repr(score), self.policy.max_waiting]))
+        return self._parse(
+            await self._join_script(keys=self._keys, args=[*self._args(now), repr(score), self.policy.max_waiting])
+        )
 
     async def _poll(self, ticket_id: int | None, now: float) -> QueueState:
         state = self._parse(await self._poll_script(keys=self._keys, args=[*self._args(now), ticket_id or 0]))[1]
@@ -149,6 +158,11 @@ class RedisAdmission(AdmissionQueue):
     @staticmethod
     def _parse(reply: list[Any]) -> tuple[int, QueueState]:
         ticket_id, status, position, depth, capacity, started, samples = reply
-        return int(ticket_id), QueueState(Status(int(status)), int(position), int(depth), int(capacity),
-                                          tuple(float(start) for start in started),
-                                          tuple(_sample(raw) for raw in samples))
+        return int(ticket_id), QueueState(
+            Status(int(status)),
+            int(position),
+            int(depth),
+            int(capacity),
+            tuple(float(start) for start in started),
+            tuple(_sample(raw) for raw in samples),
+        )

@@ -131,29 +131,50 @@ class _Directory:
 
 
 class ProxyClient:
-    def __init__(self, chain: Chain, wallet: LocalAccount, settings: ProxySettings, *,
-                 transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-                 own_tee_ids: Collection[str] = (), resolver: Resolver = resolve,
-                 on_outcome: NodeOutcome | None = None) -> None:
+    def __init__(
+        self,
+        chain: Chain,
+        wallet: LocalAccount,
+        settings: ProxySettings,
+        *,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        own_tee_ids: Collection[str] = (),
+        resolver: Resolver = resolve,
+        on_outcome: NodeOutcome | None = None,
+    ) -> None:
         """``own_tee_ids``: the keys of this process's own in-process nodes (trusted as ``embedded``);
         ``on_outcome``: told of each node's reply or failure (the network's usage rollups)."""
         self._on_outcome = on_outcome
         self._chain = chain
         self._settings = settings
-        self._trust = TrustPolicy(chain.chain_id, chain.node_registry.address,
-                                  trusted_measurements=settings.trusted_measurements, own_tee_ids=own_tee_ids)
+        self._trust = TrustPolicy(
+            chain.chain_id,
+            chain.node_registry.address,
+            trusted_measurements=settings.trusted_measurements,
+            own_tee_ids=own_tee_ids,
+        )
         self._network = f"eip155:{chain.chain_id}"
         self._x402 = x402Client()
         self._x402.register(self._network, ExactEvmScheme(signer=EthAccountSigner(wallet)))
-        self._x402.set_spend_controls({"allowed_assets": [{
-            "network": self._network, "asset": chain.addresses.opg,
-            "max_amount_per_payment": str(settings.max_price_wei),
-        }]})
+        self._x402.set_spend_controls(
+            {
+                "allowed_assets": [
+                    {
+                        "network": self._network,
+                        "asset": chain.addresses.opg,
+                        "max_amount_per_payment": str(settings.max_price_wei),
+                    }
+                ]
+            }
+        )
         self._transports = dict(transports or {})
         allow_private = settings.allow_private_endpoints
-        self._endpoints = EndpointGuard(allow_private=chain.is_embedded if allow_private is None else allow_private,
-                                        timeout_s=settings.connect_timeout_seconds, resolver=resolver,
-                                        exempt=frozenset(self._transports))
+        self._endpoints = EndpointGuard(
+            allow_private=chain.is_embedded if allow_private is None else allow_private,
+            timeout_s=settings.connect_timeout_seconds,
+            resolver=resolver,
+            exempt=frozenset(self._transports),
+        )
         self._http: dict[str, httpx.AsyncClient] = {}
         self._directory = _Directory()
         self._directory_lock = asyncio.Lock()
@@ -203,19 +224,33 @@ class ProxyClient:
         verdicts = await asyncio.gather(*(self.assess(node) for node in healthy))
         return [node for node, trust in zip(healthy, verdicts, strict=True) if trust.trusted]
 
-    def stream_chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
-                    verification: VerificationLevel = VerificationLevel.signature, temperature: float | None = None,
-                    max_tokens: int | None = None) -> ChatStream:
+    def stream_chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        verification: VerificationLevel = VerificationLevel.signature,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatStream:
         """One reply as an async iterator of text deltas; ``result`` once it ends without raising."""
-        return ChatStream(self, chat_request_body(model, messages, temperature=temperature, max_tokens=max_tokens),
-                          verification)
+        return ChatStream(
+            self, chat_request_body(model, messages, temperature=temperature, max_tokens=max_tokens), verification
+        )
 
-    async def chat(self, *, model: str, messages: Sequence[Mapping[str, Any]],
-                   verification: VerificationLevel = VerificationLevel.signature, temperature: float | None = None,
-                   max_tokens: int | None = None) -> ChatResult:
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        verification: VerificationLevel = VerificationLevel.signature,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ChatResult:
         """The whole reply at once (streamed underneath, verified the same way)."""
-        async with self.stream_chat(model=model, messages=messages, verification=verification,
-                                    temperature=temperature, max_tokens=max_tokens) as reply:
+        async with self.stream_chat(
+            model=model, messages=messages, verification=verification, temperature=temperature, max_tokens=max_tokens
+        ) as reply:
             async for _ in reply:
                 pass
         return reply.result
@@ -229,20 +264,29 @@ class ProxyClient:
         verdicts = await asyncio.gather(*(self.assess(node) for node in healthy))
         nodes = [node for node, trust in zip(healthy, verdicts, strict=True) if trust.trusted]
         if not nodes:
-            reasons = "; ".join(f"{node.endpoint}: {trust.detail}"
-                                for node, trust in list(zip(healthy, verdicts, strict=True))[:5])
+            reasons = "; ".join(
+                f"{node.endpoint}: {trust.detail}" for node, trust in list(zip(healthy, verdicts, strict=True))[:5]
+            )
             raise NoTrustedNode(f"no trusted node: {len(healthy)} healthy node(s), none trusted ({reasons})")
         if verification == "tee":
             # Every node here presents dev evidence, and no hardware-quote verifier exists yet:
             # refuse rather than accept a claim that cannot be checked.
-            raise NoNodeAvailable("the 'tee' level needs hardware TEE evidence this client can verify, "
-                                  "and no node offers it (nodes here present 'dev' evidence)")
+            raise NoNodeAvailable(
+                "the 'tee' level needs hardware TEE evidence this client can verify, "
+                "and no node offers it (nodes here present 'dev' evidence)"
+            )
         now = time.monotonic()
         turn = next(self._turn)
         # Least loaded first; equal loads take turns; nodes on cooldown only as a last resort.
         order = {node.tee_id: (index - turn) % len(nodes) for index, node in enumerate(nodes)}
-        return sorted(nodes, key=lambda node: (self._health_of(node).cooldown_until > now,
-                                               self._health_of(node).in_flight, order[node.tee_id]))
+        return sorted(
+            nodes,
+            key=lambda node: (
+                self._health_of(node).cooldown_until > now,
+                self._health_of(node).in_flight,
+                order[node.tee_id],
+            ),
+        )
 
     def _health_of(self, node: NodeRecord) -> _NodeHealth:
         return self._health.setdefault(node.tee_id, _NodeHealth())
@@ -258,10 +302,10 @@ class ProxyClient:
         if http is None:
             read = max(self._settings.first_token_timeout_seconds, self._settings.idle_timeout_seconds)
             http = self._http[node.endpoint] = httpx.AsyncClient(
-                base_url=node.endpoint, transport=self._transports.get(node.endpoint),
+                base_url=node.endpoint,
+                transport=self._transports.get(node.endpoint),
                 follow_redirects=False,  # a redirect could lead a persona or a payment anywhere
-                timeout=httpx.Timeout(self._settings.connect_timeout_seconds,
-                                      read=read + CLIENT_TIMEOUT_MARGIN_S),
+                timeout=httpx.Timeout(self._settings.connect_timeout_seconds, read=read + CLIENT_TIMEOUT_MARGIN_S),
             )
         return http
 
@@ -280,14 +324,16 @@ class ProxyClient:
     def _checked_terms(self, node: NodeRecord, terms: PaymentRequired) -> PaymentRequired:
         """Pay only into the node's registered payment address, in OPG, on this chain."""
         accepted = terms.accepts[0] if terms.accepts else None
-        if (accepted is None or accepted.pay_to.lower() != node.payment_address.lower()
-                or accepted.asset.lower() != self._chain.addresses.opg.lower()
-                or accepted.network != self._network):
+        if (
+            accepted is None
+            or accepted.pay_to.lower() != node.payment_address.lower()
+            or accepted.asset.lower() != self._chain.addresses.opg.lower()
+            or accepted.network != self._network
+        ):
             raise _NodeFailed(f"{node.endpoint} asks for payment elsewhere than its registry record says")
         return terms
 
-    async def _open(self, node: NodeRecord, body: dict[str, Any],
-                    verification: VerificationLevel) -> httpx.Response:
+    async def _open(self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel) -> httpx.Response:
         """Send the paid request; return the response once its status is 200."""
         response = await self._send_paid(node, body, verification, await self._price(node, body))
         if response.status_code == 402:
@@ -301,15 +347,19 @@ class ProxyClient:
                 raise PaymentRefused(_payment_required_of(response).error or "payment_required")
         return response
 
-    async def _send_paid(self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel,
-                         terms: PaymentRequired) -> httpx.Response:
+    async def _send_paid(
+        self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel, terms: PaymentRequired
+    ) -> httpx.Response:
         """One paid attempt: a streaming 200, or the (read) 402 refusal; anything else raises."""
         payment = await self._x402.create_payment_payload(terms)
-        headers = {PAYMENT_SIGNATURE_HEADER: encode_payment_signature_header(payment),
-                   VERIFICATION_HEADER: verification}
+        headers = {
+            PAYMENT_SIGNATURE_HEADER: encode_payment_signature_header(payment),
+            VERIFICATION_HEADER: verification,
+        }
         http = self._http_for(node)
-        response = await http.send(http.build_request("POST", "/v1/chat/completions", json=body, headers=headers),
-                                   stream=True)
+        response = await http.send(
+            http.build_request("POST", "/v1/chat/completions", json=body, headers=headers), stream=True
+        )
         if response.status_code == 200:
             return response
         await response.aread()
@@ -335,8 +385,9 @@ class ChatStream:
     async def __aenter__(self) -> ChatStream:
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self._iterator is not None:
             await self._iterator.aclose()  # type: ignore[attr-defined]
         if self._response is not None:
@@ -363,8 +414,7 @@ class ChatStream:
                 try:
                     self._response = await client._open(node, self._body, self._verification)
                     events = read_events(self._response)
-                    async with asyncio.timeout(client._settings.first_token_timeout_seconds
-                                               + CLIENT_TIMEOUT_MARGIN_S):
+                    async with asyncio.timeout(client._settings.first_token_timeout_seconds + CLIENT_TIMEOUT_MARGIN_S):
                         first = await anext(events, None)
                 except (_NodeFailed, httpx.HTTPError, TimeoutError) as error:
                     failures.append(f"{node.endpoint}: {_describe(error)}")
@@ -386,8 +436,9 @@ class ChatStream:
                 health.in_flight -= 1
         raise NoNodeAvailable("no node could answer: " + "; ".join(failures))
 
-    async def _read(self, node: NodeRecord, first: tuple[str, str] | None,
-                    events: AsyncIterator[tuple[str, str]]) -> AsyncIterator[str]:
+    async def _read(
+        self, node: NodeRecord, first: tuple[str, str] | None, events: AsyncIterator[tuple[str, str]]
+    ) -> AsyncIterator[str]:
         text: list[str] = []
         final: dict[str, Any] | None = None
         event = first
@@ -418,20 +469,35 @@ class ChatStream:
         attestation = None
         if self._verification != "none":
             try:
-                attestation = verify_reply(body=self._body, output=text, attestation=Attestation.from_reply(final),
-                                           public_key=node.signing_public_key, expected_tee_id=node.tee_id)
+                attestation = verify_reply(
+                    body=self._body,
+                    output=text,
+                    attestation=Attestation.from_reply(final),
+                    public_key=node.signing_public_key,
+                    expected_tee_id=node.tee_id,
+                )
             except AttestationError as error:
                 raise ReplyRejected(f"{node.endpoint}: {error}", payment) from None
         return ChatResult(
-            text=text, model=final.get("model", self._body["model"]),
-            finish_reason=final["choices"][0]["finish_reason"], usage=final.get("usage"),
-            verification=self._verification, attestation=attestation,
-            payment=payment, node=node, request_body=self._body,
+            text=text,
+            model=final.get("model", self._body["model"]),
+            finish_reason=final["choices"][0]["finish_reason"],
+            usage=final.get("usage"),
+            verification=self._verification,
+            attestation=attestation,
+            payment=payment,
+            node=node,
+            request_body=self._body,
         )
 
 
-def chat_request_body(model: str, messages: Sequence[Mapping[str, Any]], *, temperature: float | None = None,
-                      max_tokens: int | None = None) -> dict[str, Any]:
+def chat_request_body(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> dict[str, Any]:
     """The streamed chat-completions body the client sends for these messages (what the node signs)."""
     body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
     if temperature is not None:

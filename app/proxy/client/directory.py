@@ -29,10 +29,22 @@ class NodeOut(Struct):
 async def node_directory(client: ProxyClient) -> list[NodeOut]:
     """Every registered node, in registration order, with whether the backend trusts it and why."""
     nodes = await client.registered_nodes()
-    return [NodeOut(tee_id=node.tee_id, endpoint=node.endpoint, owner=node.owner, payment_address=node.payment_address,
-                    enabled=node.enabled, healthy=client.is_healthy(node), trusted=trust.trusted, trust=trust.reason,
-                    trust_detail=trust.detail, approved=node.approved,
-                    registered_at=datetime.fromtimestamp(node.registered_at, UTC),
-                    last_heartbeat=datetime.fromtimestamp(node.last_heartbeat, UTC),
-                    code_measurement=node.code_measurement)
-            for node in nodes for trust in [await client.assess(node)]]
+    return [
+        NodeOut(
+            tee_id=node.tee_id,
+            endpoint=node.endpoint,
+            owner=node.owner,
+            payment_address=node.payment_address,
+            enabled=node.enabled,
+            healthy=client.is_healthy(node),
+            trusted=trust.trusted,
+            trust=trust.reason,
+            trust_detail=trust.detail,
+            approved=node.approved,
+            registered_at=datetime.fromtimestamp(node.registered_at, UTC),
+            last_heartbeat=datetime.fromtimestamp(node.last_heartbeat, UTC),
+            code_measurement=node.code_measurement,
+        )
+        for node in nodes
+        for trust in [await client.assess(node)]
+    ]

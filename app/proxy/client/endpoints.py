@@ -46,8 +46,9 @@ def address_problem(address: str) -> str | None:
     return None
 
 
-async def endpoint_problem(url: str, *, allow_private: bool, resolver: Resolver = resolve,
-                           timeout_s: float = 5.0) -> str | None:
+async def endpoint_problem(
+    url: str, *, allow_private: bool, resolver: Resolver = resolve, timeout_s: float = 5.0
+) -> str | None:
     """Why the backend must not send requests to ``url``, or None when it may."""
     try:
         parsed = httpx.URL(url)
@@ -85,8 +86,14 @@ async def endpoint_problem(url: str, *, allow_private: bool, resolver: Resolver 
 class EndpointGuard:
     """:func:`endpoint_problem` with a short cache per endpoint (DNS answers change)."""
 
-    def __init__(self, *, allow_private: bool, timeout_s: float, resolver: Resolver = resolve,
-                 exempt: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout_s: float,
+        resolver: Resolver = resolve,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
         self.allow_private = allow_private
         self._timeout = timeout_s
         self._resolver = resolver
@@ -99,8 +106,9 @@ class EndpointGuard:
         cached = self._cache.get(endpoint)
         if cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
-        problem = await endpoint_problem(endpoint, allow_private=self.allow_private, resolver=self._resolver,
-                                         timeout_s=self._timeout)
+        problem = await endpoint_problem(
+            endpoint, allow_private=self.allow_private, resolver=self._resolver, timeout_s=self._timeout
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[endpoint] = (time.monotonic(), problem)

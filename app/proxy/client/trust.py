@@ -29,6 +29,8 @@ from app.proxy.registry import NodeRecord, registration_digest
 from app.proxy.verify import PSS_PADDING, AttestationError, load_public_key
 
 TrustReason = Literal["approved", "measurement", "embedded", "untrusted"]
+
+
 def key_proof_problem(node: NodeRecord, chain_id: int, registry: str) -> str | None:
     """Why the record's key proof does not verify, or None when it does."""
     if not node.key_proof:
@@ -57,8 +59,14 @@ class Trust:
 class TrustPolicy:
     """Decides :class:`Trust` for records of one registry; proof checks are cached per record."""
 
-    def __init__(self, chain_id: int, registry: str, *, trusted_measurements: Collection[str] = (),
-                 own_tee_ids: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        chain_id: int,
+        registry: str,
+        *,
+        trusted_measurements: Collection[str] = (),
+        own_tee_ids: Collection[str] = (),
+    ) -> None:
         self._chain_id = chain_id
         self._registry = registry
         self._measurements = frozenset(m.lower() for m in trusted_measurements)
@@ -79,5 +87,8 @@ class TrustPolicy:
             return Trust(True, "approved", "approved by the NodeRegistry's owner")
         if node.code_measurement.lower() in self._measurements:
             return Trust(True, "measurement", "its code measurement is on TWIN_PROXY_TRUSTED_MEASUREMENTS")
-        return Trust(False, "untrusted", "not approved in the NodeRegistry and its code measurement is not on "
-                                         "TWIN_PROXY_TRUSTED_MEASUREMENTS")
+        return Trust(
+            False,
+            "untrusted",
+            "not approved in the NodeRegistry and its code measurement is not on TWIN_PROXY_TRUSTED_MEASUREMENTS",
+        )

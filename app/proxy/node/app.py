@@ -61,8 +61,9 @@ class InProcessNode:
 
 
 @asynccontextmanager
-async def in_process_node(settings: ProxySettings, chain: Chain, *,
-                          name: str = "node-0") -> AsyncIterator[InProcessNode]:
+async def in_process_node(
+    settings: ProxySettings, chain: Chain, *, name: str = "node-0"
+) -> AsyncIterator[InProcessNode]:
     """A node running inside this process (registered, heartbeating) until the block exits."""
     # The .invalid top-level domain never resolves (RFC 2606): the endpoint is reachable only
     # through this process's transport, never by accident over the network.

@@ -31,18 +31,26 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-            "method": request.method, "scheme": request.url.scheme, "path": unquote(request.url.path),
-            "raw_path": request.url.raw_path.split(b"?")[0], "query_string": request.url.query,
-            "root_path": "", "headers": [(key.lower(), value) for key, value in request.headers.raw],
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": request.url.scheme,
+            "path": unquote(request.url.path),
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "root_path": "",
+            "headers": [(key.lower(), value) for key, value in request.headers.raw],
             "server": (request.url.host, request.url.port or (443 if request.url.scheme == "https" else 80)),
-            "client": self._client, "state": {},
+            "client": self._client,
+            "state": {},
         }
         exchange = _Exchange(body)
         exchange.task = asyncio.create_task(exchange.run(self._app, scope))
         start = await exchange.started()
-        return httpx.Response(start["status"], headers=start.get("headers", []),
-                              stream=_ResponseStream(exchange), request=request)
+        return httpx.Response(
+            start["status"], headers=start.get("headers", []), stream=_ResponseStream(exchange), request=request
+        )
 
 
 class _Exchange:

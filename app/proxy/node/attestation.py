@@ -71,7 +71,7 @@ class EnclaveIdentity:
             "type": "dev",
             "hardware_backed": False,
             "detail": "no TEE hardware: the signing key was generated in an ordinary process, so a signature "
-                      "shows which node produced a reply, not that an enclave did",
+            "shows which node produced a reply, not that an enclave did",
             "public_key_sha256": "0x" + hashlib.sha256(self.public_key_der).hexdigest(),
             "code_measurement": self.measurement,
         }
@@ -86,4 +86,3 @@ class EnclaveIdentity:
             "code_measurement": self.measurement,
             "evidence": self.evidence(),
         }
-

@@ -34,8 +34,9 @@ class ChatRequest:
     @property
     def system_prompt(self) -> str:
         """All system and developer messages, joined: a provider's separate system field."""
-        return "\n\n".join(content_text(m.get("content")) for m in self.messages
-                           if m["role"] in ("system", "developer"))
+        return "\n\n".join(
+            content_text(m.get("content")) for m in self.messages if m["role"] in ("system", "developer")
+        )
 
     @property
     def last_user_message(self) -> str:
@@ -64,20 +65,27 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_chat_request(body: dict[str, Any], *, known_models: Mapping[str, Any],
-                       max_completion_tokens: int) -> ChatRequest:
+def parse_chat_request(
+    body: dict[str, Any], *, known_models: Mapping[str, Any], max_completion_tokens: int
+) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required and must be a string", param="model", code="missing_field")
     if model not in known_models:
-        raise InvalidRequest(f"model {model!r} is not served by this node; GET /v1/models lists those "
-                             "that are", param="model", code="model_not_found")
+        raise InvalidRequest(
+            f"model {model!r} is not served by this node; GET /v1/models lists those that are",
+            param="model",
+            code="model_not_found",
+        )
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n", code="unsupported_value")
     if body.get("web_search"):  # refused before payment: what a search fetched could not be attested
-        raise InvalidRequest("web_search is not offered by this node: a reply built on search results it "
-                             "fetched could not be attested", param="web_search", code="unsupported_parameter")
+        raise InvalidRequest(
+            "web_search is not offered by this node: a reply built on search results it fetched could not be attested",
+            param="web_search",
+            code="unsupported_parameter",
+        )
     return ChatRequest(
         body=body,
         model=model,
@@ -102,12 +110,18 @@ def _parse_messages(messages: Any) -> list[dict[str, Any]]:
             raise InvalidRequest(f"{where} must be an object", param=where, code="invalid_type")
         role = message.get("role")
         if role not in MESSAGE_ROLES:
-            raise InvalidRequest(f"{where}.role must be one of {', '.join(MESSAGE_ROLES)} (got {role!r})",
-                                 param=f"{where}.role", code="invalid_value")
+            raise InvalidRequest(
+                f"{where}.role must be one of {', '.join(MESSAGE_ROLES)} (got {role!r})",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
         _check_content(message, where, may_be_empty=role == "assistant" and bool(message.get("tool_calls")))
         if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-            raise InvalidRequest(f"{where}.tool_call_id is required for a tool message",
-                                 param=f"{where}.tool_call_id", code="missing_field")
+            raise InvalidRequest(
+                f"{where}.tool_call_id is required for a tool message",
+                param=f"{where}.tool_call_id",
+                code="missing_field",
+            )
     return messages
 
 
@@ -118,13 +132,16 @@ def _check_content(message: dict[str, Any], where: str, *, may_be_empty: bool) -
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise InvalidRequest(f"{where}.content must be a string or a list of text parts",
-                             param=f"{where}.content", code="invalid_type")
+        raise InvalidRequest(
+            f"{where}.content must be a string or a list of text parts", param=f"{where}.content", code="invalid_type"
+        )
     for index, part in enumerate(content):
         if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
-            raise InvalidRequest(f"{where}.content[{index}] must be a text part (type \"text\"); "
-                                 "only text is supported", param=f"{where}.content[{index}]",
-                                 code="unsupported_content")
+            raise InvalidRequest(
+                f'{where}.content[{index}] must be a text part (type "text"); only text is supported',
+                param=f"{where}.content[{index}]",
+                code="unsupported_content",
+            )
 
 
 def _parse_bool(body: dict[str, Any], field: str) -> bool:
@@ -141,8 +158,7 @@ def _parse_number(body: dict[str, Any], field: str, low: float, high: float) -> 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise InvalidRequest(f"'{field}' must be a number from {low:g} to {high:g}", param=field,
-                             code="invalid_value")
+        raise InvalidRequest(f"'{field}' must be a number from {low:g} to {high:g}", param=field, code="invalid_value")
     return float(value)
 
 
@@ -152,8 +168,7 @@ def _parse_max_tokens(body: dict[str, Any], limit: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise InvalidRequest(f"'{field}' must be a whole number from 1 to {limit}", param=field,
-                             code="invalid_value")
+        raise InvalidRequest(f"'{field}' must be a whole number from 1 to {limit}", param=field, code="invalid_value")
     return value
 
 
@@ -161,10 +176,16 @@ def _parse_stop(stop: Any) -> list[str]:
     if stop is None:
         return []
     sequences = [stop] if isinstance(stop, str) else stop
-    if (not isinstance(sequences, list) or len(sequences) > MAX_STOP_SEQUENCES
-            or not all(isinstance(s, str) and s for s in sequences)):
-        raise InvalidRequest(f"'stop' must be a string or a list of at most {MAX_STOP_SEQUENCES} strings",
-                             param="stop", code="invalid_value")
+    if (
+        not isinstance(sequences, list)
+        or len(sequences) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and s for s in sequences)
+    ):
+        raise InvalidRequest(
+            f"'stop' must be a string or a list of at most {MAX_STOP_SEQUENCES} strings",
+            param="stop",
+            code="invalid_value",
+        )
     return sequences
 
 

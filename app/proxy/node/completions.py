@@ -60,8 +60,9 @@ class _Reply:
 
 
 class CompletionService:
-    def __init__(self, settings: ProxySettings, identity: EnclaveIdentity, router: UpstreamRouter,
-                 payments: PaymentGate) -> None:
+    def __init__(
+        self, settings: ProxySettings, identity: EnclaveIdentity, router: UpstreamRouter, payments: PaymentGate
+    ) -> None:
         self._settings = settings
         self._identity = identity
         self._router = router
@@ -79,8 +80,11 @@ class CompletionService:
         level = self._verification_level(headers)
         if self._in_flight >= self._settings.capacity:
             metrics.REQUESTS.labels(request.model, "rejected").inc()
-            raise NodeBusy(f"the node is answering {self._in_flight} requests, its capacity; retry shortly",
-                           code="capacity", headers={"Retry-After": "1"})
+            raise NodeBusy(
+                f"the node is answering {self._in_flight} requests, its capacity; retry shortly",
+                code="capacity",
+                headers={"Retry-After": "1"},
+            )
         self._in_flight += 1
         metrics.IN_FLIGHT.inc()
         try:
@@ -109,16 +113,22 @@ class CompletionService:
                 async with aclosing(completion.stream.events()) as events:
                     async for event in events:
                         if isinstance(event, TextDelta):
-                            delta = {"content": event.text} if reply.text else \
-                                {"role": "assistant", "content": event.text}
+                            delta = (
+                                {"content": event.text} if reply.text else {"role": "assistant", "content": event.text}
+                            )
                             reply.text.append(event.text)
                             yield data_frame(_encode(head | {"choices": [_choice(delta)]}))
                         else:
                             _absorb(reply, event)
             except MidStreamError as error:
                 outcome = "failed"
-                yield data_frame(_encode(error_body(f"the upstream failed mid-reply: {error.reason}",
-                                                    "upstream_error", code="upstream_failed")))
+                yield data_frame(
+                    _encode(
+                        error_body(
+                            f"the upstream failed mid-reply: {error.reason}", "upstream_error", code="upstream_failed"
+                        )
+                    )
+                )
                 return
             if reply.tool_calls:
                 calls = [{"index": index} | call for index, call in enumerate(reply.tool_calls)]
@@ -153,22 +163,30 @@ class CompletionService:
                             _absorb(reply, event)
             except MidStreamError as error:
                 outcome = "failed"
-                raise UpstreamUnavailable(f"the upstream failed mid-reply: {error.reason}",
-                                          code="upstream_failed") from None
+                raise UpstreamUnavailable(
+                    f"the upstream failed mid-reply: {error.reason}", code="upstream_failed"
+                ) from None
             message: dict[str, Any] = {"role": "assistant", "content": "".join(reply.text)}
             if reply.tool_calls:
                 message["tool_calls"] = reply.tool_calls
-            body = self._chunk_head(completion, object_type="chat.completion") | {
-                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            } | self._closing_fields(completion, reply)
+            body = (
+                self._chunk_head(completion, object_type="chat.completion")
+                | {
+                    "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+                }
+                | self._closing_fields(completion, reply)
+            )
             settled = True
             settlement = await self._settle(completion.payment)
             headers = self._payments.response_headers(completion.payment, settlement)
             outcome = "ok" if settlement.success else "failed"
             if not settlement.success:
                 reason = settlement.error_reason or "settlement_failed"
-                return error_body(f"the payment could not be settled: {reason}", "payment_required",
-                                  code=reason), headers, 402
+                return (
+                    error_body(f"the payment could not be settled: {reason}", "payment_required", code=reason),
+                    headers,
+                    402,
+                )
             return body, headers, 200
         finally:
             await self._close(completion, outcome, settled)
@@ -185,31 +203,46 @@ class CompletionService:
     def _parse(self, raw_body: bytes) -> ChatRequest:
         if len(raw_body) > self._settings.max_request_bytes:
             limit = self._settings.max_request_bytes
-            raise InvalidRequest(f"the body is {len(raw_body)} bytes; the limit is {limit}", param="body",
-                                 code="request_too_large")
-        request = parse_chat_request(decode_body(raw_body), known_models=self._settings.models,
-                                     max_completion_tokens=self._settings.max_completion_tokens)
+            raise InvalidRequest(
+                f"the body is {len(raw_body)} bytes; the limit is {limit}", param="body", code="request_too_large"
+            )
+        request = parse_chat_request(
+            decode_body(raw_body),
+            known_models=self._settings.models,
+            max_completion_tokens=self._settings.max_completion_tokens,
+        )
         if request.tools and self._router.kinds_for(request.model) != {"openai"}:
-            raise InvalidRequest(f"model {request.model} cannot call tools on this node", param="tools",
-                                 code="unsupported_value")
+            raise InvalidRequest(
+                f"model {request.model} cannot call tools on this node", param="tools", code="unsupported_value"
+            )
         return request
 
     def _verification_level(self, headers: Mapping[str, str]) -> VerificationLevel:
         asked = headers.get(VERIFICATION_HEADER, self._settings.default_verification).strip().lower()
         if asked not in VerificationLevel.__members__:
-            raise InvalidRequest(f"{VERIFICATION_HEADER} must be one of {', '.join(VerificationLevel)}",
-                                 param=VERIFICATION_HEADER, code="invalid_value")
+            raise InvalidRequest(
+                f"{VERIFICATION_HEADER} must be one of {', '.join(VerificationLevel)}",
+                param=VERIFICATION_HEADER,
+                code="invalid_value",
+            )
         level = VerificationLevel(asked)
         if level == "tee" and not self._identity.evidence()["hardware_backed"]:
-            raise InvalidRequest("this node has no TEE hardware (its evidence is 'dev'), so it cannot "
-                                 "answer at the 'tee' level; ask for 'signature' or use another node",
-                                 param=VERIFICATION_HEADER, code="tee_unavailable")
+            raise InvalidRequest(
+                "this node has no TEE hardware (its evidence is 'dev'), so it cannot "
+                "answer at the 'tee' level; ask for 'signature' or use another node",
+                param=VERIFICATION_HEADER,
+                code="tee_unavailable",
+            )
         return level
 
     @staticmethod
     def _chunk_head(completion: Completion, object_type: str = "chat.completion.chunk") -> dict[str, Any]:
-        return {"id": completion.id, "object": object_type, "created": completion.created,
-                "model": completion.request.model}
+        return {
+            "id": completion.id,
+            "object": object_type,
+            "created": completion.created,
+            "model": completion.request.model,
+        }
 
     def _closing_fields(self, completion: Completion, reply: _Reply) -> dict[str, Any]:
         """Usage, and the attestation unless the client asked for none."""

@@ -72,8 +72,9 @@ _SELECTORS = {
     for name, signature in {
         "balanceOf": "balanceOf(address)",
         "authorizationState": "authorizationState(address,bytes32)",
-        "transferWithAuthorization":
-            "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)",
+        "transferWithAuthorization": (
+            "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+        ),
     }.items()
 }
 # OPG's custom errors → x402 reason codes, for a settlement that reverts; selectors from OPG's ABI.
@@ -106,8 +107,9 @@ class _Authorization:
 
 
 class OpgFacilitator:
-    def __init__(self, w3: AsyncWeb3, chain_id: int, sender: TransactionSender, clock: ChainClock, *,
-                 settle_timeout: float) -> None:
+    def __init__(
+        self, w3: AsyncWeb3, chain_id: int, sender: TransactionSender, clock: ChainClock, *, settle_timeout: float
+    ) -> None:
         self._w3 = w3
         self._clock = clock
         self._chain_id = chain_id
@@ -136,9 +138,12 @@ class OpgFacilitator:
         if reason := self._offline_check(payload, requirements, authorization):
             return VerifyResponse(is_valid=False, invalid_reason=reason, payer=authorization.payer)
         if authorization.key in self._in_flight:
-            return VerifyResponse(is_valid=False, invalid_reason=ERR_NONCE_ALREADY_USED,
-                                  invalid_message="already paying for a request in flight",
-                                  payer=authorization.payer)
+            return VerifyResponse(
+                is_valid=False,
+                invalid_reason=ERR_NONCE_ALREADY_USED,
+                invalid_message="already paying for a request in flight",
+                payer=authorization.payer,
+            )
         self._reserve(authorization)  # before any await, so a concurrent replay sees it
         try:
             reason = await self._onchain_check(requirements.asset, authorization)
@@ -152,39 +157,56 @@ class OpgFacilitator:
 
     async def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
         authorization = _parse(payload)
-        outcome = SettleResponse(success=False, network=self._network, payer=authorization.payer,
-                                 transaction="", amount=str(authorization.value))
+        outcome = SettleResponse(
+            success=False,
+            network=self._network,
+            payer=authorization.payer,
+            transaction="",
+            amount=str(authorization.value),
+        )
         data = _transfer_with_authorization_call(authorization)
         try:
-            receipt = await self._sender.send(requirements.asset, data,
-                                              gas=GAS_LIMITS["transferWithAuthorization"],
-                                              wait_s=self._settle_timeout)
+            receipt = await self._sender.send(
+                requirements.asset, data, gas=GAS_LIMITS["transferWithAuthorization"], wait_s=self._settle_timeout
+            )
         except TransactionFailed as failure:
             self._balances.pop(authorization.payer.lower(), None)  # read it afresh next time
-            reason = await self._revert_reason(requirements.asset, data) if failure.reason == "reverted" \
+            reason = (
+                await self._revert_reason(requirements.asset, data)
+                if failure.reason == "reverted"
                 else ERR_TRANSACTION_FAILED
-            return outcome.model_copy(update={"error_reason": reason, "error_message": failure.reason,
-                                              "transaction": failure.transaction})
+            )
+            return outcome.model_copy(
+                update={"error_reason": reason, "error_message": failure.reason, "transaction": failure.transaction}
+            )
         except Exception as error:  # noqa: BLE001  (any refusal by the chain is a failed settlement, reported)
-            return outcome.model_copy(update={"error_reason": ERR_TRANSACTION_FAILED,
-                                              "error_message": f"{type(error).__name__}: {error}"[:300]})
+            return outcome.model_copy(
+                update={
+                    "error_reason": ERR_TRANSACTION_FAILED,
+                    "error_message": f"{type(error).__name__}: {error}"[:300],
+                }
+            )
         finally:
             self._unreserve(authorization.key)
         transaction = "0x" + bytes(receipt["transactionHash"]).hex()
         self._debit_known_balance(authorization)
-        if not verify_eip3009_transfer_event(list(receipt["logs"]), requirements.asset,
-                                             from_address=authorization.payer, to=authorization.to,
-                                             value=authorization.value):
-            return outcome.model_copy(update={"error_reason": ERR_TRANSFER_EVENT_MISMATCH,
-                                              "transaction": transaction})
+        if not verify_eip3009_transfer_event(
+            list(receipt["logs"]),
+            requirements.asset,
+            from_address=authorization.payer,
+            to=authorization.to,
+            value=authorization.value,
+        ):
+            return outcome.model_copy(update={"error_reason": ERR_TRANSFER_EVENT_MISMATCH, "transaction": transaction})
         return outcome.model_copy(update={"success": True, "transaction": transaction})
 
     async def release(self, payload: PaymentPayload) -> None:
         """The paid-for reply failed: free the nonce unspent, so the payer owes nothing."""
         self._unreserve(_parse(payload).key)
 
-    def _offline_check(self, payload: PaymentPayload, requirements: PaymentRequirements,
-                       authorization: _Authorization) -> str | None:
+    def _offline_check(
+        self, payload: PaymentPayload, requirements: PaymentRequirements, authorization: _Authorization
+    ) -> str | None:
         if payload.accepted.scheme != SCHEME_EXACT or requirements.scheme != SCHEME_EXACT:
             return ERR_UNSUPPORTED_SCHEME
         if payload.accepted.network != self._network or requirements.network != self._network:
@@ -199,9 +221,13 @@ class OpgFacilitator:
         if authorization.valid_after >= now:  # OPG requires block.timestamp > validAfter
             return ERR_VALID_AFTER_FUTURE
         extra = requirements.extra or {}
-        digest = hash_eip3009_authorization(ExactEIP3009Payload.from_dict(payload.payload).authorization,
-                                            self._chain_id, requirements.asset, extra.get("name", ""),
-                                            extra.get("version", ""))
+        digest = hash_eip3009_authorization(
+            ExactEIP3009Payload.from_dict(payload.payload).authorization,
+            self._chain_id,
+            requirements.asset,
+            extra.get("name", ""),
+            extra.get("version", ""),
+        )
         try:
             valid = verify_eoa_signature(digest, authorization.signature, authorization.payer)
         except ValueError:
@@ -210,8 +236,7 @@ class OpgFacilitator:
 
     async def _onchain_check(self, asset: str, authorization: _Authorization) -> str | None:
         used, balance, chain_now = await asyncio.gather(
-            self._call(asset, "authorizationState", ["address", "bytes32"],
-                       [authorization.payer, authorization.nonce]),
+            self._call(asset, "authorizationState", ["address", "bytes32"], [authorization.payer, authorization.nonce]),
             self._balance(asset, authorization.payer),
             self._clock.now(),
         )
@@ -241,8 +266,11 @@ class OpgFacilitator:
 
     async def _call(self, to: str, function: str, types: list[str], args: list[object]) -> bytes:
         """A read-only call, straight to the provider: web3's request formatting would double its cost."""
-        call = {"to": to, "data": "0x" + (_SELECTORS[function] + encode(types, args)).hex(),
-                "from": self.account.address}
+        call = {
+            "to": to,
+            "data": "0x" + (_SELECTORS[function] + encode(types, args)).hex(),
+            "from": self.account.address,
+        }
         response = await self._w3.provider.make_request(RPCEndpoint("eth_call"), [call, "latest"])
         if "error" in response or not isinstance(response.get("result"), str):
             raise Web3Exception(f"eth_call {function} failed: {response.get('error')}")
@@ -277,8 +305,15 @@ def _parse(payload: PaymentPayload) -> _Authorization:
     if len(nonce) != 32 or not signature:
         raise ValueError("an EIP-3009 authorization needs a 32-byte nonce and a signature")
     auth = parsed.authorization
-    return _Authorization(to_checksum_address(auth.from_address), to_checksum_address(auth.to),
-                          int(auth.value), int(auth.valid_after), int(auth.valid_before), nonce, signature)
+    return _Authorization(
+        to_checksum_address(auth.from_address),
+        to_checksum_address(auth.to),
+        int(auth.value),
+        int(auth.valid_after),
+        int(auth.valid_before),
+        nonce,
+        signature,
+    )
 
 
 def _transfer_with_authorization_call(authorization: _Authorization) -> bytes:
@@ -286,7 +321,15 @@ def _transfer_with_authorization_call(authorization: _Authorization) -> bytes:
     v = signature[64] + 27 if signature[64] < 27 else signature[64]
     return _SELECTORS["transferWithAuthorization"] + encode(
         ["address", "address", "uint256", "uint256", "uint256", "bytes32", "uint8", "bytes32", "bytes32"],
-        [authorization.payer, authorization.to, authorization.value, authorization.valid_after,
-         authorization.valid_before, authorization.nonce, v, signature[:32], signature[32:64]],
+        [
+            authorization.payer,
+            authorization.to,
+            authorization.value,
+            authorization.valid_after,
+            authorization.valid_before,
+            authorization.nonce,
+            v,
+            signature[:32],
+            signature[32:64],
+        ],
     )
-

@@ -24,8 +24,14 @@ from litestar.openapi.spec import (
 from app.proxy.node.chat_request import MAX_STOP_SEQUENCES, MESSAGE_ROLES
 
 STRING, INTEGER, NUMBER, BOOLEAN, OBJECT, ARRAY, NULL = (
-    OpenAPIType.STRING, OpenAPIType.INTEGER, OpenAPIType.NUMBER, OpenAPIType.BOOLEAN, OpenAPIType.OBJECT,
-    OpenAPIType.ARRAY, OpenAPIType.NULL)
+    OpenAPIType.STRING,
+    OpenAPIType.INTEGER,
+    OpenAPIType.NUMBER,
+    OpenAPIType.BOOLEAN,
+    OpenAPIType.OBJECT,
+    OpenAPIType.ARRAY,
+    OpenAPIType.NULL,
+)
 JSON = "application/json"
 
 
@@ -34,37 +40,52 @@ def _nullable(schema: Schema) -> Schema:
 
 
 ERROR = Schema(
-    type=OBJECT, required=["error"], title="OpenAIError",
+    type=OBJECT,
+    required=["error"],
+    title="OpenAIError",
     description="OpenAI's error shape: the OpenAI SDKs raise their usual exceptions from it",
-    properties={"error": Schema(type=OBJECT, required=["message", "type", "param", "code"], properties={
-        "message": Schema(type=STRING),
-        "type": Schema(type=STRING, description="invalid_request_error, payment_required, server_busy, "
-                                                "upstream_error, …"),
-        "param": _nullable(Schema(type=STRING, description="the offending field, e.g. messages[2].role")),
-        "code": _nullable(Schema(type=STRING)),
-    })},
+    properties={
+        "error": Schema(
+            type=OBJECT,
+            required=["message", "type", "param", "code"],
+            properties={
+                "message": Schema(type=STRING),
+                "type": Schema(
+                    type=STRING, description="invalid_request_error, payment_required, server_busy, upstream_error, …"
+                ),
+                "param": _nullable(Schema(type=STRING, description="the offending field, e.g. messages[2].role")),
+                "code": _nullable(Schema(type=STRING)),
+            },
+        )
+    },
 )
 
 PAYMENT_REQUIRED = Schema(
-    type=OBJECT, required=["x402Version", "accepts"], title="PaymentRequired",
+    type=OBJECT,
+    required=["x402Version", "accepts"],
+    title="PaymentRequired",
     description="x402 v2 payment terms, also base64-encoded in the PAYMENT-REQUIRED header; ``error`` "
-                "says why the payment sent (if any) was refused",
+    "says why the payment sent (if any) was refused",
     properties={
         "x402Version": Schema(type=INTEGER),
         "error": Schema(type=STRING),
         "resource": Schema(type=OBJECT),
-        "accepts": Schema(type=ARRAY, items=Schema(type=OBJECT, required=["scheme", "network", "amount", "asset",
-                                                                           "payTo"])),
+        "accepts": Schema(
+            type=ARRAY, items=Schema(type=OBJECT, required=["scheme", "network", "amount", "asset", "payTo"])
+        ),
         "extensions": Schema(type=OBJECT),
     },
 )
 
-_TEXT_PART = Schema(type=OBJECT, required=["type", "text"], properties={
-    "type": Schema(type=STRING, enum=["text"]), "text": Schema(type=STRING)})
+_TEXT_PART = Schema(
+    type=OBJECT,
+    required=["type", "text"],
+    properties={"type": Schema(type=STRING, enum=["text"]), "text": Schema(type=STRING)},
+)
 MESSAGE = Schema(
-    type=OBJECT, required=["role"],
-    description="content is required but for an assistant message with tool_calls; a tool message needs "
-                "tool_call_id",
+    type=OBJECT,
+    required=["role"],
+    description="content is required but for an assistant message with tool_calls; a tool message needs tool_call_id",
     properties={
         "role": Schema(type=STRING, enum=list(MESSAGE_ROLES)),
         "content": Schema(one_of=[Schema(type=STRING), Schema(type=ARRAY, items=_TEXT_PART), Schema(type=NULL)]),
@@ -76,9 +97,11 @@ MESSAGE = Schema(
 _STOP = Schema(type=STRING, min_length=1)
 _POSITIVE_INT = Schema(type=INTEGER, minimum=1, description="at most the node's max_completion_tokens")
 CHAT_REQUEST = Schema(
-    type=OBJECT, required=["model", "messages"], title="ChatCompletionRequest",
+    type=OBJECT,
+    required=["model", "messages"],
+    title="ChatCompletionRequest",
     description="OpenAI's chat-completions request, the subset this node serves; other OpenAI fields are "
-                "passed over (and hashed into the attestation as sent)",
+    "passed over (and hashed into the attestation as sent)",
     properties={
         "model": Schema(type=STRING, min_length=1, description="one of GET /v1/models", examples=["twin-offline-demo"]),
         "messages": Schema(type=ARRAY, min_items=1, items=MESSAGE),
@@ -87,24 +110,33 @@ CHAT_REQUEST = Schema(
         "top_p": _nullable(Schema(type=NUMBER, minimum=0, maximum=1)),
         "max_tokens": _nullable(_POSITIVE_INT),
         "max_completion_tokens": _nullable(_POSITIVE_INT),
-        "stop": Schema(one_of=[_STOP, Schema(type=ARRAY, max_items=MAX_STOP_SEQUENCES, items=_STOP),
-                               Schema(type=NULL)]),
+        "stop": Schema(
+            one_of=[_STOP, Schema(type=ARRAY, max_items=MAX_STOP_SEQUENCES, items=_STOP), Schema(type=NULL)]
+        ),
         "n": _nullable(Schema(type=INTEGER, enum=[1])),
         "tools": _nullable(Schema(type=ARRAY, items=Schema(type=OBJECT))),
-        "web_search": Schema(type=BOOLEAN, enum=[False], description="refused: a reply built on what a search "
-                                                                    "fetched could not be attested"),
+        "web_search": Schema(
+            type=BOOLEAN,
+            enum=[False],
+            description="refused: a reply built on what a search fetched could not be attested",
+        ),
     },
 )
 CHAT_EXAMPLE = {"model": "twin-offline-demo", "messages": [{"role": "user", "content": "Hello"}]}
 
 COMPLETION = Schema(
-    type=OBJECT, required=["id", "object", "created", "model", "choices"], title="ChatCompletion",
+    type=OBJECT,
+    required=["id", "object", "created", "model", "choices"],
+    title="ChatCompletion",
     description="OpenAI's chat.completion, with usage and (unless X-Twin-Verification: none) the attestation "
-                "fields; PAYMENT-RESPONSE carries the settlement",
+    "fields; PAYMENT-RESPONSE carries the settlement",
     properties={
-        "id": Schema(type=STRING), "object": Schema(type=STRING, enum=["chat.completion"]),
-        "created": Schema(type=INTEGER), "model": Schema(type=STRING),
-        "choices": Schema(type=ARRAY, items=Schema(type=OBJECT)), "usage": Schema(type=OBJECT),
+        "id": Schema(type=STRING),
+        "object": Schema(type=STRING, enum=["chat.completion"]),
+        "created": Schema(type=INTEGER),
+        "model": Schema(type=STRING),
+        "choices": Schema(type=ARRAY, items=Schema(type=OBJECT)),
+        "usage": Schema(type=OBJECT),
     },
 )
 
@@ -114,24 +146,41 @@ def _error(description: str) -> OpenAPIResponse:
 
 
 CHAT_RESPONSES = {
-    "200": OpenAPIResponse(description="The reply: JSON, or server-sent events of chat.completion.chunk "
-                                       "with \"stream\": true (the last one attested), then [DONE]",
-                           content={JSON: OpenAPIMediaType(schema=COMPLETION),
-                                    "text/event-stream": OpenAPIMediaType(schema=Schema(type=STRING))}),
-    "400": _error("Bad request: not JSON, a missing or bad field (param names it), an unknown model, "
-                  "a bad X-Twin-Verification, a body over the size limit"),
-    "402": OpenAPIResponse(description="Payment required (x402): the terms, or why the payment was refused; "
-                                       "a payment that failed to settle gets the OpenAI error shape",
-                           content={JSON: OpenAPIMediaType(schema=Schema(one_of=[PAYMENT_REQUIRED, ERROR]))}),
+    "200": OpenAPIResponse(
+        description="The reply: JSON, or server-sent events of chat.completion.chunk "
+        'with "stream": true (the last one attested), then [DONE]',
+        content={
+            JSON: OpenAPIMediaType(schema=COMPLETION),
+            "text/event-stream": OpenAPIMediaType(schema=Schema(type=STRING)),
+        },
+    ),
+    "400": _error(
+        "Bad request: not JSON, a missing or bad field (param names it), an unknown model, "
+        "a bad X-Twin-Verification, a body over the size limit"
+    ),
+    "402": OpenAPIResponse(
+        description="Payment required (x402): the terms, or why the payment was refused; "
+        "a payment that failed to settle gets the OpenAI error shape",
+        content={JSON: OpenAPIMediaType(schema=Schema(one_of=[PAYMENT_REQUIRED, ERROR]))},
+    ),
     "502": _error("Every upstream of the model failed"),
     "503": _error("At capacity, or the payment cannot be checked right now; retry shortly"),
 }
 CHAT_PARAMETERS = [
-    Parameter(name="PAYMENT-SIGNATURE", param_in="header", required=False,
-              schema=Schema(type=STRING), description="x402 v2 payment (base64 JSON); X-PAYMENT for v1"),
-    Parameter(name="X-Twin-Verification", param_in="header", required=False,
-              schema=Schema(type=STRING, enum=["none", "signature", "tee"]),
-              description="how the reply is attested (default: the node's)"),
+    Parameter(
+        name="PAYMENT-SIGNATURE",
+        param_in="header",
+        required=False,
+        schema=Schema(type=STRING),
+        description="x402 v2 payment (base64 JSON); X-PAYMENT for v1",
+    ),
+    Parameter(
+        name="X-Twin-Verification",
+        param_in="header",
+        required=False,
+        schema=Schema(type=STRING, enum=["none", "signature", "tee"]),
+        description="how the reply is attested (default: the node's)",
+    ),
 ]
 
 
@@ -140,8 +189,8 @@ class ChatOperation(Operation):
     """``POST /v1/chat/completions`` as documented above (Litestar sees only a raw-body handler)."""
 
     def __post_init__(self) -> None:
-        self.request_body = RequestBody(required=True, content={JSON: OpenAPIMediaType(
-            schema=CHAT_REQUEST, example=CHAT_EXAMPLE)})
+        self.request_body = RequestBody(
+            required=True, content={JSON: OpenAPIMediaType(schema=CHAT_REQUEST, example=CHAT_EXAMPLE)}
+        )
         self.parameters = [*(self.parameters or []), *CHAT_PARAMETERS]
         self.responses = dict(CHAT_RESPONSES)
-

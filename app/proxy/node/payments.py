@@ -107,8 +107,11 @@ class PaymentRequiredError(ProxyError):
     error_type = "payment_required"
 
     def __init__(self, payment_required: PaymentRequired) -> None:
-        super().__init__(payment_required.error or ERR_PAYMENT_REQUIRED, code=payment_required.error,
-                         headers={PAYMENT_REQUIRED_HEADER: encode_payment_required_header(payment_required)})
+        super().__init__(
+            payment_required.error or ERR_PAYMENT_REQUIRED,
+            code=payment_required.error,
+            headers={PAYMENT_REQUIRED_HEADER: encode_payment_required_header(payment_required)},
+        )
         self.payment_required = payment_required
 
     def body(self) -> dict[str, Any]:
@@ -118,8 +121,15 @@ class PaymentRequiredError(ProxyError):
 class PaymentGate:
     """Prices every model, checks payments before any upstream call, settles after the reply."""
 
-    def __init__(self, facilitator: Facilitator, terms: TokenTerms, prices_wei: Mapping[str, int], *,
-                 max_timeout_seconds: int, clock: ChainClock) -> None:
+    def __init__(
+        self,
+        facilitator: Facilitator,
+        terms: TokenTerms,
+        prices_wei: Mapping[str, int],
+        *,
+        max_timeout_seconds: int,
+        clock: ChainClock,
+    ) -> None:
         self._facilitator = facilitator
         self._clock = clock
         self._terms = terms
@@ -128,12 +138,19 @@ class PaymentGate:
         self._server.register(terms.network, ExactEvmServerScheme())  # type: ignore[arg-type]
         self._server.initialize()
         self._requirements = {
-            model: self._server.build_payment_requirements(ResourceConfig(
-                scheme=SCHEME_EXACT, network=terms.network, pay_to=terms.pay_to,
-                price={"amount": str(price), "asset": terms.asset,
-                       "extra": {"name": terms.name, "version": terms.version}},
-                max_timeout_seconds=max_timeout_seconds,
-            ))[0]
+            model: self._server.build_payment_requirements(
+                ResourceConfig(
+                    scheme=SCHEME_EXACT,
+                    network=terms.network,
+                    pay_to=terms.pay_to,
+                    price={
+                        "amount": str(price),
+                        "asset": terms.asset,
+                        "extra": {"name": terms.name, "version": terms.version},
+                    },
+                    max_timeout_seconds=max_timeout_seconds,
+                )
+            )[0]
             for model, price in prices_wei.items()
         }
 
@@ -151,8 +168,14 @@ class PaymentGate:
             sent = decode_payment_signature_header(header_value)
             payload = self._as_v2(sent, requirements)
             _check_exact_shape(payload.payload)
-        except (ValueError, ValidationError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError,
-                RecursionError):  # RecursionError: JSON nested past the decoder's depth guard
+        except (
+            ValueError,
+            ValidationError,
+            binascii.Error,
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+            RecursionError,
+        ):  # RecursionError: JSON nested past the decoder's depth guard
             raise await self._refusal(requirements, resource_url, ERR_MALFORMED_PAYMENT) from None
         except _Mismatch as mismatch:
             raise await self._refusal(requirements, resource_url, mismatch.reason) from None
@@ -162,9 +185,12 @@ class PaymentGate:
             verdict = (await self._server.verify_payment(payload, requirements)).verify
         except Exception as error:  # noqa: BLE001  (the chain, not the payer, failed: say so, don't 500)
             log.warning("proxy_payment_check_unavailable", error=repr(error))
-            raise ProxyError("the payment cannot be checked right now (the chain did not answer); retry shortly",
-                             status_code=503, code="payment_check_unavailable",
-                             headers={"Retry-After": "2"}) from None
+            raise ProxyError(
+                "the payment cannot be checked right now (the chain did not answer); retry shortly",
+                status_code=503,
+                code="payment_check_unavailable",
+                headers={"Retry-After": "2"},
+            ) from None
         if not verdict.is_valid:
             raise await self._refusal(requirements, resource_url, verdict.invalid_reason or "invalid_payment")
         metrics.PAYMENTS.labels("verified").inc()
@@ -194,22 +220,22 @@ class PaymentGate:
         name = PAYMENT_RESPONSE_HEADER if payment.x402_version == 2 else X_PAYMENT_RESPONSE_HEADER
         return {name: encode_payment_response_header(outcome)}
 
-    async def _refusal(self, requirements: PaymentRequirements, resource_url: str,
-                       reason: str) -> PaymentRequiredError:
+    async def _refusal(self, requirements: PaymentRequirements, resource_url: str, reason: str) -> PaymentRequiredError:
         metrics.PAYMENTS.labels("required" if reason == ERR_PAYMENT_REQUIRED else "refused").inc()
         payment_required = await self._server.create_payment_required_response(
-            [requirements], ResourceInfo(url=resource_url, mime_type="application/json"), error=reason)
+            [requirements], ResourceInfo(url=resource_url, mime_type="application/json"), error=reason
+        )
         return PaymentRequiredError(payment_required)
 
-    def _as_v2(self, payload: PaymentPayload | PaymentPayloadV1,
-               requirements: PaymentRequirements) -> PaymentPayload:
+    def _as_v2(self, payload: PaymentPayload | PaymentPayloadV1, requirements: PaymentRequirements) -> PaymentPayload:
         """v1 (``X-PAYMENT``) carries scheme and network only; check them and treat it as v2."""
         if isinstance(payload, PaymentPayload):
             return payload
         if payload.scheme != SCHEME_EXACT:
             raise _Mismatch(ERR_UNSUPPORTED_SCHEME)
-        if payload.network != self._terms.network and \
-                V1_NETWORK_CHAIN_IDS.get(payload.network) != int(self._terms.network.partition(":")[2]):
+        if payload.network != self._terms.network and V1_NETWORK_CHAIN_IDS.get(payload.network) != int(
+            self._terms.network.partition(":")[2]
+        ):
             raise _Mismatch(ERR_NETWORK_MISMATCH)
         return PaymentPayload(payload=payload.payload, accepted=requirements)
 
@@ -223,10 +249,15 @@ def _check_exact_shape(payload: object) -> None:
     payer's wrong types are refused here as malformed (402), not reported as an outage (503)."""
     authorization = payload.get("authorization") if isinstance(payload, dict) else None
     signature = payload.get("signature") if isinstance(payload, dict) else None
-    if not isinstance(authorization, dict) or not isinstance(signature, str) \
-            or not all(isinstance(authorization.get(name), str) for name in _AUTHORIZATION_FIELDS):
-        raise ValueError("the exact scheme's payload is {authorization: {from, to, value, validAfter, "
-                         "validBefore, nonce: strings}, signature: string}")
+    if (
+        not isinstance(authorization, dict)
+        or not isinstance(signature, str)
+        or not all(isinstance(authorization.get(name), str) for name in _AUTHORIZATION_FIELDS)
+    ):
+        raise ValueError(
+            "the exact scheme's payload is {authorization: {from, to, value, validAfter, "
+            "validBefore, nonce: strings}, signature: string}"
+        )
 
 
 class _Mismatch(Exception):

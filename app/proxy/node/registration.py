@@ -20,8 +20,17 @@ log = structlog.get_logger()
 class NodeRegistration:
     """This node's record: registered at start, heartbeats while running, disabled at shutdown."""
 
-    def __init__(self, registry: AsyncContract, sender: TransactionSender, identity: EnclaveIdentity, *,
-                 endpoint: str, heartbeat_s: float, wait_s: float, chain_id: int) -> None:
+    def __init__(
+        self,
+        registry: AsyncContract,
+        sender: TransactionSender,
+        identity: EnclaveIdentity,
+        *,
+        endpoint: str,
+        heartbeat_s: float,
+        wait_s: float,
+        chain_id: int,
+    ) -> None:
         self._registry = registry
         self._chain_id = chain_id
         self._sender = sender
@@ -38,8 +47,9 @@ class NodeRegistration:
         proof = self.key_proof()
         existing = await self._record()
         if existing is None:
-            await self._send("registerNode", [payment_address, self._endpoint, self._identity.public_key_der,
-                                              measurement, proof])
+            await self._send(
+                "registerNode", [payment_address, self._endpoint, self._identity.public_key_der, measurement, proof]
+            )
         else:
             await self._send("updateNode", [self.tee_id, payment_address, self._endpoint, measurement, proof])
             if not existing.enabled:
@@ -51,8 +61,9 @@ class NodeRegistration:
         what lets clients tell this record from one that merely copies the public key."""
         from app.proxy.registry import registration_digest
 
-        digest = registration_digest(self._chain_id, self._registry.address, self._sender.account.address,
-                                     self._endpoint)
+        digest = registration_digest(
+            self._chain_id, self._registry.address, self._sender.account.address, self._endpoint
+        )
         return self._identity.sign_digest(digest)
 
     async def heartbeat_forever(self) -> None:
@@ -77,5 +88,4 @@ class NodeRegistration:
 
     async def _send(self, function: str, args: list[Any]) -> None:
         data = self._registry.encode_abi(function, args=args)
-        await self._sender.send(self._registry.address, data, gas=GAS_LIMITS[function],
-                                wait_s=self._wait_s)
+        await self._sender.send(self._registry.address, data, gas=GAS_LIMITS[function], wait_s=self._wait_s)

@@ -68,8 +68,14 @@ class OpenStream:
 
 
 class UpstreamRouter:
-    def __init__(self, upstreams: Mapping[str, Upstream], routes: Mapping[str, Sequence[UpstreamTarget]], *,
-                 first_token_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        upstreams: Mapping[str, Upstream],
+        routes: Mapping[str, Sequence[UpstreamTarget]],
+        *,
+        first_token_timeout: float,
+        idle_timeout: float,
+    ) -> None:
         self._upstreams = upstreams
         self._routes = routes
         self._first_token_timeout = first_token_timeout
@@ -92,8 +98,9 @@ class UpstreamRouter:
                 failures.append(f"{upstream.name}: {_describe(error, self._first_token_timeout)}")
                 continue
             return OpenStream(upstream.name, first, events, self._idle_timeout)
-        raise UpstreamUnavailable(f"no upstream of {request.model} answered: {'; '.join(failures)}",
-                                  code="upstream_unavailable")
+        raise UpstreamUnavailable(
+            f"no upstream of {request.model} answered: {'; '.join(failures)}", code="upstream_unavailable"
+        )
 
 
 def _describe(error: Exception, timeout: float) -> str:

@@ -16,13 +16,20 @@ from app.proxy.node.openapi import ChatOperation
 class ChatCompletionsController(Controller):
     tags = ["proxy"]
 
-    @post("/v1/chat/completions", status_code=200, operation_class=ChatOperation,
-          summary="OpenAI-compatible chat completion, paid with x402, attested")
+    @post(
+        "/v1/chat/completions",
+        status_code=200,
+        operation_class=ChatOperation,
+        summary="OpenAI-compatible chat completion, paid with x402, attested",
+    )
     async def create(self, request: Request[Any, Any, Any], node: NamedDependency[ProxyNode]) -> Response[Any]:
         completion = await node.completions.start(await request.body(), request.headers, str(request.url))
         if completion.request.stream:
-            return Stream(node.completions.sse(completion), media_type="text/event-stream",
-                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return Stream(
+                node.completions.sse(completion),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         body, headers, status = await node.completions.complete(completion)
         return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 

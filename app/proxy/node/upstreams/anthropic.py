@@ -26,15 +26,21 @@ from app.proxy.node.upstreams.base import (
 from app.proxy.sse import read_events
 
 ANTHROPIC_VERSION = "2023-06-01"
-_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                   "tool_use": "tool_calls", "refusal": "content_filter"}
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 
 
 class AnthropicUpstream:
     kind = "anthropic"
 
-    def __init__(self, name: str, base_url: str, api_key: str | None, client: httpx.AsyncClient, *,
-                 default_max_tokens: int) -> None:
+    def __init__(
+        self, name: str, base_url: str, api_key: str | None, client: httpx.AsyncClient, *, default_max_tokens: int
+    ) -> None:
         self.name = name
         self._url = base_url.rstrip("/") + "/v1/messages"
         self._api_key = api_key
@@ -45,8 +51,11 @@ class AnthropicUpstream:
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens or self._default_max_tokens,  # Anthropic requires it
-            "messages": [{"role": m["role"], "content": content_text(m.get("content"))}
-                         for m in request.messages if m["role"] in ("user", "assistant")],
+            "messages": [
+                {"role": m["role"], "content": content_text(m.get("content"))}
+                for m in request.messages
+                if m["role"] in ("user", "assistant")
+            ],
             "stream": True,
         }
         if request.system_prompt:
@@ -65,8 +74,7 @@ class AnthropicUpstream:
             headers["x-api-key"] = self._api_key
         prompt_tokens = completion_tokens = 0
         finish_reason = "stop"
-        async with self._client.stream("POST", self._url, json=self._body(request, model),
-                                       headers=headers) as response:
+        async with self._client.stream("POST", self._url, json=self._body(request, model), headers=headers) as response:
             await raise_for_upstream_status(self.name, response, self._api_key)
             async for event, data in read_events(response):
                 payload = self._decode(data)
@@ -87,8 +95,9 @@ class AnthropicUpstream:
                     finish_reason = _FINISH_REASONS.get(stop_reason, "stop") if stop_reason else finish_reason
                 elif kind == "error":
                     error = payload.get("error") or {}
-                    raise UpstreamError(self.name, redact(f"{error.get('type', 'error')}: "
-                                                          f"{error.get('message', '')}", self._api_key))
+                    raise UpstreamError(
+                        self.name, redact(f"{error.get('type', 'error')}: {error.get('message', '')}", self._api_key)
+                    )
                 elif kind == "message_stop":
                     break
             else:

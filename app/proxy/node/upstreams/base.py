@@ -39,8 +39,11 @@ class Usage:
     completion_tokens: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +88,9 @@ async def raise_for_upstream_status(name: str, response: httpx.Response, secret:
     if response.status_code == 200:
         return
     raw = (await response.aread())[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
-    raise UpstreamError(name, f"HTTP {response.status_code}: {redact(provider_message(raw), secret)}",
-                        status=response.status_code)
+    raise UpstreamError(
+        name, f"HTTP {response.status_code}: {redact(provider_message(raw), secret)}", status=response.status_code
+    )
 
 
 def provider_message(raw: str) -> str:

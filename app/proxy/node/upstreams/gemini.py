@@ -25,9 +25,15 @@ from app.proxy.node.upstreams.base import (
 )
 from app.proxy.sse import read_events
 
-_FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
-                   "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
-                   "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter"}
+_FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+}
 
 
 class GeminiUpstream:
@@ -41,9 +47,14 @@ class GeminiUpstream:
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "contents": [{"role": "model" if m["role"] == "assistant" else "user",
-                          "parts": [{"text": content_text(m.get("content"))}]}
-                         for m in request.messages if m["role"] in ("user", "assistant")],
+            "contents": [
+                {
+                    "role": "model" if m["role"] == "assistant" else "user",
+                    "parts": [{"text": content_text(m.get("content"))}],
+                }
+                for m in request.messages
+                if m["role"] in ("user", "assistant")
+            ],
         }
         if request.system_prompt:
             body["systemInstruction"] = {"parts": [{"text": request.system_prompt}]}
@@ -65,8 +76,9 @@ class GeminiUpstream:
         headers = {"x-goog-api-key": self._api_key} if self._api_key else {}
         usage: Usage | None = None
         finish_reason: str | None = None
-        async with self._client.stream("POST", url, params={"alt": "sse"}, json=self._body(request),
-                                       headers=headers) as response:
+        async with self._client.stream(
+            "POST", url, params={"alt": "sse"}, json=self._body(request), headers=headers
+        ) as response:
             await raise_for_upstream_status(self.name, response, self._api_key)
             async for _, data in read_events(response):
                 payload = self._decode(data)
@@ -77,9 +89,10 @@ class GeminiUpstream:
                     if candidate.get("finishReason"):
                         finish_reason = _FINISH_REASONS.get(candidate["finishReason"], "stop")
                 if metadata := payload.get("usageMetadata"):
-                    usage = Usage(int(metadata.get("promptTokenCount") or 0),
-                                  int(metadata.get("candidatesTokenCount") or 0)
-                                  + int(metadata.get("thoughtsTokenCount") or 0))
+                    usage = Usage(
+                        int(metadata.get("promptTokenCount") or 0),
+                        int(metadata.get("candidatesTokenCount") or 0) + int(metadata.get("thoughtsTokenCount") or 0),
+                    )
         if finish_reason is None:
             raise UpstreamError(self.name, "the stream ended without a finishReason")
         if usage is not None:

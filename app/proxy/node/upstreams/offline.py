@@ -30,21 +30,75 @@ _PERSONA_NAME = re.compile(r"\b(?i:you are) ([A-Z][\w'\u2019.-]*(?: [A-Z][\w'\u2
 _YOU_ARE = re.compile(r"\b(?i:you are)\b")
 _TOKEN = re.compile(r"\S+\s*|\s+")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019-]{3,}")
-_STOPWORDS = frozenset({
-    "about", "after", "again", "also", "because", "been", "before", "being", "could", "does", "doing",
-    "from", "have", "having", "into", "just", "like", "more", "most", "much", "only", "other", "over",
-    "really", "same", "should", "some", "such", "than", "that", "their", "them", "then", "there", "these",
-    "they", "this", "those", "through", "very", "want", "what", "when", "where", "which", "while", "will",
-    "with", "would", "your", "yours",
-})
+_STOPWORDS = frozenset(
+    {
+        "about",
+        "after",
+        "again",
+        "also",
+        "because",
+        "been",
+        "before",
+        "being",
+        "could",
+        "does",
+        "doing",
+        "from",
+        "have",
+        "having",
+        "into",
+        "just",
+        "like",
+        "more",
+        "most",
+        "much",
+        "only",
+        "other",
+        "over",
+        "really",
+        "same",
+        "should",
+        "some",
+        "such",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "very",
+        "want",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "will",
+        "with",
+        "would",
+        "your",
+        "yours",
+    }
+)
 
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 _OPENERS = ("Good question.", "Ah, I like this one.", "Let me be straight with you.", "Here's what I know.")
 _FIRST_MEETING = "I'm {name}, {descriptor}."
-_NO_MATCH = ("That's a little outside what I know best, but here is what I keep coming back to:",
-             "I can't claim expertise on that. What I can tell you is this:")
-_CLOSERS = ("What made you ask?", "Tell me more and I'll go deeper.", "Does that match what you had in mind?",
-            "What would you try first?")
+_NO_MATCH = (
+    "That's a little outside what I know best, but here is what I keep coming back to:",
+    "I can't claim expertise on that. What I can tell you is this:",
+)
+_CLOSERS = (
+    "What made you ask?",
+    "Tell me more and I'll go deeper.",
+    "Does that match what you had in mind?",
+    "What would you try first?",
+)
 LINES_PER_REPLY = 2
 
 
@@ -112,7 +166,7 @@ def compose_reply(persona: str, user_message: str, earlier: Sequence[str] = ()) 
 def _knowledge(persona: str, name_match: re.Match[str] | None) -> list[str]:
     """The persona's sentences, without the one that names the avatar (that one introduces it)."""
     introduction = persona[: name_match.end()] if name_match else ""
-    body = persona[len(introduction):]
+    body = persona[len(introduction) :]
     if introduction:  # drop the rest of the naming sentence
         body = re.split(r"(?<=[.!?\n])", body, maxsplit=1)[-1]
     return [sentence.strip() for sentence in _SENTENCE.findall(body) if len(_WORD.findall(sentence)) >= 3]
@@ -129,7 +183,7 @@ def _descriptor(persona: str, name_match: re.Match[str] | None) -> str:
     anchor = name_match or _YOU_ARE.search(persona)
     if anchor is None:
         return "someone who knows you well"
-    phrase = re.split(r"[.!?\n]", persona[anchor.end():].lstrip(" ,;:-—"), maxsplit=1)[0]
+    phrase = re.split(r"[.!?\n]", persona[anchor.end() :].lstrip(" ,;:-—"), maxsplit=1)[0]
     return " ".join(phrase.split()[:24]) or "someone who knows you well"
 
 

@@ -64,8 +64,9 @@ def extract_facts(message: str) -> str:
     if match := _HOME.search(message):
         facts.append(_fact("place", "home", f"They live in {match.group(1)}"))
     for match in _PROMISE.finditer(message):
-        facts.append(_fact("promise", f"promise:{_slug(match.group(1))}",
-                           f"You promised to remind them to {match.group(1)}"))
+        facts.append(
+            _fact("promise", f"promise:{_slug(match.group(1))}", f"You promised to remind them to {match.group(1)}")
+        )
     return json.dumps({"facts": facts})
 
 

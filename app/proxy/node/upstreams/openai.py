@@ -52,8 +52,7 @@ class OpenAIUpstream:
                     break
                 chunk = self._decode(data)
                 if usage := chunk.get("usage"):
-                    yield Usage(int(usage.get("prompt_tokens") or 0),
-                                int(usage.get("completion_tokens") or 0))
+                    yield Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     if delta.get("content"):
@@ -82,8 +81,9 @@ class OpenAIUpstream:
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], fragment: dict[str, Any]) -> None:
     """Tool calls stream in pieces (id and name first, arguments in fragments): join them."""
-    call = calls.setdefault(fragment.get("index", 0),
-                            {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    call = calls.setdefault(
+        fragment.get("index", 0), {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
     if fragment.get("id"):
         call["id"] = fragment["id"]
     function = fragment.get("function") or {}
