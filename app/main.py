@@ -138,6 +138,7 @@ def _lifespan(
             batch_blocks=settings.indexer_batch_blocks,
             max_blocks_per_s=settings.indexer_max_blocks_per_s,
             fence=leadership.fence,
+            receipts_for=MarketProjection.RECEIPTS_FOR,
         )
         if settings.indexer_poll_s:
             leadership.singleton("indexer", indexer.run_while_leading)

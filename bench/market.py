@@ -65,7 +65,7 @@ from app.chain.anvil import AnvilNode, NodeError
 from app.chain.artifacts import load_artifact
 from app.chain.client import Chain, chain_from_embedded
 from app.chain.embedded import EmbeddedChain, dev_accounts
-from app.chain.indexer import ChainEvent, EventDecoder, Indexer
+from app.chain.indexer import RPC_BATCH, ChainEvent, EventDecoder, Indexer
 from app.config import Settings
 from app.db import migrate
 from app.db.engine import create_engine, session_factory
@@ -89,6 +89,7 @@ SLIPPAGE_BPS = 100
 CONCURRENCY = 32
 RAW_SECONDS = 2.0  # how long each in-process rate is measured
 SERVER_START_LIMIT_S = 120
+NO_RECEIPTS = "SQLite, no receipts (baseline)"
 INDEXER_BATCH_BLOCKS: int = inspect.signature(Indexer.__init__).parameters["batch_blocks"].default
 
 
@@ -353,22 +354,35 @@ async def rpc_result(chain: Chain, method: str, *params: Any) -> Any:
     return answer["result"]
 
 
-async def read_raw(chain: Chain, market: Market) -> tuple[Rate, list[dict[str, Any]], int]:
+async def read_raw(chain: Chain, market: Market) -> tuple[Rate, list[dict[str, Any]], int, int]:
     """The indexer's reads alone, over its ranges and through its client: eth_getLogs, then the headers
-    of the range's last block and of any block whose logs carry no timestamp. Returns the rate, the logs and
-    how many headers were read."""
-    address, logs, headers, started = chain.addresses.twin_keys, [], 0, time.perf_counter()
+    of the range's last block and of any block whose logs carry no timestamp, and the receipt of each
+    trade's transaction in batches of the indexer's size. Returns the rate, the logs and how many headers
+    and receipts were read."""
+    address, logs, headers, receipts, started = chain.addresses.twin_keys, [], 0, 0, time.perf_counter()
+    trade_topic = "0x" + event_abi_to_log_topic(chain.twin_keys.events.Trade.abi).hex()
     for first, last in ranges(market):
         found = await rpc_result(
             chain, "eth_getLogs", {"fromBlock": hex(first), "toBlock": hex(last), "address": address}
         )
         untimed = sorted({int(entry["blockNumber"], 16) for entry in found if entry.get("blockTimestamp") is None})
+        paid = sorted({entry["transactionHash"] for entry in found if entry["topics"][0] == trade_topic})
         await asyncio.gather(
-            *(rpc_result(chain, "eth_getBlockByNumber", hex(number), False) for number in [*untimed, last])
+            *(rpc_result(chain, "eth_getBlockByNumber", hex(number), False) for number in [*untimed, last]),
+            *(
+                chain.w3.provider.make_batch_request(
+                    [
+                        (RPCEndpoint("eth_getTransactionReceipt"), [tx_hash])
+                        for tx_hash in paid[index : index + RPC_BATCH]
+                    ]
+                )
+                for index in range(0, len(paid), RPC_BATCH)
+            ),
         )
         logs.extend(found)
         headers += len(untimed) + 1
-    return Rate(len(logs), time.perf_counter() - started), logs, headers
+        receipts += len(paid)
+    return Rate(len(logs), time.perf_counter() - started), logs, headers, receipts
 
 
 async def read_formatted(chain: Chain, market: Market) -> Rate:
@@ -395,14 +409,23 @@ def decode_logs(chain: Chain, logs: Sequence[dict[str, Any]]) -> Rate:
     return Rate(len(logs), time.perf_counter() - started)
 
 
-async def index_into(chain: Chain, market: Market, database_url: str, label: str) -> IndexRun:
+async def index_into(
+    chain: Chain, market: Market, database_url: str, label: str, receipts_for: frozenset[str]
+) -> IndexRun:
     await asyncio.to_thread(migrate_quietly, database_url)
     engine = create_engine(database_url)
     try:
         sessions = session_factory(engine)
         divisor = await chain.twin_keys.functions.curveDivisor().call()
         projection = TimedProjection(divisor)
-        indexer = Indexer(chain.w3, chain.twin_keys, projection, sessions, start_block=market.start)
+        indexer = Indexer(
+            chain.w3,
+            chain.twin_keys,
+            projection,
+            sessions,
+            start_block=market.start,
+            receipts_for=receipts_for,
+        )
         started = time.perf_counter()
         events = await indexer.sync()
         rate = Rate(events, time.perf_counter() - started)
@@ -467,16 +490,24 @@ async def scratch_postgres(server_url: str) -> AsyncIterator[str]:
 
 async def bench_indexing(
     chain: Chain, market: Market, workdir: Path, postgres_url: str | None
-) -> tuple[list[IndexRun], Rate, Rate, Rate, str, int]:
-    runs = [await index_into(chain, market, f"sqlite+aiosqlite:///{workdir / 'index.db'}", "SQLite")]
-    raw, logs, headers = await read_raw(chain, market)
+) -> tuple[list[IndexRun], Rate, Rate, Rate, str, tuple[int, int]]:
+    runs = [
+        await index_into(
+            chain, market, f"sqlite+aiosqlite:///{workdir / 'index.db'}", "SQLite", MarketProjection.RECEIPTS_FOR
+        ),
+        # The baseline of the trades' receipts: the same catch-up without them (no network fee per trade).
+        await index_into(
+            chain, market, f"sqlite+aiosqlite:///{workdir / 'index-no-receipts.db'}", NO_RECEIPTS, frozenset()
+        ),
+    ]
+    raw, logs, headers, receipts = await read_raw(chain, market)
     raw_load = load()
     decoded = decode_logs(chain, logs)
     formatted = await read_formatted(chain, market)
     if postgres_url:
         async with scratch_postgres(postgres_url) as url:
-            runs.append(await index_into(chain, market, url, "PostgreSQL"))
-    return runs, raw, decoded, formatted, raw_load, headers
+            runs.append(await index_into(chain, market, url, "PostgreSQL", MarketProjection.RECEIPTS_FOR))
+    return runs, raw, decoded, formatted, raw_load, (headers, receipts)
 
 
 # ---------------------------------------------------------------- the quote endpoint
@@ -801,15 +832,22 @@ def number(value: float) -> str:
 
 
 def print_indexing(
-    market: Market, runs: Sequence[IndexRun], raw: Rate, decoded: Rate, formatted: Rate, raw_load: str, headers: int
+    market: Market,
+    runs: Sequence[IndexRun],
+    raw: Rate,
+    decoded: Rate,
+    formatted: Rate,
+    raw_load: str,
+    reads: tuple[int, int],
 ) -> None:
+    headers, receipts = reads
     rows = [
         [
             f"Indexer.sync + MarketProjection → {run.database}",
             f"{run.rate.count:,}",
             f"{run.rate.seconds:.2f}",
             number(run.rate.per_second),
-            "eth_getLogs + range-end headers, same ranges",
+            "eth_getLogs + range-end headers + trade receipts, same ranges",
             f"{raw.count:,}",
             f"{raw.seconds:.2f}",
             number(raw.per_second),
@@ -843,7 +881,8 @@ def print_indexing(
             f"(block hashes, cursor, commit); {run.load}"
         )
     print(
-        f"  raw reads: {len(ranges(market))} eth_getLogs and {headers} headers; {raw_load}. Logs that carry their "
+        f"  raw reads: {len(ranges(market))} eth_getLogs, {headers} headers and {receipts} receipts; {raw_load}. "
+        "Logs that carry their "
         "block's timestamp (blockTimestamp) spare the header of their block"
     )
     print(
@@ -851,7 +890,15 @@ def print_indexing(
         f"logs (the indexer's reads before it read plain JSON): {formatted.seconds:.2f} s, "
         f"{number(formatted.per_second)} events/s"
     )
-    goal = min(run.rate.per_second / raw.per_second for run in runs)
+    runs_by_name = {run.database: run for run in runs}
+    if NO_RECEIPTS in runs_by_name:
+        with_receipts, without = runs_by_name["SQLite"], runs_by_name[NO_RECEIPTS]
+        print(
+            "  trades' receipts (network fee per trade): SQLite catch-up "
+            f"{with_receipts.rate.seconds:.2f} s with them, "
+            f"{without.rate.seconds:.2f} s without: {with_receipts.rate.seconds / without.rate.seconds:.2f}× the time"
+        )
+    goal = min(run.rate.per_second / raw.per_second for run in runs if run.database != NO_RECEIPTS)
     print(f"  goal: indexer ≥ 0.8× the raw reads: {goal:.2f}× ({'met' if goal >= 0.8 else 'NOT met'})")
     for run in runs:
         if run.problems:

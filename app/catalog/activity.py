@@ -1,5 +1,6 @@
-"""The live activity feed's source: one poller per process reads the index for trades it has not seen
-(one query a second, however many sockets listen) and hands them to this process's listeners; it runs
+"""The live activity feed's source: one poller per process reads the index for trades it has not seen,
+with the milestones they reached (one read a second, however many sockets listen), and hands them to
+this process's listeners; it runs
 only while some socket listens. The index is the source (not a publish from the indexer), so every
 worker of a deployment sees every trade whichever worker indexed it. ``/ws/activity`` (app/web/activity.py)
 serves it."""
@@ -14,7 +15,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.catalog.movement import ActivityEvent, recent_activity
+from app.catalog.movement import ActivityEvent, latest_trade_id, recent_activity
 from app.market import curve
 
 log = structlog.get_logger()
@@ -38,6 +39,9 @@ def event_json(event: ActivityEvent, divisor: int) -> dict[str, Any]:
         "eth_amount": str(event.eth_amount),
         "supply": event.supply_after,
         "next_key_price": str(curve.price(event.supply_after, 1, divisor)),
+        "milestone": event.milestone,
+        "threshold": None if event.threshold is None else str(event.threshold),
+        "summary": event.summary,
     }
 
 
@@ -69,14 +73,15 @@ class ActivityFeed:
             try:
                 async with self._sessions() as session:
                     if self._last_id < 0:
-                        latest = await recent_activity(session, limit=1)
-                        self._last_id = int(latest[0].key) if latest else 0
-                    events = await recent_activity(session, limit=BATCH, after_trade_id=self._last_id)
+                        self._last_id = await latest_trade_id(session)
+                    events = await recent_activity(
+                        session, limit=BATCH, divisor=self._divisor, after_trade_id=self._last_id
+                    )
             except Exception as error:  # noqa: BLE001 - a busy database: the next poll tries again
                 log.warning("activity_feed_read_failed", error=repr(error))
                 events = []
             for event in reversed(events):  # oldest first
-                self._last_id = max(self._last_id, int(event.key))
+                self._last_id = max(self._last_id, event.trade_id)
                 self._broadcast(event_json(event, self._divisor))
             await asyncio.sleep(POLL_S)
 

@@ -1,11 +1,13 @@
 """How each market moved lately: the key price a day ago (for the 24 h change), recent buys (for
-trending) and the latest trades and launches (for the activity feed)."""
+trending) and the latest trades, launches and milestones (for the activity feed)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +18,8 @@ from app.market import curve
 from app.market.models import Trade
 
 BASIS_POINTS = 10_000
+HOLDER_MILESTONES = (10, 100, 1_000, 10_000, 100_000)
+MARKET_CAP_MILESTONES = tuple(10**exponent for exponent in range(16, 25))  # 0.01 ETH to a million ETH
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,11 @@ async def movements_since(
 
 @dataclass(frozen=True)
 class ActivityEvent:
-    """A trade or a launch, as the activity feed shows it. ``key`` orders events and tells new ones."""
+    """A trade, a launch or a milestone a trade reached, as the activity feed shows it. ``key`` orders events
+    and tells new ones: a trade's milestones come right after it."""
 
-    key: str
-    kind: str  # "buy", "sell" or "launch"
+    trade_id: int
+    kind: str  # "buy", "sell", "launch" or "milestone"
     at: datetime
     avatar_id: str
     handle: str
@@ -74,10 +79,75 @@ class ActivityEvent:
     amount: int
     eth_amount: int
     supply_after: int
+    milestone: str | None = None  # "first_outside_buyer", "holders" or "market_cap"
+    threshold: int | None = None  # the holders count or the market cap (wei) reached
+
+    @property
+    def key(self) -> str:
+        return f"{self.trade_id:012d}" + (f"-{self.milestone}" if self.milestone else "")
+
+    @property
+    def summary(self) -> str:
+        """What a milestone means, in words (the feed shows trades with their own figures)."""
+        match self.milestone:
+            case "first_outside_buyer":
+                return "has its first holder besides its creator"
+            case "holders":
+                return f"reached {self.threshold:,} holders"
+            case "market_cap":
+                ether = Decimal(self.threshold or 0) / 10**18
+                return f"market cap passed {ether:,f} ETH"
+        return ""
 
 
-async def recent_activity(session: AsyncSession, *, limit: int, after_trade_id: int = 0) -> list[ActivityEvent]:
-    """The latest trades (after ``after_trade_id``), newest first; an avatar's first trade is its launch."""
+def _trade_kind(trade: Trade) -> str:
+    if trade.is_buy and trade.supply_after == trade.amount:  # an avatar's first trade is its launch
+        return "launch"
+    return "buy" if trade.is_buy else "sell"
+
+
+def _crossed(before: int, after: int, thresholds: Sequence[int]) -> list[int]:
+    return [threshold for threshold in thresholds if before < threshold <= after]
+
+
+def _milestones(trade: Trade, divisor: int, first_outside_buy: bool) -> list[tuple[str, int | None]]:
+    """The milestones ``trade`` reached, in the order they read best."""
+    if not trade.is_buy:
+        return []
+    reached: list[tuple[str, int | None]] = [("first_outside_buyer", None)] if first_outside_buy else []
+    new_holder = trade.balance_after == trade.amount  # held none before
+    if new_holder and trade.holders_after is not None:
+        reached += [
+            ("holders", count) for count in _crossed(trade.holders_after - 1, trade.holders_after, HOLDER_MILESTONES)
+        ]
+    supply_before = trade.supply_after - trade.amount
+    market_caps = (curve.market_cap(supply_before, divisor), curve.market_cap(trade.supply_after, divisor))
+    reached += [("market_cap", cap) for cap in _crossed(*market_caps, MARKET_CAP_MILESTONES)]
+    return reached
+
+
+async def _first_outside_buys(session: AsyncSession, avatar_ids: Sequence[str]) -> set[int]:
+    """The id of each avatar's first buy by someone other than its creator."""
+    if not avatar_ids:
+        return set()
+    firsts = await session.scalars(
+        select(func.min(col(Trade.id)))
+        .join(Avatar, col(Avatar.id) == col(Trade.avatar_id))
+        .where(col(Trade.avatar_id).in_(avatar_ids), col(Trade.is_buy), col(Trade.trader) != col(Avatar.creator))
+        .group_by(col(Trade.avatar_id))
+    )
+    return {first for first in firsts if first is not None}
+
+
+async def latest_trade_id(session: AsyncSession) -> int:
+    """The newest trade's id (0 with none): where a feed that starts now begins."""
+    return await session.scalar(select(func.max(col(Trade.id)))) or 0
+
+
+async def recent_activity(
+    session: AsyncSession, *, limit: int, divisor: int, after_trade_id: int = 0
+) -> list[ActivityEvent]:
+    """The latest ``limit`` trades (after ``after_trade_id``) with the milestones they reached, newest first."""
     rows = (
         await session.execute(
             select(Trade, Avatar)
@@ -87,9 +157,13 @@ async def recent_activity(session: AsyncSession, *, limit: int, after_trade_id: 
             .limit(limit)
         )
     ).all()
-    return [
-        ActivityEvent(
-            key=f"{trade.id:012d}",
+    first_outside_buys = await _first_outside_buys(
+        session, sorted({trade.avatar_id for trade, avatar in rows if trade.is_buy and trade.trader != avatar.creator})
+    )
+    events: list[ActivityEvent] = []
+    for trade, avatar in rows:
+        event = ActivityEvent(
+            trade_id=trade.id or 0,
             at=trade.timestamp,
             avatar_id=avatar.id,
             handle=avatar.handle,
@@ -98,7 +172,12 @@ async def recent_activity(session: AsyncSession, *, limit: int, after_trade_id: 
             amount=trade.amount,
             eth_amount=trade.eth_amount,
             supply_after=trade.supply_after,
-            kind="launch" if trade.is_buy and trade.supply_after == trade.amount else "buy" if trade.is_buy else "sell",
+            kind=_trade_kind(trade),
         )
-        for trade, avatar in rows
-    ]
+        reached = _milestones(trade, divisor, trade.id in first_outside_buys)
+        events += [
+            dataclasses.replace(event, kind="milestone", milestone=milestone, threshold=threshold)
+            for milestone, threshold in reversed(reached)  # newest first: after the trade, the last one first
+        ]
+        events.append(event)
+    return events

@@ -43,4 +43,5 @@ async def showcase(session: AsyncSession, rankings: Page[RankedAvatar], divisor:
             )
         )
     trending = sorted((card for card in cards if card.trend_score), key=lambda card: -card.trend_score)[:TRENDING]
-    return Showcase(cards, trending, await recent_activity(session, limit=ACTIVITY_SHOWN))
+    activity = await recent_activity(session, limit=ACTIVITY_SHOWN, divisor=divisor)
+    return Showcase(cards, trending, activity[:ACTIVITY_SHOWN])

@@ -10,8 +10,11 @@ re-reads from there.
 
 A range costs one ``eth_getLogs`` and one header read (its last block's hash) when the node
 dates its logs (``blockTimestamp``, as anvil, geth and reth do); otherwise the headers of the
-blocks with logs are read too, in JSON-RPC batches. Logs are read and decoded as plain
-JSON-RPC answers: web3's result formatters and ``process_log`` cost more than the read itself.
+blocks with logs are read too, in JSON-RPC batches. For events named in ``receipts_for`` (trades,
+whose network fee a wallet's P&L counts), the receipt of each of their transactions is read once,
+in JSON-RPC batches alongside the headers, and the event carries what the transaction paid. Logs
+are read and decoded as plain JSON-RPC answers: web3's result formatters and ``process_log`` cost
+more than the read itself.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -45,7 +48,7 @@ log = structlog.get_logger()
 
 INDEXER_LAG = Gauge("twin_indexer_lag_blocks", "Chain head minus the indexer's cursor, in blocks")
 INDEXER_HEAD = Gauge("twin_indexer_cursor_block", "Last block the indexer has applied")
-HEADER_BATCH = 100  # headers per JSON-RPC batch (providers cap batches; the backend's own /rpc at 100)
+RPC_BATCH = 100  # headers or receipts per JSON-RPC batch (providers cap batches; the backend's own /rpc at 100)
 
 
 def _events(abi: Iterable[ABIElement]) -> list[ABIEvent]:
@@ -58,6 +61,14 @@ class ChainReadError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class TransactionFee:
+    """What a transaction paid the network, from its receipt: gas used × effective gas price, and who paid."""
+
+    payer: str
+    wei: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChainEvent:
     name: str
     args: dict[str, Any]
@@ -66,6 +77,7 @@ class ChainEvent:
     tx_hash: str
     log_index: int
     timestamp: datetime
+    tx_fee: TransactionFee | None = None  # only for events named in the indexer's receipts_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,7 @@ class Indexer:
         poll_interval_s: float = 1.0,
         max_blocks_per_s: float = float("inf"),
         fence: Fence | None = None,
+        receipts_for: Collection[str] = (),
     ) -> None:
         self._w3 = w3
         self._contract = contract
@@ -124,6 +137,7 @@ class Indexer:
         self._poll_interval_s = poll_interval_s
         self._max_blocks_per_s = max_blocks_per_s
         self._fence = fence or _no_fence
+        self._receipts_for = frozenset(receipts_for)
         self._decoders = {
             "0x" + event_abi_to_log_topic(abi).hex(): EventDecoder(dict(abi), getattr(contract.events, abi["name"]))
             for abi in _events(contract.abi)
@@ -221,14 +235,22 @@ class Indexer:
             if entry.get("blockTimestamp") is not None:
                 timestamps[number] = int(entry["blockTimestamp"], 16)
         unread = [*sorted({number for number in hashes if number not in timestamps} - {end}), end]
-        for header in await self._headers(unread):
+        paid = sorted({entry["transactionHash"].lower() for entry in logs if self._needs_receipt(entry)})
+        headers, receipts = await asyncio.gather(self._headers(unread), self._receipts(paid))
+        for header in headers:
             number = int(header["number"], 16)
             timestamps.setdefault(number, int(header["timestamp"], 16))
             if number == end or not hashes[number]:
                 hashes[number] = header["hash"].lower()
-        events = [event for entry in logs if (event := self._decode(entry, timestamps)) is not None]
+        fees = dict(zip(paid, map(_fee, receipts), strict=True))
+        events = [event for entry in logs if (event := self._decode(entry, timestamps, fees)) is not None]
         events.sort(key=lambda event: (event.block_number, event.log_index))
         return _RangeRead(start, end, events, hashes)
+
+    def _needs_receipt(self, entry: dict[str, Any]) -> bool:
+        topics = entry["topics"]
+        decoder = self._decoders.get(topics[0].lower()) if topics else None
+        return decoder is not None and decoder.name in self._receipts_for
 
     async def _store_range(self, read: _RangeRead) -> int:
         """Apply a range's events, its block hashes and the cursor in one transaction."""
@@ -260,27 +282,36 @@ class Indexer:
         """The headers of ``numbers``: one call for one block, else JSON-RPC batches."""
         if len(numbers) == 1:
             return [await self._block(numbers[0])]
-        batches = [numbers[index : index + HEADER_BATCH] for index in range(0, len(numbers), HEADER_BATCH)]
+        headers = await self._batched("eth_getBlockByNumber", [[hex(number), False] for number in numbers])
+        return [_block_or_raise(header) for header in headers]
+
+    async def _receipts(self, tx_hashes: Sequence[str]) -> list[dict[str, Any]]:
+        """The receipts of ``tx_hashes``, in JSON-RPC batches."""
+        receipts = await self._batched("eth_getTransactionReceipt", [[tx_hash] for tx_hash in tx_hashes])
+        if any(receipt is None for receipt in receipts):
+            raise ChainReadError("eth_getTransactionReceipt: the node does not have a receipt of a logged transaction")
+        return receipts
+
+    async def _batched(self, method: str, params: Sequence[list[Any]]) -> list[Any]:
+        """One ``method`` call per entry of ``params``, in concurrent JSON-RPC batches; their results in order."""
+        batches = [params[index : index + RPC_BATCH] for index in range(0, len(params), RPC_BATCH)]
         answers = await asyncio.gather(
-            *(
-                self._w3.provider.make_batch_request(
-                    [(RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]) for number in batch]
-                )
-                for batch in batches
-            )
+            *(self._w3.provider.make_batch_request([(RPCEndpoint(method), one) for one in batch]) for batch in batches)
         )
-        headers: list[dict[str, Any]] = []
+        results: list[Any] = []
         for answer in answers:
             if not isinstance(answer, list):  # the whole batch was refused
-                _result(answer, "eth_getBlockByNumber")
-                raise ChainReadError(f"eth_getBlockByNumber: batch refused: {str(answer)[:200]}")
-            headers.extend(_block_or_raise(_result(one, "eth_getBlockByNumber")) for one in answer)
-        return headers
+                _result(answer, method)
+                raise ChainReadError(f"{method}: batch refused: {str(answer)[:200]}")
+            results.extend(_result(one, method) for one in answer)
+        return results
 
     async def _block(self, number: int) -> dict[str, Any]:
         return _block_or_raise(await self._call("eth_getBlockByNumber", [hex(number), False]))
 
-    def _decode(self, entry: dict[str, Any], timestamps: dict[int, int]) -> ChainEvent | None:
+    def _decode(
+        self, entry: dict[str, Any], timestamps: dict[int, int], fees: dict[str, TransactionFee | None]
+    ) -> ChainEvent | None:
         topics = entry["topics"]
         decoder = self._decoders.get(topics[0].lower()) if topics else None
         if decoder is None:
@@ -294,6 +325,7 @@ class Indexer:
             tx_hash=entry["transactionHash"].lower(),
             log_index=int(entry["logIndex"], 16),
             timestamp=_datetime(timestamps[number]),
+            tx_fee=fees.get(entry["transactionHash"].lower()),
         )
 
     async def _rewind_if_reorganised(self) -> None:
@@ -328,6 +360,15 @@ def _result(answer: Any, method: str) -> Any:
         error = answer.get("error") if isinstance(answer, dict) else answer
         raise ChainReadError(f"{method}: {str(error)[:200]}")
     return answer["result"]
+
+
+def _fee(receipt: dict[str, Any]) -> TransactionFee | None:
+    """What the receipt's transaction paid; None from a node whose receipts lack ``effectiveGasPrice``
+    (older than London), where the fee is unknown rather than zero."""
+    price = receipt.get("effectiveGasPrice")
+    if price is None:
+        return None
+    return TransactionFee(payer=_address(receipt["from"]), wei=int(receipt["gasUsed"], 16) * int(price, 16))
 
 
 def _block_or_raise(header: Any) -> dict[str, Any]:

@@ -34,6 +34,14 @@ class Trade(SQLModel, table=True):
     protocol_fee: int = Field(sa_type=Wei)
     creator_fee: int = Field(sa_type=Wei)
     supply_after: int = Field(sa_type=BigInteger)
+    # The network fee the trader paid for the trade's transaction (gas used × effective gas price), on the
+    # transaction's first trade only so that sums count it once; 0 when someone else sent the transaction;
+    # None where unknown (indexed before fees were recorded, or a node without effectiveGasPrice).
+    gas_paid: int | None = Field(default=None, sa_type=Wei, nullable=True)
+    # The avatar's holders and the trader's keys just after the trade, as the projection folded them (the activity
+    # feed's milestones); None on trades indexed before they were recorded.
+    holders_after: int | None = None
+    balance_after: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class Holding(SQLModel, table=True):

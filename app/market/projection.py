@@ -71,16 +71,20 @@ class _Book:
 
 
 class MarketProjection:
+    RECEIPTS_FOR = frozenset({"Trade"})  # the indexer reads these events' receipts: a trade's network fee
+
     def __init__(self, curve_divisor: int) -> None:
         self._divisor = curve_divisor
 
     async def apply(self, session: AsyncSession, events: Sequence[ChainEvent]) -> None:
-        trades = [_trade_row(event) for event in events if event.name == "Trade"]
+        trades = _trade_rows(events)
         book = await self._load(session, trades)
         applied = iter(trades)
         for event in events:
             if event.name == "Trade":
-                self._fold(book, next(applied), direction=+1)
+                trade = next(applied)
+                self._fold(book, trade, direction=+1)
+                _record_after(book, trade)
             elif event.name == "AvatarCreated":
                 book.add_market(await self._on_AvatarCreated(session, event))
             else:
@@ -234,7 +238,24 @@ class MarketProjection:
                 holding.balance = balance
 
 
-def _trade_row(event: ChainEvent) -> dict[str, Any]:
+def _trade_rows(events: Sequence[ChainEvent]) -> list[dict[str, Any]]:
+    """The batch's Trade events as ``trade`` rows, each transaction's fee on its first trade only."""
+    rows, fee_taken = [], set()
+    for event in events:
+        if event.name == "Trade":
+            rows.append(_trade_row(event, first_of_transaction=event.tx_hash not in fee_taken))
+            fee_taken.add(event.tx_hash)
+    return rows
+
+
+def _gas_paid(event: ChainEvent, *, first_of_transaction: bool) -> int | None:
+    """The network fee the trader paid for this trade (see ``Trade.gas_paid``)."""
+    if event.tx_fee is None:
+        return None
+    return event.tx_fee.wei if first_of_transaction and event.tx_fee.payer == event.args["trader"] else 0
+
+
+def _trade_row(event: ChainEvent, *, first_of_transaction: bool) -> dict[str, Any]:
     """A Trade event as a ``trade`` row."""
     args = event.args
     return {
@@ -250,7 +271,18 @@ def _trade_row(event: ChainEvent) -> dict[str, Any]:
         "protocol_fee": args["protocolEthAmount"],
         "creator_fee": args["subjectEthAmount"],
         "supply_after": args["supply"],
+        "gas_paid": _gas_paid(event, first_of_transaction=first_of_transaction),
+        "holders_after": None,  # set as the batch is folded (_record_after)
+        "balance_after": None,
     }
+
+
+def _record_after(book: _Book, trade: dict[str, Any]) -> None:
+    """The avatar's holders and the trader's balance right after ``trade``, on its row (``Trade.holders_after``)."""
+    totals = book.totals.get(trade["avatar_id"])
+    if totals is not None:
+        trade["holders_after"] = totals.holders
+        trade["balance_after"] = book.balances[trade["avatar_id"], trade["trader"]]
 
 
 def _creators(book: _Book) -> dict[str, str]:

@@ -51,6 +51,7 @@ class TradeOut(Struct):
     protocol_fee: str
     creator_fee: str
     supply_after: int
+    gas_paid: str | None  # the network fee the trader paid for it (see app.market.models.Trade); None: unknown
 
 
 class HoldingOut(Struct):
@@ -61,6 +62,8 @@ class HoldingOut(Struct):
     sellable: int
     sell_value: str
     cost_basis: str
+    gas_paid: str  # the network fees the wallet's trades of this avatar paid, as far as known
+    gas_paid_known: bool  # False when some of those trades were indexed before fees were recorded
 
 
 class HolderOut(Struct):

@@ -271,6 +271,7 @@ def trade_out(trade: Trade) -> TradeOut:
         protocol_fee=str(trade.protocol_fee),
         creator_fee=str(trade.creator_fee),
         supply_after=trade.supply_after,
+        gas_paid=None if trade.gas_paid is None else str(trade.gas_paid),
     )
 
 
@@ -305,7 +306,8 @@ async def holders(session: AsyncSession, avatar_id: str, *, cursor: str | None, 
 
 
 async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) -> list[HoldingOut]:
-    """A wallet's keys with what selling them now would pay and what the wallet spent on them."""
+    """A wallet's keys with what selling them now would pay, what the wallet spent on them and the network
+    fees its trades of them paid."""
     rows = (await session.scalars(select(Holding).where(col(Holding.holder) == address))).all()
     if not rows:
         return []
@@ -316,11 +318,17 @@ async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) 
     }
     profiles = await avatars_by_ids(session, avatar_ids)
     spent: dict[str, int] = defaultdict(int)
+    gas: dict[str, int] = defaultdict(int)
+    gas_unknown: set[str] = set()
     for trade in await session.scalars(
         select(Trade).where(col(Trade.trader) == address, col(Trade.avatar_id).in_(avatar_ids))
     ):
         trade_fees = trade.protocol_fee + trade.creator_fee
         spent[trade.avatar_id] += trade.eth_amount + trade_fees if trade.is_buy else -(trade.eth_amount - trade_fees)
+        if trade.gas_paid is None:
+            gas_unknown.add(trade.avatar_id)
+        else:
+            gas[trade.avatar_id] += trade.gas_paid
     fees = await reader.fee_levels()
     divisor = await reader.divisor()
     result = []
@@ -339,6 +347,8 @@ async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) 
                 sellable=sellable,
                 sell_value=str(price - protocol_fee - creator_fee),
                 cost_basis=str(spent[row.avatar_id]),
+                gas_paid=str(gas[row.avatar_id]),
+                gas_paid_known=row.avatar_id not in gas_unknown,
             )
         )
     return result
@@ -348,15 +358,23 @@ async def holdings(session: AsyncSession, reader: TwinKeysReader, address: str) 
 class Portfolio:
     """A wallet's keys with their profit and loss, and a page of its trades (the portfolio page)."""
 
-    holdings: list[tuple[HoldingOut, int]]  # with each one's P&L: its sell value now minus the net spend on it
+    holdings: list[tuple[HoldingOut, int]]  # with each one's P&L (see holding_pnl)
     value: int  # what selling every sellable key now would pay
     cost_basis: int  # net spend on the avatars held: buys with fees, less what sells paid
+    gas_paid: int  # network fees the trades of the avatars held paid (a floor when not gas_paid_known)
+    gas_paid_known: bool
     trades: Page[TradeOut]
     avatar_names: dict[str, str]  # of the avatars the page's trades name
 
     @property
     def pnl(self) -> int:
-        return self.value - self.cost_basis
+        """Profit and loss after network fees: value now, less the net spend and the gas paid."""
+        return self.value - self.cost_basis - self.gas_paid
+
+
+def holding_pnl(holding: HoldingOut) -> int:
+    """A holding's profit and loss: its sell value now, less the net spend on it and the network fees paid."""
+    return int(holding.sell_value) - int(holding.cost_basis) - int(holding.gas_paid)
 
 
 async def portfolio(
@@ -366,9 +384,11 @@ async def portfolio(
     trades = await trades_page(session, trader=address, cursor=cursor, limit=limit)
     named = await avatars_by_ids(session, list({trade.avatar_id for trade in trades.items}))
     return Portfolio(
-        holdings=[(holding, int(holding.sell_value) - int(holding.cost_basis)) for holding in held],
+        holdings=[(holding, holding_pnl(holding)) for holding in held],
         value=sum(int(holding.sell_value) for holding in held),
         cost_basis=sum(int(holding.cost_basis) for holding in held),
+        gas_paid=sum(int(holding.gas_paid) for holding in held),
+        gas_paid_known=all(holding.gas_paid_known for holding in held),
         trades=trades,
         avatar_names={avatar_id: avatar.name for avatar_id, avatar in named.items()},
     )

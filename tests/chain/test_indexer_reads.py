@@ -120,3 +120,45 @@ async def test_logs_without_timestamps_are_dated_from_their_block_headers(chain:
         )
     assert set(hashes) == set(blocks)
     assert all(block_hash == "0x" + bytes(blocks[number]["hash"]).hex() for number, block_hash in hashes.items())
+
+
+class CountedReceipts(Indexer):
+    """The indexer, counting the receipts it asks the node for."""
+
+    receipt_reads: list[str]
+
+    async def _receipts(self, tx_hashes: Any) -> list[dict[str, Any]]:
+        self.receipt_reads = [*getattr(self, "receipt_reads", []), *tx_hashes]
+        return await super()._receipts(tx_hashes)
+
+
+async def test_each_trade_records_the_network_fee_of_its_transaction_from_one_receipt_read(
+    chain: Chain, database_url: str
+) -> None:
+    assert chain.embedded is not None
+    first = chain.embedded.w3.eth.block_number + 1
+    avatar_id = create(chain)
+    receipts = [buy(chain, fan, avatar_id, 2) for fan in chain.dev_accounts[2:5]]
+    receipts.append(sell(chain, chain.dev_accounts[2], avatar_id, 1))
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        indexer = CountedReceipts(
+            chain.w3,
+            chain.twin_keys,
+            MarketProjection(1_600_000),
+            sessions,
+            start_block=first,
+            receipts_for=MarketProjection.RECEIPTS_FOR,
+        )
+        assert await indexer.sync() == 6  # the creation and its trade, then three buys and a sell
+        async with sessions() as session:
+            trades = {trade.tx_hash: trade for trade in await session.scalars(select(Trade))}
+    finally:
+        await engine.dispose()
+    for receipt in receipts:
+        trade = trades["0x" + bytes(receipt["transactionHash"]).hex()]
+        assert trade.gas_paid == receipt["gasUsed"] * receipt["effectiveGasPrice"] > 0
+    launch = next(trade for trade in trades.values() if trade.supply_after == 1)
+    assert (launch.gas_paid or 0) > 0  # createAvatar's transaction, with its first key
+    assert sorted(indexer.receipt_reads) == sorted(trades)  # one receipt per transaction, each read once

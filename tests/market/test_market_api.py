@@ -82,6 +82,11 @@ async def test_holding_value_and_cost_basis(
     assert int(holding["cost_basis"]) == before - chain.embedded.w3.eth.get_balance(accounts["fan"].address) - gas
     assert int(holding["sell_value"]) == view(chain, "getSellPriceAfterFee", avatar_bytes(avatar_id), 4)
     assert holding["sellable"] == 4
+    # The index records the network fee the buy's transaction paid, from its receipt.
+    assert int(holding["gas_paid"]) == gas
+    assert holding["gas_paid_known"] is True
+    (trade,) = (await client.get(f"/api/wallets/{accounts['fan'].address}/trades")).json()["items"]
+    assert int(trade["gas_paid"]) == gas
 
 
 async def test_quotes_equal_what_the_contract_charges(

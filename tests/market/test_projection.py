@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from app.chain.indexer import ChainEvent
+from app.chain.indexer import ChainEvent, TransactionFee
 from app.db.engine import create_engine, session_factory
 from app.market import curve
-from app.market.models import Holding, MarketAvatar
+from app.market.models import Holding, MarketAvatar, Trade
 from app.market.projection import MarketProjection
 
 DIVISOR = 1_600_000
@@ -111,3 +113,49 @@ async def test_selling_out_then_reverting_the_sale_restores_the_holding(session:
     assert market is not None
     assert (market.supply, market.holders) == (4, 2)
     assert await balances(session) == {CREATOR: 1, FAN: 3}
+
+
+def paid(event: ChainEvent, payer: str, wei: int, *, tx_hash: str | None = None) -> ChainEvent:
+    """``event`` as the indexer gives it with its transaction's receipt read."""
+    return dataclasses.replace(event, tx_fee=TransactionFee(payer=payer, wei=wei), tx_hash=tx_hash or event.tx_hash)
+
+
+async def test_a_trade_carries_the_network_fee_its_trader_paid_once_per_transaction(session: AsyncSession) -> None:
+    tape = Tape()
+    tape.create()
+    tape.trade(CREATOR, 1, buy=True)
+    tape.trade(FAN, 2, buy=True)  # these two trades share one transaction, sent by the fan
+    tape.trade(FAN, 1, buy=True)
+    tape.trade(FAN, 1, buy=False)  # sent for the fan by someone else (a relayer)
+    tape.trade(CREATOR, 1, buy=True)  # from a node whose receipts say no effective gas price
+    created, launch, first, second, relayed, unknown = tape.events
+    shared = "0x" + "ab" * 32
+    events = [
+        created,
+        paid(launch, CREATOR, 7),
+        paid(first, FAN, 100, tx_hash=shared),
+        dataclasses.replace(paid(second, FAN, 100, tx_hash=shared), log_index=1),
+        paid(relayed, "0x" + "e" * 40, 50),
+        unknown,
+    ]
+
+    await MarketProjection(DIVISOR).apply(session, events)
+    await session.commit()
+
+    trades = (await session.scalars(select(Trade).order_by(col(Trade.id)))).all()
+    assert [trade.gas_paid for trade in trades] == [7, 100, 0, 0, None]
+
+
+async def test_each_trade_records_the_holders_and_the_trader_s_keys_after_it(session: AsyncSession) -> None:
+    tape = Tape()
+    tape.create()
+    tape.trade(CREATOR, 1, buy=True)
+    tape.trade(FAN, 2, buy=True)
+    tape.trade(FAN, 1, buy=True)
+    tape.trade(FAN, 3, buy=False)
+
+    await MarketProjection(DIVISOR).apply(session, tape.events)
+    await session.commit()
+
+    trades = (await session.scalars(select(Trade).order_by(col(Trade.id)))).all()
+    assert [(trade.holders_after, trade.balance_after) for trade in trades] == [(1, 1), (2, 2), (2, 3), (1, 0)]

@@ -70,12 +70,16 @@ async def test_the_portfolio_shows_keys_value_profit_and_loss_and_pages_trades(
     cursor = html.unescape(re.search(r'<a href="/portfolio\?cursor=([^"]+)" rel="next">Older trades</a>', first)[1])
     older = (await client.get("/portfolio", params={"cursor": cursor})).text
 
-    value, spent = int(holding["sell_value"]), int(holding["cost_basis"])
+    value, spent, gas = int(holding["sell_value"]), int(holding["cost_basis"]), int(holding["gas_paid"])
     assert spent > value > 0  # fees both ways, and the price falls as the keys are sold
+    assert holding["gas_paid_known"]
+    assert gas > 0
     assert cell(first, "balance") == "24"
     assert cell(first, "sell_value") == format_eth(value)
     assert cell(first, "cost_basis") == format_eth(spent)
-    assert f'data-wei="{value - spent}"><span class="loss">{format_eth(value - spent)}</span>' in first
+    assert cell(first, "gas_paid") == format_eth(gas)
+    pnl = value - spent - gas  # the P&L counts the network fees the trades paid
+    assert f'data-total="pnl" data-wei="{pnl}"><span class="loss">{format_eth(pnl)}</span>' in first
     assert first.count("<td>buy</td>") + first.count("<td>sell</td>") == TRADES_PAGE_SIZE
     assert first.index("<td>sell</td>") < first.index("<td>buy</td>")  # newest first
     assert older.count("<td>buy</td>") == 1
@@ -106,7 +110,7 @@ async def test_the_dashboard_shows_the_creator_s_avatars_figures_charts_and_pers
     earned = view(chain, "creatorFees", bytes.fromhex(second[2:]))
     assert earned > 0
     assert f'data-stat="fees_claimable" data-wei="{earned}">{format_eth(earned)}</dd>' in picked
-    charts = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', picked)[1])
+    charts = json.loads(re.search(r'<script type="application/json" id="chart-data"[^>]*>(.*?)</script>', picked)[1])
     assert list(charts["holders_by_day"].values())[-1] == 2
     divisor = await app.state.services.reader.divisor()
     assert list(charts["volume_by_day"].values()) == [str(curve.price(1, 3, divisor))]

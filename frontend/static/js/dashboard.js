@@ -1,10 +1,11 @@
 // The creator dashboard, rendered on the server for the signed-in creator; here: the daily charts, the
 // withdrawal of claimable fees from the wallet (TwinKeys.withdrawCreatorFees) and the edit form
-// (PATCH /api/avatars/{id}).
+// (PATCH /api/avatars/{id}). The figures and charts follow every trade of the creator's avatars live.
 import { api, pollUntil } from "./api.js";
 import { drawDaily } from "./charts.js";
 import { showStatus } from "./dom.js";
 import { formatEth, weiToEthNumber } from "./format.js";
+import { concernsPage, followLiveRegions } from "./live.js";
 import { followSignedInWallet } from "./session.js";
 import { onWalletChange, sendTwinKeys, twinKeys, wallet } from "./wallet.js";
 
@@ -19,6 +20,8 @@ const CHARTS = {
 
 const root = document.getElementById("dashboard");
 const shown = document.getElementById("creator-avatar");
+
+const chartData = () => JSON.parse(document.getElementById("chart-data").textContent);
 
 function drawCharts(figures) {
   const days = Object.keys(figures.holders_by_day); // every day of the window, in order
@@ -119,8 +122,15 @@ async function save(event) {
 // ------------------------------------------------------------------ start
 
 followSignedInWallet(root.dataset.renderedFor);
+if (root.dataset.renderedFor) {
+  followLiveRegions((event) => concernsPage(event, root.dataset.renderedFor), () => {
+    if (!shown) return;
+    drawCharts(chartData());
+    updateWithdraw();
+  });
+}
 if (shown) {
-  drawCharts(JSON.parse(document.getElementById("chart-data").textContent));
+  drawCharts(chartData());
   withdrawButton.addEventListener("click", withdraw);
   onWalletChange(updateWithdraw);
   editForm.addEventListener("submit", save);

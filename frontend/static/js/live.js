@@ -44,3 +44,41 @@ onActivity((event) => {
 export function startLive(statusElement = null) {
   connect(statusElement);
 }
+
+// Whether an event changes what a page rendered for `wallet` shows: the wallet's own trade or launch, or
+// one of an avatar the page lists.
+export function concernsPage(event, wallet) {
+  return event.actor?.toLowerCase() === wallet.toLowerCase()
+    || document.querySelector(`[data-avatar-id="${event.avatar_id}"]`) !== null;
+}
+
+// Pages whose figures the server renders for a wallet (portfolio, dashboard): when an event concerns them,
+// fetch the page again and swap in its [data-live-region] elements (each with an id), so the figures are
+// computed once, on the server. Events that arrive during a refresh lead to one more refresh after it.
+// `concerns(event)`: whether the event changes something on the page; `refreshed()`: after each swap.
+export function followLiveRegions(concerns, refreshed = () => {}) {
+  let running = null;
+  let again = false;
+  async function refresh() {
+    const response = await fetch(location.href, { credentials: "same-origin", headers: { accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const region of document.querySelectorAll("[data-live-region]")) {
+      const replacement = fresh.getElementById(region.id);
+      if (replacement) region.replaceWith(document.importNode(replacement, true));
+    }
+    refreshed();
+  }
+  onActivity((event) => {
+    if (!concerns(event)) return;
+    if (running) { again = true; return; }
+    running = (async () => {
+      do {
+        again = false;
+        await refresh().catch(() => null); // the next event tries again
+      } while (again);
+      running = null;
+    })();
+  });
+  startLive();
+}

@@ -1,4 +1,4 @@
-// The marketplace's live activity: new trades and launches join the top of the feed as they happen.
+// The marketplace's live activity: new trades, launches and milestones join the top of the feed as they happen.
 import { el } from "./dom.js";
 import { formatEth, shortAddress } from "./format.js";
 import { onActivity, startLive } from "./live.js";
@@ -9,6 +9,7 @@ const feed = document.getElementById("activity");
 function describe(event) {
   const actor = el("code", { title: event.actor }, shortAddress(event.actor));
   const keys = `${event.amount} key${event.amount === 1 ? "" : "s"}`;
+  if (event.kind === "milestone") return [event.summary];
   if (event.kind === "launch") return ["launched by ", actor];
   return [actor, ` ${event.kind === "buy" ? "bought" : "sold"} ${keys} for ${formatEth(event.eth_amount)}`];
 }
