@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from playwright.async_api import Page, Route, expect
 
+from app.catalog.movement import MARKET_CAP_MILESTONES
 from app.chain.embedded import dev_accounts
 from app.config import Settings
 from app.demo.cast import CAST, holdings, main_holder
+from app.market import curve
 from tests.e2e.conftest import People, serve_logging_to
 from tests.e2e.flows import RpcChain, Server, quoted, remembered_dev_wallet
 from tests.helpers import env_without_twin_settings, free_port, stop, wait_until_ready
@@ -113,7 +117,7 @@ async def test_the_marketplace_moves_live_when_someone_trades(people: People, se
     trader = dev_accounts(Settings().chain_dev_mnemonic, 8)[7]
     chain.buy(trader, avatar["id"], 2)
 
-    newest = fan.locator("#activity li").first
+    newest = fan.locator("#activity li[data-kind=buy]").first
     await expect(newest).to_contain_text(f"{avatar['name']}")
     await expect(newest).to_contain_text("bought 2 keys")
     await expect(price).not_to_have_attribute("data-wei", before or "")
@@ -213,13 +217,126 @@ async def test_the_trade_panel_knows_the_holding_and_counts_the_network_fee(
     await screenshot(fan, f"trade-panel-{viewport['width']}")
 
 
-async def test_a_signed_out_visitor_s_trade_button_connects_the_wallet(people: People) -> None:
-    visitor = await open_at(people, "/", DESKTOP)
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_a_signed_out_visitor_s_trade_button_connects_the_wallet(
+    people: People, viewport: dict[str, int]
+) -> None:
+    visitor = await open_at(people, "/", viewport)
+    # The node is busy for the first balance read after signing in: once, this left the wallet disconnected.
+    failed_reads: list[str] = []
+
+    async def busy_once(route: Route) -> None:
+        if "eth_getBalance" in (route.request.post_data or "") and not failed_reads:
+            failed_reads.append(route.request.url)
+            await route.fulfill(status=503, json={"error": "busy", "detail": "try again"})
+        else:
+            await route.fallback()
+
+    await visitor.route(re.compile(r"/rpc$"), busy_once)
     await visitor.goto(f"/avatars/{await avatar_id_of(visitor, CHEF.handle)}")
     await visitor.get_by_role("button", name="Connect a wallet to trade").click()
 
     await expect(visitor.locator("#wallet")).to_have_attribute("data-state", "connected")
     await expect(visitor.get_by_role("button", name="Buy", exact=True)).to_be_enabled()
+    assert len(failed_reads) == 1
+
+
+# ---------------------------------------------------------------- figures that follow others' trades
+
+
+def stranger_buys(server: Server, avatar_id: str, keys: int) -> LocalAccount:
+    """A new wallet, funded by the faucet, buys ``keys`` keys of the avatar from outside the browser."""
+    chain = RpcChain(server)
+    stranger: LocalAccount = Account.create()
+    chain.fund(stranger.address)
+    chain.buy(stranger, avatar_id, keys)
+    return stranger
+
+
+async def fits_without_scrolling_sideways(page: Page) -> bool:
+    """Neither the page nor any of its tables is wider than the screen (on phones, tables become cards)."""
+    return bool(
+        await page.evaluate(
+            "document.documentElement.scrollWidth <= innerWidth && "
+            "[...document.querySelectorAll('.table-scroll')].every((box) => box.scrollWidth <= box.clientWidth)"
+        )
+    )
+
+
+async def wei_of(page: Page, selector: str) -> int:
+    cell = page.locator(selector)
+    await expect(cell).to_have_attribute("data-wei", re.compile(r"^-?\d+$"))
+    return int(await cell.get_attribute("data-wei") or "")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_the_portfolio_counts_network_fees_and_follows_others_trades_live(
+    people: People, server: Server, viewport: dict[str, int], screenshot: Screenshot
+) -> None:
+    fan = await as_holder(people, "/portfolio", viewport)
+    chef = await avatar_id_of(fan, CHEF.handle)
+    row = f"#holdings tr[data-avatar-id='{chef}']"
+    value, spent, gas = [await wei_of(fan, f"[data-total={total}]") for total in ("value", "cost_basis", "gas")]
+    assert gas > 0  # the demo history's trades paid gas, recorded by the indexer
+    assert await wei_of(fan, "[data-total=pnl]") == value - spent - gas
+    await expect(fan.locator(f"{row} [data-field=gas_paid]")).to_have_attribute("data-wei", re.compile(r"^[1-9]\d*$"))
+    await expect(fan.locator("#trades [data-field=gas_paid]").first).to_contain_text("ETH")
+    await expect(fan.locator("#live-status")).to_have_attribute("data-state", "on")
+    before = await wei_of(fan, f"{row} [data-field=sell_value]")
+
+    stranger_buys(server, chef, 2)
+
+    sell_value = fan.locator(f"{row} [data-field=sell_value]")
+    await expect(sell_value).not_to_have_attribute("data-wei", str(before))
+    assert int(await sell_value.get_attribute("data-wei") or "") > before  # two more keys: each sells for more
+    assert await fits_without_scrolling_sideways(fan)
+    await screenshot(fan, f"portfolio-{viewport['width']}")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_the_creator_dashboard_follows_trades_live(
+    people: People, server: Server, viewport: dict[str, int]
+) -> None:
+    creator = await people.open("/", init_script=remembered_dev_wallet(dev_account(CHEF.creator_account)))
+    await creator.set_viewport_size(viewport)
+    chef = await avatar_id_of(creator, CHEF.handle)
+    await creator.goto(f"/dashboard?avatar={chef}")
+    await expect(creator.locator("#wallet")).to_have_attribute("data-state", "connected")
+    await expect(creator.locator("#live-status")).to_have_attribute("data-state", "on")
+    supply = creator.locator("#shown-stats [data-stat=supply]")
+    holders = creator.locator("#shown-stats [data-stat=holders]")
+    keys_before, holders_before = int(await supply.inner_text()), int(await holders.inner_text())
+
+    stranger_buys(server, chef, 1)
+
+    await expect(supply).to_have_text(str(keys_before + 1))
+    await expect(holders).to_have_text(str(holders_before + 1))
+    assert await fits_without_scrolling_sideways(creator)
+    await expect(creator.locator(f"#creator-avatars tr[data-avatar-id='{chef}'] td").nth(1)).to_have_text(
+        str(keys_before + 1)
+    )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_the_activity_feed_announces_a_milestone_live(
+    people: People, server: Server, viewport: dict[str, int]
+) -> None:
+    fan = await open_at(people, "/", viewport)
+    await expect(fan.locator("#activity-live")).to_have_attribute("data-state", "on")
+    avatar = (await api_json(fan, "/api/avatars?sort=newest"))["items"][-1]
+    keys = RpcChain(server).twin_keys.functions
+    supply = avatar["market"]["supply"]
+    divisor = keys.curveDivisor().call()
+    cap = curve.market_cap(supply, divisor)
+    threshold = next(round_figure for round_figure in MARKET_CAP_MILESTONES if round_figure > cap)
+    needed = next(more for more in range(1, 10_000) if curve.market_cap(supply + more, divisor) >= threshold)
+
+    stranger_buys(server, avatar["id"], needed)
+
+    milestone = fan.locator("#activity li[data-kind=milestone][data-key$='-market_cap']").first
+    await expect(milestone).to_contain_text(avatar["name"])
+    ether = Decimal(threshold) / 10**18
+    await expect(milestone).to_contain_text(f"market cap passed {ether:,f} ETH")
 
 
 async def test_on_a_phone_the_chat_input_stays_on_screen(people: People) -> None:

@@ -80,9 +80,10 @@ async def test_the_portfolio_shows_keys_value_profit_and_loss_and_pages_trades(
     assert cell(first, "gas_paid") == format_eth(gas)
     pnl = value - spent - gas  # the P&L counts the network fees the trades paid
     assert f'data-total="pnl" data-wei="{pnl}"><span class="loss">{format_eth(pnl)}</span>' in first
-    assert first.count("<td>buy</td>") + first.count("<td>sell</td>") == TRADES_PAGE_SIZE
-    assert first.index("<td>sell</td>") < first.index("<td>buy</td>")  # newest first
-    assert older.count("<td>buy</td>") == 1
+    bought, sold = '<td data-label="Side">buy</td>', '<td data-label="Side">sell</td>'
+    assert first.count(bought) + first.count(sold) == TRADES_PAGE_SIZE
+    assert first.index(sold) < first.index(bought)  # newest first
+    assert older.count(bought) == 1
     assert "Older trades" not in older
     client.cookies.clear()
     assert "Connect a wallet to see its keys" in (await client.get("/portfolio")).text

@@ -108,9 +108,12 @@ async def test_the_avatar_page_shows_its_market_and_marks_the_supply_on_the_curv
     assert f">{format_eth(curve.price(4, 1, divisor))}</dd>" in html
     trades = re.search(r'<tbody id="trades">(.*?)</tbody>', html, flags=re.DOTALL)[1]
     assert trades.count("<tr>") == 2
-    assert trades.index('>buy</td><td class="num">1</td>') < trades.index('>buy</td><td class="num">3</td>')
+    assert trades.index('>buy</td><td class="num" data-label="Keys">1</td>') < trades.index(
+        '>buy</td><td class="num" data-label="Keys">3</td>'
+    )
     # The price column is per key: the buy of key 3 (supply 3 → 4) cost exactly that key's price.
-    assert f'<td class="num">1</td><td class="num">{format_eth(curve.price(3, 1, divisor))}</td>' in trades
+    per_key = format_eth(curve.price(3, 1, divisor))
+    assert f'<td class="num" data-label="Keys">1</td><td class="num" data-label="Per key">{per_key}</td>' in trades
     curve_data = json.loads(re.search(r'<script type="application/json" id="curve-data">(.*?)</script>', html)[1])
     assert curve_data["supply"] == 4
     assert int(curve_data["next_key_price"]) == curve.price(4, 1, divisor)

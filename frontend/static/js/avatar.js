@@ -120,7 +120,8 @@ async function networkFee(shown) {
 function updateSubmit() {
   const side = form.elements.side.value;
   const connected = wallet.state === "connected";
-  submit.disabled = sending || (connected && !quote);
+  const connecting = wallet.state === "connecting" || wallet.state === "signing";
+  submit.disabled = sending || connecting || (connected && !quote);
   submit.textContent = !connected ? "Connect a wallet to trade" : side === "buy" ? "Buy" : "Sell";
 }
 
@@ -205,12 +206,12 @@ async function refreshMarket() {
     if ("wei" in cell.dataset) cell.dataset.wei = value;
   }
   document.getElementById("trades").replaceChildren(...trades.items.map((item) => el("tr", {},
-    el("td", {}, new Date(item.timestamp).toISOString().slice(0, 16).replace("T", " ") + " UTC"),
-    el("td", {}, el("code", { title: item.trader }, shortAddress(item.trader))),
-    el("td", {}, item.side),
-    el("td", { className: "num" }, String(item.amount)),
-    el("td", { className: "num" }, formatEth(BigInt(item.price) / BigInt(item.amount))),
-    el("td", { className: "num" }, String(item.supply_after)))));
+    el("td", { "data-label": "When" }, new Date(item.timestamp).toISOString().slice(0, 16).replace("T", " ") + " UTC"),
+    el("td", { "data-label": "Trader" }, el("code", { title: item.trader }, shortAddress(item.trader))),
+    el("td", { "data-label": "Side" }, item.side),
+    el("td", { className: "num", "data-label": "Keys" }, String(item.amount)),
+    el("td", { className: "num", "data-label": "Per key" }, formatEth(BigInt(item.price) / BigInt(item.amount))),
+    el("td", { className: "num", "data-label": "Supply after" }, String(item.supply_after)))));
   document.getElementById("holders").replaceChildren(...holders.items.map((item) => el("li", {},
     el("code", { title: item.holder }, shortAddress(item.holder)), `: ${keysText(item.balance)}`)));
   drawCurve(curveChart, curve.points, profile.market.supply, profile.market.next_key_price);
@@ -280,7 +281,7 @@ if (root.dataset.listed === "true") {
 }
 // Someone else traded: the figures, the charts and the quote follow.
 onActivity((event) => {
-  if (event.avatar_id !== avatarId || sending) return;
+  if (event.avatar_id !== avatarId || sending || event.kind === "milestone") return;
   refreshMarket().catch(() => null);
   refreshPriceHistory();
   if (quote) refreshQuote();

@@ -70,7 +70,7 @@ export function followLiveRegions(concerns, refreshed = () => {}) {
     refreshed();
   }
   onActivity((event) => {
-    if (!concerns(event)) return;
+    if (event.kind === "milestone" || !concerns(event)) return; // a milestone's trade came just before it
     if (running) { again = true; return; }
     running = (async () => {
       do {
@@ -80,5 +80,5 @@ export function followLiveRegions(concerns, refreshed = () => {}) {
       running = null;
     })();
   });
-  startLive();
+  startLive(document.getElementById("live-status"));
 }

@@ -114,10 +114,13 @@ async function connect(kind, { interactive }) {
     }
     localStorage.setItem(KIND_STORAGE, kind);
     update({ state: "connected", kind, signer, address, note: "" });
-    await refreshBalance();
   } catch (error) {
     update({ state: "disconnected", signer: null, address: null, note: describeTxError(error).message });
+    return;
   }
+  // Signed in: a balance the node is too busy to give now does not sign the wallet out (the next
+  // transaction or Fund reads it again).
+  await refreshBalance().catch(() => update({ note: "Balance not available right now." }));
 }
 
 // A page's "connect" button (the trade panel's when signed out): the dev wallet on the embedded
