@@ -18,8 +18,9 @@ from app.market import curve
 from app.market.models import Trade
 
 BASIS_POINTS = 10_000
-HOLDER_MILESTONES = (10, 100, 1_000, 10_000, 100_000)
-MARKET_CAP_MILESTONES = tuple(10**exponent for exponent in range(16, 25))  # 0.01 ETH to a million ETH
+HOLDER_MILESTONES = (5, 10, 25, 50, 100, 250, 500, 1_000, 10_000, 100_000)
+# 0.0001 ETH to a million ETH: on the default curve (divisor 1,600,000) 9 keys pass the first, 18 the next.
+MARKET_CAP_MILESTONES = tuple(10**exponent for exponent in range(14, 25))
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class ActivityEvent:
 
     @property
     def key(self) -> str:
-        return f"{self.trade_id:012d}" + (f"-{self.milestone}" if self.milestone else "")
+        milestone = "".join(f"-{part}" for part in (self.milestone, self.threshold) if part is not None)
+        return f"{self.trade_id:012d}{milestone}"
 
     @property
     def summary(self) -> str:
@@ -111,7 +113,8 @@ def _crossed(before: int, after: int, thresholds: Sequence[int]) -> list[int]:
 
 
 def _milestones(trade: Trade, divisor: int, first_outside_buy: bool) -> list[tuple[str, int | None]]:
-    """The milestones ``trade`` reached, in the order they read best."""
+    """The milestones ``trade`` crossed, in the order they read best (whether they were reached before is
+    :func:`_first_time`'s to say)."""
     if not trade.is_buy:
         return []
     reached: list[tuple[str, int | None]] = [("first_outside_buyer", None)] if first_outside_buy else []
@@ -124,6 +127,33 @@ def _milestones(trade: Trade, divisor: int, first_outside_buy: bool) -> list[tup
     market_caps = (curve.market_cap(supply_before, divisor), curve.market_cap(trade.supply_after, divisor))
     reached += [("market_cap", cap) for cap in _crossed(*market_caps, MARKET_CAP_MILESTONES)]
     return reached
+
+
+def _supply_for_market_cap(market_cap: int, divisor: int) -> int:
+    """The least supply whose market cap reaches ``market_cap`` (the curve only rises)."""
+    low, high = 0, curve.MAX_SUPPLY
+    while low < high:
+        middle = (low + high) // 2
+        if curve.market_cap(middle, divisor) >= market_cap:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+async def _first_time(session: AsyncSession, trade: Trade, milestone: str, threshold: int | None, divisor: int) -> bool:
+    """Whether no earlier trade of the avatar reached the milestone: an avatar whose holders or supply go
+    back and forth across a round figure has it announced once. Milestones are rare: one query each."""
+    if milestone == "holders":
+        reached_then = col(Trade.holders_after) >= (threshold or 0)
+    elif milestone == "market_cap":
+        reached_then = col(Trade.supply_after) >= _supply_for_market_cap(threshold or 0, divisor)
+    else:  # the first outside buy is first by construction
+        return True
+    earlier = select(col(Trade.id)).where(
+        col(Trade.avatar_id) == trade.avatar_id, col(Trade.id) < (trade.id or 0), reached_then
+    )
+    return await session.scalar(earlier.limit(1)) is None
 
 
 async def _first_outside_buys(session: AsyncSession, avatar_ids: Sequence[str]) -> set[int]:
@@ -174,7 +204,11 @@ async def recent_activity(
             supply_after=trade.supply_after,
             kind=_trade_kind(trade),
         )
-        reached = _milestones(trade, divisor, trade.id in first_outside_buys)
+        reached = [
+            (milestone, threshold)
+            for milestone, threshold in _milestones(trade, divisor, trade.id in first_outside_buys)
+            if await _first_time(session, trade, milestone, threshold, divisor)
+        ]
         events += [
             dataclasses.replace(event, kind="milestone", milestone=milestone, threshold=threshold)
             for milestone, threshold in reversed(reached)  # newest first: after the trade, the last one first

@@ -1,5 +1,6 @@
-"""``/ws/activity`` pushes every new trade and launch, with the avatar's new key price, so the
-marketplace's feed and the figures on any page move when someone trades (the feed: app/catalog/activity.py)."""
+"""``/ws/activity`` pushes every new trade and launch, with the avatar's new key price, and the milestones
+trades reach, so the marketplace's feed and the figures on any page move when someone trades (the feed:
+app/catalog/activity.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from app.catalog.activity import ActivityFeed
 
 @websocket("/ws/activity", include_in_schema=False)
 async def activity_socket(socket: WebSocket[Any, Any, Any], activity_feed: NamedDependency[ActivityFeed]) -> None:
-    """Public and read-only: each message is one trade or launch (see :func:`app.catalog.activity.event_json`)."""
+    """Public and read-only: each message is one trade, launch or milestone (see
+    :func:`app.catalog.activity.event_json`)."""
     await socket.accept()
     try:
         with activity_feed.listening() as queue:

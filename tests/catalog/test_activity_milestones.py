@@ -1,6 +1,6 @@
 """The activity feed's milestones, read from the index after real trades on the embedded chain: an
-avatar's first holder besides its creator, its 10th holder, its market cap passing a round figure,
-each right after the trade that reached it, and never twice."""
+avatar's first holder besides its creator, its 5th and 10th holder, its market cap passing round
+figures, each right after the trade that reached it, and announced once."""
 
 from __future__ import annotations
 
@@ -26,22 +26,22 @@ def described(events: list[ActivityEvent]) -> list[str]:
     return [event.summary if event.kind == "milestone" else event.kind for event in reversed(events)]
 
 
-async def test_milestones_follow_the_trades_that_reached_them(
+async def test_milestones_follow_the_trades_that_reached_them_once(
     client: AsyncTestClient[Litestar], app: Litestar, chain: Chain
 ) -> None:
     creator, *fans = chain.dev_accounts[1:10]
     owner = chain.dev_accounts[0]
     avatar_id = await launch(client, chain, creator, "milestones")
     buy(chain, creator, avatar_id, 1)  # the creator's own buy: no milestone
-    for fan in [*fans, owner]:  # nine more holders: the first outside one, then the 10th holder
+    for fan in [*fans, owner]:  # nine more holders: the first outside one, the 5th and the 10th holder
         buy(chain, fan, avatar_id, 1)
     buy(chain, fans[0], avatar_id, 1)  # a holder buying more: not a new holder
     sell(chain, fans[1], avatar_id, 1)  # 9 holders again
-    buy(chain, fans[1], avatar_id, 1)  # the 10th holder once more: reached before, but announced again
-    supply = 13
-    big = 40 - supply  # to 40 keys: the market cap passes 0.01 ETH
-    assert curve.market_cap(supply, DIVISOR) < 10**16 <= curve.market_cap(40, DIVISOR)
-    buy(chain, fans[2], avatar_id, big)
+    buy(chain, fans[1], avatar_id, 1)  # the 10th holder once more: reached before, not announced again
+    supply = 12
+    assert curve.market_cap(supply, DIVISOR) < 10**15
+    assert curve.market_cap(40, DIVISOR) >= 10**16  # to 40 keys: the market cap passes 0.001 and 0.01 ETH
+    buy(chain, fans[2], avatar_id, 40 - supply)
     await index(app)
 
     events = await feed(app)
@@ -51,18 +51,28 @@ async def test_milestones_follow_the_trades_that_reached_them(
         "buy",
         "buy",
         "has its first holder besides its creator",
-        *["buy"] * 8,
+        "buy",
+        "buy",
+        "buy",
+        "reached 5 holders",
+        "buy",
+        "buy",
+        "buy",
+        "market cap passed 0.0001 ETH",  # supply 9
+        "buy",
+        "buy",
         "reached 10 holders",
         "buy",
         "sell",
         "buy",
-        "reached 10 holders",
         "buy",
+        "market cap passed 0.001 ETH",
         "market cap passed 0.01 ETH",
     ]
     keys = [event.key for event in reversed(events)]
     assert keys == sorted(keys)  # a milestone sorts right after its trade
-    milestone = next(event for event in events if event.milestone == "market_cap")
+    assert len(set(keys)) == len(keys)
+    milestone = next(event for event in events if event.threshold == 10**16)
     assert event_json(milestone, DIVISOR) | {"at": None} == event_json(milestone, DIVISOR) | {
         "at": None,
         "kind": "milestone",
