@@ -11,8 +11,10 @@ Chat calls two things (see :mod:`app.chat.service`)::
 and runs the extraction. The extraction is queued in the database first (``memory_extraction``), so one that
 fails or times out is tried again by :meth:`MemoryService.retry_due` (a lifespan loop) and the chat message
 is never held up or lost. Fans come first: an extraction is a paid call to the same nodes, so while fans wait
-for a stream (or every stream is taken) it stays queued until the loop finds the nodes free. Every write that changes a thread's memories holds the thread's lock (the SQLite
-writer, a PostgreSQL advisory lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
+for a stream (or every stream is taken) it stays queued until the loop finds the nodes free.
+
+Every write that changes a thread's memories holds the thread's lock (the SQLite writer, a PostgreSQL advisory
+lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
 that was under way while the fan deleted never brings the memory back.
 """
 
