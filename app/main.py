@@ -166,7 +166,7 @@ def _lifespan(
                         leadership=leadership,
                     ) as autoscale,
                     leadership.campaigning(),
-                    running_memory(sessions, proxy_client, settings) as memory,
+                    running_memory(sessions, proxy_client, settings, gate.busy) as memory,
                 ):
                     app.state.services = Services(
                         settings=settings,

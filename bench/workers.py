@@ -1,13 +1,15 @@
-"""Several backend workers: 1 vs 2 ``twin serve`` processes behind a round-robin proxy, then 2 with the
-leader killed mid-load, in one run.
+"""Several backend workers: 1, 2 and 4 ``twin serve`` processes behind a round-robin proxy, then the
+largest set with its leader killed mid-load, in one run.
 
-    ./dev.sh bench workers [--fans 24] [--rounds 3] [--capacity 32] [--tokens-per-second 200]
+    ./dev.sh bench workers [--workers 1 2 4] [--fans 24] [--rounds 3] [--capacity 32] [--tokens-per-second 200]
+    ./dev.sh bench workers --fans 1000 --rounds 1     # the issue's figure: a thousand fans at once
 
 Everything is real and shared as in production: one anvil chain (started here, in a temp directory),
 one proxy node (``twin proxy serve`` on that chain, the offline model, admitted by its code measurement),
 one PostgreSQL database (a scratch one on the server of TWIN_BENCH_DATABASE_URL, default the local
 ``postgres``; dropped afterwards) and one Redis (TWIN_BENCH_REDIS_URL, a namespace of the run's own,
-its keys deleted afterwards). Two workers start on them; one is elected leader (indexer, autoscaler).
+its keys deleted afterwards). The most workers any phase needs start on them; one is elected leader
+(indexer, autoscaler).
 
 A small asyncio TCP proxy in this process hands each new connection to the next live worker in turn
 (a worker that refuses the connection is skipped), as a load balancer would. Setup (outside every
@@ -15,15 +17,14 @@ figure, as in ``chat_load.py``): an avatar, ``--fans`` fresh wallets funded and 
 signed in with SIWE. Then three phases, each: every fan opens a websocket through the proxy (not
 timed) and sends ``--rounds`` messages in turn, all fans at once:
 
-* **1 worker**: the proxy routes to the first worker only;
-* **2 workers**: to both;
-* **2 workers, leader killed**: to both, and the leader is killed with SIGKILL once the first replies
-  have started; its fans' sockets break (counted as errors, by kind), the proxy routes new
-  connections to the survivor, and the line after the table says how long the follower took to
+* **N workers**, for each N of ``--workers``: the proxy routes to the first N workers;
+* **N workers, leader killed**, for the largest N: the leader is killed with SIGKILL once half the fans
+  have their first token; its fans' sockets break (counted as errors, by kind), the proxy routes new
+  connections to the survivors, and the line after the table says how long a follower took to
   report itself leader.
 
 Per phase: replies/s (verified and paid), TTFT p50/p99 from send to first token, errors, and the
-2-worker figures as a ratio of the 1-worker ones.
+figures as a ratio of the first phase's (one worker, by default).
 """
 
 from __future__ import annotations
@@ -257,19 +258,23 @@ async def chat_phase(
 
 
 async def killing_the_leader(workers: Sequence[Process], started_replies: asyncio.Event) -> tuple[float, str]:
-    """Kill the leader once replies are flowing: when, and how long until the survivor said it leads."""
+    """Kill the leader once replies are flowing: when, and how long until a survivor said it leads."""
     await started_replies.wait()
     leaderships = [await worker.leadership() for worker in workers]
     leader = next(worker for worker, said in zip(workers, leaderships, strict=True) if said.startswith("ok: leads"))
-    survivor = next(worker for worker in workers if worker is not leader)
+    survivors = [worker for worker in workers if worker is not leader]
     leader.kill()
     killed = time.perf_counter()
-    while not (await survivor.leadership()).startswith("ok: leads"):
+    while True:
+        said = {survivor.name: await survivor.leadership() for survivor in survivors}
+        new_leader = next((name for name, leadership in said.items() if leadership.startswith("ok: leads")), None)
+        if new_leader is not None:
+            break
         if time.perf_counter() - killed > 10 * LEASE_S:
-            return killed, f"{leader.name} (leader) killed; {survivor.name} not leader after {10 * LEASE_S:.0f} s"
+            return killed, f"{leader.name} (leader) killed; no survivor leader after {10 * LEASE_S:.0f} s"
         await asyncio.sleep(0.05)
     return killed, (
-        f"{leader.name} (leader) killed with SIGKILL; {survivor.name} led "
+        f"{leader.name} (leader) killed with SIGKILL; {new_leader} led "
         f"{time.perf_counter() - killed:.2f} s later (lease {LEASE_S:.0f} s)"
     )
 
@@ -280,7 +285,10 @@ async def killing_the_leader(workers: Sequence[Process], started_replies: asynci
 async def run(args: argparse.Namespace, workdir: Path) -> None:
     chain = await asyncio.to_thread(EmbeddedChain.start, Settings(chain_state_dir=workdir / "chain"))
     node = Process("node", free_port(), workdir / "node.log")
-    workers = [Process(f"worker {index + 1}", free_port(), workdir / f"worker{index + 1}.log") for index in range(2)]
+    workers = [
+        Process(f"worker {index + 1}", free_port(), workdir / f"worker{index + 1}.log")
+        for index in range(max(args.workers))
+    ]
     namespace = f"bench-workers-{uuid.uuid4().hex[:8]}"
     try:
         async with scratch_postgres(args.database_url) as database_url:
@@ -338,12 +346,16 @@ async def measure(args: argparse.Namespace, workers: Sequence[Process]) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             world = await set_up(client, args.fans, 1)
         ws_base = f"ws://127.0.0.1:{port}"
-        phases = [await chat_phase("1 worker", ws_base, world.fans, args.rounds)]
+        phases = []
+        for count in args.workers:
+            balancer.ports = [worker.port for worker in workers[:count]]
+            phases.append(await chat_phase(workers_named(count), ws_base, world.fans, args.rounds))
         balancer.ports = [worker.port for worker in workers]
-        phases.append(await chat_phase("2 workers", ws_base, world.fans, args.rounds))
         started_replies = asyncio.Event()
         killer = asyncio.create_task(killing_the_leader(workers, started_replies))
-        killed = await chat_phase("2 workers, leader killed", ws_base, world.fans, args.rounds, started_replies)
+        killed = await chat_phase(
+            f"{workers_named(len(workers))}, leader killed", ws_base, world.fans, args.rounds, started_replies
+        )
         started_replies.set()  # (too few replies to kill mid-phase: killed after it)
         killed_at, note = await killer
         when = (
@@ -354,6 +366,10 @@ async def measure(args: argparse.Namespace, workers: Sequence[Process]) -> None:
         killed.note = f"{note}; killed {when}"
         phases.append(killed)
     print_results(args, phases)
+
+
+def workers_named(count: int) -> str:
+    return f"{count} worker{'s' if count > 1 else ''}"
 
 
 def print_results(args: argparse.Namespace, phases: Sequence[Phase]) -> None:
@@ -374,7 +390,16 @@ def print_results(args: argparse.Namespace, phases: Sequence[Phase]) -> None:
     print_table(
         f"{args.fans} fans x {args.rounds} messages, one offline node at {args.tokens_per_second} tokens/s, "
         f"{args.capacity} streams (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
-        ["phase", "replies", "replies/s", "TTFT p50 ms", "TTFT p99 ms", "errors", "replies/s vs 1", "TTFT p50 vs 1"],
+        [
+            "phase",
+            "replies",
+            "replies/s",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "errors",
+            f"replies/s vs {baseline.name}",
+            f"TTFT p50 vs {baseline.name}",
+        ],
         rows,
         {0},
     )
@@ -387,11 +412,16 @@ def print_results(args: argparse.Namespace, phases: Sequence[Phase]) -> None:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="workers per phase, in order")
     parser.add_argument("--fans", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--capacity", type=int, default=32, help="TWIN_CHAT_STREAMS_PER_NODE")
     parser.add_argument("--tokens-per-second", type=float, default=200)
     args = parser.parse_args()
+    if min(args.workers) < 1 or max(args.workers) < 2:
+        parser.error(
+            "--workers counts must be at least 1, and one of them at least 2 (the leader kill needs a survivor)"
+        )
     args.database_url = os.environ.get(
         "TWIN_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     )

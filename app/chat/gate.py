@@ -78,6 +78,11 @@ class ChatGate:
     async def load(self) -> Load:
         return await self.queue.load()
 
+    async def busy(self) -> bool:
+        """Whether fans wait for a stream or every stream is taken: background calls to the nodes wait then."""
+        load = await self.queue.load()
+        return load.waiting > 0 or load.in_flight >= load.capacity
+
     async def set_nodes(self, nodes: int) -> None:
         """Size the queue's capacity to ``nodes`` inference nodes (the registry's or autoscaler's count)."""
         await self.queue.set_capacity(nodes * self.streams_per_node)

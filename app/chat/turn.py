@@ -205,9 +205,12 @@ class ChatService:
                     await self._gate.check_rate(fan)  # before storing: a refused message costs nothing
                 history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
         if sent is None:
-            recalled = await self._memory.recall(avatar_id, fan, incoming.content) if self._memory else NOTHING_RECALLED
-            stored = await store.write_retrying(
-                self._sessions, lambda session: store.store_message(session, avatar, fan, incoming)
+            # The memories are read while the message is written: neither waits for the other.
+            stored, recalled = await asyncio.gather(
+                store.write_retrying(
+                    self._sessions, lambda session: store.store_message(session, avatar, fan, incoming)
+                ),
+                self._recall(avatar_id, fan, incoming.content),
             )
             if stored is not None:
                 return _Turn(
@@ -225,6 +228,9 @@ class ChatService:
             assert sent is not None
             await self._answer_resend(session, sent, send)
             return None
+
+    async def _recall(self, avatar_id: str, fan: str, content: str) -> Recall:
+        return await self._memory.recall(avatar_id, fan, content) if self._memory else NOTHING_RECALLED
 
     async def _answer_resend(self, session: AsyncSession, prompt: ChatMessage, send: Send) -> None:
         """A message already sent: its stored reply, never a second one (and never a second payment)."""

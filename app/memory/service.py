@@ -10,8 +10,11 @@ Chat calls two things (see :mod:`app.chat.service`)::
 ``after_reply`` returns at once: a background task reinforces the memories the reply used, prunes the thread
 and runs the extraction. The extraction is queued in the database first (``memory_extraction``), so one that
 fails or times out is tried again by :meth:`MemoryService.retry_due` (a lifespan loop) and the chat message
-is never held up or lost. Every write that changes a thread's memories holds the thread's lock (the SQLite
-writer, a PostgreSQL advisory lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
+is never held up or lost. Fans come first: an extraction is a paid call to the same nodes, so while fans wait
+for a stream (or every stream is taken) it stays queued until the loop finds the nodes free.
+
+Every write that changes a thread's memories holds the thread's lock (the SQLite writer, a PostgreSQL advisory
+lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
 that was under way while the fan deleted never brings the memory back.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -186,13 +189,27 @@ async def merge_facts(
     return stored
 
 
-class MemoryService:
-    """One per process: recall, the after-reply work in background tasks, the retry loop, the fan's edits."""
+async def _never_busy() -> bool:
+    return False
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings) -> None:
+
+class MemoryService:
+    """One per process: recall, the after-reply work in background tasks, the retry loop, the fan's edits.
+
+    ``nodes_busy`` says whether fans are waiting for a stream (the chat gate's :meth:`~app.chat.gate.ChatGate.busy`):
+    extractions wait while it does."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        proxy: ProxyClient,
+        settings: Settings,
+        nodes_busy: Callable[[], Awaitable[bool]] = _never_busy,
+    ) -> None:
         self._sessions = sessions
         self._proxy = proxy
         self._settings = settings
+        self._nodes_busy = nodes_busy
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -248,6 +265,9 @@ class MemoryService:
                 )
             )
             await session.commit()
+        if await self._nodes_busy():
+            EXTRACTIONS.labels(outcome="deferred").inc()  # the retry loop runs it once the fans are served
+            return
         await self._run(turn.reply_id)
 
     def _spawn(self, work: object, name: str) -> None:
@@ -274,7 +294,8 @@ class MemoryService:
     # -- extraction and its retries ---------------------------------------------------------------------
 
     async def retry_due(self) -> int:
-        """Run the extractions whose time has come (after a failure, or queued by a worker that stopped)."""
+        """Run the extractions whose time has come (after a failure, deferred while fans waited, or queued by a
+        worker that stopped), until fans wait again; how many ran."""
         async with self._sessions() as session:
             due = list(
                 await session.scalars(
@@ -287,9 +308,13 @@ class MemoryService:
                     .limit(RETRY_BATCH)
                 )
             )
+        ran = 0
         for reply_id in due:
+            if await self._nodes_busy():
+                break
             await self._run(reply_id)
-        return len(due)
+            ran += 1
+        return ran
 
     async def run_retries(self) -> None:
         """The lifespan loop: :meth:`retry_due` every ``TWIN_MEMORY_RETRY_S``."""
@@ -453,10 +478,13 @@ class MemoryService:
 
 @contextlib.asynccontextmanager
 async def running_memory(
-    sessions: async_sessionmaker[AsyncSession], proxy: ProxyClient, settings: Settings
+    sessions: async_sessionmaker[AsyncSession],
+    proxy: ProxyClient,
+    settings: Settings,
+    nodes_busy: Callable[[], Awaitable[bool]] = _never_busy,
 ) -> AsyncIterator[MemoryService]:
     """The process's memory service, with its retry loop when ``TWIN_MEMORY_RETRY_S`` > 0."""
-    memory = MemoryService(sessions, proxy, settings)
+    memory = MemoryService(sessions, proxy, settings, nodes_busy)
     loop = (
         asyncio.create_task(memory.run_retries(), name="memory-retries")
         if settings.memory_retry_s and memory.enabled

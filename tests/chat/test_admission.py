@@ -31,7 +31,9 @@ from app.chat.admission import (
     estimate_wait_s,
     order_score,
 )
+from app.chat.gate import open_gate
 from app.chat.ratelimit import MemoryRateLimiter, RateLimited, RateLimiter, RedisRateLimiter
+from app.config import Settings
 from tests.redis_namespace import isolated_redis
 
 BACKENDS = ["memory", "redis"]
@@ -572,3 +574,15 @@ async def test_rate_limit_is_shared_by_workers_and_spent_once(clock: FakeClock) 
         results = await asyncio.gather(*(workers[i % 2].check("0xfan") for i in range(12)), return_exceptions=True)
         assert sum(result is None for result in results) == 5
         assert all(isinstance(result, RateLimited) for result in results if result is not None)
+
+
+async def test_the_gate_is_busy_while_every_stream_is_taken() -> None:
+    async with open_gate(Settings(chat_streams_per_node=1), 1) as gate:
+        assert not await gate.busy()
+
+        async def never_queued(position: int, eta_s: int) -> None:
+            raise AssertionError("the only stream was free")
+
+        async with gate.admit(fan="0xfan", is_creator=False, keys_held=1, on_wait=never_queued):
+            assert await gate.busy()
+        assert not await gate.busy()

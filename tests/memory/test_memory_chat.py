@@ -195,3 +195,28 @@ async def test_a_failed_extraction_loses_no_message_and_is_retried(
     assert [m["text"] for m in await memories(http, avatar_id)] == ["Their name is Sam"]
     async with services_of(served.app).sessions() as session:
         assert (await session.scalars(select(Extraction))).all() == []
+
+
+async def test_extraction_waits_while_fans_wait_for_the_nodes(
+    served: Served, avatar_id: str, fan: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http = await holding_fan(served, fan, avatar_id)
+    memory = services_of(served.app).memory
+    fans_waiting = True
+
+    async def nodes_busy() -> bool:
+        return fans_waiting
+
+    monkeypatch.setattr(memory, "_nodes_busy", nodes_busy)  # as the chat gate says when fans queue
+    done = await chat(served, avatar_id, http, ["call me Sam"])
+    assert done[0]["type"] == "done"
+    await memory.settled()
+    assert await memories(http, avatar_id) == []
+    assert await memory.retry_due() == 0  # still busy: the job waits, no attempt spent
+    async with services_of(served.app).sessions() as session:
+        (job,) = (await session.scalars(select(Extraction))).all()
+        assert job.attempts == 0
+
+    fans_waiting = False
+    assert await memory.retry_due() == 1
+    assert [m["text"] for m in await memories(http, avatar_id)] == ["Their name is Sam"]
