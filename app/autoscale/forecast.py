@@ -4,8 +4,9 @@
 no sooner). The arrival rate is the larger of:
 
 - *recent demand with its trend*: the last minute's arrivals, or — when a straight line fitted to
-  the last two minutes' arrivals per second climbs or falls beyond Poisson noise (four standard
-  errors, so a steady load does not make nodes flap) — that line extended over the horizon;
+  the last two minutes' arrivals per second climbs or falls beyond Poisson noise (2.5 standard
+  errors: a steady load seldom passes it, and what a trend adds is let go as soon as it is gone) —
+  that line extended over the horizon;
 - *the leading indicator*: the last minute's arrivals plus, per avatar, the new holders whose chat
   is still to come times how much its past holders chatted each. Still to come: *silent* new
   holders (first buy in the last five minutes, no message since), and those a buying spree will
@@ -51,7 +52,10 @@ from typing import Literal
 from app.autoscale.meter import LEAD_WINDOW_S, SHORT_WINDOW_S, AvatarDemand, DemandSnapshot, ModelDemand
 
 DEFAULT_SERVICE_S = 20.0  # assumed stream duration before any stream of the model completed
-NOISE_SIGMAS = 4.0  # ticks every few seconds test overlapping windows hundreds of times an hour
+# A slow ramp (a diurnal rise, a surge building over minutes) passes 2.5 standard errors a minute or two
+# before it passes four, which is most of a cold start; a steady load that passes it by chance costs
+# nodes only while it does, since a trend's extension is not remembered through stabilization.
+NOISE_SIGMAS = 2.5
 
 Direction = Literal["up", "down", "hold"]
 

@@ -154,6 +154,8 @@ def test_a_trend_counts_only_beyond_noise() -> None:
     assert trend_rate(ramp, 120) == pytest.approx(11.5 + 120 / 10, abs=0.6)
     assert trend_rate(list(reversed(ramp)), 120) == 0.0  # a fall extended past zero is zero
     assert trend_rate([], 120) is None
+    slow = [6 + index // 40 for index in range(120)]  # a slow ramp: 3.2 standard errors of Poisson noise
+    assert trend_rate(slow, 120) == pytest.approx(11.0, abs=0.1)
 
 
 def test_stabilization_must_outlast_a_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
