@@ -4,8 +4,9 @@
 no sooner). The arrival rate is the larger of:
 
 - *recent demand with its trend*: the last minute's arrivals, or — when a straight line fitted to
-  the last two minutes' arrivals per second climbs or falls beyond Poisson noise (four standard
-  errors, so a steady load does not make nodes flap) — that line extended over the horizon;
+  the last two minutes' arrivals per second climbs or falls beyond Poisson noise (2.5 standard
+  errors: a steady load seldom passes it, and what a trend adds is let go as soon as it is gone) —
+  that line extended over the horizon;
 - *the leading indicator*: the last minute's arrivals plus, per avatar, the new holders whose chat
   is still to come times how much its past holders chatted each. Still to come: *silent* new
   holders (first buy in the last five minutes, no message since), and those a buying spree will
@@ -16,7 +17,9 @@ no sooner). The arrival rate is the larger of:
   count in full (none could have chatted yet); older silent ones and those still to buy count for
   the ``warm_pool_share`` of them while none of their cohort chats, rising with the share who do,
   in full once ``evidence_share`` of them did — speculators who never chat cost a small warm pool,
-  not a fleet.
+  not a fleet. On top, each of those new holders sends a first message within the lead window: the
+  silent ones' arrive over it (``LEAD_WINDOW_S``), as far as the cohort's chat backs them beyond the
+  warm pool (nothing for a cohort none of whom chatted).
 
 Concurrent streams needed = rate x mean stream duration, plus what it takes to drain the fans
 already waiting within the horizon. Desired nodes = ceil(streams x (1 + headroom) / streams per
@@ -46,10 +49,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from app.autoscale.meter import SHORT_WINDOW_S, AvatarDemand, DemandSnapshot, ModelDemand
+from app.autoscale.meter import LEAD_WINDOW_S, SHORT_WINDOW_S, AvatarDemand, DemandSnapshot, ModelDemand
 
 DEFAULT_SERVICE_S = 20.0  # assumed stream duration before any stream of the model completed
-NOISE_SIGMAS = 4.0  # ticks every few seconds test overlapping windows hundreds of times an hour
+# A slow ramp (a diurnal rise, a surge building over minutes) passes 2.5 standard errors a minute or two
+# before it passes four, which is most of a cold start; a steady load that passes it by chance costs
+# nodes only while it does, since a trend's extension is not remembered through stabilization.
+NOISE_SIGMAS = 2.5
 
 Direction = Literal["up", "down", "hold"]
 
@@ -194,12 +200,16 @@ def forecast_model(demand: ModelDemand, policy: ScalingPolicy, engagement_prior:
         unproven = avatar.silent_new_holders - young + avatar.new_holders_per_s * policy.cold_start_s
         believed = confidence(avatar, policy)
         promised = (young + unproven * believed) * per_holder
-        leading += promised
-        # Only what the cohort's chat backs is remembered through the stabilization window: the warm pool
-        # held for silent buyers goes with them (speculators cost a lead window, not a lead window and more).
+        # Each new holder who goes on to chat sends a first message within the lead window: silent ones'
+        # arrive over what is left of it (about all of it for a fresh cohort), as far as their cohort's chat
+        # backs it, so that speculators who never chat add nothing here.
         backed = (
             (believed - policy.warm_pool_share) / (1 - policy.warm_pool_share) if policy.warm_pool_share < 1 else 1.0
         )
+        first_messages = (avatar.silent_new_holders + avatar.new_holders_per_s * policy.cold_start_s) * backed
+        leading += promised + first_messages / LEAD_WINDOW_S
+        # Only what the cohort's chat backs is remembered through the stabilization window: the warm pool
+        # held for silent buyers goes with them (speculators cost a lead window, not a lead window and more).
         unproven_rate += promised * (1 - backed)
     rate = max(trend, leading)
     return ModelForecast(

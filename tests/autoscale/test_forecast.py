@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.autoscale.forecast import Decision, Forecaster, ScalingPolicy, confidence, trend_rate
-from app.autoscale.meter import DemandMeter
+from app.autoscale.meter import LEAD_WINDOW_S, DemandMeter
 from app.autoscale.service import expected_earnings
 from app.config import ConfigError, load_settings
 from tests.autoscale.conftest import MODEL, FakeClock, Traffic
@@ -154,6 +154,8 @@ def test_a_trend_counts_only_beyond_noise() -> None:
     assert trend_rate(ramp, 120) == pytest.approx(11.5 + 120 / 10, abs=0.6)
     assert trend_rate(list(reversed(ramp)), 120) == 0.0  # a fall extended past zero is zero
     assert trend_rate([], 120) is None
+    slow = [6 + index // 40 for index in range(120)]  # a slow ramp: 3.2 standard errors of Poisson noise
+    assert trend_rate(slow, 120) == pytest.approx(11.0, abs=0.1)
 
 
 def test_stabilization_must_outlast_a_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,6 +197,26 @@ def test_silent_new_holders_count_as_far_as_the_evidence_goes(meter: DemandMeter
     [avatar] = meter.snapshot().models[MODEL].avatars
     assert confidence(avatar, POLICY) == 1.0
     assert leading_boost(meter, forecaster) > 3 * unproven
+
+
+def test_a_backed_cohort_s_first_messages_are_forecast_over_the_lead_window(
+    meter: DemandMeter, traffic: Traffic
+) -> None:
+    forecaster = Forecaster(POLICY)
+    traffic.run(1_000, 0.01, AVATAR)  # holders who barely chat: what new holders add is their first message
+    meter.set_holders(AVATAR, 10_000)
+    buyers = [f"0x{buyer:040x}" for buyer in range(300)]
+    for buyer in buyers:
+        meter.key_bought(MODEL, AVATAR, buyer, new_holder=True)
+    meter.set_holders(AVATAR, 10_300)
+    traffic.run(90, 0.01, AVATAR)
+    speculators = leading_boost(meter, forecaster)  # none chatted: a warm pool, no first messages
+    for buyer in buyers[:30]:  # 10 % chatted: the cohort is believed
+        with meter.track(MODEL, AVATAR, buyer) as stream:
+            stream.admitted()
+    believed = leading_boost(meter, forecaster)
+    assert speculators < 0.01
+    assert believed == pytest.approx(270 / LEAD_WINDOW_S, rel=0.05)  # the 270 silent ones, over the window
 
 
 @pytest.mark.parametrize(("warm_pool_share", "evidence_share"), [(-0.1, 0.1), (1.1, 0.1), (0.2, 0.0), (0.2, 1.5)])
