@@ -102,7 +102,7 @@ class ProxyNode:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        await self.registration.register()
+        await self.registration.register_when_answering()
         heartbeats = asyncio.create_task(self.registration.heartbeat_forever(), name="proxy-node-heartbeat")
         try:
             yield

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import structlog
 from web3.contract import AsyncContract
 
+from app.chain.client import ChainUnavailable
 from app.chain.transactions import GAS_LIMITS, REVERTED, TransactionSender
 from app.proxy.node.attestation import EnclaveIdentity
 from app.proxy.registry import NodeRecord
 
 log = structlog.get_logger()
+
+REGISTRATION_PATIENCE_S = 60.0  # how long a starting node waits for a chain that is briefly not answering
+REGISTRATION_RETRY_S = (0.5, 5.0)  # first wait between tries, doubling up to the second
 
 
 class NodeRegistration:
@@ -39,6 +44,22 @@ class NodeRegistration:
         self._heartbeat_s = heartbeat_s
         self._wait_s = wait_s
         self.tee_id = bytes.fromhex(identity.tee_id.removeprefix("0x"))
+
+    async def register_when_answering(self, patience_s: float = REGISTRATION_PATIENCE_S) -> None:
+        """:meth:`register`, tried again while the chain is unavailable (a busy machine, a node restarting) for
+        up to ``patience_s``: a node starting beside a slow chain waits for it rather than failing its start.
+        Trying again is safe: a record the last try left is updated, not registered twice."""
+        deadline = time.monotonic() + patience_s
+        wait_s, most_s = REGISTRATION_RETRY_S
+        while True:
+            try:
+                return await self.register()
+            except ChainUnavailable as error:
+                if time.monotonic() + wait_s > deadline:
+                    raise
+                log.warning("proxy_node_registration_waiting", error=str(error), retry_in_s=wait_s)
+            await asyncio.sleep(wait_s)
+            wait_s = min(2 * wait_s, most_s)
 
     async def register(self) -> None:
         """Register, or bring an existing record of this key up to date and enable it."""
