@@ -2,7 +2,7 @@
 
 Windows are whole UTC days ending today: ``24h`` is today so far, ``7d`` today and the six days before,
 ``30d`` thirty days. Distinct chatters over a window are the fans whose last chatting day falls in it
-(exact, from an index), not a sum of daily counts.
+(exact: each day counts the fans whose latest day it is), not a sum of daily counts.
 
 How activity is spread over avatars (``distribution``), among the avatars chatted with in the window:
 the share of chats of the top 1, 10 and 100; the Herfindahl–Hirschman index ``Σ sᵢ²`` over each avatar's
@@ -16,15 +16,26 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 
 from msgspec import Struct
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
-from app.network.models import AvatarChatter, AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
+from app.db.engine import claim_writer, session_factory
+from app.network.models import (
+    AvatarChatter,
+    AvatarDay,
+    AvatarWindow,
+    CreatorWindow,
+    ModelDay,
+    NetworkDay,
+    NodeDay,
+    UsageWindow,
+)
+from app.network.rollups import rebuild_window
 
 LORENZ_POINTS = 50  # segments of the curve: enough to draw it, few enough to send
 TOP_COUNTS = (1, 10, 100)
@@ -183,24 +194,25 @@ async def has_chatted(session: AsyncSession, avatar_id: str, fan: str) -> bool:
 
 
 async def network_usage(session: AsyncSession, window: Window, today: date) -> NetworkUsage:
+    """The window's figures, one query per section, none of which reads more than a row per day, model, node,
+    creator or distinct chat count: the windows' own totals (``AvatarWindow``, ``CreatorWindow``) are rebuilt
+    first if they end before ``today`` (once a day), in a transaction of their own."""
     start = window.first_day(today)
-    in_window = col(AvatarDay.day) >= start
-    chats_per_avatar = [
-        chats
-        for (chats,) in await session.execute(
-            select(func.sum(col(AvatarDay.chats)))
-            .where(in_window, col(AvatarDay.chats) > 0)
-            .group_by(col(AvatarDay.avatar_id))
-        )
-    ]
-    chatters = await session.scalar(select(func.count()).select_from(Chatter).where(col(Chatter.last_day) >= start))
-    daily = await _daily(session, start, today)
+    if await session.scalar(select(col(UsageWindow.last_day)).where(col(UsageWindow.days) == window.days)) != today:
+        await session.rollback()  # a new snapshot (SQLite) once the rebuild is committed
+        assert isinstance(session.bind, AsyncEngine), "the app's sessions are bound to its engine"
+        async with session_factory(session.bind)() as writer:  # its SQLite writer queue: the engine's
+            await claim_writer(writer)
+            await rebuild_window(writer, window.days, today)
+            await writer.commit()
+    chats_per_avatar = await _chats_per_avatar(session, window)
+    days = (await session.scalars(select(NetworkDay).where(col(NetworkDay.day).between(start, today)))).all()
     return NetworkUsage(
         window=window.value,
         first_day=start,
         last_day=today,
         chats=sum(chats_per_avatar),
-        chatters=chatters or 0,
+        chatters=sum(day.last_chatters for day in days),
         distribution=Distribution(
             active_avatars=len(chats_per_avatar),
             top_shares=top_shares(chats_per_avatar),
@@ -210,35 +222,29 @@ async def network_usage(session: AsyncSession, window: Window, today: date) -> N
         ),
         models=await _models(session, start),
         nodes=await _nodes(session, start),
-        creator_fees=await _fee_earnings(session, start),
-        new_avatars=await _new_avatars(session, start),
-        daily=daily,
+        creator_fees=await _fee_earnings(session, window),
+        new_avatars=NewAvatars(
+            listed=sum(day.new_avatars for day in days),
+            first_chat=sum(day.new_chatted for day in days),
+            first_outside_buyer=sum(day.new_bought for day in days),
+        ),
+        daily=await _daily(session, start, today, {day.day: day for day in days}),
     )
 
 
-async def _daily(session: AsyncSession, start: date, today: date) -> list[DayUsage]:
-    counts = {
-        day: (chats, active, trades)
-        for day, chats, active, trades in await session.execute(
-            select(
-                col(AvatarDay.day),
-                func.sum(col(AvatarDay.chats)),
-                func.count().filter(col(AvatarDay.chats) > 0),
-                func.sum(col(AvatarDay.trades)),
-            )
-            .where(col(AvatarDay.day) >= start)
-            .group_by(col(AvatarDay.day))
-        )
-    }
-    volume: dict[date, int] = defaultdict(int)
-    fees: dict[date, int] = defaultdict(int)
-    for day, day_volume, day_fees in await session.execute(  # wei: summed here, exact on every database
-        select(col(AvatarDay.day), col(AvatarDay.volume), col(AvatarDay.creator_fees)).where(
-            col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0
-        )
-    ):
-        volume[day] += day_volume
-        fees[day] += day_fees
+async def _chats_per_avatar(session: AsyncSession, window: Window) -> list[int]:
+    """Each active avatar's chats in the window, least first, read as how many avatars had each count: a few
+    hundred rows for ten thousand avatars."""
+    counts = await session.execute(
+        select(col(AvatarWindow.chats), func.count())
+        .where(col(AvatarWindow.days) == window.days, col(AvatarWindow.chats) > 0)
+        .group_by(col(AvatarWindow.chats))
+        .order_by(col(AvatarWindow.chats))
+    )
+    return [chats for chats, avatars in counts for _ in range(avatars)]
+
+
+async def _daily(session: AsyncSession, start: date, today: date, days: dict[date, NetworkDay]) -> list[DayUsage]:
     replies: dict[date, int] = defaultdict(int)
     spend: dict[date, int] = defaultdict(int)
     for day, day_replies, day_spend in await session.execute(
@@ -246,38 +252,22 @@ async def _daily(session: AsyncSession, start: date, today: date) -> list[DayUsa
     ):
         replies[day] += day_replies
         spend[day] += day_spend
-    chatters = dict(
-        (
-            await session.execute(
-                select(col(NetworkDay.day), col(NetworkDay.chatters)).where(col(NetworkDay.day) >= start)
-            )
-        ).all()
-    )
-    listed_day = func.date(col(NetworkAvatar.listed_at))
-    new = {
-        _as_date(day): count
-        for day, count in await session.execute(
-            select(listed_day, func.count())
-            .where(col(NetworkAvatar.listed_at) >= _midnight(start))
-            .group_by(listed_day)
-        )
-    }
     result = []
     for offset in range((today - start).days + 1):
         day = start + timedelta(days=offset)
-        chats, active, trades = counts.get(day, (0, 0, 0))
+        network_day = days.get(day) or NetworkDay(day=day)
         result.append(
             DayUsage(
                 day=day,
-                chats=chats or 0,
-                chatters=chatters.get(day, 0),
-                active_avatars=active or 0,
-                trades=trades or 0,
-                volume_wei=str(volume[day]),
-                creator_fees_wei=str(fees[day]),
+                chats=network_day.chats,
+                chatters=network_day.chatters,
+                active_avatars=network_day.active_avatars,
+                trades=network_day.trades,
+                volume_wei=str(network_day.volume),
+                creator_fees_wei=str(network_day.creator_fees),
                 replies=replies[day],
                 inference_spend_wei=str(spend[day]),
-                new_avatars=new.get(day, 0),
+                new_avatars=network_day.new_avatars,
             )
         )
     return result
@@ -320,15 +310,14 @@ async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
     ]
 
 
-async def _fee_earnings(session: AsyncSession, start: date) -> FeeEarnings:
-    earned: dict[str, int] = defaultdict(int)
-    for creator, fees in await session.execute(
-        select(col(NetworkAvatar.creator), col(AvatarDay.creator_fees))
-        .join(NetworkAvatar, col(NetworkAvatar.avatar_id) == col(AvatarDay.avatar_id))
-        .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)
-    ):
-        earned[creator or ""] += fees
-    amounts = sorted(amount for amount in earned.values() if amount > 0)
+async def _fee_earnings(session: AsyncSession, window: Window) -> FeeEarnings:
+    amounts = sorted(
+        amount
+        for amount in await session.scalars(
+            select(col(CreatorWindow.creator_fees)).where(col(CreatorWindow.days) == window.days)
+        )
+        if amount > 0
+    )
     return FeeEarnings(
         creators=len(amounts),
         total_wei=str(sum(amounts)),
@@ -339,19 +328,6 @@ async def _fee_earnings(session: AsyncSession, start: date) -> FeeEarnings:
         hhi=hhi(amounts),
         gini=gini(amounts),
     )
-
-
-async def _new_avatars(session: AsyncSession, start: date) -> NewAvatars:
-    listed, chatted, bought = (
-        await session.execute(
-            select(
-                func.count(),
-                func.count(col(NetworkAvatar.first_chat_at)),
-                func.count(col(NetworkAvatar.first_outside_buy_at)),
-            ).where(col(NetworkAvatar.listed_at) >= _midnight(start))
-        )
-    ).one()
-    return NewAvatars(listed=listed, first_chat=chatted, first_outside_buyer=bought)
 
 
 async def avatar_usage(session: AsyncSession, avatar_id: str, window: Window, today: date) -> AvatarUsage:
@@ -397,14 +373,6 @@ def usage_csv(usage: NetworkUsage, section: CsvSection) -> str:
     for row in rows:
         writer.writerow([getattr(row, name) for name in fields.__struct_fields__])
     return out.getvalue()
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), UTC)
-
-
-def _as_date(value: date | str) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def lorenz_svg_points(curve: Sequence[tuple[float, float]], size: int) -> str:
