@@ -143,6 +143,7 @@ class CreatorWindow(SQLModel, table=True):
     """One creator's fees over a window (see ``UsageWindow``)."""
 
     __tablename__ = "network_creator_window"
+    __table_args__ = (Index("ix_network_creator_window_days_creator_fees", "days", "creator_fees"),)
 
     days: int = Field(primary_key=True)
     creator: str = Field(primary_key=True, max_length=42)  # "" for avatars whose creator is not known

@@ -114,9 +114,14 @@ def upgrade() -> None:
     sa.Column('creator_fees', app.db.types.Wei(precision=78, scale=0), nullable=False),
     sa.PrimaryKeyConstraint('days', 'creator', name=op.f('pk_network_creator_window'))
     )
+    with op.batch_alter_table('network_creator_window', schema=None) as batch_op:
+        batch_op.create_index('ix_network_creator_window_days_creator_fees', ['days', 'creator_fees'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('network_creator_window', schema=None) as batch_op:
+        batch_op.drop_index('ix_network_creator_window_days_creator_fees')
+
     op.drop_table('network_creator_window')
     with op.batch_alter_table('network_avatar_window', schema=None) as batch_op:
         batch_op.drop_index('ix_network_avatar_window_days_chats')

@@ -106,6 +106,18 @@ async def test_rollups_equal_a_recount_after_trades_chats_a_failure_and_a_reorg(
     assert usage["distribution"]["top_shares"]["1"] == 0.8
     assert usage["distribution"]["hhi"] == pytest.approx(0.8**2 + 0.2**2)
     assert usage["new_avatars"] == {"listed": 2, "first_chat": 2, "first_outside_buyer": 1}
+    fees = sum(row["creator_fees"] for row in after["avatar_days"].values())
+    assert fees > 0
+    assert usage["creator_fees"] == {  # one creator earned them all
+        "creators": 1,
+        "total_wei": str(fees),
+        "median_wei": str(fees),
+        "p90_wei": str(fees),
+        "max_wei": str(fees),
+        "top_10_share": 1.0,
+        "hhi": 1.0,
+        "gini": 0.0,
+    }
     assert [(row["model"], row["replies"], row["failed"]) for row in usage["models"]] == [("twin-offline-demo", 4, 1)]
     assert int(usage["models"][0]["spend_wei"]) == 5 * served.price_wei  # the rejected reply was paid too
     assert usage["models"][0]["price_per_reply_wei"] == str(served.price_wei)
