@@ -280,10 +280,12 @@ def review_out(review: Review, signing: Signing, keys_held: int, holder_since: d
 async def by_rating(
     session: AsyncSession, prior: Prior, *, q: str | None, cursor: str | None, limit: int
 ) -> tuple[list[tuple[Avatar, MarketAvatar]], str | None]:
-    """One page of listed avatars, best rated first (unrated last, ties by id), keyset-paged in SQL."""
+    """One page of listed avatars, best rated first (unrated last, ties by id), keyset-paged in SQL: ranked on
+    their ids and scores alone (every listed avatar is scored, so the sort must stay narrow), then the page's rows
+    read by id."""
     score = prior.milli_score().label("score")
     query = (
-        select(Avatar, MarketAvatar, score)
+        select(col(Avatar.id), score)
         .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
         .outerjoin(AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id))
         .where(col(Avatar.listed_at).is_not(None))
@@ -294,7 +296,15 @@ async def by_rating(
     after = pagination.decode_cursor(cursor, pagination.cursor_int, pagination.cursor_str)
     if after is not None:
         query = query.where(tuple_(prior.milli_score(), col(Avatar.id)) < tuple_(literal(after[0]), literal(after[1])))
-    rows = (await session.execute(query.order_by(score.desc(), col(Avatar.id).desc()).limit(limit + 1))).all()
-    page = rows[:limit]
-    next_cursor = pagination.encode_cursor(page[-1][2], page[-1][0].id) if len(rows) > limit else None
-    return [(avatar, market_row) for avatar, market_row, _ in page], next_cursor
+    ranked = (await session.execute(query.order_by(score.desc(), col(Avatar.id).desc()).limit(limit + 1))).all()
+    page = ranked[:limit]
+    next_cursor = pagination.encode_cursor(page[-1][1], page[-1][0]) if len(ranked) > limit else None
+    rows = {
+        avatar.id: (avatar, market_row)
+        for avatar, market_row in await session.execute(
+            select(Avatar, MarketAvatar)
+            .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
+            .where(col(Avatar.id).in_([avatar_id for avatar_id, _ in page]))
+        )
+    }
+    return [rows[avatar_id] for avatar_id, _ in page], next_cursor
