@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from msgspec import Struct
-from sqlalchemy import Float, RowMapping, cast, func, select
+from sqlalchemy import Float, RowMapping, Select, cast, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
@@ -375,13 +375,15 @@ async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
 
 async def _fee_earnings(session: AsyncSession, window: Window, total: int) -> FeeEarnings:
     """How the window's ``total`` of creators' fees is spread, read in SQL over the creators' totals: the sums that
-    HHI and Gini need in floating point (they are ratios), the median, 90th percentile and top ten exactly."""
+    HHI and Gini need in floating point (they are ratios), then the median, 90th percentile and top ten exactly,
+    each picked through the index on (days, creator_fees)."""
     fees = col(CreatorWindow.creator_fees)
     earning = (col(CreatorWindow.days) == window.days) & (fees > 0)
-    ranked = select(
-        cast(fees, Float).label("amount"), fees.label("exact"), func.row_number().over(order_by=fees).label("place")
-    ).where(earning)
-    ranks = ranked.subquery()
+    ranks = (
+        select(cast(fees, Float).label("amount"), func.row_number().over(order_by=fees).label("place"))
+        .where(earning)
+        .subquery()
+    )
     count, squares, weighted, approximate = (
         await session.execute(
             select(
@@ -394,23 +396,28 @@ async def _fee_earnings(session: AsyncSession, window: Window, total: int) -> Fe
     ).one()
     if not count:
         return FeeEarnings(0, "0", "0", "0", "0", 0.0, 0.0, 0.0)
-    median_place, p90_place = (min(count - 1, int(q * count)) + 1 for q in (0.5, 0.9))  # as quantile() picks
-    picked = dict(
-        (
-            await session.execute(
-                select(ranks.c.place, ranks.c.exact).where(
-                    ranks.c.place.in_([median_place, p90_place]) | (ranks.c.place > count - 10)
-                )
+
+    def picked(name: str, ordered: Any, offset: int, many: int = 1) -> Select[Any]:
+        rows = select(fees.label("amount")).where(earning).order_by(ordered).offset(offset).limit(many).subquery()
+        return select(literal(name).label("name"), rows.c.amount)
+
+    median, p90, *top = (
+        amount
+        for _, amount in await session.execute(
+            union_all(
+                picked("median", fees, count // 2),  # quantile(): the value at int(q·n), from 0
+                picked("p90", fees, count * 9 // 10),
+                picked("top", fees.desc(), 0, many=10),
             )
-        ).all()
+        )
     )
     return FeeEarnings(
         creators=count,
         total_wei=str(total),
-        median_wei=str(picked[median_place]),
-        p90_wei=str(picked[p90_place]),
-        max_wei=str(picked[count]),
-        top_10_share=round(sum(amount for place, amount in picked.items() if place > count - 10) / total, 4),
+        median_wei=str(median),
+        p90_wei=str(p90),
+        max_wei=str(top[0]),
+        top_10_share=round(sum(top) / total, 4),
         hhi=round(squares / approximate**2, 6),
         gini=round((2 * weighted - (count + 1) * approximate) / (count * approximate), 6),  # Σ (2i − n − 1)·xᵢ / nΣx
     )
