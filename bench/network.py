@@ -6,14 +6,16 @@ avatars, 100,000 trades, 1,000,000 chat messages (500,000 fans' messages and the
 reviews over the last 30 days, popularity following a Zipf law, and the rollups those rows make
 (aggregated here, as the projection, the chat service and the proxy client would have kept them).
 
-Then, in process through the app (Litestar's AsyncTestClient, the app's own routes), p50 over repeated
+Then, in process through the app (Litestar's AsyncTestClient, the app's own routes), p50 and p99 over repeated
 requests of:
-- ``GET /api/network/usage?window=30d`` computed from the rollups on every request
+- ``GET /api/network/usage?window=30d|7d|24h`` computed from the rollups on every request
   (``TWIN_NETWORK_USAGE_CACHE_S=0``), and as served with the cache (15 s);
-- ``GET /api/avatars?sort=rating`` and, for reference, ``sort=market_cap`` (the existing path);
+- the first such request of a UTC day, which sums the window's totals again from the day rollups;
+- ``GET /api/avatars?sort=rating`` and ``sort=market_cap`` (ranked in SQL), and ``sort=volume_24h`` (still
+  counted for every listed avatar) for reference;
 beside the same figures computed from the raw tables (chat messages, trades, reviews) in the same run.
 
-    .venv/bin/python bench/network.py [--scale 1.0] [--repeat 30]
+    .venv/bin/python bench/network.py [--scale 1.0] [--repeat 50]
 
 ``--scale 0.05`` makes a quick run (50,000 messages). The chain is an embedded anvil node in a temp
 directory (rankings read the curve's divisor from it once).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -137,7 +140,8 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
     data = Data(now=now)
     avatars, trades, turns, reviews = (max(10, int(n * scale)) for n in (AVATARS, TRADES, TURNS, REVIEWS))
     fans = max(100, int(FANS * scale))
-    weights = [1 / (rank + 1) ** 1.1 for rank in range(avatars)]
+    popularity = list(itertools.accumulate(1 / (rank + 1) ** 1.1 for rank in range(avatars)))  # cumulated once:
+    # random.choices with plain weights would add up ten thousand of them again for each of 600,000 draws
     ids = [avatar_id(n + 1) for n in range(avatars)]
     creators = {ids[n]: address(1, n % max(1, avatars // 3)) for n in range(avatars)}
     models = {ids[n]: MODELS[n % len(MODELS)] for n in range(avatars)}
@@ -190,7 +194,7 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
 
         trade_rows = []
         for n in range(trades):
-            identifier = ids[n] if n < avatars else rng.choices(ids, weights)[0]
+            identifier = ids[n] if n < avatars else rng.choices(ids, cum_weights=popularity)[0]
             trader = creators[identifier] if n < avatars else address(2, rng.randrange(fans))
             at = created[identifier] if n < avatars else moment_after(created[identifier])
             price = rng.randrange(10**14, 10**18)
@@ -228,7 +232,7 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
         message_id = 0
         messages: list[dict[str, Any]] = []
         for _ in range(turns):
-            identifier = rng.choices(ids, weights)[0]
+            identifier = rng.choices(ids, cum_weights=popularity)[0]
             fan = rng.randrange(fans)
             at = moment_after(created[identifier])
             day = at.date()
@@ -334,6 +338,28 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
     return data
 
 
+def network_days(data: Data, created: dict[str, datetime]) -> list[dict[str, Any]]:
+    """The network's day totals, as the rollups keep them (``app.network.models.NetworkDay``)."""
+    names = ("chatters", "last_chatters", "chats", "active_avatars", "trades", "volume", "creator_fees")
+    days: dict[date, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys((*names, "new_avatars", "new_chatted", "new_bought"), 0)
+    )
+    for day, fans in data.network_fans.items():
+        days[day]["chatters"] = len(fans)
+    for _, last_day in data.chatters.values():
+        days[last_day]["last_chatters"] += 1
+    for (_, day), row in data.avatar_days.items():
+        for name in ("chats", "trades", "volume", "creator_fees"):
+            days[day][name] += row[name]
+        days[day]["active_avatars"] += row["chats"] > 0
+    for identifier, at in created.items():
+        listed = days[at.date()]
+        listed["new_avatars"] += 1
+        listed["new_chatted"] += identifier in data.first_chat
+        listed["new_bought"] += identifier in data.first_outside
+    return [{"day": day, **totals} for day, totals in days.items()]
+
+
 async def write_rollups(
     session: AsyncSession,
     data: Data,
@@ -369,7 +395,7 @@ async def write_rollups(
                 for (a, fan), days in data.pair_days.items()
             ],
         ),
-        (NetworkDay.__table__, [{"day": day, "chatters": len(fans)} for day, fans in data.network_fans.items()]),
+        (NetworkDay.__table__, network_days(data, created)),
         (
             NetworkAvatar.__table__,
             [
@@ -478,15 +504,26 @@ async def rating_ranking_from_raw(session: AsyncSession, prior: Prior, limit: in
 
 # ---------------------------------------------------------------- timing
 
+WINDOWS = (network.Window.d30, network.Window.d7, network.Window.h24)
 
-async def p50_ms(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+
+@dataclass
+class Timing:
+    p50: float  # ms
+    p99: float
+
+    def __str__(self) -> str:
+        return f"p50 {self.p50:7.1f} ms  p99 {self.p99:7.1f} ms"
+
+
+async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> Timing:
     await call()  # warm: connections, statement caches, the app's first reads
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         await call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        times.append((time.perf_counter() - started) * 1000)
+    return Timing(statistics.median(times), statistics.quantiles(times, n=100, method="inclusive")[98])
 
 
 async def measure(name: str, database_url: str, chain: Any, scale: float, repeat: int) -> None:
@@ -501,7 +538,8 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
     sessions = session_factory(engine)
     today = datetime.now(UTC).date()
     prior = Prior(3.0, 5)
-    results = []
+    raw_repeat = max(3, repeat // 10)
+    rows: list[tuple[str, Timing]] = []
     for cache_s in (0, 15):
         settings = Settings(
             database_url=database_url,
@@ -517,64 +555,53 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
                 response = await client.get(path)
                 assert response.status_code == 200, response.text
 
-            label = "computed from the rollups" if cache_s == 0 else "served (cached 15 s)"
-            results.append(
+            for window in WINDOWS:
+                path = f"/api/network/usage?window={window.value}"
+                label = "from the rollups" if cache_s == 0 else "served (cached 15 s)"
+                rows.append((f"GET {path}, {label}", await timed(lambda path=path: get(path), repeat)))
+            if cache_s:
+                continue
+
+            async def first_of_the_day(get: Callable[[str], Awaitable[None]] = get) -> None:
+                async with sessions() as session:  # the window last built yesterday: this request rebuilds it
+                    await session.execute(text("UPDATE network_window SET last_day = NULL WHERE days = 30"))
+                    await session.commit()
+                await get("/api/network/usage?window=30d")
+
+            rows.append(
                 (
-                    f"GET /api/network/usage?window=30d, {label}",
-                    await p50_ms(lambda: get("/api/network/usage?window=30d"), repeat),
+                    "GET /api/network/usage?window=30d, first of a UTC day (rebuilds)",
+                    await timed(first_of_the_day, raw_repeat),
                 )
             )
-            if cache_s == 0:
-                results.append(
-                    (
-                        "GET /api/network/usage?window=24h, from the rollups",
-                        await p50_ms(lambda: get("/api/network/usage?window=24h"), repeat),
-                    )
-                )
-                results.append(
-                    ("GET /api/avatars?sort=rating", await p50_ms(lambda: get("/api/avatars?sort=rating"), repeat))
-                )
-                results.append(
-                    (
-                        "GET /api/avatars?sort=market_cap (existing path, for reference)",
-                        await p50_ms(lambda: get("/api/avatars?sort=market_cap"), max(3, repeat // 5)),
-                    )
-                )
+            for sort in ("rating", "market_cap"):
+                path = f"/api/avatars?sort={sort}"
+                rows.append((f"GET {path}", await timed(lambda path=path: get(path), repeat)))
+            path = "/api/avatars?sort=volume_24h"  # still counted for every listed avatar: for reference
+            rows.append((f"GET {path}", await timed(lambda path=path: get(path), raw_repeat)))
 
-    async def raw_usage() -> None:
+    async def raw_usage(window: network.Window) -> None:
         async with sessions() as session:
-            await usage_from_raw(session, network.Window.d30, today)
-
-    async def raw_usage_day() -> None:
-        async with sessions() as session:
-            await usage_from_raw(session, network.Window.h24, today)
+            await usage_from_raw(session, window, today)
 
     async def raw_rating() -> None:
         async with sessions() as session:
             await rating_ranking_from_raw(session, prior)
 
-    raw = {
-        "30d": await p50_ms(raw_usage, max(3, repeat // 5)),
-        "24h": await p50_ms(raw_usage_day, max(3, repeat // 5)),
-        "rating": await p50_ms(raw_rating, max(3, repeat // 5)),
-    }
+    raw = {window.value: await timed(lambda window=window: raw_usage(window), raw_repeat) for window in WINDOWS}
+    raw["rating"] = await timed(raw_rating, raw_repeat)
     await engine.dispose()
     print(
-        f"[{name}] p50 over {repeat} requests each (goal ≤ 20 ms; load average {os.getloadavg()[0]:.1f} "
-        f"on {os.cpu_count()} cores):"
+        f"[{name}] over {repeat} requests each, the raw tables over {raw_repeat} (goal: p50 ≤ 20 ms; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores):"
     )
-    for label, ms in results:
-        baseline = (
-            raw["rating"]
-            if "rating" in label
-            else raw["24h"]
-            if "24h" in label
-            else raw["30d"]
-            if "usage" in label
-            else None
-        )
-        beside = f"   raw tables {baseline:8.1f} ms  ({baseline / ms:5.1f}× the rollups)" if baseline else ""
-        print(f"  {label:<66} {ms:8.1f} ms{beside}")
+    for label, timing in rows:
+        key = next((key for key in raw if f"window={key}" in label or f"sort={key}" in label), None)
+        beside = ""
+        if key is not None and "rebuilds" not in label:
+            baseline = raw[key]
+            beside = f"   raw tables p50 {baseline.p50:8.1f} ms  ({baseline.p50 / timing.p50:6.1f}×)"
+        print(f"  {label:<66} {timing}{beside}", flush=True)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -617,7 +644,7 @@ def main() -> None:
     logging.disable(logging.INFO)  # a line per request would drown the figures
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full data set (default 1)")
-    parser.add_argument("--repeat", type=int, default=30, help="requests timed per figure (default 30)")
+    parser.add_argument("--repeat", type=int, default=50, help="requests timed per figure (default 50)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.avatars.models import Avatar
 from app.catalog import ratings
@@ -13,7 +16,9 @@ from app.catalog.schemas import AvatarProfile, CreatorAvatarStats, MarketStats, 
 from app.chat import analytics as chat
 from app.lib import pagination
 from app.lib.pagination import Page
+from app.lib.time import aware
 from app.market import service as market
+from app.market.models import MarketAvatar
 from app.reviews.service import Prior
 
 NO_CHATS = (0, 0)
@@ -48,20 +53,14 @@ async def avatar_profile(
     )
 
 
-def _ranking_value(sort: RankingSort, avatar: Avatar, stats: MarketStats) -> int | str:
+def _ranking_value(sort: RankingSort, stats: MarketStats) -> int:
+    """The figures of the last 24 h, the rankings that are counted for every listed avatar on each request."""
     match sort:
-        case RankingSort.market_cap:
-            return int(stats.market_cap)
         case RankingSort.volume_24h:
             return int(stats.volume_24h)
-        case RankingSort.holders:
-            return stats.holders
         case RankingSort.chats_24h:
             return stats.chats_24h
-        case RankingSort.newest:
-            return avatar.created_at.isoformat()
-        case RankingSort.rating:  # ranked by app.catalog.ratings, in SQL
-            raise AssertionError("sort=rating is ranked by the reviews domain")
+    raise AssertionError(f"sort={sort} is ranked in SQL")  # rating by the reviews domain, the others by KEYED
 
 
 async def ranked_page(
@@ -84,9 +83,66 @@ async def ranked_page(
             items=[_ranked(avatar, market_stats(figures, chats)) for avatar, figures, chats in rows],
             next_cursor=next_cursor,
         )
+    elif sort in KEYED:
+        page = await _ranked_by_key(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
     else:
         page = await _ranked_by_market(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
     return await ratings.with_ratings(session, page, prior)
+
+
+async def _ranked_by_key(
+    session: AsyncSession, divisor: int, *, sort: RankingSort, q: str | None, cursor: str | None, limit: int
+) -> Page[RankedAvatar]:
+    """A ranking by a stored column, in SQL: reads the page's avatars, not every listed one."""
+    key, cursor_key = KEYED[sort]
+    after = pagination.decode_cursor(cursor, lambda value: cursor_key(value) is not None, pagination.cursor_str)
+    since = datetime.now(UTC) - market.DAY
+    rows = await market.listed_markets_by(
+        session,
+        divisor,
+        since,
+        key=key,
+        after=None if after is None else (cursor_key(after[0]), after[1]),
+        q=q,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _, _ in page]) if page else {}
+    items = [_ranked(avatar, market_stats(figures, activity.get(avatar.id, NO_CHATS))) for avatar, figures, _ in page]
+    last_avatar, _, last_key = page[-1] if page else (None, None, None)
+    next_cursor = (
+        pagination.encode_cursor(last_key.isoformat() if isinstance(last_key, datetime) else last_key, last_avatar.id)
+        if len(rows) > limit and last_avatar is not None
+        else None
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _wei_key(value: Any) -> int | None:
+    return value if pagination.cursor_int(value) and 0 <= value < 2**256 else None
+
+
+def _count_key(value: Any) -> int | None:
+    return value if pagination.cursor_int(value) and 0 <= value <= pagination.MAX_ROW_ID else None
+
+
+def _moment_key(value: Any) -> datetime | None:
+    """A cursor's moment (as the ranking wrote it, ISO 8601), or None when it is not one."""
+    if not pagination.cursor_str(value):
+        return None
+    try:
+        return aware(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+# Rankings by a column the market or the avatar stores: each with what reads its key back from a cursor (None when
+# the value could not have come from this ranking, as a crafted one: out of the column's range or not a moment).
+KEYED: dict[RankingSort, tuple[Any, Callable[[Any], Any]]] = {
+    RankingSort.market_cap: (col(MarketAvatar.market_cap), _wei_key),
+    RankingSort.holders: (col(MarketAvatar.holders), _count_key),
+    RankingSort.newest: (col(Avatar.created_at), _moment_key),
+}
 
 
 def _ranked(avatar: Avatar, stats: MarketStats) -> RankedAvatar:
@@ -112,10 +168,9 @@ async def _ranked_by_market(
     ranked = []
     for avatar, figures in listed:
         stats = market_stats(figures, activity.get(avatar.id, NO_CHATS))
-        ranked.append((_ranking_value(sort, avatar, stats), avatar.id, avatar, stats))
+        ranked.append((_ranking_value(sort, stats), avatar.id, avatar, stats))
     ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
-    key_shape = pagination.cursor_str if sort is RankingSort.newest else pagination.cursor_int
-    after = pagination.decode_cursor(cursor, key_shape, pagination.cursor_str)
+    after = pagination.decode_cursor(cursor, pagination.cursor_int, pagination.cursor_str)
     if after is not None:
         ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
     page = ranked[:limit]

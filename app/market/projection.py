@@ -95,6 +95,7 @@ class MarketProjection:
             await session.execute(insert(table_of(Trade)), trades)  # Core: no per-row ORM bookkeeping
             await network.apply_trades(session, trades, direction=+1, creators=_creators(book))
         await self._write(session, book)
+        await network.settle(session)  # the network's days and windows last: the lock order of app.network.rollups
 
     async def revert_above(self, session: AsyncSession, block_number: int) -> None:
         trades = [
@@ -127,6 +128,7 @@ class MarketProjection:
             await network.record_listed(session, avatar_id=market.avatar_id, creator=market.creator, at=None)
             await session.delete(market)
         await session.execute(delete(FeeWithdrawal).where(col(FeeWithdrawal.block_number) > block_number))
+        await network.settle(session)
 
     # ---------------------------------------------------------------- event handlers
 

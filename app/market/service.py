@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlmodel import col
 from web3.contract import AsyncContract
 from web3.types import BlockIdentifier
@@ -241,17 +241,53 @@ async def listed_markets(
 ) -> list[tuple[Avatar, MarketFigures]]:
     """Every listed avatar whose handle or name contains ``q`` (all without it) with its market figures, its volume
     counted from ``since``. Unordered: the rankings sort them."""
+    rows = (await session.execute(listed_query(q, Avatar, MarketAvatar))).all()
+    volumes = await volumes_since(session, since, [avatar.id for avatar, _ in rows])
+    return [(avatar, market_figures(market, divisor, volumes.get(avatar.id, 0))) for avatar, market in rows]
+
+
+def listed_query(q: str | None, *columns: Any) -> Select[Any]:
+    """``columns`` of the listed avatars (each joined with its market) whose handle or name contains ``q``."""
     query = (
-        select(Avatar, MarketAvatar)
+        select(*columns)
         .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
         .where(col(Avatar.listed_at).is_not(None))
     )
     if q:
         pattern = f"%{q.lower()}%"
         query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))
-    rows = (await session.execute(query)).all()
-    volumes = await volumes_since(session, since, [avatar.id for avatar, _ in rows])
-    return [(avatar, market_figures(market, divisor, volumes.get(avatar.id, 0))) for avatar, market in rows]
+    return query
+
+
+async def listed_markets_by(
+    session: AsyncSession,
+    divisor: int,
+    since: datetime,
+    *,
+    key: InstrumentedAttribute[Any],
+    after: tuple[Any, str] | None,
+    q: str | None,
+    limit: int,
+) -> list[tuple[Avatar, MarketFigures, Any]]:
+    """Up to ``limit`` listed avatars, greatest ``key`` (a column of the avatar or its market) first, ties by id,
+    after the keyset ``after``: each with its market figures (volume counted from ``since``) and its key. Ranked
+    on ids and keys alone, then the page's rows read by id: the sort stays narrow however many are listed."""
+    query = listed_query(q, col(Avatar.id), key)
+    if after is not None:
+        query = query.where(tuple_(key, col(Avatar.id)) < tuple_(literal(after[0], key.type), literal(after[1])))
+    ranked = (await session.execute(query.order_by(key.desc(), col(Avatar.id).desc()).limit(limit))).all()
+    ids = [avatar_id for avatar_id, _ in ranked]
+    rows = {
+        avatar.id: (avatar, market)
+        for avatar, market in await session.execute(
+            listed_query(None, Avatar, MarketAvatar).where(col(Avatar.id).in_(ids))
+        )
+    }
+    volumes = await volumes_since(session, since, ids)
+    return [
+        (rows[avatar_id][0], market_figures(rows[avatar_id][1], divisor, volumes.get(avatar_id, 0)), value)
+        for avatar_id, value in ranked
+    ]
 
 
 # ---------------------------------------------------------------- trades, holders, holdings

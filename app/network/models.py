@@ -97,9 +97,54 @@ class AvatarChatter(SQLModel, table=True):
 
 
 class NetworkDay(SQLModel, table=True):
-    """The whole network on one UTC day: distinct chatters (not a sum of the avatars' own)."""
+    """The whole network on one UTC day, kept beside the avatars' own days so that a window's daily series and
+    totals read one row per day: distinct chatters (not a sum of the avatars' own), chats, active avatars,
+    trades, and the avatars listed that day with how many of them have had a first chat and a first outside
+    buyer since."""
 
     __tablename__ = "network_day"
 
     day: date = Field(primary_key=True)
-    chatters: int = 0
+    chatters: int = 0  # distinct fans who chatted this day
+    last_chatters: int = 0  # fans whose latest chatting day is this one: a window's distinct chatters sum these
+    chats: int = 0
+    active_avatars: int = 0  # avatars chatted with this day
+    trades: int = 0
+    volume: int = Field(default=0, sa_type=Wei)
+    creator_fees: int = Field(default=0, sa_type=Wei)
+    new_avatars: int = 0  # listed this day
+    new_chatted: int = 0  # of those, chatted with (ever)
+    new_bought: int = 0  # of those, with a key bought by someone besides their creator (ever)
+
+
+class UsageWindow(SQLModel, table=True):
+    """A window's per-avatar and per-creator totals (``AvatarWindow``, ``CreatorWindow``) cover its ``days``
+    UTC days ending ``last_day``. Rebuilt from the day rollups when a request finds them ending before today
+    (once a day per window); kept by every event on a day they cover in between."""
+
+    __tablename__ = "network_window"
+
+    days: int = Field(primary_key=True)
+    last_day: date | None = None
+
+
+class AvatarWindow(SQLModel, table=True):
+    """One avatar's chats over a window (see ``UsageWindow``): how activity is spread, without a day scan."""
+
+    __tablename__ = "network_avatar_window"
+    __table_args__ = (Index("ix_network_avatar_window_days_chats", "days", "chats"),)
+
+    days: int = Field(primary_key=True)
+    avatar_id: str = Field(primary_key=True, max_length=34)
+    chats: int = 0
+
+
+class CreatorWindow(SQLModel, table=True):
+    """One creator's fees over a window (see ``UsageWindow``)."""
+
+    __tablename__ = "network_creator_window"
+    __table_args__ = (Index("ix_network_creator_window_days_creator_fees", "days", "creator_fees"),)
+
+    days: int = Field(primary_key=True)
+    creator: str = Field(primary_key=True, max_length=42)  # "" for avatars whose creator is not known
+    creator_fees: int = Field(default=0, sa_type=Wei)

@@ -5,24 +5,41 @@ single writer), created first if missing, and wei is added in Python: exact on e
 
 Lock order, so that concurrent writers never wait on each other in a cycle: an avatar's
 ``NetworkAvatar`` rows before its ``AvatarDay`` rows (both sorted when several), then the chatters',
-the network day's and the model's."""
+then the network's days (sorted), the windows' (shared: see ``UsageWindow``) and the model's. The network's
+days and the windows are touched by everyone (each chat turn, each batch of blocks), so their changes wait in
+the session (:func:`_pending`) and are written last, by :func:`settle` — which each function here calls before
+it returns, except those the indexer's projection calls several times in one transaction: it calls
+:func:`settle` once, at the end."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, func, insert, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
 
-from app.network.models import AvatarChatter, AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
+from app.network.models import (
+    AvatarChatter,
+    AvatarDay,
+    AvatarWindow,
+    Chatter,
+    CreatorWindow,
+    ModelDay,
+    NetworkAvatar,
+    NetworkDay,
+    NodeDay,
+    UsageWindow,
+)
 
 Row = TypeVar("Row", bound=SQLModel)
 BATCH = 1000  # rows per statement: well below any database's limit on bound values
+PENDING = "network_pending"  # the session.info key of the changes that wait for settle()
 
 
 def utc_day(moment: datetime) -> date:
@@ -34,10 +51,14 @@ def _dialect_name(session: AsyncSession) -> str:
     return session.bind.dialect.name
 
 
+def _dialect(session: AsyncSession) -> Any:
+    """The dialect module whose ``insert`` has ``on_conflict_*``."""
+    return postgresql if _dialect_name(session) == "postgresql" else sqlite
+
+
 async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
     """The row with primary key ``key``, created with its defaults if missing, locked until commit."""
-    dialect = postgresql if _dialect_name(session) == "postgresql" else sqlite
-    await session.execute(dialect.insert(table).values(**key).on_conflict_do_nothing())
+    await session.execute(_dialect(session).insert(table).values(**key).on_conflict_do_nothing())
     query = select(table).filter_by(**key).with_for_update().execution_options(populate_existing=True)
     return (await session.scalars(query)).one()
 
@@ -46,7 +67,7 @@ async def _locked_rows(
     session: AsyncSession, table: type[Row], columns: tuple[str, ...], keys: Sequence[tuple[Any, ...]]
 ) -> dict[tuple[Any, ...], Row]:
     """:func:`_locked` for many rows at once (a batch of trades): two statements per thousand rows."""
-    dialect = postgresql if _dialect_name(session) == "postgresql" else sqlite
+    dialect = _dialect(session)
     key_columns = [getattr(table, column) for column in columns]
     rows: dict[tuple[Any, ...], Row] = {}
     for start in range(0, len(keys), BATCH):
@@ -68,6 +89,125 @@ async def _locked_rows(
     return rows
 
 
+@dataclass
+class Pending:
+    """Changes to the network's days and to the windows, waiting to be written by :func:`settle`."""
+
+    days: dict[date, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    avatar_chats: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
+    creator_fees: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
+
+
+def _pending(session: AsyncSession) -> Pending:
+    """The session's pending changes, kept with the transaction they belong to: a rolled-back transaction's
+    are never written by the next."""
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(PENDING)
+    if kept is None or kept[0] is not transaction:
+        kept = session.info[PENDING] = (transaction, Pending())
+    pending: Pending = kept[1]
+    return pending
+
+
+def _listing(firsts: NetworkAvatar) -> tuple[date, dict[str, int]] | None:
+    """What an avatar adds to its listing day's counts of new avatars, first chats and first outside buyers."""
+    if firsts.listed_at is None:
+        return None
+    counts = {"new_avatars": 1, "new_chatted": firsts.first_chat_at is not None}
+    return utc_day(firsts.listed_at), {**counts, "new_bought": firsts.first_outside_buy_at is not None}
+
+
+def _relisted(session: AsyncSession, before: tuple[date, dict[str, int]] | None, firsts: NetworkAvatar) -> None:
+    """An avatar's listing-day counts moved from ``before`` (:func:`_listing` before the change) to now."""
+    days = _pending(session).days
+    for listing, sign in ((before, -1), (_listing(firsts), +1)):
+        if listing is not None:
+            day, counts = listing
+            for name, count in counts.items():
+                days[day][name] += sign * count
+
+
+async def settle(session: AsyncSession) -> None:
+    """Writes the changes waiting in the session to the network's days and to the windows that cover them."""
+    kept = session.info.pop(PENDING, None)
+    if kept is None or kept[0] is not session.sync_session.get_transaction():
+        return
+    pending: Pending = kept[1]
+    changed = sorted((day,) for day, counts in pending.days.items() if any(counts.values()))
+    for (day,), row in (await _locked_rows(session, NetworkDay, ("day",), changed)).items():
+        for name, delta in pending.days[day].items():
+            setattr(row, name, getattr(row, name) + delta)
+    if not (pending.avatar_chats or pending.creator_fees):
+        return
+    covering = [
+        (window.days, window.last_day)
+        for window in await session.scalars(
+            select(UsageWindow).order_by(col(UsageWindow.days)).with_for_update(read=True)  # see UsageWindow
+        )
+        if window.last_day is not None
+    ]
+    chats: dict[tuple[int, str], int] = defaultdict(int)
+    fees: dict[tuple[int, str], int] = defaultdict(int)
+    for days, last_day in covering:
+        first_day = last_day - timedelta(days=days - 1)
+        for (avatar_id, day), count in pending.avatar_chats.items():
+            if first_day <= day <= last_day:
+                chats[days, avatar_id] += count
+        for (creator, day), amount in pending.creator_fees.items():
+            if first_day <= day <= last_day:
+                fees[days, creator] += amount
+    if chats:
+        upsert = (
+            _dialect(session)
+            .insert(AvatarWindow)
+            .values(
+                [
+                    {"days": days, "avatar_id": avatar_id, "chats": count}
+                    for (days, avatar_id), count in sorted(chats.items())
+                ]
+            )
+        )
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["days", "avatar_id"], set_={"chats": AvatarWindow.chats + upsert.excluded.chats}
+            )
+        )
+    totals = await _locked_rows(session, CreatorWindow, ("days", "creator"), sorted(key for key in fees if fees[key]))
+    for key, total in totals.items():
+        total.creator_fees += fees[key]
+
+
+async def rebuild_window(session: AsyncSession, days: int, last_day: date) -> None:
+    """The window of ``days`` ending ``last_day`` summed again from the day rollups, unless another
+    transaction just did: its row locked against every event's share lock, so none is lost or counted twice."""
+    window = await _locked(session, UsageWindow, days=days)
+    if window.last_day == last_day:
+        return
+    first_day = last_day - timedelta(days=days - 1)
+    in_window = col(AvatarDay.day).between(first_day, last_day)
+    await session.execute(delete(AvatarWindow).where(col(AvatarWindow.days) == days))
+    await session.execute(delete(CreatorWindow).where(col(CreatorWindow.days) == days))
+    await session.execute(
+        insert(AvatarWindow).from_select(
+            ["days", "avatar_id", "chats"],
+            select(literal(days), col(AvatarDay.avatar_id), func.sum(col(AvatarDay.chats)))
+            .where(in_window, col(AvatarDay.chats) > 0)
+            .group_by(col(AvatarDay.avatar_id)),
+        )
+    )
+    earned: dict[str, int] = defaultdict(int)
+    for creator, fees in await session.execute(  # wei: summed here, exact on every database
+        select(col(NetworkAvatar.creator), col(AvatarDay.creator_fees))
+        .outerjoin(NetworkAvatar, col(NetworkAvatar.avatar_id) == col(AvatarDay.avatar_id))
+        .where(in_window, col(AvatarDay.trades) != 0)
+    ):
+        earned[creator or ""] += fees
+    rows = [{"days": days, "creator": creator, "creator_fees": fees} for creator, fees in earned.items() if fees]
+    for start in range(0, len(rows), BATCH):
+        await session.execute(insert(CreatorWindow), rows[start : start + BATCH])
+    window.last_day = last_day
+
+
 # ---------------------------------------------------------------- chats
 
 
@@ -86,10 +226,16 @@ async def record_turn(
     """A fan's message whose turn ended at ``ended_at``: with a verified reply (``replied``) or not; paid or not."""
     day = utc_day(ended_at)
     firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)  # first: the lock order (module doc)
+    pending = _pending(session)  # once the transaction has begun: kept with it
+    listing = _listing(firsts)
     if firsts.first_chat_at is None or utc_day(firsts.first_chat_at) > day:
         firsts.first_chat_at = ended_at
+    _relisted(session, listing, firsts)
     avatar_day = await _locked(session, AvatarDay, avatar_id=avatar_id, day=day)
     avatar_day.chats += 1
+    pending.days[day]["chats"] += 1
+    pending.days[day]["active_avatars"] += avatar_day.chats == 1
+    pending.avatar_chats[avatar_id, day] += 1
     chatter = await session.get(AvatarChatter, (avatar_id, fan), with_for_update=True)
     if chatter is None:
         session.add(AvatarChatter(avatar_id=avatar_id, fan=fan, first_day=day, last_day=day, chats=1))
@@ -100,6 +246,7 @@ async def record_turn(
             chatter.last_day, chatter.active_days = day, chatter.active_days + 1
             avatar_day.chatters += 1
     await _network_chatter(session, fan, day)
+    await settle(session)
     if model:
         model_day = await _locked(session, ModelDay, model=model, day=day)
         model_day.replies += replied
@@ -114,12 +261,14 @@ async def _network_chatter(session: AsyncSession, fan: str, day: date) -> None:
     chatter = await session.get(Chatter, fan, with_for_update=True)
     if chatter is not None and day <= chatter.last_day:
         return
+    days = _pending(session).days
     if chatter is None:
         session.add(Chatter(fan=fan, first_day=day, last_day=day))
     else:
+        days[chatter.last_day]["last_chatters"] -= 1
         chatter.last_day = day
-    network_day = await _locked(session, NetworkDay, day=day)
-    network_day.chatters += 1
+    days[day]["last_chatters"] += 1
+    days[day]["chatters"] += 1
 
 
 # ---------------------------------------------------------------- nodes
@@ -137,9 +286,11 @@ async def record_node_outcome(session: AsyncSession, *, node: str, at: datetime,
 
 
 async def record_listed(session: AsyncSession, *, avatar_id: str, creator: str, at: datetime | None) -> None:
-    """An avatar created on-chain (``at``), or its creation undone by a re-org (``at`` None)."""
+    """An avatar created on-chain (``at``), or its creation undone by a re-org (``at`` None). Then :func:`settle`."""
     firsts = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
+    listing = _listing(firsts)
     firsts.creator, firsts.listed_at = creator, at
+    _relisted(session, listing, firsts)
 
 
 async def apply_trades(
@@ -147,18 +298,30 @@ async def apply_trades(
 ) -> None:
     """Trade rows (as the projection stores them) added to the day rollups (``direction`` +1), or taken back
     out when a re-org removed their blocks (-1, after they were deleted and :func:`reset_first_outside_buys`
-    was told what remains). ``creators``: each traded avatar's creator, to tell an outside buyer's first key."""
+    was told what remains). ``creators``: each traded avatar's creator, to tell an outside buyer's first key and
+    whose fees they are. Then :func:`settle`."""
     if direction > 0:
         await _first_outside_buys(session, trades, creators=creators)
     by_day: dict[tuple[str, date], list[Mapping[str, Any]]] = defaultdict(list)
     for trade in trades:
         by_day[trade["avatar_id"], utc_day(trade["timestamp"])].append(trade)
     rows = await _locked_rows(session, AvatarDay, ("avatar_id", "day"), sorted(by_day))
-    for key, group in by_day.items():
-        avatar_day = rows[key]
-        avatar_day.trades += direction * len(group)
-        avatar_day.volume += direction * sum(trade["eth_amount"] for trade in group)
-        avatar_day.creator_fees += direction * sum(trade["creator_fee"] for trade in group)
+    pending = _pending(session)
+    for (avatar_id, day), group in by_day.items():
+        count, volume, fees = (
+            direction * len(group),
+            direction * sum(trade["eth_amount"] for trade in group),
+            direction * sum(trade["creator_fee"] for trade in group),
+        )
+        avatar_day = rows[avatar_id, day]
+        avatar_day.trades += count
+        avatar_day.volume += volume
+        avatar_day.creator_fees += fees
+        network_day = pending.days[day]
+        network_day["trades"] += count
+        network_day["volume"] += volume
+        network_day["creator_fees"] += fees
+        pending.creator_fees[creators.get(avatar_id) or "", day] += fees
 
 
 async def _first_outside_buys(
@@ -173,12 +336,16 @@ async def _first_outside_buys(
     for avatar_id, at in outside.items():
         firsts = rows[avatar_id,]
         if firsts.first_outside_buy_at is None:
+            listing = _listing(firsts)
             firsts.first_outside_buy_at = at
+            _relisted(session, listing, firsts)
 
 
 async def reset_first_outside_buys(session: AsyncSession, firsts: Mapping[str, datetime | None]) -> None:
     """After a re-org: each avatar's first outside buy, found again by the market among the trades that remain
-    (this package does not read the market's tables: the market's projection imports it)."""
+    (this package does not read the market's tables: the market's projection imports it). Then :func:`settle`."""
     for avatar_id in sorted(firsts):
         row = await _locked(session, NetworkAvatar, avatar_id=avatar_id)
+        listing = _listing(row)
         row.first_outside_buy_at = firsts[avatar_id]
+        _relisted(session, listing, row)

@@ -2,7 +2,7 @@
 
 Windows are whole UTC days ending today: ``24h`` is today so far, ``7d`` today and the six days before,
 ``30d`` thirty days. Distinct chatters over a window are the fans whose last chatting day falls in it
-(exact, from an index), not a sum of daily counts.
+(exact: each day counts the fans whose latest day it is), not a sum of daily counts.
 
 How activity is spread over avatars (``distribution``), among the avatars chatted with in the window:
 the share of chats of the top 1, 10 and 100; the Herfindahl–Hirschman index ``Σ sᵢ²`` over each avatar's
@@ -12,19 +12,34 @@ Lorenz curve: the share of chats of the least-chatted x % of avatars, for x from
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
-from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
 from enum import StrEnum
+from typing import Any
 
 from msgspec import Struct
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Float, RowMapping, Select, cast, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
-from app.network.models import AvatarChatter, AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
+from app.db.base import table_of
+from app.db.engine import claim_writer, session_factory
+from app.network.models import (
+    AvatarChatter,
+    AvatarDay,
+    AvatarWindow,
+    CreatorWindow,
+    ModelDay,
+    NetworkDay,
+    NodeDay,
+    UsageWindow,
+)
+from app.network.rollups import rebuild_window
 
 LORENZ_POINTS = 50  # segments of the curve: enough to draw it, few enough to send
 TOP_COUNTS = (1, 10, 100)
@@ -135,40 +150,76 @@ class AvatarUsage(Struct):
 # ---------------------------------------------------------------- inequality
 
 
-def shares(values: Sequence[int]) -> list[float]:
-    total = sum(values)
-    return [value / total for value in values] if total else []
+Histogram = Sequence[tuple[int, int]]  # (value, how many have it), values ascending: 10,000 avatars' chats fit
+# in a few hundred pairs, so the figures below cost what the distinct values do, not what the avatars do
+
+
+def histogram(values: Sequence[int]) -> list[tuple[int, int]]:
+    return sorted(Counter(values).items())
 
 
 def hhi(values: Sequence[int]) -> float:
-    return round(sum(share * share for share in shares(values)), 6)
+    return hhi_of(histogram(values))
+
+
+def hhi_of(counts: Histogram) -> float:
+    total = sum(value * many for value, many in counts)
+    return round(sum(many * (value / total) ** 2 for value, many in counts), 6) if total else 0.0
 
 
 def gini(values: Sequence[int]) -> float:
-    """0 when all are equal, towards 1 when one holds everything: ``Σᵢ (2i − n − 1)·xᵢ / (n·Σx)`` sorted up."""
-    ordered, total = sorted(values), sum(values)
+    return gini_of(histogram(values))
+
+
+def gini_of(counts: Histogram) -> float:
+    """0 when all are equal, towards 1 when one holds everything: ``Σᵢ (2i − n − 1)·xᵢ / (n·Σx)`` sorted up, the
+    ``k`` equal values from place ``i₀`` on weighing ``2·(k·i₀ + k(k−1)/2) − k(n+1)`` together (exact integers)."""
+    n, total = sum(many for _, many in counts), sum(value * many for value, many in counts)
     if not total:
         return 0.0
-    n = len(ordered)
-    return round(sum((2 * i - n - 1) * value for i, value in enumerate(ordered, 1)) / (n * total), 6)
+    weighted, first = 0, 1
+    for value, many in counts:
+        weighted += value * (2 * (many * first + many * (many - 1) // 2) - many * (n + 1))
+        first += many
+    return round(weighted / (n * total), 6)
 
 
 def lorenz(values: Sequence[int], points: int = LORENZ_POINTS) -> list[tuple[float, float]]:
-    ordered, total = sorted(values), sum(values)
+    return lorenz_of(histogram(values), points)
+
+
+def lorenz_of(counts: Histogram, points: int = LORENZ_POINTS) -> list[tuple[float, float]]:
+    """The share of the total held by the least x of the values, at ``points`` + 1 even steps of x."""
+    n, total = sum(many for _, many in counts), sum(value * many for value, many in counts)
     if not total:
         return []
-    running, cumulative = 0, [0]
-    for value in ordered:
-        running += value
-        cumulative.append(running)
-    n = len(ordered)
-    steps = sorted({round(n * k / points) for k in range(points + 1)})
-    return [(round(step / n, 4), round(cumulative[step] / total, 4)) for step in steps]
+    ends, sums_before = list(itertools.accumulate(many for _, many in counts)), [0]
+    for value, many in counts:
+        sums_before.append(sums_before[-1] + value * many)
+    curve = []
+    for step in sorted({round(n * k / points) for k in range(points + 1)}):
+        group = bisect.bisect_left(ends, step)  # the group the step-th value falls in
+        below = sums_before[group] + (step - (ends[group - 1] if group else 0)) * counts[group][0] if step else 0
+        curve.append((round(step / n, 4), round(below / total, 4)))
+    return curve
 
 
 def top_shares(values: Sequence[int]) -> dict[str, float]:
-    ordered, total = sorted(values, reverse=True), sum(values)
-    return {str(n): round(sum(ordered[:n]) / total, 4) if total else 0.0 for n in TOP_COUNTS}
+    return top_shares_of(histogram(values))
+
+
+def top_shares_of(counts: Histogram) -> dict[str, float]:
+    total = sum(value * many for value, many in counts)
+    shares = {}
+    for top in TOP_COUNTS:
+        left, held = top, 0
+        for value, many in reversed(counts):
+            taken = min(left, many)
+            held, left = held + taken * value, left - taken
+            if not left:
+                break
+        shares[str(top)] = round(held / total, 4) if total else 0.0
+    return shares
 
 
 def quantile(ordered: Sequence[int], q: float) -> int:
@@ -183,113 +234,111 @@ async def has_chatted(session: AsyncSession, avatar_id: str, fan: str) -> bool:
 
 
 async def network_usage(session: AsyncSession, window: Window, today: date) -> NetworkUsage:
+    """The window's figures, one query per section, none of which reads more than a row per day, model, node,
+    creator or distinct chat count: the windows' own totals (``AvatarWindow``, ``CreatorWindow``) are rebuilt
+    first if they end before ``today`` (once a day), in a transaction of their own."""
     start = window.first_day(today)
-    in_window = col(AvatarDay.day) >= start
-    chats_per_avatar = [
-        chats
-        for (chats,) in await session.execute(
-            select(func.sum(col(AvatarDay.chats)))
-            .where(in_window, col(AvatarDay.chats) > 0)
-            .group_by(col(AvatarDay.avatar_id))
+    if await session.scalar(select(col(UsageWindow.last_day)).where(col(UsageWindow.days) == window.days)) != today:
+        await session.rollback()  # a new snapshot (SQLite) once the rebuild is committed
+        assert isinstance(session.bind, AsyncEngine), "the app's sessions are bound to its engine"
+        async with session_factory(session.bind)() as writer:  # its SQLite writer queue: the engine's
+            await claim_writer(writer)
+            await rebuild_window(writer, window.days, today)
+            await writer.commit()
+    chats = await _chats_histogram(session, window)
+    model_days = (
+        await session.execute(
+            select(
+                col(ModelDay.day),
+                col(ModelDay.model),
+                col(ModelDay.replies),
+                col(ModelDay.failed),
+                col(ModelDay.prompt_tokens),
+                col(ModelDay.completion_tokens),
+                col(ModelDay.spend),
+                col(ModelDay.paid_replies),
+            ).where(col(ModelDay.day).between(start, today))
         )
-    ]
-    chatters = await session.scalar(select(func.count()).select_from(Chatter).where(col(Chatter.last_day) >= start))
-    daily = await _daily(session, start, today)
+    ).all()
+    days = (  # plain rows: thirty ORM entities would cost more than every other section
+        (await session.execute(select(table_of(NetworkDay)).where(col(NetworkDay.day).between(start, today))))
+        .mappings()
+        .all()
+    )
     return NetworkUsage(
         window=window.value,
         first_day=start,
         last_day=today,
-        chats=sum(chats_per_avatar),
-        chatters=chatters or 0,
+        chats=sum(value * many for value, many in chats),
+        chatters=sum(day["last_chatters"] for day in days),
         distribution=Distribution(
-            active_avatars=len(chats_per_avatar),
-            top_shares=top_shares(chats_per_avatar),
-            hhi=hhi(chats_per_avatar),
-            gini=gini(chats_per_avatar),
-            lorenz=lorenz(chats_per_avatar),
+            active_avatars=sum(many for _, many in chats),
+            top_shares=top_shares_of(chats),
+            hhi=hhi_of(chats),
+            gini=gini_of(chats),
+            lorenz=lorenz_of(chats),
         ),
-        models=await _models(session, start),
+        models=_models(model_days),
         nodes=await _nodes(session, start),
-        creator_fees=await _fee_earnings(session, start),
-        new_avatars=await _new_avatars(session, start),
-        daily=daily,
+        creator_fees=await _fee_earnings(session, window, total=sum(day["creator_fees"] for day in days)),
+        new_avatars=NewAvatars(
+            listed=sum(day["new_avatars"] for day in days),
+            first_chat=sum(day["new_chatted"] for day in days),
+            first_outside_buyer=sum(day["new_bought"] for day in days),
+        ),
+        daily=_daily(start, today, {day["day"]: day for day in days}, model_days),
     )
 
 
-async def _daily(session: AsyncSession, start: date, today: date) -> list[DayUsage]:
-    counts = {
-        day: (chats, active, trades)
-        for day, chats, active, trades in await session.execute(
-            select(
-                col(AvatarDay.day),
-                func.sum(col(AvatarDay.chats)),
-                func.count().filter(col(AvatarDay.chats) > 0),
-                func.sum(col(AvatarDay.trades)),
-            )
-            .where(col(AvatarDay.day) >= start)
-            .group_by(col(AvatarDay.day))
-        )
-    }
-    volume: dict[date, int] = defaultdict(int)
-    fees: dict[date, int] = defaultdict(int)
-    for day, day_volume, day_fees in await session.execute(  # wei: summed here, exact on every database
-        select(col(AvatarDay.day), col(AvatarDay.volume), col(AvatarDay.creator_fees)).where(
-            col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0
-        )
-    ):
-        volume[day] += day_volume
-        fees[day] += day_fees
+async def _chats_histogram(session: AsyncSession, window: Window) -> list[tuple[int, int]]:
+    """How many active avatars had each count of chats in the window, least first."""
+    counts = await session.execute(
+        select(col(AvatarWindow.chats), func.count())
+        .where(col(AvatarWindow.days) == window.days, col(AvatarWindow.chats) > 0)
+        .group_by(col(AvatarWindow.chats))
+        .order_by(col(AvatarWindow.chats))
+    )
+    return [(chats, avatars) for chats, avatars in counts]
+
+
+NO_DAY = {
+    name: 0 for name in ("chats", "chatters", "active_avatars", "trades", "volume", "creator_fees", "new_avatars")
+}
+ModelDayRow = Sequence[Any]  # day, model, replies, failed, prompt and completion tokens, spend, paid replies
+
+
+def _daily(start: date, today: date, days: dict[date, RowMapping], model_days: Sequence[ModelDayRow]) -> list[DayUsage]:
     replies: dict[date, int] = defaultdict(int)
     spend: dict[date, int] = defaultdict(int)
-    for day, day_replies, day_spend in await session.execute(
-        select(col(ModelDay.day), col(ModelDay.replies), col(ModelDay.spend)).where(col(ModelDay.day) >= start)
-    ):
+    for day, _, day_replies, _, _, _, day_spend, _ in model_days:
         replies[day] += day_replies
         spend[day] += day_spend
-    chatters = dict(
-        (
-            await session.execute(
-                select(col(NetworkDay.day), col(NetworkDay.chatters)).where(col(NetworkDay.day) >= start)
-            )
-        ).all()
-    )
-    listed_day = func.date(col(NetworkAvatar.listed_at))
-    new = {
-        _as_date(day): count
-        for day, count in await session.execute(
-            select(listed_day, func.count())
-            .where(col(NetworkAvatar.listed_at) >= _midnight(start))
-            .group_by(listed_day)
-        )
-    }
     result = []
     for offset in range((today - start).days + 1):
         day = start + timedelta(days=offset)
-        chats, active, trades = counts.get(day, (0, 0, 0))
+        totals: Mapping[Any, Any] = days.get(day) or NO_DAY
         result.append(
             DayUsage(
                 day=day,
-                chats=chats or 0,
-                chatters=chatters.get(day, 0),
-                active_avatars=active or 0,
-                trades=trades or 0,
-                volume_wei=str(volume[day]),
-                creator_fees_wei=str(fees[day]),
+                chats=totals["chats"],
+                chatters=totals["chatters"],
+                active_avatars=totals["active_avatars"],
+                trades=totals["trades"],
+                volume_wei=str(totals["volume"]),
+                creator_fees_wei=str(totals["creator_fees"]),
                 replies=replies[day],
                 inference_spend_wei=str(spend[day]),
-                new_avatars=new.get(day, 0),
+                new_avatars=totals["new_avatars"],
             )
         )
     return result
 
 
-async def _models(session: AsyncSession, start: date) -> list[ModelUsage]:
+def _models(model_days: Sequence[ModelDayRow]) -> list[ModelUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 6)
-    for row in await session.scalars(select(ModelDay).where(col(ModelDay.day) >= start)):
-        sums = totals[row.model]
-        for index, value in enumerate(
-            (row.replies, row.failed, row.prompt_tokens, row.completion_tokens, row.spend, row.paid_replies)
-        ):
+    for _, model, *figures in model_days:
+        sums = totals[model]
+        for index, value in enumerate(figures):
             sums[index] += value
     return [
         ModelUsage(
@@ -309,49 +358,69 @@ async def _models(session: AsyncSession, start: date) -> list[ModelUsage]:
 
 async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 3)
-    for row in await session.scalars(select(NodeDay).where(col(NodeDay.day) >= start)):
-        sums = totals[row.node]
-        sums[0] += row.replies
-        sums[1] += row.failures
-        sums[2] += row.earned
+    for node, replies, failures, earned in await session.execute(
+        select(col(NodeDay.node), col(NodeDay.replies), col(NodeDay.failures), col(NodeDay.earned)).where(
+            col(NodeDay.day) >= start
+        )
+    ):
+        sums = totals[node]
+        sums[0] += replies
+        sums[1] += failures
+        sums[2] += earned
     return [
         NodeUsage(node=node, replies=replies, failures=failures, earned_wei=str(earned))
         for node, (replies, failures, earned) in sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
     ]
 
 
-async def _fee_earnings(session: AsyncSession, start: date) -> FeeEarnings:
-    earned: dict[str, int] = defaultdict(int)
-    for creator, fees in await session.execute(
-        select(col(NetworkAvatar.creator), col(AvatarDay.creator_fees))
-        .join(NetworkAvatar, col(NetworkAvatar.avatar_id) == col(AvatarDay.avatar_id))
-        .where(col(AvatarDay.day) >= start, col(AvatarDay.trades) != 0)
-    ):
-        earned[creator or ""] += fees
-    amounts = sorted(amount for amount in earned.values() if amount > 0)
-    return FeeEarnings(
-        creators=len(amounts),
-        total_wei=str(sum(amounts)),
-        median_wei=str(quantile(amounts, 0.5)),
-        p90_wei=str(quantile(amounts, 0.9)),
-        max_wei=str(amounts[-1] if amounts else 0),
-        top_10_share=top_shares(amounts)["10"],
-        hhi=hhi(amounts),
-        gini=gini(amounts),
+async def _fee_earnings(session: AsyncSession, window: Window, total: int) -> FeeEarnings:
+    """How the window's ``total`` of creators' fees is spread, read in SQL over the creators' totals: the sums that
+    HHI and Gini need in floating point (they are ratios), then the median, 90th percentile and top ten exactly,
+    each picked through the index on (days, creator_fees)."""
+    fees = col(CreatorWindow.creator_fees)
+    earning = (col(CreatorWindow.days) == window.days) & (fees > 0)
+    ranks = (
+        select(cast(fees, Float).label("amount"), func.row_number().over(order_by=fees).label("place"))
+        .where(earning)
+        .subquery()
     )
-
-
-async def _new_avatars(session: AsyncSession, start: date) -> NewAvatars:
-    listed, chatted, bought = (
+    count, squares, weighted, approximate = (
         await session.execute(
             select(
                 func.count(),
-                func.count(col(NetworkAvatar.first_chat_at)),
-                func.count(col(NetworkAvatar.first_outside_buy_at)),
-            ).where(col(NetworkAvatar.listed_at) >= _midnight(start))
+                func.sum(ranks.c.amount * ranks.c.amount),
+                func.sum(ranks.c.place * ranks.c.amount),
+                func.sum(ranks.c.amount),
+            )
         )
     ).one()
-    return NewAvatars(listed=listed, first_chat=chatted, first_outside_buyer=bought)
+    if not count:
+        return FeeEarnings(0, "0", "0", "0", "0", 0.0, 0.0, 0.0)
+
+    def picked(name: str, ordered: Any, offset: int, many: int = 1) -> Select[Any]:
+        rows = select(fees.label("amount")).where(earning).order_by(ordered).offset(offset).limit(many).subquery()
+        return select(literal(name).label("name"), rows.c.amount)
+
+    median, p90, *top = (
+        amount
+        for _, amount in await session.execute(
+            union_all(
+                picked("median", fees, count // 2),  # quantile(): the value at int(q·n), from 0
+                picked("p90", fees, count * 9 // 10),
+                picked("top", fees.desc(), 0, many=10),
+            )
+        )
+    )
+    return FeeEarnings(
+        creators=count,
+        total_wei=str(total),
+        median_wei=str(median),
+        p90_wei=str(p90),
+        max_wei=str(top[0]),
+        top_10_share=round(sum(top) / total, 4),
+        hhi=round(squares / approximate**2, 6),
+        gini=round((2 * weighted - (count + 1) * approximate) / (count * approximate), 6),  # Σ (2i − n − 1)·xᵢ / nΣx
+    )
 
 
 async def avatar_usage(session: AsyncSession, avatar_id: str, window: Window, today: date) -> AvatarUsage:
@@ -397,14 +466,6 @@ def usage_csv(usage: NetworkUsage, section: CsvSection) -> str:
     for row in rows:
         writer.writerow([getattr(row, name) for name in fields.__struct_fields__])
     return out.getvalue()
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), UTC)
-
-
-def _as_date(value: date | str) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def lorenz_svg_points(curve: Sequence[tuple[float, float]], size: int) -> str:

@@ -280,21 +280,78 @@ def review_out(review: Review, signing: Signing, keys_held: int, holder_since: d
 async def by_rating(
     session: AsyncSession, prior: Prior, *, q: str | None, cursor: str | None, limit: int
 ) -> tuple[list[tuple[Avatar, MarketAvatar]], str | None]:
-    """One page of listed avatars, best rated first (unrated last, ties by id), keyset-paged in SQL."""
-    score = prior.milli_score().label("score")
-    query = (
-        select(Avatar, MarketAvatar, score)
-        .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
-        .outerjoin(AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id))
-        .where(col(Avatar.listed_at).is_not(None))
-    )
-    if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(col(Avatar.handle).ilike(pattern) | col(Avatar.name).ilike(pattern))
+    """One page of listed avatars, best rated first (unrated last, ties by id), keyset-paged in SQL on ids and
+    scores alone, then the page's rows read by id."""
     after = pagination.decode_cursor(cursor, pagination.cursor_int, pagination.cursor_str)
+    keyset = None if after is None else (after[0], after[1])
+    ranked = await (
+        _ranked_matching(session, prior, q, keyset, limit + 1)
+        if q
+        else _ranked_rated_first(session, prior, keyset, limit + 1)
+    )
+    page = ranked[:limit]
+    next_cursor = pagination.encode_cursor(page[-1][1], page[-1][0]) if len(ranked) > limit else None
+    rows = {
+        avatar.id: (avatar, market_row)
+        for avatar, market_row in await session.execute(
+            select(Avatar, MarketAvatar)
+            .join(MarketAvatar, col(MarketAvatar.avatar_id) == col(Avatar.id))
+            .where(col(Avatar.id).in_([avatar_id for avatar_id, _ in page]))
+        )
+    }
+    return [rows[avatar_id] for avatar_id, _ in page], next_cursor
+
+
+async def _ranked_matching(
+    session: AsyncSession, prior: Prior, q: str, after: tuple[int, str] | None, wanted: int
+) -> list[tuple[str, int]]:
+    """Listed avatars whose handle or name contains ``q``: ids and scores, best first (a search reads them all)."""
+    score = prior.milli_score().label("score")
+    query = market.listed_query(q, col(Avatar.id), score).outerjoin(
+        AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id)
+    )
     if after is not None:
         query = query.where(tuple_(prior.milli_score(), col(Avatar.id)) < tuple_(literal(after[0]), literal(after[1])))
-    rows = (await session.execute(query.order_by(score.desc(), col(Avatar.id).desc()).limit(limit + 1))).all()
-    page = rows[:limit]
-    next_cursor = pagination.encode_cursor(page[-1][2], page[-1][0].id) if len(rows) > limit else None
-    return [(avatar, market_row) for avatar, market_row, _ in page], next_cursor
+    ranked = await session.execute(query.order_by(score.desc(), col(Avatar.id).desc()).limit(wanted))
+    return [(avatar_id, value) for avatar_id, value in ranked]
+
+
+async def _ranked_rated_first(
+    session: AsyncSession, prior: Prior, after: tuple[int, str] | None, wanted: int
+) -> list[tuple[str, int]]:
+    """Ids and scores, best first, without a search: the rated avatars ranked on their rating rows alone (a narrow
+    table, no join), keeping those listed, then the unrated (score -1) by id, read only as far as a page needs."""
+    ranked: list[tuple[str, int]] = []
+    score = prior.milli_score()
+    if after is None or after[0] >= 0:
+        keyset = after
+        while len(ranked) < wanted:
+            query = select(col(AvatarRating.avatar_id), score).where(col(AvatarRating.count) > 0)
+            if keyset is not None:
+                query = query.where(
+                    tuple_(score, col(AvatarRating.avatar_id)) < tuple_(literal(keyset[0]), literal(keyset[1]))
+                )
+            batch = (
+                await session.execute(query.order_by(score.desc(), col(AvatarRating.avatar_id).desc()).limit(wanted))
+            ).all()
+            listed = set(
+                await session.scalars(
+                    market.listed_query(None, col(Avatar.id)).where(col(Avatar.id).in_([row[0] for row in batch]))
+                )
+            )
+            ranked += [(avatar_id, value) for avatar_id, value in batch if avatar_id in listed]
+            if len(batch) < wanted:
+                break
+            keyset = (batch[-1][1], batch[-1][0])
+        after = None
+    if len(ranked) < wanted:
+        unrated = (
+            market.listed_query(None, col(Avatar.id))
+            .outerjoin(AvatarRating, col(AvatarRating.avatar_id) == col(Avatar.id))
+            .where(func.coalesce(col(AvatarRating.count), 0) == 0)
+        )
+        if after is not None:
+            unrated = unrated.where(col(Avatar.id) < after[1])
+        ids = await session.scalars(unrated.order_by(col(Avatar.id).desc()).limit(wanted - len(ranked)))
+        ranked += [(avatar_id, -1) for avatar_id in ids]
+    return ranked[:wanted]

@@ -42,6 +42,8 @@ ROUTES = [
     "/api/avatars",
     "/api/avatars?sort=newest",
     "/api/avatars?sort=holders",
+    "/api/avatars?sort=market_cap",
+    "/api/avatars?sort=volume_24h",
     "/api/wallets/{wallet}/trades",
 ]
 
@@ -63,6 +65,18 @@ async def test_crafted_cursors_are_400(
         response = await client.get(path, params={"cursor": cursor})
         assert response.status_code == 400, (cursor, response.text)
         assert response.json()["field"] == "cursor"
+
+
+@pytest.mark.parametrize(
+    ("sort", "key"),
+    [("market_cap", 2**256), ("market_cap", -1), ("holders", 2**31), ("holders", -1), ("newest", "not a moment")],
+)
+async def test_a_ranking_cursor_whose_key_its_column_cannot_hold_is_400(
+    client: AsyncTestClient[Litestar], avatar_id: str, sort: str, key: object
+) -> None:
+    response = await client.get("/api/avatars", params={"sort": sort, "cursor": crafted([key, avatar_id])})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "cursor"
 
 
 async def test_junk_cursors_on_the_portfolio_page_are_4xx(

@@ -4,7 +4,7 @@ rollups must equal, however they were reached."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +13,17 @@ from sqlalchemy.orm import aliased
 
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.market.models import MarketAvatar, Trade
-from app.network.models import AvatarDay, Chatter, ModelDay, NetworkAvatar, NetworkDay, NodeDay
+from app.network.models import (
+    AvatarDay,
+    AvatarWindow,
+    Chatter,
+    CreatorWindow,
+    ModelDay,
+    NetworkAvatar,
+    NetworkDay,
+    NodeDay,
+    UsageWindow,
+)
 
 
 def aware(moment: datetime) -> datetime:
@@ -22,6 +32,20 @@ def aware(moment: datetime) -> datetime:
 
 def day_of(moment: datetime) -> date:
     return aware(moment).date()
+
+
+NETWORK_DAY = (
+    "chatters",
+    "last_chatters",
+    "chats",
+    "active_avatars",
+    "trades",
+    "volume",
+    "creator_fees",
+    "new_avatars",
+    "new_chatted",
+    "new_bought",
+)
 
 
 def _nonzero(rows: dict[Any, dict[str, int]]) -> dict[Any, dict[str, int]]:
@@ -77,10 +101,24 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
     for day, fans in network_days.items():
         for fan in fans:
             chatters.setdefault(fan, []).append(day)
+    days: dict[date, dict[str, int]] = defaultdict(lambda: dict.fromkeys(NETWORK_DAY, 0))
+    for day, fans in network_days.items():
+        days[day]["chatters"] = len(fans)
+    for fan_days in chatters.values():
+        days[max(fan_days)]["last_chatters"] += 1
+    for (_, day), row in avatar_days.items():
+        for name in ("chats", "trades", "volume", "creator_fees"):
+            days[day][name] += row[name]
+        days[day]["active_avatars"] += row["chats"] > 0
+    for market in await session.scalars(select(MarketAvatar)):
+        listed = days[day_of(market.created_at)]
+        listed["new_avatars"] += 1
+        listed["new_chatted"] += market.avatar_id in first_chat
+        listed["new_bought"] += market.avatar_id in first_outside
     return {
         "avatar_days": _nonzero(dict(avatar_days)),
         "model_days": _nonzero(dict(model_days)),
-        "network_days": {day: len(fans) for day, fans in network_days.items()},
+        "network_days": _nonzero(dict(days)),
         "chatters": {fan: (min(days), max(days)) for fan, days in chatters.items()},
         "first_chat": first_chat,
         "first_outside_buy": {key: aware(value) for key, value in first_outside.items()},
@@ -117,7 +155,12 @@ async def rollups(session: AsyncSession) -> dict[str, Any]:
                 for row in await session.scalars(select(ModelDay))
             }
         ),
-        "network_days": {row.day: row.chatters for row in await session.scalars(select(NetworkDay))},
+        "network_days": _nonzero(
+            {
+                row.day: {name: getattr(row, name) for name in NETWORK_DAY}
+                for row in await session.scalars(select(NetworkDay))
+            }
+        ),
         "chatters": {row.fan: (row.first_day, row.last_day) for row in await session.scalars(select(Chatter))},
         "first_chat": {row.avatar_id: day_of(row.first_chat_at) for row in firsts if row.first_chat_at},
         "first_outside_buy": {
@@ -125,3 +168,32 @@ async def rollups(session: AsyncSession) -> dict[str, Any]:
         },
         "nodes": {(row.node, row.day): row.replies for row in await session.scalars(select(NodeDay)) if row.replies},
     }
+
+
+async def windows(session: AsyncSession) -> dict[int, dict[str, Any]]:
+    """Each built window's per-avatar chats and per-creator fees: as kept, and summed again from the day rollups."""
+    creators = {row.avatar_id: row.creator or "" for row in await session.scalars(select(NetworkAvatar))}
+    days = (await session.scalars(select(AvatarDay))).all()
+    result = {}
+    for window in await session.scalars(select(UsageWindow)):
+        assert window.last_day is not None
+        first_day = window.last_day - timedelta(days=window.days - 1)
+        chats: dict[str, int] = defaultdict(int)
+        fees: dict[str, int] = defaultdict(int)
+        for row in days:
+            if first_day <= row.day <= window.last_day:
+                chats[row.avatar_id] += row.chats
+                fees[creators.get(row.avatar_id, "")] += row.creator_fees
+        kept_chats = await session.scalars(select(AvatarWindow).where(AvatarWindow.days == window.days))
+        kept_fees = await session.scalars(select(CreatorWindow).where(CreatorWindow.days == window.days))
+        result[window.days] = {
+            "kept": (
+                {row.avatar_id: row.chats for row in kept_chats if row.chats},
+                {row.creator: row.creator_fees for row in kept_fees if row.creator_fees},
+            ),
+            "summed": (
+                {avatar_id: count for avatar_id, count in chats.items() if count},
+                {creator: amount for creator, amount in fees.items() if amount},
+            ),
+        }
+    return result

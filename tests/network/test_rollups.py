@@ -20,7 +20,7 @@ from app.proxy.node.attestation import EnclaveIdentity
 from tests.chat.conftest import Served, reply_frames, send_message
 from tests.conftest import between_snapshot, chain_of_its_own
 from tests.helpers import buy, launch, sell
-from tests.network.recount import recount, rollups
+from tests.network.recount import recount, rollups, windows
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,10 @@ async def chain(own_node: EmbeddedChain) -> AsyncIterator[Chain]:
 
 async def figures(served: Served) -> tuple[dict[str, object], dict[str, object]]:
     async with served.app.state.services.sessions() as session:
+        kept_windows = await windows(session)
+        assert set(kept_windows) == {1, 7, 30}
+        for window in kept_windows.values():
+            assert window["kept"] == window["summed"]
         return await rollups(session), await recount(session)
 
 
@@ -53,6 +57,8 @@ async def test_rollups_equal_a_recount_after_trades_chats_a_failure_and_a_reorg(
     chain = served.chain
     other = chain.dev_accounts[3]
     creator_http = await served.signed_in(creator)
+    for window in ("24h", "7d", "30d"):  # the windows' totals built now, then kept by every event below
+        assert (await creator_http.get("/api/network/usage", params={"window": window})).status_code == 200
     busy = await launch(creator_http, chain, creator, "busy")  # type: ignore[arg-type]
     quiet = await launch(creator_http, chain, creator, "quiet")  # type: ignore[arg-type]
     buy(chain, fan, busy, 2)
@@ -100,6 +106,18 @@ async def test_rollups_equal_a_recount_after_trades_chats_a_failure_and_a_reorg(
     assert usage["distribution"]["top_shares"]["1"] == 0.8
     assert usage["distribution"]["hhi"] == pytest.approx(0.8**2 + 0.2**2)
     assert usage["new_avatars"] == {"listed": 2, "first_chat": 2, "first_outside_buyer": 1}
+    fees = sum(row["creator_fees"] for row in after["avatar_days"].values())
+    assert fees > 0
+    assert usage["creator_fees"] == {  # one creator earned them all
+        "creators": 1,
+        "total_wei": str(fees),
+        "median_wei": str(fees),
+        "p90_wei": str(fees),
+        "max_wei": str(fees),
+        "top_10_share": 1.0,
+        "hhi": 1.0,
+        "gini": 0.0,
+    }
     assert [(row["model"], row["replies"], row["failed"]) for row in usage["models"]] == [("twin-offline-demo", 4, 1)]
     assert int(usage["models"][0]["spend_wei"]) == 5 * served.price_wei  # the rejected reply was paid too
     assert usage["models"][0]["price_per_reply_wei"] == str(served.price_wei)

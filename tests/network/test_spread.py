@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from app.network.usage import gini, hhi, lorenz, lorenz_svg_points, top_shares
@@ -26,3 +29,19 @@ def test_top_shares_and_nothing_at_all() -> None:
 
 def test_the_lorenz_curve_is_drawn_upside_up_in_svg() -> None:
     assert lorenz_svg_points([(0.0, 0.0), (0.5, 0.25), (1.0, 1.0)], 200) == "0.0,200.0 100.0,150.0 200.0,0.0"
+
+
+def test_the_figures_read_from_a_histogram_equal_those_of_every_value_sorted() -> None:
+    rng = random.Random(17)
+    for _ in range(50):
+        values = [rng.choice((0, 1, 1, 2, 3, 5, 8, 40, 1000)) for _ in range(rng.randrange(1, 300))]
+        ordered, n, total = sorted(values), len(values), sum(values)
+        if not total:
+            continue
+        cumulative = list(itertools.accumulate(ordered, initial=0))
+        steps = sorted({round(n * k / 50) for k in range(51)})
+
+        assert gini(values) == round(sum((2 * i - n - 1) * v for i, v in enumerate(ordered, 1)) / (n * total), 6)
+        assert lorenz(values) == [(round(step / n, 4), round(cumulative[step] / total, 4)) for step in steps]
+        assert top_shares(values) == {str(top): round(sum(ordered[::-1][:top]) / total, 4) for top in (1, 10, 100)}
+        assert hhi(values) == pytest.approx(sum((v / total) ** 2 for v in values), abs=1e-6)  # to 6 places

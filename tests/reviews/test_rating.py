@@ -43,7 +43,7 @@ async def test_sort_by_rating_puts_many_good_reviews_above_a_few_perfect_ones_an
     creator = chain.dev_accounts[1]
     ids = {
         handle: await launch(client, chain, creator, handle)
-        for handle in ("perfect", "loved", "poor", "unrated", "average")
+        for handle in ("perfect", "loved", "poor", "unrated", "average", "unseen")
     }
     await index(app)
     await set_ratings(
@@ -51,20 +51,21 @@ async def test_sort_by_rating_puts_many_good_reviews_above_a_few_perfect_ones_an
     )
 
     ranked = (await client.get("/api/avatars", params={"sort": "rating"})).json()["items"]
-    paged, cursor = [], None
-    while True:
-        page = (
-            await client.get(
-                "/api/avatars", params={"sort": "rating", "limit": 2, **({"cursor": cursor} if cursor else {})}
-            )
-        ).json()
-        paged += page["items"]
-        if not (cursor := page["next_cursor"]):
-            break
+    for limit in (1, 2):  # a cursor among the rated, at their end, and among the unrated
+        paged, cursor = [], None
+        while True:
+            params = {"sort": "rating", "limit": limit, **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/api/avatars", params=params)).json()
+            paged += page["items"]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert [row["handle"] for row in paged] == [row["handle"] for row in ranked]
+    searched = (await client.get("/api/avatars", params={"sort": "rating", "q": "E"})).json()["items"]
     by_cap = (await client.get("/api/avatars")).json()["items"]
 
-    assert [row["handle"] for row in ranked] == ["loved", "perfect", "average", "poor", "unrated"]
-    assert [row["handle"] for row in paged] == [row["handle"] for row in ranked]
+    unrated = sorted(("unrated", "unseen"), key=lambda handle: ids[handle], reverse=True)  # ties by id
+    assert [row["handle"] for row in ranked] == ["loved", "perfect", "average", "poor", *unrated]
+    assert [row["handle"] for row in searched] == [row["handle"] for row in ranked if "e" in row["handle"]]
     assert ranked[0]["rating"]["count"] == 100
     assert ranked[0]["rating"]["mean"] == 4.8
     assert ranked[-1]["rating"] == {
