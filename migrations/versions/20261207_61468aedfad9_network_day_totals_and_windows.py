@@ -1,7 +1,7 @@
 """network usage at scale: the network's day totals, and per-window totals per avatar and creator
 
 Revision ID: 61468aedfad9
-Revises: c16a0e3f5d21
+Revises: e4b1f7a9c2d3
 Create Date: 2026-12-07 15:10:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import app.db.types
 
 revision: str = '61468aedfad9'
-down_revision: str | None = 'c16a0e3f5d21'
+down_revision: str | None = 'e4b1f7a9c2d3'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
