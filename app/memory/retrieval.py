@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import TextClause, TextualSelect, column, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
+from app.lib.time import aware
 from app.memory.forgetting import current_strength
 from app.memory.models import Memory
 
@@ -102,48 +102,91 @@ def thread_token(avatar_id: str, fan: str) -> str:
     return f"t{avatar_id[2:].lower()}{fan[2:].lower()}"
 
 
-async def matching_terms(
-    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str]
-) -> list[tuple[int, int]]:
-    """(memory id, term index) for each term a memory of this thread matches, by the database's full-text search
-    (stemmed: "training" finds "train")."""
-    if session.get_bind().dialect.name == "postgresql":
-        rows = await session.execute(
-            text(
-                "SELECT memory.id, term.index - 1 FROM memory, unnest(CAST(:terms AS text[])) WITH ORDINALITY "
-                "AS term(word, index) WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan "
-                "AND to_tsvector('english', memory.text) @@ plainto_tsquery('english', term.word)"
-            ),
-            {"terms": list(terms), "avatar_id": avatar_id, "fan": fan},
-        )
+@dataclass(frozen=True)
+class Candidate:
+    """A memory of the thread as retrieval reads it: what scoring needs and the indexes of the query terms its text
+    matches (plain rows, no ORM objects: a thread holds up to the cap of them and each reply reads them all)."""
+
+    id: int
+    text: str
+    strength: float
+    last_used_at: datetime
+    pinned: bool
+    terms: frozenset[int] = frozenset()
+
+
+# PostgreSQL: each term's tsquery once, each memory's tsvector once, then which terms each memory matches.
+_POSTGRES_CANDIDATES = (
+    "WITH query AS MATERIALIZED (SELECT term.index - 1 AS index, plainto_tsquery('english', term.word) AS tsquery "
+    "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS term(word, index)) "
+    "SELECT memory.id, memory.text, memory.strength, memory.last_used_at, memory.pinned, "
+    "ARRAY(SELECT query.index FROM query WHERE document @@ query.tsquery) AS terms "
+    "FROM memory CROSS JOIN LATERAL to_tsvector('english', memory.text) AS document "
+    "WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan"
+)
+# SQLite: FTS5 finds the thread's memories matching each term ({hits}: one SELECT per term, UNION ALL).
+_SQLITE_CANDIDATES = (
+    "SELECT memory.id, memory.text, memory.strength, memory.last_used_at, memory.pinned, hit.terms FROM memory "
+    "LEFT JOIN (SELECT rowid AS id, group_concat(term) AS terms FROM ({hits}) GROUP BY rowid) AS hit "
+    "ON hit.id = memory.id WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan"
+)
+_SQLITE_NO_TERMS = (
+    "SELECT memory.id, memory.text, memory.strength, memory.last_used_at, memory.pinned, NULL AS terms FROM memory "
+    "WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan"
+)
+
+
+def _candidates_statement(dialect: str, terms: Sequence[str], avatar_id: str, fan: str) -> TextualSelect:
+    """One statement for the thread's memories and the terms each matches (stemmed: "training" finds "train"),
+    by the database's full-text search; the thread's rows come from the (avatar_id, fan, key) index."""
+    statement: TextClause
+    if dialect == "postgresql":
+        statement = text(_POSTGRES_CANDIDATES).bindparams(terms=list(terms))
+    elif not terms:
+        statement = text(_SQLITE_NO_TERMS)
     else:
         thread = f'thread:"{thread_token(avatar_id, fan)}"'
-        union = " UNION ALL ".join(
-            f"SELECT rowid, {index} FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - only numbers
+        hits = " UNION ALL ".join(
+            f"SELECT rowid, {index} AS term FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - numbers
             for index in range(len(terms))
         )
-        rows = await session.execute(
-            text(union), {f"q{index}": f'{thread} AND text:"{term}"' for index, term in enumerate(terms)}
+        statement = text(_SQLITE_CANDIDATES.format(hits=hits)).bindparams(
+            **{f"q{index}": f'{thread} AND text:"{term}"' for index, term in enumerate(terms)}
         )
-    return [(memory_id, index) for memory_id, index in rows]
+    table = Memory.__table__.c  # type: ignore[attr-defined]
+    return statement.bindparams(avatar_id=avatar_id, fan=fan).columns(
+        table.id, table.text, table.strength, table.last_used_at, table.pinned, column("terms")
+    )
 
 
-async def text_ranks(
-    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str], thread_size: int
-) -> tuple[dict[int, float], set[int]]:
-    """Memory id → relevance to the terms: the sum over the terms it matches of log(1 + memories / memories matching
+def _term_indexes(matched: str | list[int] | None) -> frozenset[int]:
+    """SQLite's comma-separated group_concat, PostgreSQL's array."""
+    if not matched:
+        return frozenset()
+    return frozenset(int(index) for index in (matched.split(",") if isinstance(matched, str) else matched))
+
+
+async def candidates(session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str]) -> list[Candidate]:
+    """The thread's memories (at most its cap) with the query terms each matches: one round trip."""
+    statement = _candidates_statement(session.get_bind().dialect.name, terms, avatar_id, fan)
+    return [
+        Candidate(memory_id, text_, strength, aware(last_used_at), pinned, _term_indexes(matched))
+        for memory_id, text_, strength, last_used_at, pinned, matched in await session.execute(statement)
+    ]
+
+
+def text_ranks(found: Sequence[Candidate]) -> tuple[dict[int, float], set[int]]:
+    """Memory id → relevance to the query: the sum over the terms it matches of log(1 + memories / memories matching
     that term), so a rare word ("marathon") counts for more than one every memory has ("love"); and the memories
     that match a distinctive term (one that at most a tenth of the thread, or two memories, match)."""
-    if not terms:
-        return {}, set()
-    matches = await matching_terms(session, avatar_id, fan, terms)
-    document_frequency = Counter(index for _, index in matches)
+    document_frequency = Counter(index for candidate in found for index in candidate.terms)
     ranks: dict[int, float] = defaultdict(float)
     distinctive: set[int] = set()
-    for memory_id, index in matches:
-        ranks[memory_id] += math.log(1 + thread_size / document_frequency[index])
-        if document_frequency[index] <= max(DISTINCTIVE_MATCHES, DISTINCTIVE_SHARE * thread_size):
-            distinctive.add(memory_id)
+    for candidate in found:
+        for index in candidate.terms:
+            ranks[candidate.id] += math.log(1 + len(found) / document_frequency[index])
+            if document_frequency[index] <= max(DISTINCTIVE_MATCHES, DISTINCTIVE_SHARE * len(found)):
+                distinctive.add(candidate.id)
     return dict(ranks), distinctive
 
 
@@ -152,7 +195,7 @@ class Recall:
     """The memories chosen for one reply: which ones, those the message is about, their tokens, and when the
     message was taken (what the fan said then never overrides what they had the avatar forget later)."""
 
-    memories: list[Memory] = field(default_factory=list)
+    memories: list[Candidate] = field(default_factory=list)
     about_ids: frozenset[int] = frozenset()
     tokens: int = 0
     asked_at: datetime = EPOCH
@@ -166,7 +209,7 @@ NOTHING_RECALLED = Recall()
 
 
 def choose(
-    memories: Sequence[Memory],
+    memories: Sequence[Candidate],
     ranks: dict[int, float],
     distinctive: set[int],
     now: datetime,
@@ -177,11 +220,11 @@ def choose(
     """The best-scoring memories whose lines fit ``budget_tokens`` (header included)."""
     best = max(ranks.values(), default=0.0) or 1.0
 
-    def score(memory: Memory) -> float:
-        relevance = BASE_RELEVANCE + ranks.get(memory.id, 0.0) / best  # type: ignore[arg-type]
+    def score(memory: Candidate) -> float:
+        relevance = BASE_RELEVANCE + ranks.get(memory.id, 0.0) / best
         return relevance * current_strength(memory, now, half_life_s)
 
-    chosen: list[Memory] = []
+    chosen: list[Candidate] = []
     used = estimate_tokens(MEMORY_HEADER)
     scored = sorted(((score(memory), memory) for memory in memories), key=lambda pair: pair[0], reverse=True)
     for worth, memory in scored:
@@ -208,16 +251,15 @@ async def recall(
     half_life_s: float,
     budget_tokens: int,
 ) -> Recall:
-    """What to remind the avatar of before it answers ``message`` (nothing with a zero budget)."""
+    """What to remind the avatar of before it answers ``message`` (nothing with a zero budget): one query, then
+    scoring in Python over at most the thread's cap of rows."""
     if budget_tokens <= 0:
         return Recall(asked_at=now)
-    memories = (
-        await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan))
-    ).all()
-    if not memories:
+    found = await candidates(session, avatar_id, fan, query_terms(message))
+    if not found:
         return Recall(asked_at=now)
-    ranks, distinctive = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))
-    return choose(memories, ranks, distinctive, now, half_life_s=half_life_s, budget_tokens=budget_tokens)
+    ranks, distinctive = text_ranks(found)
+    return choose(found, ranks, distinctive, now, half_life_s=half_life_s, budget_tokens=budget_tokens)
 
 
 def with_memories(messages: list[dict[str, str]], recalled: Recall) -> list[dict[str, str]]:

@@ -33,6 +33,7 @@ from app.config import Settings
 from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import NotFound
+from app.lib.time import aware
 from app.memory import forgetting
 from app.memory.extraction import Fact, MalformedExtraction, extract
 from app.memory.models import MAX_FACT_CHARS, Extraction, ForgottenKey, Memory
@@ -67,10 +68,6 @@ class CompletedTurn:
     said: str
     reply: str
     recalled: Recall  # its asked_at is when the fan's message was taken
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
@@ -135,7 +132,7 @@ async def merge_facts(
     is replaced (unless the value holds from later: an edit, a newer statement), and a key the fan had the avatar
     forget after ``said_at`` is left forgotten. The caller holds the thread's lock."""
     forgotten = {
-        row.key: _aware(row.forgotten_at)
+        row.key: aware(row.forgotten_at)
         for row in await session.scalars(
             select(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan)
         )
@@ -175,7 +172,7 @@ async def merge_facts(
                 strength=forgetting.NEW_STRENGTH,
             )
             session.add(memory)
-        elif said_at > _aware(memory.valid_from):
+        elif said_at > aware(memory.valid_from):
             if memory.text.casefold() != fact.text.casefold():  # contradicted: the new value replaces the old
                 memory.text, memory.kind, memory.created_at = fact.text, fact.kind, now
             memory.source_message_id, memory.source_text, memory.valid_from = message_id, said, said_at
@@ -365,7 +362,7 @@ class MemoryService:
                 facts=facts,
                 message_id=job.source_message_id,
                 said=job.said,
-                said_at=_aware(job.said_at),
+                said_at=aware(job.said_at),
                 now=now,
                 half_life_s=self._settings.memory_half_life_s,
             )
@@ -386,8 +383,8 @@ class MemoryService:
             pinned=memory.pinned,
             strength=round(forgetting.current_strength(memory, now, self._settings.memory_half_life_s), 4),
             use_count=memory.use_count,
-            created_at=_aware(memory.created_at),
-            last_used_at=_aware(memory.last_used_at),
+            created_at=aware(memory.created_at),
+            last_used_at=aware(memory.last_used_at),
             source_message_id=memory.source_message_id,
             source_text=memory.source_text,
         )
