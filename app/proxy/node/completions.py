@@ -27,11 +27,11 @@ from app.proxy.config import ProxySettings
 from app.proxy.node import metrics
 from app.proxy.node.attestation import EnclaveIdentity
 from app.proxy.node.chat_request import ChatRequest, decode_body, parse_chat_request
-from app.proxy.node.embeddings_request import parse_embeddings_request
+from app.proxy.node.embeddings_request import EmbeddingsRequest, parse_embeddings_request
 from app.proxy.node.errors import InvalidRequest, NodeBusy, UpstreamUnavailable, error_body
 from app.proxy.node.payments import PaymentGate, VerifiedPayment
 from app.proxy.node.router import MidStreamError, OpenStream, UpstreamRouter
-from app.proxy.node.upstreams.base import Finished, TextDelta, ToolCalls, Usage
+from app.proxy.node.upstreams.base import Embeddings, Finished, TextDelta, ToolCalls, Usage
 from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.sse import DONE_FRAME, data_frame
 from app.proxy.verify import embeddings_output_for_hash, output_for_hash
@@ -103,40 +103,47 @@ class CompletionService:
             )
         level, payment = await self._admit(request.model, headers, resource_url, started)
         settled = False
-        outcome = "failed"
+        outcome = "cancelled"
         try:
-            embeddings = await self._router.embed(request)
-            packed = [struct.pack(f"<{len(vector)}f", *vector) for vector in embeddings.vectors]
-            served = [
-                list(struct.unpack(f"<{len(vector)}f", raw))
-                for vector, raw in zip(embeddings.vectors, packed, strict=True)
-            ]
-            data = [
-                {
-                    "object": "embedding",
-                    "index": index,
-                    "embedding": base64.b64encode(raw).decode() if request.encoding_format == "base64" else vector,
-                }
-                for index, (raw, vector) in enumerate(zip(packed, served, strict=True))
-            ]
-            tokens = embeddings.prompt_tokens
-            metrics.TOKENS.labels(request.model, "prompt").inc(tokens)
-            body: dict[str, Any] = {
-                "object": "list",
-                "model": request.model,
-                "data": data,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-            if level != "none":
-                body |= self._identity.sign(
-                    request.body, embeddings_output_for_hash(served), int(time.time())
-                ).as_fields()
+            try:
+                embeddings = await self._router.embed(request)
+            except UpstreamUnavailable:
+                outcome = "failed"
+                raise
+            body = self._embeddings_body(request, embeddings, level)
             settled = True
             body, reply_headers, status = await self._settled_reply(payment, body)
             outcome = "ok" if status == 200 else "failed"
             return body, reply_headers, status
         finally:
             await self._close(request.model, payment, started, outcome, settled)
+
+    def _embeddings_body(
+        self, request: EmbeddingsRequest, embeddings: Embeddings, level: VerificationLevel
+    ) -> dict[str, Any]:
+        """OpenAI's embeddings reply: the vectors at float32 (as floats, or base64 as asked), usage, and the
+        attestation over exactly those float32 values unless the client asked for none."""
+        packed = [struct.pack(f"<{len(vector)}f", *vector) for vector in embeddings.vectors]
+        served = [list(struct.unpack(f"<{len(raw) // 4}f", raw)) for raw in packed]
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": base64.b64encode(raw).decode() if request.encoding_format == "base64" else vector,
+            }
+            for index, (raw, vector) in enumerate(zip(packed, served, strict=True))
+        ]
+        tokens = embeddings.prompt_tokens
+        metrics.TOKENS.labels(request.model, "prompt").inc(tokens)
+        body: dict[str, Any] = {
+            "object": "list",
+            "model": request.model,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        if level != "none":
+            body |= self._identity.sign(request.body, embeddings_output_for_hash(served), int(time.time())).as_fields()
+        return body
 
     async def sse(self, completion: Completion) -> AsyncIterator[bytes]:
         """The reply as OpenAI chunks; the last carries usage, attestation and payment outcome."""
