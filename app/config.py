@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     memory_extraction_timeout_s: float = Field(default=30.0, gt=0, le=600)
     memory_retry_s: float = Field(default=60.0, ge=0, le=86_400)
     memory_extraction_attempts: int = Field(default=5, ge=1, le=100)
+    # Embeddings for memory (off when empty): the model a node serves at /v1/embeddings; the cosine
+    # similarity below which a memory counts as unrelated to the message; the deadline of embedding one
+    # message before a reply (past it, or on any failure, retrieval uses full-text search alone).
+    memory_embedding_model: str = Field(default="", max_length=128)
+    memory_embedding_min_similarity: float = Field(default=0.3, ge=0, lt=1)
+    memory_embedding_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # Autoscale: seconds between forecasts (0 runs none in this process); spare capacity asked for
     # on top of the forecast; bounds on the nodes asked for; seconds from asking for a node to its
     # first stream (the forecast's horizon); how long a higher count is kept before scaling down.

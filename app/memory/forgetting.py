@@ -14,10 +14,12 @@ pruned, so a turn's cost does not grow with the history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Protocol
 
 from prometheus_client import Counter
 
+from app.lib.time import aware
 from app.memory.models import Memory
 
 NEW_STRENGTH = 2.0  # a fact just said: recalled unasked for a while, then only when the talk touches it
@@ -26,14 +28,21 @@ MAX_STRENGTH = 8.0  # however often used, 6.3 unused half-lives forget it at the
 FORGOTTEN = Counter("twin_memory_forgotten_total", "Memories deleted, by why", ["reason"])
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+class Decaying(Protocol):
+    """What decay reads of a memory: a stored row or retrieval's lighter candidate."""
+
+    @property
+    def strength(self) -> float: ...
+    @property
+    def last_used_at(self) -> datetime: ...
+    @property
+    def pinned(self) -> bool: ...
 
 
-def current_strength(memory: Memory, now: datetime, half_life_s: float) -> float:
+def current_strength(memory: Decaying, now: datetime, half_life_s: float) -> float:
     if memory.pinned:
         return memory.strength
-    elapsed = max(0.0, (now - _aware(memory.last_used_at)).total_seconds())
+    elapsed = max(0.0, (now - aware(memory.last_used_at)).total_seconds())
     return memory.strength * 2.0 ** (-elapsed / half_life_s)
 
 

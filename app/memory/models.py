@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db.models import utc_now
@@ -55,6 +55,10 @@ class Memory(SQLModel, table=True):
     use_count: int = 0
     strength: float = 2.0  # a new memory's: app.memory.forgetting.NEW_STRENGTH
     pinned: bool = False
+    # The text's vector from ``embedding_model`` (unit length, little-endian float32), when the node's upstream
+    # offers embeddings; None until it is made, or after the text changed.
+    embedding: bytes | None = Field(default=None, sa_type=LargeBinary)
+    embedding_model: str | None = Field(default=None, max_length=128)
 
 
 class ForgottenKey(SQLModel, table=True):

@@ -8,22 +8,30 @@ of ``log(1 + memories / memories matching the word)``: a rare word ("marathon") 
 without a match), and only scores of at least ``RECALL_FLOOR`` are recalled: facts in use (their name, a goal
 they talk about, a fact just said) come with every reply, weak ones only when the conversation touches them, so
 the context stays the same size however much is remembered. A thread holds at most
-``TWIN_MEMORY_MAX_PER_THREAD`` memories, so a retrieval reads a bounded number of rows however long the history.
+``TWIN_MEMORY_MAX_PER_THREAD`` memories, so a retrieval reads a bounded number of rows however long the history:
+one statement returns them with the terms each matches, and scoring is Python over those rows.
+
+With ``TWIN_MEMORY_EMBEDDING_MODEL`` set, the message is embedded through the node while that statement runs, and
+each memory whose vector comes from that model adds its cosine similarity with the message (above
+``TWIN_MEMORY_EMBEDDING_MIN_SIMILARITY``, rescaled to 0–1) to its relevance: "what should I eat tonight?" finds
+"They love sushi" without a shared word. Without a vector (not made yet, a failed call) relevance is full-text alone.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
+import struct
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import TextClause, TextualSelect, column, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
+from app.lib.time import aware
 from app.memory.forgetting import current_strength
 from app.memory.models import Memory
 
@@ -102,48 +110,131 @@ def thread_token(avatar_id: str, fan: str) -> str:
     return f"t{avatar_id[2:].lower()}{fan[2:].lower()}"
 
 
-async def matching_terms(
-    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str]
-) -> list[tuple[int, int]]:
-    """(memory id, term index) for each term a memory of this thread matches, by the database's full-text search
-    (stemmed: "training" finds "train")."""
-    if session.get_bind().dialect.name == "postgresql":
-        rows = await session.execute(
-            text(
-                "SELECT memory.id, term.index - 1 FROM memory, unnest(CAST(:terms AS text[])) WITH ORDINALITY "
-                "AS term(word, index) WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan "
-                "AND to_tsvector('english', memory.text) @@ plainto_tsquery('english', term.word)"
-            ),
-            {"terms": list(terms), "avatar_id": avatar_id, "fan": fan},
-        )
+@dataclass(frozen=True)
+class Candidate:
+    """A memory of the thread as retrieval reads it: what scoring needs and the indexes of the query terms its text
+    matches (plain rows, no ORM objects: a thread holds up to the cap of them and each reply reads them all)."""
+
+    id: int
+    text: str
+    strength: float
+    last_used_at: datetime
+    pinned: bool
+    terms: frozenset[int] = frozenset()
+    embedding: bytes | None = None  # its vector from the model the query is embedded with, if it has one
+
+
+@dataclass(frozen=True)
+class SemanticQuery:
+    """Embeddings at retrieval: the model, the cosine below which a memory is unrelated, and the message's
+    vector, being made while the candidates are read (None if that failed: full-text search alone)."""
+
+    model: str
+    min_similarity: float
+    vector: Awaitable[Sequence[float] | None]
+
+
+def unit_vector_bytes(vector: Sequence[float]) -> bytes:
+    """A vector scaled to length 1 as little-endian float32: how a memory's embedding is stored."""
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return struct.pack(f"<{len(vector)}f", *(value / norm for value in vector))
+
+
+def similarities(found: Sequence[Candidate], vector: Sequence[float], min_similarity: float) -> dict[int, float]:
+    """Memory id → semantic relevance, 0 to 1: its cosine with the message above ``min_similarity``, rescaled.
+    Pure Python over at most the thread's cap of stored unit vectors (no vector index needed)."""
+    query = struct.unpack(f"<{len(vector)}f", unit_vector_bytes(vector))
+    related: dict[int, float] = {}
+    for candidate in found:
+        if candidate.embedding is None or len(candidate.embedding) != 4 * len(query):
+            continue  # not embedded yet, or by a model of another size
+        cosine = sum(map(operator.mul, struct.unpack(f"<{len(query)}f", candidate.embedding), query))
+        if cosine > min_similarity:
+            related[candidate.id] = (cosine - min_similarity) / (1 - min_similarity)
+    return related
+
+
+# PostgreSQL: each term's tsquery once, each memory's tsvector once, then which terms each memory matches; a
+# memory's vector only when it comes from the model the message is embedded with (all statements).
+_POSTGRES_CANDIDATES = (
+    "WITH query AS MATERIALIZED (SELECT term.index - 1 AS index, plainto_tsquery('english', term.word) AS tsquery "
+    "FROM unnest(CAST(:terms AS text[])) WITH ORDINALITY AS term(word, index)) "
+    "SELECT memory.id, memory.text, memory.strength, memory.last_used_at, memory.pinned, "
+    "ARRAY(SELECT query.index FROM query WHERE document @@ query.tsquery) AS terms, "
+    "CASE WHEN memory.embedding_model = :embedding_model THEN memory.embedding END AS embedding "
+    "FROM memory CROSS JOIN LATERAL to_tsvector('english', memory.text) AS document "
+    "WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan"
+)
+# SQLite: FTS5 finds the thread's memories matching each term ({hits}: one SELECT per term, UNION ALL).
+_SQLITE_CANDIDATES = (
+    "SELECT memory.id, memory.text, memory.strength, memory.last_used_at, memory.pinned, hit.terms, "
+    "CASE WHEN memory.embedding_model = :embedding_model THEN memory.embedding END AS embedding FROM memory "
+    "LEFT JOIN (SELECT rowid AS id, group_concat(term) AS terms FROM ({hits}) GROUP BY rowid) AS hit "
+    "ON hit.id = memory.id WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan"
+)
+_SQLITE_NO_TERMS = (
+    "SELECT memory.id, memory.text, memory.strength, memory.last_used_at, memory.pinned, NULL AS terms, "
+    "CASE WHEN memory.embedding_model = :embedding_model THEN memory.embedding END AS embedding FROM memory "
+    "WHERE memory.avatar_id = :avatar_id AND memory.fan = :fan"
+)
+
+
+def _candidates_statement(
+    dialect: str, terms: Sequence[str], avatar_id: str, fan: str, embedding_model: str | None
+) -> TextualSelect:
+    """One statement for the thread's memories, the terms each matches (stemmed: "training" finds "train"), by
+    the database's full-text search, and their vectors from ``embedding_model``; the thread's rows come from the
+    (avatar_id, fan, key) index."""
+    statement: TextClause
+    if dialect == "postgresql":
+        statement = text(_POSTGRES_CANDIDATES).bindparams(terms=list(terms))
+    elif not terms:
+        statement = text(_SQLITE_NO_TERMS)
     else:
         thread = f'thread:"{thread_token(avatar_id, fan)}"'
-        union = " UNION ALL ".join(
-            f"SELECT rowid, {index} FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - only numbers
+        hits = " UNION ALL ".join(
+            f"SELECT rowid, {index} AS term FROM memory_fts WHERE memory_fts MATCH :q{index}"  # noqa: S608 - numbers
             for index in range(len(terms))
         )
-        rows = await session.execute(
-            text(union), {f"q{index}": f'{thread} AND text:"{term}"' for index, term in enumerate(terms)}
+        statement = text(_SQLITE_CANDIDATES.format(hits=hits)).bindparams(
+            **{f"q{index}": f'{thread} AND text:"{term}"' for index, term in enumerate(terms)}
         )
-    return [(memory_id, index) for memory_id, index in rows]
+    table = Memory.__table__.c  # type: ignore[attr-defined]
+    return statement.bindparams(avatar_id=avatar_id, fan=fan, embedding_model=embedding_model).columns(
+        table.id, table.text, table.strength, table.last_used_at, table.pinned, column("terms"), table.embedding
+    )
 
 
-async def text_ranks(
-    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str], thread_size: int
-) -> tuple[dict[int, float], set[int]]:
-    """Memory id → relevance to the terms: the sum over the terms it matches of log(1 + memories / memories matching
+def _term_indexes(matched: str | list[int] | None) -> frozenset[int]:
+    """SQLite's comma-separated group_concat, PostgreSQL's array."""
+    if not matched:
+        return frozenset()
+    return frozenset(int(index) for index in (matched.split(",") if isinstance(matched, str) else matched))
+
+
+async def candidates(
+    session: AsyncSession, avatar_id: str, fan: str, terms: Sequence[str], embedding_model: str | None = None
+) -> list[Candidate]:
+    """The thread's memories (at most its cap) with the query terms each matches: one round trip."""
+    statement = _candidates_statement(session.get_bind().dialect.name, terms, avatar_id, fan, embedding_model)
+    return [
+        Candidate(memory_id, text_, strength, aware(last_used_at), pinned, _term_indexes(matched), embedding)
+        for memory_id, text_, strength, last_used_at, pinned, matched, embedding in await session.execute(statement)
+    ]
+
+
+def text_ranks(found: Sequence[Candidate]) -> tuple[dict[int, float], set[int]]:
+    """Memory id → relevance to the query: the sum over the terms it matches of log(1 + memories / memories matching
     that term), so a rare word ("marathon") counts for more than one every memory has ("love"); and the memories
     that match a distinctive term (one that at most a tenth of the thread, or two memories, match)."""
-    if not terms:
-        return {}, set()
-    matches = await matching_terms(session, avatar_id, fan, terms)
-    document_frequency = Counter(index for _, index in matches)
+    document_frequency = Counter(index for candidate in found for index in candidate.terms)
     ranks: dict[int, float] = defaultdict(float)
     distinctive: set[int] = set()
-    for memory_id, index in matches:
-        ranks[memory_id] += math.log(1 + thread_size / document_frequency[index])
-        if document_frequency[index] <= max(DISTINCTIVE_MATCHES, DISTINCTIVE_SHARE * thread_size):
-            distinctive.add(memory_id)
+    for candidate in found:
+        for index in candidate.terms:
+            ranks[candidate.id] += math.log(1 + len(found) / document_frequency[index])
+            if document_frequency[index] <= max(DISTINCTIVE_MATCHES, DISTINCTIVE_SHARE * len(found)):
+                distinctive.add(candidate.id)
     return dict(ranks), distinctive
 
 
@@ -152,7 +243,7 @@ class Recall:
     """The memories chosen for one reply: which ones, those the message is about, their tokens, and when the
     message was taken (what the fan said then never overrides what they had the avatar forget later)."""
 
-    memories: list[Memory] = field(default_factory=list)
+    memories: list[Candidate] = field(default_factory=list)
     about_ids: frozenset[int] = frozenset()
     tokens: int = 0
     asked_at: datetime = EPOCH
@@ -166,22 +257,25 @@ NOTHING_RECALLED = Recall()
 
 
 def choose(
-    memories: Sequence[Memory],
+    memories: Sequence[Candidate],
     ranks: dict[int, float],
     distinctive: set[int],
     now: datetime,
     *,
     half_life_s: float,
     budget_tokens: int,
+    related: dict[int, float] | None = None,
 ) -> Recall:
-    """The best-scoring memories whose lines fit ``budget_tokens`` (header included)."""
+    """The best-scoring memories whose lines fit ``budget_tokens`` (header included); ``related``: semantic
+    relevance (:func:`similarities`), added to the full-text one."""
     best = max(ranks.values(), default=0.0) or 1.0
+    related = related or {}
 
-    def score(memory: Memory) -> float:
-        relevance = BASE_RELEVANCE + ranks.get(memory.id, 0.0) / best  # type: ignore[arg-type]
+    def score(memory: Candidate) -> float:
+        relevance = BASE_RELEVANCE + ranks.get(memory.id, 0.0) / best + related.get(memory.id, 0.0)
         return relevance * current_strength(memory, now, half_life_s)
 
-    chosen: list[Memory] = []
+    chosen: list[Candidate] = []
     used = estimate_tokens(MEMORY_HEADER)
     scored = sorted(((score(memory), memory) for memory in memories), key=lambda pair: pair[0], reverse=True)
     for worth, memory in scored:
@@ -194,7 +288,11 @@ def choose(
         used += cost
     if not chosen:
         return Recall(asked_at=now)
-    about = frozenset(m.id for m in chosen if m.id in distinctive and ranks[m.id] >= ABOUT_SHARE * best)
+    about = frozenset(
+        m.id
+        for m in chosen
+        if (m.id in distinctive and ranks[m.id] >= ABOUT_SHARE * best) or related.get(m.id, 0.0) >= ABOUT_SHARE
+    )
     return Recall(chosen, about, used, now)
 
 
@@ -207,17 +305,19 @@ async def recall(
     *,
     half_life_s: float,
     budget_tokens: int,
+    semantic: SemanticQuery | None = None,
 ) -> Recall:
-    """What to remind the avatar of before it answers ``message`` (nothing with a zero budget)."""
+    """What to remind the avatar of before it answers ``message`` (nothing with a zero budget): one query, then
+    scoring in Python over at most the thread's cap of rows (with ``semantic``, cosine similarity too)."""
     if budget_tokens <= 0:
         return Recall(asked_at=now)
-    memories = (
-        await session.scalars(select(Memory).where(col(Memory.avatar_id) == avatar_id, col(Memory.fan) == fan))
-    ).all()
-    if not memories:
+    found = await candidates(session, avatar_id, fan, query_terms(message), semantic.model if semantic else None)
+    vector = await semantic.vector if semantic else None
+    if not found:
         return Recall(asked_at=now)
-    ranks, distinctive = await text_ranks(session, avatar_id, fan, query_terms(message), len(memories))
-    return choose(memories, ranks, distinctive, now, half_life_s=half_life_s, budget_tokens=budget_tokens)
+    ranks, distinctive = text_ranks(found)
+    related = similarities(found, vector, semantic.min_similarity) if semantic and vector else None
+    return choose(found, ranks, distinctive, now, half_life_s=half_life_s, budget_tokens=budget_tokens, related=related)
 
 
 def with_memories(messages: list[dict[str, str]], recalled: Recall) -> list[dict[str, str]]:

@@ -16,6 +16,11 @@ for a stream (or every stream is taken) it stays queued until the loop finds the
 Every write that changes a thread's memories holds the thread's lock (the SQLite writer, a PostgreSQL advisory
 lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
 that was under way while the fan deleted never brings the memory back.
+
+With ``TWIN_MEMORY_EMBEDDING_MODEL`` set, each extraction then embeds the thread's memories that lack a vector
+(:meth:`MemoryService.embed_missing`) and each recall embeds the message, both through a trusted node; a failed
+call loses nothing: the memory is kept without a vector (tried again at the next extraction) and retrieval uses
+full-text search alone.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -36,10 +41,11 @@ from app.config import Settings
 from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import NotFound
+from app.lib.time import aware
 from app.memory import forgetting
 from app.memory.extraction import Fact, MalformedExtraction, extract
 from app.memory.models import MAX_FACT_CHARS, Extraction, ForgottenKey, Memory
-from app.memory.retrieval import NOTHING_RECALLED, Recall, query_terms, recall
+from app.memory.retrieval import NOTHING_RECALLED, Recall, SemanticQuery, query_terms, recall, unit_vector_bytes
 from app.memory.schemas import MemoryOut, MemoryPatch
 from app.proxy.client.client import ProxyClient
 from app.proxy.protocol import VerificationLevel
@@ -55,6 +61,7 @@ _SENTENCE_WORDS = frozenset(
 )
 
 EXTRACTIONS = Counter("twin_memory_extractions_total", "Memory extractions, by outcome", ["outcome"])
+EMBEDDINGS = Counter("twin_memory_embeddings_total", "Embedding calls for memory, by outcome", ["outcome"])
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,6 @@ class CompletedTurn:
     said: str
     reply: str
     recalled: Recall  # its asked_at is when the fan's message was taken
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
@@ -138,7 +141,7 @@ async def merge_facts(
     is replaced (unless the value holds from later: an edit, a newer statement), and a key the fan had the avatar
     forget after ``said_at`` is left forgotten. The caller holds the thread's lock."""
     forgotten = {
-        row.key: _aware(row.forgotten_at)
+        row.key: aware(row.forgotten_at)
         for row in await session.scalars(
             select(ForgottenKey).where(col(ForgottenKey.avatar_id) == avatar_id, col(ForgottenKey.fan) == fan)
         )
@@ -178,9 +181,10 @@ async def merge_facts(
                 strength=forgetting.NEW_STRENGTH,
             )
             session.add(memory)
-        elif said_at > _aware(memory.valid_from):
+        elif said_at > aware(memory.valid_from):
             if memory.text.casefold() != fact.text.casefold():  # contradicted: the new value replaces the old
                 memory.text, memory.kind, memory.created_at = fact.text, fact.kind, now
+                memory.embedding = memory.embedding_model = None  # the old text's vector: made again
             memory.source_message_id, memory.source_text, memory.valid_from = message_id, said, said_at
             forgetting.reinforce(memory, now, half_life_s)  # said again: it matters to the fan
         else:
@@ -219,10 +223,12 @@ class MemoryService:
     # -- around a reply -------------------------------------------------------------------------------
 
     async def recall(self, avatar_id: str, fan: str, message: str) -> Recall:
-        """The memories to put in the context for ``message``; nothing (and a log line) if they cannot be read."""
+        """The memories to put in the context for ``message``; nothing (and a log line) if they cannot be read.
+        With an embedding model, the message is embedded while the candidates are read."""
         if not self.enabled:
             return NOTHING_RECALLED
         asked_at = utc_now()
+        embedding = asyncio.create_task(self._embed_message(message)) if self._embedding_model else None
         try:
             async with self._sessions() as session:
                 return await recall(
@@ -233,10 +239,67 @@ class MemoryService:
                     asked_at,
                     half_life_s=self._settings.memory_half_life_s,
                     budget_tokens=self._settings.memory_token_budget,
+                    semantic=SemanticQuery(
+                        self._embedding_model, self._settings.memory_embedding_min_similarity, embedding
+                    )
+                    if embedding
+                    else None,
                 )
         except Exception as error:  # noqa: BLE001 - a reply without memories beats no reply
             log.warning("memory_recall_failed", avatar_id=avatar_id, error=repr(error))
             return Recall(asked_at=asked_at)
+        finally:
+            if embedding is not None:
+                embedding.cancel()  # done already, unless reading the candidates failed
+
+    @property
+    def _embedding_model(self) -> str:
+        return self._settings.memory_embedding_model
+
+    async def _embed(self, texts: list[str]) -> list[list[float]] | None:
+        """Vectors for ``texts`` through a trusted node (paid and verified as a reply is), or None (and a log line)
+        on any failure or past the deadline: then memory goes on with full-text search alone."""
+        try:
+            async with asyncio.timeout(self._settings.memory_embedding_timeout_s):
+                result = await self._proxy.embed(model=self._embedding_model, inputs=texts)
+        except Exception as error:  # noqa: BLE001 - no node, no embedding upstream, a timeout…: FTS still works
+            log.warning("memory_embedding_failed", model=self._embedding_model, texts=len(texts), error=repr(error))
+            EMBEDDINGS.labels(outcome="failed").inc()
+            return None
+        EMBEDDINGS.labels(outcome="ok").inc()
+        return result.vectors
+
+    async def _embed_message(self, message: str) -> list[float] | None:
+        vectors = await self._embed([message])
+        return vectors[0] if vectors else None
+
+    async def embed_missing(self, avatar_id: str, fan: str) -> int:
+        """Make the vectors the thread's memories lack (new, changed, an earlier failure, another model): at most
+        the thread's cap per call; how many were stored. A text that changed meanwhile keeps no stale vector."""
+        if not self._embedding_model:
+            return 0
+        async with self._sessions() as session:
+            missing = (
+                await session.execute(
+                    select(col(Memory.id), col(Memory.text)).where(
+                        col(Memory.avatar_id) == avatar_id,
+                        col(Memory.fan) == fan,
+                        or_(col(Memory.embedding).is_(None), col(Memory.embedding_model) != self._embedding_model),
+                    )
+                )
+            ).all()
+        if not missing or (vectors := await self._embed([text_ for _, text_ in missing])) is None:
+            return 0
+        async with self._sessions() as session:
+            await claim_writer(session)
+            for (memory_id, text_), vector in zip(missing, vectors, strict=True):
+                await session.execute(
+                    update(Memory)
+                    .where(col(Memory.id) == memory_id, col(Memory.text) == text_)
+                    .values(embedding=unit_vector_bytes(vector), embedding_model=self._embedding_model)
+                )
+            await session.commit()
+        return len(missing)
 
     def after_reply(self, turn: CompletedTurn) -> None:
         """Reinforce, prune and extract in the background; returns at once."""
@@ -390,7 +453,7 @@ class MemoryService:
                 facts=facts,
                 message_id=job.source_message_id,
                 said=job.said,
-                said_at=_aware(job.said_at),
+                said_at=aware(job.said_at),
                 now=now,
                 half_life_s=self._settings.memory_half_life_s,
             )
@@ -398,6 +461,7 @@ class MemoryService:
             await prune_thread(session, job.avatar_id, job.fan, now, self._settings)
             await session.execute(delete(Extraction).where(col(Extraction.reply_id) == job.reply_id))
             await session.commit()
+        await self.embed_missing(job.avatar_id, job.fan)
 
     # -- the fan's own view ------------------------------------------------------------------------------
 
@@ -411,8 +475,8 @@ class MemoryService:
             pinned=memory.pinned,
             strength=round(forgetting.current_strength(memory, now, self._settings.memory_half_life_s), 4),
             use_count=memory.use_count,
-            created_at=_aware(memory.created_at),
-            last_used_at=_aware(memory.last_used_at),
+            created_at=aware(memory.created_at),
+            last_used_at=aware(memory.last_used_at),
             source_message_id=memory.source_message_id,
             source_text=memory.source_text,
         )
@@ -441,6 +505,7 @@ class MemoryService:
         if patch.text is not None:
             # The fan's word holds from now on: what they said before never overwrites it.
             memory.text, memory.valid_from = " ".join(patch.text.split())[:MAX_FACT_CHARS], now
+            memory.embedding = memory.embedding_model = None  # made again for the new text
         if patch.pinned is not None and patch.pinned != memory.pinned:
             # Pinned: frozen at its worth now. Unpinned: decays from now on.
             memory.strength = forgetting.current_strength(memory, now, self._settings.memory_half_life_s)

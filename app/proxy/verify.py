@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +86,9 @@ class Attestation:
 
 
 def canonical_request(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of an OpenAI chat-completions body that the signature commits to."""
+    """The subset of an OpenAI chat-completions (or embeddings) body that the signature commits to."""
+    if "messages" not in body and "input" in body:
+        return canonical_embeddings_request(body)
     canonical: dict[str, Any] = {
         "model": body["model"],
         "messages": [_canonical_message(message) for message in body["messages"]],
@@ -145,6 +148,22 @@ def _canonical_tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
         "type": call.get("type", "function"),
         "function": {"name": function.get("name", ""), "arguments": function.get("arguments", "")},
     }
+
+
+def canonical_embeddings_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An embeddings body's model, inputs (a single string as a list of one) and dimensions; not its
+    ``encoding_format``, which changes how the vectors travel, not what they are."""
+    inputs = body["input"]
+    canonical: dict[str, Any] = {"model": body["model"], "input": [inputs] if isinstance(inputs, str) else inputs}
+    if body.get("dimensions") is not None:
+        canonical["dimensions"] = body["dimensions"]
+    return canonical
+
+
+def embeddings_output_for_hash(vectors: Sequence[Sequence[float]]) -> str:
+    """What the output hash covers for embeddings: each vector as little-endian float32 (the precision they are
+    served at), base64, one line per input in order, so float and base64 replies hash alike."""
+    return "\n".join(base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() for vector in vectors)
 
 
 def canonical_request_bytes(canonical: Mapping[str, Any]) -> bytes:

@@ -25,6 +25,7 @@ from x402.mechanisms.evm.utils import create_nonce
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 
 from app.chain.client import Chain
+from app.proxy.client.client import CHAT_PATH
 from app.proxy.config import ProxySettings
 from app.proxy.node.app import create_proxy_app
 from tests.conftest import connected_chain_of_its_own
@@ -49,6 +50,8 @@ MODEL_ROUTES = {
     "gpt-hang": ["openai:hang"],
     "gpt-slow": ["openai:slow", "anthropic:ok"],
     "gpt-tools": ["openai:tools"],
+    "embed-fake": ["openai:ok"],
+    "embed-failover": ["offline", "anthropic:ok", "openai:fail", "openai:ok"],
 }
 
 
@@ -114,9 +117,9 @@ def official_x402_client(account: LocalAccount) -> x402Client:
     return client
 
 
-async def terms(http: httpx.AsyncClient, body: dict[str, Any]) -> PaymentRequired:
+async def terms(http: httpx.AsyncClient, body: dict[str, Any], path: str = CHAT_PATH) -> PaymentRequired:
     """The node's 402 terms for ``body``."""
-    response = await http.post("/v1/chat/completions", json=body)
+    response = await http.post(path, json=body)
     assert response.status_code == 402
     required = decode_payment_required_header(response.headers["PAYMENT-REQUIRED"])
     assert isinstance(required, PaymentRequired)
@@ -159,12 +162,15 @@ def authorization_header(
 
 
 async def paid_post(
-    http: httpx.AsyncClient, account: LocalAccount, chain: Chain, body: dict[str, Any], **headers: str
+    http: httpx.AsyncClient,
+    account: LocalAccount,
+    chain: Chain,
+    body: dict[str, Any],
+    path: str = CHAT_PATH,
+    **headers: str,
 ) -> httpx.Response:
-    required = await terms(http, body)
-    return await http.post(
-        "/v1/chat/completions", json=body, headers=authorization_header(account, chain, required.accepts[0]) | headers
-    )
+    required = await terms(http, body, path)
+    return await http.post(path, json=body, headers=authorization_header(account, chain, required.accepts[0]) | headers)
 
 
 async def opg_balance(chain: Chain, address: str) -> int:

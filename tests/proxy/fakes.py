@@ -1,6 +1,7 @@
 """Fake LLM providers speaking each real wire format, on a real HTTP server, and server helpers.
 
-One ASGI app answers OpenAI (``/v1/chat/completions``), Anthropic (``/v1/messages``) and Gemini
+One ASGI app answers OpenAI (``/v1/chat/completions``; ``/v1/embeddings`` with :func:`fake_embedding`),
+Anthropic (``/v1/messages``) and Gemini
 (``/v1beta/models/{model}:streamGenerateContent``). The upstream model name picks the behaviour:
 
 * ``ok`` — a short reply with usage;
@@ -14,9 +15,13 @@ One ASGI app answers OpenAI (``/v1/chat/completions``), Anthropic (``/v1/message
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
+import math
 import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +31,7 @@ import uvicorn
 REPLY_TOKENS = ["Hello", " from", " the", " fake", " upstream."]
 REPLY_TEXT = "".join(REPLY_TOKENS)
 PROMPT_TOKENS = 17
+EMBEDDING_DIMENSIONS = 16
 
 
 @dataclass
@@ -60,6 +66,9 @@ class FakeProviders:
             status = 529 if provider == "anthropic" else 500
             error = {"type": "error", "error": {"type": "overloaded_error", "message": "fake outage"}}
             await _respond(send, status, json.dumps(error).encode(), "application/json")
+            return
+        if path == "/v1/embeddings":
+            await _respond(send, 200, json.dumps(_openai_embeddings(model, request)).encode(), "application/json")
             return
         frames = {"openai": _openai_frames, "anthropic": _anthropic_frames, "gemini": _gemini_frames}[provider]
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
@@ -104,6 +113,29 @@ def _data(payload: Any, event: str | None = None) -> bytes:
 
 def _tokens_for(model: str) -> list[str]:
     return REPLY_TOKENS[:2] if model in ("midstream", "hang") else REPLY_TOKENS
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A unit vector from the text's words (each word hashed to one axis): texts sharing words point alike."""
+    vector = [0.0] * dimensions
+    for word in text.lower().split():
+        vector[int(hashlib.sha256(word.strip(".,!?").encode()).hexdigest(), 16) % dimensions] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
+def _openai_embeddings(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``/v1/embeddings`` reply, floats or base64 float32 as asked."""
+    inputs = request["input"] if isinstance(request["input"], list) else [request["input"]]
+    data = []
+    for index, text in enumerate(inputs):
+        vector = fake_embedding(text, request.get("dimensions") or EMBEDDING_DIMENSIONS)
+        encoded: Any = vector
+        if request.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(text.split()) for text in inputs)
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _openai_frames(model: str, request: dict[str, Any]) -> list[bytes | float | None]:

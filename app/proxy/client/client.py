@@ -18,12 +18,17 @@ switching. ::
 
 Deltas are provisional: a reply whose attestation fails raises :class:`ReplyRejected` after
 its last delta, and the caller must then drop what it showed and keep nothing.
+
+:meth:`ProxyClient.embed` does the same for ``/v1/embeddings`` (one paid, verified request; the
+vectors' attestation covers their float32 bytes: ``verify.embeddings_output_for_hash``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +40,12 @@ import msgspec
 import structlog
 from eth_account.signers.local import LocalAccount
 from x402 import x402Client
-from x402.http.constants import PAYMENT_REQUIRED_HEADER, PAYMENT_SIGNATURE_HEADER
-from x402.http.utils import decode_payment_required_header, encode_payment_signature_header
+from x402.http.constants import PAYMENT_REQUIRED_HEADER, PAYMENT_RESPONSE_HEADER, PAYMENT_SIGNATURE_HEADER
+from x402.http.utils import (
+    decode_payment_required_header,
+    decode_payment_response_header,
+    encode_payment_signature_header,
+)
 from x402.mechanisms.evm.exact import ExactEvmScheme
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequired, SettleResponse
@@ -48,7 +57,7 @@ from app.proxy.config import ProxySettings
 from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.registry import NodeRecord, list_nodes
 from app.proxy.sse import read_events
-from app.proxy.verify import Attestation, AttestationError, verify_reply
+from app.proxy.verify import Attestation, AttestationError, embeddings_output_for_hash, verify_reply
 
 log = structlog.get_logger()
 # Told of every node's outcome: its endpoint, whether it served a reply, and the wei it was paid.
@@ -57,6 +66,8 @@ NodeOutcome = Callable[[str, bool, int], Awaitable[None]]
 DIRECTORY_REFRESH_S = 5.0
 # A node's own timeouts come first; the client's only catch a node that hangs.
 CLIENT_TIMEOUT_MARGIN_S = 5.0
+CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 class ProxyClientError(Exception):
@@ -112,6 +123,16 @@ class ChatResult:
     payment: SettleResponse | None
     node: NodeRecord
     request_body: dict[str, Any]  # the chat-completions body as sent: what the attestation's request hash covers
+
+
+@dataclass(frozen=True)
+class EmbeddingsResult:
+    vectors: list[list[float]]  # one per input, in order, at the float32 precision they were served and signed at
+    model: str
+    usage: dict[str, int] | None
+    attestation: Attestation | None  # verified against the node's pinned key; None at level "none"
+    payment: SettleResponse | None
+    node: NodeRecord
 
 
 @dataclass
@@ -255,6 +276,56 @@ class ProxyClient:
                 pass
         return reply.result
 
+    async def embed(
+        self,
+        *,
+        model: str,
+        inputs: Sequence[str],
+        verification: VerificationLevel = VerificationLevel.signature,
+    ) -> EmbeddingsResult:
+        """One vector per input from the first trusted node that serves ``model``'s embeddings, paid and verified
+        as a chat reply is (base64 on the wire: a quarter of the JSON floats' bytes)."""
+        body: dict[str, Any] = {"model": model, "input": list(inputs), "encoding_format": "base64"}
+        failures: list[str] = []
+        for node in await self._candidates(verification):
+            health = self._health_of(node)
+            health.in_flight += 1
+            try:
+                try:
+                    response = await self._open(node, body, verification, EMBEDDINGS_PATH)
+                    try:
+                        reply = msgspec.json.decode(await response.aread())
+                    finally:
+                        await response.aclose()
+                    vectors = [_float32s(row["embedding"]) for row in sorted(reply["data"], key=lambda r: r["index"])]
+                except (_NodeFailed, httpx.HTTPError, msgspec.DecodeError, KeyError, TypeError, ValueError) as error:
+                    failures.append(f"{node.endpoint}: {_describe(error)}")
+                    health.cooldown_until = time.monotonic() + self._settings.node_cooldown_seconds
+                    await self._report(node, served=False)
+                    continue
+                settled = response.headers.get(PAYMENT_RESPONSE_HEADER)
+                payment = decode_payment_response_header(settled) if settled else None
+                attestation = None
+                if verification != "none":
+                    try:
+                        attestation = verify_reply(
+                            body=body,
+                            output=embeddings_output_for_hash(vectors),
+                            attestation=Attestation.from_reply(reply),
+                            public_key=node.signing_public_key,
+                            expected_tee_id=node.tee_id,
+                        )
+                    except AttestationError as error:
+                        await self._report(node, False, payment)
+                        raise ReplyRejected(f"{node.endpoint}: {error}", payment) from None
+                await self._report(node, True, payment)
+                return EmbeddingsResult(
+                    vectors, reply.get("model", model), reply.get("usage"), attestation, payment, node
+                )
+            finally:
+                health.in_flight -= 1
+        raise NoNodeAvailable("no node could embed: " + "; ".join(failures))
+
     # -- node selection ------------------------------------------------------------------------
 
     async def _candidates(self, verification: VerificationLevel) -> list[NodeRecord]:
@@ -311,11 +382,11 @@ class ProxyClient:
 
     # -- one attempt on one node ------------------------------------------------------------------
 
-    async def _price(self, node: NodeRecord, body: dict[str, Any]) -> PaymentRequired:
+    async def _price(self, node: NodeRecord, body: dict[str, Any], path: str) -> PaymentRequired:
         """The node's x402 terms for this model: asked once (an unpaid request gets 402), then cached."""
         key = (node.tee_id, body["model"])
         if key not in self._prices:
-            response = await self._http_for(node).post("/v1/chat/completions", json=body)
+            response = await self._http_for(node).post(path, json=body)
             if response.status_code != 402:
                 raise _failure_of(response)
             self._prices[key] = self._checked_terms(node, _payment_required_of(response))
@@ -333,22 +404,29 @@ class ProxyClient:
             raise _NodeFailed(f"{node.endpoint} asks for payment elsewhere than its registry record says")
         return terms
 
-    async def _open(self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel) -> httpx.Response:
-        """Send the paid request; return the response once its status is 200."""
-        response = await self._send_paid(node, body, verification, await self._price(node, body))
+    async def _open(
+        self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel, path: str = CHAT_PATH
+    ) -> httpx.Response:
+        """Send the paid request to ``path``; return the response once its status is 200 (unread)."""
+        response = await self._send_paid(node, body, verification, await self._price(node, body, path), path)
         if response.status_code == 402:
             refused = _payment_required_of(response)
             if refused.error in _PAYER_FAULTS:
                 raise PaymentRefused(refused.error or "payment_required")
             # The node's terms changed since they were cached (a new price, say): take them, pay once more.
             terms = self._prices[(node.tee_id, body["model"])] = self._checked_terms(node, refused)
-            response = await self._send_paid(node, body, verification, terms)
+            response = await self._send_paid(node, body, verification, terms, path)
             if response.status_code == 402:
                 raise PaymentRefused(_payment_required_of(response).error or "payment_required")
         return response
 
     async def _send_paid(
-        self, node: NodeRecord, body: dict[str, Any], verification: VerificationLevel, terms: PaymentRequired
+        self,
+        node: NodeRecord,
+        body: dict[str, Any],
+        verification: VerificationLevel,
+        terms: PaymentRequired,
+        path: str,
     ) -> httpx.Response:
         """One paid attempt: a streaming 200, or the (read) 402 refusal; anything else raises."""
         payment = await self._x402.create_payment_payload(terms)
@@ -357,9 +435,7 @@ class ProxyClient:
             VERIFICATION_HEADER: verification,
         }
         http = self._http_for(node)
-        response = await http.send(
-            http.build_request("POST", "/v1/chat/completions", json=body, headers=headers), stream=True
-        )
+        response = await http.send(http.build_request("POST", path, json=body, headers=headers), stream=True)
         if response.status_code == 200:
             return response
         await response.aread()
@@ -505,6 +581,14 @@ def chat_request_body(
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     return body
+
+
+def _float32s(embedding: str | list[float]) -> list[float]:
+    """A vector as served: base64 little-endian float32, or a JSON list of floats."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return [float(value) for value in embedding]
 
 
 def _payment_required_of(response: httpx.Response) -> PaymentRequired:

@@ -65,9 +65,8 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_chat_request(
-    body: dict[str, Any], *, known_models: Mapping[str, Any], max_completion_tokens: int
-) -> ChatRequest:
+def parse_model(body: dict[str, Any], known_models: Mapping[str, Any]) -> str:
+    """The body's ``model``, one this node serves (chat and embeddings alike)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required and must be a string", param="model", code="missing_field")
@@ -77,6 +76,13 @@ def parse_chat_request(
             param="model",
             code="model_not_found",
         )
+    return model
+
+
+def parse_chat_request(
+    body: dict[str, Any], *, known_models: Mapping[str, Any], max_completion_tokens: int
+) -> ChatRequest:
+    model = parse_model(body, known_models)
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n", code="unsupported_value")

@@ -1,4 +1,4 @@
-"""One chat completion through the node, from the raw request to the signed, settled reply.
+"""One chat completion (or embeddings request) through the node, from the raw request to the signed, settled reply.
 
 Order of work, so that nothing goes upstream unpaid and nothing is charged undelivered:
 validate (400) → verification level (400) → capacity (503) → payment (402) → open an upstream
@@ -10,6 +10,8 @@ client that goes away.
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -25,13 +27,14 @@ from app.proxy.config import ProxySettings
 from app.proxy.node import metrics
 from app.proxy.node.attestation import EnclaveIdentity
 from app.proxy.node.chat_request import ChatRequest, decode_body, parse_chat_request
+from app.proxy.node.embeddings_request import EmbeddingsRequest, parse_embeddings_request
 from app.proxy.node.errors import InvalidRequest, NodeBusy, UpstreamUnavailable, error_body
 from app.proxy.node.payments import PaymentGate, VerifiedPayment
 from app.proxy.node.router import MidStreamError, OpenStream, UpstreamRouter
-from app.proxy.node.upstreams.base import Finished, TextDelta, ToolCalls, Usage
+from app.proxy.node.upstreams.base import Embeddings, Finished, TextDelta, ToolCalls, Usage
 from app.proxy.protocol import VERIFICATION_HEADER, VerificationLevel
 from app.proxy.sse import DONE_FRAME, data_frame
-from app.proxy.verify import output_for_hash
+from app.proxy.verify import embeddings_output_for_hash, output_for_hash
 
 log = structlog.get_logger()
 
@@ -77,21 +80,7 @@ class CompletionService:
         """Run every check and open the upstream; the caller must then consume the completion."""
         started = time.perf_counter()
         request = self._parse(raw_body)
-        level = self._verification_level(headers)
-        if self._in_flight >= self._settings.capacity:
-            metrics.REQUESTS.labels(request.model, "rejected").inc()
-            raise NodeBusy(
-                f"the node is answering {self._in_flight} requests, its capacity; retry shortly",
-                code="capacity",
-                headers={"Retry-After": "1"},
-            )
-        self._in_flight += 1
-        metrics.IN_FLIGHT.inc()
-        try:
-            payment = await self._payments.require(headers, request.model, resource_url)
-        except BaseException:
-            self._finish(request.model, "payment_refused", started)
-            raise
+        level, payment = await self._admit(request.model, headers, resource_url, started)
         try:
             stream = await self._router.open(request)
         except BaseException:
@@ -101,6 +90,60 @@ class CompletionService:
         first_token_after = time.perf_counter() - started
         metrics.TIME_TO_FIRST_TOKEN.labels(request.model, stream.upstream).observe(first_token_after)
         return Completion(request, level, payment, stream, started)
+
+    async def embed(
+        self, raw_body: bytes, headers: Mapping[str, str], resource_url: str
+    ) -> tuple[dict[str, Any], dict[str, str], int]:
+        """``/v1/embeddings``: checked and paid as a chat completion is, the vectors signed as its reply is."""
+        started = time.perf_counter()
+        request = parse_embeddings_request(self._decoded(raw_body), known_models=self._settings.models)
+        if not self._router.embedders_for(request.model):
+            raise InvalidRequest(
+                f"model {request.model} cannot embed on this node", param="model", code="unsupported_value"
+            )
+        level, payment = await self._admit(request.model, headers, resource_url, started)
+        settled = False
+        outcome = "cancelled"
+        try:
+            try:
+                embeddings = await self._router.embed(request)
+            except UpstreamUnavailable:
+                outcome = "failed"
+                raise
+            body = self._embeddings_body(request, embeddings, level)
+            settled = True
+            body, reply_headers, status = await self._settled_reply(payment, body)
+            outcome = "ok" if status == 200 else "failed"
+            return body, reply_headers, status
+        finally:
+            await self._close(request.model, payment, started, outcome, settled)
+
+    def _embeddings_body(
+        self, request: EmbeddingsRequest, embeddings: Embeddings, level: VerificationLevel
+    ) -> dict[str, Any]:
+        """OpenAI's embeddings reply: the vectors at float32 (as floats, or base64 as asked), usage, and the
+        attestation over exactly those float32 values unless the client asked for none."""
+        packed = [struct.pack(f"<{len(vector)}f", *vector) for vector in embeddings.vectors]
+        served = [list(struct.unpack(f"<{len(raw) // 4}f", raw)) for raw in packed]
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": base64.b64encode(raw).decode() if request.encoding_format == "base64" else vector,
+            }
+            for index, (raw, vector) in enumerate(zip(packed, served, strict=True))
+        ]
+        tokens = embeddings.prompt_tokens
+        metrics.TOKENS.labels(request.model, "prompt").inc(tokens)
+        body: dict[str, Any] = {
+            "object": "list",
+            "model": request.model,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        if level != "none":
+            body |= self._identity.sign(request.body, embeddings_output_for_hash(served), int(time.time())).as_fields()
+        return body
 
     async def sse(self, completion: Completion) -> AsyncIterator[bytes]:
         """The reply as OpenAI chunks; the last carries usage, attestation and payment outcome."""
@@ -142,7 +185,7 @@ class CompletionService:
             yield data_frame(_encode(final))
             yield DONE_FRAME
         finally:
-            await self._close(completion, outcome, settled)
+            await self._close(completion.request.model, completion.payment, completion.started, outcome, settled)
 
     async def complete(self, completion: Completion) -> tuple[dict[str, Any], dict[str, str], int]:
         """The whole reply as one chat.completion body, its headers and status.
@@ -177,37 +220,69 @@ class CompletionService:
                 | self._closing_fields(completion, reply)
             )
             settled = True
-            settlement = await self._settle(completion.payment)
-            headers = self._payments.response_headers(completion.payment, settlement)
-            outcome = "ok" if settlement.success else "failed"
-            if not settlement.success:
-                reason = settlement.error_reason or "settlement_failed"
-                return (
-                    error_body(f"the payment could not be settled: {reason}", "payment_required", code=reason),
-                    headers,
-                    402,
-                )
-            return body, headers, 200
+            body, headers, status = await self._settled_reply(completion.payment, body)
+            outcome = "ok" if status == 200 else "failed"
+            return body, headers, status
         finally:
-            await self._close(completion, outcome, settled)
+            await self._close(completion.request.model, completion.payment, completion.started, outcome, settled)
+
+    async def _settled_reply(
+        self, payment: VerifiedPayment, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str], int]:
+        """Settle, then the body (200), or a 402 and no content when the payment could not be settled."""
+        settlement = await self._settle(payment)
+        headers = self._payments.response_headers(payment, settlement)
+        if not settlement.success:
+            reason = settlement.error_reason or "settlement_failed"
+            return (
+                error_body(f"the payment could not be settled: {reason}", "payment_required", code=reason),
+                headers,
+                402,
+            )
+        return body, headers, 200
+
+    async def _admit(
+        self, model: str, headers: Mapping[str, str], resource_url: str, started: float
+    ) -> tuple[VerificationLevel, VerifiedPayment]:
+        """What every paid request passes after its body: verification level (400), a capacity slot (503), the
+        payment (402). The caller then owns the slot and the payment, and must ``_close``."""
+        level = self._verification_level(headers)
+        if self._in_flight >= self._settings.capacity:
+            metrics.REQUESTS.labels(model, "rejected").inc()
+            raise NodeBusy(
+                f"the node is answering {self._in_flight} requests, its capacity; retry shortly",
+                code="capacity",
+                headers={"Retry-After": "1"},
+            )
+        self._in_flight += 1
+        metrics.IN_FLIGHT.inc()
+        try:
+            payment = await self._payments.require(headers, model, resource_url)
+        except BaseException:
+            self._finish(model, "payment_refused", started)
+            raise
+        return level, payment
 
     async def _settle(self, payment: VerifiedPayment) -> SettleResponse:
         # Shielded: once the reply is complete it is owed, even if the client leaves now.
         return await asyncio.shield(self._payments.settle(payment))
 
-    async def _close(self, completion: Completion, outcome: str, settled: bool) -> None:
+    async def _close(self, model: str, payment: VerifiedPayment, started: float, outcome: str, settled: bool) -> None:
         if not settled:  # failed, cancelled or abandoned before the end: charge nothing
-            await self._payments.release(completion.payment)
-        self._finish(completion.request.model, outcome, completion.started)
+            await self._payments.release(payment)
+        self._finish(model, outcome, started)
 
-    def _parse(self, raw_body: bytes) -> ChatRequest:
+    def _decoded(self, raw_body: bytes) -> dict[str, Any]:
         if len(raw_body) > self._settings.max_request_bytes:
             limit = self._settings.max_request_bytes
             raise InvalidRequest(
                 f"the body is {len(raw_body)} bytes; the limit is {limit}", param="body", code="request_too_large"
             )
+        return decode_body(raw_body)
+
+    def _parse(self, raw_body: bytes) -> ChatRequest:
         request = parse_chat_request(
-            decode_body(raw_body),
+            self._decoded(raw_body),
             known_models=self._settings.models,
             max_completion_tokens=self._settings.max_completion_tokens,
         )

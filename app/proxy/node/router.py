@@ -1,4 +1,4 @@
-"""Model → upstreams, with failover before the first token and timeouts between tokens.
+"""Model → upstreams, with failover before the first token (or the vectors) and timeouts between tokens.
 
 :meth:`UpstreamRouter.open` tries a model's upstreams in their configured order and returns
 the first stream that produces an event within the first-token timeout; an upstream that
@@ -17,8 +17,9 @@ import httpx
 from app.proxy.config import UpstreamTarget
 from app.proxy.node import metrics
 from app.proxy.node.chat_request import ChatRequest
+from app.proxy.node.embeddings_request import EmbeddingsRequest
 from app.proxy.node.errors import UpstreamUnavailable
-from app.proxy.node.upstreams.base import Upstream, UpstreamError, UpstreamEvent
+from app.proxy.node.upstreams.base import Embeddings, EmbeddingUpstream, Upstream, UpstreamError, UpstreamEvent
 
 
 class MidStreamError(Exception):
@@ -83,6 +84,28 @@ class UpstreamRouter:
 
     def kinds_for(self, model: str) -> set[str]:
         return {self._upstreams[target.upstream].kind for target in self._routes[model]}
+
+    def embedders_for(self, model: str) -> list[tuple[EmbeddingUpstream, str]]:
+        """The model's upstreams that serve embeddings, in failover order, with their own model names."""
+        return [
+            (upstream, target.model)
+            for target in self._routes[model]
+            if isinstance(upstream := self._upstreams[target.upstream], EmbeddingUpstream)
+        ]
+
+    async def embed(self, request: EmbeddingsRequest) -> Embeddings:
+        """The vectors from the first of the model's upstreams that answers within the first-token timeout."""
+        failures: list[str] = []
+        for upstream, model in self.embedders_for(request.model):
+            try:
+                async with asyncio.timeout(self._first_token_timeout):
+                    return await upstream.embed(request.inputs, model, request.dimensions)
+            except (UpstreamError, httpx.HTTPError, TimeoutError) as error:
+                metrics.UPSTREAM_ERRORS.labels(upstream.name, "before_first_token").inc()
+                failures.append(f"{upstream.name}: {_describe(error, self._first_token_timeout)}")
+        raise UpstreamUnavailable(
+            f"no upstream of {request.model} embedded: {'; '.join(failures)}", code="upstream_unavailable"
+        )
 
     async def open(self, request: ChatRequest) -> OpenStream:
         failures: list[str] = []

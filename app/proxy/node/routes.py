@@ -1,4 +1,4 @@
-"""HTTP surface of a node: OpenAI's chat completions and models, attestation, health, metrics."""
+"""HTTP surface of a node: OpenAI's chat completions, embeddings and models, attestation, health, metrics."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ class ChatCompletionsController(Controller):
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         body, headers, status = await node.completions.complete(completion)
+        return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+    @post("/v1/embeddings", status_code=200, summary="OpenAI-compatible embeddings, paid with x402, attested")
+    async def embeddings(self, request: Request[Any, Any, Any], node: NamedDependency[ProxyNode]) -> Response[Any]:
+        body, headers, status = await node.completions.embed(await request.body(), request.headers, str(request.url))
         return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 
     @get("/v1/models", summary="The models this node serves, with each request's price")

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -70,6 +70,23 @@ class Upstream(Protocol):
 
     def stream(self, request: ChatRequest, model: str) -> AsyncIterator[UpstreamEvent]:
         """Stream one reply to ``request`` from the provider's ``model``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One vector per input, in the inputs' order, and the tokens the provider counted."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@runtime_checkable
+class EmbeddingUpstream(Upstream, Protocol):
+    """An upstream that also serves ``/embeddings`` (OpenAI's wire format)."""
+
+    async def embed(self, inputs: list[str], model: str, dimensions: int | None) -> Embeddings:
+        """The provider's ``model``'s vectors for ``inputs``."""
         ...
 
 

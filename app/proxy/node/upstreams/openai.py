@@ -1,4 +1,4 @@
-"""OpenAI chat completions, and every server that speaks them: xAI, vLLM, Ollama, llama.cpp.
+"""OpenAI chat completions and embeddings, and every server that speaks them: xAI, vLLM, Ollama, llama.cpp.
 
 The client's body is forwarded as sent (so provider-specific options pass through), with the
 upstream's model name, streaming on, and ``stream_options.include_usage`` so the provider
@@ -15,6 +15,7 @@ import msgspec
 
 from app.proxy.node.chat_request import ChatRequest
 from app.proxy.node.upstreams.base import (
+    Embeddings,
     Finished,
     TextDelta,
     ToolCalls,
@@ -36,16 +37,16 @@ class OpenAIUpstream:
     def __init__(self, name: str, base_url: str, api_key: str | None, client: httpx.AsyncClient) -> None:
         self.name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._embeddings_url = base_url.rstrip("/") + "/embeddings"
         self._api_key = api_key
         self._client = client
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[UpstreamEvent]:
         body = {key: value for key, value in request.body.items() if key not in _NODE_OWNED_FIELDS}
         body |= {"model": model, "stream": True, "stream_options": {"include_usage": True}}
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         tool_calls: dict[int, dict[str, Any]] = {}
         finish_reason: str | None = None
-        async with self._client.stream("POST", self._url, json=body, headers=headers) as response:
+        async with self._client.stream("POST", self._url, json=body, headers=self._headers) as response:
             await raise_for_upstream_status(self.name, response, self._api_key)
             async for _, data in read_events(response):
                 if data == "[DONE]":
@@ -65,6 +66,28 @@ class OpenAIUpstream:
         if tool_calls:
             yield ToolCalls([tool_calls[index] for index in sorted(tool_calls)])
         yield Finished(finish_reason or "stop")
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    async def embed(self, inputs: list[str], model: str, dimensions: int | None) -> Embeddings:
+        """``POST /embeddings`` as floats; the node re-encodes them as its client asked."""
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        response = await self._client.post(self._embeddings_url, json=body, headers=self._headers)
+        await raise_for_upstream_status(self.name, response, self._api_key)
+        try:
+            reply = msgspec.json.decode(response.content)
+            rows = sorted(reply["data"], key=lambda row: row["index"])
+            vectors = [[float(value) for value in row["embedding"]] for row in rows]
+            prompt_tokens = int((reply.get("usage") or {}).get("prompt_tokens") or 0)
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise UpstreamError(self.name, "unreadable embeddings reply") from None
+        if len(vectors) != len(inputs) or len({len(vector) for vector in vectors}) != 1:
+            raise UpstreamError(self.name, f"{len(vectors)} vectors of unequal or no length for {len(inputs)} inputs")
+        return Embeddings(vectors, prompt_tokens)
 
     def _decode(self, data: str) -> dict[str, Any]:
         try:
