@@ -1,7 +1,7 @@
 """memory embeddings: a vector per memory (float32, unit length) and the model that made it
 
 Revision ID: e7b4a1c9d2f0
-Revises: c16a0e3f5d21
+Revises: 61468aedfad9
 Create Date: 2026-12-07 15:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = 'e7b4a1c9d2f0'
-down_revision: str | None = 'c16a0e3f5d21'
+down_revision: str | None = '61468aedfad9'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
