@@ -79,12 +79,14 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     server = Served(tmp_path, free_port())
-    server.start()
-    yield server
-    if server.process is not None:
-        stop(server.process)
-    with contextlib.suppress(OSError, ValueError):
-        os.kill(server.node_pid(), signal.SIGKILL)  # a node a killed server left behind
+    try:
+        server.start()
+        yield server
+    finally:  # a server that never got ready is stopped too
+        if server.process is not None:
+            stop(server.process)
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(server.node_pid(), signal.SIGKILL)  # a node a killed server left behind
 
 
 def signed_in(base: str, account: LocalAccount) -> httpx.Client:
