@@ -1,10 +1,11 @@
 """The node's OpenAPI description of what it really takes and answers.
 
-``POST /v1/chat/completions`` reads its raw body itself (the attestation hashes the body exactly as
-sent, see :mod:`app.proxy.node.chat_request`), so Litestar cannot infer its schema: :class:`ChatOperation`
-writes the request body (the OpenAI chat-completions subset the node accepts), the x402 headers,
-the two 200 media types (JSON, or server-sent events with ``"stream": true``) and the errors, all
-in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` but for the x402 402.
+``POST /v1/chat/completions`` and ``POST /v1/embeddings`` read their raw body themselves (the attestation
+hashes the body exactly as sent, see :mod:`app.proxy.node.chat_request`), so Litestar cannot infer their
+schema: :class:`ChatOperation` and :class:`EmbeddingsOperation` write the request body (the OpenAI subset
+the node accepts), the x402 headers, the 200 media types (for chat: JSON, or server-sent events with
+``"stream": true``) and the errors, all in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``
+but for the x402 402.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from litestar.openapi.spec import (
 )
 
 from app.proxy.node.chat_request import MAX_STOP_SEQUENCES, MESSAGE_ROLES
+from app.proxy.node.embeddings_request import MAX_DIMENSIONS, MAX_INPUTS
 
 STRING, INTEGER, NUMBER, BOOLEAN, OBJECT, ARRAY, NULL = (
     OpenAPIType.STRING,
@@ -194,3 +196,52 @@ class ChatOperation(Operation):
         )
         self.parameters = [*(self.parameters or []), *CHAT_PARAMETERS]
         self.responses = dict(CHAT_RESPONSES)
+
+
+_INPUT_TEXT = Schema(type=STRING, min_length=1)
+EMBEDDINGS_EXAMPLE = {"model": "text-embedding-3-small", "input": "Hello"}
+EMBEDDINGS_REQUEST = Schema(
+    type=OBJECT,
+    required=["model", "input"],
+    title="EmbeddingsRequest",
+    properties={
+        "model": Schema(type=STRING, description="a model the node routes to an upstream that embeds"),
+        "input": Schema(one_of=[_INPUT_TEXT, Schema(type=ARRAY, min_items=1, max_items=MAX_INPUTS, items=_INPUT_TEXT)]),
+        "encoding_format": _nullable(Schema(type=STRING, enum=["float", "base64"])),
+        "dimensions": _nullable(Schema(type=INTEGER, minimum=1, maximum=MAX_DIMENSIONS)),
+    },
+)
+EMBEDDINGS = Schema(
+    type=OBJECT,
+    required=["object", "data", "model"],
+    title="EmbeddingList",
+    description="OpenAI's embedding list, with usage and (unless X-Twin-Verification: none) the attestation "
+    "fields; PAYMENT-RESPONSE carries the settlement",
+    properties={
+        "object": Schema(type=STRING, enum=["list"]),
+        "data": Schema(type=ARRAY, items=Schema(type=OBJECT)),
+        "model": Schema(type=STRING),
+        "usage": Schema(type=OBJECT),
+    },
+)
+EMBEDDINGS_RESPONSES = {
+    **CHAT_RESPONSES,
+    "200": OpenAPIResponse(description="The vectors", content={JSON: OpenAPIMediaType(schema=EMBEDDINGS)}),
+    "400": _error(
+        "Bad request: not JSON, a missing or bad field (param names it), an unknown model or one no upstream can "
+        "embed, a bad X-Twin-Verification, a body over the size limit"
+    ),
+}
+
+
+@dataclass
+class EmbeddingsOperation(Operation):
+    """``POST /v1/embeddings`` as documented above (Litestar sees only a raw-body handler)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            content={JSON: OpenAPIMediaType(schema=EMBEDDINGS_REQUEST, example=EMBEDDINGS_EXAMPLE)},
+        )
+        self.parameters = [*(self.parameters or []), *CHAT_PARAMETERS]
+        self.responses = dict(EMBEDDINGS_RESPONSES)

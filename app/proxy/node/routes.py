@@ -10,7 +10,7 @@ from litestar.response import Stream
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from app.proxy.node.node import ProxyNode
-from app.proxy.node.openapi import ChatOperation
+from app.proxy.node.openapi import ChatOperation, EmbeddingsOperation
 
 
 class ChatCompletionsController(Controller):
@@ -33,7 +33,12 @@ class ChatCompletionsController(Controller):
         body, headers, status = await node.completions.complete(completion)
         return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 
-    @post("/v1/embeddings", status_code=200, summary="OpenAI-compatible embeddings, paid with x402, attested")
+    @post(
+        "/v1/embeddings",
+        status_code=200,
+        operation_class=EmbeddingsOperation,
+        summary="OpenAI-compatible embeddings, paid with x402, attested",
+    )
     async def embeddings(self, request: Request[Any, Any, Any], node: NamedDependency[ProxyNode]) -> Response[Any]:
         body, headers, status = await node.completions.embed(await request.body(), request.headers, str(request.url))
         return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
