@@ -31,12 +31,12 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
-def _include_name(name: str | None, type_: str, _parents: Any) -> bool:
-    """Leave out the full-text search the memory migration creates by hand, per database, and no model declares:
-    SQLite's FTS5 table (and its shadow tables), PostgreSQL's GIN index on the tsvector."""
+def _include_name(name: str | None, type_: str, parents: Any) -> bool:
+    """Leave out the full-text search the memory migrations create by hand, per database, and no model declares:
+    SQLite's FTS5 table (and its shadow tables), PostgreSQL's stored tsvector column ``memory.document``."""
     if type_ == "table":
         return not (name or "").startswith("memory_fts")
-    return not (type_ == "index" and name == "ix_memory_text_tsvector")
+    return not (type_ == "column" and name == "document" and parents.get("table_name") == "memory")
 
 
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:

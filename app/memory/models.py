@@ -3,7 +3,7 @@
 A memory's ``strength`` is its strength at ``last_used_at``; what it is worth now decays from there
 with the half-life (:mod:`app.memory.forgetting`), so nothing is rewritten while time passes.
 Full-text search over ``text`` comes from the migration: an FTS5 table ``memory_fts`` (kept by
-triggers, with the thread as a column) on SQLite, a GIN index on ``to_tsvector`` on PostgreSQL.
+triggers, with the thread as a column) on SQLite, a stored generated ``tsvector`` column ``document`` on PostgreSQL.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from app.config import Settings
 from app.db.engine import create_engine, session_factory
 from app.errors import NotFound
 from app.memory.extraction import parse_facts
+from app.memory.forgetting import current_strength
 from app.memory.models import Memory
-from app.memory.retrieval import recall, with_memories
+from app.memory.retrieval import UNASKED_STRENGTH, candidates, choose, query_terms, recall, text_ranks, with_memories
 from app.memory.schemas import MemoryPatch
 from app.memory.service import MemoryService, lock_thread, merge_facts, prune_thread, reinforce_used, used_by
 from app.proxy.node.upstreams.offline_facts import extract_facts
@@ -143,6 +144,58 @@ async def test_weak_memories_come_only_when_the_message_touches_them(
     a_month_later = T0 + timedelta(days=30)  # strength 1: weak
     assert await recalled_texts(sessions, "what a day", a_month_later) == []
     assert await recalled_texts(sessions, "sushi tonight?", a_month_later) == ["They love sushi"]
+
+
+async def varied_thread(sessions: async_sessionmaker[AsyncSession]) -> datetime:
+    """Thirty memories of every strength, age and pin, some sharing words; the time to ask at."""
+    async with sessions() as session:
+        for index in range(30):
+            session.add(
+                Memory(
+                    avatar_id=AVATAR,
+                    fan=FAN,
+                    kind="preference",
+                    key=f"preference:{index}",
+                    text=f"They love {['sushi', 'jazz', 'chess'][index % 3]} number {index}",
+                    last_used_at=T0 - timedelta(days=index * 3),
+                    strength=[0.05, 1.0, 1.6, 1.7, 2.0, 4.0, 8.0][index % 7],
+                    pinned=index % 5 == 0,
+                )
+            )
+        await session.commit()
+    return T0
+
+
+async def test_retrieval_reads_only_the_memories_that_can_be_recalled(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now = await varied_thread(sessions)
+    async with sessions() as session:
+        every = await candidates(session, AVATAR, FAN, query_terms("chess tonight?"))
+        read = await candidates(session, AVATAR, FAN, query_terms("chess tonight?"), unasked=(now, HALF_LIFE))
+    expected = {
+        memory.id
+        for memory in every.memories
+        if memory.terms or current_strength(memory, now, HALF_LIFE) >= UNASKED_STRENGTH
+    }
+    assert {memory.id for memory in read.memories} == expected
+    assert 0 < len(read.memories) < len(every.memories)  # the thread's other rows are never read
+    assert read.thread_size == every.thread_size == 30  # the words are weighed against the whole thread
+
+
+@pytest.mark.parametrize("message", ["chess tonight?", "what a day", "sushi or jazz number 4?"])
+async def test_reading_only_what_can_be_recalled_recalls_the_same(
+    sessions: async_sessionmaker[AsyncSession], message: str
+) -> None:
+    now = await varied_thread(sessions)
+    async with sessions() as session:
+        every = await candidates(session, AVATAR, FAN, query_terms(message))
+        found = await recall(session, AVATAR, FAN, message, now, half_life_s=HALF_LIFE, budget_tokens=120)
+    ranks, distinctive = text_ranks(every.memories, every.thread_size)
+    from_all = choose(every.memories, ranks, distinctive, now, half_life_s=HALF_LIFE, budget_tokens=120)
+    assert [memory.id for memory in found.memories] == [memory.id for memory in from_all.memories]
+    assert found.about_ids == from_all.about_ids
+    assert found.memories  # something is recalled, so the comparison says something
 
 
 async def test_recalled_memories_go_after_the_persona(sessions: async_sessionmaker[AsyncSession]) -> None:
