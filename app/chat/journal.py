@@ -39,6 +39,7 @@ from x402.schemas import SettleResponse
 
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.db.engine import claim_writer
+from app.memory.service import TurnMemory, record_reply
 from app.network import rollups as network
 from app.proxy.client.client import ChatResult
 
@@ -62,6 +63,7 @@ class TurnEnd(msgspec.Struct, frozen=True):
     payment_tx: str | None = None
     completed_at: float = 0.0  # seconds since the epoch
     attestation: dict[str, Any] | None = None  # ReplyAttestation's columns but message_id
+    memory: TurnMemory | None = None  # what a complete reply leaves to memory (None with memory off)
 
     @property
     def paid(self) -> bool:
@@ -144,6 +146,19 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
     answered = end.status == MessageStatus.complete
     prompt.status = MessageStatus.answered if answered else end.status
     prompt.error_code, prompt.completed_at = end.error_code, end.ended_at
+    if answered and end.memory is not None:
+        assert prompt.id is not None
+        await record_reply(
+            session,
+            end.memory,
+            avatar_id=prompt.avatar_id,
+            fan=prompt.fan,
+            message_id=prompt.id,
+            reply_id=end.reply_id,
+            said=prompt.content,
+            model=reply.model or "",
+            now=end.ended_at,
+        )
     # The network's rollups count the turn in the transaction that ends it, so once whichever write stores it.
     await network.record_turn(
         session,

@@ -32,6 +32,7 @@ from app.chat.schemas import IncomingMessage
 from app.db.engine import claim_writer
 from app.db.models import utc_now
 from app.errors import DATABASE_UNAVAILABLE
+from app.memory.service import TurnMemory
 from app.proxy.client.client import ChatResult
 
 log = structlog.get_logger()
@@ -115,11 +116,15 @@ async def withdraw(sessions: async_sessionmaker[AsyncSession], journal: ReplyJou
 
 
 async def complete(
-    sessions: async_sessionmaker[AsyncSession], journal: ReplyJournal | None, rows: TurnRows, result: ChatResult
+    sessions: async_sessionmaker[AsyncSession],
+    journal: ReplyJournal | None,
+    rows: TurnRows,
+    result: ChatResult,
+    memory: TurnMemory | None = None,
 ) -> tuple[ChatMessage, ReplyAttestation | None]:
-    """The verified reply stored with its usage, its cost and, when signed, its attestation; with a journal,
-    written there first so that it is stored even if the database is down now (the fan's done frame then
-    shows it as it will be stored)."""
+    """The verified reply stored with its usage, its cost, when signed its attestation, and what it leaves to
+    ``memory``; with a journal, written there first so that it is stored even if the database is down now (the
+    fan's done frame then shows it as it will be stored)."""
     usage = result.usage or {}
     end = TurnEnd(
         rows.prompt_id,
@@ -132,6 +137,7 @@ async def complete(
         completed_at=utc_now().timestamp(),
         **payment_fields(result.payment),
         attestation=attestation_fields(result),
+        memory=memory,
     )
     stored = await settle(end, journal, _writer(sessions))
     assert stored is not None  # the turn's rows are gone only when withdrawn

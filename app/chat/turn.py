@@ -41,7 +41,7 @@ from app.db.models import utc_now
 from app.errors import NotFound
 from app.lib.time import aware
 from app.memory.retrieval import NOTHING_RECALLED, Recall, with_memories
-from app.memory.service import CompletedTurn, MemoryService
+from app.memory.service import MemoryService
 from app.proxy.client.client import (
     NoNodeAvailable,
     PaymentRefused,
@@ -302,7 +302,12 @@ class ChatService:
             await self._end_failed(turn, send, error, "".join(text))
         else:
             try:
-                reply, attestation = await store.complete(self._sessions, self._journal, turn.rows, result)
+                remembered = (
+                    self._memory.remembered(turn.recalled, turn.content, result.text, turn.avatar.verification_level)
+                    if self._memory is not None
+                    else None
+                )
+                reply, attestation = await store.complete(self._sessions, self._journal, turn.rows, result, remembered)
             except Exception as error:  # the fan saw the text; say it was not kept, log what was paid
                 log.exception(
                     "chat_store_error",
@@ -320,20 +325,8 @@ class ChatService:
                 )
                 return
             metered.finished(tokens=tokens, paid_wei=reply.cost_wei)
-            if self._memory is not None:  # reinforce, prune, extract: in the background
-                self._memory.after_reply(
-                    CompletedTurn(
-                        turn.avatar.id,
-                        turn.fan,
-                        turn.avatar.model,
-                        turn.avatar.verification_level,
-                        turn.rows.prompt_id,
-                        turn.rows.reply_id,
-                        turn.content,
-                        result.text,
-                        turn.recalled,
-                    )
-                )
+            if self._memory is not None:  # prune and extract in the background
+                self._memory.after_reply(turn.avatar.id, turn.fan, turn.rows.reply_id)
             await send(
                 msgspec.structs.replace(
                     done_frame(reply, turn.client_msg_id, attestation),

@@ -47,9 +47,9 @@ def current_strength(memory: Decaying, now: datetime, half_life_s: float) -> flo
 
 
 def reinforce(memory: Memory, now: datetime, half_life_s: float) -> None:
-    """One use: the decayed strength plus one, from now."""
+    """One use: the decayed strength plus one, from now (a use replayed late never moves the last use back)."""
     memory.strength = min(MAX_STRENGTH, current_strength(memory, now, half_life_s) + 1.0)
-    memory.last_used_at = now
+    memory.last_used_at = max(aware(memory.last_used_at), now)
     memory.use_count += 1
 
 

@@ -1,16 +1,19 @@
-"""The memory service: recall before a reply, reinforce-prune-extract after it, the fan's own edits.
+"""The memory service: recall before a reply, reinforce and queue an extraction with it, the fan's own edits.
 
-Chat calls two things (see :mod:`app.chat.service`)::
+Chat calls three things (see :mod:`app.chat.turn`)::
 
     recalled = await memory.recall(avatar_id, fan, content)      # before building the context
     messages = with_memories(context, recalled)                  # after the persona
     ...
-    memory.after_reply(turn)                                     # once the reply is stored complete
+    work = memory.remembered(recalled, content, reply)           # stored with the reply (TurnEnd.memory)
+    memory.after_reply(avatar_id, fan, reply_id)                 # once the reply is stored complete
 
-``after_reply`` returns at once: a background task reinforces the memories the reply used, prunes the thread
-and runs the extraction. The extraction is queued in the database first (``memory_extraction``), so one that
-fails or times out is tried again by :meth:`MemoryService.retry_due` (a lifespan loop) and the chat message
-is never held up or lost. Fans come first: an extraction is a paid call to the same nodes, so while fans wait
+The reply's own transaction reinforces the memories it used and queues its extraction (``memory_extraction``,
+:func:`record_reply`); the reply is journaled with them, so a worker killed right after the reply was stored, or a
+database that was down, loses neither. ``after_reply`` returns at once: a background task prunes the thread and
+runs the extraction. One that fails or times out is tried again by :meth:`MemoryService.retry_due` (a lifespan
+loop), and the chat message is never held up or lost. Fans come first: an extraction is a paid call to the same
+nodes, so while fans wait
 for a stream (or every stream is taken) it stays queued until the loop finds the nodes free.
 
 Every write that changes a thread's memories holds the thread's lock (the SQLite writer, a PostgreSQL advisory
@@ -28,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import delete, func, or_, select, text, update
@@ -64,19 +67,14 @@ EXTRACTIONS = Counter("twin_memory_extractions_total", "Memory extractions, by o
 EMBEDDINGS = Counter("twin_memory_embeddings_total", "Embedding calls for memory, by outcome", ["outcome"])
 
 
-@dataclass(frozen=True)
-class CompletedTurn:
-    """What memory needs of a turn whose reply was stored complete."""
+class TurnMemory(msgspec.Struct, frozen=True):
+    """What a complete reply leaves to memory, written in the transaction that stores the reply (and journaled with
+    it): the recalled memories it used, to reinforce, and its extraction, to queue."""
 
-    avatar_id: str
-    fan: str
-    model: str
+    said_at: float  # when the fan's message was taken (seconds since the epoch): recall's asked_at
     verification_level: str
-    message_id: int
-    reply_id: int
-    said: str
-    reply: str
-    recalled: Recall  # its asked_at is when the fan's message was taken
+    half_life_s: float
+    used: tuple[int, ...] = ()
 
 
 async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
@@ -123,6 +121,36 @@ async def reinforce_used(session: AsyncSession, memory_ids: Sequence[int], now: 
     if memory_ids:
         for memory in await session.scalars(select(Memory).where(col(Memory.id).in_(memory_ids))):
             forgetting.reinforce(memory, now, half_life_s)
+
+
+async def record_reply(
+    session: AsyncSession,
+    work: TurnMemory,
+    *,
+    avatar_id: str,
+    fan: str,
+    message_id: int,
+    reply_id: int,
+    said: str,
+    model: str,
+    now: datetime,
+) -> None:
+    """In the transaction that stores a complete reply: reinforce the memories it used, queue its extraction."""
+    await lock_thread(session, avatar_id, fan)
+    await reinforce_used(session, work.used, now, work.half_life_s)
+    session.add(
+        Extraction(
+            reply_id=reply_id,
+            source_message_id=message_id,
+            avatar_id=avatar_id,
+            fan=fan,
+            model=model,
+            verification_level=work.verification_level,
+            said=said,
+            said_at=datetime.fromtimestamp(work.said_at, UTC),
+            next_attempt_at=now,
+        )
+    )
 
 
 async def merge_facts(
@@ -301,37 +329,32 @@ class MemoryService:
             await session.commit()
         return len(missing)
 
-    def after_reply(self, turn: CompletedTurn) -> None:
-        """Reinforce, prune and extract in the background; returns at once."""
-        if self.enabled:
-            self._spawn(self._after_reply(turn), f"memory-{turn.reply_id}")
+    def remembered(self, recalled: Recall, said: str, reply: str, verification_level: str) -> TurnMemory | None:
+        """What the complete reply to ``said`` leaves to memory, to store with it; None with memory off."""
+        if not self.enabled:
+            return None
+        return TurnMemory(
+            recalled.asked_at.timestamp(),
+            verification_level,
+            self._settings.memory_half_life_s,
+            tuple(used_by(recalled, said, reply)),
+        )
 
-    async def _after_reply(self, turn: CompletedTurn) -> None:
-        now = utc_now()
+    def after_reply(self, avatar_id: str, fan: str, reply_id: int) -> None:
+        """Prune the thread and run the reply's extraction (queued with the reply) in the background; returns at
+        once."""
+        if self.enabled:
+            self._spawn(self._after_reply(avatar_id, fan, reply_id), f"memory-{reply_id}")
+
+    async def _after_reply(self, avatar_id: str, fan: str, reply_id: int) -> None:
         async with self._sessions() as session:
-            await lock_thread(session, turn.avatar_id, turn.fan)
-            await reinforce_used(
-                session, used_by(turn.recalled, turn.said, turn.reply), now, self._settings.memory_half_life_s
-            )
-            await prune_thread(session, turn.avatar_id, turn.fan, now, self._settings)
-            session.add(
-                Extraction(
-                    reply_id=turn.reply_id,
-                    source_message_id=turn.message_id,
-                    avatar_id=turn.avatar_id,
-                    fan=turn.fan,
-                    model=turn.model,
-                    verification_level=turn.verification_level,
-                    said=turn.said,
-                    said_at=turn.recalled.asked_at,
-                    next_attempt_at=now,
-                )
-            )
+            await lock_thread(session, avatar_id, fan)
+            await prune_thread(session, avatar_id, fan, utc_now(), self._settings)
             await session.commit()
         if await self._nodes_busy():
             EXTRACTIONS.labels(outcome="deferred").inc()  # the retry loop runs it once the fans are served
             return
-        await self._run(turn.reply_id)
+        await self._run(reply_id)
 
     def _spawn(self, work: object, name: str) -> None:
         async def guarded() -> None:

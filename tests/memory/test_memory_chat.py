@@ -12,6 +12,7 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from app.chain.client import Chain
 from app.config import Settings
@@ -219,4 +220,49 @@ async def test_extraction_waits_while_fans_wait_for_the_nodes(
 
     fans_waiting = False
     assert await memory.retry_due() == 1
+    assert [m["text"] for m in await memories(http, avatar_id)] == ["Their name is Sam"]
+
+
+async def test_the_reply_is_stored_with_its_reinforcement_and_its_queued_extraction(
+    served: Served, avatar_id: str, fan: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http = await holding_fan(served, fan, avatar_id)
+    memory = services_of(served.app).memory
+    await chat(served, avatar_id, http, ["call me Sam"])
+    (before,) = await memories(http, avatar_id)
+
+    monkeypatch.setattr(memory, "after_reply", lambda *_: None)  # the worker dies as the reply is stored
+    done = await chat(served, avatar_id, http, ["what is my name again?"])
+    assert done[0]["memories_used"] == 1
+    (after,) = await memories(http, avatar_id)
+    assert after["use_count"] == before["use_count"] + 1  # reinforced by the reply's own transaction
+    async with services_of(served.app).sessions() as session:
+        (job,) = (await session.scalars(select(Extraction))).all()
+    assert (job.said, job.attempts) == ("what is my name again?", 0)
+    assert await memory.retry_due() == 1  # any worker's retry loop runs it
+    async with services_of(served.app).sessions() as session:
+        assert (await session.scalars(select(Extraction))).all() == []
+
+
+async def test_a_reply_stored_late_from_the_journal_still_queues_its_extraction(
+    served: Served, avatar_id: str, fan: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.chat import journal as journal_module
+
+    http = await holding_fan(served, fan, avatar_id)
+    journal = services_of(served.app).reply_journal
+
+    async def refused(*_: Any) -> Any:
+        raise OperationalError("UPDATE chat_message …", {}, Exception("database is locked"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(journal_module, "store_turn_end", refused)
+        done = await chat(served, avatar_id, http, ["call me Sam"])
+    assert done[0]["type"] == "done"
+    (kept,) = await journal.entries()
+    assert kept.memory is not None  # what the reply leaves to memory waits in the journal with it
+    assert await memories(http, avatar_id) == []
+
+    assert await journal.replay(services_of(served.app).sessions) == 1
+    assert await services_of(served.app).memory.retry_due() == 1
     assert [m["text"] for m in await memories(http, avatar_id)] == ["Their name is Sam"]
