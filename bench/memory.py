@@ -14,8 +14,9 @@ message's time: the offline demo model's extraction (the same patterns as the em
 * **contradicted**: a new "I love X" every 120 messages, 300 messages later "I hate X", asked about 20 later.
 
 Figures per size (SQLite on a fresh file; PostgreSQL too with TWIN_BENCH_DATABASE_URL, a scratch database
-created on that server and dropped afterwards), measured after the whole history over ``--probes`` questions
-about the often-asked facts and the contradicted ones:
+created on that server and dropped afterwards), measured after the whole history of every size over ``--probes``
+questions about the often-asked facts — the same questions at every size, asked of each size in turn, so that the
+machine's load weighs on every size alike:
 
 * context tokens per reply: the memory block (estimated as characters / 4) vs every message of the thread the
   question matches (what searching a kept thread puts in the context);
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -46,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -327,47 +329,88 @@ class Row:
     drive_s: float
 
 
-async def measure(database_url: str, size: int, probes: int) -> Row:
+@dataclass
+class Built:
+    """One size's database after the whole history, and what the probes gathered so far."""
+
+    size: int
+    engine: AsyncEngine
+    plan: Script
+    outcome: Outcome
+    drive_s: float
+    questions: list[tuple[str, str, str | None]]  # (question, what was said, what it replaced)
+    memory_times: list[float] = field(default_factory=list)
+    baseline_times: list[float] = field(default_factory=list)
+    memory_tokens: list[int] = field(default_factory=list)
+    baseline_tokens: list[int] = field(default_factory=list)
+    baseline_hits: int = 0
+    baseline_wrong: int = 0
+    baseline_contradicted: int = 0
+
+    @property
+    def end(self) -> datetime:
+        return START + self.size * STEP
+
+
+async def build(database_url: str, size: int) -> Built:
+    """The history written, the memory driven through it, the baseline's index made."""
     engine = create_engine(database_url, pool_size=2)
     sessions = session_factory(engine)
-    try:
-        plan = script(size)
-        await write_history(sessions, plan)
+    plan = script(size)
+    await write_history(sessions, plan)
+    started = time.perf_counter()
+    outcome = await drive_memory(sessions, plan)
+    drive_s = time.perf_counter() - started
+    await index_thread(sessions)
+    asked = [fact for fact in plan.facts if fact.kind == "often"]
+    contradicted = [said for said in plan.says.values() if said.old_text is not None]
+    questions = [(fact.question, fact.subject, fact.old_subject) for fact in asked + contradicted]
+    return Built(size, engine, plan, outcome, drive_s, questions)
+
+
+async def probe(built: Built, index: int) -> None:
+    """One question about an often-asked fact (the same at every size), timed through the memory and through the
+    baseline, each in a fresh session."""
+    sessions = session_factory(built.engine)
+    often = [question for question, _, old in built.questions if old is None]
+    question = often[index % len(often)]
+    async with sessions() as session:
         started = time.perf_counter()
-        outcome = await drive_memory(sessions, plan)
-        drive_s = time.perf_counter() - started
-        await index_thread(sessions)
-        end = START + size * STEP
-        asked = [fact for fact in plan.facts if fact.kind == "often"]
-        contradicted = [said for said in plan.says.values() if said.old_text is not None]
-        questions = [(fact.question, fact.subject, fact.old_subject) for fact in asked + contradicted]
-        memory_times, baseline_times, memory_tokens, baseline_tokens = [], [], [], []
-        baseline_hits = baseline_wrong = baseline_contradicted = 0
-        for probe in range(max(probes, len(questions))):  # every question at least once
-            question, said, old_said = questions[probe % len(questions)]
-            async with sessions() as session:
-                started = time.perf_counter()
-                found: Recall = await recall(
-                    session,
-                    AVATAR,
-                    FAN,
-                    question,
-                    end,
-                    half_life_s=SETTINGS.memory_half_life_s,
-                    budget_tokens=SETTINGS.memory_token_budget,
-                )
-                memory_times.append((time.perf_counter() - started) * 1000)
-            memory_tokens.append(found.tokens)
-            async with sessions() as session:
-                started = time.perf_counter()
-                kept = await baseline_search(session, question)
-                baseline_times.append((time.perf_counter() - started) * 1000)
-            baseline_tokens.append(sum(estimate_tokens(message) for message in kept))
-            if probe < len(questions):  # the thread keeps what was said, the old value beside the new
-                baseline_hits += said in kept
-                if old_said is not None:
-                    baseline_contradicted += 1
-                    baseline_wrong += old_said in kept
+        found: Recall = await recall(
+            session,
+            AVATAR,
+            FAN,
+            question,
+            built.end,
+            half_life_s=SETTINGS.memory_half_life_s,
+            budget_tokens=SETTINGS.memory_token_budget,
+        )
+        built.memory_times.append((time.perf_counter() - started) * 1000)
+    async with sessions() as session:
+        started = time.perf_counter()
+        kept = await baseline_search(session, question)
+        built.baseline_times.append((time.perf_counter() - started) * 1000)
+    built.memory_tokens.append(found.tokens)
+    built.baseline_tokens.append(sum(estimate_tokens(message) for message in kept))
+
+
+async def check_baseline(built: Built) -> None:
+    """What the baseline's context holds at the end for every question: the fact said (it keeps everything), and
+    for a contradicted one the old value beside the new."""
+    async with session_factory(built.engine)() as session:
+        for question, said, old_said in built.questions:
+            kept = await baseline_search(session, question)
+            built.baseline_hits += said in kept
+            if old_said is not None:
+                built.baseline_contradicted += 1
+                built.baseline_wrong += old_said in kept
+
+
+async def finish(built: Built) -> Row:
+    """The size's figures, once every probe ran; the engine is closed."""
+    try:
+        sessions = session_factory(built.engine)
+        plan, end = built.plan, built.end
         stale = [
             fact
             for fact in plan.facts + [s for s in plan.says.values() if s.kind == "contradiction"]
@@ -381,22 +424,23 @@ async def measure(database_url: str, size: int, probes: int) -> Row:
         def share(part: int, whole: int) -> float:
             return part / whole if whole else float("nan")
 
+        outcome = built.outcome
         return Row(
-            size,
-            (statistics.mean(memory_tokens), statistics.mean(baseline_tokens)),
-            (statistics.median(memory_times), statistics.median(baseline_times)),
-            (percentile(memory_times, 0.99), percentile(baseline_times, 0.99)),
+            built.size,
+            (statistics.mean(built.memory_tokens), statistics.mean(built.baseline_tokens)),
+            (statistics.median(built.memory_times), statistics.median(built.baseline_times)),
+            (percentile(built.memory_times, 0.99), percentile(built.baseline_times, 0.99)),
             (memory_bytes, thread_bytes),
-            (share(outcome.recalled, outcome.asked), share(baseline_hits, len(questions))),
+            (share(outcome.recalled, outcome.asked), share(built.baseline_hits, len(built.questions))),
             (share(forgotten, len(stale)), 0.0 if stale else float("nan")),
             (
                 share(outcome.contradicted_wrong, outcome.contradicted_asked),
-                share(baseline_wrong, baseline_contradicted),
+                share(built.baseline_wrong, built.baseline_contradicted),
             ),
-            drive_s,
+            built.drive_s,
         )
     finally:
-        await engine.dispose()
+        await built.engine.dispose()
 
 
 @asynccontextmanager
@@ -462,13 +506,22 @@ async def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="twin-bench-memory-") as workdir:
         for name, server in servers:
-            header(name)
-            rows = []
-            for size in args.sizes:
-                async with fresh_database(server, Path(workdir), size) as url:
-                    rows.append(await measure(url, size, args.probes))
-                report_row(rows[-1])
-            summary(rows)
+            async with contextlib.AsyncExitStack() as stack:
+                built = []
+                for size in args.sizes:
+                    url = await stack.enter_async_context(fresh_database(server, Path(workdir), size))
+                    built.append(await build(url, size))
+                # Every size answers the same question in turn, so the machine's load weighs on them alike.
+                for index in range(args.probes):
+                    for each in built:
+                        await probe(each, index)
+                for each in built:
+                    await check_baseline(each)
+                header(name)
+                rows = [await finish(each) for each in built]
+                for row in rows:
+                    report_row(row)
+                summary(rows)
 
 
 if __name__ == "__main__":
