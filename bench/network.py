@@ -11,9 +11,11 @@ requests of:
 - ``GET /api/network/usage?window=30d|7d|24h`` computed from the rollups on every request
   (``TWIN_NETWORK_USAGE_CACHE_S=0``), and as served with the cache (15 s);
 - the first such request of a UTC day, which sums the window's totals again from the day rollups;
-- ``GET /api/avatars?sort=rating`` and ``sort=market_cap`` (ranked in SQL), and ``sort=volume_24h`` (still
-  counted for every listed avatar) for reference;
-beside the same figures computed from the raw tables (chat messages, trades, reviews) in the same run.
+- ``GET /api/avatars?sort=rating``, ``sort=market_cap``, ``sort=volume_24h`` and ``sort=chats_24h`` (ranked in
+  SQL, the 24 h figures from the hourly rollups), and the background upkeep summing the recent totals from
+  scratch (as after the migration; an hour's move takes out one hour);
+beside the same figures computed from the raw tables (chat messages, trades, reviews) in the same run — for the
+24 h rankings, counted for every listed avatar as they were before the hourly rollups.
 
     .venv/bin/python bench/network.py [--scale 1.0] [--repeat 50]
 
@@ -54,10 +56,12 @@ from app.db import migrate
 from app.db.engine import create_engine, session_factory
 from app.main import create_app
 from app.market.models import MarketAvatar, Trade
+from app.network import upkeep as network_upkeep
 from app.network import usage as network
 from app.network.models import (
     AvatarChatter,
     AvatarDay,
+    AvatarHour,
     Chatter,
     ModelDay,
     NetworkAvatar,
@@ -81,6 +85,10 @@ def address(kind: int, number: int) -> str:
 
 def avatar_id(number: int) -> str:
     return "0x" + f"{number:032x}"
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -113,6 +121,10 @@ class Data:
     pair_days: dict[tuple[str, int], set[date]] = field(default_factory=lambda: defaultdict(set))
     pair_chats: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     network_fans: dict[date, set[int]] = field(default_factory=lambda: defaultdict(set))
+    avatar_hours: dict[tuple[str, datetime], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: {"chats": 0, "volume": 0})
+    )
+    pair_last_hour: dict[tuple[str, int], datetime] = field(default_factory=dict)
     first_chat: dict[str, datetime] = field(default_factory=dict)
     first_outside: dict[str, datetime] = field(default_factory=dict)
 
@@ -218,6 +230,7 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             row = data.avatar_days[identifier, at.date()]
             row["trades"] += 1
             row["volume"] += price
+            data.avatar_hours[identifier, hour_of(at)]["volume"] += price
             row["creator_fees"] += fee
             if trader != creators[identifier] and (
                 identifier not in data.first_outside or at < data.first_outside[identifier]
@@ -298,6 +311,9 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             days[0], days[1] = min(days[0], day), max(days[1], day)
             data.pair_days[identifier, fan].add(day)
             data.pair_chats[identifier, fan] += 1
+            hour = hour_of(at)
+            data.avatar_hours[identifier, hour]["chats"] += 1
+            data.pair_last_hour[identifier, fan] = max(hour, data.pair_last_hour.get((identifier, fan), hour))
             data.network_fans[day].add(fan)
             if identifier not in data.first_chat or at < data.first_chat[identifier]:
                 data.first_chat[identifier] = at
@@ -372,6 +388,7 @@ async def write_rollups(
         data.avatar_days[key]["chatters"] = len(fans)
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
         (AvatarDay.__table__, [{"avatar_id": a, "day": d, **row} for (a, d), row in data.avatar_days.items()]),
+        (AvatarHour.__table__, [{"avatar_id": a, "hour": h, **row} for (a, h), row in data.avatar_hours.items()]),
         (ModelDay.__table__, [{"model": m, "day": d, **row} for (m, d), row in data.model_days.items()]),
         (NodeDay.__table__, [{"node": n, "day": d, **row} for (n, d), row in data.node_days.items()]),
         (
@@ -391,6 +408,7 @@ async def write_rollups(
                     "last_day": max(days),
                     "active_days": len(days),
                     "chats": data.pair_chats[a, fan],
+                    "last_hour": data.pair_last_hour[a, fan],
                 }
                 for (a, fan), days in data.pair_days.items()
             ],
@@ -502,6 +520,36 @@ async def rating_ranking_from_raw(session: AsyncSession, prior: Prior, limit: in
     return top
 
 
+async def recent_ranking_from_raw(session: AsyncSession, sort: str, limit: int = 20) -> list[str]:
+    """The first page of sort=volume_24h or chats_24h as it was counted before the hourly rollups: every listed
+    avatar's trades and fans' messages of the sliding 24 h, then the page's distinct chatters."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    listed = [avatar for (avatar,) in await session.execute(select(Avatar.id).where(Avatar.listed_at.is_not(None)))]
+    volume: dict[str, int] = defaultdict(int)
+    for avatar, amount in await session.execute(
+        select(Trade.avatar_id, Trade.eth_amount).where(Trade.timestamp >= since, Trade.avatar_id.in_(listed))
+    ):
+        volume[avatar] += amount
+    asked = (ChatMessage.role == Role.user) & (ChatMessage.created_at >= since)
+    chats = dict(
+        (
+            await session.execute(
+                select(ChatMessage.avatar_id, func.count())
+                .where(asked, ChatMessage.avatar_id.in_(listed))
+                .group_by(ChatMessage.avatar_id)
+            )
+        ).all()
+    )
+    figures = volume if sort == "volume_24h" else chats
+    top = sorted(listed, key=lambda avatar: (figures.get(avatar, 0), avatar), reverse=True)[:limit]
+    await session.execute(
+        select(ChatMessage.avatar_id, func.count(ChatMessage.fan.distinct()))
+        .where(asked, ChatMessage.avatar_id.in_(top))
+        .group_by(ChatMessage.avatar_id)
+    )
+    return top
+
+
 # ---------------------------------------------------------------- timing
 
 WINDOWS = (network.Window.d30, network.Window.d7, network.Window.h24)
@@ -574,11 +622,18 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
                     await timed(first_of_the_day, raw_repeat),
                 )
             )
-            for sort in ("rating", "market_cap"):
+            for sort in ("rating", "market_cap", "volume_24h", "chats_24h"):
                 path = f"/api/avatars?sort={sort}"
                 rows.append((f"GET {path}", await timed(lambda path=path: get(path), repeat)))
-            path = "/api/avatars?sort=volume_24h"  # still counted for every listed avatar: for reference
-            rows.append((f"GET {path}", await timed(lambda path=path: get(path), raw_repeat)))
+
+    async def first_summing() -> None:
+        async with sessions() as session:  # as after the migration: the recent totals not summed yet
+            await session.execute(text("DELETE FROM network_avatar_recent"))
+            await session.execute(text("UPDATE network_recent_hours SET first_hour = NULL"))
+            await session.commit()
+        await network_upkeep.catch_up(sessions, datetime.now(UTC))
+
+    rows.append(("upkeep (background): the recent hours summed from scratch", await timed(first_summing, raw_repeat)))
 
     async def raw_usage(window: network.Window) -> None:
         async with sessions() as session:
@@ -590,6 +645,13 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
 
     raw = {window.value: await timed(lambda window=window: raw_usage(window), raw_repeat) for window in WINDOWS}
     raw["rating"] = await timed(raw_rating, raw_repeat)
+    for sort in ("volume_24h", "chats_24h"):
+
+        async def raw_recent(sort: str = sort) -> None:
+            async with sessions() as session:
+                await recent_ranking_from_raw(session, sort)
+
+        raw[sort] = await timed(raw_recent, raw_repeat)
     await engine.dispose()
     print(
         f"[{name}] over {repeat} requests each, the raw tables over {raw_repeat} (goal: p50 ≤ 20 ms; "
@@ -598,7 +660,7 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
     for label, timing in rows:
         key = next((key for key in raw if f"window={key}" in label or f"sort={key}" in label), None)
         beside = ""
-        if key is not None and "rebuilds" not in label:
+        if key is not None and "rebuilds" not in label and "sums" not in label:
             baseline = raw[key]
             beside = f"   raw tables p50 {baseline.p50:8.1f} ms  ({baseline.p50 / timing.p50:6.1f}×)"
         print(f"  {label:<66} {timing}{beside}", flush=True)

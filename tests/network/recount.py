@@ -14,7 +14,10 @@ from sqlalchemy.orm import aliased
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.market.models import MarketAvatar, Trade
 from app.network.models import (
+    AvatarChatter,
     AvatarDay,
+    AvatarHour,
+    AvatarRecent,
     AvatarWindow,
     Chatter,
     CreatorWindow,
@@ -22,6 +25,7 @@ from app.network.models import (
     NetworkAvatar,
     NetworkDay,
     NodeDay,
+    RecentHours,
     UsageWindow,
 )
 
@@ -32,6 +36,10 @@ def aware(moment: datetime) -> datetime:
 
 def day_of(moment: datetime) -> date:
     return aware(moment).date()
+
+
+def hour_of(moment: datetime) -> datetime:
+    return aware(moment).replace(minute=0, second=0, microsecond=0)
 
 
 NETWORK_DAY = (
@@ -61,6 +69,8 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         lambda: {"replies": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0, "paid_replies": 0}
     )
     network_days: dict[date, set[str]] = defaultdict(set)
+    avatar_hours: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: {"chats": 0, "volume": 0})
+    last_hours: dict[tuple[str, str], datetime] = {}
     first_chat: dict[str, date] = {}
     prompt = aliased(ChatMessage)
     turns = await session.execute(
@@ -73,6 +83,9 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         avatar_days[asked.avatar_id, day]["chats"] += 1
         fans_per_day[asked.avatar_id, day].add(asked.fan)
         network_days[day].add(asked.fan)
+        hour = hour_of(asked.completed_at)
+        avatar_hours[asked.avatar_id, hour]["chats"] += 1
+        last_hours[asked.avatar_id, asked.fan] = max(hour, last_hours.get((asked.avatar_id, asked.fan), hour))
         first_chat[asked.avatar_id] = min(day, first_chat.get(asked.avatar_id, day))
         model = model_days[reply.model, day]
         model["replies" if reply.status == MessageStatus.complete else "failed"] += 1
@@ -89,6 +102,7 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         row["trades"] += 1
         row["volume"] += trade.eth_amount
         row["creator_fees"] += trade.creator_fee
+        avatar_hours[trade.avatar_id, hour_of(trade.timestamp)]["volume"] += trade.eth_amount
         if trade.is_buy and trade.trader != creators.get(trade.avatar_id):
             first_outside.setdefault(trade.avatar_id, trade.timestamp)
     # A node's verified replies (its failures, and what a rejected reply was paid, only the proxy client saw).
@@ -117,6 +131,8 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         listed["new_bought"] += market.avatar_id in first_outside
     return {
         "avatar_days": _nonzero(dict(avatar_days)),
+        "avatar_hours": _nonzero(dict(avatar_hours)),
+        "last_hours": last_hours,
         "model_days": _nonzero(dict(model_days)),
         "network_days": _nonzero(dict(days)),
         "chatters": {fan: (min(days), max(days)) for fan, days in chatters.items()},
@@ -142,6 +158,13 @@ async def rollups(session: AsyncSession) -> dict[str, Any]:
                 for row in await session.scalars(select(AvatarDay))
             }
         ),
+        "avatar_hours": _nonzero(
+            {
+                (row.avatar_id, row.hour): {"chats": row.chats, "volume": row.volume}
+                for row in await session.scalars(select(AvatarHour))
+            }
+        ),
+        "last_hours": {(row.avatar_id, row.fan): row.last_hour for row in await session.scalars(select(AvatarChatter))},
         "model_days": _nonzero(
             {
                 (row.model, row.day): {
@@ -197,3 +220,17 @@ async def windows(session: AsyncSession) -> dict[int, dict[str, Any]]:
             ),
         }
     return result
+
+
+async def recent_totals(session: AsyncSession) -> dict[str, dict[str, tuple[int, int]]]:
+    """The avatars' recent totals (chats, volume) as kept, and summed again from the hour rollups."""
+    first_hour = await session.scalar(select(RecentHours.first_hour))
+    summed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    hours = [] if first_hour is None else await session.scalars(select(AvatarHour).where(AvatarHour.hour >= first_hour))
+    for row in hours:  # none while not summed yet
+        summed[row.avatar_id][0] += row.chats
+        summed[row.avatar_id][1] += row.volume
+    return {
+        "kept": {row.avatar_id: (row.chats, row.volume) for row in await session.scalars(select(AvatarRecent))},
+        "summed": {avatar_id: (chats, volume) for avatar_id, (chats, volume) in summed.items() if chats or volume},
+    }
