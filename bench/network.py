@@ -56,6 +56,7 @@ from app.db import migrate
 from app.db.engine import create_engine, session_factory
 from app.main import create_app
 from app.market.models import MarketAvatar, Trade
+from app.network import spread
 from app.network import upkeep as network_upkeep
 from app.network import usage as network
 from app.network.models import (
@@ -495,11 +496,11 @@ async def usage_from_raw(session: AsyncSession, window: network.Window, today: d
     return {
         "chats": sum(per_avatar),
         "chatters": chatters,
-        "hhi": network.hhi(per_avatar),
-        "lorenz": network.lorenz(per_avatar),
+        "hhi": spread.hhi(per_avatar),
+        "lorenz": spread.lorenz(per_avatar),
         "daily": daily,
         "models": dict(models),
-        "fees": (network.gini(amounts), network.quantile(amounts, 0.5)),
+        "fees": (spread.gini(amounts), spread.quantile(amounts, 0.5)),
         "volume": dict(volume),
         "new": new,
     }

@@ -167,6 +167,22 @@ class CreatorWindow(SQLModel, table=True):
     creator_fees: int = Field(default=0, sa_type=Wei)
 
 
+class FeeWindow(SQLModel, table=True):
+    """How a window's creators' fees (``CreatorWindow``, those above zero) are spread, summed again from them in each
+    transaction that changes them (the indexer's, a re-org's, the window's rebuild): a request reads one row."""
+
+    __tablename__ = "network_fee_window"
+
+    days: int = Field(primary_key=True)
+    creators: int = 0
+    median: int = Field(default=0, sa_type=Wei)  # the fees at place n // 2 from the least, from 0
+    p90: int = Field(default=0, sa_type=Wei)  # at place 9n // 10
+    largest: int = Field(default=0, sa_type=Wei)
+    top_10: int = Field(default=0, sa_type=Wei)  # the ten largest, summed
+    hhi: float = 0.0
+    gini: float = 0.0
+
+
 class RecentHours(SQLModel, table=True):
     """Where the rankings' recent hours start (one row): ``AvatarRecent`` sums every avatar's ``AvatarHour`` rows
     from ``first_hour`` on, and is empty while ``first_hour`` is None (not summed yet). Moved forward (the hours

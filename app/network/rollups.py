@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from app.network import spread
 from app.network.models import (
     AvatarChatter,
     AvatarDay,
@@ -34,6 +35,7 @@ from app.network.models import (
     AvatarWindow,
     Chatter,
     CreatorWindow,
+    FeeWindow,
     ModelDay,
     NetworkAvatar,
     NetworkDay,
@@ -194,6 +196,22 @@ async def _settle_windows(session: AsyncSession, pending: Pending) -> None:
     totals = await _locked_rows(session, CreatorWindow, ("days", "creator"), sorted(key for key in fees if fees[key]))
     for key, total in totals.items():
         total.creator_fees += fees[key]
+    for days in sorted({days for days, _ in totals}):
+        await _summarise_fees(session, days)
+
+
+async def _summarise_fees(session: AsyncSession, days: int) -> None:
+    """The window's ``FeeWindow`` summed again from its creators' fees (flushed first: as just changed)."""
+    fees = col(CreatorWindow.creator_fees)
+    amounts = list(await session.scalars(select(fees).where(col(CreatorWindow.days) == days, fees > 0).order_by(fees)))
+    counts = spread.histogram(amounts)
+    summary = await _locked(session, FeeWindow, days=days)
+    summary.creators = len(amounts)
+    summary.median = amounts[len(amounts) // 2] if amounts else 0
+    summary.p90 = amounts[len(amounts) * 9 // 10] if amounts else 0
+    summary.largest = amounts[-1] if amounts else 0
+    summary.top_10 = sum(amounts[-10:])
+    summary.hhi, summary.gini = spread.hhi_of(counts), spread.gini_of(counts)
 
 
 async def _settle_recent(session: AsyncSession, pending: Pending) -> None:
@@ -254,6 +272,7 @@ async def rebuild_window(session: AsyncSession, days: int, last_day: date) -> No
     rows = [{"days": days, "creator": creator, "creator_fees": fees} for creator, fees in earned.items() if fees]
     for start in range(0, len(rows), BATCH):
         await session.execute(insert(CreatorWindow), rows[start : start + BATCH])
+    await _summarise_fees(session, days)
     window.last_day = last_day
 
 

@@ -12,18 +12,16 @@ Lorenz curve: the share of chats of the least-chatted x % of avatars, for x from
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
-import itertools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
 from msgspec import Struct
-from sqlalchemy import Float, RowMapping, Select, cast, func, literal, select, union_all
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
@@ -33,16 +31,15 @@ from app.network.models import (
     AvatarChatter,
     AvatarDay,
     AvatarWindow,
-    CreatorWindow,
+    FeeWindow,
     ModelDay,
     NetworkDay,
     NodeDay,
     UsageWindow,
 )
 from app.network.rollups import rebuild_window
+from app.network.spread import gini_of, hhi_of, lorenz_of, top_shares_of
 
-LORENZ_POINTS = 50  # segments of the curve: enough to draw it, few enough to send
-TOP_COUNTS = (1, 10, 100)
 AVATAR_DAYS = 30  # an avatar's own chart
 
 
@@ -145,85 +142,6 @@ class AvatarUsage(Struct):
     chatters: int
     returning_chatters: int  # of the window's chatters, those who chatted on two days or more
     chats_by_day: dict[str, int]
-
-
-# ---------------------------------------------------------------- inequality
-
-
-Histogram = Sequence[tuple[int, int]]  # (value, how many have it), values ascending: 10,000 avatars' chats fit
-# in a few hundred pairs, so the figures below cost what the distinct values do, not what the avatars do
-
-
-def histogram(values: Sequence[int]) -> list[tuple[int, int]]:
-    return sorted(Counter(values).items())
-
-
-def hhi(values: Sequence[int]) -> float:
-    return hhi_of(histogram(values))
-
-
-def hhi_of(counts: Histogram) -> float:
-    total = sum(value * many for value, many in counts)
-    return round(sum(many * (value / total) ** 2 for value, many in counts), 6) if total else 0.0
-
-
-def gini(values: Sequence[int]) -> float:
-    return gini_of(histogram(values))
-
-
-def gini_of(counts: Histogram) -> float:
-    """0 when all are equal, towards 1 when one holds everything: ``Σᵢ (2i − n − 1)·xᵢ / (n·Σx)`` sorted up, the
-    ``k`` equal values from place ``i₀`` on weighing ``2·(k·i₀ + k(k−1)/2) − k(n+1)`` together (exact integers)."""
-    n, total = sum(many for _, many in counts), sum(value * many for value, many in counts)
-    if not total:
-        return 0.0
-    weighted, first = 0, 1
-    for value, many in counts:
-        weighted += value * (2 * (many * first + many * (many - 1) // 2) - many * (n + 1))
-        first += many
-    return round(weighted / (n * total), 6)
-
-
-def lorenz(values: Sequence[int], points: int = LORENZ_POINTS) -> list[tuple[float, float]]:
-    return lorenz_of(histogram(values), points)
-
-
-def lorenz_of(counts: Histogram, points: int = LORENZ_POINTS) -> list[tuple[float, float]]:
-    """The share of the total held by the least x of the values, at ``points`` + 1 even steps of x."""
-    n, total = sum(many for _, many in counts), sum(value * many for value, many in counts)
-    if not total:
-        return []
-    ends, sums_before = list(itertools.accumulate(many for _, many in counts)), [0]
-    for value, many in counts:
-        sums_before.append(sums_before[-1] + value * many)
-    curve = []
-    for step in sorted({round(n * k / points) for k in range(points + 1)}):
-        group = bisect.bisect_left(ends, step)  # the group the step-th value falls in
-        below = sums_before[group] + (step - (ends[group - 1] if group else 0)) * counts[group][0] if step else 0
-        curve.append((round(step / n, 4), round(below / total, 4)))
-    return curve
-
-
-def top_shares(values: Sequence[int]) -> dict[str, float]:
-    return top_shares_of(histogram(values))
-
-
-def top_shares_of(counts: Histogram) -> dict[str, float]:
-    total = sum(value * many for value, many in counts)
-    shares = {}
-    for top in TOP_COUNTS:
-        left, held = top, 0
-        for value, many in reversed(counts):
-            taken = min(left, many)
-            held, left = held + taken * value, left - taken
-            if not left:
-                break
-        shares[str(top)] = round(held / total, 4) if total else 0.0
-    return shares
-
-
-def quantile(ordered: Sequence[int], q: float) -> int:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
 
 
 # ---------------------------------------------------------------- reading the rollups
@@ -374,52 +292,19 @@ async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
 
 
 async def _fee_earnings(session: AsyncSession, window: Window, total: int) -> FeeEarnings:
-    """How the window's ``total`` of creators' fees is spread, read in SQL over the creators' totals: the sums that
-    HHI and Gini need in floating point (they are ratios), then the median, 90th percentile and top ten exactly,
-    each picked through the index on (days, creator_fees)."""
-    fees = col(CreatorWindow.creator_fees)
-    earning = (col(CreatorWindow.days) == window.days) & (fees > 0)
-    ranks = (
-        select(cast(fees, Float).label("amount"), func.row_number().over(order_by=fees).label("place"))
-        .where(earning)
-        .subquery()
-    )
-    count, squares, weighted, approximate = (
-        await session.execute(
-            select(
-                func.count(),
-                func.sum(ranks.c.amount * ranks.c.amount),
-                func.sum(ranks.c.place * ranks.c.amount),
-                func.sum(ranks.c.amount),
-            )
-        )
-    ).one()
-    if not count:
+    """How the window's ``total`` of creators' fees is spread: its summary, kept with its creators' totals."""
+    summary = await session.get(FeeWindow, window.days)
+    if summary is None or not summary.creators:
         return FeeEarnings(0, "0", "0", "0", "0", 0.0, 0.0, 0.0)
-
-    def picked(name: str, ordered: Any, offset: int, many: int = 1) -> Select[Any]:
-        rows = select(fees.label("amount")).where(earning).order_by(ordered).offset(offset).limit(many).subquery()
-        return select(literal(name).label("name"), rows.c.amount)
-
-    median, p90, *top = (
-        amount
-        for _, amount in await session.execute(
-            union_all(
-                picked("median", fees, count // 2),  # quantile(): the value at int(q·n), from 0
-                picked("p90", fees, count * 9 // 10),
-                picked("top", fees.desc(), 0, many=10),
-            )
-        )
-    )
     return FeeEarnings(
-        creators=count,
+        creators=summary.creators,
         total_wei=str(total),
-        median_wei=str(median),
-        p90_wei=str(p90),
-        max_wei=str(top[0]),
-        top_10_share=round(sum(top) / total, 4),
-        hhi=round(squares / approximate**2, 6),
-        gini=round((2 * weighted - (count + 1) * approximate) / (count * approximate), 6),  # Σ (2i − n − 1)·xᵢ / nΣx
+        median_wei=str(summary.median),
+        p90_wei=str(summary.p90),
+        max_wei=str(summary.largest),
+        top_10_share=round(summary.top_10 / total, 4),
+        hhi=summary.hhi,
+        gini=summary.gini,
     )
 
 
