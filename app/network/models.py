@@ -135,9 +135,10 @@ class NetworkDay(SQLModel, table=True):
 
 
 class UsageWindow(SQLModel, table=True):
-    """A window's per-avatar and per-creator totals (``AvatarWindow``, ``CreatorWindow``) cover its ``days``
-    UTC days ending ``last_day``. Rebuilt from the day rollups when a request finds them ending before today
-    (once a day per window); kept by every event on a day they cover in between."""
+    """A window's per-avatar and per-creator totals (``AvatarWindow``, ``CreatorWindow``, ``FeeWindow``) cover its
+    ``days`` UTC days ending ``last_day``. Rebuilt from the day rollups by the background upkeep once a UTC day
+    begins (``app.network.upkeep``; by a request only when never built or more than a day behind); kept by every
+    event on a day they cover in between."""
 
     __tablename__ = "network_window"
 

@@ -1,8 +1,9 @@
 """The network's usage over a window, read from the rollups (``app.network.models``).
 
 Windows are whole UTC days ending today: ``24h`` is today so far, ``7d`` today and the six days before,
-``30d`` thirty days. Distinct chatters over a window are the fans whose last chatting day falls in it
-(exact: each day counts the fans whose latest day it is), not a sum of daily counts.
+``30d`` thirty days — ending yesterday in the moments after midnight until the background upkeep has summed the
+window again (see :func:`network_usage`). Distinct chatters over a window are the fans whose last chatting day
+falls in it (exact: each day counts the fans whose latest day it is), not a sum of daily counts.
 
 How activity is spread over avatars (``distribution``), among the avatars chatted with in the window:
 the share of chats of the top 1, 10 and 100; the Herfindahl–Hirschman index ``Σ sᵢ²`` over each avatar's
@@ -153,16 +154,20 @@ async def has_chatted(session: AsyncSession, avatar_id: str, fan: str) -> bool:
 
 async def network_usage(session: AsyncSession, window: Window, today: date) -> NetworkUsage:
     """The window's figures, one query per section, none of which reads more than a row per day, model, node,
-    creator or distinct chat count: the windows' own totals (``AvatarWindow``, ``CreatorWindow``) are rebuilt
-    first if they end before ``today`` (once a day), in a transaction of their own."""
-    start = window.first_day(today)
-    if await session.scalar(select(col(UsageWindow.last_day)).where(col(UsageWindow.days) == window.days)) != today:
+    creator or distinct chat count. The window ends on the day its own totals (``AvatarWindow``, ``CreatorWindow``,
+    ``FeeWindow``) were built for: ``today``, or yesterday in the moments after midnight until the background upkeep
+    (``app.network.upkeep``) has summed them again — every section then covers those same days. Only a window never
+    built, or one the upkeep left more than a day behind, is summed here first, in a transaction of its own."""
+    last_day = await session.scalar(select(col(UsageWindow.last_day)).where(col(UsageWindow.days) == window.days))
+    if last_day is None or last_day < today - timedelta(days=1):
         await session.rollback()  # a new snapshot (SQLite) once the rebuild is committed
         assert isinstance(session.bind, AsyncEngine), "the app's sessions are bound to its engine"
         async with session_factory(session.bind)() as writer:  # its SQLite writer queue: the engine's
             await claim_writer(writer)
             await rebuild_window(writer, window.days, today)
             await writer.commit()
+        last_day = today
+    start = window.first_day(last_day)
     chats = await _chats_histogram(session, window)
     model_days = (
         await session.execute(
@@ -175,18 +180,18 @@ async def network_usage(session: AsyncSession, window: Window, today: date) -> N
                 col(ModelDay.completion_tokens),
                 col(ModelDay.spend),
                 col(ModelDay.paid_replies),
-            ).where(col(ModelDay.day).between(start, today))
+            ).where(col(ModelDay.day).between(start, last_day))
         )
     ).all()
     days = (  # plain rows: thirty ORM entities would cost more than every other section
-        (await session.execute(select(table_of(NetworkDay)).where(col(NetworkDay.day).between(start, today))))
+        (await session.execute(select(table_of(NetworkDay)).where(col(NetworkDay.day).between(start, last_day))))
         .mappings()
         .all()
     )
     return NetworkUsage(
         window=window.value,
         first_day=start,
-        last_day=today,
+        last_day=last_day,
         chats=sum(value * many for value, many in chats),
         chatters=sum(day["last_chatters"] for day in days),
         distribution=Distribution(
@@ -197,14 +202,14 @@ async def network_usage(session: AsyncSession, window: Window, today: date) -> N
             lorenz=lorenz_of(chats),
         ),
         models=_models(model_days),
-        nodes=await _nodes(session, start),
+        nodes=await _nodes(session, start, last_day),
         creator_fees=await _fee_earnings(session, window, total=sum(day["creator_fees"] for day in days)),
         new_avatars=NewAvatars(
             listed=sum(day["new_avatars"] for day in days),
             first_chat=sum(day["new_chatted"] for day in days),
             first_outside_buyer=sum(day["new_bought"] for day in days),
         ),
-        daily=_daily(start, today, {day["day"]: day for day in days}, model_days),
+        daily=_daily(start, last_day, {day["day"]: day for day in days}, model_days),
     )
 
 
@@ -225,14 +230,16 @@ NO_DAY = {
 ModelDayRow = Sequence[Any]  # day, model, replies, failed, prompt and completion tokens, spend, paid replies
 
 
-def _daily(start: date, today: date, days: dict[date, RowMapping], model_days: Sequence[ModelDayRow]) -> list[DayUsage]:
+def _daily(
+    start: date, last_day: date, days: dict[date, RowMapping], model_days: Sequence[ModelDayRow]
+) -> list[DayUsage]:
     replies: dict[date, int] = defaultdict(int)
     spend: dict[date, int] = defaultdict(int)
     for day, _, day_replies, _, _, _, day_spend, _ in model_days:
         replies[day] += day_replies
         spend[day] += day_spend
     result = []
-    for offset in range((today - start).days + 1):
+    for offset in range((last_day - start).days + 1):
         day = start + timedelta(days=offset)
         totals: Mapping[Any, Any] = days.get(day) or NO_DAY
         result.append(
@@ -274,11 +281,11 @@ def _models(model_days: Sequence[ModelDayRow]) -> list[ModelUsage]:
     ]
 
 
-async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
+async def _nodes(session: AsyncSession, start: date, last_day: date) -> list[NodeUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 3)
     for node, replies, failures, earned in await session.execute(
         select(col(NodeDay.node), col(NodeDay.replies), col(NodeDay.failures), col(NodeDay.earned)).where(
-            col(NodeDay.day) >= start
+            col(NodeDay.day).between(start, last_day)
         )
     ):
         sums = totals[node]
