@@ -86,15 +86,12 @@ async def _ranked_by_key(
     """A ranking by a stored column (a rollup's for the last 24 h), in SQL: reads the page's avatars, not every
     listed one."""
     keyed = KEYED[sort]
-    after = pagination.decode_cursor(cursor, lambda value: keyed.cursor_key(value) is not None, pagination.cursor_str)
-    rows = await market.listed_markets_by(
-        session,
-        key=keyed.key,
-        outer_join=keyed.outer_join,
-        after=None if after is None else (keyed.cursor_key(after[0]), after[1]),
-        q=q,
-        limit=limit + 1,
-    )
+    decoded = pagination.decode_cursor(cursor, lambda value: keyed.cursor_key(value) is not None, pagination.cursor_str)
+    after = None if decoded is None else (keyed.cursor_key(decoded[0]), decoded[1])
+    if sort in RECENT:
+        rows = await _by_recent(session, keyed.key, after=after, q=q, limit=limit + 1)
+    else:
+        rows = await market.listed_markets_by(session, key=keyed.key, after=after, q=q, limit=limit + 1)
     page = rows[:limit]
     activity = await network.recent_of(session, [avatar.id for avatar, _, _ in page])
     items = [_ranked(avatar, market_stats(row, divisor, activity[avatar.id])) for avatar, row, _ in page]
@@ -126,20 +123,43 @@ def _moment_key(value: Any) -> datetime | None:
 
 
 class Keyed(NamedTuple):
-    key: Any  # the column or expression ranked on
+    key: Any  # the column ranked on
     cursor_key: Callable[[Any], Any]  # reads the key back from a cursor: None when the value could not have come
     # from this ranking, as a crafted one (out of the column's range or not a moment)
-    outer_join: tuple[Any, Any] | None = None  # the table the key is in, when not the avatar's or its market's
 
 
-# Rankings by a column the market, the avatar or the network's recent totals store.
+# Rankings by a column the market, the avatar or the network's recent totals (RECENT) store.
 KEYED: dict[RankingSort, Keyed] = {
     RankingSort.market_cap: Keyed(col(MarketAvatar.market_cap), _wei_key),
-    RankingSort.volume_24h: Keyed(network.VOLUME, _wei_key, network.joined(col(Avatar.id))),
+    RankingSort.volume_24h: Keyed(network.VOLUME, _wei_key),
     RankingSort.holders: Keyed(col(MarketAvatar.holders), _count_key),
-    RankingSort.chats_24h: Keyed(network.CHATS, _count_key, network.joined(col(Avatar.id))),
+    RankingSort.chats_24h: Keyed(network.CHATS, _count_key),
     RankingSort.newest: Keyed(col(Avatar.created_at), _moment_key),
 }
+RECENT = {RankingSort.volume_24h, RankingSort.chats_24h}
+
+
+async def _by_recent(
+    session: AsyncSession, key: Any, *, after: tuple[Any, str] | None, q: str | None, limit: int
+) -> list[tuple[Avatar, MarketAvatar, Any]]:
+    """A 24 h ranking in two steps, each reading no more than the page: the avatars with some (a few thousand
+    a day, through the index on ``key``), greatest first, then those with none, whose key is zero, by id."""
+    rows = []
+    if after is None or after[0] > 0:
+        join, some = network.having(key, col(Avatar.id))
+        rows = await market.listed_markets_by(session, key=key, join=join, where=some, after=after, q=q, limit=limit)
+    if len(rows) < limit:  # ranked on the id alone (key and tie-break both), read back as zeros
+        none_after = None if after is None or after[0] > 0 else (after[1], after[1])
+        rest = await market.listed_markets_by(
+            session,
+            key=col(Avatar.id),
+            where=network.lacking(key, col(Avatar.id)),
+            after=none_after,
+            q=q,
+            limit=limit - len(rows),
+        )
+        rows += [(avatar, row, 0) for avatar, row, _ in rest]
+    return rows
 
 
 def _ranked(avatar: Avatar, stats: MarketStats) -> RankedAvatar:

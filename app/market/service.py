@@ -234,18 +234,21 @@ async def listed_markets_by(
     session: AsyncSession,
     *,
     key: Any,
-    outer_join: tuple[Any, Any] | None = None,
+    join: tuple[Any, Any] | None = None,
+    where: Any = None,
     after: tuple[Any, str] | None,
     q: str | None,
     limit: int,
 ) -> list[tuple[Avatar, MarketAvatar, Any]]:
     """Up to ``limit`` listed avatars, greatest ``key`` (an expression over the avatar, its market, or a table
-    ``outer_join`` joins: (table, on clause)) first, ties by id, after the keyset ``after``: each with its market
-    and its key. Ranked on ids and keys alone, then the page's rows read by id: the sort stays narrow however many
-    are listed."""
+    ``join`` joins: (table, on clause)) first, ties by id, after the keyset ``after``, those ``where`` holds only:
+    each with its market and its key. Ranked on ids and keys alone, then the page's rows read by id: the sort stays
+    narrow however many are listed."""
     query = listed_query(q, col(Avatar.id), key)
-    if outer_join is not None:
-        query = query.outerjoin(*outer_join)
+    if join is not None:
+        query = query.join(*join)
+    if where is not None:
+        query = query.where(where)
     if after is not None:
         query = query.where(tuple_(key, col(Avatar.id)) < tuple_(literal(after[0], key.type), literal(after[1])))
     ranked = (await session.execute(query.order_by(key.desc(), col(Avatar.id).desc()).limit(limit))).all()

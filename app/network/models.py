@@ -202,6 +202,10 @@ class AvatarRecent(SQLModel, table=True):
     ``chats_24h`` and ``volume_24h``. Only avatars with some: a missing row is zero."""
 
     __tablename__ = "network_avatar_recent"
+    __table_args__ = (  # the rankings by chats_24h and volume_24h read the page through them
+        Index("ix_network_avatar_recent_chats_avatar_id", "chats", "avatar_id"),
+        Index("ix_network_avatar_recent_volume_avatar_id", "volume", "avatar_id"),
+    )
 
     avatar_id: str = Field(primary_key=True, max_length=34)
     chats: int = 0

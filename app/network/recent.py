@@ -13,17 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy import ColumnElement, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.types import Wei
 from app.network.models import AvatarChatter, AvatarRecent, RecentHours
 
-# The rankings' keys, for a listing outer-joined with the recent totals (:func:`joined`): an avatar without a row
-# had none.
-CHATS = func.coalesce(col(AvatarRecent.chats), 0)
-VOLUME = func.coalesce(col(AvatarRecent.volume), literal(0, Wei()))
+# The rankings' keys: an avatar's recent totals, ranked through their indexes among the avatars that have some
+# (:func:`having`), before those without (:func:`lacking`), whose key is zero.
+CHATS = col(AvatarRecent.chats)
+VOLUME = col(AvatarRecent.volume)
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,15 @@ class Recent:
     volume: int = 0  # wei
 
 
-def joined(avatar_id: Any) -> tuple[type[AvatarRecent], ColumnElement[bool]]:
-    """The recent totals' table and how it joins a listing whose avatar ids are ``avatar_id``."""
-    return AvatarRecent, col(AvatarRecent.avatar_id) == avatar_id
+def having(key: Any, avatar_id: Any) -> tuple[tuple[type[AvatarRecent], ColumnElement[bool]], ColumnElement[bool]]:
+    """The join of the recent totals to a listing whose avatar ids are ``avatar_id``, and the condition that keeps
+    the avatars whose ``key`` is above zero."""
+    return (AvatarRecent, col(AvatarRecent.avatar_id) == avatar_id), key > literal(0, key.type)
+
+
+def lacking(key: Any, avatar_id: Any) -> ColumnElement[bool]:
+    """The avatars of a listing (ids ``avatar_id``) whose ``key`` is zero: no recent row with it above zero."""
+    return ~exists().where(col(AvatarRecent.avatar_id) == avatar_id, key > literal(0, key.type))
 
 
 async def recent_of(session: AsyncSession, avatar_ids: list[str]) -> dict[str, Recent]:
