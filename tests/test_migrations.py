@@ -59,7 +59,7 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
 async def test_the_hours_migration_counts_the_raw_tables(database_url: str) -> None:
     """The hourly rollups and each fan's latest hour with an avatar start from the chats and trades already stored:
     the rankings' 24 h figures do not start at zero."""
-    await asyncio.to_thread(migrate.downgrade, database_url, "e7b4a1c9d2f0")
+    await asyncio.to_thread(migrate.downgrade, database_url, "f3c8d1a6b7e2")
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     avatar, fan = "0x" + "11" * 16, "0x" + "aa" * 20

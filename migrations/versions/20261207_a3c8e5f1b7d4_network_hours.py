@@ -2,7 +2,7 @@
 latest hour with an avatar (the rankings' 24 h figures from rollups)
 
 Revision ID: a3c8e5f1b7d4
-Revises: e7b4a1c9d2f0
+Revises: f3c8d1a6b7e2
 Create Date: 2026-12-07 19:30:00.000000
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import app.db.types
 
 revision: str = 'a3c8e5f1b7d4'
-down_revision: str | None = 'e7b4a1c9d2f0'
+down_revision: str | None = 'f3c8d1a6b7e2'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
