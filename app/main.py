@@ -49,6 +49,7 @@ from app.cluster.leader import leadership_for
 from app.config import Settings, get_settings
 from app.db import migrate
 from app.db.engine import engine_from_settings, session_factory
+from app.db.models import utc_now
 from app.demo.world import DemoWorld
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
@@ -58,6 +59,7 @@ from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
 from app.memory.controllers import MemoryController
 from app.memory.service import running_memory
+from app.network import upkeep as network_upkeep
 from app.network.controllers import NetworkController
 from app.network.recorder import NodeOutcomeRecorder
 from app.proxy.accounts import platform_wallet
@@ -145,6 +147,8 @@ def _lifespan(
         tasks = [
             asyncio.create_task(journal.run(sessions, interval_s=settings.chat_journal_replay_s), name="chat-journal")
         ]
+        await network_upkeep.move_hours(sessions, utc_now())  # the rankings' 24 h current before serving
+        tasks.append(asyncio.create_task(network_upkeep.run(sessions), name="network-upkeep"))
         if settings.chain_probe_interval_s:
             tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))
         demo = _demo_world(settings, chain, sessions)

@@ -10,10 +10,13 @@ Then, in process through the app (Litestar's AsyncTestClient, the app's own rout
 requests of:
 - ``GET /api/network/usage?window=30d|7d|24h`` computed from the rollups on every request
   (``TWIN_NETWORK_USAGE_CACHE_S=0``), and as served with the cache (15 s);
-- the first such request of a UTC day, which sums the window's totals again from the day rollups;
-- ``GET /api/avatars?sort=rating`` and ``sort=market_cap`` (ranked in SQL), and ``sort=volume_24h`` (still
-  counted for every listed avatar) for reference;
-beside the same figures computed from the raw tables (chat messages, trades, reviews) in the same run.
+- the first such request of a UTC day, answered from the window as built the day before, and the background
+  upkeep's rebuild of the window that follows midnight;
+- ``GET /api/avatars?sort=rating``, ``sort=market_cap``, ``sort=volume_24h`` and ``sort=chats_24h`` (ranked in
+  SQL, the 24 h figures from the hourly rollups), and the background upkeep summing the recent totals from
+  scratch (as after the migration; an hour's move takes out one hour);
+beside the same figures computed from the raw tables (chat messages, trades, reviews) in the same run — for the
+24 h rankings, counted for every listed avatar as they were before the hourly rollups.
 
     .venv/bin/python bench/network.py [--scale 1.0] [--repeat 50]
 
@@ -54,10 +57,13 @@ from app.db import migrate
 from app.db.engine import create_engine, session_factory
 from app.main import create_app
 from app.market.models import MarketAvatar, Trade
+from app.network import spread
+from app.network import upkeep as network_upkeep
 from app.network import usage as network
 from app.network.models import (
     AvatarChatter,
     AvatarDay,
+    AvatarHour,
     Chatter,
     ModelDay,
     NetworkAvatar,
@@ -81,6 +87,10 @@ def address(kind: int, number: int) -> str:
 
 def avatar_id(number: int) -> str:
     return "0x" + f"{number:032x}"
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -113,6 +123,10 @@ class Data:
     pair_days: dict[tuple[str, int], set[date]] = field(default_factory=lambda: defaultdict(set))
     pair_chats: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
     network_fans: dict[date, set[int]] = field(default_factory=lambda: defaultdict(set))
+    avatar_hours: dict[tuple[str, datetime], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: {"chats": 0, "volume": 0})
+    )
+    pair_last_hour: dict[tuple[str, int], datetime] = field(default_factory=dict)
     first_chat: dict[str, datetime] = field(default_factory=dict)
     first_outside: dict[str, datetime] = field(default_factory=dict)
 
@@ -218,6 +232,7 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             row = data.avatar_days[identifier, at.date()]
             row["trades"] += 1
             row["volume"] += price
+            data.avatar_hours[identifier, hour_of(at)]["volume"] += price
             row["creator_fees"] += fee
             if trader != creators[identifier] and (
                 identifier not in data.first_outside or at < data.first_outside[identifier]
@@ -298,6 +313,9 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             days[0], days[1] = min(days[0], day), max(days[1], day)
             data.pair_days[identifier, fan].add(day)
             data.pair_chats[identifier, fan] += 1
+            hour = hour_of(at)
+            data.avatar_hours[identifier, hour]["chats"] += 1
+            data.pair_last_hour[identifier, fan] = max(hour, data.pair_last_hour.get((identifier, fan), hour))
             data.network_fans[day].add(fan)
             if identifier not in data.first_chat or at < data.first_chat[identifier]:
                 data.first_chat[identifier] = at
@@ -372,6 +390,7 @@ async def write_rollups(
         data.avatar_days[key]["chatters"] = len(fans)
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
         (AvatarDay.__table__, [{"avatar_id": a, "day": d, **row} for (a, d), row in data.avatar_days.items()]),
+        (AvatarHour.__table__, [{"avatar_id": a, "hour": h, **row} for (a, h), row in data.avatar_hours.items()]),
         (ModelDay.__table__, [{"model": m, "day": d, **row} for (m, d), row in data.model_days.items()]),
         (NodeDay.__table__, [{"node": n, "day": d, **row} for (n, d), row in data.node_days.items()]),
         (
@@ -391,6 +410,7 @@ async def write_rollups(
                     "last_day": max(days),
                     "active_days": len(days),
                     "chats": data.pair_chats[a, fan],
+                    "last_hour": data.pair_last_hour[a, fan],
                 }
                 for (a, fan), days in data.pair_days.items()
             ],
@@ -477,11 +497,11 @@ async def usage_from_raw(session: AsyncSession, window: network.Window, today: d
     return {
         "chats": sum(per_avatar),
         "chatters": chatters,
-        "hhi": network.hhi(per_avatar),
-        "lorenz": network.lorenz(per_avatar),
+        "hhi": spread.hhi(per_avatar),
+        "lorenz": spread.lorenz(per_avatar),
         "daily": daily,
         "models": dict(models),
-        "fees": (network.gini(amounts), network.quantile(amounts, 0.5)),
+        "fees": (spread.gini(amounts), spread.quantile(amounts, 0.5)),
         "volume": dict(volume),
         "new": new,
     }
@@ -498,6 +518,36 @@ async def rating_ranking_from_raw(session: AsyncSession, prior: Prior, limit: in
     top = [avatar for _, avatar in ranked[:limit]]
     await session.execute(
         select(Avatar, MarketAvatar).join(MarketAvatar, MarketAvatar.avatar_id == Avatar.id).where(Avatar.id.in_(top))
+    )
+    return top
+
+
+async def recent_ranking_from_raw(session: AsyncSession, sort: str, limit: int = 20) -> list[str]:
+    """The first page of sort=volume_24h or chats_24h as it was counted before the hourly rollups: every listed
+    avatar's trades and fans' messages of the sliding 24 h, then the page's distinct chatters."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    listed = [avatar for (avatar,) in await session.execute(select(Avatar.id).where(Avatar.listed_at.is_not(None)))]
+    volume: dict[str, int] = defaultdict(int)
+    for avatar, amount in await session.execute(
+        select(Trade.avatar_id, Trade.eth_amount).where(Trade.timestamp >= since, Trade.avatar_id.in_(listed))
+    ):
+        volume[avatar] += amount
+    asked = (ChatMessage.role == Role.user) & (ChatMessage.created_at >= since)
+    chats = dict(
+        (
+            await session.execute(
+                select(ChatMessage.avatar_id, func.count())
+                .where(asked, ChatMessage.avatar_id.in_(listed))
+                .group_by(ChatMessage.avatar_id)
+            )
+        ).all()
+    )
+    figures = volume if sort == "volume_24h" else chats
+    top = sorted(listed, key=lambda avatar: (figures.get(avatar, 0), avatar), reverse=True)[:limit]
+    await session.execute(
+        select(ChatMessage.avatar_id, func.count(ChatMessage.fan.distinct()))
+        .where(asked, ChatMessage.avatar_id.in_(top))
+        .group_by(ChatMessage.avatar_id)
     )
     return top
 
@@ -550,6 +600,7 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
         )
         app = create_app(settings, chain=chain)
         async with AsyncTestClient(app=app) as client:
+            await network_upkeep.catch_up(sessions, datetime.now(UTC))  # the app's upkeep done before timing
 
             async def get(path: str, client: AsyncTestClient[Any] = client) -> None:
                 response = await client.get(path)
@@ -563,22 +614,44 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
                 continue
 
             async def first_of_the_day(get: Callable[[str], Awaitable[None]] = get) -> None:
-                async with sessions() as session:  # the window last built yesterday: this request rebuilds it
-                    await session.execute(text("UPDATE network_window SET last_day = NULL WHERE days = 30"))
+                async with sessions() as session:  # the window last built yesterday: answered as it is
+                    await session.execute(
+                        text("UPDATE network_window SET last_day = :day WHERE days = 30"),
+                        {"day": today - timedelta(days=1)},
+                    )
                     await session.commit()
                 await get("/api/network/usage?window=30d")
 
             rows.append(
                 (
-                    "GET /api/network/usage?window=30d, first of a UTC day (rebuilds)",
+                    "GET /api/network/usage?window=30d, first of a UTC day",
                     await timed(first_of_the_day, raw_repeat),
                 )
             )
-            for sort in ("rating", "market_cap"):
+            async with sessions() as session:  # the window's totals are today's: built for today again
+                await session.execute(text("UPDATE network_window SET last_day = :day WHERE days = 30"), {"day": today})
+                await session.commit()
+            for sort in ("rating", "market_cap", "volume_24h", "chats_24h"):
                 path = f"/api/avatars?sort={sort}"
                 rows.append((f"GET {path}", await timed(lambda path=path: get(path), repeat)))
-            path = "/api/avatars?sort=volume_24h"  # still counted for every listed avatar: for reference
-            rows.append((f"GET {path}", await timed(lambda path=path: get(path), raw_repeat)))
+
+    async def day_rebuild() -> None:
+        async with sessions() as session:  # as once a UTC day begins
+            await session.execute(text("UPDATE network_window SET last_day = NULL WHERE days = 30"))
+            await session.commit()
+        await network_upkeep.catch_up(sessions, datetime.now(UTC))
+
+    async def first_summing() -> None:
+        async with sessions() as session:  # as after the migration: the recent totals not summed yet
+            await session.execute(text("DELETE FROM network_avatar_recent"))
+            await session.execute(text("UPDATE network_recent_hours SET first_hour = NULL"))
+            await session.commit()
+        await network_upkeep.move_hours(sessions, datetime.now(UTC))
+
+    rows.append(
+        ("upkeep (background): the 30d window summed again (a new UTC day)", await timed(day_rebuild, raw_repeat))
+    )
+    rows.append(("upkeep (background): the recent hours summed from scratch", await timed(first_summing, raw_repeat)))
 
     async def raw_usage(window: network.Window) -> None:
         async with sessions() as session:
@@ -590,6 +663,13 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
 
     raw = {window.value: await timed(lambda window=window: raw_usage(window), raw_repeat) for window in WINDOWS}
     raw["rating"] = await timed(raw_rating, raw_repeat)
+    for sort in ("volume_24h", "chats_24h"):
+
+        async def raw_recent(sort: str = sort) -> None:
+            async with sessions() as session:
+                await recent_ranking_from_raw(session, sort)
+
+        raw[sort] = await timed(raw_recent, raw_repeat)
     await engine.dispose()
     print(
         f"[{name}] over {repeat} requests each, the raw tables over {raw_repeat} (goal: p50 ≤ 20 ms; "
@@ -598,7 +678,7 @@ async def measure(name: str, database_url: str, chain: Any, scale: float, repeat
     for label, timing in rows:
         key = next((key for key in raw if f"window={key}" in label or f"sort={key}" in label), None)
         beside = ""
-        if key is not None and "rebuilds" not in label:
+        if key is not None and "upkeep" not in label:
             baseline = raw[key]
             beside = f"   raw tables p50 {baseline.p50:8.1f} ms  ({baseline.p50 / timing.p50:6.1f}×)"
         print(f"  {label:<66} {timing}{beside}", flush=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -19,23 +19,24 @@ from app.lib.pagination import Page
 from app.lib.time import aware
 from app.market import service as market
 from app.market.models import MarketAvatar
+from app.network import recent as network
+from app.reviews import service as reviews
 from app.reviews.service import Prior
 
-NO_CHATS = (0, 0)
 
-
-def market_stats(figures: market.MarketFigures, chats: tuple[int, int]) -> MarketStats:
-    """An avatar's market figures with its fans' messages and distinct chatters of the last 24 h."""
-    return MarketStats(**dataclasses.asdict(figures), chats_24h=chats[0], chatters_24h=chats[1])
+def market_stats(market_row: MarketAvatar | None, divisor: int, activity: network.Recent) -> MarketStats:
+    """An avatar's market figures with its volume, fans' messages and distinct chatters of the last 24 h (hourly:
+    see ``app.network.recent``)."""
+    figures = market.market_figures(market_row, divisor, activity.volume)
+    return MarketStats(**dataclasses.asdict(figures), chats_24h=activity.chats, chatters_24h=activity.chatters)
 
 
 async def avatar_profile(
     session: AsyncSession, reader: market.TwinKeysReader, avatar: Avatar, viewer: str | None
 ) -> AvatarProfile:
     """The public profile; the persona only for its creator."""
-    since = datetime.now(UTC) - market.DAY
-    figures = await market.figures_of(session, await reader.divisor(), avatar.id, since)
-    chats = (await chat.chat_activity_since(session, since, [avatar.id])).get(avatar.id, NO_CHATS)
+    activity = await network.recent_of(session, [avatar.id])
+    market_row = await market.market_of(session, avatar.id)
     return AvatarProfile(
         id=avatar.id,
         handle=avatar.handle,
@@ -48,19 +49,9 @@ async def avatar_profile(
         metadata_uri=avatar.metadata_uri,
         listed=avatar.listed_at is not None,
         created_at=avatar.created_at,
-        market=market_stats(figures, chats),
+        market=market_stats(market_row, await reader.divisor(), activity[avatar.id]),
         persona=avatar.persona if viewer == avatar.creator else None,
     )
-
-
-def _ranking_value(sort: RankingSort, stats: MarketStats) -> int:
-    """The figures of the last 24 h, the rankings that are counted for every listed avatar on each request."""
-    match sort:
-        case RankingSort.volume_24h:
-            return int(stats.volume_24h)
-        case RankingSort.chats_24h:
-            return stats.chats_24h
-    raise AssertionError(f"sort={sort} is ranked in SQL")  # rating by the reviews domain, the others by KEYED
 
 
 async def ranked_page(
@@ -78,37 +69,32 @@ async def ranked_page(
     limit = pagination.check_limit(limit)
     divisor = await reader.divisor()
     if sort is RankingSort.rating:  # ranked in SQL by the reviews domain
-        rows, next_cursor = await ratings.by_rating(session, prior, divisor=divisor, q=q, cursor=cursor, limit=limit)
+        rows, next_cursor = await reviews.by_rating(session, prior, q=q, cursor=cursor, limit=limit)
+        activity = await network.recent_of(session, [avatar.id for avatar, _ in rows])
         page = Page(
-            items=[_ranked(avatar, market_stats(figures, chats)) for avatar, figures, chats in rows],
+            items=[_ranked(avatar, market_stats(row, divisor, activity[avatar.id])) for avatar, row in rows],
             next_cursor=next_cursor,
         )
-    elif sort in KEYED:
-        page = await _ranked_by_key(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
     else:
-        page = await _ranked_by_market(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
+        page = await _ranked_by_key(session, divisor, sort=sort, q=q, cursor=cursor, limit=limit)
     return await ratings.with_ratings(session, page, prior)
 
 
 async def _ranked_by_key(
     session: AsyncSession, divisor: int, *, sort: RankingSort, q: str | None, cursor: str | None, limit: int
 ) -> Page[RankedAvatar]:
-    """A ranking by a stored column, in SQL: reads the page's avatars, not every listed one."""
-    key, cursor_key = KEYED[sort]
-    after = pagination.decode_cursor(cursor, lambda value: cursor_key(value) is not None, pagination.cursor_str)
-    since = datetime.now(UTC) - market.DAY
-    rows = await market.listed_markets_by(
-        session,
-        divisor,
-        since,
-        key=key,
-        after=None if after is None else (cursor_key(after[0]), after[1]),
-        q=q,
-        limit=limit + 1,
-    )
+    """A ranking by a stored column (a rollup's for the last 24 h), in SQL: reads the page's avatars, not every
+    listed one."""
+    keyed = KEYED[sort]
+    decoded = pagination.decode_cursor(cursor, lambda value: keyed.cursor_key(value) is not None, pagination.cursor_str)
+    after = None if decoded is None else (keyed.cursor_key(decoded[0]), decoded[1])
+    if sort in RECENT:
+        rows = await _by_recent(session, keyed.key, after=after, q=q, limit=limit + 1)
+    else:
+        rows = await market.listed_markets_by(session, key=keyed.key, after=after, q=q, limit=limit + 1)
     page = rows[:limit]
-    activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _, _ in page]) if page else {}
-    items = [_ranked(avatar, market_stats(figures, activity.get(avatar.id, NO_CHATS))) for avatar, figures, _ in page]
+    activity = await network.recent_of(session, [avatar.id for avatar, _, _ in page])
+    items = [_ranked(avatar, market_stats(row, divisor, activity[avatar.id])) for avatar, row, _ in page]
     last_avatar, _, last_key = page[-1] if page else (None, None, None)
     next_cursor = (
         pagination.encode_cursor(last_key.isoformat() if isinstance(last_key, datetime) else last_key, last_avatar.id)
@@ -136,13 +122,44 @@ def _moment_key(value: Any) -> datetime | None:
         return None
 
 
-# Rankings by a column the market or the avatar stores: each with what reads its key back from a cursor (None when
-# the value could not have come from this ranking, as a crafted one: out of the column's range or not a moment).
-KEYED: dict[RankingSort, tuple[Any, Callable[[Any], Any]]] = {
-    RankingSort.market_cap: (col(MarketAvatar.market_cap), _wei_key),
-    RankingSort.holders: (col(MarketAvatar.holders), _count_key),
-    RankingSort.newest: (col(Avatar.created_at), _moment_key),
+class Keyed(NamedTuple):
+    key: Any  # the column ranked on
+    cursor_key: Callable[[Any], Any]  # reads the key back from a cursor: None when the value could not have come
+    # from this ranking, as a crafted one (out of the column's range or not a moment)
+
+
+# Rankings by a column the market, the avatar or the network's recent totals (RECENT) store.
+KEYED: dict[RankingSort, Keyed] = {
+    RankingSort.market_cap: Keyed(col(MarketAvatar.market_cap), _wei_key),
+    RankingSort.volume_24h: Keyed(network.VOLUME, _wei_key),
+    RankingSort.holders: Keyed(col(MarketAvatar.holders), _count_key),
+    RankingSort.chats_24h: Keyed(network.CHATS, _count_key),
+    RankingSort.newest: Keyed(col(Avatar.created_at), _moment_key),
 }
+RECENT = {RankingSort.volume_24h, RankingSort.chats_24h}
+
+
+async def _by_recent(
+    session: AsyncSession, key: Any, *, after: tuple[Any, str] | None, q: str | None, limit: int
+) -> list[tuple[Avatar, MarketAvatar, Any]]:
+    """A 24 h ranking in two steps, each reading no more than the page: the avatars with some (a few thousand
+    a day, through the index on ``key``), greatest first, then those with none, whose key is zero, by id."""
+    rows = []
+    if after is None or after[0] > 0:
+        join, some = network.having(key, col(Avatar.id))
+        rows = await market.listed_markets_by(session, key=key, join=join, where=some, after=after, q=q, limit=limit)
+    if len(rows) < limit:  # ranked on the id alone (key and tie-break both), read back as zeros
+        none_after = None if after is None or after[0] > 0 else (after[1], after[1])
+        rest = await market.listed_markets_by(
+            session,
+            key=col(Avatar.id),
+            where=network.lacking(key, col(Avatar.id)),
+            after=none_after,
+            q=q,
+            limit=limit - len(rows),
+        )
+        rows += [(avatar, row, 0) for avatar, row, _ in rest]
+    return rows
 
 
 def _ranked(avatar: Avatar, stats: MarketStats) -> RankedAvatar:
@@ -157,26 +174,6 @@ def _ranked(avatar: Avatar, stats: MarketStats) -> RankedAvatar:
         created_at=avatar.created_at,
         market=stats,
     )
-
-
-async def _ranked_by_market(
-    session: AsyncSession, divisor: int, *, sort: RankingSort, q: str | None, cursor: str | None, limit: int
-) -> Page[RankedAvatar]:
-    since = datetime.now(UTC) - market.DAY
-    listed = await market.listed_markets(session, divisor, since, q=q)
-    activity = await chat.chat_activity_since(session, since, [avatar.id for avatar, _ in listed])
-    ranked = []
-    for avatar, figures in listed:
-        stats = market_stats(figures, activity.get(avatar.id, NO_CHATS))
-        ranked.append((_ranking_value(sort, stats), avatar.id, avatar, stats))
-    ranked.sort(key=lambda row: (row[0], row[1]), reverse=True)
-    after = pagination.decode_cursor(cursor, pagination.cursor_int, pagination.cursor_str)
-    if after is not None:
-        ranked = [row for row in ranked if (row[0], row[1]) < (after[0], after[1])]
-    page = ranked[:limit]
-    items = [_ranked(avatar, stats) for _, _, avatar, stats in page]
-    next_cursor = pagination.encode_cursor(page[-1][0], page[-1][1]) if len(ranked) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
 
 
 async def creator_dashboard(

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import literal, select
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -14,20 +14,6 @@ from sqlmodel import col
 from app.chat.models import ChatMessage, Role
 from app.db.models import utc_now
 from app.lib.time import aware
-
-
-async def chat_activity_since(
-    session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
-) -> dict[str, tuple[int, int]]:
-    """Per avatar: fans' messages since ``since`` and how many distinct fans sent them."""
-    query = (
-        select(col(ChatMessage.avatar_id), func.count(), func.count(col(ChatMessage.fan).distinct()))
-        .where(col(ChatMessage.role) == Role.user, col(ChatMessage.created_at) >= since)
-        .group_by(col(ChatMessage.avatar_id))
-    )
-    if avatar_ids is not None:
-        query = query.where(col(ChatMessage.avatar_id).in_(avatar_ids))
-    return {avatar_id: (messages, chatters) for avatar_id, messages, chatters in await session.execute(query)}
 
 
 def _window_start(days: int) -> datetime:

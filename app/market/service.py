@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, exists, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 from web3.contract import AsyncContract
 from web3.types import BlockIdentifier
@@ -187,19 +187,6 @@ async def market_of(session: AsyncSession, avatar_id: str) -> MarketAvatar | Non
     return await session.get(MarketAvatar, avatar_id)
 
 
-async def volumes_since(
-    session: AsyncSession, since: datetime, avatar_ids: Sequence[str] | None = None
-) -> dict[str, int]:
-    """Traded wei per avatar since ``since``, summed in Python: exact on every database."""
-    query = select(col(Trade.avatar_id), col(Trade.eth_amount)).where(col(Trade.timestamp) >= since)
-    if avatar_ids is not None:
-        query = query.where(col(Trade.avatar_id).in_(avatar_ids))
-    totals: dict[str, int] = defaultdict(int)
-    for avatar_id, amount in await session.execute(query):
-        totals[avatar_id] += amount
-    return totals
-
-
 @dataclass(frozen=True)
 class MarketFigures:
     """An avatar's market as the index and the curve tell it (wei as decimal strings, as the API shows them)."""
@@ -230,22 +217,6 @@ def market_figures(market: MarketAvatar | None, divisor: int, volume_24h: int) -
     )
 
 
-async def figures_of(session: AsyncSession, divisor: int, avatar_id: str, since: datetime) -> MarketFigures:
-    """One avatar's market figures, its volume counted from ``since``."""
-    volume = (await volumes_since(session, since, [avatar_id])).get(avatar_id, 0)
-    return market_figures(await market_of(session, avatar_id), divisor, volume)
-
-
-async def listed_markets(
-    session: AsyncSession, divisor: int, since: datetime, *, q: str | None
-) -> list[tuple[Avatar, MarketFigures]]:
-    """Every listed avatar whose handle or name contains ``q`` (all without it) with its market figures, its volume
-    counted from ``since``. Unordered: the rankings sort them."""
-    rows = (await session.execute(listed_query(q, Avatar, MarketAvatar))).all()
-    volumes = await volumes_since(session, since, [avatar.id for avatar, _ in rows])
-    return [(avatar, market_figures(market, divisor, volumes.get(avatar.id, 0))) for avatar, market in rows]
-
-
 def listed_query(q: str | None, *columns: Any) -> Select[Any]:
     """``columns`` of the listed avatars (each joined with its market) whose handle or name contains ``q``."""
     query = (
@@ -261,18 +232,23 @@ def listed_query(q: str | None, *columns: Any) -> Select[Any]:
 
 async def listed_markets_by(
     session: AsyncSession,
-    divisor: int,
-    since: datetime,
     *,
-    key: InstrumentedAttribute[Any],
+    key: Any,
+    join: tuple[Any, Any] | None = None,
+    where: Any = None,
     after: tuple[Any, str] | None,
     q: str | None,
     limit: int,
-) -> list[tuple[Avatar, MarketFigures, Any]]:
-    """Up to ``limit`` listed avatars, greatest ``key`` (a column of the avatar or its market) first, ties by id,
-    after the keyset ``after``: each with its market figures (volume counted from ``since``) and its key. Ranked
-    on ids and keys alone, then the page's rows read by id: the sort stays narrow however many are listed."""
+) -> list[tuple[Avatar, MarketAvatar, Any]]:
+    """Up to ``limit`` listed avatars, greatest ``key`` (an expression over the avatar, its market, or a table
+    ``join`` joins: (table, on clause)) first, ties by id, after the keyset ``after``, those ``where`` holds only:
+    each with its market and its key. Ranked on ids and keys alone, then the page's rows read by id: the sort stays
+    narrow however many are listed."""
     query = listed_query(q, col(Avatar.id), key)
+    if join is not None:
+        query = query.join(*join)
+    if where is not None:
+        query = query.where(where)
     if after is not None:
         query = query.where(tuple_(key, col(Avatar.id)) < tuple_(literal(after[0], key.type), literal(after[1])))
     ranked = (await session.execute(query.order_by(key.desc(), col(Avatar.id).desc()).limit(limit))).all()
@@ -283,11 +259,7 @@ async def listed_markets_by(
             listed_query(None, Avatar, MarketAvatar).where(col(Avatar.id).in_(ids))
         )
     }
-    volumes = await volumes_since(session, since, ids)
-    return [
-        (rows[avatar_id][0], market_figures(rows[avatar_id][1], divisor, volumes.get(avatar_id, 0)), value)
-        for avatar_id, value in ranked
-    ]
+    return [(*rows[avatar_id], value) for avatar_id, value in ranked]
 
 
 # ---------------------------------------------------------------- trades, holders, holdings

@@ -41,6 +41,19 @@ class AvatarDay(SQLModel, table=True):
     creator_fees: int = Field(default=0, sa_type=Wei)
 
 
+class AvatarHour(SQLModel, table=True):
+    """One avatar's chats and traded volume in one UTC hour, kept like ``AvatarDay``: what the rankings' last
+    24 hours (``AvatarRecent``) are summed from and taken back out of as the hours pass."""
+
+    __tablename__ = "network_avatar_hour"
+    __table_args__ = (Index("ix_network_avatar_hour_hour", "hour"),)
+
+    avatar_id: str = Field(primary_key=True, max_length=34)
+    hour: datetime = Field(primary_key=True)  # its start, UTC
+    chats: int = 0  # as AvatarDay's: fans' messages whose turn ended in this hour
+    volume: int = Field(default=0, sa_type=Wei)
+
+
 class ModelDay(SQLModel, table=True):
     """Replies of one model on one UTC day: how many, their tokens, and what the nodes were paid."""
 
@@ -86,7 +99,10 @@ class AvatarChatter(SQLModel, table=True):
     """A fan's chatting with one avatar: first and last day, on how many days, how many chats."""
 
     __tablename__ = "network_avatar_chatter"
-    __table_args__ = (Index("ix_network_avatar_chatter_avatar_id_last_day", "avatar_id", "last_day"),)
+    __table_args__ = (
+        Index("ix_network_avatar_chatter_avatar_id_last_day", "avatar_id", "last_day"),
+        Index("ix_network_avatar_chatter_avatar_id_last_hour", "avatar_id", "last_hour"),
+    )
 
     avatar_id: str = Field(primary_key=True, max_length=34)
     fan: str = Field(primary_key=True, max_length=42)
@@ -94,6 +110,7 @@ class AvatarChatter(SQLModel, table=True):
     last_day: date
     active_days: int = 1
     chats: int = 0
+    last_hour: datetime  # the start of the latest UTC hour they chatted in: the rankings' distinct chatters
 
 
 class NetworkDay(SQLModel, table=True):
@@ -118,9 +135,10 @@ class NetworkDay(SQLModel, table=True):
 
 
 class UsageWindow(SQLModel, table=True):
-    """A window's per-avatar and per-creator totals (``AvatarWindow``, ``CreatorWindow``) cover its ``days``
-    UTC days ending ``last_day``. Rebuilt from the day rollups when a request finds them ending before today
-    (once a day per window); kept by every event on a day they cover in between."""
+    """A window's per-avatar and per-creator totals (``AvatarWindow``, ``CreatorWindow``, ``FeeWindow``) cover its
+    ``days`` UTC days ending ``last_day``. Rebuilt from the day rollups by the background upkeep once a UTC day
+    begins (``app.network.upkeep``; by a request only when never built or more than a day behind); kept by every
+    event on a day they cover in between."""
 
     __tablename__ = "network_window"
 
@@ -148,3 +166,47 @@ class CreatorWindow(SQLModel, table=True):
     days: int = Field(primary_key=True)
     creator: str = Field(primary_key=True, max_length=42)  # "" for avatars whose creator is not known
     creator_fees: int = Field(default=0, sa_type=Wei)
+
+
+class FeeWindow(SQLModel, table=True):
+    """How a window's creators' fees (``CreatorWindow``, those above zero) are spread, summed again from them in each
+    transaction that changes them (the indexer's, a re-org's, the window's rebuild): a request reads one row."""
+
+    __tablename__ = "network_fee_window"
+
+    days: int = Field(primary_key=True)
+    creators: int = 0
+    median: int = Field(default=0, sa_type=Wei)  # the fees at place n // 2 from the least, from 0
+    p90: int = Field(default=0, sa_type=Wei)  # at place 9n // 10
+    largest: int = Field(default=0, sa_type=Wei)
+    top_10: int = Field(default=0, sa_type=Wei)  # the ten largest, summed
+    hhi: float = 0.0
+    gini: float = 0.0
+
+
+class RecentHours(SQLModel, table=True):
+    """Where the rankings' recent hours start (one row): ``AvatarRecent`` sums every avatar's ``AvatarHour`` rows
+    from ``first_hour`` on, and is empty while ``first_hour`` is None (not summed yet). Moved forward (the hours
+    before it taken back out) once an hour begins, so the sums cover the current UTC hour and the 23 before it —
+    24 hourly buckets, 23 to 24 h of time — or one bucket more until the move is done. Events share-lock it, the
+    move locks it: see ``UsageWindow``."""
+
+    __tablename__ = "network_recent_hours"
+
+    id: int = Field(default=1, primary_key=True)
+    first_hour: datetime | None = None
+
+
+class AvatarRecent(SQLModel, table=True):
+    """One avatar's chats and traded volume over the recent hours (see ``RecentHours``): the rankings'
+    ``chats_24h`` and ``volume_24h``. Only avatars with some: a missing row is zero."""
+
+    __tablename__ = "network_avatar_recent"
+    __table_args__ = (  # the rankings by chats_24h and volume_24h read the page through them
+        Index("ix_network_avatar_recent_chats_avatar_id", "chats", "avatar_id"),
+        Index("ix_network_avatar_recent_volume_avatar_id", "volume", "avatar_id"),
+    )
+
+    avatar_id: str = Field(primary_key=True, max_length=34)
+    chats: int = 0
+    volume: int = Field(default=0, sa_type=Wei)

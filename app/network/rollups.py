@@ -4,9 +4,11 @@ restarts too. Rows are locked for the change (``FOR UPDATE`` where the database 
 single writer), created first if missing, and wei is added in Python: exact on every database.
 
 Lock order, so that concurrent writers never wait on each other in a cycle: an avatar's
-``NetworkAvatar`` rows before its ``AvatarDay`` rows (both sorted when several), then the chatters',
-then the network's days (sorted), the windows' (shared: see ``UsageWindow``) and the model's. The network's
-days and the windows are touched by everyone (each chat turn, each batch of blocks), so their changes wait in
+``NetworkAvatar`` rows before its ``AvatarDay`` rows, then its ``AvatarHour`` rows (each sorted when several),
+then the chatters', then the network's days (sorted), the windows' (shared: see ``UsageWindow``), the recent
+hours' (shared: see ``RecentHours``) with the avatars' recent totals (sorted), and the model's. The network's
+days, the windows and the recent totals are touched by everyone (each chat turn, each batch of blocks), so their
+changes wait in
 the session (:func:`_pending`) and are written last, by :func:`settle` — which each function here calls before
 it returns, except those the indexer's projection calls several times in one transaction: it calls
 :func:`settle` once, at the end."""
@@ -24,26 +26,38 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from app.network import spread
 from app.network.models import (
     AvatarChatter,
     AvatarDay,
+    AvatarHour,
+    AvatarRecent,
     AvatarWindow,
     Chatter,
     CreatorWindow,
+    FeeWindow,
     ModelDay,
     NetworkAvatar,
     NetworkDay,
     NodeDay,
+    RecentHours,
     UsageWindow,
 )
 
 Row = TypeVar("Row", bound=SQLModel)
+RECENT_HOURS = 24  # the rankings' "24 h": the current UTC hour and the 23 before it (see RecentHours)
 BATCH = 1000  # rows per statement: well below any database's limit on bound values
 PENDING = "network_pending"  # the session.info key of the changes that wait for settle()
 
 
 def utc_day(moment: datetime) -> date:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+def utc_hour(moment: datetime) -> datetime:
+    """The start of ``moment``'s UTC hour."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _dialect_name(session: AsyncSession) -> str:
@@ -96,6 +110,8 @@ class Pending:
     days: dict[date, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     avatar_chats: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
     creator_fees: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
+    recent_chats: dict[tuple[str, datetime], int] = field(default_factory=lambda: defaultdict(int))
+    recent_volume: dict[tuple[str, datetime], int] = field(default_factory=lambda: defaultdict(int))
 
 
 def _pending(session: AsyncSession) -> Pending:
@@ -137,8 +153,13 @@ async def settle(session: AsyncSession) -> None:
     for (day,), row in (await _locked_rows(session, NetworkDay, ("day",), changed)).items():
         for name, delta in pending.days[day].items():
             setattr(row, name, getattr(row, name) + delta)
-    if not (pending.avatar_chats or pending.creator_fees):
-        return
+    if pending.avatar_chats or pending.creator_fees:
+        await _settle_windows(session, pending)
+    if pending.recent_chats or pending.recent_volume:
+        await _settle_recent(session, pending)
+
+
+async def _settle_windows(session: AsyncSession, pending: Pending) -> None:
     covering = [
         (window.days, window.last_day)
         for window in await session.scalars(
@@ -175,6 +196,52 @@ async def settle(session: AsyncSession) -> None:
     totals = await _locked_rows(session, CreatorWindow, ("days", "creator"), sorted(key for key in fees if fees[key]))
     for key, total in totals.items():
         total.creator_fees += fees[key]
+    for days in sorted({days for days, _ in totals}):
+        await _summarise_fees(session, days)
+
+
+async def _summarise_fees(session: AsyncSession, days: int) -> None:
+    """The window's ``FeeWindow`` summed again from its creators' fees (flushed first: as just changed)."""
+    fees = col(CreatorWindow.creator_fees)
+    amounts = list(await session.scalars(select(fees).where(col(CreatorWindow.days) == days, fees > 0).order_by(fees)))
+    counts = spread.histogram(amounts)
+    summary = await _locked(session, FeeWindow, days=days)
+    summary.creators = len(amounts)
+    summary.median = amounts[len(amounts) // 2] if amounts else 0
+    summary.p90 = amounts[len(amounts) * 9 // 10] if amounts else 0
+    summary.largest = amounts[-1] if amounts else 0
+    summary.top_10 = sum(amounts[-10:])
+    summary.hhi, summary.gini = spread.hhi_of(counts), spread.gini_of(counts)
+
+
+async def _settle_recent(session: AsyncSession, pending: Pending) -> None:
+    """The changes in the recent hours (from ``RecentHours.first_hour`` on) added to the avatars' recent totals."""
+    await session.execute(_dialect(session).insert(RecentHours).values(id=1).on_conflict_do_nothing())
+    first_hour = (
+        await session.scalars(select(col(RecentHours.first_hour)).with_for_update(read=True))  # see RecentHours
+    ).one()
+    if first_hour is None:  # not summed yet: the first move sums what this transaction commits
+        return
+    chats: dict[str, int] = defaultdict(int)
+    volume: dict[str, int] = defaultdict(int)
+    for (avatar_id, hour), count in pending.recent_chats.items():
+        if hour >= first_hour:
+            chats[avatar_id] += count
+    for (avatar_id, hour), amount in pending.recent_volume.items():
+        if hour >= first_hour:
+            volume[avatar_id] += amount
+    await _add_recent(session, chats, volume)
+
+
+async def _add_recent(session: AsyncSession, chats: Mapping[str, int], volume: Mapping[str, int]) -> None:
+    """Changes (negative to take out) to the avatars' recent totals; a row left at zero is deleted (a missing row
+    reads as zero)."""
+    changed = sorted((key,) for key in chats.keys() | volume.keys() if chats.get(key, 0) or volume.get(key, 0))
+    for (avatar_id,), row in (await _locked_rows(session, AvatarRecent, ("avatar_id",), changed)).items():
+        row.chats += chats.get(avatar_id, 0)
+        row.volume += volume.get(avatar_id, 0)
+        if not (row.chats or row.volume):
+            await session.delete(row)
 
 
 async def rebuild_window(session: AsyncSession, days: int, last_day: date) -> None:
@@ -205,7 +272,33 @@ async def rebuild_window(session: AsyncSession, days: int, last_day: date) -> No
     rows = [{"days": days, "creator": creator, "creator_fees": fees} for creator, fees in earned.items() if fees]
     for start in range(0, len(rows), BATCH):
         await session.execute(insert(CreatorWindow), rows[start : start + BATCH])
+    await _summarise_fees(session, days)
     window.last_day = last_day
+
+
+async def advance_recent(session: AsyncSession, now: datetime) -> None:
+    """The recent hours moved to start ``RECENT_HOURS - 1`` hours before ``now``'s, under the lock every event
+    shares: the hours they leave taken back out of the avatars' recent totals (a row left at zero deleted), or,
+    the first time, the hours from there on summed. A no-op when they already start there; after a long stop,
+    every hour missed leaves at once."""
+    start = utc_hour(now) - timedelta(hours=RECENT_HOURS - 1)
+    recent = await _locked(session, RecentHours, id=1)
+    if recent.first_hour is not None and recent.first_hour >= start:
+        return
+    hours, sign = (
+        (col(AvatarHour.hour) >= start, +1)
+        if recent.first_hour is None
+        else (col(AvatarHour.hour).between(recent.first_hour, start - timedelta(hours=1)), -1)
+    )
+    chats: dict[str, int] = defaultdict(int)
+    volume: dict[str, int] = defaultdict(int)
+    for avatar_id, count, amount in await session.execute(  # wei: summed here, exact on every database
+        select(col(AvatarHour.avatar_id), col(AvatarHour.chats), col(AvatarHour.volume)).where(hours)
+    ):
+        chats[avatar_id] += sign * count
+        volume[avatar_id] += sign * amount
+    await _add_recent(session, chats, volume)
+    recent.first_hour = start
 
 
 # ---------------------------------------------------------------- chats
@@ -236,12 +329,17 @@ async def record_turn(
     pending.days[day]["chats"] += 1
     pending.days[day]["active_avatars"] += avatar_day.chats == 1
     pending.avatar_chats[avatar_id, day] += 1
+    hour = utc_hour(ended_at)
+    avatar_hour = await _locked(session, AvatarHour, avatar_id=avatar_id, hour=hour)
+    avatar_hour.chats += 1
+    pending.recent_chats[avatar_id, hour] += 1
     chatter = await session.get(AvatarChatter, (avatar_id, fan), with_for_update=True)
     if chatter is None:
-        session.add(AvatarChatter(avatar_id=avatar_id, fan=fan, first_day=day, last_day=day, chats=1))
+        session.add(AvatarChatter(avatar_id=avatar_id, fan=fan, first_day=day, last_day=day, chats=1, last_hour=hour))
         avatar_day.chatters += 1
     else:
         chatter.chats += 1
+        chatter.last_hour = max(chatter.last_hour, hour)
         if day > chatter.last_day:  # a turn can end a moment after a later one, across midnight: counted once
             chatter.last_day, chatter.active_days = day, chatter.active_days + 1
             avatar_day.chatters += 1
@@ -322,6 +420,13 @@ async def apply_trades(
         network_day["volume"] += volume
         network_day["creator_fees"] += fees
         pending.creator_fees[creators.get(avatar_id) or "", day] += fees
+    by_hour: dict[tuple[str, datetime], int] = defaultdict(int)
+    for trade in trades:
+        by_hour[trade["avatar_id"], utc_hour(trade["timestamp"])] += direction * trade["eth_amount"]
+    hours = await _locked_rows(session, AvatarHour, ("avatar_id", "hour"), sorted(by_hour))
+    for key, volume in by_hour.items():
+        hours[key].volume += volume
+        pending.recent_volume[key] += volume
 
 
 async def _first_outside_buys(

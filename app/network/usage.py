@@ -1,8 +1,9 @@
 """The network's usage over a window, read from the rollups (``app.network.models``).
 
 Windows are whole UTC days ending today: ``24h`` is today so far, ``7d`` today and the six days before,
-``30d`` thirty days. Distinct chatters over a window are the fans whose last chatting day falls in it
-(exact: each day counts the fans whose latest day it is), not a sum of daily counts.
+``30d`` thirty days — ending yesterday in the moments after midnight until the background upkeep has summed the
+window again (see :func:`network_usage`). Distinct chatters over a window are the fans whose last chatting day
+falls in it (exact: each day counts the fans whose latest day it is), not a sum of daily counts.
 
 How activity is spread over avatars (``distribution``), among the avatars chatted with in the window:
 the share of chats of the top 1, 10 and 100; the Herfindahl–Hirschman index ``Σ sᵢ²`` over each avatar's
@@ -12,18 +13,16 @@ Lorenz curve: the share of chats of the least-chatted x % of avatars, for x from
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
-import itertools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
 from msgspec import Struct
-from sqlalchemy import Float, RowMapping, Select, cast, func, literal, select, union_all
+from sqlalchemy import RowMapping, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
@@ -33,16 +32,15 @@ from app.network.models import (
     AvatarChatter,
     AvatarDay,
     AvatarWindow,
-    CreatorWindow,
+    FeeWindow,
     ModelDay,
     NetworkDay,
     NodeDay,
     UsageWindow,
 )
 from app.network.rollups import rebuild_window
+from app.network.spread import gini_of, hhi_of, lorenz_of, top_shares_of
 
-LORENZ_POINTS = 50  # segments of the curve: enough to draw it, few enough to send
-TOP_COUNTS = (1, 10, 100)
 AVATAR_DAYS = 30  # an avatar's own chart
 
 
@@ -147,85 +145,6 @@ class AvatarUsage(Struct):
     chats_by_day: dict[str, int]
 
 
-# ---------------------------------------------------------------- inequality
-
-
-Histogram = Sequence[tuple[int, int]]  # (value, how many have it), values ascending: 10,000 avatars' chats fit
-# in a few hundred pairs, so the figures below cost what the distinct values do, not what the avatars do
-
-
-def histogram(values: Sequence[int]) -> list[tuple[int, int]]:
-    return sorted(Counter(values).items())
-
-
-def hhi(values: Sequence[int]) -> float:
-    return hhi_of(histogram(values))
-
-
-def hhi_of(counts: Histogram) -> float:
-    total = sum(value * many for value, many in counts)
-    return round(sum(many * (value / total) ** 2 for value, many in counts), 6) if total else 0.0
-
-
-def gini(values: Sequence[int]) -> float:
-    return gini_of(histogram(values))
-
-
-def gini_of(counts: Histogram) -> float:
-    """0 when all are equal, towards 1 when one holds everything: ``Σᵢ (2i − n − 1)·xᵢ / (n·Σx)`` sorted up, the
-    ``k`` equal values from place ``i₀`` on weighing ``2·(k·i₀ + k(k−1)/2) − k(n+1)`` together (exact integers)."""
-    n, total = sum(many for _, many in counts), sum(value * many for value, many in counts)
-    if not total:
-        return 0.0
-    weighted, first = 0, 1
-    for value, many in counts:
-        weighted += value * (2 * (many * first + many * (many - 1) // 2) - many * (n + 1))
-        first += many
-    return round(weighted / (n * total), 6)
-
-
-def lorenz(values: Sequence[int], points: int = LORENZ_POINTS) -> list[tuple[float, float]]:
-    return lorenz_of(histogram(values), points)
-
-
-def lorenz_of(counts: Histogram, points: int = LORENZ_POINTS) -> list[tuple[float, float]]:
-    """The share of the total held by the least x of the values, at ``points`` + 1 even steps of x."""
-    n, total = sum(many for _, many in counts), sum(value * many for value, many in counts)
-    if not total:
-        return []
-    ends, sums_before = list(itertools.accumulate(many for _, many in counts)), [0]
-    for value, many in counts:
-        sums_before.append(sums_before[-1] + value * many)
-    curve = []
-    for step in sorted({round(n * k / points) for k in range(points + 1)}):
-        group = bisect.bisect_left(ends, step)  # the group the step-th value falls in
-        below = sums_before[group] + (step - (ends[group - 1] if group else 0)) * counts[group][0] if step else 0
-        curve.append((round(step / n, 4), round(below / total, 4)))
-    return curve
-
-
-def top_shares(values: Sequence[int]) -> dict[str, float]:
-    return top_shares_of(histogram(values))
-
-
-def top_shares_of(counts: Histogram) -> dict[str, float]:
-    total = sum(value * many for value, many in counts)
-    shares = {}
-    for top in TOP_COUNTS:
-        left, held = top, 0
-        for value, many in reversed(counts):
-            taken = min(left, many)
-            held, left = held + taken * value, left - taken
-            if not left:
-                break
-        shares[str(top)] = round(held / total, 4) if total else 0.0
-    return shares
-
-
-def quantile(ordered: Sequence[int], q: float) -> int:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
-
-
 # ---------------------------------------------------------------- reading the rollups
 
 
@@ -235,16 +154,20 @@ async def has_chatted(session: AsyncSession, avatar_id: str, fan: str) -> bool:
 
 async def network_usage(session: AsyncSession, window: Window, today: date) -> NetworkUsage:
     """The window's figures, one query per section, none of which reads more than a row per day, model, node,
-    creator or distinct chat count: the windows' own totals (``AvatarWindow``, ``CreatorWindow``) are rebuilt
-    first if they end before ``today`` (once a day), in a transaction of their own."""
-    start = window.first_day(today)
-    if await session.scalar(select(col(UsageWindow.last_day)).where(col(UsageWindow.days) == window.days)) != today:
+    creator or distinct chat count. The window ends on the day its own totals (``AvatarWindow``, ``CreatorWindow``,
+    ``FeeWindow``) were built for: ``today``, or yesterday in the moments after midnight until the background upkeep
+    (``app.network.upkeep``) has summed them again — every section then covers those same days. Only a window never
+    built, or one the upkeep left more than a day behind, is summed here first, in a transaction of its own."""
+    last_day = await session.scalar(select(col(UsageWindow.last_day)).where(col(UsageWindow.days) == window.days))
+    if last_day is None or last_day < today - timedelta(days=1):
         await session.rollback()  # a new snapshot (SQLite) once the rebuild is committed
         assert isinstance(session.bind, AsyncEngine), "the app's sessions are bound to its engine"
         async with session_factory(session.bind)() as writer:  # its SQLite writer queue: the engine's
             await claim_writer(writer)
             await rebuild_window(writer, window.days, today)
             await writer.commit()
+        last_day = today
+    start = window.first_day(last_day)
     chats = await _chats_histogram(session, window)
     model_days = (
         await session.execute(
@@ -257,18 +180,18 @@ async def network_usage(session: AsyncSession, window: Window, today: date) -> N
                 col(ModelDay.completion_tokens),
                 col(ModelDay.spend),
                 col(ModelDay.paid_replies),
-            ).where(col(ModelDay.day).between(start, today))
+            ).where(col(ModelDay.day).between(start, last_day))
         )
     ).all()
     days = (  # plain rows: thirty ORM entities would cost more than every other section
-        (await session.execute(select(table_of(NetworkDay)).where(col(NetworkDay.day).between(start, today))))
+        (await session.execute(select(table_of(NetworkDay)).where(col(NetworkDay.day).between(start, last_day))))
         .mappings()
         .all()
     )
     return NetworkUsage(
         window=window.value,
         first_day=start,
-        last_day=today,
+        last_day=last_day,
         chats=sum(value * many for value, many in chats),
         chatters=sum(day["last_chatters"] for day in days),
         distribution=Distribution(
@@ -279,14 +202,14 @@ async def network_usage(session: AsyncSession, window: Window, today: date) -> N
             lorenz=lorenz_of(chats),
         ),
         models=_models(model_days),
-        nodes=await _nodes(session, start),
+        nodes=await _nodes(session, start, last_day),
         creator_fees=await _fee_earnings(session, window, total=sum(day["creator_fees"] for day in days)),
         new_avatars=NewAvatars(
             listed=sum(day["new_avatars"] for day in days),
             first_chat=sum(day["new_chatted"] for day in days),
             first_outside_buyer=sum(day["new_bought"] for day in days),
         ),
-        daily=_daily(start, today, {day["day"]: day for day in days}, model_days),
+        daily=_daily(start, last_day, {day["day"]: day for day in days}, model_days),
     )
 
 
@@ -307,14 +230,16 @@ NO_DAY = {
 ModelDayRow = Sequence[Any]  # day, model, replies, failed, prompt and completion tokens, spend, paid replies
 
 
-def _daily(start: date, today: date, days: dict[date, RowMapping], model_days: Sequence[ModelDayRow]) -> list[DayUsage]:
+def _daily(
+    start: date, last_day: date, days: dict[date, RowMapping], model_days: Sequence[ModelDayRow]
+) -> list[DayUsage]:
     replies: dict[date, int] = defaultdict(int)
     spend: dict[date, int] = defaultdict(int)
     for day, _, day_replies, _, _, _, day_spend, _ in model_days:
         replies[day] += day_replies
         spend[day] += day_spend
     result = []
-    for offset in range((today - start).days + 1):
+    for offset in range((last_day - start).days + 1):
         day = start + timedelta(days=offset)
         totals: Mapping[Any, Any] = days.get(day) or NO_DAY
         result.append(
@@ -356,11 +281,11 @@ def _models(model_days: Sequence[ModelDayRow]) -> list[ModelUsage]:
     ]
 
 
-async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
+async def _nodes(session: AsyncSession, start: date, last_day: date) -> list[NodeUsage]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0] * 3)
     for node, replies, failures, earned in await session.execute(
         select(col(NodeDay.node), col(NodeDay.replies), col(NodeDay.failures), col(NodeDay.earned)).where(
-            col(NodeDay.day) >= start
+            col(NodeDay.day).between(start, last_day)
         )
     ):
         sums = totals[node]
@@ -374,52 +299,19 @@ async def _nodes(session: AsyncSession, start: date) -> list[NodeUsage]:
 
 
 async def _fee_earnings(session: AsyncSession, window: Window, total: int) -> FeeEarnings:
-    """How the window's ``total`` of creators' fees is spread, read in SQL over the creators' totals: the sums that
-    HHI and Gini need in floating point (they are ratios), then the median, 90th percentile and top ten exactly,
-    each picked through the index on (days, creator_fees)."""
-    fees = col(CreatorWindow.creator_fees)
-    earning = (col(CreatorWindow.days) == window.days) & (fees > 0)
-    ranks = (
-        select(cast(fees, Float).label("amount"), func.row_number().over(order_by=fees).label("place"))
-        .where(earning)
-        .subquery()
-    )
-    count, squares, weighted, approximate = (
-        await session.execute(
-            select(
-                func.count(),
-                func.sum(ranks.c.amount * ranks.c.amount),
-                func.sum(ranks.c.place * ranks.c.amount),
-                func.sum(ranks.c.amount),
-            )
-        )
-    ).one()
-    if not count:
+    """How the window's ``total`` of creators' fees is spread: its summary, kept with its creators' totals."""
+    summary = await session.get(FeeWindow, window.days)
+    if summary is None or not summary.creators:
         return FeeEarnings(0, "0", "0", "0", "0", 0.0, 0.0, 0.0)
-
-    def picked(name: str, ordered: Any, offset: int, many: int = 1) -> Select[Any]:
-        rows = select(fees.label("amount")).where(earning).order_by(ordered).offset(offset).limit(many).subquery()
-        return select(literal(name).label("name"), rows.c.amount)
-
-    median, p90, *top = (
-        amount
-        for _, amount in await session.execute(
-            union_all(
-                picked("median", fees, count // 2),  # quantile(): the value at int(q·n), from 0
-                picked("p90", fees, count * 9 // 10),
-                picked("top", fees.desc(), 0, many=10),
-            )
-        )
-    )
     return FeeEarnings(
-        creators=count,
+        creators=summary.creators,
         total_wei=str(total),
-        median_wei=str(median),
-        p90_wei=str(p90),
-        max_wei=str(top[0]),
-        top_10_share=round(sum(top) / total, 4),
-        hhi=round(squares / approximate**2, 6),
-        gini=round((2 * weighted - (count + 1) * approximate) / (count * approximate), 6),  # Σ (2i − n − 1)·xᵢ / nΣx
+        median_wei=str(summary.median),
+        p90_wei=str(summary.p90),
+        max_wei=str(summary.largest),
+        top_10_share=round(summary.top_10 / total, 4),
+        hhi=summary.hhi,
+        gini=summary.gini,
     )
 
 

@@ -13,9 +13,11 @@ from web3.exceptions import ContractLogicError
 
 from app.chain.client import Chain
 from app.config import Settings
+from app.db.models import utc_now
 from app.main import create_app
 from app.market import curve
 from app.market.service import QUOTE_TTL_S
+from app.network.rollups import record_turn
 from tests.helpers import (
     FAR_DEADLINE,
     avatar_bytes,
@@ -288,6 +290,19 @@ async def test_rankings_order_and_pagination(
         ids[handle] = await launch(client, chain, accounts["creator"], handle, first_keys=keys)
     buy(chain, accounts["fan"], ids["small"], 1)
     await index(app)
+    async with app.state.services.sessions() as session:  # one chat: chats_24h ranks it, then the two without
+        await record_turn(
+            session,
+            avatar_id=ids["medium"],
+            fan=accounts["fan"].address,
+            model=None,
+            ended_at=utc_now(),
+            replied=True,
+            prompt_tokens=None,
+            completion_tokens=None,
+            paid_wei=0,
+        )
+        await session.commit()
 
     by_cap = (await client.get("/api/avatars", params={"sort": "market_cap"})).json()["items"]
     assert [a["handle"] for a in by_cap] == ["large", "medium", "small"]
@@ -302,7 +317,7 @@ async def test_rankings_order_and_pagination(
     searched = (await client.get("/api/avatars", params={"q": "MED"})).json()["items"]
     assert [a["handle"] for a in searched] == ["medium"]
 
-    for sort in ("volume_24h", "market_cap", "holders", "newest"):  # counted in Python, then three read in SQL
+    for sort in ("volume_24h", "chats_24h", "market_cap", "holders", "newest"):
         whole = [a["handle"] for a in (await client.get("/api/avatars", params={"sort": sort})).json()["items"]]
         seen, cursor = [], None
         while True:
@@ -316,6 +331,8 @@ async def test_rankings_order_and_pagination(
         assert sorted(seen) == ["large", "medium", "small"]
         if sort == "volume_24h":
             assert seen[0] == "large"  # the creator's 6-key first buy is the largest volume
+        if sort == "chats_24h":  # the avatars without chats after it, newest id first: paged across both steps
+            assert seen == ["medium", *sorted(("small", "large"), key=lambda handle: ids[handle], reverse=True)]
 
 
 async def test_candles_follow_the_spot_price(

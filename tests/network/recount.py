@@ -14,14 +14,19 @@ from sqlalchemy.orm import aliased
 from app.chat.models import ChatMessage, MessageStatus, ReplyAttestation, Role
 from app.market.models import MarketAvatar, Trade
 from app.network.models import (
+    AvatarChatter,
     AvatarDay,
+    AvatarHour,
+    AvatarRecent,
     AvatarWindow,
     Chatter,
     CreatorWindow,
+    FeeWindow,
     ModelDay,
     NetworkAvatar,
     NetworkDay,
     NodeDay,
+    RecentHours,
     UsageWindow,
 )
 
@@ -32,6 +37,10 @@ def aware(moment: datetime) -> datetime:
 
 def day_of(moment: datetime) -> date:
     return aware(moment).date()
+
+
+def hour_of(moment: datetime) -> datetime:
+    return aware(moment).replace(minute=0, second=0, microsecond=0)
 
 
 NETWORK_DAY = (
@@ -61,6 +70,8 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         lambda: {"replies": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "spend": 0, "paid_replies": 0}
     )
     network_days: dict[date, set[str]] = defaultdict(set)
+    avatar_hours: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: {"chats": 0, "volume": 0})
+    last_hours: dict[tuple[str, str], datetime] = {}
     first_chat: dict[str, date] = {}
     prompt = aliased(ChatMessage)
     turns = await session.execute(
@@ -73,6 +84,9 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         avatar_days[asked.avatar_id, day]["chats"] += 1
         fans_per_day[asked.avatar_id, day].add(asked.fan)
         network_days[day].add(asked.fan)
+        hour = hour_of(asked.completed_at)
+        avatar_hours[asked.avatar_id, hour]["chats"] += 1
+        last_hours[asked.avatar_id, asked.fan] = max(hour, last_hours.get((asked.avatar_id, asked.fan), hour))
         first_chat[asked.avatar_id] = min(day, first_chat.get(asked.avatar_id, day))
         model = model_days[reply.model, day]
         model["replies" if reply.status == MessageStatus.complete else "failed"] += 1
@@ -89,6 +103,7 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         row["trades"] += 1
         row["volume"] += trade.eth_amount
         row["creator_fees"] += trade.creator_fee
+        avatar_hours[trade.avatar_id, hour_of(trade.timestamp)]["volume"] += trade.eth_amount
         if trade.is_buy and trade.trader != creators.get(trade.avatar_id):
             first_outside.setdefault(trade.avatar_id, trade.timestamp)
     # A node's verified replies (its failures, and what a rejected reply was paid, only the proxy client saw).
@@ -117,6 +132,8 @@ async def recount(session: AsyncSession) -> dict[str, Any]:
         listed["new_bought"] += market.avatar_id in first_outside
     return {
         "avatar_days": _nonzero(dict(avatar_days)),
+        "avatar_hours": _nonzero(dict(avatar_hours)),
+        "last_hours": last_hours,
         "model_days": _nonzero(dict(model_days)),
         "network_days": _nonzero(dict(days)),
         "chatters": {fan: (min(days), max(days)) for fan, days in chatters.items()},
@@ -142,6 +159,13 @@ async def rollups(session: AsyncSession) -> dict[str, Any]:
                 for row in await session.scalars(select(AvatarDay))
             }
         ),
+        "avatar_hours": _nonzero(
+            {
+                (row.avatar_id, row.hour): {"chats": row.chats, "volume": row.volume}
+                for row in await session.scalars(select(AvatarHour))
+            }
+        ),
+        "last_hours": {(row.avatar_id, row.fan): row.last_hour for row in await session.scalars(select(AvatarChatter))},
         "model_days": _nonzero(
             {
                 (row.model, row.day): {
@@ -170,6 +194,28 @@ async def rollups(session: AsyncSession) -> dict[str, Any]:
     }
 
 
+def fee_summary(row: FeeWindow) -> tuple[int, int, int, int, int, float, float]:
+    return (row.creators, row.median, row.p90, row.largest, row.top_10, row.hhi, row.gini)
+
+
+def summarised(amounts: list[int]) -> tuple[int, int, int, int, int, float, float]:
+    """A window's creators' fees (above zero, least first) summed up as the old per-request pass did: the median at
+    place n // 2, the 90th percentile at 9n // 10, the largest, the ten largest; HHI and Gini over float amounts."""
+    if not amounts:
+        return (0, 0, 0, 0, 0, 0.0, 0.0)
+    n, total = len(amounts), float(sum(amounts))
+    weighted = sum(place * float(amount) for place, amount in enumerate(amounts, start=1))
+    return (
+        n,
+        amounts[n // 2],
+        amounts[n * 9 // 10],
+        amounts[-1],
+        sum(amounts[-10:]),
+        round(sum(float(amount) ** 2 for amount in amounts) / total**2, 6),
+        round((2 * weighted - (n + 1) * total) / (n * total), 6),
+    )
+
+
 async def windows(session: AsyncSession) -> dict[int, dict[str, Any]]:
     """Each built window's per-avatar chats and per-creator fees: as kept, and summed again from the day rollups."""
     creators = {row.avatar_id: row.creator or "" for row in await session.scalars(select(NetworkAvatar))}
@@ -186,14 +232,32 @@ async def windows(session: AsyncSession) -> dict[int, dict[str, Any]]:
                 fees[creators.get(row.avatar_id, "")] += row.creator_fees
         kept_chats = await session.scalars(select(AvatarWindow).where(AvatarWindow.days == window.days))
         kept_fees = await session.scalars(select(CreatorWindow).where(CreatorWindow.days == window.days))
+        summary = await session.get(FeeWindow, window.days)
+        amounts = sorted(amount for amount in fees.values() if amount)
         result[window.days] = {
             "kept": (
                 {row.avatar_id: row.chats for row in kept_chats if row.chats},
                 {row.creator: row.creator_fees for row in kept_fees if row.creator_fees},
+                None if summary is None else fee_summary(summary),
             ),
             "summed": (
                 {avatar_id: count for avatar_id, count in chats.items() if count},
                 {creator: amount for creator, amount in fees.items() if amount},
+                summarised(amounts),
             ),
         }
     return result
+
+
+async def recent_totals(session: AsyncSession) -> dict[str, dict[str, tuple[int, int]]]:
+    """The avatars' recent totals (chats, volume) as kept, and summed again from the hour rollups."""
+    first_hour = await session.scalar(select(RecentHours.first_hour))
+    summed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    hours = [] if first_hour is None else await session.scalars(select(AvatarHour).where(AvatarHour.hour >= first_hour))
+    for row in hours:  # none while not summed yet
+        summed[row.avatar_id][0] += row.chats
+        summed[row.avatar_id][1] += row.volume
+    return {
+        "kept": {row.avatar_id: (row.chats, row.volume) for row in await session.scalars(select(AvatarRecent))},
+        "summed": {avatar_id: (chats, volume) for avatar_id, (chats, volume) in summed.items() if chats or volume},
+    }

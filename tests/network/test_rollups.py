@@ -20,7 +20,7 @@ from app.proxy.node.attestation import EnclaveIdentity
 from tests.chat.conftest import Served, reply_frames, send_message
 from tests.conftest import between_snapshot, chain_of_its_own
 from tests.helpers import buy, launch, sell
-from tests.network.recount import recount, rollups, windows
+from tests.network.recount import recent_totals, recount, rollups, windows
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,9 @@ async def figures(served: Served) -> tuple[dict[str, object], dict[str, object]]
         assert set(kept_windows) == {1, 7, 30}
         for window in kept_windows.values():
             assert window["kept"] == window["summed"]
+        recent = await recent_totals(session)
+        assert recent["kept"] == recent["summed"]
+        assert recent["kept"]  # summed as the app started, then kept by every event
         return await rollups(session), await recount(session)
 
 

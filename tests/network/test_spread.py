@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from app.network.usage import gini, hhi, lorenz, lorenz_svg_points, top_shares
+from app.network.spread import gini, hhi, lorenz, top_shares
+from app.network.usage import lorenz_svg_points
 
 
 def test_an_even_spread_and_a_monopoly_are_the_two_ends() -> None:
