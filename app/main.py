@@ -147,7 +147,7 @@ def _lifespan(
         tasks = [
             asyncio.create_task(journal.run(sessions, interval_s=settings.chat_journal_replay_s), name="chat-journal")
         ]
-        await network_upkeep.move_hours(sessions, utc_now())  # the rankings' 24 h current before serving
+        await network_upkeep.before_serving(sessions, utc_now())  # the rankings' 24 h current before serving
         tasks.append(asyncio.create_task(network_upkeep.run(sessions), name="network-upkeep"))
         if settings.chain_probe_interval_s:
             tasks.append(asyncio.create_task(watch_chain(chain, settings), name="chain-watch"))

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.engine import claim_writer
@@ -34,6 +35,15 @@ async def _in_transaction(
 async def move_hours(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
     """The rankings' recent hours moved to ``now``'s: one short transaction (the lifespan's before serving)."""
     await _in_transaction(sessions, lambda session: advance_recent(session, now))
+
+
+async def before_serving(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
+    """The rankings' 24 h made current before the first request, unless the database is down now: then a log line,
+    and :func:`run` moves them once it answers (the process still starts; ``/readyz`` says why)."""
+    try:
+        await move_hours(sessions, now)
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("network_upkeep_skipped", error=repr(error)[:200])
 
 
 async def catch_up(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
