@@ -17,7 +17,9 @@ from sqlalchemy import ColumnElement, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app.db.models import utc_now
 from app.network.models import AvatarChatter, AvatarRecent, RecentHours
+from app.network.rollups import recent_start
 
 # The rankings' keys: an avatar's recent totals, ranked through their indexes among the avatars that have some
 # (:func:`having`), before those without (:func:`lacking`), whose key is zero.
@@ -44,11 +46,12 @@ def lacking(key: Any, avatar_id: Any) -> ColumnElement[bool]:
 
 
 async def recent_of(session: AsyncSession, avatar_ids: list[str]) -> dict[str, Recent]:
-    """Each of ``avatar_ids``'s recent figures (zeros for one without any), once :func:`keep_current` has run."""
+    """Each of ``avatar_ids``'s recent figures (zeros for one without any). Before the upkeep first sums the recent
+    hours (a database that was down as the process started), the totals are empty and the chatters are counted
+    from where that sum will start."""
     if not avatar_ids:
         return {}
-    first_hour = await session.scalar(select(col(RecentHours.first_hour)))
-    assert first_hour is not None, "the recent hours are summed by keep_current() first"
+    first_hour = await session.scalar(select(col(RecentHours.first_hour))) or recent_start(utc_now())
     totals = {
         avatar_id: (chats, volume)
         for avatar_id, chats, volume in await session.execute(

@@ -207,8 +207,7 @@ async def _summarise_fees(session: AsyncSession, days: int) -> None:
     counts = spread.histogram(amounts)
     summary = await _locked(session, FeeWindow, days=days)
     summary.creators = len(amounts)
-    summary.median = amounts[len(amounts) // 2] if amounts else 0
-    summary.p90 = amounts[len(amounts) * 9 // 10] if amounts else 0
+    summary.median, summary.p90 = spread.quantile(amounts, 0.5), spread.quantile(amounts, 0.9)
     summary.largest = amounts[-1] if amounts else 0
     summary.top_10 = sum(amounts[-10:])
     summary.hhi, summary.gini = spread.hhi_of(counts), spread.gini_of(counts)
@@ -276,12 +275,17 @@ async def rebuild_window(session: AsyncSession, days: int, last_day: date) -> No
     window.last_day = last_day
 
 
+def recent_start(now: datetime) -> datetime:
+    """The first of the recent hours at ``now``: ``RECENT_HOURS - 1`` hours before ``now``'s."""
+    return utc_hour(now) - timedelta(hours=RECENT_HOURS - 1)
+
+
 async def advance_recent(session: AsyncSession, now: datetime) -> None:
     """The recent hours moved to start ``RECENT_HOURS - 1`` hours before ``now``'s, under the lock every event
     shares: the hours they leave taken back out of the avatars' recent totals (a row left at zero deleted), or,
     the first time, the hours from there on summed. A no-op when they already start there; after a long stop,
     every hour missed leaves at once."""
-    start = utc_hour(now) - timedelta(hours=RECENT_HOURS - 1)
+    start = recent_start(now)
     recent = await _locked(session, RecentHours, id=1)
     if recent.first_hour is not None and recent.first_hour >= start:
         return

@@ -96,3 +96,22 @@ async def test_the_last_24_hours_move_by_the_hour_and_follow_a_reorg(session: As
 def test_the_upkeep_wakes_a_moment_after_each_hour_begins() -> None:
     assert until_next_hour(NOW) == 20 * 60 + AFTER_THE_HOUR_S
     assert until_next_hour(NOW.replace(minute=0)) == 3600 + AFTER_THE_HOUR_S
+
+
+async def test_before_the_first_sum_the_figures_read_as_none_yet_without_failing(database_url: str) -> None:
+    # The upkeep could not sum the recent hours (a database down as the process started): events still count in
+    # their hours and the chatters, and a read answers instead of failing.
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            await turn(session, BUSY, ADA, datetime.now(UTC))
+            await settle(session)
+            await session.commit()
+            figures = await recent.recent_of(session, [BUSY, QUIET])
+            assert figures[BUSY] == recent.Recent(chats=0, chatters=1, volume=0)  # totals come with the first sum
+            assert figures[QUIET] == recent.Recent()
+            await advance_recent(session, datetime.now(UTC))
+            await session.commit()
+            assert (await recent.recent_of(session, [BUSY]))[BUSY] == recent.Recent(chats=1, chatters=1, volume=0)
+    finally:
+        await engine.dispose()
