@@ -156,7 +156,6 @@ async def store_turn_end(session: AsyncSession, end: TurnEnd) -> tuple[ChatMessa
             message_id=prompt.id,
             reply_id=end.reply_id,
             said=prompt.content,
-            model=reply.model or "",
             now=end.ended_at,
         )
     # The network's rollups count the turn in the transaction that ends it, so once whichever write stores it.

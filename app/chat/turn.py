@@ -303,7 +303,9 @@ class ChatService:
         else:
             try:
                 remembered = (
-                    self._memory.remembered(turn.recalled, turn.content, result.text, turn.avatar.verification_level)
+                    self._memory.remembered(
+                        turn.recalled, turn.content, result.text, turn.avatar.model, turn.avatar.verification_level
+                    )
                     if self._memory is not None
                     else None
                 )

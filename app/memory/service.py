@@ -72,6 +72,7 @@ class TurnMemory(msgspec.Struct, frozen=True):
     it): the recalled memories it used, to reinforce, and its extraction, to queue."""
 
     said_at: float  # when the fan's message was taken (seconds since the epoch): recall's asked_at
+    model: str  # the avatar's, which the extraction is asked of (not the name the upstream answered under)
     verification_level: str
     half_life_s: float
     used: tuple[int, ...] = ()
@@ -132,7 +133,6 @@ async def record_reply(
     message_id: int,
     reply_id: int,
     said: str,
-    model: str,
     now: datetime,
 ) -> None:
     """In the transaction that stores a complete reply: reinforce the memories it used, queue its extraction."""
@@ -144,7 +144,7 @@ async def record_reply(
             source_message_id=message_id,
             avatar_id=avatar_id,
             fan=fan,
-            model=model,
+            model=work.model,
             verification_level=work.verification_level,
             said=said,
             said_at=datetime.fromtimestamp(work.said_at, UTC),
@@ -329,12 +329,15 @@ class MemoryService:
             await session.commit()
         return len(missing)
 
-    def remembered(self, recalled: Recall, said: str, reply: str, verification_level: str) -> TurnMemory | None:
+    def remembered(
+        self, recalled: Recall, said: str, reply: str, model: str, verification_level: str
+    ) -> TurnMemory | None:
         """What the complete reply to ``said`` leaves to memory, to store with it; None with memory off."""
         if not self.enabled:
             return None
         return TurnMemory(
             recalled.asked_at.timestamp(),
+            model,
             verification_level,
             self._settings.memory_half_life_s,
             tuple(used_by(recalled, said, reply)),
