@@ -124,13 +124,15 @@ class Settings(BaseSettings):
     # Memory (app/memory): tokens of remembered facts added after the persona (0: no memory at all); the
     # half-life of a memory's strength since its last use; the strength below which it is forgotten; the
     # most memories one fan's thread with an avatar keeps (the weakest go first); the deadline of one
-    # extraction call; seconds before a failed extraction is tried again (doubling each time; 0: no retry
-    # loop in this process) and how many tries it gets.
+    # extraction call; how long a thread stays quiet before what the fan said since its last extraction is
+    # extracted (in one call); seconds before a failed extraction is tried again (doubling each time; 0: no
+    # retry loop in this process) and how many tries it gets.
     memory_token_budget: int = Field(default=200, ge=0, le=100_000)
     memory_half_life_s: float = Field(default=30 * 86_400.0, gt=0, le=100 * 365 * 86_400.0)
     memory_forget_threshold: float = Field(default=0.1, gt=0, lt=1)
     memory_max_per_thread: int = Field(default=100, ge=1, le=10_000)
     memory_extraction_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    memory_extract_after_s: float = Field(default=5.0, ge=0, le=3_600)
     memory_retry_s: float = Field(default=60.0, ge=0, le=86_400)
     memory_extraction_attempts: int = Field(default=5, ge=1, le=100)
     # Embeddings for memory (off when empty): the model a node serves at /v1/embeddings; the cosine

@@ -1,9 +1,11 @@
-"""Extraction: what the fan just said, turned into short facts by the avatar's model through the proxy node.
+"""Extraction: what the fan said, turned into short facts by the avatar's model through the proxy node.
 
 The request is a chat completion like any reply (paid with x402 and attested, at the avatar's model and
-verification level, only to trusted nodes); the model answers JSON::
+verification level, only to trusted nodes) whose user messages are what the fan said since the last extraction,
+oldest first; the model answers JSON, each fact with the number of the message it comes from (the last when
+left out)::
 
-    {"facts": [{"kind": "name", "key": "name", "text": "Their name is Sam"}, …]}
+    {"facts": [{"kind": "name", "key": "name", "text": "Their name is Sam", "message": 1}, …]}
 
 Anything else (not JSON, a wrong shape, an unknown kind, an empty or overlong text) is
 :class:`MalformedExtraction`: the turn's facts are dropped with a log line, never half-stored.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.memory.models import MAX_FACT_CHARS, MAX_KEY_CHARS, MemoryKind
@@ -20,11 +23,15 @@ from app.proxy.client.client import ProxyClient
 from app.proxy.protocol import VerificationLevel
 
 MAX_FACTS_PER_TURN = 12
-EXTRACTION_MAX_TOKENS = 400
+EXTRACTION_MAX_TOKENS = 400  # per message asked about, up to EXTRACTION_MAX_TOKENS_PER_CALL
+EXTRACTION_MAX_TOKENS_PER_CALL = 1_600
 
 EXTRACTION_PROMPT = (
-    "You extract durable facts about the user from their message and answer with JSON only.\n"
-    'Answer {"facts": [{"kind": …, "key": …, "text": …}]}, with [] when there is nothing worth remembering.\n'
+    "You extract durable facts about the user from their messages and answer with JSON only.\n"
+    'Answer {"facts": [{"kind": …, "key": …, "text": …, "message": …}]}, with [] when there is nothing worth '
+    "remembering.\n"
+    "Each user message is one thing the user said, oldest first; message: the number of the one the fact comes "
+    "from (1 = the first). A later message overrides an earlier one.\n"
     f"kind: one of {', '.join(kind.value for kind in MemoryKind)}.\n"
     'key: a short normalised key, the same for the same subject ("name", "home", "goal:marathon", '
     '"preference:sushi"), so that a new value replaces the old one.\n'
@@ -44,10 +51,11 @@ class Fact:
     kind: MemoryKind
     key: str
     text: str
+    message: int = 0  # which of the messages asked about it comes from (0-based)
 
 
-def extraction_messages(said: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": EXTRACTION_PROMPT}, {"role": "user", "content": said}]
+def extraction_messages(said: Sequence[str]) -> list[dict[str, str]]:
+    return [{"role": "system", "content": EXTRACTION_PROMPT}, *({"role": "user", "content": text} for text in said)]
 
 
 def normalise_key(kind: MemoryKind, key: str) -> str:
@@ -70,13 +78,14 @@ def _json_object(output: str) -> object:
         raise MalformedExtraction(f"not JSON: {error}") from None
 
 
-def parse_facts(output: str) -> list[Fact]:
+def parse_facts(output: str, messages: int = 1) -> list[Fact]:
+    """The facts in a model's answer about ``messages`` messages, each with the one it comes from."""
     document = _json_object(output)
     facts = document.get("facts") if isinstance(document, dict) else None
     if not isinstance(facts, list):
         raise MalformedExtraction('expected {"facts": [...]}')
     parsed: list[Fact] = []
-    for item in facts[:MAX_FACTS_PER_TURN]:
+    for item in facts[: MAX_FACTS_PER_TURN * messages]:
         if not isinstance(item, dict) or not all(isinstance(item.get(name), str) for name in ("kind", "key", "text")):
             raise MalformedExtraction("each fact is {kind, key, text}, all strings")
         try:
@@ -86,16 +95,24 @@ def parse_facts(output: str) -> list[Fact]:
         text = " ".join(item["text"].split())
         if not text or len(text) > MAX_FACT_CHARS:
             raise MalformedExtraction(f"a fact's text is 1–{MAX_FACT_CHARS} characters")
-        parsed.append(Fact(kind, normalise_key(kind, item["key"]), text))
+        source = item.get("message", messages)
+        if type(source) is not int or not 1 <= source <= messages:
+            raise MalformedExtraction(f"a fact's message is a number from 1 to {messages}")
+        parsed.append(Fact(kind, normalise_key(kind, item["key"]), text, source - 1))
     return parsed
 
 
 async def extract(
-    proxy: ProxyClient, *, model: str, verification: VerificationLevel, said: str
+    proxy: ProxyClient, *, model: str, verification: VerificationLevel, said: Sequence[str]
 ) -> tuple[list[Fact], int]:
-    """The facts in what the fan said and the wei paid for asking (raises what the proxy client raises)."""
+    """The facts in what the fan said (one or more messages, oldest first) and the wei paid for asking, in one
+    call (raises what the proxy client raises)."""
     result = await proxy.chat(
-        model=model, messages=extraction_messages(said), verification=verification, max_tokens=EXTRACTION_MAX_TOKENS
+        model=model,
+        messages=extraction_messages(said),
+        verification=verification,
+        max_tokens=min(EXTRACTION_MAX_TOKENS * len(said), EXTRACTION_MAX_TOKENS_PER_CALL),
     )
     paid = result.payment is not None and result.payment.success and result.payment.amount
-    return parse_facts(result.text), int(result.payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]
+    facts = parse_facts(result.text, len(said))
+    return facts, int(result.payment.amount) if paid else 0  # type: ignore[union-attr,arg-type]

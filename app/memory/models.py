@@ -74,8 +74,9 @@ class ForgottenKey(SQLModel, table=True):
 
 
 class Extraction(SQLModel, table=True):
-    """A completed turn whose facts are still to be extracted: run at once in the background, again later
-    after a failure or a timeout, deleted once done. Holds the fan's words, so it needs no chat table."""
+    """A completed turn whose facts are still to be extracted: due once its thread has been quiet a while
+    (``next_attempt_at``), extracted with the thread's other queued turns in one call, again later after a failure
+    or a timeout, deleted once done. Holds the fan's words, so it needs no chat table."""
 
     __tablename__ = "memory_extraction"
     __table_args__ = (Index("ix_memory_extraction_next_attempt_at", "next_attempt_at"),)

@@ -10,11 +10,14 @@ Chat calls three things (see :mod:`app.chat.turn`)::
 
 The reply's own transaction reinforces the memories it used and queues its extraction (``memory_extraction``,
 :func:`record_reply`); the reply is journaled with them, so a worker killed right after the reply was stored, or a
-database that was down, loses neither. ``after_reply`` returns at once: a background task prunes the thread and
-runs the extraction. One that fails or times out is tried again by :meth:`MemoryService.retry_due` (a lifespan
-loop), and the chat message is never held up or lost. Fans come first: an extraction is a paid call to the same
-nodes, so while fans wait
-for a stream (or every stream is taken) it stays queued until the loop finds the nodes free.
+database that was down, loses neither. ``after_reply`` returns at once. Extraction waits for the conversation to
+pause: once a thread has been quiet for ``TWIN_MEMORY_EXTRACT_AFTER_S``, everything the fan said since the last
+extraction is extracted in one paid call (:meth:`MemoryService.extract_thread`), so a conversation costs one
+extraction per pause instead of one per message, and none runs beside the fan's next reply. (What was said
+meanwhile is in the reply's recent history anyway.) One that fails or times out is tried again by
+:meth:`MemoryService.retry_due` (a lifespan loop), and the chat message is never held up or lost. Fans come first:
+an extraction is a paid call to the same nodes, so while fans wait for a stream (or every stream is taken) it stays
+queued until the loop finds the nodes free.
 
 Every write that changes a thread's memories holds the thread's lock (the SQLite writer, a PostgreSQL advisory
 lock), and the fan's deletions leave a :class:`ForgottenKey`: an extraction
@@ -56,7 +59,10 @@ from app.proxy.protocol import VerificationLevel
 log = structlog.get_logger()
 
 FORGET_EVERYTHING = "*"
-RETRY_BATCH = 20
+RETRY_BATCH = 20  # threads per look of the retry loop
+EXTRACTION_BATCH = 8  # messages per extraction call
+THREAD_CLAIM = 8 * EXTRACTION_BATCH  # messages one run takes at once; the rest are taken by the next
+QUIET_POLL_S = 0.01
 ERROR_CHARS = 300
 # Words every fact's sentence has: the reply saying them does not show it used that fact.
 _SENTENCE_WORDS = frozenset(
@@ -76,6 +82,7 @@ class TurnMemory(msgspec.Struct, frozen=True):
     verification_level: str
     half_life_s: float
     used: tuple[int, ...] = ()
+    quiet_s: float = 0.0  # how long the thread stays quiet before its extraction runs
 
 
 async def lock_thread(session: AsyncSession, avatar_id: str, fan: str) -> None:
@@ -148,7 +155,7 @@ async def record_reply(
             verification_level=work.verification_level,
             said=said,
             said_at=datetime.fromtimestamp(work.said_at, UTC),
-            next_attempt_at=now,
+            next_attempt_at=now + timedelta(seconds=work.quiet_s),
         )
     )
 
@@ -243,6 +250,7 @@ class MemoryService:
         self._settings = settings
         self._nodes_busy = nodes_busy
         self._tasks: set[asyncio.Task[None]] = set()
+        self._quiet_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}  # threads waiting for a pause
 
     @property
     def enabled(self) -> bool:
@@ -341,23 +349,30 @@ class MemoryService:
             verification_level,
             self._settings.memory_half_life_s,
             tuple(used_by(recalled, said, reply)),
+            self._settings.memory_extract_after_s,
         )
 
     def after_reply(self, avatar_id: str, fan: str, reply_id: int) -> None:
-        """Prune the thread and run the reply's extraction (queued with the reply) in the background; returns at
-        once."""
-        if self.enabled:
-            self._spawn(self._after_reply(avatar_id, fan, reply_id), f"memory-{reply_id}")
+        """Extract the thread once it has been quiet for ``TWIN_MEMORY_EXTRACT_AFTER_S`` since this reply, in the
+        background: one waiting task per thread, which a later reply keeps waiting; returns at once."""
+        if not self.enabled:
+            return
+        thread = (avatar_id, fan)
+        if (waiting := self._quiet_timers.pop(thread, None)) is not None:
+            waiting.cancel()
+        self._quiet_timers[thread] = asyncio.get_running_loop().call_later(
+            self._settings.memory_extract_after_s, self._quiet, thread, reply_id
+        )
 
-    async def _after_reply(self, avatar_id: str, fan: str, reply_id: int) -> None:
-        async with self._sessions() as session:
-            await lock_thread(session, avatar_id, fan)
-            await prune_thread(session, avatar_id, fan, utc_now(), self._settings)
-            await session.commit()
+    def _quiet(self, thread: tuple[str, str], reply_id: int) -> None:
+        del self._quiet_timers[thread]
+        self._spawn(self._when_quiet(thread), f"memory-{reply_id}")
+
+    async def _when_quiet(self, thread: tuple[str, str]) -> None:
         if await self._nodes_busy():
             EXTRACTIONS.labels(outcome="deferred").inc()  # the retry loop runs it once the fans are served
             return
-        await self._run(reply_id)
+        await self.extract_thread(*thread)
 
     def _spawn(self, work: object, name: str) -> None:
         async def guarded() -> None:
@@ -371,11 +386,18 @@ class MemoryService:
         task.add_done_callback(self._tasks.discard)
 
     async def settled(self) -> None:
-        """Wait for the background work under way (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait for the background work under way, threads waiting for their pause included (tests)."""
+        while self._tasks or self._quiet_timers:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                await asyncio.sleep(QUIET_POLL_S)
 
     async def aclose(self) -> None:
+        """Stop the background work (what it did not finish stays queued in the database)."""
+        for timer in self._quiet_timers.values():
+            timer.cancel()
+        self._quiet_timers.clear()
         for task in list(self._tasks):
             task.cancel()
         await self.settled()
@@ -383,26 +405,24 @@ class MemoryService:
     # -- extraction and its retries ---------------------------------------------------------------------
 
     async def retry_due(self) -> int:
-        """Run the extractions whose time has come (after a failure, deferred while fans waited, or queued by a
-        worker that stopped), until fans wait again; how many ran."""
+        """Extract the threads whose time has come (quiet long enough, after a failure, deferred while fans waited,
+        or queued by a worker that stopped), until fans wait again; how many messages were extracted."""
         async with self._sessions() as session:
-            due = list(
-                await session.scalars(
-                    select(col(Extraction.reply_id))
-                    .where(
-                        col(Extraction.next_attempt_at) <= utc_now(),
-                        col(Extraction.attempts) < self._settings.memory_extraction_attempts,
-                    )
-                    .order_by(col(Extraction.next_attempt_at))
+            due = (
+                await session.execute(
+                    select(col(Extraction.avatar_id), col(Extraction.fan))
+                    .where(col(Extraction.attempts) < self._settings.memory_extraction_attempts)
+                    .group_by(col(Extraction.avatar_id), col(Extraction.fan))
+                    .having(func.max(Extraction.next_attempt_at) <= utc_now())
+                    .order_by(func.min(Extraction.next_attempt_at))
                     .limit(RETRY_BATCH)
                 )
-            )
+            ).all()
         ran = 0
-        for reply_id in due:
+        for avatar_id, fan in due:
             if await self._nodes_busy():
                 break
-            await self._run(reply_id)
-            ran += 1
+            ran += await self.extract_thread(avatar_id, fan)
         return ran
 
     async def run_retries(self) -> None:
@@ -414,80 +434,118 @@ class MemoryService:
             except Exception as error:  # noqa: BLE001 - the loop outlives a database that is down a while
                 log.warning("memory_retry_failed", error=repr(error))
 
-    async def _claim(self, reply_id: int) -> Extraction | None:
-        """Take the job for one attempt: push its next attempt past this one's deadline, so that no other worker
-        runs it meanwhile. None if it is gone, not due, or out of attempts."""
-        now = utc_now()
-        lease = timedelta(seconds=2 * self._settings.memory_extraction_timeout_s + self._settings.memory_retry_s)
-        async with self._sessions() as session:
-            await claim_writer(session)
-            claimed = await session.execute(
-                update(Extraction)
-                .where(
-                    col(Extraction.reply_id) == reply_id,
-                    col(Extraction.next_attempt_at) <= now,
-                    col(Extraction.attempts) < self._settings.memory_extraction_attempts,
-                )
-                .values(next_attempt_at=now + lease, attempts=Extraction.attempts + 1)
-            )
-            await session.commit()
-            if not claimed.rowcount:  # type: ignore[attr-defined]
-                return None
-            return await session.get(Extraction, reply_id)
+    async def extract_thread(self, avatar_id: str, fan: str) -> int:
+        """Extract what the fan said in this thread since its last extraction, if the thread is due (quiet long
+        enough, none of its messages waiting out a failure or taken by another worker): oldest first, in calls of
+        up to :data:`EXTRACTION_BATCH` messages; how many messages were extracted."""
+        extracted = 0
+        while jobs := await self._claim_thread(avatar_id, fan):
+            for start in range(0, len(jobs), EXTRACTION_BATCH):
+                if not await self._run(jobs[start : start + EXTRACTION_BATCH]):
+                    await self._postpone(jobs[start + EXTRACTION_BATCH :], "an earlier message's extraction failed")
+                    return extracted
+                extracted += len(jobs[start : start + EXTRACTION_BATCH])
+        return extracted
 
-    async def _run(self, reply_id: int) -> None:
-        job = await self._claim(reply_id)
-        if job is None:
-            return
+    async def _claim_thread(self, avatar_id: str, fan: str) -> list[Extraction]:
+        """Take the thread's queued messages (up to :data:`THREAD_CLAIM`, oldest first) for one attempt, if all of
+        them are due: their next attempt goes past this run's deadline, so that no other worker runs them meanwhile.
+        Nothing when a message is still waiting (the thread is not quiet yet, a failure's backoff, another run)."""
+        now = utc_now()
+        live = (
+            col(Extraction.avatar_id) == avatar_id,
+            col(Extraction.fan) == fan,
+            col(Extraction.attempts) < self._settings.memory_extraction_attempts,
+        )
+        async with self._sessions() as session:
+            await lock_thread(session, avatar_id, fan)
+            waiting = await session.scalar(select(func.count()).where(*live, col(Extraction.next_attempt_at) > now))
+            jobs = list(
+                await session.scalars(
+                    select(Extraction)
+                    .where(*live)
+                    .order_by(col(Extraction.said_at), col(Extraction.reply_id))
+                    .limit(THREAD_CLAIM)
+                )
+            )
+            if waiting or not jobs:
+                await session.rollback()
+                return []
+            calls = -(-len(jobs) // EXTRACTION_BATCH)
+            lease = timedelta(
+                seconds=calls * 2 * self._settings.memory_extraction_timeout_s + self._settings.memory_retry_s
+            )
+            for job in jobs:
+                job.attempts += 1
+                job.next_attempt_at = now + lease
+            await session.commit()
+            return jobs
+
+    async def _run(self, jobs: list[Extraction]) -> bool:
+        """One extraction call about ``jobs`` (one thread's, oldest first), stored or postponed; False if it
+        failed (postponed)."""
+        latest = jobs[-1]  # the avatar's model and level as of the newest message
+        thread = {"avatar_id": latest.avatar_id, "messages": len(jobs), "reply_id": latest.reply_id}
         try:
             async with asyncio.timeout(self._settings.memory_extraction_timeout_s):
                 facts, paid_wei = await extract(
-                    self._proxy, model=job.model, said=job.said, verification=VerificationLevel(job.verification_level)
+                    self._proxy,
+                    model=latest.model,
+                    said=[job.said for job in jobs],
+                    verification=VerificationLevel(latest.verification_level),
                 )
         except MalformedExtraction as error:
-            log.warning("memory_extraction_malformed", reply_id=reply_id, error=str(error))
+            log.warning("memory_extraction_malformed", **thread, error=str(error))
             EXTRACTIONS.labels(outcome="malformed").inc()
-            await self._finish(job, [])
+            await self._finish(jobs, [])
         except Exception as error:  # noqa: BLE001 - timeout, no node, a refused payment…: tried again later
-            log.warning("memory_extraction_failed", reply_id=reply_id, attempt=job.attempts, error=repr(error))
+            log.warning("memory_extraction_failed", **thread, attempt=latest.attempts, error=repr(error))
             EXTRACTIONS.labels(outcome="failed").inc()
-            await self._postpone(job, repr(error))
+            await self._postpone(jobs, repr(error))
+            return False
         else:
-            log.info("memory_extracted", reply_id=reply_id, facts=len(facts), paid_wei=str(paid_wei))
+            log.info("memory_extracted", **thread, facts=len(facts), paid_wei=str(paid_wei))
             EXTRACTIONS.labels(outcome="ok").inc()
-            await self._finish(job, facts)
+            await self._finish(jobs, facts)
+        return True
 
-    async def _postpone(self, job: Extraction, error: str) -> None:
-        backoff = self._settings.memory_retry_s * 2 ** (job.attempts - 1)
+    async def _postpone(self, jobs: list[Extraction], error: str) -> None:
+        if not jobs:
+            return
+        backoff = self._settings.memory_retry_s * 2 ** (max(job.attempts for job in jobs) - 1)
         async with self._sessions() as session:
             await claim_writer(session)
             await session.execute(
                 update(Extraction)
-                .where(col(Extraction.reply_id) == job.reply_id)
+                .where(col(Extraction.reply_id).in_([job.reply_id for job in jobs]))
                 .values(next_attempt_at=utc_now() + timedelta(seconds=backoff), last_error=error[:ERROR_CHARS])
             )
             await session.commit()
 
-    async def _finish(self, job: Extraction, facts: list[Fact]) -> None:
+    async def _finish(self, jobs: list[Extraction], facts: list[Fact]) -> None:
+        """Merge each message's facts in the order they were said (a later one overrides), then prune the thread."""
         now = utc_now()
+        avatar_id, fan = jobs[0].avatar_id, jobs[0].fan
         async with self._sessions() as session:
-            await lock_thread(session, job.avatar_id, job.fan)
-            await merge_facts(
-                session,
-                avatar_id=job.avatar_id,
-                fan=job.fan,
-                facts=facts,
-                message_id=job.source_message_id,
-                said=job.said,
-                said_at=aware(job.said_at),
-                now=now,
-                half_life_s=self._settings.memory_half_life_s,
-            )
-            await session.flush()
-            await prune_thread(session, job.avatar_id, job.fan, now, self._settings)
-            await session.execute(delete(Extraction).where(col(Extraction.reply_id) == job.reply_id))
+            await lock_thread(session, avatar_id, fan)
+            for index, job in enumerate(jobs):
+                await merge_facts(
+                    session,
+                    avatar_id=avatar_id,
+                    fan=fan,
+                    facts=[fact for fact in facts if fact.message == index],
+                    message_id=job.source_message_id,
+                    said=job.said,
+                    said_at=aware(job.said_at),
+                    now=now,
+                    half_life_s=self._settings.memory_half_life_s,
+                )
+                await session.flush()
+            await prune_thread(session, avatar_id, fan, now, self._settings)
+            done = [job.reply_id for job in jobs]
+            await session.execute(delete(Extraction).where(col(Extraction.reply_id).in_(done)))
             await session.commit()
-        await self.embed_missing(job.avatar_id, job.fan)
+        await self.embed_missing(avatar_id, fan)
 
     # -- the fan's own view ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from app.memory.extraction import EXTRACTION_PROMPT, MalformedExtraction, normal
 from app.memory.models import MemoryKind
 from app.memory.retrieval import MEMORY_HEADER
 from app.proxy.node.upstreams.offline import compose_reply
-from app.proxy.node.upstreams.offline_facts import extract_facts, is_extraction_request
+from app.proxy.node.upstreams.offline_facts import extract_facts, extract_facts_from, is_extraction_request
 
 
 def facts_of(message: str) -> list[tuple[str, str, str]]:
@@ -109,3 +109,21 @@ def test_keys_are_normalised() -> None:
     assert normalise_key(MemoryKind.goal, "Goal: Run a Marathon!") == "goal:run-a-marathon"
     assert normalise_key(MemoryKind.name, "  ") == "name"
     assert len(normalise_key(MemoryKind.fact, "k" * 500)) == 64
+
+
+def test_facts_of_several_messages_say_which_message_each_comes_from() -> None:
+    said = ["call me Sam", "what is the weather like?", "I love sushi and I live in Lyon"]
+    facts = parse_facts(extract_facts_from(said), len(said))
+    assert [(fact.key, fact.message) for fact in facts] == [("name", 0), ("preference:sushi", 2), ("home", 2)]
+
+
+def test_a_fact_without_its_message_comes_from_the_last() -> None:
+    (fact,) = parse_facts(json.dumps({"facts": [{"kind": "name", "key": "name", "text": "Their name is Sam"}]}), 3)
+    assert fact.message == 2
+
+
+@pytest.mark.parametrize("message", [0, 4, -1, "1", 1.0, True, None])
+def test_a_fact_from_no_message_asked_about_is_refused(message: object) -> None:
+    output = json.dumps({"facts": [{"kind": "name", "key": "name", "text": "Their name is Sam", "message": message}]})
+    with pytest.raises(MalformedExtraction):
+        parse_facts(output, 3)

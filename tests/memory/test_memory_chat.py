@@ -42,6 +42,7 @@ def settings(database_url: str) -> Settings:
         autoscale_tick_s=0,
         chat_messages_per_minute=10_000,
         memory_retry_s=0,
+        memory_extract_after_s=0,  # each reply's thread is extracted at once (a test pauses it on purpose)
     )
 
 
@@ -59,8 +60,10 @@ async def avatar_id(served: Served, creator: LocalAccount) -> str:
     return avatar_id
 
 
-async def chat(served: Served, avatar_id: str, http: httpx.AsyncClient, messages: list[str]) -> list[dict[str, Any]]:
-    """Send each message and wait for its reply and its memory work; the ``done`` frames."""
+async def chat(
+    served: Served, avatar_id: str, http: httpx.AsyncClient, messages: list[str], *, settle: bool = True
+) -> list[dict[str, Any]]:
+    """Send each message and wait for its reply and (``settle``) its memory work; the ``done`` frames."""
     done = []
     async with served.chat(avatar_id, http) as ws:
         for index, content in enumerate(messages):
@@ -68,7 +71,8 @@ async def chat(served: Served, avatar_id: str, http: httpx.AsyncClient, messages
             frames = await reply_frames(ws)
             assert frames[-1]["type"] == "done", frames[-1]
             done.append(frames[-1])
-            await services_of(served.app).memory.settled()
+            if settle:
+                await services_of(served.app).memory.settled()
     return done
 
 
@@ -266,3 +270,51 @@ async def test_a_reply_stored_late_from_the_journal_still_queues_its_extraction(
     assert await journal.replay(services_of(served.app).sessions) == 1
     assert await services_of(served.app).memory.retry_due() == 1
     assert [m["text"] for m in await memories(http, avatar_id)] == ["Their name is Sam"]
+
+
+async def test_a_conversation_is_extracted_once_it_pauses_in_one_call(
+    served: Served, settings: Settings, avatar_id: str, fan: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http = await holding_fan(served, fan, avatar_id)
+    memory = services_of(served.app).memory
+    monkeypatch.setattr(memory, "_settings", settings.model_copy(update={"memory_extract_after_s": 3600}))
+    (upstream,) = [u for u in served.node_completions()._router._upstreams.values() if u.kind == "offline"]
+    real_stream = upstream.stream
+    asked: list[list[str]] = []
+
+    async def counted(request: Any, model: str) -> AsyncIterator[Any]:
+        if "extract durable facts" in request.system_prompt:
+            asked.append([m["content"] for m in request.messages if m["role"] == "user"])
+        async for event in real_stream(request, model):
+            yield event
+
+    upstream.stream = counted
+    said = ["call me Sam", "I love sushi", "What should I cook tonight?", "actually I hate sushi"]
+    done = await chat(served, avatar_id, http, said, settle=False)
+    assert asked == []  # the conversation has not paused: nothing extracted, nothing paid for it yet
+    assert await memories(http, avatar_id) == []
+    assert await memory.retry_due() == 0
+
+    async with services_of(served.app).sessions() as session:
+        jobs = sorted((await session.scalars(select(Extraction))).all(), key=lambda job: job.reply_id)
+        assert [job.said for job in jobs] == said
+        for job in jobs[:-1]:  # all but the newest are past their time: the thread is still not quiet
+            job.next_attempt_at = job.next_attempt_at.replace(year=2000)
+        await session.commit()
+    assert await memory.retry_due() == 0
+    assert asked == []
+
+    async with services_of(served.app).sessions() as session:
+        (newest,) = [job for job in (await session.scalars(select(Extraction))).all() if job.said == said[-1]]
+        newest.next_attempt_at = newest.next_attempt_at.replace(year=2000)  # the pause has come
+        await session.commit()
+    assert await memory.retry_due() == len(said)
+    assert asked == [said]  # one paid call for the whole conversation, in the order it was said
+    remembered = {m["key"]: m for m in await memories(http, avatar_id)}
+    assert remembered["name"]["text"] == "Their name is Sam"
+    assert remembered["name"]["source_message_id"] == done[0]["reply_to"]
+    assert remembered["preference:sushi"]["text"] == "They hate sushi"  # the later message holds
+    assert remembered["preference:sushi"]["source_message_id"] == done[-1]["reply_to"]
+    assert remembered["preference:sushi"]["source_text"] == said[-1]
+    async with services_of(served.app).sessions() as session:
+        assert (await session.scalars(select(Extraction))).all() == []

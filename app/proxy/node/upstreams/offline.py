@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from app.proxy.node.chat_request import ChatRequest, content_text
 from app.proxy.node.upstreams.base import Finished, TextDelta, UpstreamEvent, Usage
 from app.proxy.node.upstreams.offline_facts import (
-    extract_facts,
+    extract_facts_from,
     is_extraction_request,
     remembered_address,
     without_memories,
@@ -113,7 +113,7 @@ class OfflineDemoUpstream:
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[UpstreamEvent]:
         if is_extraction_request(request.system_prompt):  # the backend's memory asks for facts
-            text = extract_facts(request.last_user_message)
+            text = extract_facts_from([content_text(m.get("content")) for m in request.messages if m["role"] == "user"])
         else:
             earlier = [content_text(m.get("content")) for m in request.messages if m["role"] == "assistant"]
             text = compose_reply(request.system_prompt, request.last_user_message, earlier)

@@ -1,7 +1,7 @@
 """The offline demo model's memory: it extracts facts deterministically, and uses the ones it is given.
 
 Asked to extract facts (a system prompt that says "extract … facts … JSON", as the backend's memory does),
-it answers ``{"facts": [{"kind", "key", "text"}…]}`` from a few patterns of the last user message::
+it answers ``{"facts": [{"kind", "key", "text", "message"}…]}`` from a few patterns of each user message::
 
     "call me Sam" / "my name is Sam"      → name        name
     "I'm training for a marathon"         → goal        goal:marathon
@@ -51,6 +51,17 @@ def _fact(kind: str, key: str, text: str) -> dict[str, str]:
 
 def extract_facts(message: str) -> str:
     """The JSON answer to an extraction request about ``message``: the same message, the same facts."""
+    return json.dumps({"facts": _facts_of(message)})
+
+
+def extract_facts_from(messages: list[str]) -> str:
+    """The JSON answer to an extraction request about several messages: each one's facts, numbered from 1."""
+    return json.dumps(
+        {"facts": [fact | {"message": number} for number, text in enumerate(messages, 1) for fact in _facts_of(text)]}
+    )
+
+
+def _facts_of(message: str) -> list[dict[str, str]]:
     facts: list[dict[str, str]] = []
     if match := _NAME.search(message):
         facts.append(_fact("name", "name", f"Their name is {match.group(1).capitalize()}"))
@@ -67,7 +78,7 @@ def extract_facts(message: str) -> str:
         facts.append(
             _fact("promise", f"promise:{_slug(match.group(1))}", f"You promised to remind them to {match.group(1)}")
         )
-    return json.dumps({"facts": facts})
+    return facts
 
 
 def without_memories(system_prompt: str) -> str:
