@@ -118,3 +118,41 @@ async def test_the_hours_migration_counts_the_raw_tables(database_url: str) -> N
         assert hours == {(two_days_ago, 1, 0), (hour_ago, 1, 0), (hour, 0, 2**71)}
     assert totals == [(1, 2**71)]  # two days ago is not recent
     assert chatter.last_hour == hour_ago
+
+
+async def test_the_recent_chatters_migration_counts_each_avatar_s_recent_chatters(database_url: str) -> None:
+    await asyncio.to_thread(migrate.downgrade, database_url, "d7f3b9e2a5c1")
+    first_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    kept, new, gone = "0x" + "11" * 16, "0x" + "22" * 16, "0x" + "33" * 16
+    chatters = [  # (avatar, fan, their latest hour with it)
+        (kept, "0x" + "aa" * 20, first_hour),
+        (kept, "0x" + "bb" * 20, first_hour + timedelta(hours=5)),
+        (kept, "0x" + "cc" * 20, first_hour - timedelta(hours=1)),  # before the recent hours
+        (new, "0x" + "aa" * 20, first_hour + timedelta(hours=22)),  # no recent row yet: one is made
+        (gone, "0x" + "aa" * 20, first_hour - timedelta(days=3)),
+    ]
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO network_recent_hours (id, first_hour) VALUES (1, :first_hour)"), {"first_hour": first_hour}
+        )
+        await connection.execute(
+            text("INSERT INTO network_avatar_recent (avatar_id, chats, volume) VALUES (:avatar, 3, 0)"), {"avatar": kept}
+        )
+        for avatar, fan, last_hour in chatters:
+            await connection.execute(
+                text(
+                    "INSERT INTO network_avatar_chatter (avatar_id, fan, first_day, last_day, active_days, chats, "
+                    "last_hour) VALUES (:avatar, :fan, :day, :day, 1, 1, :last_hour)"
+                ),
+                {"avatar": avatar, "fan": fan, "day": last_hour.date(), "last_hour": last_hour},
+            )
+    await engine.dispose()
+
+    await asyncio.to_thread(migrate.upgrade, database_url)
+
+    engine = create_engine(database_url)
+    async with session_factory(engine)() as session:
+        rows = {row.avatar_id: (row.chats, row.chatters) for row in await session.scalars(select(AvatarRecent))}
+    await engine.dispose()
+    assert rows == {kept: (3, 2), new: (0, 1)}

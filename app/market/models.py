@@ -58,6 +58,10 @@ class MarketAvatar(SQLModel, table=True):
     """An avatar as created on-chain, with running totals kept by the indexer."""
 
     __tablename__ = "market_avatar"
+    __table_args__ = (  # the rankings by market cap and by holders read their page through them
+        Index("ix_market_avatar_market_cap_avatar_id", "market_cap", "avatar_id"),
+        Index("ix_market_avatar_holders_avatar_id", "holders", "avatar_id"),
+    )
 
     avatar_id: str = Field(primary_key=True, max_length=34)
     creator: str = Field(max_length=42, index=True)

@@ -102,6 +102,7 @@ class AvatarChatter(SQLModel, table=True):
     __table_args__ = (
         Index("ix_network_avatar_chatter_avatar_id_last_day", "avatar_id", "last_day"),
         Index("ix_network_avatar_chatter_avatar_id_last_hour", "avatar_id", "last_hour"),
+        Index("ix_network_avatar_chatter_last_hour", "last_hour"),  # the upkeep: who leaves the recent hours
     )
 
     avatar_id: str = Field(primary_key=True, max_length=34)
@@ -198,8 +199,8 @@ class RecentHours(SQLModel, table=True):
 
 
 class AvatarRecent(SQLModel, table=True):
-    """One avatar's chats and traded volume over the recent hours (see ``RecentHours``): the rankings'
-    ``chats_24h`` and ``volume_24h``. Only avatars with some: a missing row is zero."""
+    """One avatar's chats, traded volume and distinct chatters over the recent hours (see ``RecentHours``): the
+    rankings' ``chats_24h``, ``volume_24h`` and ``chatters_24h``. Only avatars with some: a missing row is zero."""
 
     __tablename__ = "network_avatar_recent"
     __table_args__ = (  # the rankings by chats_24h and volume_24h read the page through them
@@ -210,3 +211,4 @@ class AvatarRecent(SQLModel, table=True):
     avatar_id: str = Field(primary_key=True, max_length=34)
     chats: int = 0
     volume: int = Field(default=0, sa_type=Wei)
+    chatters: int = 0  # fans whose latest chat with it ended in the recent hours

@@ -13,13 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, literal, select
+from sqlalchemy import ColumnElement, exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import utc_now
-from app.network.models import AvatarChatter, AvatarRecent, RecentHours
-from app.network.rollups import recent_start
+from app.network.models import AvatarRecent
 
 # The rankings' keys: an avatar's recent totals, ranked through their indexes among the avatars that have some
 # (:func:`having`), before those without (:func:`lacking`), whose key is zero.
@@ -46,34 +44,19 @@ def lacking(key: Any, avatar_id: Any) -> ColumnElement[bool]:
 
 
 async def recent_of(session: AsyncSession, avatar_ids: list[str]) -> dict[str, Recent]:
-    """Each of ``avatar_ids``'s recent figures (zeros for one without any). Before the upkeep first sums the recent
-    hours (a database that was down as the process started), the totals are empty and the chatters are counted
-    from where that sum will start."""
+    """Each of ``avatar_ids``'s recent figures (zeros for one without any, and for all before the upkeep first sums
+    the recent hours: a database that was down as the process started)."""
     if not avatar_ids:
         return {}
-    first_hour = await session.scalar(select(col(RecentHours.first_hour))) or recent_start(utc_now())
-    totals = {
-        avatar_id: (chats, volume)
-        for avatar_id, chats, volume in await session.execute(
-            select(col(AvatarRecent.avatar_id), col(AvatarRecent.chats), col(AvatarRecent.volume)).where(
-                col(AvatarRecent.avatar_id).in_(avatar_ids)
-            )
+    kept = {
+        avatar_id: Recent(chats, chatters, volume)
+        for avatar_id, chats, chatters, volume in await session.execute(
+            select(
+                col(AvatarRecent.avatar_id),
+                col(AvatarRecent.chats),
+                col(AvatarRecent.chatters),
+                col(AvatarRecent.volume),
+            ).where(col(AvatarRecent.avatar_id).in_(avatar_ids))
         )
     }
-    chatters = dict(
-        (
-            await session.execute(
-                select(col(AvatarChatter.avatar_id), func.count())
-                .where(col(AvatarChatter.avatar_id).in_(avatar_ids), col(AvatarChatter.last_hour) >= first_hour)
-                .group_by(col(AvatarChatter.avatar_id))
-            )
-        ).all()
-    )
-    return {
-        avatar_id: Recent(
-            chats=totals.get(avatar_id, (0, 0))[0],
-            chatters=chatters.get(avatar_id, 0),
-            volume=totals.get(avatar_id, (0, 0))[1],
-        )
-        for avatar_id in avatar_ids
-    }
+    return {avatar_id: kept.get(avatar_id, Recent()) for avatar_id in avatar_ids}

@@ -112,6 +112,8 @@ class Pending:
     creator_fees: dict[tuple[str, date], int] = field(default_factory=lambda: defaultdict(int))
     recent_chats: dict[tuple[str, datetime], int] = field(default_factory=lambda: defaultdict(int))
     recent_volume: dict[tuple[str, datetime], int] = field(default_factory=lambda: defaultdict(int))
+    # (avatar, fan): their latest chat's hour before this transaction (None: a new chatter) and after it
+    chatter_hours: dict[tuple[str, str], tuple[datetime | None, datetime]] = field(default_factory=dict)
 
 
 def _pending(session: AsyncSession) -> Pending:
@@ -223,23 +225,34 @@ async def _settle_recent(session: AsyncSession, pending: Pending) -> None:
         return
     chats: dict[str, int] = defaultdict(int)
     volume: dict[str, int] = defaultdict(int)
+    chatters: dict[str, int] = defaultdict(int)
     for (avatar_id, hour), count in pending.recent_chats.items():
         if hour >= first_hour:
             chats[avatar_id] += count
     for (avatar_id, hour), amount in pending.recent_volume.items():
         if hour >= first_hour:
             volume[avatar_id] += amount
-    await _add_recent(session, chats, volume)
+    for (avatar_id, _), (before, after) in pending.chatter_hours.items():  # a fan who was not among them now is
+        if after >= first_hour and (before is None or before < first_hour):
+            chatters[avatar_id] += 1
+    await _add_recent(session, chats, volume, chatters)
 
 
-async def _add_recent(session: AsyncSession, chats: Mapping[str, int], volume: Mapping[str, int]) -> None:
+async def _add_recent(
+    session: AsyncSession, chats: Mapping[str, int], volume: Mapping[str, int], chatters: Mapping[str, int]
+) -> None:
     """Changes (negative to take out) to the avatars' recent totals; a row left at zero is deleted (a missing row
     reads as zero)."""
-    changed = sorted((key,) for key in chats.keys() | volume.keys() if chats.get(key, 0) or volume.get(key, 0))
+    changed = sorted(
+        (key,)
+        for key in chats.keys() | volume.keys() | chatters.keys()
+        if chats.get(key, 0) or volume.get(key, 0) or chatters.get(key, 0)
+    )
     for (avatar_id,), row in (await _locked_rows(session, AvatarRecent, ("avatar_id",), changed)).items():
         row.chats += chats.get(avatar_id, 0)
         row.volume += volume.get(avatar_id, 0)
-        if not (row.chats or row.volume):
+        row.chatters += chatters.get(avatar_id, 0)
+        if not (row.chats or row.volume or row.chatters):
             await session.delete(row)
 
 
@@ -275,6 +288,9 @@ async def rebuild_window(session: AsyncSession, days: int, last_day: date) -> No
     window.last_day = last_day
 
 
+ONE_HOUR = timedelta(hours=1)
+
+
 def recent_start(now: datetime) -> datetime:
     """The first of the recent hours at ``now``: ``RECENT_HOURS - 1`` hours before ``now``'s."""
     return utc_hour(now) - timedelta(hours=RECENT_HOURS - 1)
@@ -282,26 +298,36 @@ def recent_start(now: datetime) -> datetime:
 
 async def advance_recent(session: AsyncSession, now: datetime) -> None:
     """The recent hours moved to start ``RECENT_HOURS - 1`` hours before ``now``'s, under the lock every event
-    shares: the hours they leave taken back out of the avatars' recent totals (a row left at zero deleted), or,
-    the first time, the hours from there on summed. A no-op when they already start there; after a long stop,
-    every hour missed leaves at once."""
+    shares: the hours they leave taken back out of the avatars' recent totals (a row left at zero deleted), with
+    the chatters whose latest chat was in them, or, the first time, the hours from there on summed. A no-op when
+    they already start there; after a long stop, every hour missed leaves at once."""
     start = recent_start(now)
     recent = await _locked(session, RecentHours, id=1)
     if recent.first_hour is not None and recent.first_hour >= start:
         return
-    hours, sign = (
-        (col(AvatarHour.hour) >= start, +1)
-        if recent.first_hour is None
-        else (col(AvatarHour.hour).between(recent.first_hour, start - timedelta(hours=1)), -1)
-    )
+
+    def leaving(hour: Any) -> Any:
+        return hour >= start if recent.first_hour is None else hour.between(recent.first_hour, start - ONE_HOUR)
+
+    sign = +1 if recent.first_hour is None else -1
     chats: dict[str, int] = defaultdict(int)
     volume: dict[str, int] = defaultdict(int)
     for avatar_id, count, amount in await session.execute(  # wei: summed here, exact on every database
-        select(col(AvatarHour.avatar_id), col(AvatarHour.chats), col(AvatarHour.volume)).where(hours)
+        select(col(AvatarHour.avatar_id), col(AvatarHour.chats), col(AvatarHour.volume)).where(
+            leaving(col(AvatarHour.hour))
+        )
     ):
         chats[avatar_id] += sign * count
         volume[avatar_id] += sign * amount
-    await _add_recent(session, chats, volume)
+    chatters = {
+        avatar_id: sign * count
+        for avatar_id, count in await session.execute(
+            select(col(AvatarChatter.avatar_id), func.count())
+            .where(leaving(col(AvatarChatter.last_hour)))
+            .group_by(col(AvatarChatter.avatar_id))
+        )
+    }
+    await _add_recent(session, chats, volume, chatters)
     recent.first_hour = start
 
 
@@ -338,6 +364,7 @@ async def record_turn(
     avatar_hour.chats += 1
     pending.recent_chats[avatar_id, hour] += 1
     chatter = await session.get(AvatarChatter, (avatar_id, fan), with_for_update=True)
+    before = None if chatter is None else chatter.last_hour
     if chatter is None:
         session.add(AvatarChatter(avatar_id=avatar_id, fan=fan, first_day=day, last_day=day, chats=1, last_hour=hour))
         avatar_day.chatters += 1
@@ -347,6 +374,8 @@ async def record_turn(
         if day > chatter.last_day:  # a turn can end a moment after a later one, across midnight: counted once
             chatter.last_day, chatter.active_days = day, chatter.active_days + 1
             avatar_day.chatters += 1
+    earlier = pending.chatter_hours.get((avatar_id, fan))  # this transaction's first change keeps its "before"
+    pending.chatter_hours[avatar_id, fan] = (before if earlier is None else earlier[0], max(before or hour, hour))
     await _network_chatter(session, fan, day)
     await settle(session)
     if model:

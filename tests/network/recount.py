@@ -249,15 +249,19 @@ async def windows(session: AsyncSession) -> dict[int, dict[str, Any]]:
     return result
 
 
-async def recent_totals(session: AsyncSession) -> dict[str, dict[str, tuple[int, int]]]:
-    """The avatars' recent totals (chats, volume) as kept, and summed again from the hour rollups."""
+async def recent_totals(session: AsyncSession) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The avatars' recent totals (chats, volume, chatters) as kept, and summed again from the hour rollups."""
     first_hour = await session.scalar(select(RecentHours.first_hour))
-    summed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    hours = [] if first_hour is None else await session.scalars(select(AvatarHour).where(AvatarHour.hour >= first_hour))
-    for row in hours:  # none while not summed yet
-        summed[row.avatar_id][0] += row.chats
-        summed[row.avatar_id][1] += row.volume
+    summed: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    if first_hour is not None:  # nothing while not summed yet
+        for row in await session.scalars(select(AvatarHour).where(AvatarHour.hour >= first_hour)):
+            summed[row.avatar_id][0] += row.chats
+            summed[row.avatar_id][1] += row.volume
+        for chatter in await session.scalars(select(AvatarChatter).where(AvatarChatter.last_hour >= first_hour)):
+            summed[chatter.avatar_id][2] += 1
     return {
-        "kept": {row.avatar_id: (row.chats, row.volume) for row in await session.scalars(select(AvatarRecent))},
-        "summed": {avatar_id: (chats, volume) for avatar_id, (chats, volume) in summed.items() if chats or volume},
+        "kept": {
+            row.avatar_id: (row.chats, row.volume, row.chatters) for row in await session.scalars(select(AvatarRecent))
+        },
+        "summed": {avatar_id: tuple(totals) for avatar_id, totals in summed.items() if any(totals)},
     }

@@ -63,6 +63,7 @@ async def test_the_last_24_hours_move_by_the_hour_and_follow_a_reorg(session: As
     await turn(session, BUSY, BOB, NOW - timedelta(hours=1))
     await turn(session, BUSY, ADA, NOW)
     await turn(session, QUIET, BOB, NOW - timedelta(hours=30))  # before the recent hours: in its hour only
+    await turn(session, QUIET, ADA, NOW - timedelta(hours=23, minutes=30))  # her only chat with it: leaves at 16:00
     trades = [trade(BUSY, NOW - timedelta(hours=23, minutes=30), big), trade(QUIET, NOW, 5)]
     await apply_trades(session, trades, direction=+1, creators={})
     await settle(session)
@@ -70,7 +71,7 @@ async def test_the_last_24_hours_move_by_the_hour_and_follow_a_reorg(session: As
 
     assert await kept(session) == {
         BUSY: recent.Recent(chats=3, chatters=2, volume=big),
-        QUIET: recent.Recent(chats=0, chatters=0, volume=5),
+        QUIET: recent.Recent(chats=1, chatters=1, volume=5),
     }
 
     await advance_recent(session, NOW + timedelta(minutes=19))  # the same hour: nothing leaves
@@ -78,7 +79,7 @@ async def test_the_last_24_hours_move_by_the_hour_and_follow_a_reorg(session: As
     await session.commit()
     assert await kept(session) == {
         BUSY: recent.Recent(chats=2, chatters=2, volume=0),  # Ada chatted again since
-        QUIET: recent.Recent(chats=0, chatters=0, volume=5),
+        QUIET: recent.Recent(chats=0, chatters=0, volume=5),  # Ada's chat with it left, and she with it
     }
 
     await apply_trades(session, trades, direction=-1, creators={})  # a re-org: the hour that left stays out
@@ -100,7 +101,7 @@ def test_the_upkeep_wakes_a_moment_after_each_hour_begins() -> None:
 
 async def test_before_the_first_sum_the_figures_read_as_none_yet_without_failing(database_url: str) -> None:
     # The upkeep could not sum the recent hours (a database down as the process started): events still count in
-    # their hours and the chatters, and a read answers instead of failing.
+    # their hours and the chatters, a read answers (zeros) instead of failing, and the first sum counts them.
     engine = create_engine(database_url)
     try:
         async with session_factory(engine)() as session:
@@ -108,7 +109,7 @@ async def test_before_the_first_sum_the_figures_read_as_none_yet_without_failing
             await settle(session)
             await session.commit()
             figures = await recent.recent_of(session, [BUSY, QUIET])
-            assert figures[BUSY] == recent.Recent(chats=0, chatters=1, volume=0)  # totals come with the first sum
+            assert figures[BUSY] == recent.Recent()  # the totals come with the first sum
             assert figures[QUIET] == recent.Recent()
             await advance_recent(session, datetime.now(UTC))
             await session.commit()
