@@ -208,6 +208,7 @@ def _lifespan(
                     await task
             if given_chain is None:
                 await chain.close()
+            await journal.aclose()
             await engine.dispose()
 
     return lifespan

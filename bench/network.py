@@ -353,9 +353,10 @@ async def populate(engine: AsyncEngine, scale: float, seed: int = 17) -> Data:
             await bulk(session, Review.__table__, review_rows[start : start + CHUNK])
         await write_rollups(session, data, ids, creators, created, stars)
         await session.commit()
-    async with engine.connect() as connection:  # the planner's statistics, as autovacuum keeps them after a load
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text("ANALYZE"))
+    if engine.dialect.name == "postgresql":  # the planner's statistics, as autovacuum keeps them after a load
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(text("ANALYZE"))
     return data
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from app.chat.models import ChatMessage, MessageStatus, Role
@@ -20,39 +21,31 @@ def estimate_tokens(text: str) -> int:
 
 
 async def recent_history(session: AsyncSession, avatar_id: str, fan: str, budget_tokens: int) -> list[dict[str, str]]:
-    """The latest complete exchanges of the fan's thread that fit ``budget_tokens``, oldest first."""
+    """The latest complete exchanges of the fan's thread that fit ``budget_tokens``, oldest first (one statement,
+    the texts alone)."""
     if budget_tokens <= 0:
         return []
-    replies = (
-        await session.scalars(
-            select(ChatMessage)
-            .where(
-                col(ChatMessage.avatar_id) == avatar_id,
-                col(ChatMessage.fan) == fan,
-                col(ChatMessage.role) == Role.assistant,
-                col(ChatMessage.status) == MessageStatus.complete,
-            )
-            .order_by(col(ChatMessage.id).desc())
-            .limit(HISTORY_SCAN_LIMIT)
+    reply, prompt = aliased(ChatMessage), aliased(ChatMessage)
+    exchanges_read = await session.execute(
+        select(col(prompt.content), col(reply.content))
+        .join(prompt, col(prompt.id) == col(reply.reply_to))
+        .where(
+            col(reply.avatar_id) == avatar_id,
+            col(reply.fan) == fan,
+            col(reply.role) == Role.assistant,
+            col(reply.status) == MessageStatus.complete,
         )
-    ).all()
-    prompts = {
-        message.id: message
-        for message in await session.scalars(
-            select(ChatMessage).where(col(ChatMessage.id).in_([reply.reply_to for reply in replies]))
-        )
-    }
+        .order_by(col(reply.id).desc())
+        .limit(HISTORY_SCAN_LIMIT)
+    )
     exchanges: list[dict[str, str]] = []
     used = 0
-    for reply in replies:
-        prompt = prompts.get(reply.reply_to)
-        if prompt is None:
-            continue
-        cost = estimate_tokens(prompt.content) + estimate_tokens(reply.content)
+    for said, answered in exchanges_read:
+        cost = estimate_tokens(said) + estimate_tokens(answered)
         if used + cost > budget_tokens:
             break
         used += cost
-        exchanges[:0] = [{"role": "user", "content": prompt.content}, {"role": "assistant", "content": reply.content}]
+        exchanges[:0] = [{"role": "user", "content": said}, {"role": "assistant", "content": answered}]
     return exchanges
 
 

@@ -25,7 +25,8 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,11 @@ class ReplyJournal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = asyncio.Lock()
-        with self._connect() as connection:
+        # One thread and one connection for every write: opening a connection per write costs a checkpoint and an
+        # fsync of its own at each close (1.9 vs 0.5 ms an append and its forget, measured).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reply-journal")
+        self._connection: sqlite3.Connection | None = None  # opened and used by that thread alone
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("CREATE TABLE IF NOT EXISTS turn_end (reply_id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
 
@@ -223,32 +228,35 @@ class ReplyJournal:
         name = hashlib.sha256(database_url.encode()).hexdigest()[:16]
         return cls(directory / f"turns-{name}.sqlite3")
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            connection.execute("PRAGMA synchronous=FULL")  # on disk before the done frame goes out
-            yield connection
-        finally:
-            connection.close()
+    def _execute(self, statement: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if self._connection is None:
+            self._connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._connection.execute("PRAGMA synchronous=FULL")  # on disk before the done frame goes out
+        return self._connection.execute(statement, parameters).fetchall()
 
-    def _run(self, statement: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._connect() as connection:
-            return connection.execute(statement, parameters).fetchall()
+    async def _run(self, statement: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._execute, statement, parameters)
 
     async def append(self, end: TurnEnd) -> None:
-        await asyncio.to_thread(
-            self._run,
-            "INSERT OR REPLACE INTO turn_end VALUES (?, ?)",
-            (end.reply_id, msgspec.json.encode(end).decode()),
-        )
+        body = msgspec.json.encode(end).decode()
+        await self._run("INSERT OR REPLACE INTO turn_end VALUES (?, ?)", (end.reply_id, body))
 
     async def forget(self, reply_id: int) -> None:
-        await asyncio.to_thread(self._run, "DELETE FROM turn_end WHERE reply_id = ?", (reply_id,))
+        await self._run("DELETE FROM turn_end WHERE reply_id = ?", (reply_id,))
 
     async def entries(self) -> list[TurnEnd]:
-        rows = await asyncio.to_thread(self._run, "SELECT body FROM turn_end ORDER BY reply_id")
+        rows = await self._run("SELECT body FROM turn_end ORDER BY reply_id")
         return [msgspec.json.decode(body, type=TurnEnd) for (body,) in rows]
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def aclose(self) -> None:
+        """Close the connection (what it wrote is on disk already) and its thread."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close_connection)
+        self._thread.shutdown(wait=False)
 
     async def replay(self, sessions: async_sessionmaker[AsyncSession]) -> int:
         """Store what the journal holds, oldest first, until the database refuses; how many were stored."""

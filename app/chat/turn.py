@@ -199,35 +199,48 @@ class ChatService:
         async with self._sessions() as session:  # reads: they never wait for a writer
             avatar = await _avatar(session, avatar_id)
             keys = await keys_held(session, avatar, fan)
-            sent = await store.sent_before(session, avatar_id, fan, incoming.client_msg_id)
-            if sent is None:
-                if self._gate is not None:
-                    await self._gate.check_rate(fan)  # before storing: a refused message costs nothing
-                history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
-        if sent is None:
-            # The memories are read while the message is written: neither waits for the other.
+            history = await recent_history(session, avatar_id, fan, self._settings.chat_history_token_budget)
+        if await self._within_rate(avatar_id, fan, incoming.client_msg_id):
+            # The memories are read while the message is written: neither waits for the other. A client_msg_id sent
+            # before is found by the store (its unique key), not looked up first: a resend is rare, a message not.
             stored, recalled = await asyncio.gather(
                 store.write_retrying(
                     self._sessions, lambda session: store.store_message(session, avatar, fan, incoming)
                 ),
                 self._recall(avatar_id, fan, incoming.content),
             )
-            if stored is not None:
-                return _Turn(
-                    avatar,
-                    fan,
-                    keys,
-                    incoming.client_msg_id,
-                    store.TurnRows(*stored),
-                    with_memories(context_messages(avatar.persona, history, incoming.content), recalled),
-                    incoming.content,
-                    recalled,
-                )
+        else:
+            stored, recalled = None, NOTHING_RECALLED
+        if stored is not None:
+            return _Turn(
+                avatar,
+                fan,
+                keys,
+                incoming.client_msg_id,
+                store.TurnRows(*stored),
+                with_memories(context_messages(avatar.persona, history, incoming.content), recalled),
+                incoming.content,
+                recalled,
+            )
         async with self._sessions() as session:  # sent before, or at the same moment on another connection
             sent = await store.sent_before(session, avatar_id, fan, incoming.client_msg_id)
             assert sent is not None
             await self._answer_resend(session, sent, send)
             return None
+
+    async def _within_rate(self, avatar_id: str, fan: str, client_msg_id: str) -> bool:
+        """Checked before storing, so that a refused message costs nothing: True within the fan's rate; False over
+        it for a resend (answered from the store: not a new message); :class:`ChatRefused` otherwise."""
+        if self._gate is None:
+            return True
+        try:
+            await self._gate.check_rate(fan)
+        except ChatRefused:
+            async with self._sessions() as session:
+                if await store.sent_before(session, avatar_id, fan, client_msg_id) is None:
+                    raise
+            return False
+        return True
 
     async def _recall(self, avatar_id: str, fan: str, content: str) -> Recall:
         return await self._memory.recall(avatar_id, fan, content) if self._memory else NOTHING_RECALLED
