@@ -71,10 +71,14 @@ def _dialect(session: AsyncSession) -> Any:
 
 
 async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
-    """The row with primary key ``key``, created with its defaults if missing, locked until commit."""
-    await session.execute(_dialect(session).insert(table).values(**key).on_conflict_do_nothing())
+    """The row with primary key ``key``, created with its defaults if missing, locked until commit (one statement
+    when it exists, as it mostly does)."""
     query = select(table).filter_by(**key).with_for_update().execution_options(populate_existing=True)
-    return (await session.scalars(query)).one()
+    row = (await session.scalars(query)).one_or_none()
+    if row is None:
+        await session.execute(_dialect(session).insert(table).values(**key).on_conflict_do_nothing())
+        row = (await session.scalars(query)).one()
+    return row
 
 
 async def _locked_rows(
@@ -86,20 +90,26 @@ async def _locked_rows(
     rows: dict[tuple[Any, ...], Row] = {}
     for start in range(0, len(keys), BATCH):
         chunk = sorted(keys[start : start + BATCH])
-        await session.execute(
-            dialect.insert(table)
-            .values([dict(zip(columns, key, strict=True)) for key in chunk])
-            .on_conflict_do_nothing()
-        )
-        query = (
-            select(table)
-            .where(tuple_(*key_columns).in_(chunk))
-            .order_by(*key_columns)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        for row in await session.scalars(query):
-            rows[tuple(getattr(row, column) for column in columns)] = row
+
+        async def lock(wanted: list[tuple[Any, ...]]) -> None:
+            query = (
+                select(table)
+                .where(tuple_(*key_columns).in_(wanted))
+                .order_by(*key_columns)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            for row in await session.scalars(query):
+                rows[tuple(getattr(row, column) for column in columns)] = row
+
+        await lock(chunk)
+        if missing := [key for key in chunk if key not in rows]:  # created, then locked like the others
+            await session.execute(
+                dialect.insert(table)
+                .values([dict(zip(columns, key, strict=True)) for key in missing])
+                .on_conflict_do_nothing()
+            )
+            await lock(missing)
     return rows
 
 
@@ -217,10 +227,11 @@ async def _summarise_fees(session: AsyncSession, days: int) -> None:
 
 async def _settle_recent(session: AsyncSession, pending: Pending) -> None:
     """The changes in the recent hours (from ``RecentHours.first_hour`` on) added to the avatars' recent totals."""
-    await session.execute(_dialect(session).insert(RecentHours).values(id=1).on_conflict_do_nothing())
-    first_hour = (
-        await session.scalars(select(col(RecentHours.first_hour)).with_for_update(read=True))  # see RecentHours
-    ).one()
+    shared = select(col(RecentHours.first_hour)).with_for_update(read=True)  # see RecentHours
+    if (first_hours := (await session.scalars(shared)).all()) == []:
+        await session.execute(_dialect(session).insert(RecentHours).values(id=1).on_conflict_do_nothing())
+        first_hours = (await session.scalars(shared)).all()
+    (first_hour,) = first_hours
     if first_hour is None:  # not summed yet: the first move sums what this transaction commits
         return
     chats: dict[str, int] = defaultdict(int)
