@@ -54,6 +54,7 @@ from app.demo.world import DemoWorld
 from app.errors import exception_handlers
 from app.hardening import GuardedRequest, keep_recursion_limit_sane
 from app.health import HealthController, MetricsController, ReadinessCheck, database_check
+from app.lib.redis import redis_client
 from app.market.controllers import MarketController
 from app.market.projection import MarketProjection
 from app.market.service import TwinKeysReader
@@ -249,7 +250,11 @@ def _channels(settings: Settings, redis: Redis | None) -> ChannelsPlugin:
 def _store(settings: Settings, namespace: str) -> Store:
     """Redis when configured (shared by every worker), else this process's memory."""
     if settings.redis_url:
-        return RedisStore.with_client(url=settings.redis_url, namespace=f"{settings.redis_namespace}:{namespace}")
+        return RedisStore(
+            redis_client(settings.redis_url),
+            namespace=f"{settings.redis_namespace}:{namespace}",
+            handle_client_shutdown=True,
+        )
     return MemoryStore()
 
 
@@ -310,7 +315,7 @@ def create_app(
         max_age=7 * 24 * 3600,
     )
     embedded_chain = chain.is_embedded if chain is not None else not settings.chain_rpc_url
-    channels_redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    channels_redis = redis_client(settings.redis_url) if settings.redis_url else None
     channels = _channels(settings, channels_redis)
     app = Litestar(
         route_handlers=[*ROUTES, *static_routers(settings), *([DevChainController] if embedded_chain else [])],

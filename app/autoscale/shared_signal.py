@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from app.autoscale.schemas import DecisionFrame, Signal
 from app.cluster.leader import Leadership
 from app.config import Settings
+from app.lib.redis import redis_client
 
 SIGNAL_TTL_S = 3_600  # a leader gone for that long leaves followers to decide on their own
 
@@ -61,5 +62,5 @@ def as_frame(signal: Signal) -> bytes:
 
 
 def shared_signal(settings: Settings, leadership: Leadership) -> SharedSignal:
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     return SharedSignal(redis, f"{settings.redis_namespace}:autoscale:signal", leadership)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
-
 from app.chat.admission import (
     AdmissionPolicy,
     AdmissionQueue,
@@ -27,6 +25,7 @@ from app.chat.admission import (
 from app.chat.frames import ChatRefused
 from app.chat.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from app.config import Settings
+from app.lib.redis import redis_client
 
 _REFUSAL_DETAILS = {
     "full": ("queue_full", "every stream is busy and the queue is full"),
@@ -95,7 +94,7 @@ async def open_gate(settings: Settings, nodes: int) -> AsyncIterator[ChatGate]:
         max_waiting=settings.chat_max_waiting, fairness_half_life_s=settings.chat_fairness_half_life_s
     )
     capacity = nodes * settings.chat_streams_per_node
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     queue: AdmissionQueue
     limiter: RateLimiter
     if redis is None:

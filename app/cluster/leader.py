@@ -43,6 +43,7 @@ from sqlmodel import col
 
 from app.config import Settings
 from app.db.models import AppState
+from app.lib.redis import redis_client
 from app.resources import DEFAULT_VAR_DIR
 
 log = structlog.get_logger()
@@ -292,7 +293,7 @@ def lease_for(settings: Settings) -> Lease:
     """A Redis lease when Redis is configured (workers on many machines), else a file lock (one machine):
     ``TWIN_LEADER_LOCK_FILE``, by default beside the SQLite database, else under ``var/``."""
     if settings.redis_url:
-        return RedisLease(Redis.from_url(settings.redis_url), settings.redis_namespace, settings.leader_lease_s)
+        return RedisLease(redis_client(settings.redis_url), settings.redis_namespace, settings.leader_lease_s)
     lock_file = settings.leader_lock_file
     if lock_file is None:
         database = settings.database_url.partition(":///")[2] if settings.is_sqlite else ""
