@@ -134,10 +134,12 @@ async def test_the_recent_chatters_migration_counts_each_avatar_s_recent_chatter
     engine = create_engine(database_url)
     async with engine.begin() as connection:
         await connection.execute(
-            text("INSERT INTO network_recent_hours (id, first_hour) VALUES (1, :first_hour)"), {"first_hour": first_hour}
+            text("INSERT INTO network_recent_hours (id, first_hour) VALUES (1, :first_hour)"),
+            {"first_hour": first_hour},
         )
         await connection.execute(
-            text("INSERT INTO network_avatar_recent (avatar_id, chats, volume) VALUES (:avatar, 3, 0)"), {"avatar": kept}
+            text("INSERT INTO network_avatar_recent (avatar_id, chats, volume) VALUES (:avatar, 3, 0)"),
+            {"avatar": kept},
         )
         for avatar, fan, last_hour in chatters:
             await connection.execute(
