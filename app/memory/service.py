@@ -354,7 +354,7 @@ class MemoryService:
 
     def after_reply(self, avatar_id: str, fan: str, reply_id: int) -> None:
         """Extract the thread once it has been quiet for ``TWIN_MEMORY_EXTRACT_AFTER_S`` since this reply, in the
-        background: one waiting task per thread, which a later reply keeps waiting; returns at once."""
+        background: one timer per thread, which a later reply starts again; returns at once."""
         if not self.enabled:
             return
         thread = (avatar_id, fan)
