@@ -14,8 +14,9 @@ APP = Path(__file__).resolve().parent.parent / "app"
 ABOVE_DOMAINS = {"catalog", "web"}
 # The shared kernel: it depends on no package of the app (it may be imported by all).
 KERNEL = {"lib"}
-# The workers' coordination (leader election, fencing): below the domains it serves, it needs only the tables.
-CLUSTER_DEPENDS_ON = {"db"}
+# The workers' coordination (leader election, fencing): below the domains it serves, it needs only the tables (and
+# the kernel, as everything may).
+CLUSTER_DEPENDS_ON = {"db", *KERNEL}
 
 
 def imported_modules(path: Path) -> set[str]:
