@@ -70,10 +70,10 @@ def _dialect(session: AsyncSession) -> Any:
     return postgresql if _dialect_name(session) == "postgresql" else sqlite
 
 
-async def _locked(session: AsyncSession, table: type[Row], **key: Any) -> Row:
-    """The row with primary key ``key``, created with its defaults if missing, locked until commit (one statement
-    when it exists, as it mostly does)."""
-    query = select(table).filter_by(**key).with_for_update().execution_options(populate_existing=True)
+async def _locked(session: AsyncSession, table: type[Row], *, shared: bool = False, **key: Any) -> Row:
+    """The row with primary key ``key``, created with its defaults if missing, locked until commit (``shared``: a
+    share lock) — one statement when it exists, as it mostly does."""
+    query = select(table).filter_by(**key).with_for_update(read=shared).execution_options(populate_existing=True)
     row = (await session.scalars(query)).one_or_none()
     if row is None:
         await session.execute(_dialect(session).insert(table).values(**key).on_conflict_do_nothing())
@@ -227,11 +227,7 @@ async def _summarise_fees(session: AsyncSession, days: int) -> None:
 
 async def _settle_recent(session: AsyncSession, pending: Pending) -> None:
     """The changes in the recent hours (from ``RecentHours.first_hour`` on) added to the avatars' recent totals."""
-    shared = select(col(RecentHours.first_hour)).with_for_update(read=True)  # see RecentHours
-    if (first_hours := (await session.scalars(shared)).all()) == []:
-        await session.execute(_dialect(session).insert(RecentHours).values(id=1).on_conflict_do_nothing())
-        first_hours = (await session.scalars(shared)).all()
-    (first_hour,) = first_hours
+    first_hour = (await _locked(session, RecentHours, shared=True, id=1)).first_hour  # see RecentHours
     if first_hour is None:  # not summed yet: the first move sums what this transaction commits
         return
     chats: dict[str, int] = defaultdict(int)
@@ -386,7 +382,8 @@ async def record_turn(
             chatter.last_day, chatter.active_days = day, chatter.active_days + 1
             avatar_day.chatters += 1
     earlier = pending.chatter_hours.get((avatar_id, fan))  # this transaction's first change keeps its "before"
-    pending.chatter_hours[avatar_id, fan] = (before if earlier is None else earlier[0], max(before or hour, hour))
+    after = hour if chatter is None else chatter.last_hour
+    pending.chatter_hours[avatar_id, fan] = (before if earlier is None else earlier[0], after)
     await _network_chatter(session, fan, day)
     await settle(session)
     if model:
